@@ -1,0 +1,146 @@
+"""Service configuration, read from the environment and validated at start-up.
+
+A bad value stops the service before it accepts a request, with a message naming the variable;
+nothing is re-read mid-request. Every setting has an embedded default so that the service starts
+with no configuration at all (SQLite under ./var/, the built-in policies, demo data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fhir_vcf.errors import ConfigError
+
+PREFIX = "FHIR_VCF_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service. Environment variable = FHIR_VCF_ + the field name in capitals."""
+
+    database_url: str = "sqlite:///var/fhir-vcf.db"
+    # Base URLs the service may contact as a CDS Hooks `fhirServer`; anything else is refused.
+    allowed_fhir_servers: tuple[str, ...] = ()
+    # Path to a JSON file: issuer → {"jwks_url": ...} or {"jwks": {...}}, optional "jku" allowlist.
+    trusted_issuers: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    policy: str = "cms-lcd-pva"
+    # Extra policy files (YAML/JSON) loaded beside the built-in ones.
+    policy_files: tuple[str, ...] = ()
+    # The external base URL (behind a proxy), used for the JWT `aud` check and links.
+    public_base_url: str | None = None
+    max_body_bytes: int = 5 * 1024 * 1024
+    # The EHR FHIR server for the REST API's patient endpoints.
+    fhir_base_url: str | None = None
+    fhir_token: str | None = None
+    smart_client_id: str | None = None
+    smart_token_url: str | None = None
+    smart_private_key: str | None = None  # path to a PEM file
+    smart_key_id: str | None = None
+    smart_algorithm: str = "RS384"
+    smart_scope: str = "system/*.read system/CarePlan.write"
+    fhir_connect_timeout: float = 1.0
+    fhir_read_timeout: float = 2.0
+    fhir_max_pages: int = 5
+    # Serve the sample patients on a read-only FHIR endpoint at /demo/fhir and allow it as fhirServer.
+    demo: bool = False
+    jwt_leeway_seconds: int = 30
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, raw, f.type)
+        return cls(**values).validated()
+
+    def updated(self, overrides: Mapping[str, Any]) -> Settings:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        return replace(self, **overrides).validated()
+
+    def validated(self) -> Settings:
+        for url in self.allowed_fhir_servers:
+            _require_http_url("ALLOWED_FHIR_SERVERS", url)
+        for name in ("public_base_url", "fhir_base_url", "smart_token_url"):
+            value = getattr(self, name)
+            if value:
+                _require_http_url(name.upper(), value)
+        if self.trusted_issuers:
+            _check_trusted_issuers(self.trusted_issuers)
+        if not self.database_url.split(":", 1)[0].startswith(("sqlite", "postgresql", "postgres")):
+            raise ConfigError(
+                f"{PREFIX}DATABASE_URL: unsupported database {self.database_url.split(':', 1)[0]!r}; "
+                "use sqlite:///path or postgresql://user@host/db"
+            )
+        if self.max_body_bytes <= 0:
+            raise ConfigError(f"{PREFIX}MAX_BODY_BYTES must be a positive number of bytes")
+        if self.smart_client_id and not (self.smart_token_url and self.smart_private_key):
+            raise ConfigError(
+                f"{PREFIX}SMART_CLIENT_ID needs {PREFIX}SMART_TOKEN_URL and {PREFIX}SMART_PRIVATE_KEY"
+            )
+        if self.smart_private_key and not Path(self.smart_private_key).is_file():
+            raise ConfigError(f"{PREFIX}SMART_PRIVATE_KEY: no such file {self.smart_private_key}")
+        return self
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    var = PREFIX + name.upper()
+    kind = str(kind)
+    if kind.startswith("tuple"):
+        return tuple(part.strip().rstrip("/") if "://" in part else part.strip()
+                     for part in raw.split(",") if part.strip())
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{var}: expected true or false, got {raw!r}")
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{var}: expected a whole number, got {raw!r}") from None
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{var}: expected a number, got {raw!r}") from None
+    return raw
+
+
+def _require_http_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ConfigError(f"{PREFIX}{name}: {url!r} is not an http(s) URL")
+
+
+def _check_trusted_issuers(path: str) -> None:
+    var = f"{PREFIX}TRUSTED_ISSUERS"
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{var}: no such file {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{var}: {path} is not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{var}: {path} must map each issuer to {{'jwks_url': ...}} or {{'jwks': {{...}}}}")
+    for issuer, entry in data.items():
+        if not isinstance(entry, dict) or not ({"jwks_url", "jwks"} & set(entry)):
+            raise ConfigError(f"{var}: issuer {issuer!r} needs 'jwks_url' or 'jwks'")

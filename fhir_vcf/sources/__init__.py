@@ -1,0 +1,1 @@
+"""Where records come from: Bundle files, CDS Hooks prefetch, a FHIR server."""
