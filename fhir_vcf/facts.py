@@ -200,9 +200,11 @@ class FractureFacts:
       myeloma: Fact[bool].
     - exclusion facts, all Fact[bool], PRESENT = the exclusion applies, ABSENT = record read and no
       sign of it (the usual case), CONFLICT = contradicting sources (e.g. pregnancy on a male):
-      pain_elsewhere (X1), infection (X2), pregnancy (X3), cement_allergy (X5), coagulopathy (X6),
+      pain_elsewhere (X1), infection (X2), pregnancy (X3), cement_allergy (X5), coagulopathy (X6: a coded coagulopathy; see also `inr`),
       instability (X7), myelopathy (X8), neurologic_deficit (X9), neural_impingement (X10),
       retropulsion (X11, shared with the fact above).
+    - inr: Fact[float] the latest INR (LOINC 6301-6, 34714-6, 38875-1) on or before as_of; PRESENT
+      with the number; UNKNOWN when none. The limit (e.g. > 1.5) is the policy's, not the mapper's.
     - anticoagulants: context only (an anticoagulant alone is not a coagulopathy).
     - healed: Fact[bool] an "old healed fracture" code/text (SNOMED 307136000, Z87.310).
     - requests: every augmentation request found; request: the one being judged (the CDS Hooks
@@ -237,6 +239,7 @@ class FractureFacts:
     pregnancy: Fact[bool] = field(default_factory=Fact.unknown)
     cement_allergy: Fact[bool] = field(default_factory=Fact.unknown)
     coagulopathy: Fact[bool] = field(default_factory=Fact.unknown)
+    inr: Fact[float] = field(default_factory=Fact.unknown)
     anticoagulants: Fact[tuple[str, ...]] = field(default_factory=Fact.unknown)
     instability: Fact[bool] = field(default_factory=Fact.unknown)
     myelopathy: Fact[bool] = field(default_factory=Fact.unknown)

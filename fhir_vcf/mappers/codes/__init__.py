@@ -1,0 +1,1 @@
+"""Code lists, one module per vocabulary, each entry with its source."""

@@ -1,0 +1,193 @@
+"""Reading facts out of free text: levels, percentages, scores, and whether a mention is negated.
+
+Real feeds state findings in report text as often as in codes (input profile, rules 1 and 6). The
+parsers here are deliberately conservative: they never invent a level or a number, they treat a
+negated mention as evidence of absence, and they are case-insensitive.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fhir_vcf.levels import SACRUM, is_level, level_range, sort_levels
+
+# One vertebra: "T12", "Th12", "T-12", "T 12", "L1", "C7", "S1". The region letter must not be the
+# tail of a word ("at12" is not a level), and the number must not run on ("T123", "L1.5").
+_ONE = r"(?<![A-Za-z0-9])(?P<region{n}>th|[ctls])[\s\-]?(?P<num{n}>1[0-2]|[1-9])(?![0-9.]?\d)"
+_LEVEL = re.compile(_ONE.format(n=""), re.IGNORECASE)
+# A range: "T11-L1", "T11 to L1", "T11 through L1", "T11–L1"; a bare second number shares the
+# first's region ("T11-12", "L2-4").
+_RANGE = re.compile(
+    _ONE.format(n="a")
+    + r"\s*(?:-|–|—|to|through|thru)\s*"
+    + r"(?:(?P<regionb>th|[ctls])[\s\-]?)?(?P<numb>1[0-2]|[1-9])(?![0-9.]?\d)",
+    re.IGNORECASE,
+)
+_SACRUM = re.compile(r"\bsacr(?:um|al)\b", re.IGNORECASE)
+# "T1" and "T2" are also MRI sequences: "T2 hyperintense", "T1-weighted", "T2/STIR" name no vertebra.
+_MRI_SEQUENCE = re.compile(
+    r"[\s\-]*(?:weighted|wi?\b|hyper|hypo|iso|signal|sequence|images?|imaging|flair|fat|\*|/\s*stir|and\s+stir)",
+    re.IGNORECASE,
+)
+
+
+def _is_mri_sequence(text: str, label: str, end: int) -> bool:
+    return label in {"T1", "T2"} and bool(_MRI_SEQUENCE.match(text, end))
+
+NEGATIONS = (
+    r"no",
+    r"not",
+    r"without",
+    r"negative for",
+    r"absence of",
+    r"absent",
+    r"free of",
+    r"denies",
+    r"ruled out",
+    r"rule out",
+    r"r/o",
+    r"no evidence of",
+    r"no sign of",
+    r"no signs of",
+    r"resolved",
+    r"resolution of",
+)
+# A negation governs the mention when it sits in the same clause, a few words before it.
+_NEGATION_BEFORE = re.compile(
+    r"\b(?:" + "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in NEGATIONS) + r")\b(?P<gap>[^.;:\n]{0,40})$",
+    re.IGNORECASE,
+)
+# "... edema: none", "... edema is absent", "edema not seen".
+_NEGATION_AFTER = re.compile(
+    r"^\s*(?:is|are|was|were)?\s*(?::\s*none|absent|not\s+(?:seen|present|identified|demonstrated)|negative)\b",
+    re.IGNORECASE,
+)
+# Words that end the scope of a preceding negation: "no fracture but marrow edema at T12".
+_SCOPE_BREAK = re.compile(r"\b(?:but|however|although|yet|with|and\s+(?:there\s+is|shows?))\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One occurrence of a term in text: where it is and whether the text negates it."""
+
+    term: str
+    start: int
+    end: int
+    negated: bool
+    snippet: str
+
+
+def _label(region: str, number: str) -> str:
+    letter = "T" if region.lower() == "th" else region.upper()
+    return f"{letter}{int(number)}"
+
+
+def find_levels(text: str | None) -> list[str]:
+    """Every vertebral level the text names, head to foot ("T11-L1" → T11, T12, L1).
+
+    Unknown labels (e.g. "T13", "C8") are dropped rather than guessed; "sacrum" is reported as S1 so
+    that a sacral fracture fails the level rule instead of vanishing.
+    """
+    if not text:
+        return []
+    found: list[str] = []
+    consumed: list[tuple[int, int]] = []
+    for m in _RANGE.finditer(text):
+        first = _label(m["regiona"], m["numa"])
+        last = _label(m["regionb"] or m["regiona"], m["numb"])
+        if is_level(first) and is_level(last):
+            found.extend(level_range(first, last))
+            consumed.append(m.span())
+    for m in _LEVEL.finditer(text):
+        if any(a <= m.start() < b for a, b in consumed):
+            continue
+        label = _label(m["region"], m["num"])
+        if is_level(label) and not _is_mri_sequence(text, label, m.end()):
+            found.append(label)
+    if _SACRUM.search(text):
+        found.append(SACRUM)
+    return sort_levels(found)
+
+
+def is_negated(text: str, start: int, end: int) -> bool:
+    """Whether the mention text[start:end] is negated within its clause."""
+    before = text[max(0, start - 60) : start]
+    m = _NEGATION_BEFORE.search(before)
+    if m and not _SCOPE_BREAK.search(m["gap"]):
+        return True
+    return bool(_NEGATION_AFTER.match(text[end : end + 40]))
+
+
+def _snippet(text: str, start: int, end: int, width: int = 40) -> str:
+    a = max(0, start - width)
+    b = min(len(text), end + width)
+    return ("…" if a else "") + " ".join(text[a:b].split()) + ("…" if b < len(text) else "")
+
+
+def find_terms(text: str | None, patterns: Iterable[str]) -> list[Mention]:
+    """Each match of any pattern (regular expressions, matched case-insensitively on word bounds)."""
+    if not text:
+        return []
+    mentions = []
+    for pattern in patterns:
+        for m in re.finditer(rf"\b(?:{pattern})", text, re.IGNORECASE):
+            mentions.append(
+                Mention(m.group(0), m.start(), m.end(), is_negated(text, m.start(), m.end()),
+                        _snippet(text, m.start(), m.end()))
+            )
+    return sorted(mentions, key=lambda mention: mention.start)
+
+
+def mentions(text: str | None, patterns: Iterable[str]) -> tuple[list[Mention], list[Mention]]:
+    """(affirmed, negated) mentions of the patterns in text."""
+    found = find_terms(text, patterns)
+    return [m for m in found if not m.negated], [m for m in found if m.negated]
+
+
+_PERCENT = re.compile(
+    r"(?P<value>\d{1,3}(?:\.\d+)?)\s*(?:%|percent|per\s*cent)", re.IGNORECASE
+)
+_HEIGHT_CONTEXT = re.compile(r"height|collapse|compress|loss|wedg|reduc", re.IGNORECASE)
+
+
+def find_height_loss_percent(text: str | None) -> list[float]:
+    """Percentages stated as height loss: "35% height loss", "loss of 40% of height", "40 percent collapse".
+
+    A percentage counts only with height-loss wording within the same clause, so "90% oxygen
+    saturation" or "T-score at 5th percentile" never becomes a height loss.
+    """
+    if not text:
+        return []
+    values = []
+    for m in _PERCENT.finditer(text):
+        clause_start = max(text.rfind(sep, 0, m.start()) for sep in ".;\n")
+        clause_end = min((i for i in (text.find(sep, m.end()) for sep in ".;\n") if i != -1), default=len(text))
+        clause = text[clause_start + 1 : clause_end]
+        value = float(m["value"])
+        if _HEIGHT_CONTEXT.search(clause) and 0 <= value <= 100 and not is_negated(text, m.start(), m.end()):
+            values.append(value)
+    return values
+
+
+def find_score(text: str | None, labels: Iterable[str], maximum: int) -> list[int]:
+    """Scores written after a label: "RDQ 19", "Roland-Morris 19/24", "NRS: 8/10", "pain 7 out of 10".
+
+    A number above `maximum`, or a fraction whose denominator is not `maximum`, is not a score.
+    """
+    if not text:
+        return []
+    label = "|".join(labels)
+    pattern = re.compile(
+        rf"\b(?:{label})\b[^0-9\n]{{0,25}}?(?P<value>\d{{1,3}})(?:\s*(?:/|out\s+of|of)\s*(?P<den>\d{{1,3}}))?",
+        re.IGNORECASE,
+    )
+    scores = []
+    for m in pattern.finditer(text):
+        value = int(m["value"])
+        if m["den"] is not None and int(m["den"]) != maximum:
+            continue
+        if value <= maximum:
+            scores.append(value)
+    return scores
