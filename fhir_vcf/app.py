@@ -1,48 +1,108 @@
-"""The Flask application factory: configuration, shared services, blueprints, error handling."""
+"""The Flask application factory: configuration, shared services, blueprints, error handling.
+
+Everything a request needs is built here, once per app, and reached through `services()`: no
+module-level singletons holding request state (a peer CDS service once answered every request
+with the first one's cards through such a singleton). Errors never leave as a stack trace: the
+handlers below turn anything unhandled into a generic body (an OperationOutcome under
+/cds-services, RFC 9457 problem details elsewhere) and log the exception server-side.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, json, request
+from werkzeug.exceptions import HTTPException
 
 from fhir_vcf.config import Settings
+from fhir_vcf.errors import ConfigError, InputError, UpstreamError
 from fhir_vcf.rules.policy import Policy, load_policies
+from fhir_vcf.sources.fhir_server import FhirClient
+
+log = logging.getLogger(__name__)
+
+CDS_PREFIX = "/cds-services"
+
+FhirClientFactory = Callable[[str, "str | None"], FhirClient]
 
 
 @dataclass
 class Services:
-    """What the blueprints share, built once per app (never per process: tests build many apps)."""
+    """What the blueprints share, built once per app (never per process: tests build many apps).
+
+    settings: the validated Settings.
+    policies / default_policy: every loaded policy by id, and the service default (FHIR_VCF_POLICY).
+    fhir_client: `fhir_client(base_url, token) -> FhirClient` with the service's timeouts and page cap
+      (Settings.fhir_connect_timeout / fhir_read_timeout / fhir_max_pages); tests may swap it.
+    store: the audit + feedback store (`fhir_vcf.store.Store`), opened and migrated at start-up.
+    extras: a place for other blueprints' shared objects (JWKS cache, SMART token provider, ...),
+      keyed by the owning module's name.
+    """
 
     settings: Settings
     policies: dict[str, Policy]
     default_policy: Policy
+    fhir_client: FhirClientFactory
+    store: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def services() -> Services:
     return current_app.extensions["fhir_vcf"]
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
-    """Build the app. `config` is a Settings, a mapping of Settings fields over the environment, or None."""
+def fhir_client_factory(settings: Settings) -> FhirClientFactory:
+    """FhirClients for caller-named servers (CDS Hooks `fhirServer`), one per call: the token is
+    per request and must never outlive it."""
+
+    def make(base_url: str, token: str | None) -> FhirClient:
+        return FhirClient(
+            base_url,
+            token=token,
+            timeout=(settings.fhir_connect_timeout, settings.fhir_read_timeout),
+            max_pages=settings.fhir_max_pages,
+        )
+
+    return make
+
+
+def _settings_from(config: Settings | Mapping[str, Any] | None) -> Settings:
     if isinstance(config, Settings):
-        settings = config.validated()
-    else:
-        settings = Settings.from_env()
-        if config:
-            settings = settings.updated(config)
+        return config.validated()
+    settings = Settings.from_env()
+    if config:
+        settings = settings.updated(config)
+    return settings
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. `config` is a Settings, a mapping of Settings fields over the environment, or None.
+
+    Raises ConfigError / PolicyError (and the store's StoreError) at start-up, before any request.
+    """
+    settings = _settings_from(config)
     policies = load_policies(settings.policy_files)
     default = policies.get(settings.policy)
     if default is None:
-        from fhir_vcf.errors import ConfigError
-
         raise ConfigError(f"FHIR_VCF_POLICY: unknown policy {settings.policy!r}; known: {', '.join(policies)}")
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["fhir_vcf"] = Services(settings=settings, policies=policies, default_policy=default)
+    svc = Services(
+        settings=settings,
+        policies=policies,
+        default_policy=default,
+        fhir_client=fhir_client_factory(settings),
+    )
+    app.extensions["fhir_vcf"] = svc
+
+    from fhir_vcf import store as store_module
+
+    svc.store = store_module.init_app(app, settings)
 
     from fhir_vcf.service import api, cds_hooks, demo_fhir, feedback, ops
 
@@ -50,4 +110,82 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     if settings.demo:
         app.register_blueprint(demo_fhir.bp)
+    _init_optional(app, settings)
+    _register_error_handlers(app)
     return app
+
+
+def _init_optional(app: Flask, settings: Settings) -> None:
+    """App-wide wiring: JWT trust on /cds-services* (a before_request hook: a bare 401 before any
+    view runs) and CORS for the configured origins; then any blueprint module offering
+    `init_app(app, settings)`."""
+    import importlib
+
+    from fhir_vcf import logs
+    from fhir_vcf.service import auth
+
+    logs.init_logging(app, settings)  # JSON lines, request id, one `request` line per call
+    svc = app.extensions["fhir_vcf"]
+    svc.extras["fhir_vcf.service.auth"] = auth.init_app(app, settings)
+    auth.init_cors(app, settings)
+    for name in ("fhir_vcf.service.feedback",):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        init = getattr(module, "init_app", None)
+        if callable(init):
+            init(app, settings)
+
+
+# --- errors: never a traceback to a caller ---------------------------------------------------------
+
+
+def _body(status: int, detail: str) -> Response:
+    """An error body in the dialect of the path: OperationOutcome for CDS Hooks, problem elsewhere."""
+    if request.path == CDS_PREFIX or request.path.startswith(CDS_PREFIX + "/"):
+        code = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+                412: "incomplete", 413: "too-costly", 415: "not-supported"}.get(
+            status, "exception" if status >= 500 else "processing")
+        body: dict[str, Any] = {"resourceType": "OperationOutcome",
+                                "issue": [{"severity": "error", "code": code, "diagnostics": detail}]}
+        return Response(json.dumps(body), status=status, mimetype="application/json")
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+
+
+def _register_error_handlers(app: Flask) -> None:
+    """App-wide fallbacks; a blueprint's own handlers (e.g. the REST API's problems) take precedence."""
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 401:  # bare 401 (CDS Hooks security); keep WWW-Authenticate
+            response = Response(status=401)
+            for name, value in exc.get_headers():
+                if name.lower() == "www-authenticate":
+                    response.headers[name] = value
+            return response
+        if status == 413:
+            return _body(413, "the request body is larger than this service accepts")
+        response = _body(status, exc.description or HTTPStatus(status).phrase)
+        if status == 405:
+            for name, value in exc.get_headers():
+                if name.lower() == "allow":
+                    response.headers[name] = value
+        return response
+
+    @app.errorhandler(InputError)
+    def _input(exc: InputError) -> Response:
+        return _body(400, str(exc))
+
+    @app.errorhandler(UpstreamError)
+    def _upstream(exc: UpstreamError) -> Response:
+        return _body(504 if exc.timeout else 502, str(exc))
+
+    @app.errorhandler(Exception)
+    def _internal(exc: Exception) -> Response:
+        log.error("unhandled error answering %s %s", request.method, request.path, exc_info=exc)
+        return _body(500, "the service failed to answer; the error has been logged")

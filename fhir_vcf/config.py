@@ -50,6 +50,8 @@ class Settings:
     fhir_max_pages: int = 5
     # Serve the sample patients on a read-only FHIR endpoint at /demo/fhir and allow it as fhirServer.
     demo: bool = False
+    # The folder of sample Bundles demo mode serves; default: samples/ of the source checkout.
+    demo_dir: str | None = None
     jwt_leeway_seconds: int = 30
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)

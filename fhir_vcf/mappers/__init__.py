@@ -1,0 +1,156 @@
+"""From a PatientRecord to FractureFacts: `map_record` assembles the fact families.
+
+Order matters only where one family needs another: the requests first (their reasons and levels),
+then the fracture Conditions, then imaging (which may give a lone unleveled fracture its level and
+can contradict an onset), then the context families of `symptoms`, `care` and `exclusions`.
+Every family reads the record once; per-level facts are bucketed, never rescanned.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fhir_vcf.facts import Evidence, FractureFacts, Method
+from fhir_vcf.levels import sort_levels
+from fhir_vcf.mappers import common
+from fhir_vcf.mappers.care import map_care
+from fhir_vcf.mappers.codes.loinc import DXA_REPORT
+from fhir_vcf.mappers.exclusions import map_exclusions
+from fhir_vcf.mappers.fractures import context_text, onset_facts, scan_conditions, with_levels
+from fhir_vcf.mappers.imaging import imaging_facts, retropulsion_fact, scan_imaging
+from fhir_vcf.mappers.requests import map_requests
+from fhir_vcf.mappers.symptoms import map_symptoms
+from fhir_vcf.record import PatientRecord
+
+__all__ = ["VisibleRecord", "map_record"]
+
+
+class VisibleRecord:
+    """The record as it stood on the as-of date: resources dated after it are invisible.
+
+    A resource with no clinical date stays visible (nothing says it is from the future). Lists are
+    filtered once per type and cached, so mappers may call `of_type` freely.
+    """
+
+    def __init__(self, record: PatientRecord, as_of: date) -> None:
+        self._record = record
+        self._as_of = as_of
+        self._cache: dict[str, list[Any]] = {}
+        self.patient = record.patient
+        self.source = record.source
+
+    def of_type(self, *types: str) -> list[Any]:
+        found: list[Any] = []
+        for t in types:
+            if t not in self._cache:
+                self._cache[t] = [r for r in self._record.of_type(t) if not common.after(r, self._as_of)]
+            found.extend(self._cache[t])
+        return found
+
+    @property
+    def patient_resource(self) -> Any:
+        return self._record.patient_resource
+
+    def ref(self, resource: Any) -> str:
+        return self._record.ref(resource)
+
+    def resolve(self, reference: Any) -> Any:
+        target = self._record.resolve(reference)
+        if target is not None and common.after(target, self._as_of):
+            return None
+        return target
+
+
+def map_record(record: PatientRecord, *, as_of: date, request: str | None = None) -> FractureFacts:
+    """The FractureFacts of one patient as of one date (see `fhir_vcf.facts.FractureFacts`).
+
+    `request` names the ServiceRequest being judged ("ServiceRequest/x"); by default the latest
+    draft/active augmentation request. When the named one is not an augmentation request in the
+    record, the default applies.
+    """
+    view = VisibleRecord(record, as_of)
+    patient = record.patient_resource
+    sex = getattr(patient, "gender", None) if patient is not None else None
+    birth_date = common.as_date(getattr(patient, "birthDate", None)) if patient is not None else None
+
+    requests, judged = map_requests(view, request=request)
+    reasons = frozenset(r for req in requests for r in req.reasons)
+    scan = scan_conditions(view, reasons=reasons)
+    img = scan_imaging(view)
+    for ref, element, value in img.texts:
+        context_text(scan, ref, element, value, conditions=element == "conclusion" and _is_dxa(view, ref))
+
+    fractures = list(scan.fractures)
+    if len(fractures) == 1 and not fractures[0].levels:
+        levels, evidence = img.fracture_levels()
+        if levels:
+            note = Evidence(
+                fractures[0].reference,
+                "bodySite",
+                Method.TEXT,
+                f"no level in the Condition; levels {', '.join(levels)} taken from imaging "
+                "(the record holds this one fracture Condition only)",
+            )
+            fractures[0] = with_levels(fractures[0], levels, [note, *evidence])
+
+    fracture_levels = sort_levels(level for f in fractures for level in f.levels)
+    keys = sort_levels([*fracture_levels, *(judged.levels if judged else ())])
+    single_level = keys[0] if len(keys) == 1 else None
+
+    onset = onset_facts(fractures, keys, img.seen_events())
+    found = imaging_facts(img, keys, single_level)
+    context = scan.context_facts()
+    retropulsion = retropulsion_fact(found["retropulsion_signals"], scan.unstable_burst)
+
+    earliest_onset = min((f.onset for f in fractures if f.onset is not None), default=None)
+    symptoms = map_symptoms(record, as_of=as_of, episode_start=earliest_onset)
+    care = map_care(record, as_of=as_of)
+    exclusions = map_exclusions(record, as_of=as_of, sex=sex)
+
+    return FractureFacts(
+        patient=record.patient,
+        as_of=as_of,
+        sex=sex,
+        birth_date=birth_date,
+        fractures=tuple(fractures),
+        onset=onset,
+        acuity=found["acuity"],
+        acuity_unassigned=found["acuity_unassigned"],
+        height_loss=found["height_loss"],
+        progression=found["progression"],
+        kyphosis=context["kyphosis"],
+        vertebra_plana=found["vertebra_plana"],
+        intravertebral_cleft=found["intravertebral_cleft"],
+        healed=context["healed"],
+        osteoporosis=context["osteoporosis"],
+        malignancy=context["malignancy"],
+        myeloma=context["myeloma"],
+        pain_scores=tuple(symptoms.get("pain_scores", ())),
+        rdq=symptoms["rdq"],
+        nsm=care["nsm"],
+        dxa=care["dxa"],
+        osteoporosis_program=care["osteoporosis_program"],
+        anticoagulants=care["anticoagulants"],
+        pain_elsewhere=exclusions["pain_elsewhere"],
+        infection=exclusions["infection"],
+        pregnancy=exclusions["pregnancy"],
+        cement_allergy=exclusions["cement_allergy"],
+        coagulopathy=exclusions["coagulopathy"],
+        inr=exclusions["inr"],
+        instability=exclusions["instability"],
+        myelopathy=exclusions["myelopathy"],
+        neurologic_deficit=exclusions["neurologic_deficit"],
+        neural_impingement=exclusions["neural_impingement"],
+        retropulsion=retropulsion,
+        requests=requests,
+        request=judged,
+        imaging=found["imaging"],
+    )
+
+
+def _is_dxa(view: VisibleRecord, ref: str) -> bool:
+    """A DXA report's conclusion ("consistent with osteoporosis") is a diagnosis; other reports'
+    "osteoporotic" describes bone (LOINC 83311-1 DXA report; input profile, "continuum of care")."""
+    report = view.resolve(ref)
+    return any(c.system == "loinc" and c.code == DXA_REPORT for c, _ in common.codings(getattr(report, "code", None)))

@@ -1,5 +1,592 @@
-"""PLACEHOLDER: replaced by its owner (see docs/design.md)."""
+"""CDS Hooks 2.0: discovery and the three services (patient-view, order-select, order-sign).
 
-from flask import Blueprint
+The flow of a call: JWT (app-wide, `fhir_vcf.service.auth`) → request body checks (marshmallow;
+unknown members such as `extension` accepted and ignored) → `fhirServer` allowlist → the record
+(prefetch, fetched gaps, draft orders; `fhir_vcf.sources.prefetch`) → `fhir_vcf.evaluation` →
+cards (`fhir_vcf.outputs.cards`). No clinical logic here beyond recognising which draft orders
+are vertebral augmentation, so that unrelated orders get `{"cards": []}` without a fetch.
+
+Every error is a 4xx/5xx with an OperationOutcome body naming what is wrong; no stack trace ever
+leaves the service. The access token from `fhirAuthorization` is passed to the FHIR client and
+nowhere else: not logged, not stored, not echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask import Blueprint, Response, request
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from fhir_vcf.errors import InputError, UpstreamError
+from fhir_vcf.outputs.cards import CardSource, OrderContext, render_cards
+from fhir_vcf.sources.prefetch import (
+    PREFETCH_TEMPLATES,
+    ForbiddenServer,
+    PrefetchUnavailable,
+    check_fhir_server,
+    record_from_request,
+)
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("cds_hooks", __name__, url_prefix="/cds-services")
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class HookService:
+    id: str
+    hook: str
+    title: str
+    description: str
+
+
+SERVICES: dict[str, HookService] = {
+    s.id: s
+    for s in (
+        HookService(
+            "vcf-patient-view",
+            "patient-view",
+            "Vertebral augmentation eligibility at a glance",
+            "For a patient with a vertebral compression fracture on record: whether vertebral augmentation "
+            "(vertebroplasty / kyphoplasty) meets the coverage criteria today, criterion by criterion, with "
+            "what is missing and a proposed care plan. Silent when the patient has no vertebral fracture.",
+        ),
+        HookService(
+            "vcf-order-select",
+            "order-select",
+            "Vertebral augmentation order check",
+            "When a vertebral augmentation order (CPT 22510-22515, vertebroplasty, kyphoplasty) is selected: "
+            "judges it with its own levels and technique; warns and proposes conservative care when not "
+            "eligible, says when the ordered technique differs from the advice, asks for missing data. "
+            "Silent for unrelated orders.",
+        ),
+        HookService(
+            "vcf-order-sign",
+            "order-sign",
+            "Vertebral augmentation order sign-off check",
+            "Before a vertebral augmentation order (CPT 22510-22515, vertebroplasty, kyphoplasty) is signed: "
+            "judges every draft augmentation order; critical when an absolute exclusion is present, warns "
+            "and proposes conservative care when not eligible. Silent for unrelated orders.",
+        ),
+    )
+}
+
+ORDER_HOOKS = frozenset({"order-select", "order-sign"})
+
+def evaluate_record(record: Any, **options: Any) -> dict[str, Any]:
+    """`fhir_vcf.evaluation.evaluate_record`, imported at call time (the only clinical entry point;
+    tests replace this name with contract-shaped stubs)."""
+    from fhir_vcf.evaluation import evaluate_record as core
+
+    return core(record, **options)
+
+
+# --- recognising a vertebral augmentation order -----------------------------------------------------
+
+CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
+# AMA CPT: 22510 / 22511 / +22512 percutaneous vertebroplasty; 22513 / 22514 / +22515 kyphoplasty.
+CPT_VERTEBROPLASTY = frozenset({"22510", "22511", "22512"})
+CPT_KYPHOPLASTY = frozenset({"22513", "22514", "22515"})
+# AMA CPT: 22520-22525, 72291, 72292 were deleted; a request carrying them is still an augmentation
+# order, judged so that the evaluation can reject the retired code with a clear message.
+CPT_DELETED = frozenset({"22520", "22521", "22522", "22523", "22524", "22525", "72291", "72292"})
+_TEXT_KYPHO = re.compile(r"kyphoplast", re.I)
+_TEXT_VERTEBRO = re.compile(r"vertebroplast", re.I)
+_TEXT_AUGMENT = re.compile(r"vertebral\s+augmentation|percutaneous\s+vertebral\s+augment", re.I)
+
+
+def _texts(resource: Mapping[str, Any]) -> list[str]:
+    code = resource.get("code") if isinstance(resource.get("code"), Mapping) else {}
+    texts = [code.get("text")]
+    texts += [c.get("display") for c in code.get("coding", []) if isinstance(c, Mapping)]
+    return [t for t in texts if isinstance(t, str)]
+
+
+def _cpt_codes(resource: Mapping[str, Any]) -> list[str]:
+    code = resource.get("code") if isinstance(resource.get("code"), Mapping) else {}
+    return [
+        str(c.get("code")).strip()
+        for c in code.get("coding", [])
+        if isinstance(c, Mapping) and c.get("system") == CPT_SYSTEM and c.get("code")
+    ]
+
+
+def ordered_technique(resource: Mapping[str, Any]) -> str | None:
+    """kyphoplasty | vertebroplasty | unspecified for a vertebral augmentation ServiceRequest, else None."""
+    if resource.get("resourceType") != "ServiceRequest":
+        return None
+    codes = set(_cpt_codes(resource))
+    if codes & CPT_KYPHOPLASTY:
+        return "kyphoplasty"
+    if codes & CPT_VERTEBROPLASTY:
+        return "vertebroplasty"
+    text = " ".join(_texts(resource))
+    if _TEXT_KYPHO.search(text):
+        return "kyphoplasty"
+    if _TEXT_VERTEBRO.search(text):
+        return "vertebroplasty"
+    if _TEXT_AUGMENT.search(text) or codes & CPT_DELETED:
+        return "unspecified"
+    return None
+
+
+def augmentation_orders(draft_orders: Mapping[str, Any] | None) -> dict[str, tuple[str, list[str]]]:
+    """reference → (ordered technique, every form the order can be referred to by) for each draft
+    vertebral augmentation ServiceRequest in `draftOrders`."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    if not isinstance(draft_orders, Mapping):
+        return found
+    if draft_orders.get("resourceType") == "Bundle":
+        entries = [e for e in draft_orders.get("entry", []) if isinstance(e, Mapping)]
+    else:
+        entries = [{"resource": draft_orders}]
+    for position, entry in enumerate(entries):
+        resource = entry.get("resource")
+        if not isinstance(resource, Mapping):
+            continue
+        technique = ordered_technique(resource)
+        if technique is None:
+            continue
+        rid = resource.get("id")
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        ref = f"ServiceRequest/{rid}" if isinstance(rid, str) and rid else full_url
+        if not ref:
+            # the reference build_record gives an entry with neither id nor fullUrl
+            ref = f"entry[{position}] (ServiceRequest) in context.draftOrders"
+        aliases = [a for a in (ref, full_url) if a]
+        found[ref] = (technique, aliases)
+    return found
+
+
+# --- request schema --------------------------------------------------------------------------------
+
+
+class FhirAuthorizationSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    access_token = fields.String(required=True, validate=validate.Length(min=1))
+    token_type = fields.String(required=True)
+    expires_in = fields.Integer()
+    scope = fields.String()
+    subject = fields.String()
+    patient = fields.String()
+
+    @validates_schema
+    def _bearer(self, data: dict[str, Any], **_: Any) -> None:
+        if str(data.get("token_type", "")).lower() != "bearer":
+            raise ValidationError("must be 'Bearer'", "token_type")
+
+
+class HookRequestSchema(Schema):
+    class Meta:
+        unknown = INCLUDE  # `extension` and future members are accepted and ignored
+
+    hook = fields.String(required=True, validate=validate.Length(min=1))
+    hookInstance = fields.UUID(required=True)  # the spec's member names, hence camelCase
+    fhirServer = fields.Url(require_tld=False, schemes={"http", "https"})
+    fhirAuthorization = fields.Nested(FhirAuthorizationSchema, allow_none=True)
+    context = fields.Dict(required=True)
+    prefetch = fields.Dict(allow_none=True)
+
+    @validates_schema
+    def _server_with_token(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("fhirAuthorization") and not data.get("fhirServer"):
+            raise ValidationError("fhirServer is required when fhirAuthorization is present", "fhirServer")
+
+
+class PatientViewContext(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    patientId = fields.String(required=True, validate=validate.Length(min=1))
+    userId = fields.String()
+    encounterId = fields.String()
+
+
+class OrderSignContext(PatientViewContext):
+    draftOrders = fields.Dict(required=True)
+
+    @validates_schema
+    def _bundle(self, data: dict[str, Any], **_: Any) -> None:
+        orders = data.get("draftOrders")
+        if isinstance(orders, Mapping) and orders.get("resourceType") != "Bundle":
+            raise ValidationError("must be a FHIR Bundle", "draftOrders")
+
+
+class OrderSelectContext(OrderSignContext):
+    selections = fields.List(fields.String(validate=validate.Length(min=1)), required=True)
+
+
+CONTEXT_SCHEMAS: dict[str, type[Schema]] = {
+    "patient-view": PatientViewContext,
+    "order-select": OrderSelectContext,
+    "order-sign": OrderSignContext,
+}
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def outcome(status: int, code: str, diagnostics: str, expression: list[str] | None = None) -> Response:
+    """An OperationOutcome error response (severity error; `code` a FHIR IssueType)."""
+    issue: dict[str, Any] = {"severity": "error", "code": code, "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = expression
+    return _json({"resourceType": "OperationOutcome", "issue": [issue]}, status)
+
+
+class Refused(Exception):
+    """A request refused with a ready OperationOutcome response."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        super().__init__(response.status)
+
+
+def _refuse(status: int, code: str, diagnostics: str, expression: list[str] | None = None) -> Refused:
+    return Refused(outcome(status, code, diagnostics, expression))
+
+
+def _flatten(messages: Any, path: str = "") -> list[tuple[str, str]]:
+    """marshmallow's nested error dict as (element path, message) pairs."""
+    if isinstance(messages, Mapping):
+        out: list[tuple[str, str]] = []
+        for key, value in messages.items():
+            sub = path if key == "_schema" else (f"{path}.{key}" if path else str(key))
+            out.extend(_flatten(value, sub))
+        return out
+    if isinstance(messages, list):
+        if all(isinstance(m, str) for m in messages):
+            return [(path or "$", " ".join(messages))]
+        out = []
+        for value in messages:
+            out.extend(_flatten(value, path))
+        return out
+    return [(path or "$", str(messages))]
+
+
+def _schema_refusal(error: ValidationError, prefix: str = "") -> Refused:
+    pairs = _flatten(error.messages, prefix)
+    missing = [p for p, m in pairs if "Missing data for required field" in m]
+    text = "; ".join(f"{p}: {m}" for p, m in pairs)
+    code = "required" if missing and len(missing) == len(pairs) else "invalid"
+    return _refuse(400, code, f"invalid CDS Hooks request: {text}", [p for p, _ in pairs])
+
+
+@bp.errorhandler(Refused)
+def _refused(exc: Refused) -> Response:
+    return exc.response
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status == 401:  # the trust layer's answer: a bare 401 (CDS Hooks security), headers kept
+        response = Response(status=401)
+        for name, value in exc.get_headers():
+            if name.lower() == "www-authenticate":
+                response.headers[name] = value
+        return response
+    if status == 413 or isinstance(exc, RequestEntityTooLarge):
+        return outcome(413, "too-costly", "the request body is larger than this service accepts")
+    return outcome(status, "processing" if status < 500 else "exception", exc.description or exc.name)
+
+
+@bp.errorhandler(Exception)
+def _internal_error(exc: Exception) -> Response:
+    log.error("CDS Hooks call failed", exc_info=exc)
+    return outcome(500, "exception", "the service failed to answer; the error has been logged")
+
+
+# --- audit (JWT trust is app-wide: fhir_vcf.service.auth checks /cds-services* before any view) ------
+
+
+def _audit(**fields_: Any) -> None:
+    """One audit row per answered hook call: `Services.store.record_call(...)` (fhir_vcf.store; the
+    store keeps only a salted hash of the patient). An audit failure is logged and does not take
+    the clinician's card away."""
+    from fhir_vcf.app import services
+
+    record = getattr(services().store, "record_call", None)
+    if record is None:
+        return
+    try:
+        record(**fields_)
+    except Exception:
+        log.exception("could not record the CDS Hooks call in the audit store")
+
+
+# --- discovery -------------------------------------------------------------------------------------
+
+
+def discovery_document() -> dict[str, Any]:
+    return {
+        "services": [
+            {
+                "hook": s.hook,
+                "id": s.id,
+                "title": s.title,
+                "description": s.description,
+                "prefetch": dict(PREFETCH_TEMPLATES),
+                "usageRequirements": (
+                    "Send fhirServer with an access token allowing read of the prefetch resource types, "
+                    "or fill every prefetch key; the fhirServer must be on this service's allowlist."
+                ),
+            }
+            for s in SERVICES.values()
+        ]
+    }
+
+
+@bp.get("")
+@bp.get("/")
+def discovery() -> Response:
+    return _json(discovery_document())
+
+
+# --- invocation ------------------------------------------------------------------------------------
+
+
+def _parse_body() -> dict[str, Any]:
+    from fhir_vcf.app import services
+
+    limit = services().settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _refuse(413, "too-costly", f"the request body is larger than {limit} bytes")
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise _refuse(413, "too-costly", f"the request body is larger than {limit} bytes") from None
+    if len(raw) > limit:
+        raise _refuse(413, "too-costly", f"the request body is larger than {limit} bytes")
+    if not raw.strip():
+        raise _refuse(400, "structure", "the request body is empty; expected a CDS Hooks request object")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise _refuse(400, "structure", f"the request body is not valid JSON{where}") from None
+    if not isinstance(body, dict):
+        raise _refuse(400, "structure", "the request body must be a JSON object")
+    return body
+
+
+def _allowed_servers() -> list[str]:
+    from fhir_vcf.app import services
+
+    settings = services().settings
+    allowed = list(settings.allowed_fhir_servers)
+    if settings.demo:  # the app's own read-only demo endpoint (fhir_vcf.service.demo_fhir)
+        allowed.append(request.url_root.rstrip("/") + "/demo/fhir")
+        if settings.public_base_url:
+            allowed.append(settings.public_base_url.rstrip("/") + "/demo/fhir")
+    return allowed
+
+
+def _card_source() -> CardSource:
+    from fhir_vcf.app import services
+
+    svc = services()
+    policy = svc.default_policy
+    urls = [s.url for s in getattr(policy, "sources", ()) if getattr(s, "url", "")]
+    base = (svc.settings.public_base_url or request.url_root).rstrip("/")
+    return CardSource(
+        label=f"fhir-vcf: {getattr(policy, 'title', policy.id)}"[:120],
+        url=urls[0] if urls else None,
+        guideline_url=urls[0] if urls else None,
+        guideline_label=f"Coverage policy {policy.id}",
+        criteria_url=f"{base}/api/v1/policies/{policy.id}",
+        criteria_label="The criteria this service applies",
+    )
+
+
+def today() -> date:
+    """The as-of date of every evaluation: the request date, UTC (a module function: tests pin it)."""
+    return datetime.now(UTC).date()
+
+
+def has_fracture(evaluation: Mapping[str, Any]) -> bool:
+    """Whether the evaluation rests on a vertebral fracture on record (patient-view stays silent
+    otherwise). Uses the evaluation's explicit `fractures` member when the core provides one."""
+    if "fractures" in evaluation:
+        return bool(evaluation["fractures"])
+    if evaluation.get("route") not in (None, "", "none"):  # a coding route needs a fracture code
+        return True
+    if evaluation.get("levels"):
+        return True
+    for criterion in evaluation.get("criteria", []):
+        if (
+            isinstance(criterion, Mapping)
+            and criterion.get("id") in {"I1", "I2"}
+            and any(str(e).startswith("Condition/") for e in criterion.get("evidence", []) or [])
+        ):
+            return True
+    return False
+
+
+def _ordered(evaluation: Mapping[str, Any], fallback: str) -> str:
+    requested = evaluation.get("request")
+    if isinstance(requested, Mapping) and isinstance(requested.get("technique"), str):
+        return requested["technique"]
+    return fallback
+
+
+@bp.post("/<service_id>")
+def invoke(service_id: str) -> Response:
+    started = time.perf_counter()
+    service = SERVICES.get(service_id)
+    if service is None:
+        return outcome(404, "not-found", f"no CDS service {service_id!r} here; see GET /cds-services")
+
+    body = _parse_body()
+    try:
+        data = HookRequestSchema().load(body)
+    except ValidationError as exc:
+        raise _schema_refusal(exc) from None
+    hook = data["hook"]
+    if hook != service.hook:
+        raise _refuse(400, "not-supported", f"service {service.id} serves the {service.hook} hook, not {hook!r}",
+                      ["hook"])
+    try:
+        context = CONTEXT_SCHEMAS[hook]().load(data["context"])
+    except ValidationError as exc:
+        raise _schema_refusal(exc, "context") from None
+
+    fhir_server = data.get("fhirServer")
+    if fhir_server:
+        try:
+            check_fhir_server(fhir_server, _allowed_servers())
+        except ForbiddenServer as exc:
+            raise _refuse(403, "forbidden", str(exc), ["fhirServer"]) from None
+    token = (data.get("fhirAuthorization") or {}).get("access_token")
+
+    orders: dict[str, tuple[str, list[str]]] = {}
+    if hook in ORDER_HOOKS:
+        orders = augmentation_orders(context["draftOrders"])
+        if hook == "order-select":
+            selected = set(context["selections"])
+            orders = {ref: v for ref, v in orders.items() if selected & set(v[1])}
+        if not orders:  # an unrelated order: nothing to say, nothing fetched
+            return _finish(service, data, context, [], [], started)
+
+    from fhir_vcf.app import services
+
+    svc = services()
+    try:
+        record = record_from_request(
+            context=context,
+            prefetch=data.get("prefetch"),
+            fhir_server=fhir_server,
+            token=token,
+            client_factory=svc.fhir_client,
+        )
+    except PrefetchUnavailable as exc:
+        log.warning("CDS Hooks prefetch unavailable", extra={"keys": list(exc.keys), "hook": hook})
+        _audit(hook=service.hook, service_id=service.id, hook_instance=str(data["hookInstance"]),
+               patient=f"Patient/{context['patientId']}", duration_ms=_ms(started), status=412)
+        raise _refuse(412, "incomplete", f"required data is unavailable: {exc}",
+                      [f"prefetch.{k}" for k in exc.keys] or None) from None
+    except ForbiddenServer as exc:
+        raise _refuse(403, "forbidden", str(exc), ["fhirServer"]) from None
+    except InputError as exc:
+        raise _refuse(400, "invalid", str(exc)) from None
+
+    as_of = today()
+    policy = svc.default_policy
+    evaluations: list[tuple[Mapping[str, Any], OrderContext | None]] = []
+    try:
+        if hook == "patient-view":
+            evaluation = evaluate_record(record, as_of=as_of, policy=policy)
+            if has_fracture(evaluation):
+                evaluations.append((evaluation, None))
+        else:
+            for ref, (technique, _aliases) in orders.items():
+                evaluation = evaluate_record(record, as_of=as_of, policy=policy, request=ref)
+                order = OrderContext(
+                    reference=ref,
+                    technique=_ordered(evaluation, technique),
+                    signing=hook == "order-sign",
+                    levels=tuple(evaluation.get("levels") or ()),
+                )
+                evaluations.append((evaluation, order))
+    except InputError as exc:
+        raise _refuse(400, "invalid", str(exc)) from None
+    except UpstreamError as exc:  # the core never fetches today; kept so a future fetch stays a 412
+        raise _refuse(412, "incomplete", f"required data is unavailable: {exc}") from None
+
+    _count_decisions([ev for ev, _ in evaluations], policy.id)
+    _annotate_log(service, context, [ev for ev, _ in evaluations], policy.id)
+    response = render_cards(evaluations, source=_card_source())
+    return _finish(service, data, context, response["cards"], [ev for ev, _ in evaluations], started)
+
+
+def _count_decisions(evaluations: list[Mapping[str, Any]], policy_id: str) -> None:
+    try:
+        from fhir_vcf.service.ops import record_decisions
+    except ImportError:
+        return
+    record_decisions(evaluations, policy_id)
+
+
+def _annotate_log(
+    service: HookService, context: Mapping[str, Any], evaluations: list[Mapping[str, Any]], policy_id: str
+) -> None:
+    """Safe fields for this request's log line (fhir_vcf.logs hashes the patient)."""
+    from fhir_vcf import logs
+
+    decisions = list(dict.fromkeys(str(ev.get("decision")) for ev in evaluations))
+    logs.annotate(hook=service.hook, service=service.id, policy=policy_id,
+                  patient=f"Patient/{context['patientId']}",
+                  decision=decisions[0] if len(decisions) == 1 else None)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _finish(
+    service: HookService,
+    data: Mapping[str, Any],
+    context: Mapping[str, Any],
+    cards: list[dict[str, Any]],
+    evaluations: list[Mapping[str, Any]],
+    started: float,
+) -> Response:
+    elapsed_ms = _ms(started)
+    decisions = list(dict.fromkeys(str(ev.get("decision")) for ev in evaluations))
+    _audit(
+        hook=service.hook,
+        service_id=service.id,
+        hook_instance=str(data["hookInstance"]),
+        patient=f"Patient/{context['patientId']}",
+        decision=",".join(decisions) or None,
+        card_uuids=[card["uuid"] for card in cards],
+        suggestion_uuids=[s["uuid"] for card in cards for s in card.get("suggestions", [])],
+        duration_ms=elapsed_ms,
+        status=200,
+    )
+    log.info(
+        "CDS Hooks call answered",
+        extra={"service": service.id, "hookInstance": str(data["hookInstance"]), "cards": len(cards),
+               "ms": elapsed_ms},
+    )
+    return _json({"cards": cards})

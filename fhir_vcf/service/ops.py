@@ -1,5 +1,138 @@
-"""PLACEHOLDER: replaced by its owner (see docs/design.md)."""
+"""Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
-from flask import Blueprint
+`/healthz` answers as long as the process serves requests; `/readyz` says whether this instance
+should get traffic (database reachable, policies loaded); `/metrics` is the Prometheus text
+exposition of `fhir_vcf.metrics`; `/openapi.yaml` serves the API description.
+
+Request metrics are recorded for every endpoint of the app (not only this blueprint's) by
+`init_metrics`, installed when this blueprint is registered. The `endpoint` label is the matched
+URL rule (`/api/v1/patients/<path:patient_id>/evaluation`), never the raw path, so a scanner
+cannot create one time series per URL it tries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from fhir_vcf.metrics import DECISIONS, LATENCY, REQUESTS
 
 bp = Blueprint("ops", __name__)
+
+# The single source is `openapi.yaml` at the repository root. A non-editable install has no
+# repository root, so the package carries `fhir_vcf/openapi.yaml` (package data in
+# pyproject.toml), a symlink to the root file in the repository that the wheel build copies as a
+# regular file. At serve time the repository file wins when it exists. (Paths are derived from
+# this module's file rather than `fhir_vcf.__file__`, which is None when the package is imported
+# as a namespace package, as a stale editable install does.)
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+REPOSITORY_DOCUMENT = _PACKAGE_DIR.parent / "openapi.yaml"
+PACKAGE_DOCUMENT = _PACKAGE_DIR / "openapi.yaml"
+OPENAPI_MEDIA_TYPE = "application/yaml"
+UNMATCHED = "<unmatched>"
+
+
+def openapi_document() -> bytes:
+    """The OpenAPI document's bytes: the repository's root file, else the installed package copy."""
+    for path in (REPOSITORY_DOCUMENT, PACKAGE_DOCUMENT):
+        if path.is_file():
+            return path.read_bytes()
+    raise FileNotFoundError("openapi.yaml is neither at the repository root nor in the package")
+
+
+def record_decisions(evaluations: Iterable[Mapping[str, Any]], policy_id: str | None = None) -> None:
+    """Count each evaluation's decision (label values are enums: bounded cardinality).
+
+    Call it wherever evaluations are produced for a caller (REST API, CDS Hooks).
+    """
+    for evaluation in evaluations:
+        decision = evaluation.get("decision")
+        policy = policy_id or evaluation.get("policy")
+        DECISIONS.labels(str(decision or "unknown"), str(policy or "unknown")).inc()
+
+
+# --- request metrics ------------------------------------------------------------------------------
+
+
+def _endpoint_label() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else UNMATCHED
+
+
+def _start_timer() -> None:
+    g.fhir_vcf_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    started = g.pop("fhir_vcf_started", None)
+    endpoint = _endpoint_label()
+    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    if started is not None:
+        LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+    return response
+
+
+def init_metrics(app: Flask) -> None:
+    """Record REQUESTS and LATENCY for every request of `app`. Idempotent."""
+    if app.extensions.get("fhir_vcf.metrics"):
+        return
+    app.extensions["fhir_vcf.metrics"] = True
+    app.before_request(_start_timer)
+    app.after_request(_observe)
+
+
+@bp.record_once
+def _install(state: Any) -> None:
+    init_metrics(state.app)
+
+
+# --- endpoints ------------------------------------------------------------------------------------
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Alive: the process answers. Checks nothing else, so a slow database never restarts it."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Ready for traffic: the database answers (when there is a store) and policies are loaded."""
+    from fhir_vcf.app import services
+
+    svc = services()
+    checks: dict[str, str] = {}
+    store = getattr(svc, "store", None)
+    if store is None:
+        checks["database"] = "not-configured"
+    else:
+        try:
+            ok = store.ping()
+        except Exception:  # a ping that raises is a failed check, whatever the driver raised
+            current_app.logger.warning("readiness: database ping failed", exc_info=True)
+            ok = False
+        checks["database"] = "ok" if ok else "failed"
+    checks["policies"] = "ok" if svc.policies and svc.default_policy is not None else "failed"
+    ready = all(value != "failed" for value in checks.values())
+    failed = sorted(name for name, value in checks.items() if value == "failed")
+    body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": checks}
+    if failed:
+        body["failed"] = failed
+    response = jsonify(body)
+    response.status_code = 200 if ready else 503
+    return response
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/openapi.yaml")
+def openapi() -> Response:
+    return Response(openapi_document(), mimetype=OPENAPI_MEDIA_TYPE)

@@ -4,8 +4,79 @@ from __future__ import annotations
 
 # === fractures, levels, imaging findings (fracture mapper) ===
 
+# Codes are compared without dots and upper-cased ("M80.08XA" -> "M8008XA"); entries are prefixes.
+# Vertebral fracture Conditions and the kind each says (input profile, "fracture"; clinical rules,
+# "Scope and coding routes").
+FRACTURE_PREFIXES = (
+    ("M8008", "osteoporotic"),  # age-related osteoporosis with current pathological fracture, vertebra(e)
+    ("M8088", "osteoporotic"),  # other osteoporosis with current pathological fracture, vertebra(e)
+    ("M8458", "pathologic"),  # pathological fracture in neoplastic disease, vertebrae
+    ("S220", "traumatic"),  # fracture of thoracic vertebra
+    ("S320", "traumatic"),  # fracture of lumbar vertebra
+    ("M485", "collapsed-nec"),  # collapsed vertebra, not elsewhere classified
+    ("D1809", "hemangioma"),  # hemangioma of other sites (vertebral hemangioma; clinical rules, needs review)
+)
+# S22.0- / S32.0- fifth character: the vertebra (ICD-10-CM tabular list). Characters naming a
+# group (S22.05 T5-T6, S22.06 T7-T8, S22.07 T9-T10, S22.08 T11-T12) or "unspecified" (0) give no
+# single level and are left to bodySite/text.
+TRAUMATIC_LEVEL = {
+    "S2201": "T1", "S2202": "T2", "S2203": "T3", "S2204": "T4",
+    "S3201": "L1", "S3202": "L2", "S3203": "L3", "S3204": "L4", "S3205": "L5",
+}
+TRAUMATIC_LEVEL_GROUP = {"S2205": "T5-T6", "S2206": "T7-T8", "S2207": "T9-T10", "S2208": "T11-T12"}
+# M48.58X-: collapsed vertebra NEC, sacral and sacrococcygeal region (ICD-10-CM tabular list): the
+# sacrum, reported as S1 like every sacral mention (input profile, "level labels").
+COLLAPSED_SACRAL = "M4858"
+# Sixth character of S22.0x-/S32.0x-: 2 = unstable burst fracture (ICD-10-CM tabular list; input
+# profile, "retropulsion / canal").
+UNSTABLE_BURST_SIXTH = "2"
+
+# Etiology context (input profile, "etiology context"). M80.- (osteoporosis with current
+# pathological fracture) implies osteoporosis.
+OSTEOPOROSIS = ("M81", "M80")
+MALIGNANCY = ("C412",  # malignant neoplasm of vertebral column
+              "C7951",  # secondary malignant neoplasm of bone
+              "C7952",  # secondary malignant neoplasm of bone marrow
+              "C900")  # multiple myeloma (C90.00 / C90.01 / C90.02)
+MYELOMA = ("C900",)
+HEALED_FRACTURE = ("Z87310",)  # personal history of (healed) osteoporosis fracture
+KYPHOSIS = ("M402",)  # other and unspecified kyphosis
+
 # === end fractures ===
 
 # === symptoms, care, exclusions (context mapper) ===
+
+# ICD-10-CM codes here are prefixes, compared without dots ("M46.2" matches "M46.25" and "M4625").
+
+# X1 pain generator other than the fracture (clinical rules X1: "documented radiculopathy or stenosis").
+RADICULOPATHY = ("M54.1",  # radiculopathy (input profile, lead decision)
+                 "M51.1")  # thoracic/lumbar disc disorders *with radiculopathy* (ICD-10-CM tabular)
+SPINAL_STENOSIS = ("M48.0",)  # spinal stenosis
+
+# X2 infection (input profile, "infection").
+INFECTION = ("M46.2",  # osteomyelitis of vertebra
+             "M46.3",  # infection of intervertebral disc (pyogenic)
+             "M46.4")  # discitis, unspecified
+
+# X3 pregnancy (input profile, "pregnancy": Z33.1 or the O chapter O00-O9A, every code starting "O").
+# Z34 (supervision of normal pregnancy) and Z3A (weeks of gestation) are only ever coded in pregnancy.
+PREGNANCY = ("Z33.1", "O", "Z34", "Z3A")
+
+# X5 allergy status to contrast media (input profile, "cement / contrast allergy").
+CONTRAST_ALLERGY = ("Z91.041",)  # radiographic dye allergy status
+
+# X6 coagulopathy (input profile, "coagulopathy").
+COAGULOPATHY = ("D65",  # disseminated intravascular coagulation
+                "D68")  # other coagulation defects (D68.-)
+# ... of which primary and other thrombophilia (factor V Leiden, antiphospholipid syndrome, lupus
+# anticoagulant) raise clotting, not bleeding, risk: reported as a conflict for a reviewer.
+THROMBOPHILIA = ("D68.5", "D68.6")
+
+# X7 spinal instability (input profile, "instability").
+INSTABILITY = ("M53.2",)  # spinal instabilities
+
+# X8 myelopathy (input profile, "myelopathy / cord / neuro").
+MYELOPATHY = ("G95.2",  # other and unspecified cord compression
+              "G99.2")  # myelopathy in diseases classified elsewhere
 
 # === end context ===

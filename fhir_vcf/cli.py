@@ -1,0 +1,278 @@
+"""The `fhir-vcf` command line: a thin shell over `fhir_vcf.evaluation`.
+
+    fhir-vcf evaluate PATH... [--as-of YYYY-MM-DD] [--policy ID|FILE] [--format json|text]
+    fhir-vcf policies
+    fhir-vcf serve ...    (the service; added by its owner)
+    fhir-vcf replay ...   (replay; added by its owner)
+
+No clinical logic lives here. Exit codes: 0 when every input was evaluated; 2 for a usage error, a
+bad policy, or when any input could not be evaluated (the rest are still evaluated and printed; each
+bad file gets one line on stderr). A user never sees a traceback: known errors (`FhirVcfError`) are
+printed as they are, anything unexpected as one "internal error" line naming the file.
+
+Subcommands register through `SUBCOMMANDS` (name → function adding the sub-parser), so another
+owner adds theirs without touching the `evaluate` code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, TextIO
+
+from fhir_vcf.errors import FhirVcfError, InputError
+
+EXIT_OK = 0
+EXIT_ERROR = 2  # usage errors, bad policies and inputs that could not be evaluated alike
+DEFAULT_POLICY = "cms-lcd-pva"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _as_of_date(value: str) -> date:
+    """argparse type for --as-of: a calendar date, so that a replayed bundle always gives one answer.
+
+    Only the extended form YYYY-MM-DD: `date.fromisoformat` alone would also take "20250630" or an
+    ISO week date, which the documentation never promises.
+    """
+    if _DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"invalid date {value!r}: expected YYYY-MM-DD, e.g. 2025-06-30")
+
+
+def _today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def _evaluate(record: Any, *, as_of: date, policy: Any) -> dict[str, Any]:
+    """The one clinical call. Imported late so `--help`, `policies` and usage errors stay fast."""
+    from fhir_vcf.evaluation import evaluate_record
+
+    return evaluate_record(record, as_of=as_of, policy=policy)
+
+
+def _load_policy(id_or_path: str) -> Any:
+    from fhir_vcf.rules.policy import load_policies, load_policy
+
+    return load_policy(id_or_path, load_policies())
+
+
+def _error(stream: TextIO, message: str) -> None:
+    print(f"fhir-vcf: {message}", file=stream)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate FHIR Bundle files (or directories of them)",
+        description="Evaluate each patient of each Bundle file against a coverage policy.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a Bundle / resource JSON file, or a directory of them")
+    p.add_argument(
+        "--as-of",
+        type=_as_of_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the evaluation date every day count uses (default: today, UTC)",
+    )
+    p.add_argument(
+        "--policy",
+        default=DEFAULT_POLICY,
+        metavar="ID|FILE",
+        help=f"a built-in policy id or a YAML/JSON policy file (default: {DEFAULT_POLICY})",
+    )
+    p.add_argument("--format", choices=("json", "text"), default="json", help="json (JSON Lines) or text")
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from fhir_vcf.outputs.text import render_text
+    from fhir_vcf.sources.files import bundle_files, load_file
+
+    try:
+        policy = _load_policy(args.policy)
+    except FhirVcfError as exc:
+        _error(err, str(exc))
+        return EXIT_ERROR
+    as_of = args.as_of or _today_utc()
+    files = bundle_files(args.paths)
+    if not files:
+        _error(err, "no Bundle files (*.json) found in " + ", ".join(args.paths))
+        return EXIT_ERROR
+
+    failed = False
+    first = True
+    for path in files:
+        source = str(path)
+        try:
+            records = load_file(path)
+        except InputError as exc:
+            print(str(exc), file=err)  # already names the file, the resource and the element
+            failed = True
+            continue
+        except FhirVcfError as exc:
+            print(_prefixed(source, exc), file=err)
+            failed = True
+            continue
+        except Exception as exc:  # a bug, not bad input: say so in one line, never a traceback
+            _error(err, f"internal error evaluating {source}: {type(exc).__name__}")
+            failed = True
+            continue
+        if not records:  # e.g. an empty searchset or a lone Practitioner: nothing was evaluated
+            print(f"{source}: no patient found (nothing to evaluate)", file=err)
+            failed = True
+            continue
+        for record in records:
+            try:
+                evaluation = _evaluate(record, as_of=as_of, policy=policy)
+                text = _render(evaluation, args.format, render_text)
+            except FhirVcfError as exc:
+                print(_prefixed(source, exc), file=err)
+                failed = True
+                continue
+            except Exception as exc:
+                _error(err, f"internal error evaluating {source}: {type(exc).__name__}")
+                failed = True
+                continue
+            if args.format == "text" and not first:
+                out.write("\n")
+            out.write(text)
+            out.flush()
+            first = False
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _render(evaluation: dict[str, Any], fmt: str, render_text: Callable[[dict[str, Any]], str]) -> str:
+    if fmt == "text":
+        return render_text(evaluation)
+    # JSON Lines: compact, one object per line; ensure_ascii keeps the line pure ASCII.
+    return json.dumps(evaluation, separators=(",", ":")) + "\n"
+
+
+def _prefixed(source: str, exc: FhirVcfError) -> str:
+    """The error line, with the file named once (an InputError with a source already names it)."""
+    text = str(exc)
+    return text if text.startswith(source) else f"{source}: {text}"
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def _add_policies(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("policies", help="list the built-in policies", description="List the loaded policies.")
+    p.set_defaults(handler=_run_policies)
+
+
+def _run_policies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from fhir_vcf.rules.policy import load_policies
+
+    try:
+        policies = load_policies()
+    except FhirVcfError as exc:
+        _error(err, str(exc))
+        return EXIT_ERROR
+    width = max((len(pid) for pid in policies), default=0)
+    for pid in sorted(policies):
+        out.write(f"{pid.ljust(width)}  {policies[pid].title}".rstrip() + "\n")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"invalid port {value!r}: expected 1-65535")
+    return port
+
+
+def _workers(value: str) -> int:
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"invalid worker count {value!r}: expected 1 or more")
+    return workers
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the service (CDS Hooks + REST API)",
+        description="Run the service on gunicorn until stopped. Configuration comes from FHIR_VCF_* variables.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("--workers", type=_workers, default=None, help="worker processes (default: 2 x CPUs + 1, max 8)")
+    p.add_argument("--demo", action="store_true", help="also serve the sample patients at /demo/fhir")
+    p.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from fhir_vcf.server import serve  # gunicorn is imported only when serving
+
+    return serve(host=args.host, port=args.port, workers=args.workers, demo=args.demo, err=err)
+
+
+# --------------------------------------------------------------------------- parser and entry point
+
+# name → adds its sub-parser (which sets `handler(args, out, err) -> int`). The owner of `replay`
+# adds its entry here.
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "evaluate": _add_evaluate,
+    "policies": _add_policies,
+    "serve": _add_serve,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fhir-vcf",
+        description="Explained vertebral-augmentation (vertebroplasty / kyphoplasty) coverage decisions "
+        "from FHIR R4 records.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage error (2) or --help (0)
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    try:
+        return args.handler(args, sys.stdout, sys.stderr)
+    except BrokenPipeError:  # `fhir-vcf evaluate samples | head`: the reader left, nothing to report
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    except FhirVcfError as exc:
+        _error(sys.stderr, str(exc))
+        return EXIT_ERROR
+    except Exception as exc:  # a bug outside any one file (e.g. the policy machinery): one line, no traceback
+        _error(sys.stderr, f"internal error: {type(exc).__name__}")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

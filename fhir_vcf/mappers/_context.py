@@ -1,0 +1,225 @@
+"""Helpers shared by the context mappers (symptoms, care, exclusions).
+
+Small readers that the three modules need and `common.py` does not hold: ICD-10-CM prefix
+matching, clinical timestamps (a date *and* time where the record has one), medication names,
+and a three-way reading of a text mention (affirmed / negated / hedged).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from fhir_vcf.facts import Evidence, Method
+from fhir_vcf.mappers import common, text
+from fhir_vcf.mappers.codes.systems import VOCABULARY_NAMES
+
+AFFIRMED = "affirmed"
+NEGATED = "negated"
+HEDGED = "hedged"
+HISTORICAL = "historical"
+# Readings under which a treatment counts as tried (a past course is still NSM; dates decide recency).
+TRIED = frozenset({AFFIRMED, HISTORICAL})
+
+# Uncertainty a few words before a mention: "possible discitis", "cannot rule out osteomyelitis",
+# "concern for cord compression". Checked before negation, because "cannot rule out" contains the
+# negation "rule out" but means the opposite.
+_HEDGE_BEFORE = re.compile(
+    r"\b(?:possible|possibly|suspected|suspect|suspicion\s+(?:of|for)|suspicious\s+(?:of|for)|"
+    r"concern(?:ing)?\s+for|questionable|question\s+of|equivocal(?:\s+for)?|"
+    r"cannot\s+(?:be\s+)?(?:rule[sd]?\s+out|exclude[sd]?)|can't\s+(?:rule\s+out|exclude)|"
+    r"not\s+(?:be\s+)?(?:ruled\s+out|excluded)|differential\s+(?:includes|diagnosis)|"
+    r"evaluat(?:e|ion)\s+for|worrisome\s+for|rule\s+out|r/o|to\s+exclude|consider(?:ing)?)"
+    r"(?=\W)[^.;:\n]{0,30}$",
+    re.IGNORECASE,
+)
+_HEDGE_AFTER = re.compile(
+    r"^\s*(?:\?|(?:is\s+|are\s+)?(?:not|cannot\s+be)\s+(?:ruled\s+out|excluded)|is\s+possible|"
+    r"is\s+suspected|versus|vs\.?)",
+    re.IGNORECASE,
+)
+# Negations the shared list lacks: a refused or never-done treatment is not a treatment tried.
+_EXTRA_NEGATION_BEFORE = re.compile(
+    r"\b(?:declined|declines|refused|refuses|never|not\s+(?:yet\s+)?(?:tried|started|ordered|done|received))"
+    r"\b[^.;:\n]{0,30}$",
+    re.IGNORECASE,
+)
+_EXTRA_NEGATION_AFTER = re.compile(
+    r"^\s*(?:(?:has|have|was|were|is|are)\s+)?(?:not|never)\s+(?:yet\s+)?(?:been\s+)?"
+    r"(?:done|performed|ordered|obtained|completed|started|tried|given)\b|^\s*(?:was\s+|were\s+)?declined\b|"
+    r"^\s*(?:(?:has|have)\s+been\s+|was\s+|were\s+|is\s+)?(?:ruled\s+out|excluded)\b",
+    re.IGNORECASE,
+)
+
+
+# A past condition: "history of discitis", "h/o cord compression", "prior osteomyelitis".
+# "Prior" / "previous" only right before the term: "compared with prior study, new cord compression"
+# is a new finding.
+_HISTORY_BEFORE = re.compile(
+    r"(?:\b(?:history\s+of|hx\s+of|h/o|remote|previously\s+treated|s/p|status\s+post)\b[^.;:\n]{0,25}"
+    r"|\b(?:prior|previous|past|old)\s+(?:\w+\s+)?)$",
+    re.IGNORECASE,
+)
+
+
+def reading(body: str, start: int, end: int) -> str:
+    """How the text treats the mention body[start:end]: affirmed, negated, hedged or historical.
+
+    Hedged: "possible", "cannot rule out", "r/o", "evaluate for", "consider" (the question is open).
+    Historical: "history of", "prior", "remote" (true once, not necessarily now).
+    """
+    before = body[max(0, start - 60) : start]
+    after = body[end : end + 40]
+    if _HEDGE_BEFORE.search(before) or _HEDGE_AFTER.match(after):
+        return HEDGED
+    if (
+        text.is_negated(body, start, end)
+        or _EXTRA_NEGATION_BEFORE.search(before)
+        or _EXTRA_NEGATION_AFTER.match(after)
+    ):
+        return NEGATED
+    if _HISTORY_BEFORE.search(before):
+        return HISTORICAL
+    return AFFIRMED
+
+
+def compile_terms(patterns: Iterable[str]) -> re.Pattern[str]:
+    """One case-insensitive pattern matching any of the terms as whole words."""
+    return re.compile(r"\b(?:" + "|".join(f"(?:{p})" for p in patterns) + r")\b", re.IGNORECASE)
+
+
+def snippet(body: str, start: int, end: int, width: int = 40) -> str:
+    a = max(0, start - width)
+    b = min(len(body), end + width)
+    return "'" + ("…" if a else "") + " ".join(body[a:b].split()) + ("…" if b < len(body) else "") + "'"
+
+
+def scan(pattern: re.Pattern[str], body: str | None) -> Iterator[tuple[str, re.Match[str]]]:
+    """(reading, match) for each match of the pattern in the text."""
+    if not body:
+        return
+    for m in pattern.finditer(body):
+        yield reading(body, m.start(), m.end()), m
+
+
+def icd_key(code: str) -> str:
+    return code.replace(".", "").strip().upper()
+
+
+def icd_match(code: str, prefixes: Iterable[str]) -> bool:
+    """Whether an ICD-10-CM code starts with one of the prefixes (dots ignored on both sides)."""
+    key = icd_key(code)
+    return any(key.startswith(icd_key(p)) for p in prefixes)
+
+
+def vocabulary(system: str) -> str:
+    return VOCABULARY_NAMES.get(system, system)
+
+
+def code_ev(ref: str, element: str, coding: Any) -> Evidence:
+    return common.code_evidence(ref, element, coding, vocabulary(coding.system))
+
+
+def text_ev(ref: str, element: str, body: str, m: re.Match[str]) -> Evidence:
+    return Evidence(ref, element, Method.TEXT, snippet(body, m.start(), m.end()))
+
+
+def timestamp(resource: Any) -> tuple[datetime | date | None, str]:
+    """When an Observation (or any dated resource) was taken, keeping the time where there is one.
+
+    effective[x] first, `issued` as a last resort (input profile, rule 4).
+    """
+    for element in ("effectiveDateTime", "effectiveInstant"):
+        value = getattr(resource, element, None)
+        if isinstance(value, date):
+            return value, element
+    period = getattr(resource, "effectivePeriod", None)
+    if period is not None and isinstance(getattr(period, "start", None), date):
+        return period.start, "effectivePeriod.start"
+    issued = getattr(resource, "issued", None)
+    if isinstance(issued, date):
+        return issued, "issued"
+    day, element = common.clinical_date(resource)
+    return day, element
+
+
+def day_of(value: datetime | date | None) -> date | None:
+    return common.as_date(value)
+
+
+def sort_key(value: datetime | date | None) -> tuple[date, float]:
+    """A key that orders dates and datetimes (aware or naive) together; undated first."""
+    if value is None:
+        return (date.min, -1.0)
+    if isinstance(value, datetime):
+        return (value.date(), value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6)
+    return (value, -0.5)
+
+
+def is_current_condition(condition: Any, as_of: date) -> bool:
+    """A Condition that is current on the as-of date: not historical, not abated, not dated after it."""
+    if common.is_historical(condition) or common.after(condition, as_of):
+        return False
+    abated = common.as_date(getattr(condition, "abatementDateTime", None)) or common.as_date(
+        getattr(getattr(condition, "abatementPeriod", None), "end", None)
+    )
+    return not (abated is not None and abated <= as_of)
+
+
+def finding_code(observation: Any) -> str | None:
+    """The local `urn:fhir-vcf:finding` code of an Observation, if it has one."""
+    for coding, _ in common.codings(getattr(observation, "code", None)):
+        if coding.system == "finding":
+            return coding.code
+    return None
+
+
+def finding_evidence(ref: str, code: str, value: Any) -> Evidence:
+    return Evidence(ref, "value", Method.CODE, f"finding {code} = {value}")
+
+
+def medication_texts(resource: Any) -> Iterator[tuple[str, str]]:
+    """The names a medication resource carries: its concept's text and displays, the reference's
+    display, and a contained Medication's code (Medication is not a used type, so nothing else)."""
+    concept = getattr(resource, "medicationCodeableConcept", None)
+    if concept is not None:
+        yield from common.texts(concept, "medicationCodeableConcept")
+    reference = getattr(resource, "medicationReference", None)
+    if reference is not None:
+        if getattr(reference, "display", None):
+            yield reference.display, "medicationReference.display"
+        contained = _contained(resource, getattr(reference, "reference", None))
+        if contained is not None:
+            yield from common.texts(getattr(contained, "code", None), "contained.code")
+
+
+def medication_codings(resource: Any) -> Iterator[tuple[Any, str]]:
+    concept = getattr(resource, "medicationCodeableConcept", None)
+    if concept is not None:
+        yield from common.codings(concept, "medicationCodeableConcept")
+    reference = getattr(resource, "medicationReference", None)
+    contained = _contained(resource, getattr(reference, "reference", None)) if reference is not None else None
+    if contained is not None:
+        yield from common.codings(getattr(contained, "code", None), "contained.code")
+
+
+def _contained(resource: Any, reference: str | None) -> Any:
+    if not reference or not reference.startswith("#"):
+        return None
+    for item in getattr(resource, "contained", None) or []:
+        if getattr(item, "id", None) == reference[1:]:
+            return item
+    return None
+
+
+def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, re.Match[str]]]:
+    """(canonical name, match) for each name pattern found, not negated, in a medication text."""
+    found = []
+    for name, pattern in names.items():
+        for state, m in scan(pattern, body):
+            if state in TRIED:
+                found.append((name, m))
+                break
+    return found

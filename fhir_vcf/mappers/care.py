@@ -1,0 +1,366 @@
+"""Care: non-surgical management (NSM), the continuum of care (DXA + osteoporosis program), anticoagulants.
+
+Feeds `nsm`, `dxa`, `osteoporosis_program` and `anticoagulants` of FractureFacts (clinical rules
+I4b, I5, X6 context). Nothing documented is UNKNOWN, never ABSENT: a record silent about bracing
+does not show that the patient was never braced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date, timedelta
+from typing import Any
+
+from fhir_vcf.facts import Coding, Evidence, Fact
+from fhir_vcf.mappers import _context as ctx
+from fhir_vcf.mappers import common
+from fhir_vcf.mappers.codes import cpt, hcpcs, loinc, rxnorm, snomed
+
+# NSM counts when it belongs to the current episode: dated in the 12 weeks before the as-of date
+# (the subacute limit of clinical rules I1: an older fracture is chronic and not covered anyway), or
+# an order / statement still active on that date. A course of tramadol in 2019 for a knee is not
+# NSM for this fracture. Lead decision where the profile is silent; see the report.
+NSM_WINDOW_DAYS = 84
+_ACTIVE_MEDICATION = frozenset({"active", "on-hold", "intended"})
+
+# DICOM modality BMD, "Bone Densitometry (X-Ray)" (DICOM PS3.16 CID 29): a DXA acquisition.
+_DICOM_BMD = "BMD"
+
+NSM_KINDS = ("analgesic", "anti-osteoporosis", "brace", "physical-therapy", "rest", "conservative-text")
+
+_ANALGESIC_NAMES = {name: ctx.compile_terms([p]) for name, p in rxnorm.ANALGESIC_NAMES.items()}
+_OSTEOPOROSIS_NAMES = {name: ctx.compile_terms([p]) for name, p in rxnorm.OSTEOPOROSIS_NAMES.items()}
+_ANTICOAGULANT_NAMES = {name: ctx.compile_terms([p]) for name, p in rxnorm.ANTICOAGULANT_NAMES.items()}
+
+# NSM in words (input profile, "NSM").
+_TEXT_KINDS: dict[str, re.Pattern[str]] = {
+    "brace": ctx.compile_terms([r"TLSO", r"braces?", r"bracing", r"braced", r"orthosis", r"orthotic",
+                                r"Jewett", r"CASH\s+orthosis"]),
+    "physical-therapy": ctx.compile_terms(
+        [r"physical\s+therapy", r"physiotherapy", r"PT\s+(?:eval(?:uation)?|referral)"]
+    ),
+    "rest": ctx.compile_terms([r"bed\s*rest", r"activity\s+modification", r"activity\s+restrictions?",
+                               r"limited\s+activity", r"modified\s+activity", r"limit(?:ed)?\s+activities"]),
+    "conservative-text": ctx.compile_terms([
+        r"fail(?:ed|ure\s+of)\s+(?:\w+\s+){0,4}(?:conservative|non[\s\-]?surgical|non[\s\-]?operative|medical)"
+        r"\s+(?:management|treatment|therapy|care|measures)",
+        r"(?:despite|refractory\s+to|unresponsive\s+to)\s+(?:\w+\s+){0,4}(?:conservative|non[\s\-]?surgical|"
+        r"non[\s\-]?operative|medical)\s+(?:management|treatment|therapy|care|measures)",
+        r"conservative\s+(?:management|treatment|therapy|care)\s+(?:has\s+)?failed",
+    ]),
+}
+# Analgesic names in narrative ("pain controlled with oxycodone") count as the analgesic kind;
+# osteoporosis drugs named in a note or a care-plan activity ("start alendronate") as the program.
+_ANALGESIC_TEXT = ctx.compile_terms(rxnorm.ANALGESIC_NAMES.values())
+_OSTEOPOROSIS_TEXT = ctx.compile_terms(rxnorm.OSTEOPOROSIS_NAMES.values())
+# Braces that are not for the spine.
+_OTHER_BRACE = re.compile(
+    r"\b(?:knee|ankle|wrist|hand|elbow|shoulder|foot|leg|thumb|finger|hip|dental|AFO|ankle[\s\-]foot)\b",
+    re.IGNORECASE,
+)
+
+# Bone-density evaluation in words. "Decreased bone density" on a radiograph is not a DXA, so the
+# words must name the test.
+_DXA_TEXT = ctx.compile_terms([
+    r"DXA", r"DEXA", r"densitometry",
+    r"bone\s+(?:mineral\s+)?density\s+(?:scan|test|testing|study|studies|evaluation|exam|examination|"
+    r"measurement|assessment|referral)",
+    r"(?:refer(?:red|ral)?|order(?:ed)?)\s+(?:\w+\s+){0,3}(?:for\s+)?(?:a\s+)?bone\s+(?:mineral\s+)?density",
+])
+# Osteoporosis education or a treatment program (input profile, "continuum of care" (b)).
+_PROGRAM_TEXT = ctx.compile_terms([
+    r"osteoporosis\s+(?:education|counsel(?:l)?ing|teaching|instruction)",
+    r"educat(?:ed|ion)\s+(?:\w+\s+){0,3}(?:on|about|regarding)\s+osteoporosis",
+    r"osteoporosis\s+(?:prevention|treatment|management)\s+program(?:me)?",
+    r"bone\s+health\s+(?:clinic|program(?:me)?|service|referral)",
+    r"fracture\s+liaison(?:\s+service)?", r"\bFLS\b",
+    r"osteoporosis\s+clinic",
+])
+
+
+def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
+    window_start = as_of - timedelta(days=NSM_WINDOW_DAYS)
+    nsm: dict[str, list[Evidence]] = {}
+    dxa: list[Evidence] = []
+    program: list[Evidence] = []
+    anticoagulants: dict[str, list[Evidence]] = {}
+    older: list[Evidence] = []  # NSM found before the window: reported in the note only
+
+    def add_nsm(kind: str, resource: Any, ev: Evidence) -> None:
+        # The date goes into the evidence, so that "4 weeks of NSM" can be checked by a reader.
+        ev = _dated(ev, resource)
+        if _recent(resource, window_start):
+            nsm.setdefault(kind, []).append(ev)
+        else:
+            older.append(ev)
+
+    # Medications: analgesics and osteoporosis drugs (NSM), osteoporosis drugs (program), anticoagulants.
+    for med in record.of_type("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
+        if common.after(med, as_of) or _not_taken(med):
+            continue
+        found = _medication(record.ref(med), med)
+        for name, ev in found["analgesic"]:
+            add_nsm("analgesic", med, _named(ev, name))
+        for name, ev in found["osteoporosis"]:
+            program.append(_dated(_named(ev, name), med))
+            add_nsm("anti-osteoporosis", med, _named(ev, name))
+        for name, ev in found["anticoagulant"]:
+            if _recent(med, window_start):
+                anticoagulants.setdefault(name, []).append(_dated(ev, med))
+
+    # Coded orders, procedures and results: brace, physical therapy, DXA.
+    for resource, ref, path, coding in _coded_services(record):
+        if common.after(resource, as_of) or _not_done(resource):
+            continue
+        ev = ctx.code_ev(ref, path, coding)
+        kind = _nsm_code(resource.get_resource_type(), coding)
+        if kind is not None:
+            add_nsm(kind, resource, ev)
+        if _dxa_code(resource.get_resource_type(), coding):
+            dxa.append(_dated(ev, resource))
+
+    # Narrative, scanned once: NSM words, osteoporosis drugs named in notes, DXA words, program words.
+    for resource, ref, element, body in _narratives(record):
+        if common.after(resource, as_of) or _not_done(resource):
+            continue
+        for kind, pattern in _TEXT_KINDS.items():
+            for state, m in ctx.scan(pattern, body):
+                if state in ctx.TRIED and (kind != "brace" or _spinal_brace(body, m)):
+                    add_nsm(kind, resource, ctx.text_ev(ref, element, body, m))
+                    break
+        for state, m in ctx.scan(_ANALGESIC_TEXT, body):
+            if state in ctx.TRIED:
+                add_nsm("analgesic", resource, ctx.text_ev(ref, element, body, m))
+                break
+        for state, m in ctx.scan(_OSTEOPOROSIS_TEXT, body):
+            if state in ctx.TRIED:
+                ev = ctx.text_ev(ref, element, body, m)
+                program.append(_dated(ev, resource))
+                add_nsm("anti-osteoporosis", resource, ev)
+                break
+        for state, m in ctx.scan(_DXA_TEXT, body):
+            if state in ctx.TRIED:
+                dxa.append(_dated(ctx.text_ev(ref, element, body, m), resource))
+                break
+        for state, m in ctx.scan(_PROGRAM_TEXT, body):
+            if state in ctx.TRIED:
+                program.append(_dated(ctx.text_ev(ref, element, body, m), resource))
+                break
+
+    return {
+        "nsm": _nsm_fact(nsm, older),
+        "dxa": _bool_fact(dxa, "no bone-density (DXA) evaluation or referral on record"),
+        "osteoporosis_program": _bool_fact(
+            program, "no osteoporosis treatment, education or bone-health program on record"
+        ),
+        "anticoagulants": _anticoagulant_fact(anticoagulants),
+    }
+
+
+def _dated(ev: Evidence, resource: Any) -> Evidence:
+    day, _ = common.clinical_date(resource)
+    if day is None or str(day) in ev.found:
+        return ev
+    return Evidence(ev.reference, ev.element, ev.method, f"{ev.found}, {day}")
+
+
+def _spinal_brace(body: str, m: re.Match[str]) -> bool:
+    """A brace for the back, not a knee brace or an ankle-foot orthosis."""
+    return not _OTHER_BRACE.search(body[max(0, m.start() - 20) : m.start()] + " " + m.group(0))
+
+
+# --- medications ---
+
+
+def _not_taken(med: Any) -> bool:
+    """An order not to give it, or a statement that the patient does not take it."""
+    if getattr(med, "doNotPerform", None):
+        return True
+    return med.get_resource_type() == "MedicationStatement" and med.status == "not-taken"
+
+
+def _recent(resource: Any, window_start: date) -> bool:
+    """Dated in the NSM window, or still active; undated resources count (they cannot be placed)."""
+    day, _ = common.clinical_date(resource)
+    if day is None or day >= window_start:
+        return True
+    if resource.get_resource_type().startswith("Medication"):
+        status = getattr(resource, "status", None)
+        if status in _ACTIVE_MEDICATION:
+            return True
+        period = getattr(resource, "effectivePeriod", None)
+        end = common.as_date(getattr(period, "end", None))
+        return end is not None and end >= window_start
+    return False
+
+
+def _medication(ref: str, med: Any) -> dict[str, list[tuple[str, Evidence]]]:
+    """The analgesics, osteoporosis drugs and anticoagulants a medication resource names."""
+    found: dict[str, list[tuple[str, Evidence]]] = {"analgesic": [], "osteoporosis": [], "anticoagulant": []}
+    seen: set[tuple[str, str]] = set()
+    tables = (
+        ("analgesic", rxnorm.ANALGESICS, _ANALGESIC_NAMES),
+        ("osteoporosis", rxnorm.OSTEOPOROSIS_DRUGS, _OSTEOPOROSIS_NAMES),
+        ("anticoagulant", rxnorm.ANTICOAGULANTS, _ANTICOAGULANT_NAMES),
+    )
+    for coding, path in ctx.medication_codings(med):
+        if coding.system != "rxnorm":
+            continue
+        for family, codes, _ in tables:
+            name = codes.get(coding.code)
+            if name and (family, name) not in seen:
+                seen.add((family, name))
+                found[family].append((name, ctx.code_ev(ref, path, coding)))
+    for body, path in ctx.medication_texts(med):
+        for family, _, names in tables:
+            for name, m in ctx.match_names(names, body):
+                if (family, name) not in seen:
+                    seen.add((family, name))
+                    found[family].append((name, ctx.text_ev(ref, path, body, m)))
+    return found
+
+
+def _named(ev: Evidence, name: str) -> Evidence:
+    """Evidence whose `found` names the ingredient (a product display may not say it plainly)."""
+    if name.lower() in ev.found.lower():
+        return ev
+    return Evidence(ev.reference, ev.element, ev.method, f"{ev.found} [{name}]")
+
+
+# --- orders, procedures, reports ---
+
+
+def _not_done(resource: Any) -> bool:
+    status = getattr(resource, "status", None)
+    if status in {"not-done", "revoked"}:
+        return True
+    return bool(getattr(resource, "doNotPerform", None))
+
+
+def _nsm_code(rtype: str, coding: Any) -> str | None:
+    if rtype in {"Procedure", "DeviceRequest", "ServiceRequest", "CarePlan"} and coding.system == "hcpcs" and (
+        hcpcs.is_brace(coding.code)
+    ):
+        return "brace"
+    if rtype in {"Procedure", "ServiceRequest", "CarePlan"} and (
+        (coding.system == "snomed" and coding.code in snomed.PHYSICAL_THERAPY)
+        or (coding.system == "cpt" and coding.code in cpt.PHYSICAL_THERAPY)
+    ):
+        return "physical-therapy"
+    return None
+
+
+def _dxa_code(rtype: str, coding: Any) -> bool:
+    if rtype == "ImagingStudy":  # DICOM BMD: bone densitometry (X-ray)
+        return coding.system == "dicom" and coding.code == _DICOM_BMD
+    if rtype in {"Procedure", "ServiceRequest", "CarePlan"}:
+        return (coding.system == "snomed" and coding.code in snomed.DXA) or (
+            coding.system == "cpt" and coding.code in cpt.DXA
+        )
+    if rtype in {"DiagnosticReport", "Observation"} and coding.system == "loinc":
+        return coding.code == loinc.DXA_REPORT or coding.code in loinc.T_SCORES
+    return False
+
+
+def _coded_services(record: Any) -> Iterable[tuple[Any, str, str, Any]]:
+    """(resource, reference, element, Coding) for every code that may name NSM or a DXA: order and
+    procedure codes, devices used, results, care-plan activities, imaging-study modalities."""
+    for resource in record.of_type("Procedure", "ServiceRequest", "DeviceRequest", "DiagnosticReport", "Observation"):
+        ref = record.ref(resource)
+        rtype = resource.get_resource_type()
+        if rtype == "DeviceRequest":
+            concept, element = resource.codeCodeableConcept, "codeCodeableConcept"
+        else:
+            concept, element = resource.code, "code"
+        for coding, path in common.codings(concept, element):
+            yield resource, ref, path, coding
+        if rtype == "Procedure":
+            for i, used in enumerate(resource.usedCode or []):
+                for coding, path in common.codings(used, f"usedCode[{i}]"):
+                    yield resource, ref, path, coding
+    for plan in record.of_type("CarePlan"):
+        ref = record.ref(plan)
+        for i, activity in enumerate(plan.activity or []):
+            if activity.detail is not None:
+                for coding, path in common.codings(activity.detail.code, f"activity[{i}].detail.code"):
+                    yield plan, ref, path, coding
+    for study in record.of_type("ImagingStudy"):
+        ref = record.ref(study)
+        modalities = [(f"modality[{i}]", m) for i, m in enumerate(study.modality or [])]
+        modalities += [(f"series[{i}].modality", s.modality) for i, s in enumerate(study.series or [])]
+        for path, modality in modalities:
+            if modality is not None and modality.code:
+                yield study, ref, path, Coding(common.system_alias(modality.system), modality.code,
+                                               modality.display or "")
+
+
+def _narratives(record: Any) -> Iterable[tuple[Any, str, str, str]]:
+    """Narrative where NSM and care plans are written: the shared free texts, device-request text and
+    notes, care-plan titles and activities. Medication notes are left out (they discuss other drugs)."""
+    yield from common.free_texts(record)
+    for resource in record.of_type("DeviceRequest"):
+        ref = record.ref(resource)
+        for body, element in common.texts(resource.codeCodeableConcept, "codeCodeableConcept"):
+            yield resource, ref, element, body
+        for body, element in common.notes(resource):
+            yield resource, ref, element, body
+    for plan in record.of_type("CarePlan"):
+        ref = record.ref(plan)
+        if plan.title:
+            yield plan, ref, "title", plan.title
+        for i, activity in enumerate(plan.activity or []):
+            detail = activity.detail
+            if detail is None:
+                continue
+            if detail.description:
+                yield plan, ref, f"activity[{i}].detail.description", detail.description
+            for body, element in common.texts(detail.code, f"activity[{i}].detail.code"):
+                yield plan, ref, element, body
+            for body, element in common.texts(detail.productCodeableConcept, f"activity[{i}].detail.product"):
+                yield plan, ref, element, body
+        for i, category in enumerate(plan.category or []):
+            for body, element in common.texts(category, f"category[{i}]"):
+                yield plan, ref, element, body
+    for resource in record.of_type("Procedure", "ServiceRequest"):
+        # The display of a code the lists do not hold ("Thoracolumbar brace fitting").
+        ref = record.ref(resource)
+        for body, element in common.texts(resource.code, "code"):
+            if element != "code.text":
+                yield resource, ref, element, body
+
+
+# --- facts ---
+
+
+def _nsm_fact(found: dict[str, list[Evidence]], older: list[Evidence]) -> Fact[tuple[str, ...]]:
+    if not found:
+        note = "no non-surgical management documented"
+        if older:
+            note += f" in the {NSM_WINDOW_DAYS} days before the as-of date (older treatment on record)"
+        return Fact.unknown(note, *_unique(older))
+    kinds = tuple(k for k in NSM_KINDS if k in found)
+    evidence = [ev for k in kinds for ev in _unique(found[k])]
+    return Fact.present(kinds, *evidence, note="NSM: " + ", ".join(kinds))
+
+
+def _bool_fact(evidence: list[Evidence], missing: str) -> Fact[bool]:
+    if not evidence:
+        return Fact.unknown(missing)
+    return Fact.present(True, *_unique(evidence))
+
+
+def _anticoagulant_fact(found: dict[str, list[Evidence]]) -> Fact[tuple[str, ...]]:
+    if not found:
+        return Fact.absent(note="no current anticoagulant on record")
+    names = tuple(sorted(found))
+    evidence = [ev for n in names for ev in _unique(found[n])]
+    return Fact.present(names, *evidence, note="context only: an anticoagulant alone is not a coagulopathy")
+
+
+def _unique(evidence: list[Evidence]) -> list[Evidence]:
+    """One evidence line per element read (two terms in one sentence are one piece of evidence)."""
+    seen: dict[tuple[str, str, str], Evidence] = {}
+    for ev in evidence:
+        seen.setdefault((ev.reference, ev.element, ev.method), ev)
+    return list(seen.values())

@@ -1,0 +1,387 @@
+"""Exclusions read from Conditions, findings, allergies, labs and text (clinical rules X1-X3, X5-X10).
+
+Each exclusion is a Fact[bool]: PRESENT = the exclusion applies (with evidence); ABSENT = the record
+was read and holds no sign of it (evidence: any negated mention or coded "no"); CONFLICT = the
+sources disagree, or the text only raises the possibility ("possible discitis", "cannot rule out
+cord compression"), so that a reviewer decides. The mapper never judges eligibility: the INR is
+reported as a number, the limit is the policy's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from fhir_vcf.facts import Evidence, Fact, Method, Status
+from fhir_vcf.mappers import _context as ctx
+from fhir_vcf.mappers import common
+from fhir_vcf.mappers.codes import finding, icd10cm, loinc, snomed
+
+KEYS = (
+    "pain_elsewhere",
+    "infection",
+    "pregnancy",
+    "cement_allergy",
+    "coagulopathy",
+    "instability",
+    "myelopathy",
+    "neurologic_deficit",
+    "neural_impingement",
+)
+
+# What each coded exclusion is, in ICD-10-CM prefixes and SNOMED codes (codes/icd10cm.py, snomed.py).
+_CONDITION_CODES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "infection": (icd10cm.INFECTION, snomed.INFECTION),
+    "pregnancy": (icd10cm.PREGNANCY, snomed.PREGNANCY),
+    "cement_allergy": (icd10cm.CONTRAST_ALLERGY, {}),
+    "coagulopathy": (icd10cm.COAGULOPATHY, snomed.COAGULOPATHY),
+    "instability": (icd10cm.INSTABILITY, snomed.INSTABILITY),
+    "myelopathy": (icd10cm.MYELOPATHY, snomed.MYELOPATHY),
+}
+_OTHER_GENERATORS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
+    ("radiculopathy", icd10cm.RADICULOPATHY, snomed.RADICULOPATHY),
+    ("spinal stenosis", icd10cm.SPINAL_STENOSIS, snomed.SPINAL_STENOSIS),
+)
+_FINDINGS = {finding.NEUROLOGIC_DEFICIT: "neurologic_deficit", finding.SPINAL_INSTABILITY: "instability"}
+
+# Exclusions in words (input profile; rule 6: case-insensitive, negation-aware). Pregnancy and
+# coagulopathy are read from codes only: "pregnancy test negative" and "no bleeding disorder"
+# are too easily misread.
+_TEXT: dict[str, re.Pattern[str]] = {
+    "infection": ctx.compile_terms([
+        r"(?:vertebral\s+)?osteomyelitis", r"(?:spondylo)?dis[ck]itis", r"(?:spinal\s+)?epidural\s+abscess",
+        r"paraspinal\s+abscess", r"psoas\s+abscess",
+    ]),
+    "myelopathy": ctx.compile_terms([
+        r"myelopathy", r"(?:spinal\s+)?cord\s+compression", r"compression\s+of\s+the\s+(?:spinal\s+)?cord",
+        r"cauda\s+equina\s+(?:syndrome|compression)", r"conus\s+medullaris\s+syndrome",
+    ]),
+    "neurologic_deficit": ctx.compile_terms([
+        r"neurologic(?:al)?\s+deficits?", r"neuro\s+deficits?", r"focal\s+(?:neurologic(?:al)?\s+)?deficits?",
+        r"foot\s+drop", r"saddle\s+an(?:a)?esthesia",
+        r"(?:focal|motor|leg|lower[\s\-]extremity|lower[\s\-]limb|bilateral\s+lower\s+extremity|"
+        r"quadriceps|ankle|hip\s+flexor)\s+weakness",
+        r"weakness\s+(?:of|in)\s+(?:the\s+)?(?:left\s+|right\s+|both\s+|bilateral\s+)?"
+        r"(?:legs?|lower\s+(?:extremit(?:y|ies)|limbs?)|feet|foot|ankles?)",
+    ]),
+    "neural_impingement": ctx.compile_terms([
+        r"neural\s+impingement", r"(?:exiting\s+|traversing\s+)?nerve\s+root\s+(?:impingement|compression)",
+        r"impinge(?:s|ment)?\s+(?:on|upon|of)\s+the\s+(?:\w+\s+){0,3}nerve\s+roots?",
+        r"compress(?:es|ion\s+of)\s+the\s+(?:\w+\s+){0,3}nerve\s+roots?",
+        r"foraminal\s+(?:stenosis|narrowing)\s+with\s+(?:\w+\s+){0,2}impingement",
+    ]),
+}
+# Affirmative statements of normality that count as evidence of absence.
+_NORMAL: dict[str, re.Pattern[str]] = {
+    "neurologic_deficit": ctx.compile_terms([
+        r"neuro(?:logically|logic(?:al)?\s+exam(?:ination)?(?:\s+is)?|\s+exam)?\s+(?:grossly\s+)?intact",
+        r"non[\s\-]?focal\s+neuro(?:logic(?:al)?)?\s+exam(?:ination)?",
+    ]),
+}
+# Instability words count only with a spine word nearby ("unstable angina" is not spinal instability).
+_INSTABILITY = re.compile(r"\b(?:unstable|instability)\b", re.IGNORECASE)
+_SPINE_CONTEXT = re.compile(
+    r"\b(?:spine|spinal|vertebra[el]?|vertebral|fracture|burst|column|segment(?:al)?|ligament(?:ous)?|PLC|"
+    r"kyphos\w*|listhesis|spondylolisthesis|[TL](?:1[0-2]|[1-9]))\b",
+    re.IGNORECASE,
+)
+_NOT_SPINE = re.compile(
+    r"\b(?:angina|gait|vitals?|vital\s+signs|hemodynamic(?:ally)?|blood\s+pressure|mood|glucose|diabetes|"
+    r"INR|clinically|medically|patient\s+is)\b",
+    re.IGNORECASE,
+)
+
+# X1: the pain attributed to something other than the fracture, or to the fracture.
+_PAIN_ELSEWHERE = ctx.compile_terms([
+    r"pain\s+(?:is\s+|was\s+)?(?:primarily\s+|mainly\s+|mostly\s+|likely\s+|more\s+likely\s+)?"
+    r"(?:attributed|attributable|due|secondary|related)\s+to\s+(?:\w+\s+){0,3}"
+    r"(?:stenosis|radiculopathy|sciatica|disc\s+herniation|herniated\s+disc|facet\s+arthropathy|spondylosis)",
+    r"(?:stenosis|radiculopathy|sciatica)\s+(?:is\s+)?(?:the\s+)?(?:likely\s+|primary\s+|main\s+)?"
+    r"(?:pain\s+generator|source\s+of\s+(?:\w+\s+)?pain|cause\s+of\s+(?:\w+\s+)?pain)",
+    r"pain\s+(?:is\s+)?not\s+(?:due\s+to|from|related\s+to|attributable\s+to|caused\s+by)\s+"
+    r"(?:the\s+)?(?:\w+\s+){0,2}fracture",
+])
+_PAIN_AT_FRACTURE = ctx.compile_terms([
+    r"pain\s+(?:is\s+)?(?:concordant|consistent|correlat\w*)\s+with\s+(?:the\s+)?(?:\w+\s+){0,2}fracture",
+    r"pain\s+(?:is\s+)?(?:attributed|attributable|due|secondary)\s+to\s+(?:the\s+)?(?:\w+\s+){0,2}fracture",
+    r"point\s+tenderness\s+(?:over|at)\s+(?:the\s+)?(?:fracture|[TL](?:1[0-2]|[1-9]))",
+])
+
+# Cement / contrast allergy words, read in AllergyIntolerance only ("MRI with contrast" in a report
+# is not an allergy). "Iodine" or "shellfish" alone is not a contrast allergy (input profile).
+_ALLERGY_TEXT = ctx.compile_terms([
+    r"PMMA", r"poly\s*methyl\s*methacrylate", r"methyl\s*methacrylate", r"bone\s+cement",
+    r"(?:iodinated\s+|IV\s+|intravenous\s+|radiographic\s+|radio)?contrast(?:\s+(?:media|medium|dye|agents?))?",
+    r"(?:IV|x[\s\-]?ray|radiographic)\s+dye",
+])
+_ALLERGY_INACTIVE = frozenset({"inactive", "resolved"})
+_PREGNANCY_EXCLUSION_NOTE = "pregnancy coded on a male patient"
+
+# Where exclusions are written. ServiceRequests are left out: an order's text is the question
+# ("MRI to evaluate for discitis"), not the answer. Allergies are read on their own (X5).
+_TEXT_TYPES = ("Condition", "DiagnosticReport", "Observation", "ImagingStudy", "Procedure", "CarePlan")
+
+
+@dataclass
+class _Signals:
+    positive: list[Evidence] = field(default_factory=list)
+    denied: list[Evidence] = field(default_factory=list)  # a coded "no" (finding false, "not pregnant")
+    negated: list[Evidence] = field(default_factory=list)  # negated or normal text
+    # Possible or past mentions, with their term: "possible discitis", "history of osteomyelitis",
+    # a provisional Condition. The same term negated elsewhere answers the question ("r/o discitis"
+    # in the indication, "no discitis" in the impression).
+    hedged: list[tuple[str, Evidence]] = field(default_factory=list)
+    negated_terms: set[str] = field(default_factory=set)
+
+    def add(self, state: str, term: str, ev: Evidence) -> None:
+        if state == ctx.AFFIRMED:
+            self.positive.append(ev)
+        elif state == ctx.NEGATED:
+            self.negated.append(ev)
+            self.negated_terms.add(term)
+        else:  # hedged or historical
+            self.hedged.append((term, ev))
+
+    def open_questions(self) -> list[Evidence]:
+        return _unique([ev for term, ev in self.hedged if term not in self.negated_terms])
+
+
+def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, Any]:
+    signals = {key: _Signals() for key in KEYS}
+    generators: list[Evidence] = []  # radiculopathy / stenosis Conditions (X1)
+    inr: list[tuple[Any, float, Evidence]] = []
+    thrombophilia: list[Evidence] = []  # D68.5-/D68.6-: a clotting, not a bleeding, disorder
+
+    for condition in record.of_type("Condition"):
+        if not ctx.is_current_condition(condition, as_of):
+            continue
+        ref = record.ref(condition)
+        provisional = _provisional(condition)
+        for coding, path in common.codings(condition.code):
+            for key, (icd, sct) in _CONDITION_CODES.items():
+                if not _matches(coding, icd, sct):
+                    continue
+                ev = ctx.code_ev(ref, path, coding)
+                if key == "coagulopathy" and coding.system == "icd-10-cm" and ctx.icd_match(
+                    coding.code, icd10cm.THROMBOPHILIA
+                ):
+                    thrombophilia.append(ev)
+                elif provisional:
+                    signals[key].hedged.append((f"{coding.system}|{coding.code}", ev))
+                else:
+                    signals[key].positive.append(ev)
+            for _, icd, sct in _OTHER_GENERATORS:
+                if _matches(coding, icd, sct):
+                    generators.append(ctx.code_ev(ref, path, coding))
+
+    for allergy in record.of_type("AllergyIntolerance"):
+        if common.after(allergy, as_of) or _allergy_inactive(allergy):
+            continue
+        _read_allergy(record.ref(allergy), allergy, signals["cement_allergy"])
+
+    for obs in record.of_type("Observation"):
+        if common.after(obs, as_of):
+            continue
+        ref = record.ref(obs)
+        code = ctx.finding_code(obs)
+        if code is not None and obs.valueBoolean is not None:
+            ev = ctx.finding_evidence(ref, code, str(obs.valueBoolean).lower())
+            if code == finding.PAIN_AT_FRACTURE_LEVEL:
+                # false = the clinician attributes the pain to something else: the exclusion applies.
+                (signals["pain_elsewhere"].denied if obs.valueBoolean else signals["pain_elsewhere"].positive).append(
+                    ev
+                )
+            elif code in _FINDINGS:
+                target = signals[_FINDINGS[code]]
+                (target.positive if obs.valueBoolean else target.denied).append(ev)
+        for coding, _path in common.codings(obs.code):
+            if coding.system != "loinc":
+                continue
+            if coding.code in loinc.INR:
+                value = _number(obs)
+                if value is not None:
+                    when, _ = ctx.timestamp(obs)
+                    inr.append((when, value, Evidence(ref, "valueQuantity", Method.CODE,
+                                                      f"LOINC {coding.code} INR {value:g} on {ctx.day_of(when)}")))
+            elif coding.code == loinc.PREGNANCY_STATUS:
+                _read_pregnancy_status(ref, obs, signals["pregnancy"])
+
+    for resource, ref, element, body in common.free_texts(record, *_TEXT_TYPES):
+        if common.after(resource, as_of):
+            continue
+        if resource.get_resource_type() == "Condition" and not ctx.is_current_condition(resource, as_of):
+            continue
+        for key, pattern in _TEXT.items():
+            _read_text(signals[key], pattern, ref, element, body)
+        for key, pattern in _NORMAL.items():
+            for m in pattern.finditer(body):
+                signals[key].negated.append(ctx.text_ev(ref, element, body, m))
+        _read_instability(signals["instability"], ref, element, body)
+        _read_text(signals["pain_elsewhere"], _PAIN_ELSEWHERE, ref, element, body)
+        for state, m in ctx.scan(_PAIN_AT_FRACTURE, body):
+            if state == ctx.AFFIRMED:
+                signals["pain_elsewhere"].denied.append(ctx.text_ev(ref, element, body, m))
+
+    facts: dict[str, Any] = {
+        "infection": _combine(signals["infection"], "infection (osteomyelitis, discitis, epidural abscess)"),
+        "pregnancy": _pregnancy(signals["pregnancy"], sex),
+        "cement_allergy": _combine(signals["cement_allergy"], "allergy to bone cement (PMMA) or contrast"),
+        "coagulopathy": _coagulopathy(signals["coagulopathy"], thrombophilia),
+        "instability": _combine(signals["instability"], "spinal instability"),
+        "myelopathy": _combine(signals["myelopathy"], "myelopathy or cord compression"),
+        "neurologic_deficit": _combine(signals["neurologic_deficit"], "neurologic deficit"),
+        "neural_impingement": _combine(signals["neural_impingement"], "neural impingement"),
+        "pain_elsewhere": _pain_elsewhere(signals["pain_elsewhere"], generators),
+        "inr": _latest_inr(inr),
+    }
+    return facts
+
+
+# --- readers ---
+
+
+def _matches(coding: Any, icd: tuple[str, ...], sct: dict[str, str]) -> bool:
+    if coding.system == "icd-10-cm":
+        return ctx.icd_match(coding.code, icd)
+    return coding.system == "snomed" and coding.code in sct
+
+
+def _read_text(signals: _Signals, pattern: re.Pattern[str], ref: str, element: str, body: str) -> None:
+    for state, m in ctx.scan(pattern, body):
+        ev = ctx.text_ev(ref, element, body, m)
+        signals.add(state, _term(m), ev)
+
+
+def _read_instability(signals: _Signals, ref: str, element: str, body: str) -> None:
+    for m in _INSTABILITY.finditer(body):
+        a = max(body.rfind(sep, 0, m.start()) for sep in ".;\n") + 1
+        b = min((i for i in (body.find(sep, m.end()) for sep in ".;\n") if i != -1), default=len(body))
+        near = body[max(a, m.start() - 40) : min(b, m.end() + 40)]
+        tail = body[m.end() : min(b, m.end() + 25)]
+        head = body[max(a, m.start() - 25) : m.start()]
+        if not _SPINE_CONTEXT.search(near) or _NOT_SPINE.search(tail) or _NOT_SPINE.search(head):
+            continue
+        state = ctx.reading(body, m.start(), m.end())
+        ev = ctx.text_ev(ref, element, body, m)
+        signals.add(state, _term(m), ev)
+
+
+def _provisional(condition: Any) -> bool:
+    """A Condition recorded as a possibility (unconfirmed / provisional / differential)."""
+    codes = {c.code for c in (getattr(condition.verificationStatus, "coding", None) or [])}
+    return bool(codes & {"unconfirmed", "provisional", "differential"})
+
+
+def _allergy_inactive(allergy: Any) -> bool:
+    status = {c.code for c in (getattr(allergy.clinicalStatus, "coding", None) or [])}
+    verification = {c.code for c in (getattr(allergy.verificationStatus, "coding", None) or [])}
+    return bool(status & _ALLERGY_INACTIVE or verification & {"refuted", "entered-in-error"})
+
+
+def _read_allergy(ref: str, allergy: Any, signals: _Signals) -> None:
+    concepts = [("code", allergy.code)]
+    for i, reaction in enumerate(allergy.reaction or []):
+        concepts.append((f"reaction[{i}].substance", reaction.substance))
+    for element, concept in concepts:
+        for coding, path in common.codings(concept, element):
+            if coding.system == "snomed" and coding.code in snomed.CEMENT_ALLERGY:
+                signals.positive.append(ctx.code_ev(ref, path, coding))
+        for body, path in common.texts(concept, element):
+            _read_text(signals, _ALLERGY_TEXT, ref, path, body)
+    for body, path in common.notes(allergy):
+        _read_text(signals, _ALLERGY_TEXT, ref, path, body)
+
+
+def _read_pregnancy_status(ref: str, obs: Any, signals: _Signals) -> None:
+    for coding, path in common.codings(obs.valueCodeableConcept, "valueCodeableConcept"):
+        if coding.system != "snomed":
+            continue
+        if coding.code in snomed.PREGNANCY:
+            signals.positive.append(ctx.code_ev(ref, path, coding))
+        elif coding.code in snomed.NOT_PREGNANT:
+            signals.denied.append(ctx.code_ev(ref, path, coding))
+
+
+def _number(obs: Any) -> float | None:
+    if obs.valueQuantity is not None and obs.valueQuantity.value is not None:
+        return float(obs.valueQuantity.value)
+    if obs.valueString:
+        m = re.fullmatch(r"\s*(\d{1,2}(?:\.\d+)?)\s*", obs.valueString)
+        if m:
+            return float(m[1])
+    return None
+
+
+# --- facts ---
+
+
+def _combine(signals: _Signals, label: str) -> Fact[bool]:
+    positive = _unique(signals.positive)
+    if positive and signals.denied:
+        return Fact.conflict(f"{label}: a coded finding says no, other sources say yes",
+                             *positive, *_unique(signals.denied), value=None)
+    if positive:
+        return Fact.present(True, *positive)
+    if signals.open_questions():
+        return Fact.conflict(f"{label} mentioned as possible or past: a reviewer must decide",
+                             *signals.open_questions())
+    against = _unique(signals.denied + signals.negated)
+    return Fact.absent(*against, value=False, note=("" if against else f"no {label} on record"))
+
+
+def _coagulopathy(signals: _Signals, thrombophilia: list[Evidence]) -> Fact[bool]:
+    """X6 (coded). Thrombophilia sits inside D68.- but raises clotting, not bleeding, risk: a reviewer
+    decides rather than the code list (lead's list is D68.-; see the report)."""
+    fact = _combine(signals, "coded coagulopathy")
+    if fact.status is Status.ABSENT and thrombophilia:
+        return Fact.conflict("thrombophilia (ICD-10-CM D68.5-/D68.6-) coded: a clotting disorder, not a "
+                             "bleeding coagulopathy - a reviewer must decide", *_unique(thrombophilia))
+    return fact
+
+
+def _pregnancy(signals: _Signals, sex: str | None) -> Fact[bool]:
+    if signals.positive and (sex or "").lower() == "male":
+        return Fact.conflict(_PREGNANCY_EXCLUSION_NOTE, *_unique(signals.positive))
+    return _combine(signals, "pregnancy")
+
+
+def _pain_elsewhere(signals: _Signals, generators: list[Evidence]) -> Fact[bool]:
+    """X1. A coded or written attribution decides; a radiculopathy or stenosis on the problem list
+    with no attribution either way is a question for a reviewer, not a silent pass."""
+    positive, at_fracture = _unique(signals.positive), _unique(signals.denied)
+    if positive and at_fracture:
+        return Fact.conflict("the pain is attributed both to the fracture and to something else",
+                             *positive, *at_fracture)
+    if positive:
+        return Fact.present(True, *positive, *_unique(generators))
+    if at_fracture:
+        return Fact.absent(*at_fracture, *_unique(generators), value=False, note="pain attributed to the fracture")
+    if signals.open_questions():
+        return Fact.conflict("another pain generator raised as a possibility: a reviewer must decide",
+                             *signals.open_questions())
+    if generators:
+        return Fact.conflict("radiculopathy/stenosis on record: is the fracture the pain generator?",
+                             *_unique(generators))
+    return Fact.absent(*_unique(signals.negated), value=False, note="no other pain generator on record")
+
+
+def _latest_inr(found: list[tuple[Any, float, Evidence]]) -> Fact[float]:
+    dated = [f for f in found if f[0] is not None]
+    if not dated:
+        return Fact.unknown("no INR on record")
+    when, value, ev = max(dated, key=lambda f: ctx.sort_key(f[0]))
+    return Fact.present(value, ev, note=f"latest INR {value:g} on {ctx.day_of(when)}")
+
+
+def _term(m: re.Match[str]) -> str:
+    return " ".join(m.group(0).lower().split())
+
+
+def _unique(evidence: list[Evidence]) -> list[Evidence]:
+    """One evidence line per element read (two terms in one sentence are one piece of evidence)."""
+    seen: dict[tuple[str, str, str], Evidence] = {}
+    for ev in evidence:
+        seen.setdefault((ev.reference, ev.element, ev.method), ev)
+    return list(seen.values())

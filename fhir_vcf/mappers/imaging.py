@@ -1,0 +1,708 @@
+"""Imaging: acuity (marrow edema / uptake), height loss, progression and the other morphology facts.
+
+One pass over ImagingStudy, DiagnosticReport, Observation (and edema Conditions) turns every coded
+finding and every sentence of report text into `Signal`s, each with the levels it names, its date,
+its modality and its evidence. `imaging_facts` then buckets the signals by level once: no per-level
+rescans of the record.
+
+Acuity follows the clinical rules (I3): marrow edema on MRI or increased uptake on a bone scan /
+SPECT / PET shows an acute or subacute fracture; a radiograph or CT shows the fracture but not its
+age; an MRI without edema ("healed", "sclerotic", "chronic") says it is old.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from fhir_vcf.facts import Evidence, Fact, Method, Status
+from fhir_vcf.levels import sort_levels
+from fhir_vcf.mappers import common, sites, text
+from fhir_vcf.mappers.codes import dicom, finding, snomed
+from fhir_vcf.mappers.fractures import SeenEvent, text_snippet
+
+# Genant semiquantitative grades (clinical rules, "Genant"): words map to the lower bound of their
+# band, moved just inside it where the band is open below, so that no number beyond what the text
+# supports is invented (facts.py: mild -> 20, moderate -> 26, severe -> 41).
+GENANT = {
+    "mild": (20.0, "Genant mild (20–25 %)"),
+    "moderate": (26.0, "Genant moderate (25–40 %)"),
+    "severe": (41.0, "Genant severe (> 40 %)"),
+}
+_GENANT_GRADE = {"1": "mild", "2": "moderate", "3": "severe"}
+
+_MODALITY_ORDER = ("MR", "NM", "PT", "CT", "DX", "CR", "RF")
+_MAX_TEXT = 20_000  # characters of a presentedForm read; reports are short, attachments may not be
+
+_I = re.IGNORECASE
+# Report kinds in words (code.text, category, displays) when no study link or LOINC code says.
+_MODALITY_WORDS = (
+    ("MR", re.compile(r"\b(?:mri|mr|magnetic\s+resonance|stir)\b", _I)),
+    ("NM", re.compile(r"\b(?:bone\s+scan|scintigra\w*|spect(?:[-/]ct)?|nuclear\s+medicine|nm)\b", _I)),
+    ("PT", re.compile(r"\b(?:pet(?:[-/]ct)?|positron)\b", _I)),
+    ("CT", re.compile(r"\b(?:ct|computed\s+tomography|cat\s+scan)\b", _I)),
+    ("DX", re.compile(r"\b(?:x-?ray|xr|radiograph\w*|plain\s+films?|dx|cr)\b", _I)),
+)
+
+# Acuity cues (input profile, "acuity finding"). Edema and STIR/T2 hyperintensity imply MRI; uptake
+# and avidity imply a bone scan / SPECT / PET; "acute", "chronic" need a known advanced modality.
+_EDEMA = re.compile(r"\bo?edema(?:tous)?\b", _I)
+_SOFT_TISSUE = re.compile(
+    r"(?:soft[-\s]tissue|paraspinal|paravertebral|prevertebral|subcutaneous|muscle|muscular|pulmonary|"
+    r"interstitial|cord|facet|ligament\w*|disc)\s+(?:\w+\s+){0,2}$",
+    _I,
+)
+_FLUID_SIGNAL = re.compile(
+    r"\b(?:stir|t2)(?:[-\s]weighted)?\s+(?:\w+\s+){0,2}?hyperintens\w*"
+    r"|\bhyperintens\w*\s+(?:\w+\s+){0,4}?(?:on|in)\s+(?:the\s+)?(?:stir|t2|fluid[-\s]sensitive)\b"
+    r"|\bstir\s+(?:signal\s+)?(?:abnormality|increase|bright)",
+    _I,
+)
+_UPTAKE = re.compile(
+    r"\bincreased\s+(?:\w+\s+){0,2}?(?:uptake|activity|tracer\s+accumulation)|\buptake\s+is\s+increased"
+    r"|\b(?:(?:radio)?tracer|fdg)[-\s]avid\w*|\bavid\w*\b",
+    _I,
+)
+_ACUTE = re.compile(r"\b(?:sub)?acute\b", _I)
+_CHRONIC = re.compile(r"\b(?:chronic|healed|sclerotic|remote)\b|(?<![-\w])old\b", _I)
+_FRACTURE_CONTEXT = re.compile(r"fractur|compress|collaps|deformit|wedg|height|vertebr|\bbody\b|endplate|plana", _I)
+_SEEN = re.compile(
+    r"\b(?:fractur\w*|compression\s+deformit\w*|collapse[sd]?|wedg\w*\s+(?:deformit\w*|compression|fracture)"
+    r"|height\s+loss|loss\s+of\s+(?:\w+\s+){0,2}?height|vertebra\s+plana)",
+    _I,
+)
+_GENANT_WORDS = re.compile(
+    r"\b(?P<grade>mild|moderate|severe)(?:ly)?\s+(?:(?!pain)\w+\s+){0,3}?"
+    r"(?:compression|wedg\w*|height\s+loss|loss\s+of\s+(?:\w+\s+)?height|collapse|deformit\w*|fractur\w*)"
+    r"|\bgenant\s+(?:grade\s+)?(?P<number>[123])\b",
+    _I,
+)
+_PROGRESSION = re.compile(
+    r"\bfurther\s+(?:\w+\s+){0,2}?(?:collapse|compression|height\s+loss|loss\s+of\s+(?:\w+\s+)?height)"
+    r"|\bprogressi\w*\s+(?:\w+\s+){0,3}?(?:height\s+loss|loss\s+of\s+(?:\w+\s+)?height|collapse|compression|deformit\w*)"
+    r"|\binterval\s+(?:progression|increase|worsening|collapse|further)"
+    r"|\b(?:height\s+loss|collapse|compression|deformity)\s+(?:\w+\s+){0,3}?(?:has\s+)?progressed"
+    r"|\bincreased\s+(?:height\s+loss|collapse|compression)",
+    _I,
+)
+_STABLE = re.compile(
+    r"\b(?:stable|unchanged)\s+(?:\w+\s+){0,3}?(?:compression|collapse|fractur\w*|height|deformit\w*)"
+    r"|\b(?:compression|collapse|fractur\w*|height|deformit\w*)\s+(?:\w+\s+){0,4}?(?:is|are|remains?)\s+"
+    r"(?:stable|unchanged)"
+    r"|\bno\s+(?:significant\s+)?interval\s+change",
+    _I,
+)
+_PLANA = re.compile(r"\bvertebra\s+plana\b", _I)
+_CLEFT = re.compile(
+    r"\bintravertebral\s+(?:vacuum\s+)?cleft|\bvacuum\s+cleft|\bk[üu]mmell|\bintravertebral\s+(?:gas|vacuum)", _I
+)
+_RETRO = re.compile(
+    r"\bretropuls\w*(?:\s+(?:bone\s+|osseous\s+)?fragment)?|\bcanal\s+compromise|\bcompromise\s+of\s+the\s+(?:spinal\s+)?canal"
+    r"|\bposterior\s+(?:cortical\s+)?wall\s+(?:involvement|fracture|disruption|breach|buckling|bowing|displacement)"
+    r"|\b(?:involvement|disruption|breach|fracture)\s+of\s+the\s+posterior\s+(?:cortical\s+)?wall"
+    r"|\bposterior\s+(?:cortical\s+)?wall\s+(?:is\s+)?involved",
+    _I,
+)
+_RETRO_INTACT = re.compile(
+    r"\bposterior\s+(?:cortical\s+)?wall\s+(?:is\s+|remains\s+)?intact|\bintact\s+posterior\s+(?:cortical\s+)?wall", _I
+)
+# Sentences end at ".", ";" or a line break; a decimal point ("2.5 cm") does not end one.
+_SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
+_OTHER_LEVELS = re.compile(
+    r"\b(?:other|remaining|additional|adjacent)\s+(?:\w+\s+)?(?:levels?|vertebra\w*|vertebral\s+bod\w+)"
+    r"|\belsewhere\b|\brest\s+of\s+the\s+(?:spine|vertebra\w*|levels)",
+    _I,
+)
+_LEADING_LEVEL = re.compile(r"^\s*(?:and\s+)?(?:th|[ctls])[\s\-]?\d", _I)
+_TRAILING_LEVEL = re.compile(r"(?:th|[ctls])[\s\-]?\d{1,2}\s*$", _I)
+
+BOOLEAN_FINDINGS = {
+    finding.HEIGHT_LOSS_PROGRESSION: "progression",
+    finding.RETROPULSION: "retropulsion",
+    finding.CANAL_COMPROMISE: "retropulsion",
+    finding.VERTEBRA_PLANA: "plana",
+    finding.INTRAVERTEBRAL_CLEFT: "cleft",
+}
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One imaging statement.
+
+    kind: "acuity" (value True = edema/uptake, False = none/old), "seen" (the fracture is shown),
+      "studied" (a study covers the level), "height" (value = percent), "progression", "plana",
+      "cleft", "retropulsion" (value bool).
+    acuity_value: "marrow-edema" | "increased-uptake" for positive acuity.
+    advanced: the statement comes from (or by its words implies) MRI / bone scan / SPECT / PET.
+    """
+
+    kind: str
+    value: Any
+    levels: tuple[str, ...]
+    day: date | None
+    modality: str | None
+    evidence: Evidence
+    advanced: bool = False
+    acuity_value: str | None = None
+    note: str = ""
+    from_text: bool = False
+
+
+@dataclass
+class _Source:
+    """Where a statement came from: the resource, its date and modality, and a level to fall back on."""
+
+    ref: str
+    day: date | None
+    modality: str | None
+    fallback_levels: tuple[str, ...] = ()
+
+
+@dataclass
+class ImagingScan:
+    signals: list[Signal] = field(default_factory=list)
+    lines: list[tuple[date, str]] = field(default_factory=list)
+    texts: list[tuple[str, str, str]] = field(default_factory=list)  # (ref, element, text) for context terms
+
+    def seen_events(self, single_level: str | None = None) -> list[SeenEvent]:
+        """Imaging that shows a fracture, dated, for the onset check."""
+        out = []
+        for s in self.signals:
+            if s.day is None or s.kind not in {"seen", "acuity", "height", "plana", "cleft"}:
+                continue
+            if s.kind in {"plana", "cleft"} and not s.value:
+                continue
+            label = f"{s.modality or 'imaging'} {s.day.isoformat()} ({s.evidence.reference})"
+            out.append(SeenEvent(s.day, s.levels, label, s.evidence))
+        return out
+
+    def fracture_levels(self) -> tuple[list[str], list[Evidence]]:
+        """Levels at which imaging shows a fracture (for a fracture Condition that names none)."""
+        levels: list[str] = []
+        evidence: list[Evidence] = []
+        for s in self.signals:
+            if s.levels and (s.kind in {"seen", "height"} or (s.kind == "acuity" and s.value)):
+                levels.extend(s.levels)
+                evidence.append(s.evidence)
+        return sort_levels(levels), evidence
+
+
+def _modality_of_codings(codings: Iterable[Any]) -> list[str]:
+    found = []
+    for c in codings:
+        if c is not None and c.code in dicom.MODALITIES:
+            found.append(c.code)
+    return found
+
+
+def _primary(modalities: Iterable[str]) -> str | None:
+    present = set(modalities)
+    return next((m for m in _MODALITY_ORDER if m in present), None)
+
+
+def _modality_from_words(*values: str | None) -> str | None:
+    for value in values:
+        if not value:
+            continue
+        for modality, pattern in _MODALITY_WORDS:
+            if pattern.search(value):
+                return modality
+    return None
+
+
+def _attachment_text(attachment: Any) -> str | None:
+    """Plain-text report content (the R4B model has already decoded the base64 `data`)."""
+    content_type = (getattr(attachment, "contentType", None) or "").lower()
+    data = getattr(attachment, "data", None)
+    if not data or not content_type.startswith("text/plain"):
+        return None
+    if isinstance(data, str):
+        try:
+            data = base64.b64decode(data)
+        except (binascii.Error, ValueError):
+            return None
+    return data[:_MAX_TEXT].decode("utf-8", errors="replace")
+
+
+def scan_imaging(record: Any) -> ImagingScan:
+    """One pass over the imaging resources of a (date-filtered) record."""
+    scan = ImagingScan()
+    studies: dict[str, _Source] = {}
+    reports: dict[str, _Source] = {}
+    result_of: dict[str, _Source] = {}
+
+    for study in record.of_type("ImagingStudy"):
+        ref = record.ref(study)
+        day = common.as_date(study.started) or common.clinical_date(study)[0]
+        mods = _modality_of_codings(study.modality or [])
+        series_levels: list[str] = []
+        stir = False
+        for i, series in enumerate(study.series or []):
+            mod = series.modality.code if series.modality and series.modality.code in dicom.MODALITIES else None
+            if mod:
+                mods.append(mod)
+            level = sites.level_of_coding(series.bodySite)
+            desc_levels = text.find_levels(series.description)
+            levels = tuple(sort_levels(([level] if level else []) + desc_levels))
+            series_levels.extend(levels)
+            if series.description and re.search(r"\bstir\b", series.description, _I):
+                stir = True
+            if levels:
+                method = Method.CODE if level else Method.TEXT
+                found = f"{mod or 'series'} of {', '.join(levels)}"
+                ev = Evidence(ref, f"series[{i}].bodySite" if level else f"series[{i}].description", method, found)
+                scan.signals.append(
+                    Signal("studied", True, levels, day, mod or _primary(mods), ev,
+                           advanced=(mod or _primary(mods)) in dicom.ADVANCED)
+                )
+        primary = _primary(mods)
+        if not series_levels and primary:
+            ev = Evidence(ref, "modality", Method.CODE, f"{primary} study")
+            scan.signals.append(Signal("studied", True, (), day, primary, ev, advanced=primary in dicom.ADVANCED))
+        unique_levels = tuple(sort_levels(series_levels))
+        source = _Source(ref, day, primary, unique_levels if len(unique_levels) == 1 else ())
+        studies[ref] = source
+        line = f"{'/'.join(dict.fromkeys(m for m in _MODALITY_ORDER if m in set(mods))) or 'imaging'} "
+        line += f"{day.isoformat() if day else 'undated'} ({ref})"
+        if unique_levels:
+            line += ", " + ", ".join(unique_levels)
+        if stir:
+            line += ", STIR"
+        scan.lines.append((day or date.min, line))
+        for value, element in _study_texts(study):
+            _analyze_text(scan, source, element, value)
+
+    for report in record.of_type("DiagnosticReport"):
+        ref = record.ref(report)
+        day = common.clinical_date(report)[0]
+        linked = [studies[r] for r in (_target_ref(record, x) for x in report.imagingStudy or []) if r in studies]
+        modality = _primary(s.modality for s in linked if s.modality)
+        if modality is None:
+            for coding, _ in common.codings(report.code, "code"):
+                if coding.system == "loinc" and coding.code in dicom.REPORT_LOINC_MODALITY:
+                    modality = dicom.REPORT_LOINC_MODALITY[coding.code]
+                    break
+        if modality is None:
+            words = [v for v, _ in common.texts(report.code, "code")]
+            words += [v for v, _ in common.texts(report.category or [], "category")]
+            modality = _modality_from_words(*words)
+        fallback = next((s.fallback_levels for s in linked if s.fallback_levels), ())
+        source = _Source(ref, day or next((s.day for s in linked if s.day), None), modality, fallback)
+        reports[ref] = source
+        for result in report.result or []:
+            target = _target_ref(record, result)
+            if target:
+                result_of[target] = source
+        report_texts = list(_report_texts(report))
+        for value, element in report_texts:
+            _analyze_text(scan, source, element, value)
+            scan.texts.append((ref, element, value))
+        if modality or report.imagingStudy:
+            summary = next((v for v, e in report_texts if e == "conclusion"), "")
+            line = f"{modality or 'imaging'} report {source.day.isoformat() if source.day else 'undated'} ({ref})"
+            if summary:
+                line += ": " + (summary if len(summary) <= 80 else summary[:79] + "…")
+            scan.lines.append((source.day or date.min, line))
+
+    for obs in record.of_type("Observation"):
+        _observation(scan, record, obs, studies, reports, result_of)
+
+    for cond in record.of_type("Condition"):
+        if any(c.system == "snomed" and c.code in snomed.EDEMA for c, _ in common.codings(cond.code, "code")):
+            ref = record.ref(cond)
+            levels, _, _ = sites.body_site_levels(ref, getattr(cond, "bodySite", None))
+            if levels and not common.is_historical(cond):
+                ev = Evidence(ref, "code", Method.CODE, f"SNOMED CT 79654002 (edema) at {', '.join(levels)}")
+                scan.signals.append(
+                    Signal("acuity", True, tuple(levels), common.clinical_date(cond)[0], None, ev,
+                           advanced=True, acuity_value="marrow-edema")
+                )
+    return scan
+
+
+def _target_ref(record: Any, reference: Any) -> str | None:
+    target = record.resolve(reference)
+    return record.ref(target) if target is not None else None
+
+
+def _study_texts(study: Any) -> Iterable[tuple[str, str]]:
+    if study.description:
+        yield study.description, "description"
+    for i, series in enumerate(study.series or []):
+        if series.description:
+            yield series.description, f"series[{i}].description"
+    yield from common.notes(study)
+
+
+def _report_texts(report: Any) -> Iterable[tuple[str, str]]:
+    if report.conclusion:
+        yield report.conclusion, "conclusion"
+    for value, element in common.texts(report.conclusionCode or [], "conclusionCode"):
+        yield value, element
+    for i, attachment in enumerate(report.presentedForm or []):
+        value = _attachment_text(attachment)
+        if value:
+            yield value, f"presentedForm[{i}]"
+
+
+def _observation(
+    scan: ImagingScan,
+    record: Any,
+    obs: Any,
+    studies: dict[str, _Source],
+    reports: dict[str, _Source],
+    result_of: dict[str, _Source],
+) -> None:
+    ref = record.ref(obs)
+    codes = list(common.codings(obs.code, "code"))
+    finding_code = next(
+        (c.code for c, _ in codes if c.system == "finding" and c.code in finding.IMAGING_FINDINGS), None
+    )
+    edema_code = any(c.system == "snomed" and c.code in snomed.EDEMA for c, _ in codes)
+    link: _Source | None = result_of.get(ref)
+    for reference in [*(obs.derivedFrom or []), *(obs.partOf or [])]:
+        target = _target_ref(record, reference)
+        if target in studies:
+            link = studies[target]
+            break
+        if target in reports:
+            link = reports[target]
+            break
+    categories = {c.code for c, _ in common.codings(obs.category or [], "category")}
+    imaging = finding_code is not None or edema_code or link is not None or "imaging" in categories
+    if not imaging:
+        return
+    levels, _, _ = sites.body_site_levels(ref, obs.bodySite)
+    if not levels and link is not None:
+        levels = list(link.fallback_levels)
+    day = common.clinical_date(obs)[0] or (link.day if link else None)
+    modality = link.modality if link else None
+    source = _Source(ref, day, modality, tuple(levels))
+    lv = tuple(levels)
+    at = f" at {', '.join(lv)}" if lv else ""
+    if finding_code is not None or edema_code:
+        code = finding_code or "marrow-edema"
+        element = next(p for c, p in codes if (c.system == "finding" and c.code == code) or c.code in snomed.EDEMA)
+        if code == finding.HEIGHT_LOSS_PERCENT:
+            value = _number(obs)
+            if value is not None and 0 <= value <= 100:
+                ev = Evidence(ref, "valueQuantity", Method.CODE, f"height loss {value:g} %{at}")
+                scan.signals.append(Signal("height", value, lv, day, modality, ev))
+        else:
+            flag = obs.valueBoolean
+            if flag is None and edema_code and not finding_code:
+                flag = True  # an edema Observation without a value asserts the edema
+            if flag is None:
+                return
+            label = f"finding {code} = {str(flag).lower()}{at}"
+            ev = Evidence(ref, element, Method.CODE, label)
+            if code in (finding.MARROW_EDEMA, finding.INCREASED_UPTAKE):
+                if edema_code and not lv:
+                    return  # SNOMED edema counts only with a vertebra body site
+                value_name = "marrow-edema" if code == finding.MARROW_EDEMA else "increased-uptake"
+                scan.signals.append(
+                    Signal("acuity", bool(flag), lv, day, modality or ("MR" if value_name == "marrow-edema" else "NM"),
+                           ev, advanced=True, acuity_value=value_name if flag else None)
+                )
+            elif code in BOOLEAN_FINDINGS:
+                scan.signals.append(Signal(BOOLEAN_FINDINGS[code], bool(flag), lv, day, modality, ev))
+    value_string = getattr(obs, "valueString", None)
+    if value_string:
+        _analyze_text(scan, source, "valueString", value_string)
+        scan.texts.append((ref, "valueString", value_string))
+    for value, element in common.notes(obs):
+        _analyze_text(scan, source, element, value)
+        scan.texts.append((ref, element, value))
+
+
+def _number(obs: Any) -> float | None:
+    quantity = getattr(obs, "valueQuantity", None)
+    if quantity is not None and quantity.value is not None:
+        return float(quantity.value)
+    for attr in ("valueInteger", "valueDecimal"):
+        value = getattr(obs, attr, None)
+        if value is not None:
+            return float(value)
+    return None
+
+
+def _segments(sentence: str) -> list[tuple[int, str, list[str]]]:
+    """Comma-separated parts of a sentence with the levels each names; a level list ("T12, L1 and L2")
+    stays in one part."""
+    parts: list[tuple[int, str]] = []
+    offset = 0
+    for piece in sentence.split(","):
+        if parts and _LEADING_LEVEL.match(piece) and _TRAILING_LEVEL.search(parts[-1][1]):
+            start, prev = parts[-1]
+            parts[-1] = (start, prev + "," + piece)
+        else:
+            parts.append((offset, piece))
+        offset += len(piece) + 1
+    return [(start, piece, text.find_levels(piece)) for start, piece in parts]
+
+
+def _analyze_text(scan: ImagingScan, source: _Source, element: str, value: str) -> None:
+    """Every imaging statement in a text, each attributed to the levels of its part of the sentence."""
+    whole_levels = text.find_levels(value)
+    text_default = tuple(whole_levels) if len(whole_levels) == 1 else source.fallback_levels
+    advanced_source = source.modality in dicom.ADVANCED
+    for sm in _SENTENCE.finditer(value):
+        sentence = sm.group(0)
+        if not sentence.strip():
+            continue
+        sentence_levels = text.find_levels(sentence)
+        if not sentence_levels and _OTHER_LEVELS.search(sentence):
+            continue  # "other levels without edema": about no level in question, never the default one
+        segments = _segments(sentence)
+        carried: list[str] = []
+        for start, segment, seg_levels in segments:
+            if seg_levels:
+                carried = seg_levels
+            levels = tuple(carried or (sentence_levels if len(sentence_levels) == 1 else ()) or text_default)
+            _segment_signals(scan, source, element, sentence, start, segment, levels, advanced_source)
+
+
+def _segment_signals(
+    scan: ImagingScan,
+    source: _Source,
+    element: str,
+    sentence: str,
+    offset: int,
+    segment: str,
+    levels: tuple[str, ...],
+    advanced_source: bool,
+) -> None:
+    def ev(m: re.Match[str]) -> Evidence:
+        snippet = text_snippet(sentence, offset + m.start(), offset + m.end())
+        return Evidence(source.ref, element, Method.TEXT, f"'{snippet}'")
+
+    def negated(m: re.Match[str]) -> bool:
+        return text.is_negated(sentence, offset + m.start(), offset + m.end())
+
+    def add(kind: str, value: Any, m: re.Match[str], **kw: Any) -> None:
+        scan.signals.append(Signal(kind, value, levels, source.day, source.modality, ev(m), from_text=True, **kw))
+
+    fracture_context = bool(_FRACTURE_CONTEXT.search(segment))
+    for m in _EDEMA.finditer(segment):
+        if _SOFT_TISSUE.search(segment[: m.start()]):
+            continue
+        add("acuity", not negated(m), m, advanced=True, acuity_value="marrow-edema" if not negated(m) else None)
+    for m in _FLUID_SIGNAL.finditer(segment):
+        add("acuity", not negated(m), m, advanced=True, acuity_value="marrow-edema" if not negated(m) else None)
+    for m in _UPTAKE.finditer(segment):
+        add("acuity", not negated(m), m, advanced=True, acuity_value="increased-uptake" if not negated(m) else None)
+    if fracture_context:
+        positive_value = "increased-uptake" if source.modality in {"NM", "PT"} else "marrow-edema"
+        for m in _ACUTE.finditer(segment):
+            is_neg = negated(m)
+            add("acuity", not is_neg, m, advanced=advanced_source, acuity_value=None if is_neg else positive_value,
+                note="age word")
+        for m in _CHRONIC.finditer(segment):
+            if not negated(m):
+                add("acuity", False, m, advanced=advanced_source, note="age word")
+    for m in _SEEN.finditer(segment):
+        if not negated(m):
+            add("seen", True, m, advanced=advanced_source)
+            break
+    for pct_value in text.find_height_loss_percent(segment):
+        m = re.search(re.escape(f"{pct_value:g}"), segment) or re.search(r"\d", segment)
+        if m:
+            add("height", pct_value, m)
+    for m in _GENANT_WORDS.finditer(segment):
+        if negated(m):
+            continue
+        grade = (m["grade"] or _GENANT_GRADE.get(m["number"] or "", "")).lower()
+        if grade in GENANT:
+            number, note = GENANT[grade]
+            add("height", number, m, note=note)
+    for m in _PROGRESSION.finditer(segment):
+        add("progression", not negated(m), m)
+    for m in _STABLE.finditer(segment):
+        if not negated(m):
+            add("progression", False, m)
+    for pattern, kind in ((_PLANA, "plana"), (_CLEFT, "cleft"), (_RETRO, "retropulsion")):
+        for m in pattern.finditer(segment):
+            add(kind, not negated(m), m)
+    for m in _RETRO_INTACT.finditer(segment):
+        if not negated(m):
+            add("retropulsion", False, m)
+
+
+# --- facts -------------------------------------------------------------------------------------
+
+
+def _assigned(signal: Signal, single_level: str | None) -> tuple[str, ...]:
+    if signal.levels:
+        return signal.levels
+    return (single_level,) if single_level else ()
+
+
+def imaging_facts(scan: ImagingScan, keys: list[str], single_level: str | None) -> dict[str, Any]:
+    """acuity, acuity_unassigned, height_loss, progression, vertebra_plana, intravertebral_cleft,
+    retropulsion (before codes are added) and imaging lines, from the scan's signals bucketed once."""
+    buckets: dict[str, list[Signal]] = {level: [] for level in keys}
+    unassigned: list[Signal] = []
+    by_kind: dict[str, list[Signal]] = {}
+    for s in scan.signals:
+        by_kind.setdefault(s.kind, []).append(s)
+        levels = _assigned(s, single_level)
+        if not levels and s.kind == "acuity" and s.advanced:
+            unassigned.append(s)
+        for level in levels:
+            if level in buckets:
+                buckets[level].append(s)
+
+    acuity = {level: _acuity(level, signals) for level, signals in buckets.items()}
+    height = {level: _height(level, signals) for level, signals in buckets.items()}
+    progression = _progression(by_kind.get("progression", []), buckets)
+    lines = tuple(line for _, line in sorted(scan.lines, key=lambda x: x[0]))
+    return {
+        "acuity": acuity,
+        "acuity_unassigned": tuple(_unassigned_fact(s) for s in unassigned),
+        "height_loss": height,
+        "progression": progression,
+        "vertebra_plana": _flag(by_kind.get("plana", []), "vertebra plana"),
+        "intravertebral_cleft": _flag(by_kind.get("cleft", []), "an intravertebral cleft"),
+        "retropulsion_signals": by_kind.get("retropulsion", []),
+        "imaging": lines,
+    }
+
+
+def _unassigned_fact(s: Signal) -> Fact[str]:
+    note = "names no level and the record has more than one level in question"
+    if s.value:
+        return Fact.present(s.acuity_value or "marrow-edema", s.evidence, note=note)
+    return Fact.absent(s.evidence, value="no-edema", note=note)
+
+
+def _describe(s: Signal) -> str:
+    return f"{s.modality or 'imaging'} {s.day.isoformat() if s.day else 'undated'} ({s.evidence.reference})"
+
+
+def _acuity(level: str, signals: list[Signal]) -> Fact[str]:
+    acuity = [s for s in signals if s.kind == "acuity"]
+    positive = [s for s in acuity if s.value and s.advanced]
+    negative = [s for s in acuity if not s.value and s.advanced]
+    if positive and negative and _same_resource_age_words_only(positive, negative):
+        negative = []
+    if positive and negative:
+        pos = "; ".join(dict.fromkeys(_describe(s) for s in positive))
+        neg = "; ".join(dict.fromkeys(_describe(s) for s in negative))
+        return Fact.conflict(
+            f"advanced imaging disagrees at {level}: acute signs in {pos}; no edema / old in {neg}",
+            *(s.evidence for s in positive + negative),
+        )
+    if positive:
+        value = "marrow-edema" if any(s.acuity_value == "marrow-edema" for s in positive) else "increased-uptake"
+        return Fact.present(value, *(s.evidence for s in positive))
+    if negative:
+        return Fact.absent(*(s.evidence for s in negative), value="no-edema")
+    advanced_seen = [s for s in signals if s.kind == "seen" and s.advanced and s.from_text]
+    if advanced_seen:
+        return Fact.absent(
+            *(s.evidence for s in advanced_seen),
+            value="no-edema",
+            note=f"advanced imaging report describes the fracture at {level} and mentions no edema or uptake",
+        )
+    advanced_studied = [s for s in signals if s.kind == "studied" and s.advanced]
+    anatomic = [
+        s for s in signals
+        if s.kind in {"seen", "studied"} and not s.advanced and s.modality in dicom.ANATOMIC
+    ]
+    old_words = [s for s in acuity if not s.advanced]
+    if advanced_studied:
+        return Fact.unknown(
+            f"advanced imaging of {level} without a report or finding: "
+            + "; ".join(dict.fromkeys(_describe(s) for s in advanced_studied)),
+            *(s.evidence for s in advanced_studied),
+        )
+    if anatomic:
+        note = f"only radiograph/CT shows {level}: fracture seen, acuity not shown"
+        if old_words:
+            note += "; described as " + ", ".join(dict.fromkeys(s.evidence.found for s in old_words))
+        return Fact(status=Status.UNKNOWN, value="radiograph-only",
+                    evidence=tuple(s.evidence for s in anatomic + old_words), note=note)
+    return Fact.unknown(f"no imaging of {level}")
+
+
+def _same_resource_age_words_only(positive: list[Signal], negative: list[Signal]) -> bool:
+    """A report that shows edema at a level and also calls something there "old" or "sclerotic" has
+    stated the edema explicitly; its own age words do not contradict it. Disagreement between
+    resources, or an explicit "no edema" beside "edema", stays a conflict."""
+    refs = {s.evidence.reference for s in positive}
+    explicit = any(s.note != "age word" for s in positive)
+    return explicit and all(s.note == "age word" and s.evidence.reference in refs for s in negative)
+
+
+def _height(level: str, signals: list[Signal]) -> Fact[float]:
+    heights = [s for s in signals if s.kind == "height"]
+    if not heights:
+        return Fact.unknown(f"no height loss reported at {level}")
+    best = max(heights, key=lambda s: s.value)
+    others = [s for s in heights if s is not best]
+    return Fact.present(float(best.value), best.evidence, *(s.evidence for s in others), note=best.note)
+
+
+def _progression(signals: list[Signal], buckets: dict[str, list[Signal]]) -> Fact[bool]:
+    positive = [s for s in signals if s.value]
+    evidence: list[Evidence] = [s.evidence for s in positive]
+    notes: list[str] = []
+    for level, level_signals in buckets.items():
+        measured = sorted(
+            (s for s in level_signals if s.kind == "height" and s.day is not None and not s.note),
+            key=lambda s: s.day,
+        )
+        for i, earlier in enumerate(measured):
+            later = next((s for s in measured[i + 1:] if s.day > earlier.day and s.value > earlier.value), None)
+            if later is not None:
+                evidence += [earlier.evidence, later.evidence]
+                notes.append(
+                    f"height loss at {level} rose from {earlier.value:g} % ({earlier.day}) "
+                    f"to {later.value:g} % ({later.day})"
+                )
+                break
+    if evidence:
+        return Fact.present(True, *evidence, note="; ".join(notes))
+    negative = [s for s in signals if not s.value]
+    if negative:
+        return Fact.absent(*(s.evidence for s in negative), value=False, note="imaging describes no progression")
+    return Fact.unknown("no progression finding and no serial height measurement")
+
+
+def _flag(signals: list[Signal], what: str) -> Fact[bool]:
+    positive = [s for s in signals if s.value]
+    if positive:
+        return Fact.present(True, *(s.evidence for s in positive))
+    if signals:
+        return Fact.absent(*(s.evidence for s in signals), value=False)
+    return Fact.absent(value=False, note=f"record read: no sign of {what}")
+
+
+def retropulsion_fact(signals: list[Signal], codes: list[Evidence]) -> Fact[bool]:
+    """X11: retropulsion or canal compromise. A code (unstable burst) or an affirmed statement is
+    PRESENT; affirmed in one resource and denied in another is a CONFLICT; only denials are ABSENT."""
+    positive = [s for s in signals if s.value]
+    negative = [s for s in signals if not s.value]
+    if positive or codes:
+        pos_refs = {s.evidence.reference for s in positive} | {e.reference for e in codes}
+        other = [s for s in negative if s.evidence.reference not in pos_refs]
+        evidence = [*codes, *(s.evidence for s in positive)]
+        if other:
+            return Fact.conflict(
+                "retropulsion/canal compromise affirmed in "
+                + ", ".join(sorted(pos_refs))
+                + " and denied in "
+                + ", ".join(dict.fromkeys(s.evidence.reference for s in other)),
+                *evidence,
+                *(s.evidence for s in other),
+                value=True,
+            )
+        return Fact.present(True, *evidence)
+    if negative:
+        return Fact.absent(*(s.evidence for s in negative), value=False)
+    return Fact.absent(value=False, note="record read: no sign of retropulsion or canal compromise")

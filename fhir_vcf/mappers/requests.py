@@ -1,0 +1,148 @@
+"""Vertebral-augmentation requests: which procedure, which levels, how many, and which one is judged.
+
+A request arrives as a ServiceRequest in the record (CDS Hooks draft orders are merged in by the
+service). It is recognised by CPT 22510-22515, by a deleted code (22520-22525, 72291, 72292: still
+a request, so that the rules can reject it with a clear message), or by its words ("kyphoplasty",
+"vertebroplasty", "vertebral augmentation") whatever code system carries them (input profile,
+"requested procedure").
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from fhir_vcf.facts import Evidence, Method, ProcedureRequest
+from fhir_vcf.levels import sort_levels
+from fhir_vcf.mappers import common, sites, text
+from fhir_vcf.mappers.codes import cpt
+
+# Statuses that are judged by default; "on-hold" is listed but judged only when named (a paused
+# order is not what the clinician is placing now). completed / revoked are history.
+JUDGED_STATUSES = frozenset({"draft", "active"})
+
+_TECHNIQUE_TEXT = (
+    ("kyphoplasty", re.compile(r"\bkyphoplast", re.IGNORECASE)),
+    ("vertebroplasty", re.compile(r"\bvertebroplast", re.IGNORECASE)),
+    ("unspecified", re.compile(r"\bvertebral\s+augmentation|\bvertebral\s+body\s+augmentation", re.IGNORECASE)),
+)
+
+
+def _technique_from_text(value: str) -> set[str]:
+    return {name for name, pattern in _TECHNIQUE_TEXT if pattern.search(value) and not _negated(pattern, value)}
+
+
+def _negated(pattern: re.Pattern[str], value: str) -> bool:
+    m = pattern.search(value)
+    return bool(m) and text.is_negated(value, m.start(), m.end())
+
+
+def map_request(record: Any, resource: Any) -> ProcedureRequest | None:
+    """The ProcedureRequest of one ServiceRequest, or None when it is not a vertebral augmentation."""
+    ref = record.ref(resource)
+    evidence: list[Evidence] = []
+    techniques: set[str] = set()
+    cpt_codes: list[str] = []
+    deleted: list[str] = []
+    add_on_codings = 0
+    for coding, path in common.codings(resource.code, "code"):
+        if coding.system != "cpt" and coding.system != "":
+            continue
+        if coding.code in cpt.AUGMENTATION:
+            cpt_codes.append(coding.code)
+            techniques.add("kyphoplasty" if coding.code in cpt.KYPHOPLASTY else "vertebroplasty")
+            evidence.append(common.code_evidence(ref, path, coding, "CPT"))
+        elif coding.code in cpt.DELETED:
+            deleted.append(coding.code)
+            kind = cpt.DELETED[coding.code][0]
+            if kind != "unspecified":
+                techniques.add(kind)
+            evidence.append(common.code_evidence(ref, path, coding, "CPT (deleted)"))
+        else:
+            continue
+        if coding.code in cpt.ADD_ON:
+            add_on_codings += 1
+    method = Method.CODE if (cpt_codes or deleted) else Method.TEXT
+    text_techniques: set[str] = set()
+    for value, path in common.texts(resource.code, "code"):
+        found = _technique_from_text(value)
+        if found:
+            text_techniques |= found
+            if method is Method.TEXT:
+                evidence.append(Evidence(ref, path, Method.TEXT, f"'{value}'"))
+    if not (cpt_codes or deleted or text_techniques):
+        return None
+    if not techniques:
+        techniques = text_techniques
+    specific = techniques - {"unspecified"}
+    technique = specific.pop() if len(specific) == 1 else "unspecified"
+
+    site_levels, level_ev, _ = sites.body_site_levels(ref, getattr(resource, "bodySite", None))
+    code_text = getattr(resource.code, "text", None)
+    from_code_text = text.find_levels(code_text)
+    if from_code_text:
+        level_ev.append(Evidence(ref, "code.text", Method.TEXT, f"'{code_text}'"))
+    levels = tuple(sort_levels([*site_levels, *from_code_text]))
+    evidence.extend(level_ev)
+
+    if levels:
+        level_count = len(levels)
+    else:
+        add_ons = 0
+        if add_on_codings:
+            quantity = getattr(getattr(resource, "quantityQuantity", None), "value", None)
+            if quantity is not None and float(quantity) >= 1:
+                add_ons = int(quantity)
+                evidence.append(Evidence(ref, "quantityQuantity.value", Method.CODE, f"add-on quantity {add_ons}"))
+            else:
+                add_ons = add_on_codings
+        level_count = 1 + add_ons
+
+    reasons = []
+    for reason in getattr(resource, "reasonReference", None) or []:
+        target = record.resolve(reason)
+        reasons.append(record.ref(target) if target is not None else reason.reference)
+    return ProcedureRequest(
+        reference=ref,
+        status=resource.status or "unknown",
+        technique=technique,
+        levels=levels,
+        level_count=level_count,
+        cpt=tuple(dict.fromkeys(cpt_codes)),
+        method=method,
+        deleted_codes=tuple(dict.fromkeys(deleted)),
+        reasons=tuple(r for r in reasons if r),
+        authored=common.as_date(getattr(resource, "authoredOn", None)),
+        evidence=tuple(evidence),
+    )
+
+
+def map_requests(
+    record: Any, *, request: str | None = None
+) -> tuple[tuple[ProcedureRequest, ...], ProcedureRequest | None]:
+    """(every augmentation request, the one judged).
+
+    The judged one is the request named by `request` ("ServiceRequest/x", any reference form the
+    record resolves) when it is an augmentation request; otherwise the latest draft/active one by
+    authoredOn (bundle order breaks ties, the later entry winning); None when there is none.
+    """
+    found: list[tuple[Any, ProcedureRequest]] = []
+    for resource in record.of_type("ServiceRequest"):
+        mapped = map_request(record, resource)
+        if mapped is not None:
+            found.append((resource, mapped))
+    requests = tuple(m for _, m in found)
+    judged: ProcedureRequest | None = None
+    if request:
+        target = record.resolve(request)
+        for resource, mapped in found:
+            if mapped.reference == request or (target is not None and resource is target):
+                judged = mapped
+                break
+    if judged is None:
+        candidates = [(i, m) for i, (_, m) in enumerate(found) if m.status in JUDGED_STATUSES]
+        if candidates:
+            judged = max(candidates, key=lambda c: (c[1].authored or date.min, c[0]))[1]
+    return requests, judged
+

@@ -1,0 +1,253 @@
+"""Symptoms: pain scores (with the setting they were taken in) and the Roland-Morris score.
+
+Feeds `pain_scores` and `rdq` of FractureFacts (clinical rules I4). The mapper reports every score
+of the fracture episode with its setting; it never decides which threshold applies.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from fhir_vcf.facts import Evidence, Fact, Method, PainScore
+from fhir_vcf.levels import sort_levels
+from fhir_vcf.mappers import _context as ctx
+from fhir_vcf.mappers import common, text
+from fhir_vcf.mappers.codes import finding, loinc, snomed
+
+# The episode when no fracture onset is known: the last 12 weeks (facts.py, `pain_scores`; the
+# subacute limit of clinical rules I1).
+DEFAULT_EPISODE_DAYS = 84
+
+# Encounter.class (v3 ActCode) → setting (input profile, "hospitalized").
+SETTINGS = {
+    "IMP": "hospitalized",
+    "ACUTE": "hospitalized",
+    "NONAC": "hospitalized",
+    "AMB": "ambulatory",
+    "EMER": "ambulatory",
+    "VR": "ambulatory",
+    "HH": "ambulatory",
+    "OBSENC": "observation",
+}
+# Observation statuses whose value counts (lead decision: a registered result has no value yet).
+_RESULT_STATUSES = frozenset({"preliminary", "final", "amended", "corrected"})
+# A bare number in valueString on a coded pain Observation ("8", "8/10").
+_BARE_SCORE = re.compile(r"\s*(?P<value>\d{1,3}(?:\.\d+)?)\s*(?:/\s*(?P<den>10|100))?\s*")
+# Encounter statuses under which an Encounter with no period end is still going on.
+_OPEN_STATUSES = frozenset({"arrived", "triaged", "in-progress", "onleave"})
+
+# Pain scores written as text in an Observation's valueString: only when clearly labelled
+# ("NRS 8/10", "numeric rating scale 7", "pain score: 6/10").
+_PAIN_LABELS = (r"NRS", r"numeric\s+(?:pain\s+)?rating\s+scale", r"pain\s+score", r"pain\s+scale")
+
+# Roland-Morris Disability Questionnaire total, in text (input profile, "RDQ").
+_RDQ_LABELS = (r"Roland[\s\-]*Morris(?:\s+Disability(?:\s+Questionnaire)?)?(?:\s+(?:score|total))?", r"RDQ", r"RMDQ")
+_RDQ_MAX = 24
+_RDQ_MENTION = re.compile(r"\b(?:Roland[\s\-]*Morris|RDQ|RMDQ)\b", re.IGNORECASE)
+
+
+def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dict[str, Any]:
+    """`pain_scores` (oldest first, inside the episode and not after as_of) and `rdq` (latest)."""
+    start = episode_start if episode_start is not None else as_of - timedelta(days=DEFAULT_EPISODE_DAYS)
+    encounters = [e for e in record.of_type("Encounter") if _setting(e) is not None]
+    scores: list[PainScore] = []
+    rdq: list[tuple[Any, int, Evidence]] = []  # (when, value, evidence)
+    for obs in record.of_type("Observation"):
+        if obs.status not in _RESULT_STATUSES:
+            continue
+        when, _ = ctx.timestamp(obs)
+        day = ctx.day_of(when)
+        if day is not None and day > as_of:
+            continue
+        score = _pain_score(record, obs, when, encounters)
+        if score is not None and day is not None and start <= day <= as_of:
+            scores.append(score)
+        value = _rdq_coded(record, obs)
+        if value is not None:
+            rdq.append(value)
+    for resource, ref, element, body in common.free_texts(record):
+        if common.after(resource, as_of) or not _RDQ_MENTION.search(body):
+            continue
+        if resource.get_resource_type() == "Observation" and _rdq_coded(record, resource) is not None:
+            continue  # the coded value already counts
+        found = text.find_score(body, _RDQ_LABELS, maximum=_RDQ_MAX)
+        if found:
+            when, _ = ctx.timestamp(resource)
+            m = _RDQ_MENTION.search(body)
+            ev = Evidence(ref, element, Method.TEXT, ctx.snippet(body, m.start(), m.end()))
+            rdq.append((when, found[-1], ev))
+    scores.sort(key=lambda s: ctx.sort_key(s.when))
+    return {"pain_scores": tuple(scores), "rdq": _latest_rdq(rdq, start)}
+
+
+# --- pain scores ---
+
+
+def _pain_score(record: Any, obs: Any, when: Any, encounters: list[Any]) -> PainScore | None:
+    if when is None:
+        return None
+    scale = None
+    for coding, _ in common.codings(obs.code):
+        if coding.system == "loinc" and coding.code in loinc.PAIN_SCORES:
+            scale = coding.code
+            break
+    value: float | None = None
+    label = ""
+    if scale is not None:
+        value, label = _coded_value(obs, scale)
+    elif obs.valueString:
+        found = text.find_score(obs.valueString, _PAIN_LABELS, maximum=10)
+        if found:
+            value, label = float(found[0]), "NRS"
+    if value is None:
+        return None
+    setting, encounter = _setting_of(record, obs, when, encounters)
+    return PainScore(
+        reference=record.ref(obs),
+        value=value,
+        scale=label,
+        when=when,
+        setting=setting,
+        encounter=encounter,
+        level=_level(obs),
+    )
+
+
+def _coded_value(obs: Any, code: str) -> tuple[float | None, str]:
+    """The 0-10 value of a coded pain Observation and its scale label, or (None, "") if unreadable.
+
+    VAS (38214-3) is 0-100 mm: divided by 10 unless the unit says cm, or the value is ≤ 10 with a
+    unit-less / "{score}" reading (a VAS charted on a 0-10 line). A value outside its scale is
+    dropped rather than clipped: the mapper never invents a number.
+    """
+    unit = ""
+    if obs.valueInteger is not None:
+        raw = float(obs.valueInteger)
+    elif obs.valueQuantity is not None and obs.valueQuantity.value is not None:
+        raw = float(obs.valueQuantity.value)
+        unit = (obs.valueQuantity.code or obs.valueQuantity.unit or "").strip().lower()
+    elif obs.valueString and (m := _BARE_SCORE.fullmatch(obs.valueString)):
+        raw = float(m["value"])
+        unit = "mm" if m["den"] == "100" else ("{score}" if m["den"] else "")
+    else:
+        return None, ""
+    if raw < 0:
+        return None, ""
+    scale = loinc.PAIN_SCORES[code]
+    if scale == "VAS":
+        if unit == "cm":
+            value = raw
+        elif unit == "mm" or raw > 10:
+            value = raw / 10
+        else:  # "{score}", "1", no unit, value 0-10
+            value = raw
+    else:
+        value = raw
+    if value > 10:
+        return None, ""
+    return value, scale
+
+
+def _setting(encounter: Any) -> str | None:
+    cls = getattr(encounter, "class_fhir", None)
+    if cls is None or not cls.code:
+        return None
+    if cls.system and common.system_alias(cls.system) != "act-code":
+        return None
+    return SETTINGS.get(cls.code.upper())
+
+
+def _setting_of(record: Any, obs: Any, when: Any, encounters: list[Any]) -> tuple[str, str | None]:
+    """The setting of a score: its own Encounter, else the one Encounter whose period covers it."""
+    if obs.encounter is not None:
+        target = record.resolve(obs.encounter)
+        if target is not None and target.get_resource_type() == "Encounter":
+            setting = _setting(target)
+            if setting is not None:
+                return setting, record.ref(target)
+    covering = [e for e in encounters if e.status != "planned" and _covers(e, when)]
+    settings = {_setting(e) for e in covering}
+    if len(settings) == 1:
+        # Several covering encounters of one setting: the shortest stay is the most specific.
+        best = min(covering, key=lambda e: _length(e))
+        return settings.pop() or "unknown", record.ref(best)
+    # None, or covering encounters that disagree (an ED visit and an admission on the same day with
+    # no times): the setting stays unknown rather than guessed.
+    return "unknown", None
+
+
+def _covers(encounter: Any, when: Any) -> bool:
+    period = getattr(encounter, "period", None)
+    start = getattr(period, "start", None)
+    if start is None:
+        return False
+    end = getattr(period, "end", None)
+    if end is None and encounter.status not in _OPEN_STATUSES:
+        end = start  # a closed encounter with no end: the start day only
+    if isinstance(when, datetime) and isinstance(start, datetime) and (end is None or isinstance(end, datetime)):
+        try:
+            return start <= when and (end is None or when <= end)
+        except TypeError:  # one naive, one aware: fall back to calendar days
+            pass
+    day = common.as_date(when)
+    return common.as_date(start) <= day and (end is None or day <= common.as_date(end))
+
+
+def _length(encounter: Any) -> float:
+    period = encounter.period
+    start, end = common.as_date(period.start), common.as_date(period.end)
+    return float((end - start).days) if start and end else float("inf")
+
+
+def _level(obs: Any) -> str | None:
+    """The one vertebra the Observation's bodySite names (a SNOMED vertebra code or its text)."""
+    site = getattr(obs, "bodySite", None)
+    if site is None:
+        return None
+    found: list[str] = []
+    vertebrae = getattr(snomed, "VERTEBRA", None) or {}
+    for coding, _ in common.codings(site, "bodySite"):
+        if coding.system == "snomed" and coding.code in vertebrae:
+            found.append(vertebrae[coding.code])
+    for body, _ in common.texts(site, "bodySite"):
+        found.extend(text.find_levels(body))
+    levels = sort_levels(found)
+    return levels[0] if len(levels) == 1 else None
+
+
+# --- Roland-Morris ---
+
+
+def _rdq_coded(record: Any, obs: Any) -> tuple[Any, int, Evidence] | None:
+    if ctx.finding_code(obs) != finding.RDQ_SCORE:
+        return None
+    if obs.valueInteger is not None:
+        value = obs.valueInteger
+    elif obs.valueQuantity is not None and obs.valueQuantity.value is not None:
+        value = obs.valueQuantity.value
+    else:
+        return None
+    if value != int(value) or not 0 <= value <= _RDQ_MAX:
+        return None  # not a questionnaire total
+    when, _ = ctx.timestamp(obs)
+    ev = Evidence(record.ref(obs), "valueInteger" if obs.valueInteger is not None else "valueQuantity",
+                  Method.CODE, f"finding {finding.RDQ_SCORE} = {int(value)}")
+    return when, int(value), ev
+
+
+def _latest_rdq(found: list[tuple[Any, int, Evidence]], start: date) -> Fact[int]:
+    """The latest RDQ in the episode. A score from before the fracture says nothing about it."""
+    if not found:
+        return Fact.unknown("no Roland-Morris (RDQ) score on record")
+    in_episode = [f for f in found if f[0] is None or ctx.day_of(f[0]) >= start]
+    if not in_episode:
+        when, value, ev = max(found, key=lambda f: ctx.sort_key(f[0]))
+        return Fact.unknown(
+            f"the latest Roland-Morris score ({value}, {ctx.day_of(when)}) predates the fracture episode", ev
+        )
+    dated = [f for f in in_episode if f[0] is not None]
+    when, value, ev = max(dated or in_episode, key=lambda f: ctx.sort_key(f[0]))
+    note = f"Roland-Morris {value}/24 on {ctx.day_of(when)}" if when is not None else "undated Roland-Morris score"
+    return Fact.present(value, ev, note=note)

@@ -1,0 +1,486 @@
+"""JWT trust for CDS Hooks 2.0 callers, and CORS for browser-based EHRs.
+
+CDS Hooks 2.0 "Trusting CDS Clients": every discovery, service and feedback call carries
+`Authorization: Bearer <JWT>` signed by the EHR with an asymmetric key (`alg` + `kid`, `typ: JWT`,
+optional `jku`), with claims `iss`, `aud` (the exact URL called), `exp`, `iat`, `jti`, optional
+`tenant`. This module checks all of it with PyJWT (no hand-rolled crypto):
+
+- the algorithm is on an asymmetric allowlist, checked *before* any key lookup (`none` and HMAC
+  are refused outright: with HS256 a public key could be misused as the shared secret);
+- `iss` is one of the trusted issuers in `Settings.trusted_issuers` (a JSON file:
+  issuer → `{"jwks_url": ...}` or `{"jwks": {...}}`, optional `"jku": [allowed URLs]`);
+- a `jku` header is honoured only when that exact URL is on the issuer's `jku` list (else the
+  token is refused: fetching keys from a URL the caller chose would let anyone sign);
+- keys come from the issuer's JWKS: a URL is fetched through `PyJWKClient` (cached for
+  `JWKS_CACHE_SECONDS`, refetched once on an unknown `kid` so key rotation works, with a
+  cool-down so random `kid`s cannot make us hammer the EHR), or an inline set (`PyJWKSet`);
+- `aud` must equal the URL called: `Settings.public_base_url` + the request path when set
+  (behind a proxy), else Flask's `request.base_url`; a trailing slash, scheme/host case and a
+  default port do not matter;
+- `exp`, `iat` and `jti` are required; `iat` may not be in the future; both with
+  `Settings.jwt_leeway_seconds` of clock skew;
+- a `jti` already seen from the same issuer is refused until the token expires (an in-memory,
+  bounded, thread-safe cache; it is per process, so with several workers a replay that lands on
+  another worker is not caught; put the cache in the database if that matters).
+
+Any failure answers a bare `401` with `WWW-Authenticate: Bearer` and an empty body: the reason
+is logged at INFO for the operator, never returned to the caller and never with the token.
+
+How it is wired: `init_app(app, settings)` installs one app-wide `before_request` hook that
+protects every request under `/cds-services` (and any view of the `cds_hooks` and `feedback`
+blueprints), except CORS preflight `OPTIONS`. The CDS Hooks views need no code of their own; the
+verified claims are on `flask.g.jwt_claims` (None when trust is off). `require_jwt` is a
+decorator for any other view that should demand the same token. Without
+`Settings.trusted_issuers` the hook lets everything through and a warning is logged at start-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import inspect
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import jwt
+import requests
+from flask import Response, current_app, g, request
+from jwt import PyJWK, PyJWKClient, PyJWKSet
+from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWTError
+
+from fhir_vcf.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from fhir_vcf.config import Settings
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "fhir_vcf_auth"
+
+# Asymmetric JWS algorithms only (RFC 7518). CDS Hooks 2.0 recommends ES384 and RS384 and forbids
+# `none` and every symmetric (HMAC) algorithm.
+ALLOWED_ALGORITHMS = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+
+# What needs a token: the CDS Hooks discovery, services and feedback (CDS Hooks 2.0, "Trusting CDS Clients").
+PROTECTED_PREFIX = "/cds-services"
+PROTECTED_BLUEPRINTS = frozenset({"cds_hooks", "feedback"})
+
+JWKS_TIMEOUT_SECONDS = 2.0  # a hook should answer in ~500 ms; a cached JWKS makes this rare
+JWKS_CACHE_SECONDS = 300.0
+JWKS_REFRESH_COOLDOWN_SECONDS = 30.0  # minimum gap between refetches forced by an unknown kid
+REPLAY_CACHE_SIZE = 100_000
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AuthError(Exception):
+    """A token was refused. `reason` is for the log (never the token, never sent to the caller)."""
+
+    def __init__(self, reason: str, *, issuer: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.issuer = issuer
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay cache
+
+
+class ReplayCache:
+    """Seen (iss, jti) pairs, each kept until its token expires (plus leeway); bounded, thread-safe.
+
+    When full of unexpired entries it refuses new tokens (fails closed) rather than forgetting a
+    jti that could then be replayed; the bound only matters under ~REPLAY_CACHE_SIZE calls per
+    token lifetime.
+    """
+
+    def __init__(self, max_entries: int = REPLAY_CACHE_SIZE) -> None:
+        self.max_entries = max_entries
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, tuple[str, str]]] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def _purge(self, now: float) -> None:
+        while self._heap and self._heap[0][0] < now:
+            expires, key = heapq.heappop(self._heap)
+            if self._expiry.get(key) == expires:
+                del self._expiry[key]
+
+    def add(self, issuer: str, jti: str, expires: float, now: float | None = None) -> bool:
+        """Record the pair; False if it was already recorded and has not expired (a replay)."""
+        now = time.time() if now is None else now
+        key = (issuer, jti)
+        with self._lock:
+            self._purge(now)
+            if key in self._expiry:
+                return False
+            if len(self._expiry) >= self.max_entries:
+                raise AuthError("replay cache full; refusing new tokens until some expire", issuer=issuer)
+            self._expiry[key] = expires
+            heapq.heappush(self._heap, (expires, key))
+            return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys
+
+
+class _RequestsJWKClient(PyJWKClient):
+    """PyJWKClient (its cache, refresh-on-unknown-kid and cool-down) fetching with `requests`.
+
+    `requests` gives the same timeouts and proxies as the rest of the service (and lets tests mock
+    the JWKS URL with `responses`). Redirects are not followed: the allowlisted URL is the one used.
+    """
+
+    def fetch_data(self) -> Any:
+        try:
+            response = requests.get(
+                self.uri, headers={"Accept": "application/json", **self.headers},
+                timeout=self.timeout, allow_redirects=False,
+            )
+            if response.status_code != 200:
+                raise PyJWKClientConnectionError(f"JWKS endpoint answered HTTP {response.status_code}")
+            data = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise PyJWKClientConnectionError(f"JWKS fetch failed ({type(exc).__name__})") from exc
+        if not isinstance(data, dict):
+            raise PyJWKClientError("The JWKS endpoint did not return a JSON object")
+        if self.jwk_set_cache is not None:
+            self.jwk_set_cache.put(data)
+        if hasattr(self, "_last_successful_fetch"):  # PyJWT >= 2.10 refresh cool-down bookkeeping
+            self._last_successful_fetch = time.monotonic()
+        return data
+
+
+def _jwk_client(url: str) -> PyJWKClient:
+    kwargs: dict[str, Any] = {"cache_jwk_set": True, "lifespan": JWKS_CACHE_SECONDS, "timeout": JWKS_TIMEOUT_SECONDS}
+    if "cooldown_duration" in inspect.signature(PyJWKClient.__init__).parameters:
+        kwargs["cooldown_duration"] = JWKS_REFRESH_COOLDOWN_SECONDS
+    return _RequestsJWKClient(url, **kwargs)
+
+
+@dataclass
+class Issuer:
+    """One trusted EHR: where its keys are and which `jku` URLs it may point at."""
+
+    iss: str
+    jwks_url: str | None = None
+    jwks: PyJWKSet | None = None
+    jku: frozenset[str] = field(default_factory=frozenset)
+
+
+def _normalise_issuer(iss: str) -> str:
+    return iss.rstrip("/")
+
+
+def _normalise_url(url: str) -> str:
+    """Compare URLs as the same endpoint: scheme/host case, default port and trailing slash ignored."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host if port is None or (scheme, port) in {("http", 80), ("https", 443)} else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _require_http_url(var: str, issuer: str, url: Any) -> str:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ConfigError(f"{var}: issuer {issuer!r}: {url!r} is not an http(s) URL")
+    return url
+
+
+def load_issuers(path: str) -> dict[str, Issuer]:
+    """Parse the trusted-issuers JSON file; ConfigError naming the issuer on any mistake."""
+    var = "FHIR_VCF_TRUSTED_ISSUERS"
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{var}: no such file {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{var}: {path} is not a readable JSON file ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{var}: {path} must map each issuer to {{'jwks_url': ...}} or {{'jwks': {{...}}}}")
+    issuers: dict[str, Issuer] = {}
+    for iss, entry in data.items():
+        if not isinstance(entry, dict) or not ({"jwks_url", "jwks"} & set(entry)):
+            raise ConfigError(f"{var}: issuer {iss!r} needs 'jwks_url' or 'jwks'")
+        jwks_url = entry.get("jwks_url")
+        if jwks_url is not None:
+            _require_http_url(var, iss, jwks_url)
+        jwks = None
+        if entry.get("jwks") is not None:
+            keys = entry["jwks"].get("keys") if isinstance(entry["jwks"], dict) else None
+            if not isinstance(keys, list) or not keys:
+                raise ConfigError(f"{var}: issuer {iss!r}: 'jwks' must be a JWK Set with a 'keys' list")
+            if any(isinstance(k, dict) and k.get("kty") == "oct" for k in keys):
+                raise ConfigError(f"{var}: issuer {iss!r}: symmetric ('oct') keys are not allowed")
+            try:
+                jwks = PyJWKSet.from_dict(entry["jwks"])
+            except PyJWTError as exc:
+                raise ConfigError(f"{var}: issuer {iss!r}: unusable 'jwks' ({exc})") from None
+        jku = entry.get("jku", [])
+        if isinstance(jku, str) or not isinstance(jku, list):
+            raise ConfigError(f"{var}: issuer {iss!r}: 'jku' must be a list of URLs")
+        for url in jku:
+            _require_http_url(var, iss, url)
+        issuers[_normalise_issuer(iss)] = Issuer(iss=iss, jwks_url=jwks_url, jwks=jwks, jku=frozenset(jku))
+    return issuers
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+
+
+class Trust:
+    """Verifies CDS Hooks JWTs against the trusted issuers. One per app; thread-safe."""
+
+    def __init__(
+        self,
+        issuers: Mapping[str, Issuer],
+        *,
+        leeway: int = 30,
+        replay_cache: ReplayCache | None = None,
+    ) -> None:
+        self.issuers = {_normalise_issuer(k): v for k, v in issuers.items()}
+        self.leeway = leeway
+        self.replay_cache = replay_cache or ReplayCache()
+        self._clients: dict[str, PyJWKClient] = {}
+        self._clients_lock = threading.Lock()
+
+    @classmethod
+    def from_file(cls, path: str, *, leeway: int = 30) -> Trust:
+        return cls(load_issuers(path), leeway=leeway)
+
+    def _client(self, url: str) -> PyJWKClient:
+        with self._clients_lock:
+            client = self._clients.get(url)
+            if client is None:
+                client = self._clients[url] = _jwk_client(url)
+            return client
+
+    def _signing_key(self, issuer: Issuer, header: Mapping[str, Any], kid: str) -> PyJWK:
+        jku = header.get("jku")
+        try:
+            if jku is not None:
+                if not isinstance(jku, str) or jku not in issuer.jku:
+                    raise AuthError("jku header is not on the issuer's allowlist", issuer=issuer.iss)
+                return self._client(jku).get_signing_key(kid)
+            if issuer.jwks_url:
+                return self._client(issuer.jwks_url).get_signing_key(kid)
+        except PyJWKClientConnectionError as exc:
+            log.warning("auth: JWKS of issuer %s unavailable: %s", issuer.iss, exc)
+            raise AuthError("JWKS unavailable", issuer=issuer.iss) from None
+        except PyJWKClientError:
+            raise AuthError("no key with this kid in the issuer's JWKS", issuer=issuer.iss) from None
+        if issuer.jwks is not None:
+            for key in issuer.jwks.keys:
+                if key.key_id == kid and key.public_key_use in ("sig", None):
+                    return key
+        raise AuthError("no key with this kid in the issuer's JWKS", issuer=issuer.iss)
+
+    def verify(self, token: str, audience: str) -> dict[str, Any]:
+        """The token's claims if it passes every check, else AuthError with the reason."""
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except PyJWTError:
+            raise AuthError("malformed token") from None
+        alg = header.get("alg")
+        if alg not in ALLOWED_ALGORITHMS:
+            raise AuthError(f"algorithm {str(alg)[:16]!r} not allowed")
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+            raise AuthError("typ header is not JWT")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthError("kid header missing")
+        iss = unverified.get("iss")
+        issuer = self.issuers.get(_normalise_issuer(iss)) if isinstance(iss, str) else None
+        if issuer is None:
+            raise AuthError("untrusted or missing iss")
+
+        key = self._signing_key(issuer, header, kid)
+        declared = getattr(key, "_jwk_data", {}).get("alg")  # the JWK's own "alg", when it names one
+        if declared and declared != alg:
+            raise AuthError("alg does not match the key's alg", issuer=issuer.iss)
+        try:
+            claims = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[alg],
+                issuer=iss,
+                leeway=self.leeway,
+                options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_aud": False},
+            )
+        except PyJWTError as exc:
+            raise AuthError(f"{type(exc).__name__}: {exc}", issuer=issuer.iss) from None
+
+        now = time.time()
+        iat = claims["iat"]
+        if not isinstance(iat, int | float) or iat > now + self.leeway:
+            raise AuthError("iat is in the future", issuer=issuer.iss)
+        aud = claims["aud"]
+        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        expected = _normalise_url(audience)
+        if not any(isinstance(a, str) and _normalise_url(a) == expected for a in auds):
+            raise AuthError(f"aud does not match the URL called ({audience})", issuer=issuer.iss)
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise AuthError("jti missing or not a string", issuer=issuer.iss)
+        if not self.replay_cache.add(_normalise_issuer(iss), jti, float(claims["exp"]) + self.leeway, now):
+            raise AuthError("jti already used (replay)", issuer=issuer.iss)
+        return claims
+
+
+# ---------------------------------------------------------------------------------------------
+# Flask wiring
+
+
+def expected_audience(settings: Settings | None = None) -> str:
+    """The URL the caller must have put in `aud`: public base URL + path, else the request's URL."""
+    base = settings.public_base_url if settings is not None else None
+    if base:
+        return base.rstrip("/") + request.path
+    return request.base_url
+
+
+def unauthorized() -> Response:
+    """The bare 401 of CDS Hooks: no body, a Bearer challenge."""
+    response = Response(b"", status=401)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="cds-services"'
+    return response
+
+
+def _protected() -> bool:
+    path = request.path
+    return (
+        request.blueprint in PROTECTED_BLUEPRINTS
+        or path == PROTECTED_PREFIX
+        or path.startswith(PROTECTED_PREFIX + "/")
+    )
+
+
+def _settings() -> Settings | None:
+    services = current_app.extensions.get("fhir_vcf")
+    return getattr(services, "settings", None)
+
+
+def check_request() -> Response | None:
+    """Verify the request's bearer JWT: None when it passes (or trust is off), else the 401 response.
+
+    Sets `g.jwt_claims` to the verified claims (None when trust is off).
+    """
+    g.jwt_claims = None
+    trust: Trust | None = current_app.extensions.get(EXTENSION)
+    if trust is None:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        log.info("auth: refused %s %s: no bearer token", request.method, request.path)
+        return unauthorized()
+    try:
+        g.jwt_claims = trust.verify(token.strip(), expected_audience(_settings()))
+    except AuthError as exc:
+        log.info(
+            "auth: refused %s %s: %s%s", request.method, request.path, exc.reason,
+            f" (iss {exc.issuer})" if exc.issuer else "",
+        )
+        return unauthorized()
+    return None
+
+
+def _before_request() -> Response | None:
+    if request.method == "OPTIONS" or not _protected():
+        return None  # CORS preflight carries no Authorization header by design
+    return check_request()
+
+
+def require_jwt(view: F) -> F:
+    """Decorator: demand the CDS Hooks JWT on a view outside the protected paths."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.method != "OPTIONS":
+            refused = check_request()
+            if refused is not None:
+                return refused
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def init_app(app: Flask, settings: Settings) -> Trust | None:
+    """Load the trusted issuers and protect `/cds-services*`; trust unset = auth off (warned)."""
+    if settings.trusted_issuers:
+        trust: Trust | None = Trust.from_file(settings.trusted_issuers, leeway=settings.jwt_leeway_seconds)
+        app.extensions[EXTENSION] = trust
+        log.info("auth: JWT required on %s for %d trusted issuer(s)", PROTECTED_PREFIX, len(trust.issuers))
+        if not settings.public_base_url:
+            log.warning(
+                "auth: FHIR_VCF_PUBLIC_BASE_URL is not set; JWT aud is checked against the URL as this "
+                "process sees it, which behind a proxy differs from the URL the EHR called"
+            )
+    else:
+        trust = None
+        app.extensions.pop(EXTENSION, None)
+        log.warning(
+            "auth: FHIR_VCF_TRUSTED_ISSUERS is not set: CDS Hooks calls are NOT authenticated "
+            "(acceptable for local development only)"
+        )
+    if not app.extensions.get(EXTENSION + "_hook"):
+        app.before_request(_before_request)
+        app.extensions[EXTENSION + "_hook"] = True
+    return trust
+
+
+# ---------------------------------------------------------------------------------------------
+# CORS
+
+CORS_RESOURCES = (r"/cds-services(/.*)?$", r"/api/.*")
+
+
+def init_cors(app: Flask, settings: Settings) -> None:
+    """CORS for `/cds-services*` and `/api/*`, only for `Settings.cors_origins`.
+
+    No credentials mode: the EHR sends its JWT in the Authorization header, which needs no
+    cookies, so `*` can never be combined with credentials. Preflight answers need no JWT.
+    """
+    import re
+
+    from flask_cors import CORS
+
+    origins = _cors_origins(settings.cors_origins)
+    if not origins:
+        log.info("cors: no FHIR_VCF_CORS_ORIGINS; browsers on other origins cannot call the service")
+        return
+    if "*" in origins:
+        log.warning("cors: FHIR_VCF_CORS_ORIGINS contains '*': any web page may call the service")
+    options = {
+        "origins": origins,
+        "allow_headers": ["Authorization", "Content-Type"],
+        "methods": ["GET", "POST", "OPTIONS"],
+        "supports_credentials": False,
+        "max_age": 600,
+    }
+    CORS(app, resources={re.compile(pattern): options for pattern in CORS_RESOURCES})
+
+
+def _cors_origins(values: Iterable[str]) -> list[str]:
+    return [value.strip().rstrip("/") for value in values if value.strip()]

@@ -1,0 +1,392 @@
+"""CDS Hooks prefetch → the patient's record, fetching what the EHR did not send.
+
+Each prefetch key arrives in one of four states (CDS Hooks 2.0, "Prefetch"), and each is handled:
+
+- **present**: a resource or a Bundle (possibly empty, possibly paged: `next` links are followed
+  through `fhirServer` when the server may be contacted);
+- **null**: the EHR says there is no such data → used as "nothing", never refetched;
+- **absent**: the EHR did not fill the key → fetched from `fhirServer` with the bearer token from
+  `fhirAuthorization`, the template's tokens resolved here;
+- **an OperationOutcome** in place of data: the EHR failed → treated as absent.
+
+Required data that is absent and cannot be fetched (no `fhirServer`, a server failure or timeout)
+raises `PrefetchUnavailable` (the blueprint answers 412). A `fhirServer` that is not on the
+allowlist raises `ForbiddenServer` before anything is fetched: the URL comes from the caller, and
+without the allowlist anyone could make the service send requests (with tokens) to internal hosts.
+
+The access token lives only in the FhirClient's Authorization header: it is never logged, stored,
+or put into an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from fhir_vcf.errors import FhirVcfError, InputError, UpstreamError
+from fhir_vcf.record import PatientRecord, entries_of, load_resources
+from fhir_vcf.sources.fhir_server import FhirClient
+
+log = logging.getLogger(__name__)
+
+# Everything the rules read (input profile), as CDS Hooks 2.0 prefetch templates. Only the 2.0
+# context tokens, and only the query subset: read, type search with token equality, `_count`,
+# `_sort` (`_sort=-date` is valid 2.0 syntax). Dated types are sorted newest first so that, if the
+# page cap cuts a long history, what is cut is the oldest part.
+PREFETCH_TEMPLATES: dict[str, str] = {
+    "patient": "Patient/{{context.patientId}}",
+    "conditions": "Condition?patient={{context.patientId}}&_count=100",
+    "imagingStudies": "ImagingStudy?patient={{context.patientId}}&_count=100",
+    "diagnosticReports": "DiagnosticReport?patient={{context.patientId}}&_count=100&_sort=-date",
+    "observations": "Observation?patient={{context.patientId}}&_count=100&_sort=-date",
+    "encounters": "Encounter?patient={{context.patientId}}&_count=100&_sort=-date",
+    "medicationRequests": "MedicationRequest?patient={{context.patientId}}&_count=100",
+    "medicationStatements": "MedicationStatement?patient={{context.patientId}}&_count=100",
+    "medicationAdministrations": "MedicationAdministration?patient={{context.patientId}}&_count=100",
+    "procedures": "Procedure?patient={{context.patientId}}&_count=100",
+    "serviceRequests": "ServiceRequest?patient={{context.patientId}}&_count=100",
+    "allergyIntolerances": "AllergyIntolerance?patient={{context.patientId}}&_count=100",
+    "deviceRequests": "DeviceRequest?patient={{context.patientId}}&_count=100",
+    "carePlans": "CarePlan?patient={{context.patientId}}&_count=100",
+}
+
+# The whole fetch phase must leave room for the evaluation inside the EHR's 5-second budget
+# (Da Vinci CRD; the spec itself asks for ~500 ms): per-call timeouts come from Settings, this caps
+# the sum of retries and pages across keys.
+FETCH_BUDGET_SECONDS = 3.5
+MAX_FETCH_WORKERS = 6
+
+# Order types whose drafts carry the FHIR status "draft".
+_DRAFT_STATUS_TYPES = frozenset({"ServiceRequest", "MedicationRequest", "DeviceRequest", "CarePlan"})
+
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
+
+ClientFactory = Callable[[str, "str | None"], FhirClient]
+
+
+class PrefetchUnavailable(FhirVcfError):
+    """Required data is absent and could not be fetched: the blueprint answers 412."""
+
+    def __init__(self, message: str, *, keys: Iterable[str] = ()) -> None:
+        self.keys = tuple(keys)
+        super().__init__(message)
+
+
+class ForbiddenServer(FhirVcfError):
+    """`fhirServer` is not on the allowlist: refused before anything is sent to it."""
+
+
+def normalise_base(url: str) -> str:
+    """A comparable form of a FHIR base URL: lower-case scheme and host, no default port, no
+    trailing slash, no query or fragment (path case kept: paths are case-sensitive)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = parts.port
+    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
+        host = f"{host}:{port}"
+    path = re.sub(r"/+", "/", parts.path).rstrip("/")
+    return urlunsplit((scheme, host, path, "", ""))
+
+
+def check_fhir_server(fhir_server: str, allowed: Iterable[str]) -> str:
+    """The normalised `fhirServer` if it is on the allowlist; else ForbiddenServer."""
+    try:
+        wanted = normalise_base(fhir_server)
+        scheme = urlsplit(wanted).scheme
+    except ValueError:
+        raise ForbiddenServer("fhirServer is not a valid URL") from None
+    if scheme not in {"http", "https"}:
+        raise ForbiddenServer("fhirServer must be an http(s) URL")
+    allowed_set = set()
+    for base in allowed:
+        try:
+            allowed_set.add(normalise_base(base))
+        except ValueError:
+            continue
+    if wanted not in allowed_set:
+        raise ForbiddenServer(
+            f"fhirServer {wanted} is not on this service's list of allowed FHIR servers "
+            "(FHIR_VCF_ALLOWED_FHIR_SERVERS)"
+        )
+    return wanted
+
+
+def resolve_template(template: str, context: Mapping[str, Any]) -> str | None:
+    """The query with its 2.0 tokens filled in (URL-encoded); None when a token has no value.
+
+    Supported: `{{context.<field>}}` for string context fields, and the user tokens
+    `{{userPractitionerId}}`, `{{userPractitionerRoleId}}`, `{{userPatientId}}`,
+    `{{userRelatedPersonId}}` derived from `context.userId` ("Practitioner/123" → "123").
+    """
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group(1)
+        found: Any = None
+        if name.startswith("context."):
+            found = context.get(name[len("context."):])
+        elif name.startswith("user") and name.endswith("Id"):
+            user = context.get("userId")
+            wanted_type = name[len("user"):-len("Id")]
+            if isinstance(user, str) and user.split("/")[0] == wanted_type and "/" in user:
+                found = user.split("/", 1)[1]
+        if not isinstance(found, str) or not found:
+            missing = True
+            return ""
+        return quote(found, safe="")
+
+    resolved = _TOKEN.sub(value, template)
+    return None if missing else resolved
+
+
+@dataclass
+class FetchPlan:
+    """What a request's prefetch holds, and what must still be fetched."""
+
+    entries: list[tuple[str | None, Mapping[str, Any], str, str]] = field(default_factory=list)
+    to_fetch: dict[str, str] = field(default_factory=dict)  # key → resolved query
+    to_page: dict[str, str] = field(default_factory=dict)  # key → `next` URL of a present Bundle
+    unavailable: list[str] = field(default_factory=list)  # keys whose template cannot be resolved
+
+
+def _is_outcome(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    links = bundle.get("link")
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
+
+
+def plan_prefetch(
+    prefetch: Mapping[str, Any] | None,
+    context: Mapping[str, Any],
+    templates: Mapping[str, str] = PREFETCH_TEMPLATES,
+) -> FetchPlan:
+    """Sort each template key into present / null / absent (fetch) and collect the present data."""
+    prefetch = prefetch or {}
+    plan = FetchPlan()
+    for key, template in templates.items():
+        if key in prefetch and prefetch[key] is None:
+            continue  # null: the EHR has no such data; do not refetch
+        value = prefetch.get(key)
+        if key in prefetch and not _is_outcome(value):
+            if not isinstance(value, Mapping):
+                raise InputError("expected a FHIR resource, a Bundle or null", source=f"prefetch.{key}")
+            for full_url, resource, label in entries_of(value, source=f"prefetch.{key}"):
+                plan.entries.append((full_url, resource, label, f"prefetch.{key}"))
+            if value.get("resourceType") == "Bundle":
+                next_url = _next_link(value)
+                if next_url:
+                    plan.to_page[key] = next_url
+            continue
+        # absent, or an OperationOutcome in place of data: fetch it
+        query = resolve_template(template, context)
+        if query is None:
+            plan.unavailable.append(key)
+        else:
+            plan.to_fetch[key] = query
+    return plan
+
+
+def _fetch_one(client: FhirClient, query: str, *, is_next: bool) -> list[Mapping[str, Any]]:
+    """The resources behind one key: a read, a search across pages, or the rest of a paged Bundle."""
+    is_search = is_next or "?" in query or "/" not in query
+    resources = client.search(query) if is_search else [client.get(query)]
+    return [r for r in resources if isinstance(r, Mapping) and not _is_outcome(r)]
+
+
+def fetch_missing(
+    plan: FetchPlan,
+    *,
+    fhir_server: str | None,
+    token: str | None,
+    client_factory: ClientFactory,
+    budget: float = FETCH_BUDGET_SECONDS,
+) -> list[tuple[str | None, Mapping[str, Any], str, str]]:
+    """Fetch the absent keys and the remaining pages of present ones, concurrently, within `budget`.
+
+    Raises PrefetchUnavailable when required data cannot be had. A present Bundle's `next` link is
+    followed only when it points at the (allowlisted) `fhirServer`; without a server to ask, the
+    pages the EHR sent are used as they are.
+    """
+    if plan.unavailable:
+        raise PrefetchUnavailable(
+            "required data is absent and its prefetch query cannot be resolved from the context",
+            keys=plan.unavailable,
+        )
+    jobs: dict[str, tuple[str, bool]] = {key: (query, False) for key, query in plan.to_fetch.items()}
+    server = normalise_base(fhir_server) if fhir_server else None
+    for key, url in plan.to_page.items():
+        if server is None:
+            log.warning("prefetch key %s is paged but there is no fhirServer to follow it; using the pages sent", key)
+            continue
+        if "://" in url and not normalise_base(url).startswith(server + "/") and normalise_base(url) != server:
+            raise PrefetchUnavailable(
+                f"prefetch.{key}: its next link does not point at fhirServer; refusing to follow it", keys=[key]
+            )
+        jobs[key] = (url, True)
+    if not jobs:
+        return []
+    if not fhir_server:
+        raise PrefetchUnavailable(
+            "required data is absent from prefetch and there is no fhirServer to fetch it from",
+            keys=sorted(plan.to_fetch),
+        )
+
+    found: list[tuple[str | None, Mapping[str, Any], str, str]] = []
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=min(MAX_FETCH_WORKERS, len(jobs)), thread_name_prefix="prefetch")
+    try:
+        futures = {
+            pool.submit(_fetch_one, client_factory(fhir_server, token), query, is_next=is_next): key
+            for key, (query, is_next) in jobs.items()
+        }
+        done, pending = wait(futures, timeout=budget, return_when=FIRST_EXCEPTION)
+        failed: list[str] = []
+        reasons: list[str] = []
+        for future in done:
+            key = futures[future]
+            error = future.exception()
+            if error is None:
+                continue
+            failed.append(key)
+            reasons.append(str(error) if isinstance(error, FhirVcfError) else type(error).__name__)
+            if not isinstance(error, FhirVcfError):
+                log.error("prefetch fetch of %s failed unexpectedly", key, exc_info=error)
+        if failed:
+            raise PrefetchUnavailable(
+                "could not fetch required data from fhirServer: " + "; ".join(sorted(set(reasons))),
+                keys=sorted(failed),
+            )
+        if pending:
+            raise PrefetchUnavailable(
+                f"fhirServer did not deliver the required data within {budget:g} s",
+                keys=sorted(futures[f] for f in pending),
+            )
+        for future, key in futures.items():
+            for resource in future.result():
+                found.append((None, resource, _label(resource), f"fhirServer ({key})"))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        log.info("prefetch fetched %d key(s) in %.3f s", len(jobs), time.monotonic() - started)
+    return found
+
+
+def _label(resource: Mapping[str, Any]) -> str:
+    rid = resource.get("id")
+    return f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) else str(resource.get("resourceType"))
+
+
+def draft_entries(
+    draft_orders: Mapping[str, Any] | None, patient_id: str
+) -> list[tuple[str | None, Mapping[str, Any], str, str]]:
+    """`context.draftOrders` as record entries: status draft, subject defaulted to the patient."""
+    if not draft_orders:
+        return []
+    entries = []
+    for full_url, resource, label in entries_of(draft_orders, source="context.draftOrders"):
+        order = dict(resource)
+        if order.get("resourceType") in _DRAFT_STATUS_TYPES:
+            order["status"] = "draft"
+            order.setdefault("subject", {"reference": f"Patient/{patient_id}"})
+        entries.append((full_url, order, label, "context.draftOrders"))
+    return entries
+
+
+def build_record(
+    entries: Iterable[tuple[str | None, Mapping[str, Any], str, str]], patient_id: str
+) -> PatientRecord:
+    """One validated record for the context patient; later entries replace earlier ones with the
+    same Type/id (so a draft order wins over its stored copy, a fetched page over nothing)."""
+    unique: dict[str, tuple[str | None, Mapping[str, Any], str]] = {}
+    anonymous = 0
+    for full_url, resource, label, source in entries:
+        rid = resource.get("id")
+        if isinstance(rid, str) and rid:
+            key = f"{resource.get('resourceType')}/{rid}"
+            unique.pop(key, None)
+        else:
+            anonymous += 1
+            key = f"#{anonymous}"
+        unique[key] = (full_url, resource, f"{label} in {source}")
+    wanted = f"Patient/{patient_id}"
+    records = load_resources(unique.values(), source="CDS Hooks request")
+    for record in records:
+        if record.patient == wanted:
+            return record
+    others = [r for r in records if r.patient != wanted]
+    if len(others) == 1 and not others[0].patient.startswith("Patient/"):
+        return others[0]  # e.g. a Patient without id filed under its fullUrl
+    record = PatientRecord(patient=wanted, source="CDS Hooks request")
+    if records:
+        record.index.update(records[0].index)
+    return record
+
+
+def record_from_request(
+    *,
+    context: Mapping[str, Any],
+    prefetch: Mapping[str, Any] | None,
+    fhir_server: str | None,
+    token: str | None,
+    client_factory: ClientFactory,
+    templates: Mapping[str, str] = PREFETCH_TEMPLATES,
+    budget: float = FETCH_BUDGET_SECONDS,
+) -> PatientRecord:
+    """The context patient's record: prefetch, plus what had to be fetched, plus draft orders.
+
+    The caller has already checked `fhir_server` against the allowlist.
+    """
+    patient_id = context["patientId"]
+    plan = plan_prefetch(prefetch, context, templates)
+    entries = list(plan.entries)
+    entries.extend(
+        fetch_missing(plan, fhir_server=fhir_server, token=token, client_factory=client_factory, budget=budget)
+    )
+    entries.extend(draft_entries(context.get("draftOrders"), patient_id))
+    return build_record(entries, patient_id)
+
+
+def default_client_factory(
+    *, connect_timeout: float, read_timeout: float, max_pages: int
+) -> ClientFactory:
+    """A factory of FhirClients with the service's timeouts (one client, one session per call)."""
+
+    def make(base_url: str, token: str | None) -> FhirClient:
+        return FhirClient(base_url, token=token, timeout=(connect_timeout, read_timeout), max_pages=max_pages)
+
+    return make
+
+
+__all__ = [
+    "FETCH_BUDGET_SECONDS",
+    "PREFETCH_TEMPLATES",
+    "ForbiddenServer",
+    "PrefetchUnavailable",
+    "UpstreamError",
+    "build_record",
+    "check_fhir_server",
+    "default_client_factory",
+    "draft_entries",
+    "fetch_missing",
+    "normalise_base",
+    "plan_prefetch",
+    "record_from_request",
+    "resolve_template",
+]

@@ -1,0 +1,547 @@
+"""The durable store: one audit row per hook call, CDS Hooks feedback, versioned migrations.
+
+SQLAlchemy 2 Core over SQLite (the default, a file under ./var/) or PostgreSQL (psycopg 3).
+Nothing here writes dialect-specific SQL: tables, inserts and queries are SQLAlchemy constructs;
+the only SQLite-specific lines are SQLAlchemy's documented recipe that makes SQLite transactions
+(and so migrations and savepoints) behave as on PostgreSQL.
+
+Privacy. The audit never holds a raw patient id: `patient_hash` is HMAC-SHA256 of the patient
+reference keyed with a random per-install salt (kept in `store_meta`, or given to `Store`), so
+rows for one patient correlate inside one install but cannot be joined across installs or
+reversed with a table of hashed ids from elsewhere. Feedback's free-text `userComment` is not
+stored (only whether there was one): clinicians type patient details into such boxes, and the
+store would otherwise become a PHI store needing the controls of one, for text the service
+never uses. The coded `overrideReason.reason` is what drives rule review, and it is kept.
+
+Idempotency. The spec lets an EHR send feedback "multiple times for a card" and asks it to report
+each distinct end-user interaction. An interaction is identified by (card, outcome,
+outcomeTimestamp): the same triple again is a retransmission and is stored once (the first copy
+wins); a later override or acceptance of the same card has another timestamp and is kept. The
+unique constraint on those columns enforces it, also against two concurrent requests.
+
+Migrations. `MIGRATIONS` is an ordered list; at start-up every step newer than the recorded
+`schema_version` runs, together with its `schema_version` row, in one transaction, so a failed
+upgrade leaves the database as it was and never loses stored feedback. Never edit a released
+step; append a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from fhir_vcf.errors import ConfigError, FhirVcfError
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from fhir_vcf.config import Settings
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "fhir_vcf_store"
+SQLITE_BUSY_TIMEOUT_SECONDS = 10.0  # how long a SQLite writer waits for another one
+
+
+class StoreError(FhirVcfError):
+    """The database failed (unreachable, locked, newer schema); the message holds no row data."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The current schema (the latest migration's result). Queries use these Table objects; the
+# migrations below build each version's tables from their own frozen definitions.
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("applied", sa.DateTime, nullable=False),
+)
+
+store_meta = sa.Table(
+    "store_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("created", sa.DateTime, nullable=False),  # UTC, naive (every timestamp here is UTC)
+    sa.Column("hook", sa.String(64), nullable=False),
+    sa.Column("hook_instance", sa.String(64)),
+    sa.Column("service_id", sa.String(128), nullable=False),
+    sa.Column("patient_hash", sa.String(64)),
+    sa.Column("decision", sa.String(200)),
+    sa.Column("card_uuids", sa.JSON, nullable=False),
+    sa.Column("suggestion_uuids", sa.JSON, nullable=False),
+    sa.Column("duration_ms", sa.Float),
+    sa.Column("status", sa.Integer, nullable=False),
+)
+
+# v2: one row per card of an audited call, so feedback finds its call by card uuid with an index.
+audit_card = sa.Table(
+    "audit_card",
+    metadata,
+    sa.Column("audit_id", sa.Integer, sa.ForeignKey("audit.id"), primary_key=True),
+    sa.Column("card_uuid", sa.String(128), primary_key=True),
+    sa.Index("ix_audit_card_card_uuid", "card_uuid"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("card_uuid", sa.String(128), nullable=False),
+    sa.Column("service_id", sa.String(128), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("accepted_suggestions", sa.JSON, nullable=False),
+    sa.Column("override_code", sa.String(256)),
+    sa.Column("override_system", sa.String(512)),
+    sa.Column("override_display", sa.String(512)),
+    sa.Column("user_comment_present", sa.Boolean, nullable=False),
+    sa.Column("outcome_timestamp", sa.DateTime, nullable=False),
+    sa.Column("received", sa.DateTime, nullable=False),
+    sa.Column("audit_id", sa.Integer),  # v2
+    sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_interaction"),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1(conn: Connection) -> None:
+    """The first released schema: audit (card uuids only as JSON), feedback, store_meta."""
+    v1 = sa.MetaData()
+    sa.Table(
+        "store_meta", v1,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(256), nullable=False),
+    )
+    sa.Table(
+        "audit", v1,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("created", sa.DateTime, nullable=False),
+        sa.Column("hook", sa.String(64), nullable=False),
+        sa.Column("hook_instance", sa.String(64)),
+        sa.Column("service_id", sa.String(128), nullable=False),
+        sa.Column("patient_hash", sa.String(64)),
+        sa.Column("decision", sa.String(200)),
+        sa.Column("card_uuids", sa.JSON, nullable=False),
+        sa.Column("suggestion_uuids", sa.JSON, nullable=False),
+        sa.Column("duration_ms", sa.Float),
+        sa.Column("status", sa.Integer, nullable=False),
+    )
+    sa.Table(
+        "feedback", v1,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("card_uuid", sa.String(128), nullable=False),
+        sa.Column("service_id", sa.String(128), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("accepted_suggestions", sa.JSON, nullable=False),
+        sa.Column("override_code", sa.String(256)),
+        sa.Column("override_system", sa.String(512)),
+        sa.Column("override_display", sa.String(512)),
+        sa.Column("user_comment_present", sa.Boolean, nullable=False),
+        sa.Column("outcome_timestamp", sa.DateTime, nullable=False),
+        sa.Column("received", sa.DateTime, nullable=False),
+        sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_interaction"),
+    )
+    v1.create_all(conn)
+
+
+def _v2(conn: Connection) -> None:
+    """Join feedback to its audited call: the audit_card index table and feedback.audit_id, backfilled."""
+    audit_card.create(conn)
+    # ALTER TABLE ... ADD COLUMN is the same on SQLite and PostgreSQL; the type comes from the dialect.
+    column_type = sa.Integer().compile(dialect=conn.dialect)
+    preparer = conn.dialect.identifier_preparer
+    conn.execute(
+        sa.text(f"ALTER TABLE {preparer.quote('feedback')} ADD COLUMN {preparer.quote('audit_id')} {column_type}")
+    )
+    sa.Index("ix_feedback_audit_id", feedback.c.audit_id).create(conn)
+    rows = conn.execute(sa.select(audit.c.id, audit.c.card_uuids)).all()
+    links = {(row.id, _canonical_uuid(card)) for row in rows for card in (row.card_uuids or []) if card}
+    if links:
+        conn.execute(audit_card.insert(), [{"audit_id": a, "card_uuid": c} for a, c in sorted(links)])
+    latest = (
+        sa.select(sa.func.max(audit_card.c.audit_id))
+        .where(audit_card.c.card_uuid == feedback.c.card_uuid)
+        .scalar_subquery()
+    )
+    conn.execute(feedback.update().where(feedback.c.audit_id.is_(None)).values(audit_id=latest))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "audit, feedback, store_meta", _v1),
+    Migration(2, "audit_card index table; feedback.audit_id joined through the card uuid", _v2),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection) -> int:
+    """The recorded schema version (0 for an empty database)."""
+    if not sa.inspect(conn).has_table("schema_version"):
+        return 0
+    return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+
+
+def migrate(engine: Engine, target: int | None = None) -> int:
+    """Bring the database to `target` (default: the latest); return the version reached.
+
+    All pending steps run in one transaction. Two workers starting together may race: the loser
+    fails on the schema_version primary key (or an existing table), rolls back, re-reads the
+    version and finds nothing left to do.
+    """
+    latest = MIGRATIONS[-1].version
+    target = latest if target is None else target
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                schema_version.create(conn, checkfirst=True)
+                version = current_version(conn)
+                if version > latest:
+                    raise StoreError(
+                        f"store: the database schema is version {version}, newer than this release "
+                        f"({latest}); upgrade fhir-vcf"
+                    )
+                for step in MIGRATIONS:
+                    if version < step.version <= target:
+                        log.info("store: migrating schema to version %d (%s)", step.version, step.description)
+                        step.apply(conn)
+                        conn.execute(
+                            schema_version.insert().values(
+                                version=step.version, description=step.description, applied=_utcnow()
+                            )
+                        )
+                        version = step.version
+                return version
+        except SQLAlchemyError as exc:
+            if attempt == attempts:
+                raise StoreError(f"store: schema migration failed: {type(exc).__name__}") from exc
+            log.warning("store: migration attempt %d failed (%s); retrying", attempt, type(exc).__name__)
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine
+
+
+def engine_url(database_url: str) -> URL:
+    """The SQLAlchemy URL: `postgresql://` and `postgres://` use the psycopg 3 driver."""
+    try:
+        url = make_url(database_url)
+    except (SQLAlchemyError, ValueError) as exc:
+        raise ConfigError(f"FHIR_VCF_DATABASE_URL: not a database URL ({type(exc).__name__})") from None
+    if url.drivername in {"postgresql", "postgres"}:
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigError(f"FHIR_VCF_DATABASE_URL: unsupported database {url.get_backend_name()!r}")
+    return url
+
+
+def create_store_engine(database_url: str) -> Engine:
+    url = engine_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    in_memory = url.database in (None, "", ":memory:")
+    if not in_memory:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+        # One shared connection for an in-memory database, else every connection sees an empty one.
+        poolclass=StaticPool if in_memory else None,
+    )
+
+    # SQLAlchemy's recipe for SQLite: let SQLAlchemy emit BEGIN, so DDL and SAVEPOINT are
+    # transactional (pysqlite otherwise commits before DDL and breaks savepoints). IMMEDIATE takes
+    # the write lock up front: two deferred transactions that read, then write, would otherwise
+    # deadlock and one fail at once with "database is locked" instead of waiting its turn.
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _utc_naive(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _canonical_uuid(value: Any) -> str:
+    """Lower-case hyphenated form of a UUID; anything else stripped and lower-cased."""
+    text = str(value).strip()
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text.lower()
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return _utc_naive(value)
+    text = str(value).strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError("outcomeTimestamp needs a time zone")
+    return _utc_naive(parsed)
+
+
+def _patient_reference(patient: str) -> str:
+    patient = patient.strip()
+    return patient if "/" in patient else f"Patient/{patient}"
+
+
+class Store:
+    """Audit and feedback rows in SQLite or PostgreSQL; safe to share between threads.
+
+    `Store(url)` connects and migrates the schema (start-up cost, once per app). Every method
+    opens its own short transaction from the engine's pool, so one Store serves all request
+    threads. Database failures raise `StoreError` (with no row data in the message), except
+    `ping()`, which answers False.
+    """
+
+    def __init__(self, database_url: str, *, patient_salt: str | None = None) -> None:
+        self.url = engine_url(database_url)
+        self.engine = create_store_engine(database_url)
+        try:
+            self.version = migrate(self.engine)
+        except StoreError:
+            self.engine.dispose()
+            raise
+        self._salt = (patient_salt or self._install_salt()).encode()
+        log.info(
+            "store: %s ready at schema version %d",
+            self.url.render_as_string(hide_password=True),
+            self.version,
+        )
+
+    def _install_salt(self) -> str:
+        """The per-install salt for patient hashes, created on first start (race-safe)."""
+        query = sa.select(store_meta.c.value).where(store_meta.c.key == "patient_salt")
+        with self.engine.begin() as conn:
+            salt = conn.execute(query).scalar()
+            if salt:
+                return salt
+            try:
+                with conn.begin_nested():
+                    conn.execute(store_meta.insert().values(key="patient_salt", value=secrets.token_hex(32)))
+            except IntegrityError:
+                pass  # another worker created it first; use theirs
+            return conn.execute(query).scalar_one()
+
+    def patient_hash(self, patient: str) -> str:
+        """HMAC-SHA256 of `Patient/<id>` (a bare id gets the `Patient/` prefix) with the install salt."""
+        return hmac.new(self._salt, _patient_reference(patient).encode(), hashlib.sha256).hexdigest()
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def record_call(
+        self,
+        *,
+        hook: str,
+        service_id: str,
+        hook_instance: str | None = None,
+        patient: str | None = None,
+        decision: str | None = None,
+        card_uuids: Iterable[str] = (),
+        suggestion_uuids: Iterable[str] = (),
+        duration_ms: float | None = None,
+        status: int = 200,
+    ) -> int:
+        """Record one hook call; return its audit id. `patient` is the raw reference: only its hash is kept."""
+        cards = list(dict.fromkeys(_canonical_uuid(c) for c in card_uuids if c))
+        suggestions = list(dict.fromkeys(str(s) for s in suggestion_uuids if s))
+        values = {
+            "created": _utcnow(),
+            "hook": hook[:64],
+            "hook_instance": hook_instance[:64] if hook_instance else None,
+            "service_id": service_id[:128],
+            "patient_hash": self.patient_hash(patient) if patient else None,
+            "decision": decision[:200] if decision else None,
+            "card_uuids": cards,
+            "suggestion_uuids": suggestions,
+            "duration_ms": None if duration_ms is None else round(float(duration_ms), 3),
+            "status": int(status),
+        }
+        try:
+            with self.engine.begin() as conn:
+                audit_id = conn.execute(audit.insert().values(**values)).inserted_primary_key[0]
+                if cards:
+                    conn.execute(audit_card.insert(), [{"audit_id": audit_id, "card_uuid": c} for c in cards])
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not record the hook call ({type(exc).__name__})") from exc
+        return int(audit_id)
+
+    def store_feedback(self, service_id: str, items: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+        """Store CDS Hooks feedback items; return (stored, duplicates).
+
+        Each item has the 2.0 JSON shape (`card`, `outcome`, `acceptedSuggestions`,
+        `overrideReason`, `outcomeTimestamp` as an RFC 3339 string or an aware datetime), already
+        validated by the caller. An item whose (card, outcome, outcomeTimestamp) is stored already
+        (earlier, or earlier in the same batch) counts as a duplicate and changes nothing.
+        """
+        received = _utcnow()
+        rows = [self._feedback_row(service_id, item, received) for item in items]
+        stored = duplicates = 0
+        try:
+            with self.engine.begin() as conn:
+                for row in rows:
+                    row["audit_id"] = self._audit_id_for(conn, row["card_uuid"])
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(feedback.insert().values(**row))
+                    except IntegrityError:
+                        duplicates += 1
+                    else:
+                        stored += 1
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not store feedback ({type(exc).__name__})") from exc
+        return stored, duplicates
+
+    @staticmethod
+    def _feedback_row(service_id: str, item: Mapping[str, Any], received: datetime) -> dict[str, Any]:
+        override = item.get("overrideReason") or {}
+        reason = override.get("reason") or {}
+        accepted = [
+            str(s["id"]) if isinstance(s, Mapping) else str(s) for s in (item.get("acceptedSuggestions") or ())
+        ]
+        return {
+            "card_uuid": _canonical_uuid(item["card"]),
+            "service_id": service_id,
+            "outcome": item["outcome"],
+            "accepted_suggestions": accepted,
+            "override_code": reason.get("code"),
+            "override_system": reason.get("system"),
+            "override_display": reason.get("display"),
+            "user_comment_present": bool(override.get("userComment")),
+            "outcome_timestamp": _parse_timestamp(item["outcomeTimestamp"]),
+            "received": received,
+        }
+
+    @staticmethod
+    def _audit_id_for(conn: Connection, card_uuid: str) -> int | None:
+        return conn.execute(
+            sa.select(sa.func.max(audit_card.c.audit_id)).where(audit_card.c.card_uuid == card_uuid)
+        ).scalar()
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query (for /readyz)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.select(sa.literal(1))).scalar()
+        except SQLAlchemyError as exc:
+            log.warning("store: ping failed (%s)", type(exc).__name__)
+            return False
+        return True
+
+    def feedback_for(self, card_uuid: str) -> list[dict[str, Any]]:
+        """Feedback rows stored for one card, oldest first (for tests and operations)."""
+        query = (
+            sa.select(feedback)
+            .where(feedback.c.card_uuid == _canonical_uuid(card_uuid))
+            .order_by(feedback.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def audit_row(self, audit_id: int) -> dict[str, Any] | None:
+        """One audit row (for tests and operations)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(audit).where(audit.c.id == audit_id)).first()
+        return dict(row._mapping) if row else None
+
+    def dispose(self) -> None:
+        """Close pooled connections (tests; the app keeps its store for its lifetime)."""
+        self.engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Flask wiring
+
+_lazy_lock = threading.Lock()
+
+
+def init_app(app: Flask, settings: Settings) -> Store:
+    """Open (and migrate) the store at start-up and keep it in `app.extensions["fhir_vcf_store"]`."""
+    store = Store(settings.database_url)
+    app.extensions[EXTENSION] = store
+    return store
+
+
+def current_store() -> Store:
+    """The app's store. Falls back to opening it from the app's settings if `init_app` was not called."""
+    from flask import current_app
+
+    store = current_app.extensions.get(EXTENSION)
+    if store is not None:
+        return store
+    with _lazy_lock:
+        store = current_app.extensions.get(EXTENSION)
+        if store is None:
+            services = current_app.extensions.get("fhir_vcf")
+            if services is None:
+                raise StoreError("store: no settings on this app; call fhir_vcf.store.init_app")
+            store = init_app(current_app, services.settings)  # type: ignore[arg-type]
+        return store
+
+
+__all__: Sequence[str] = (
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "Store",
+    "StoreError",
+    "current_store",
+    "engine_url",
+    "init_app",
+    "migrate",
+)

@@ -1,0 +1,161 @@
+"""Evaluation → cards (fhir_vcf.outputs.cards) and the card validator (fhir_vcf.outputs.card_rules)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+import pytest
+from cards import assert_valid_cards, evaluation, has_criteria_table, validate_cards
+
+from fhir_vcf.outputs.cards import CardSource, OrderContext, render_card, render_cards
+
+SOURCE = CardSource(
+    label="fhir-vcf: Medicare LCD L34106",
+    url="https://www.cms.gov/medicare-coverage-database/view/lcd.aspx?lcdid=34106",
+    guideline_url="https://www.cms.gov/medicare-coverage-database/view/lcd.aspx?lcdid=34106",
+    criteria_url="https://vcf.example.org/api/v1/policies/cms-lcd-pva",
+)
+
+
+def one(ev, order=None):
+    body = render_cards([(ev, order)], source=SOURCE)
+    (card,) = assert_valid_cards(body)
+    return card
+
+
+def test_eligible_patient_card_is_info_with_table_missing_flags_and_careplan():
+    card = one(evaluation("eligible", flags=("T1-T4 level: may trigger focused medical review",)))
+    assert card["indicator"] == "info"
+    assert "eligible" in card["summary"] and "T12, L1" in card["summary"]
+    assert has_criteria_table(card["detail"])
+    assert "| I1 | Fracture age | met |" in card["detail"]
+    assert "T12 \\| L1 in T1-L5" in card["detail"]  # a pipe in a reason cannot break the table
+    assert "**Flags**" in card["detail"] and "focused medical review" in card["detail"]
+    (suggestion,) = card["suggestions"]
+    assert card["selectionBehavior"] == "at-most-one"
+    (action,) = suggestion["actions"]
+    assert action["type"] == "create" and action["resource"]["resourceType"] == "CarePlan"
+    assert "note" not in action["resource"]  # empty member pruned
+    assert {link["url"] for link in card["links"]} == {SOURCE.guideline_url, SOURCE.criteria_url}
+    assert all(link["type"] == "absolute" for link in card["links"])
+    assert card["source"]["topic"]["code"] == "vertebral-augmentation-eligibility"
+    assert "overrideReasons" not in card
+
+
+def test_insufficient_data_is_a_warning_listing_what_is_missing():
+    card = one(evaluation("insufficient-data", missing=("a pain score (LOINC 72514-3) after the fracture",
+                                                       "advanced imaging (MRI STIR or bone scan)")))
+    assert card["indicator"] == "warning"
+    assert "2 items are missing" in card["summary"]
+    assert "**Missing**\n- a pain score (LOINC 72514-3) after the fracture" in card["detail"]
+    assert all(r.get("display") for r in card["overrideReasons"])
+
+
+def test_not_eligible_order_proposes_conservative_care_instead_of_the_order():
+    order = OrderContext(reference="ServiceRequest/sr-1", technique="kyphoplasty")
+    card = one(evaluation("not-eligible", technique="none"), order)
+    assert card["indicator"] == "warning"
+    assert "conservative care" in card["summary"]
+    (suggestion,) = card["suggestions"]
+    assert suggestion["isRecommended"] is True
+    kinds = [a["type"] for a in suggestion["actions"]]
+    assert kinds == ["create", "delete"]
+    plan = suggestion["actions"][0]["resource"]
+    assert plan["status"] == "draft" and plan["intent"] == "proposal"
+    assert "brace" in str(plan).lower()
+    assert suggestion["actions"][1]["resourceId"] == ["ServiceRequest/sr-1"]
+
+
+def test_technique_mismatch_is_said_in_summary_and_detail():
+    order = OrderContext(reference="ServiceRequest/sr-1", technique="vertebroplasty")
+    card = one(evaluation("eligible", technique="kyphoplasty"), order)
+    assert "kyphoplasty is advised rather than the ordered vertebroplasty" in card["summary"]
+    assert "The order is for **vertebroplasty** but the findings favour **kyphoplasty**" in card["detail"]
+
+
+def test_no_mismatch_when_advice_is_either():
+    order = OrderContext(reference="ServiceRequest/sr-1", technique="vertebroplasty")
+    card = one(evaluation("eligible", technique="either"), order)
+    assert "advised rather than" not in card["summary"]
+
+
+@pytest.mark.parametrize("xid", ["X1", "X2", "X3"])
+def test_signing_despite_an_absolute_exclusion_is_critical(xid):
+    signing = OrderContext(reference="ServiceRequest/sr-1", technique="kyphoplasty", signing=True)
+    card = one(evaluation("not-eligible", technique="none", present=(xid,)), signing)
+    assert card["indicator"] == "critical"
+    assert xid in card["summary"]
+    selecting = OrderContext(reference="ServiceRequest/sr-1", technique="kyphoplasty")
+    assert one(evaluation("not-eligible", technique="none", present=(xid,)), selecting)["indicator"] == "warning"
+
+
+def test_relative_exclusion_on_sign_is_a_warning_not_critical():
+    signing = OrderContext(reference="ServiceRequest/sr-1", technique="kyphoplasty", signing=True)
+    assert one(evaluation("not-eligible", technique="none", present=("X5",)), signing)["indicator"] == "warning"
+
+
+def test_summary_is_always_short_and_uuids_are_unique():
+    long_levels = tuple(f"T{n}" for n in range(1, 13)) + tuple(f"L{n}" for n in range(1, 6))
+    body = render_cards([(evaluation("needs-review", levels=long_levels), None)] * 3, source=SOURCE)
+    cards = assert_valid_cards(body)
+    assert all(len(c["summary"]) < 140 for c in cards)
+    assert len({c["uuid"] for c in cards}) == 3
+
+
+def test_card_without_careplan_has_no_suggestions_or_selection_behavior():
+    card = one(evaluation("needs-review", with_careplan=False))
+    assert "suggestions" not in card and "selectionBehavior" not in card
+
+
+def test_links_already_in_detail_are_not_repeated():
+    ev = evaluation("eligible")
+    ev["flags"] = [f"see {SOURCE.criteria_url}"]
+    card = render_card(ev, source=SOURCE)
+    assert SOURCE.criteria_url not in [link["url"] for link in card.get("links", [])]
+
+
+# --- the validator catches what peers get wrong -------------------------------------------------
+
+
+def valid_card():
+    return copy.deepcopy(render_card(evaluation("not-eligible"), source=SOURCE,
+                                     order=OrderContext("ServiceRequest/sr-1", "kyphoplasty")))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c.pop("uuid"), "uuid: required"),
+        (lambda c: c.update(summary="x" * 140), "fewer than 140"),
+        (lambda c: c.update(indicator="hard-stop"), "indicator"),
+        (lambda c: c.pop("selectionBehavior"), "selectionBehavior: required"),
+        (lambda c: c.update(selectionBehavior="exactly-one"), "selectionBehavior: required"),
+        (lambda c: c["suggestions"][0].pop("uuid"), "suggestions[0].uuid"),
+        (lambda c: c["suggestions"].append(dict(c["suggestions"][0], uuid=str(uuid.uuid4()))), "recommended"),
+        (lambda c: c.update(detail=None), "null value"),
+        (lambda c: c.update(links=[]), "empty array"),
+        (lambda c: c["source"].pop("label"), "source.label"),
+        (lambda c: c["overrideReasons"][0].pop("display"), "without a display"),
+        (lambda c: c.update(links=[{"label": "x", "url": "https://a.example/x", "type": "absolute",
+                                    "appContext": "y"}]), "appContext"),
+        (lambda c: c.update(detail=c["detail"] + " https://a.example/x",
+                            links=[{"label": "x", "url": "https://a.example/x", "type": "absolute"}]), "repeats"),
+        (lambda c: c["suggestions"][0]["actions"][0]["resource"].update(status="active"), "status 'draft'"),
+        (lambda c: c["suggestions"][0]["actions"][1].update(resourceId="ServiceRequest/sr-1"), "resourceId"),
+    ],
+)
+def test_validator_reports(mutate, expected):
+    card = valid_card()
+    assert validate_cards({"cards": [card]}) == []
+    mutate(card)
+    problems = validate_cards({"cards": [card]})
+    assert any(expected in p for p in problems), problems
+
+
+def test_validator_accepts_empty_cards_and_rejects_missing_cards():
+    assert validate_cards({"cards": []}) == []
+    assert validate_cards({}) != []
+    assert validate_cards([]) != []
+    card = valid_card()
+    assert any("repeated" in p for p in validate_cards({"cards": [card, card]}))

@@ -1,0 +1,391 @@
+"""CDS Hooks endpoints: discovery, the three hooks, errors. The clinical core is replaced by
+contract-shaped stubs (monkeypatch on `fhir_vcf.service.cds_hooks.evaluate_record`); FHIR calls
+are mocked with `responses` (an unregistered call fails)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+import responses
+from cards import EHR, assert_valid_cards, evaluation, has_criteria_table, hook_request
+
+from fhir_vcf.app import create_app
+from fhir_vcf.config import Settings
+from fhir_vcf.service import cds_hooks
+from fhir_vcf.sources.prefetch import PREFETCH_TEMPLATES
+
+TOKEN = "ehr-access-token-do-not-log"
+
+
+@pytest.fixture
+def settings():
+    return Settings(database_url="sqlite://", allowed_fhir_servers=(EHR,), max_body_bytes=200_000)
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Stub the core; each call's (record, options) is recorded; `calls.result` sets the answer."""
+
+    class Calls(list):
+        result = evaluation("eligible")
+
+        def __call__(self, record, **options):
+            self.append((record, options))
+            answer = self.result(options) if callable(self.result) else self.result
+            return json.loads(json.dumps(answer))
+
+    stub = Calls()
+    monkeypatch.setattr(cds_hooks, "evaluate_record", stub)
+    return stub
+
+
+def full_prefetch():
+    prefetch = {key: {"resourceType": "Bundle", "type": "searchset"} for key in PREFETCH_TEMPLATES}
+    prefetch["patient"] = {"resourceType": "Patient", "id": "p1"}
+    return prefetch
+
+
+def sr(sid, text=None, cpt=None, status="draft"):
+    resource = {"resourceType": "ServiceRequest", "id": sid, "status": status, "intent": "order",
+                "subject": {"reference": "Patient/p1"}, "code": {}}
+    if text:
+        resource["code"]["text"] = text
+    if cpt:
+        resource["code"]["coding"] = [{"system": "http://www.ama-assn.org/go/cpt", "code": cpt}]
+    return resource
+
+
+def drafts(*resources):
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+MED = {"resourceType": "MedicationRequest", "id": "med-1", "status": "draft", "intent": "order",
+       "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": {"text": "alendronate 70 mg"}}
+
+
+def post(client, service, body):
+    return client.post(f"/cds-services/{service}", json=body)
+
+
+# --- discovery --------------------------------------------------------------------------------------
+
+
+def test_discovery_lists_three_services_with_prefetch(client):
+    response = client.get("/cds-services")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    services = {s["id"]: s for s in response.json["services"]}
+    assert {s["hook"] for s in services.values()} == {"patient-view", "order-select", "order-sign"}
+    for service in services.values():
+        assert service["description"] and service["title"]
+        assert service["prefetch"] == PREFETCH_TEMPLATES
+        for template in service["prefetch"].values():
+            assert set(re.findall(r"\{\{([^}]+)\}\}", template)) <= {"context.patientId"}
+
+
+# --- patient-view -----------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_patient_view_eligible(client, calls):
+    response = post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch()))
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    (card,) = assert_valid_cards(response.json)
+    assert card["indicator"] == "info"
+    assert has_criteria_table(card["detail"])
+    record, options = calls[0]
+    assert record.patient == "Patient/p1" and options["request"] is None if "request" in options else True
+    assert options["policy"].id == "cms-lcd-pva"
+    assert len(responses.calls) == 0
+
+
+def test_patient_view_without_fracture_is_silent(client, calls):
+    calls.result = evaluation("insufficient-data", levels=())
+    for c in calls.result["criteria"]:
+        c["evidence"] = []
+    response = post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch()))
+    assert response.status_code == 200 and response.json == {"cards": []}
+
+
+def test_each_call_gets_its_own_answer(client, calls):
+    """No state cached between calls (a peer's singleton reused the first answer for every call)."""
+    calls.result = lambda options: evaluation("eligible")
+    first = post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch())).json
+    calls.result = lambda options: evaluation("not-eligible", technique="none")
+    second = post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch())).json
+    assert first["cards"][0]["indicator"] == "info" and second["cards"][0]["indicator"] == "warning"
+    assert first["cards"][0]["uuid"] != second["cards"][0]["uuid"]
+
+
+def test_as_of_is_the_request_date(client, calls, monkeypatch):
+    import datetime as dt
+
+    monkeypatch.setattr(cds_hooks, "today", lambda: dt.date(2025, 6, 30))
+    post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch()))
+    assert calls[0][1]["as_of"] == dt.date(2025, 6, 30)
+
+
+def test_unknown_extension_members_are_ignored(client, calls):
+    body = hook_request(prefetch=full_prefetch(), extension={"com.example.x": {"a": 1}},
+                        context={"extension": {"y": 2}})
+    assert post(client, "vcf-patient-view", body).status_code == 200
+
+
+@responses.activate
+def test_missing_prefetch_is_fetched_from_fhir_server(client, calls):
+    prefetch = full_prefetch()
+    del prefetch["conditions"]
+    responses.get(f"{EHR}/Condition", json={"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"resource": {"resourceType": "Condition", "id": "vcf-1", "subject": {"reference": "Patient/p1"},
+                      "code": {"text": "osteoporotic compression fracture T12"}}}]})
+    body = hook_request(prefetch=prefetch, fhirServer=EHR, fhirAuthorization={
+        "access_token": TOKEN, "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read",
+        "subject": "vcf-service"})
+    response = post(client, "vcf-patient-view", body)
+    assert response.status_code == 200
+    assert [r.id for r in calls[0][0].of_type("Condition")] == ["vcf-1"]
+    assert responses.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+@responses.activate
+def test_unavailable_data_is_412_with_an_operation_outcome(client, calls, caplog):
+    caplog.set_level(logging.DEBUG)
+    prefetch = full_prefetch()
+    del prefetch["observations"]
+    responses.get(f"{EHR}/Observation", status=500)
+    body = hook_request(prefetch=prefetch, fhirServer=EHR, fhirAuthorization={
+        "access_token": TOKEN, "token_type": "Bearer"})
+    response = post(client, "vcf-patient-view", body)
+    assert response.status_code == 412
+    assert response.json["resourceType"] == "OperationOutcome"
+    assert response.json["issue"][0]["expression"] == ["prefetch.observations"]
+    assert TOKEN not in response.get_data(as_text=True)
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+    assert calls == []
+
+
+def test_absent_prefetch_without_fhir_server_is_412(client, calls):
+    response = post(client, "vcf-patient-view", hook_request())
+    assert response.status_code == 412
+    assert "no fhirServer" in response.json["issue"][0]["diagnostics"]
+
+
+@responses.activate
+def test_fhir_server_not_on_allowlist_is_refused_and_nothing_fetched(client, calls):
+    body = hook_request(fhirServer="http://10.0.0.5/internal", fhirAuthorization={
+        "access_token": TOKEN, "token_type": "Bearer"})
+    response = post(client, "vcf-patient-view", body)
+    assert response.status_code == 403
+    assert response.json["issue"][0]["code"] == "forbidden"
+    assert len(responses.calls) == 0 and calls == []
+
+
+@responses.activate
+def test_demo_endpoint_is_allowed_in_demo_mode(settings, calls):
+    from dataclasses import replace
+
+    client = create_app(replace(settings, demo=True, allowed_fhir_servers=())).test_client()
+    prefetch = full_prefetch()
+    del prefetch["carePlans"]
+    responses.get("http://localhost/demo/fhir/CarePlan", json={"resourceType": "Bundle", "type": "searchset"})
+    response = post(client, "vcf-patient-view", hook_request(prefetch=prefetch, fhirServer="http://localhost/demo/fhir"))
+    assert response.status_code == 200
+    assert len(responses.calls) == 1
+
+
+# --- order-select / order-sign ----------------------------------------------------------------------
+
+
+def test_order_select_unrelated_order_is_silent_without_evaluating(client, calls):
+    body = hook_request("order-select", context={"draftOrders": drafts(MED), "selections": ["MedicationRequest/med-1"]})
+    response = post(client, "vcf-order-select", body)
+    assert response.status_code == 200 and response.json == {"cards": []}
+    assert calls == []
+
+
+def test_order_select_judges_the_selected_augmentation_order(client, calls):
+    calls.result = evaluation("eligible", technique="kyphoplasty", levels=("T12",))
+    orders = drafts(MED, sr("sr-1", cpt="22510"), sr("sr-2", text="Kyphoplasty L1"))
+    body = hook_request("order-select", prefetch=full_prefetch(),
+                        context={"draftOrders": orders, "selections": ["ServiceRequest/sr-1"]})
+    response = post(client, "vcf-order-select", body)
+    (card,) = assert_valid_cards(response.json)
+    record, options = calls[0]
+    assert options["request"] == "ServiceRequest/sr-1"
+    assert {r.id: r.status for r in record.of_type("ServiceRequest")} == {"sr-1": "draft", "sr-2": "draft"}
+    assert [r.id for r in record.of_type("MedicationRequest")] == ["med-1"]
+    assert "kyphoplasty is advised rather than the ordered vertebroplasty" in card["summary"]
+
+
+def test_order_select_augmentation_not_selected_is_silent(client, calls):
+    body = hook_request("order-select", context={"draftOrders": drafts(MED, sr("sr-1", text="vertebroplasty T12")),
+                                                 "selections": ["MedicationRequest/med-1"]})
+    assert post(client, "vcf-order-select", body).json == {"cards": []}
+    assert calls == []
+
+
+def test_order_select_not_eligible_warns_and_proposes_conservative_care(client, calls):
+    calls.result = evaluation("not-eligible", technique="none")
+    body = hook_request("order-select", prefetch=full_prefetch(),
+                        context={"draftOrders": drafts(sr("sr-1", text="vertebral augmentation T12")),
+                                 "selections": ["ServiceRequest/sr-1"]})
+    (card,) = assert_valid_cards(post(client, "vcf-order-select", body).json)
+    assert card["indicator"] == "warning"
+    (suggestion,) = card["suggestions"]
+    assert suggestion["isRecommended"] is True and card["selectionBehavior"] == "at-most-one"
+    plan = suggestion["actions"][0]["resource"]
+    assert plan["resourceType"] == "CarePlan" and plan["intent"] == "proposal"
+
+
+def test_order_select_missing_data_asks_for_it(client, calls):
+    calls.result = evaluation("insufficient-data", missing=("a pain score (LOINC 72514-3) after the fracture",))
+    body = hook_request("order-select", prefetch=full_prefetch(),
+                        context={"draftOrders": drafts(sr("sr-1", cpt="22513")), "selections": ["ServiceRequest/sr-1"]})
+    (card,) = assert_valid_cards(post(client, "vcf-order-select", body).json)
+    assert card["indicator"] == "warning" and "missing" in card["summary"]
+    assert "a pain score (LOINC 72514-3)" in card["detail"]
+
+
+def test_order_sign_judges_every_draft_augmentation_order(client, calls):
+    calls.result = lambda options: evaluation(
+        "eligible", levels=("T12",) if options["request"].endswith("1") else ("L2",))
+    orders = drafts(sr("sr-1", cpt="22513"), MED, sr("sr-2", cpt="22514"), sr("sr-3", text="MRI lumbar spine"))
+    body = hook_request("order-sign", prefetch=full_prefetch(), context={"draftOrders": orders})
+    cards = assert_valid_cards(post(client, "vcf-order-sign", body).json)
+    assert [options["request"] for _, options in calls] == ["ServiceRequest/sr-1", "ServiceRequest/sr-2"]
+    assert len(cards) == 2 and "T12" in cards[0]["summary"] and "L2" in cards[1]["summary"]
+
+
+def test_order_sign_with_absolute_exclusion_is_critical(client, calls):
+    calls.result = evaluation("not-eligible", technique="none", present=("X3",))
+    body = hook_request("order-sign", prefetch=full_prefetch(),
+                        context={"draftOrders": drafts(sr("sr-1", cpt="22514"))})
+    (card,) = assert_valid_cards(post(client, "vcf-order-sign", body).json)
+    assert card["indicator"] == "critical"
+
+
+def test_audit_row_is_written_without_raw_patient_id(app, client, calls):
+    body = hook_request(prefetch=full_prefetch())
+    card = post(client, "vcf-patient-view", body).json["cards"][0]
+    store = app.extensions["fhir_vcf"].store
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.exec_driver_sql("SELECT * FROM audit")]
+    (row,) = rows
+    assert row["hook_instance"] == body["hookInstance"] and row["decision"] == "eligible"
+    assert "p1" not in json.dumps(row, default=str).replace(row["patient_hash"], "")
+    assert card["uuid"] in json.dumps(row, default=str)
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+def outcome_of(response, status):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.json
+    assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["diagnostics"]
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body["issue"][0]
+
+
+def test_malformed_json(client):
+    issue = outcome_of(client.post("/cds-services/vcf-patient-view", data="{not json",
+                                   content_type="application/json"), 400)
+    assert "not valid JSON" in issue["diagnostics"]
+
+
+def test_body_not_an_object(client):
+    assert "JSON object" in outcome_of(client.post("/cds-services/vcf-patient-view", json=[1]), 400)["diagnostics"]
+
+
+@pytest.mark.parametrize("member", ["hook", "hookInstance", "context"])
+def test_missing_required_member(client, member):
+    body = hook_request(prefetch=full_prefetch())
+    del body[member]
+    issue = outcome_of(post(client, "vcf-patient-view", body), 400)
+    assert issue["expression"] == [member] and issue["code"] == "required"
+
+
+def test_hook_instance_not_a_uuid(client):
+    issue = outcome_of(post(client, "vcf-patient-view", hook_request(hookInstance="abc")), 400)
+    assert issue["expression"] == ["hookInstance"]
+
+
+def test_fhir_authorization_without_fhir_server(client):
+    body = hook_request(fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer"})
+    response = post(client, "vcf-patient-view", body)
+    issue = outcome_of(response, 400)
+    assert "fhirServer" in issue["diagnostics"] and TOKEN not in response.get_data(as_text=True)
+
+
+def test_hook_not_served_by_this_service(client):
+    issue = outcome_of(post(client, "vcf-patient-view", hook_request("order-sign")), 400)
+    assert issue["expression"] == ["hook"]
+
+
+def test_missing_patient_id(client):
+    body = hook_request()
+    del body["context"]["patientId"]
+    assert outcome_of(post(client, "vcf-patient-view", body), 400)["expression"] == ["context.patientId"]
+
+
+def test_order_hooks_need_draft_orders_and_selections(client):
+    issue = outcome_of(post(client, "vcf-order-sign", hook_request("order-sign")), 400)
+    assert issue["expression"] == ["context.draftOrders"]
+    body = hook_request("order-select", context={"draftOrders": drafts(MED)})
+    assert outcome_of(post(client, "vcf-order-select", body), 400)["expression"] == ["context.selections"]
+    body = hook_request("order-sign", context={"draftOrders": MED})
+    assert "Bundle" in outcome_of(post(client, "vcf-order-sign", body), 400)["diagnostics"]
+
+
+def test_oversized_body_is_413(client):
+    body = hook_request(prefetch={"patient": {"resourceType": "Patient", "id": "p1", "text": {"div": "x" * 300_000}}})
+    outcome_of(post(client, "vcf-patient-view", body), 413)
+
+
+def test_unknown_service_is_404(client):
+    outcome_of(post(client, "no-such-service", hook_request()), 404)
+
+
+def test_invalid_prefetch_resource_is_400_naming_it(client, calls):
+    prefetch = full_prefetch()
+    prefetch["conditions"] = {"resourceType": "Bundle", "entry": [{"resource": {
+        "resourceType": "Condition", "id": "c9", "subject": {"reference": "Patient/p1"}, "onsetDateTime": "soon"}}]}
+    issue = outcome_of(post(client, "vcf-patient-view", hook_request(prefetch=prefetch)), 400)
+    assert "Condition/c9" in issue["diagnostics"]
+
+
+def test_unexpected_failure_is_a_generic_500(client, monkeypatch, caplog):
+    def boom(record, **options):
+        raise RuntimeError("secret internals /srv/app.py line 12")
+
+    monkeypatch.setattr(cds_hooks, "evaluate_record", boom)
+    response = post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch()))
+    issue = outcome_of(response, 500)
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert issue["code"] == "exception"
+    assert any("secret internals" in str(r.exc_info) for r in caplog.records if r.exc_info)
+
+
+def test_wrong_method_is_an_operation_outcome(client):
+    outcome_of(client.get("/cds-services/vcf-patient-view"), 405)
+
+
+def test_412_is_audited_too(app, client):
+    body = hook_request()
+    assert post(client, "vcf-patient-view", body).status_code == 412
+    with app.extensions["fhir_vcf"].store.engine.connect() as conn:
+        statuses = [r.status for r in conn.exec_driver_sql("SELECT status FROM audit")]
+    assert statuses == [412]

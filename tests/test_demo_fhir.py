@@ -1,0 +1,163 @@
+"""Demo mode: the read-only FHIR endpoint at /demo/fhir and the start-up banner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from fhir_vcf import create_app
+from fhir_vcf.errors import ConfigError
+from fhir_vcf.service.demo_fhir import demo_banner
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+FHIR_JSON = "application/fhir+json"
+
+
+def observation(n: int, patient: str = "d1") -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": f"{patient}-nrs-{n}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": f"2025-06-{10 + n:02d}",
+        "valueInteger": n,
+    }
+
+
+@pytest.fixture
+def demo_dir(tmp_path):
+    entries = [{"resourceType": "Patient", "id": "d1"}, {"resourceType": "Patient", "id": "d2"}]
+    entries += [observation(n) for n in range(1, 6)]
+    entries += [observation(9, "d2")]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in entries]}
+    (tmp_path / "demo.json").write_text(json.dumps(bundle))
+    (tmp_path / "expected.json").write_text("{}")  # like samples/: not a Bundle, skipped
+    return tmp_path
+
+
+@pytest.fixture
+def client(demo_dir):
+    return create_app({"demo": True, "demo_dir": str(demo_dir), "database_url": "sqlite://"}).test_client()
+
+
+def relative(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+def test_metadata_is_a_capability_statement(client):
+    response = client.get("/demo/fhir/metadata")
+    assert response.status_code == 200 and response.mimetype == FHIR_JSON
+    body = response.get_json()
+    assert body["resourceType"] == "CapabilityStatement" and body["fhirVersion"] == "4.0.1"
+    assert {r["type"] for r in body["rest"][0]["resource"]} == {"Patient", "Observation"}
+
+
+def test_read(client):
+    response = client.get("/demo/fhir/Observation/d1-nrs-3")
+    assert response.status_code == 200 and response.mimetype == FHIR_JSON
+    assert response.get_json()["valueInteger"] == 3
+
+
+def test_search_by_patient_and_subject(client):
+    body = client.get("/demo/fhir/Observation?patient=d2").get_json()
+    assert body["resourceType"] == "Bundle" and body["type"] == "searchset" and body["total"] == 1
+    assert body["entry"][0]["resource"]["id"] == "d2-nrs-9"
+    assert body["entry"][0]["fullUrl"] == "http://localhost/demo/fhir/Observation/d2-nrs-9"
+    assert client.get("/demo/fhir/Observation?subject=Patient/d1").get_json()["total"] == 5
+
+
+def test_count_pages_with_next_links(client):
+    seen, url, pages = [], "/demo/fhir/Observation?patient=d1&_count=2&_sort=-date", 0
+    while url:
+        body = client.get(url).get_json()
+        assert body["total"] == 5
+        seen += [e["resource"]["valueInteger"] for e in body.get("entry", [])]
+        links = {link["relation"]: link["url"] for link in body["link"]}
+        assert "self" in links
+        url = relative(links["next"]) if "next" in links else None
+        pages += 1
+    assert pages == 3 and seen == [5, 4, 3, 2, 1]
+
+
+def test_unknown_parameters_are_ignored_and_left_out_of_self(client):
+    body = client.get("/demo/fhir/Observation?patient=d1&colour=blue").get_json()
+    assert body["total"] == 5
+    assert "colour" not in body["link"][0]["url"]
+
+
+def test_strict_handling_refuses_unknown_parameters(client):
+    response = client.get("/demo/fhir/Observation?colour=blue", headers={"Prefer": "handling=strict"})
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["code"] == "not-supported"
+
+
+@pytest.mark.parametrize("query", ["_count=many", "_getpagesoffset=-1", "date=yesterday"])
+def test_bad_values_are_400(client, query):
+    response = client.get(f"/demo/fhir/Observation?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("path", ["/demo/fhir/Patient/nobody", "/demo/fhir/Frobnicator", "/demo/fhir/Frobnicator/1"])
+def test_unknown_ids_and_types_are_404_operation_outcomes(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and response.mimetype == FHIR_JSON
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["code"] == "not-found"
+
+
+def test_known_type_without_data_is_an_empty_searchset(client):
+    body = client.get("/demo/fhir/CarePlan?patient=d1").get_json()
+    assert body["total"] == 0 and "entry" not in body
+
+
+def test_read_only(client):
+    response = client.post("/demo/fhir/Patient", json={"resourceType": "Patient"})
+    assert response.status_code == 405 and response.headers["Allow"] == "GET"
+    assert client.delete("/demo/fhir/Patient/d1").status_code == 405
+
+
+def test_not_registered_without_demo_mode():
+    client = create_app({"database_url": "sqlite://"}).test_client()
+    assert client.get("/demo/fhir/metadata").status_code == 404
+
+
+def test_missing_demo_dir_stops_the_start_up(tmp_path):
+    with pytest.raises(ConfigError, match="FHIR_VCF_DEMO_DIR"):
+        create_app({"demo": True, "demo_dir": str(tmp_path / "absent"), "database_url": "sqlite://"})
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="no samples/ folder")
+def test_default_serves_the_repository_samples():
+    client = create_app({"demo": True, "database_url": "sqlite://"}).test_client()
+    body = client.get("/demo/fhir/Patient?_count=100").get_json()
+    ids = {e["resource"]["id"] for e in body["entry"]}
+    assert {"p-tanaka", "p-two-a-berg", "p-two-b-costa"} <= ids
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="no samples/ folder")
+def test_ready_made_hook_request():
+    client = create_app({"demo": True, "database_url": "sqlite://"}).test_client()
+    body = client.get("/demo/fhir/$cds-hooks-request?patient=p-tanaka&hook=order-sign&asOf=2025-06-30").get_json()
+    assert body["hook"] == "order-sign" and body["context"]["patientId"] == "p-tanaka"
+    assert body["context"]["draftOrders"]["entry"] and body["prefetch"]["patient"]["id"] == "p-tanaka"
+    assert body["extension"] == {"fhir-vcf": {"asOf": "2025-06-30"}}
+    assert client.get("/demo/fhir/$cds-hooks-request?patient=nobody").status_code == 404
+
+
+def test_banner_names_every_url_to_try():
+    text = demo_banner("http://127.0.0.1:8080/")
+    for url in (
+        "http://127.0.0.1:8080/cds-services",
+        "http://127.0.0.1:8080/demo/fhir",
+        "http://127.0.0.1:8080/api/v1/",
+        "http://127.0.0.1:8080/metrics",
+        '"fhirServer": "http://127.0.0.1:8080/demo/fhir"',
+        "$cds-hooks-request",
+    ):
+        assert url in text

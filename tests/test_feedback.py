@@ -1,0 +1,279 @@
+"""POST /cds-services/{id}/feedback through the real app factory (store, JWT trust and CORS wired).
+
+The spec's own three feedback examples (CDS Hooks 2.0, "Feedback") are the valid bodies.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from trust_support import BASE, ISSUER, Key, bearer, ec_key, issuers_file, jwks, mint
+
+from fhir_vcf.app import create_app
+from fhir_vcf.config import Settings
+from fhir_vcf.store import StoreError, current_store
+
+SERVICE = "vcf-patient-view"
+URL = f"/cds-services/{SERVICE}/feedback"
+ORIGIN = "https://ehr-ui.example.org"
+
+ACCEPTED = {
+    "card": "4e0a3a1e-3283-4575-ab82-028d55fe2719",
+    "outcome": "accepted",
+    "acceptedSuggestions": [{"id": "e56e1945-20b3-4393-8503-a1a20fd73152"}],
+    "outcomeTimestamp": "2020-12-11T00:00:00Z",
+}
+OVERRIDDEN = {
+    "card": "f6b95768-b1c8-40dc-8385-bf3504b82ffb",
+    "outcome": "overridden",
+    "outcomeTimestamp": "2020-12-11T00:00:00Z",
+}
+OVERRIDDEN_WITH_REASON = {
+    "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
+    "outcome": "overridden",
+    "overrideReason": {
+        "reason": {"code": "d7ecf885", "system": "https://example.com/cds-hooks/override-reason-system"},
+        "userComment": "clinician entered comment",
+    },
+    "outcomeTimestamp": "2020-12-11T00:00:00Z",
+}
+
+
+def make_app(tmp_path: Path, **overrides: Any) -> Flask:
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'var' / 'fb.db'}", **overrides))
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    return make_app(tmp_path)
+
+
+def send(app: Flask, body: Any, url: str = URL, **kwargs: Any):
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return app.test_client().post(url, data=data, content_type="application/json", **kwargs)
+
+
+def stored(app: Flask, card: str) -> list[dict[str, Any]]:
+    with app.app_context():
+        return current_store().feedback_for(card)
+
+
+def expressions(response) -> list[str]:
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    return [e for issue in body["issue"] for e in issue.get("expression", [])]
+
+
+# --- valid ------------------------------------------------------------------------------------------
+
+
+def test_the_spec_examples_are_stored_and_answered_with_an_empty_object(app: Flask) -> None:
+    response = send(app, {"feedback": [ACCEPTED, OVERRIDDEN, OVERRIDDEN_WITH_REASON]})
+    assert response.status_code == 200
+    assert response.get_json() == {}
+    assert stored(app, ACCEPTED["card"])[0]["accepted_suggestions"] == ["e56e1945-20b3-4393-8503-a1a20fd73152"]
+    assert stored(app, OVERRIDDEN["card"])[0]["override_code"] is None
+    (row,) = stored(app, OVERRIDDEN_WITH_REASON["card"])
+    assert row["override_code"] == "d7ecf885"
+    assert row["user_comment_present"] is True
+    assert row["service_id"] == SERVICE
+
+
+def test_feedback_sent_twice_is_stored_once(app: Flask) -> None:
+    assert send(app, {"feedback": [ACCEPTED]}).status_code == 200
+    again = send(app, {"feedback": [ACCEPTED]})
+    assert again.status_code == 200
+    assert again.get_json() == {}
+    assert len(stored(app, ACCEPTED["card"])) == 1
+
+
+def test_feedback_joins_the_audited_call(app: Flask) -> None:
+    card = "0b5c3c52-50b1-4b7a-9d6b-0d5c1f9b7a11"
+    with app.app_context():
+        audit_id = current_store().record_call(hook="patient-view", service_id=SERVICE, card_uuids=[card])
+    send(app, {"feedback": [{**OVERRIDDEN, "card": card}]})
+    assert stored(app, card)[0]["audit_id"] == audit_id
+
+
+def test_extensions_and_unknown_members_ignored_nulls_tolerated(app: Flask) -> None:
+    item = {**OVERRIDDEN, "extension": {"com.example.ehr": {"x": 1}}, "acceptedSuggestions": None,
+            "overrideReason": {"reason": {"code": "c1", "extension": {"a": 1}}, "userComment": None}}
+    response = send(app, {"feedback": [item], "extension": {"y": 2}})
+    assert response.status_code == 200
+    assert stored(app, OVERRIDDEN["card"])[0]["override_code"] == "c1"
+
+
+def test_user_comment_is_neither_stored_nor_logged(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    secret = "patient Jane Roe, MRN 12345, refused"
+    item = copy.deepcopy(OVERRIDDEN_WITH_REASON)
+    item["overrideReason"]["userComment"] = secret
+    assert send(app, {"feedback": [item]}).status_code == 200
+    assert secret not in caplog.text
+    assert not any(secret in str(v) for v in stored(app, item["card"])[0].values())
+
+
+# --- invalid -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "expression"),
+    [
+        ({"outcome": "declined"}, "feedback[0].outcome"),
+        ({"card": "not-a-uuid"}, "feedback[0].card"),
+        ({"outcomeTimestamp": "2020-12-11"}, "feedback[0].outcomeTimestamp"),
+        ({"outcomeTimestamp": "2020-12-11T00:00:00"}, "feedback[0].outcomeTimestamp"),  # no zone
+        ({"outcomeTimestamp": "2020-13-11T00:00:00Z"}, "feedback[0].outcomeTimestamp"),
+        ({"acceptedSuggestions": []}, "feedback[0].acceptedSuggestions"),
+        ({"acceptedSuggestions": [{}]}, "feedback[0].acceptedSuggestions[0].id"),
+        ({"overrideReason": {"reason": {"system": "urn:x"}}}, "feedback[0].overrideReason.reason.code"),
+    ],
+)
+def test_invalid_item_names_the_element(app: Flask, change: dict[str, Any], expression: str) -> None:
+    response = send(app, {"feedback": [{**ACCEPTED, **change}]})
+    assert response.status_code == 400
+    assert response.mimetype == "application/fhir+json"
+    assert expression in expressions(response)
+    assert stored(app, ACCEPTED["card"]) == []
+
+
+def test_missing_members_are_required_issues(app: Flask) -> None:
+    accepted_without_suggestions = {k: v for k, v in ACCEPTED.items() if k != "acceptedSuggestions"}
+    no_timestamp = {k: v for k, v in OVERRIDDEN.items() if k != "outcomeTimestamp"}
+    response = send(app, {"feedback": [no_timestamp, accepted_without_suggestions]})
+    assert response.status_code == 400
+    assert set(expressions(response)) == {"feedback[0].outcomeTimestamp", "feedback[1].acceptedSuggestions"}
+    codes = {i["expression"][0]: i["code"] for i in response.get_json()["issue"]}
+    assert codes["feedback[0].outcomeTimestamp"] == "required"
+
+
+def test_suggestions_refused_on_an_override(app: Flask) -> None:
+    response = send(app, {"feedback": [{**OVERRIDDEN, "acceptedSuggestions": [{"id": "s"}]}]})
+    assert expressions(response) == ["feedback[0].acceptedSuggestions"]
+
+
+def test_one_bad_item_stores_nothing(app: Flask) -> None:
+    response = send(app, {"feedback": [OVERRIDDEN, {**ACCEPTED, "outcome": "maybe"}]})
+    assert expressions(response) == ["feedback[1].outcome"]
+    assert stored(app, OVERRIDDEN["card"]) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "expression"),
+    [
+        ('{"feedback": [', "structure", None),
+        (b"\xff\xfe", "structure", None),
+        ("", "structure", None),
+        ({}, "required", "feedback"),
+        ({"feedback": {"card": "x"}}, "invalid", "feedback"),
+        ([ACCEPTED], "invalid", None),
+    ],
+)
+def test_malformed_bodies(app: Flask, body: Any, code: str, expression: str | None) -> None:
+    response = send(app, body)
+    assert response.status_code == 400
+    issue = response.get_json()["issue"][0]
+    assert issue["code"] == code
+    assert issue.get("expression", [None])[0] == expression
+
+
+def test_errors_never_echo_the_submitted_values(app: Flask) -> None:
+    response = send(app, {"feedback": [{**ACCEPTED, "outcome": "MRN-99887766", "card": "Jane-Roe"}]})
+    assert response.status_code == 400
+    assert b"MRN-99887766" not in response.data and b"Jane-Roe" not in response.data
+
+
+def test_unknown_service_is_404(app: Flask) -> None:
+    response = send(app, {"feedback": [ACCEPTED]}, url="/cds-services/no-such-service/feedback")
+    assert response.status_code == 404
+    assert response.get_json()["issue"][0]["code"] == "not-found"
+
+
+@pytest.mark.parametrize("service_id", ["vcf-patient-view", "vcf-order-select", "vcf-order-sign"])
+def test_every_discovered_service_takes_feedback(app: Flask, service_id: str) -> None:
+    discovered = {s["id"] for s in app.test_client().get("/cds-services").get_json()["services"]}
+    assert service_id in discovered
+    response = send(app, {"feedback": [OVERRIDDEN]}, url=f"/cds-services/{service_id}/feedback")
+    assert response.status_code == 200
+
+
+def test_store_failure_is_503_transient(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    with app.app_context():
+        store = current_store()
+
+    def fail(*_: Any) -> Any:
+        raise StoreError("store: could not store feedback (OperationalError)")
+
+    monkeypatch.setattr(store, "store_feedback", fail)
+    response = send(app, {"feedback": [ACCEPTED]})
+    assert response.status_code == 503
+    assert response.get_json()["issue"][0]["code"] == "transient"
+
+
+def test_too_large_body_is_413_too_costly(tmp_path: Path) -> None:
+    app = make_app(tmp_path, max_body_bytes=200)
+    response = send(app, {"feedback": [ACCEPTED, OVERRIDDEN, OVERRIDDEN_WITH_REASON]})
+    assert response.status_code == 413
+    assert response.get_json()["issue"][0]["code"] == "too-costly"
+
+
+# --- JWT and CORS ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def key() -> Key:
+    return ec_key("fb-1")
+
+
+@pytest.fixture
+def secured(tmp_path: Path, key: Key) -> Flask:
+    return make_app(
+        tmp_path,
+        trusted_issuers=issuers_file(tmp_path, {ISSUER: {"jwks": jwks(key)}}),
+        cors_origins=(ORIGIN,),
+    )
+
+
+def test_jwt_required_when_trust_is_configured(secured: Flask, key: Key) -> None:
+    refused = send(secured, {"feedback": [ACCEPTED]})
+    assert refused.status_code == 401
+    assert refused.data == b""
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert stored(secured, ACCEPTED["card"]) == []
+
+    wrong_aud = send(secured, {"feedback": [ACCEPTED]}, headers=bearer(mint(key, BASE + f"/cds-services/{SERVICE}")))
+    assert wrong_aud.status_code == 401  # the service's token is not the feedback endpoint's
+
+    ok = send(secured, {"feedback": [ACCEPTED]}, headers=bearer(mint(key, BASE + URL)))
+    assert ok.status_code == 200
+    assert len(stored(secured, ACCEPTED["card"])) == 1
+
+
+def test_jwt_checked_before_the_service_id(secured: Flask) -> None:
+    # an unauthenticated caller learns nothing about which services exist
+    assert send(secured, {}, url="/cds-services/no-such-service/feedback").status_code == 401
+
+
+def test_cors_preflight_for_a_configured_origin_only(secured: Flask, key: Key) -> None:
+    client = secured.test_client()
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "Authorization, Content-Type"}
+    ok = client.options(URL, headers={"Origin": ORIGIN, **preflight})
+    assert ok.status_code == 200  # no JWT on a preflight
+    assert ok.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "authorization" in ok.headers["Access-Control-Allow-Headers"].lower()
+    assert "POST" in ok.headers["Access-Control-Allow-Methods"]
+
+    refused = client.options(URL, headers={"Origin": "https://evil.example", **preflight})
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+    call = send(secured, {"feedback": [ACCEPTED]}, headers={"Origin": ORIGIN, **bearer(mint(key, BASE + URL))})
+    assert call.status_code == 200
+    assert call.headers["Access-Control-Allow-Origin"] == ORIGIN

@@ -1,0 +1,122 @@
+"""Structured JSON logs: one object per line, a request id everywhere, nothing secret or identifying."""
+
+from __future__ import annotations
+
+import json
+import logging
+from types import SimpleNamespace
+
+import pytest
+from flask import Flask, jsonify, request
+
+from fhir_vcf.logs import REQUEST_ID_HEADER, annotate, gunicorn_logconfig, init_logging, patient_hash, redact
+
+JWT = "eyJhbGciOiJFUzM4NCIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwczovL2VociJ9.c2lnbmF0dXJlLXBhcnQ"
+log = logging.getLogger("fhir_vcf.test_logs")
+
+
+@pytest.fixture
+def app():
+    app = Flask("logs-test")
+
+    @app.get("/api/v1/patients/<pid>/evaluation")
+    def evaluation(pid):
+        log.info("evaluating %s with Authorization: Bearer %s", f"Patient/{pid}", JWT)
+        return jsonify({"patient": f"Patient/{pid}", "decision": "eligible"})
+
+    @app.post("/cds-services/<sid>")
+    def hook(sid):
+        annotate(decision="needs-review", patient=f"Patient/{request.json['context']['patientId']}")
+        log.warning("headers were %s", dict(request.headers))
+        return jsonify({"cards": []})
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("token=abc123 for Patient/p-secret")
+
+    init_logging(app, SimpleNamespace(log_level="INFO"))
+    return app
+
+
+def lines(capsys) -> list[dict]:
+    err = capsys.readouterr().err
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def test_every_line_is_json_with_the_request_id(app, capsys):
+    response = app.test_client().get("/api/v1/patients/p-123/evaluation")
+    rid = response.headers[REQUEST_ID_HEADER]
+    records = lines(capsys)
+    assert len(records) == 2
+    for record in records:
+        assert {"time", "level", "logger", "message", "request_id"} <= set(record)
+        assert record["request_id"] == rid
+    done = records[-1]
+    assert done["logger"] == "fhir_vcf.request" and done["status"] == 200
+    assert done["endpoint"] == "/api/v1/patients/<pid>/evaluation" and done["method"] == "GET"
+    assert done["decision"] == "eligible" and isinstance(done["duration_ms"], float)
+
+
+def test_incoming_request_id_is_kept_and_echoed(app, capsys):
+    response = app.test_client().get("/api/v1/patients/p-1/evaluation", headers={REQUEST_ID_HEADER: "ehr-42.a"})
+    assert response.headers[REQUEST_ID_HEADER] == "ehr-42.a"
+    assert {r["request_id"] for r in lines(capsys)} == {"ehr-42.a"}
+
+
+@pytest.mark.parametrize("bad", ["has space", "x" * 200, "semi;colon", "<script>"])
+def test_malformed_request_id_is_replaced(app, capsys, bad):
+    response = app.test_client().get("/api/v1/patients/p-1/evaluation", headers={REQUEST_ID_HEADER: bad})
+    assert response.headers[REQUEST_ID_HEADER] != bad
+    assert len(response.headers[REQUEST_ID_HEADER]) == 32
+
+
+def test_tokens_jwts_and_patient_ids_never_reach_the_log(app, capsys):
+    client = app.test_client()
+    client.get("/api/v1/patients/p-123/evaluation", headers={"Authorization": f"Bearer {JWT}"})
+    client.post("/cds-services/vcf-patient-view", json={"hook": "patient-view", "context": {"patientId": "p-777"}},
+                headers={"Authorization": f"Bearer {JWT}"})
+    records = lines(capsys)
+    text = json.dumps(records)
+    assert "eyJ" not in text and "c2lnbmF0dXJl" not in text
+    assert "p-123" not in text and "p-777" not in text
+    assert patient_hash("Patient/p-123") in text
+    hook_line = records[-1]
+    assert hook_line["decision"] == "needs-review" and hook_line["hook"] == "patient-view"
+    assert hook_line["service"] == "vcf-patient-view" and hook_line["patient_hash"] == patient_hash("p-777")
+
+
+def test_exceptions_are_logged_redacted(app, capsys):
+    app.testing = False
+    assert app.test_client().get("/boom").status_code == 500
+    text = "\n".join(json.dumps(r) for r in lines(capsys))
+    assert "RuntimeError" in text and "abc123" not in text and "p-secret" not in text
+
+
+def test_redact():
+    assert redact(f"Authorization: Bearer {JWT}") == "Authorization: Bearer [REDACTED]"
+    assert redact("authorization=Basic dXNlcjpwYXNz") == "authorization=Basic [REDACTED]"
+    assert "tok-1" not in redact('{"access_token": "tok-1", "token_type": "Bearer"}')
+    assert redact(f"jwt {JWT} end") == "jwt [REDACTED] end"
+    assert "Smith" not in redact('{"name": [{"family": "Smith", "given": ["Ann"]}]}')
+    assert redact("GET /api/v1/patients/p-9/evaluation") == f"GET /api/v1/patients/{patient_hash('p-9')}/evaluation"
+    assert patient_hash("Patient/p-9") == patient_hash("p-9") and len(patient_hash("x")) == 13
+
+
+def test_unknown_extras_are_dropped(capsys):
+    from fhir_vcf.logs import configure_root
+
+    configure_root("INFO")
+    log.info("hello", extra={"status": 201, "family": "Smith", "patient": "Patient/p-5"})
+    (record,) = lines(capsys)
+    assert record["status"] == 201 and "family" not in record and "Smith" not in json.dumps(record)
+    assert record["patient_hash"] == patient_hash("p-5") and "p-5" not in json.dumps(record)
+
+
+def test_gunicorn_logconfig_uses_the_json_handler():
+    import logging.config
+
+    config = gunicorn_logconfig("WARNING")
+    assert config["loggers"]["gunicorn.error"]["handlers"] == ["json"]
+    logging.config.dictConfig({k: v for k, v in config.items() if k != "root"})  # leave pytest's root alone
+    handler = logging.getLogger("gunicorn.error").handlers[0]
+    assert handler.formatter.__class__.__name__ == "JsonFormatter"

@@ -1,0 +1,157 @@
+"""Policies as data: built-ins, extra files, load_policy, to_dict, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from factories import eligible
+
+from fhir_vcf.errors import PolicyError
+from fhir_vcf.rules import judge
+from fhir_vcf.rules.policy import BUILTIN_DIR, load_policies, load_policy
+
+DEFAULT = BUILTIN_DIR / "cms-lcd-pva.yaml"
+
+
+def _raw() -> dict:
+    return yaml.safe_load(DEFAULT.read_text())
+
+
+def _write(tmp_path: Path, data: dict, name: str = "site.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data) if name.endswith(".json") else yaml.safe_dump(data))
+    return path
+
+
+def test_builtins_load_with_id_and_title():
+    policies = load_policies()
+    assert {"cms-lcd-pva", "commercial-strict", "nice-ta279"} <= set(policies)
+    lcd = policies["cms-lcd-pva"]
+    assert lcd.id == "cms-lcd-pva" and "L34106" in lcd.title
+    assert lcd.max_levels == 3
+    assert lcd.fracture_age.acute_below_days.value == 42 and lcd.fracture_age.max_days.value == 84
+    assert policies["commercial-strict"].max_levels == 2
+    assert policies["commercial-strict"].symptoms.min_score.value == 7
+    assert policies["commercial-strict"].symptoms.nsm_min_days.value == 28
+
+
+def _cited_items(node, path=""):
+    if isinstance(node, dict):
+        if "value" in node and "source" in node:
+            yield path, node
+        for k, v in node.items():
+            yield from _cited_items(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _cited_items(v, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize("name", ["cms-lcd-pva", "commercial-strict", "nice-ta279"])
+def test_to_dict_is_json_and_every_value_is_cited(name):
+    data = load_policies()[name].to_dict()
+    json.dumps(data)
+    items = list(_cited_items(data))
+    assert len(items) > 15
+    assert all(item["source"].strip() for _, item in items)
+    assert {"fractureAge", "level", "symptoms", "continuumOfCare", "coding", "exclusions", "sources"} <= set(data)
+
+
+def test_to_dict_shows_thresholds_windows_levels_and_codes():
+    data = load_policies()["cms-lcd-pva"].to_dict()
+    assert data["fractureAge"]["maxDays"]["value"] == 84
+    assert data["level"]["first"]["value"] == "T1" and data["level"]["last"]["value"] == "L5"
+    x4 = next(x for x in data["exclusions"] if x["id"] == "X4")
+    assert x4["limit"]["value"] == 3 and x4["waivedForCodes"]["value"] == ["C90.0"]
+    assert "M80.08XA" in data["coding"]["osteoporoticCodes"]["value"]
+
+
+def test_load_policy_by_id_and_by_path(tmp_path):
+    known = load_policies()
+    assert load_policy("nice-ta279", known) is known["nice-ta279"]
+    data = _raw()
+    data["id"] = "site-policy"
+    data["symptoms"]["min_score"] = {"value": 6, "source": "site rule 4.2"}
+    loaded = load_policy(str(_write(tmp_path, data)), known)
+    assert loaded.id == "site-policy" and loaded.symptoms.min_score.value == 6
+    as_json = load_policy(str(_write(tmp_path, data, "site.json")), known)
+    assert as_json.symptoms.min_score.source == "site rule 4.2"
+
+
+def test_load_policy_unknown_id():
+    with pytest.raises(PolicyError, match="unknown policy 'nope'"):
+        load_policy("nope", load_policies())
+
+
+def test_extra_files_add_and_may_replace_a_builtin(tmp_path):
+    data = _raw()
+    data["fracture_age"]["max_days"] = {"value": 90, "source": "site override"}
+    policies = load_policies([str(_write(tmp_path, data))])
+    assert policies["cms-lcd-pva"].fracture_age.max_days.value == 90
+    assert "nice-ta279" in policies
+
+
+def test_two_extra_files_with_one_id_are_an_error(tmp_path):
+    data = _raw()
+    a, b = _write(tmp_path, data, "a.yaml"), _write(tmp_path, data, "b.yaml")
+    with pytest.raises(PolicyError, match="also defined"):
+        load_policies([str(a), str(b)])
+
+
+def test_a_policy_file_changes_the_answer_without_code(tmp_path):
+    data = _raw()
+    data["id"] = "tight"
+    data["fracture_age"]["acute_below_days"] = {"value": 14, "source": "site"}
+    data["fracture_age"]["max_days"] = {"value": 20, "source": "site"}
+    tight = load_policy(str(_write(tmp_path, data)), {})
+    assert judge(eligible(), tight).decision == "not-eligible"
+
+
+@pytest.mark.parametrize(("mutate", "key"), [
+    (lambda d: d.update(colour="red"), "colour"),
+    (lambda d: d["symptoms"].update(min_scor=5), "symptoms.min_scor"),
+    (lambda d: d["symptoms"].update(min_score={"value": "seven", "source": "x"}), "symptoms.min_score"),
+    (lambda d: d["symptoms"].update(min_score={"value": 5, "source": ""}), "symptoms.min_score"),
+    (lambda d: d["symptoms"].update(min_score={"value": 5, "src": "x"}), "symptoms.min_score.src"),
+    (lambda d: d["symptoms"].update(min_score=None), "symptoms.min_score"),
+    (lambda d: d["symptoms"].pop("rdq_above"), "symptoms.rdq_above"),
+    (lambda d: d["level"].update(first={"value": "Q9", "source": "x"}), "level.first"),
+    (lambda d: d["exclusions"]["X2"].update(fact="infekshun"), "exclusions.X2.fact"),
+    (lambda d: d["exclusions"]["X2"].update(kind="sometimes"), "exclusions.X2.kind"),
+    (lambda d: d["exclusions"]["X4"].pop("limit"), "exclusions.X4.limit"),
+    (lambda d: d["fracture_age"].update(enabled="yes"), "fracture_age.enabled"),
+    (lambda d: d["coding"].update(osteoporotic_codes={"value": "M80.08XA", "source": "x"}),
+     "coding.osteoporotic_codes"),
+    (lambda d: d.pop("symptoms"), "symptoms"),
+    (lambda d: d.update(id=""), "id"),
+    (lambda d: d["fracture_age"].update(max_days=30), "fracture_age.acute_below_days"),
+])
+def test_bad_policy_names_the_file_and_the_key(tmp_path, mutate, key):
+    data = _raw()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(PolicyError) as err:
+        load_policy(str(path), {})
+    assert str(path) in str(err.value)
+    assert key in str(err.value)
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(PolicyError, match="no such policy file"):
+        load_policy(str(tmp_path / "missing.yaml"), {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: [unclosed\n")
+    with pytest.raises(PolicyError, match=r"bad\.yaml: not valid YAML"):
+        load_policy(str(bad), {})
+    scalar = tmp_path / "scalar.json"
+    scalar.write_text("[1, 2]")
+    with pytest.raises(PolicyError, match="mapping at the top level"):
+        load_policy(str(scalar), {})
+
+
+def test_policy_is_frozen():
+    lcd = load_policies()["cms-lcd-pva"]
+    with pytest.raises(AttributeError):
+        lcd.id = "x"  # type: ignore[misc]

@@ -1,0 +1,242 @@
+"""PatientRecord loading: Bundle types, reference forms, grouping by patient, noise, validation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from fhir_vcf.errors import InputError
+from fhir_vcf.record import load_document
+from fhir_vcf.sources.files import load_file
+
+BASE = "https://ehr.example.org/fhir"
+UUID_P = "urn:uuid:0b0a3a5e-8f53-4d0e-9f7b-2b6d3c3f5a01"
+UUID_E = "urn:uuid:6c1f7a0e-1f2d-4a9b-8d55-7a1e4f0c2b02"
+
+
+def patient(pid: str = "p1") -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1950-01-01"}
+
+
+def condition(cid: str, subject: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": cid,
+        "code": {"text": "Osteoporotic compression fracture L1"},
+        "subject": {"reference": subject},
+        "onsetDateTime": "2025-06-02",
+        **extra,
+    }
+
+
+def bundle(btype: str, *entries: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {"resourceType": "Bundle", "type": btype, "entry": list(entries)}
+    if btype == "document":
+        data["identifier"] = {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:5e2f"}
+        data["timestamp"] = "2025-06-30T08:00:00Z"
+    return data
+
+
+def entry(resource: dict[str, Any], full_url: str | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"resource": resource, **extra}
+    if full_url:
+        out["fullUrl"] = full_url
+    return out
+
+
+def ids(record: Any, rtype: str) -> list[str]:
+    return [r.id for r in record.of_type(rtype)]
+
+
+@pytest.mark.parametrize("btype", ["collection", "searchset", "transaction", "batch", "document", "message"])
+def test_every_bundle_type_gives_one_record(btype):
+    extra: dict[str, Any] = {}
+    if btype in ("transaction", "batch"):
+        extra = {"request": {"method": "PUT", "url": "Patient/p1"}}
+    if btype == "searchset":
+        extra = {"search": {"mode": "match"}}
+    entries = [
+        entry(patient(), f"{BASE}/Patient/p1", **extra),
+        entry(condition("c1", "Patient/p1"), f"{BASE}/Condition/c1"),
+    ]
+    if btype == "document":
+        entries.insert(0, entry({"resourceType": "Composition", "id": "comp", "status": "final",
+                                 "type": {"text": "Consult note"}, "date": "2025-06-30",
+                                 "author": [{"display": "Spine clinic"}], "title": "Consult"}))
+    if btype == "message":
+        entries.insert(0, entry({"resourceType": "MessageHeader", "id": "mh",
+                                 "eventCoding": {"system": "urn:x", "code": "referral"},
+                                 "source": {"endpoint": "urn:x"}}))
+    records = load_document(bundle(btype, *entries), source="b.json")
+    assert [r.patient for r in records] == ["Patient/p1"]
+    assert ids(records[0], "Condition") == ["c1"]
+
+
+def test_a_transaction_delete_entry_has_nothing_to_read():
+    data = bundle("transaction", entry(patient()), {"request": {"method": "DELETE", "url": "Condition/old"}})
+    (record,) = load_document(data, source="t.json")
+    assert record.of_type("Condition") == []
+
+
+def test_a_single_resource_is_a_record():
+    (record,) = load_document(patient("solo"), source="p.json")
+    assert record.patient == "Patient/solo"
+    assert record.patient_resource is not None and record.patient_resource.gender == "female"
+
+
+def test_a_single_condition_is_filed_under_its_subject():
+    (record,) = load_document(condition("c1", "Patient/p9"), source="c.json")
+    assert record.patient == "Patient/p9"
+    assert ids(record, "Condition") == ["c1"]
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["Patient/p1", f"{BASE}/Patient/p1", f"{BASE}/Patient/p1/_history/3", UUID_P],
+    ids=["relative", "absolute", "versioned", "urn-uuid"],
+)
+def test_reference_forms_resolve_and_group(reference):
+    data = bundle(
+        "collection",
+        entry(patient(), UUID_P if reference == UUID_P else f"{BASE}/Patient/p1"),
+        entry(condition("c1", reference)),
+    )
+    (record,) = load_document(data, source="r.json")
+    assert record.patient == "Patient/p1"
+    assert ids(record, "Condition") == ["c1"]
+    assert record.resolve(reference) is record.patient_resource
+    (cond,) = record.of_type("Condition")
+    assert record.resolve(cond.subject) is record.patient_resource
+
+
+def test_resources_without_ids_are_known_by_their_full_url():
+    enc = {"resourceType": "Encounter", "status": "finished",
+           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+           "subject": {"reference": UUID_P}}
+    obs = {"resourceType": "Observation", "status": "final",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+           "subject": {"reference": UUID_P}, "encounter": {"reference": UUID_E}, "valueInteger": 8}
+    pat = {"resourceType": "Patient", "gender": "male"}
+    data = bundle("transaction", entry(pat, UUID_P), entry(enc, UUID_E), entry(obs, "urn:uuid:77"))
+    (record,) = load_document(data, source="t.json")
+    assert record.patient == UUID_P
+    (observation,) = record.of_type("Observation")
+    assert record.ref(observation) == "urn:uuid:77"
+    assert record.resolve(observation.encounter).class_fhir.code == "IMP"
+
+
+def test_two_patients_are_grouped_apart():
+    data = bundle(
+        "collection",
+        entry(patient("a")),
+        entry(patient("b")),
+        entry(condition("ca", "Patient/a")),
+        entry(condition("cb1", "Patient/b")),
+        entry(condition("cb2", f"{BASE}/Patient/b")),
+    )
+    records = {r.patient: r for r in load_document(data, source="two.json")}
+    assert set(records) == {"Patient/a", "Patient/b"}
+    assert ids(records["Patient/a"], "Condition") == ["ca"]
+    assert ids(records["Patient/b"], "Condition") == ["cb1", "cb2"]
+
+
+def test_unfiled_resource_joins_the_only_patient():
+    enc = {"resourceType": "Encounter", "id": "e1", "status": "finished",
+           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}
+    (record,) = load_document(bundle("collection", entry(patient()), entry(enc)), source="u.json")
+    assert ids(record, "Encounter") == ["e1"]
+
+
+def test_noise_is_skipped():
+    ver = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+
+    def status(code: str) -> dict[str, Any]:
+        return {"coding": [{"system": ver, "code": code}]}
+
+    data = bundle(
+        "collection",
+        entry(patient()),
+        entry(condition("keep", "Patient/p1")),
+        entry(condition("eie", "Patient/p1", verificationStatus=status("entered-in-error"))),
+        entry(condition("refuted", "Patient/p1", verificationStatus=status("refuted"))),
+        entry({"resourceType": "Observation", "id": "obs-eie", "status": "entered-in-error",
+               "code": {"text": "NRS"}, "subject": {"reference": "Patient/p1"}, "valueInteger": 2}),
+        entry({"resourceType": "ServiceRequest", "id": "sr-cancelled", "status": "cancelled", "intent": "order",
+               "code": {"text": "Kyphoplasty L1"}, "subject": {"reference": "Patient/p1"}}),
+    )
+    (record,) = load_document(data, source="n.json")
+    assert ids(record, "Condition") == ["keep"]
+    assert record.of_type("Observation", "ServiceRequest") == []
+
+
+def test_unused_types_are_not_validated():
+    bad_practitioner = {"resourceType": "Practitioner", "id": "dr", "gender": 42, "notAnElement": True}
+    data = bundle("collection", entry(patient()), entry(bad_practitioner), entry({"resourceType": "Madeup", "x": 1}))
+    (record,) = load_document(data, source="u.json")
+    assert record.patient == "Patient/p1"
+    assert record.of_type("Practitioner") == []
+
+
+@pytest.mark.parametrize(
+    ("resource", "label", "element"),
+    [
+        (condition("bad", "Patient/p1", onsetDateTime="2025-13-45"), "Condition/bad", "onsetDateTime"),
+        ({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "NRS"},
+          "valueInteger": "eight"}, "Observation/o1", "valueInteger"),
+        ({"resourceType": "Condition", "id": "c2", "subject": {"reference": "Patient/p1"}, "onsetDatetime": "2025"},
+         "Condition/c2", "onsetDatetime"),
+    ],
+    ids=["bad-date", "bad-integer", "unknown-element"],
+)
+def test_a_malformed_used_type_names_the_resource_and_element(resource, label, element):
+    with pytest.raises(InputError) as info:
+        load_document(bundle("collection", entry(patient()), entry(resource)), source="bad.json")
+    err = info.value
+    assert (err.source, err.resource, err.element) == ("bad.json", label, element)
+    assert str(err).startswith(f"bad.json: {label} {element}: invalid ")
+
+
+def test_an_entry_without_an_id_is_named_by_position():
+    data = bundle("collection", entry(patient()), entry({"resourceType": "Condition", "subject": {"reference": "x"},
+                                                         "onsetDateTime": "nope"}))
+    with pytest.raises(InputError, match=r"entry\[1\] \(Condition\) onsetDateTime"):
+        load_document(data, source="bad.json")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "invalid JSON"),
+        ('{"foo": 1}', "no resourceType"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"resourceType": "Bundle", "type": "collection", "entry": {}}', "entry must be an array"),
+        ('{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"id": "x"}}]}', "no resourceType"),
+        (b"\xff\xfe\x00garbage", "invalid JSON"),
+    ],
+    ids=["syntax", "not-fhir", "array", "entry-object", "entry-without-type", "not-utf8"],
+)
+def test_load_file_input_errors_name_the_file(tmp_path, content, message):
+    path = tmp_path / "in.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(InputError) as info:
+        load_file(path)
+    assert str(info.value).startswith(str(path))
+    assert message in str(info.value)
+
+
+def test_load_file_missing(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_file(tmp_path / "absent.json")
+
+
+def test_load_file_reads_a_bundle(tmp_path):
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps(bundle("collection", entry(patient()), entry(condition("c1", "Patient/p1")))))
+    (record,) = load_file(path)
+    assert record.source == str(path)
+    assert ids(record, "Condition") == ["c1"]

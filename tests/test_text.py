@@ -1,0 +1,112 @@
+"""The free-text readers: levels, negation, percentages, scores (input profile, rules 1 and 6)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fhir_vcf.mappers import text
+
+
+@pytest.mark.parametrize(
+    ("value", "levels"),
+    [
+        ("T12", ["T12"]),
+        ("Th12", ["T12"]),
+        ("T-12", ["T12"]),
+        ("t 12 compression", ["T12"]),
+        ("L1 vertebral body", ["L1"]),
+        ("T11-L1", ["T11", "T12", "L1"]),
+        ("T11 to L1", ["T11", "T12", "L1"]),
+        ("T11–L1", ["T11", "T12", "L1"]),
+        ("L2-4", ["L2", "L3", "L4"]),
+        ("T12 and L1", ["T12", "L1"]),
+        ("kyphoplasty T12, L1", ["T12", "L1"]),
+        ("L1 and T12", ["T12", "L1"]),  # head to foot, whatever the order written
+        ("sacrum", ["S1"]),
+        ("sacral insufficiency fracture", ["S1"]),
+        ("C7 fracture", ["C7"]),
+        ("T1 vertebra", ["T1"]),
+    ],
+)
+def test_levels(value, levels):
+    assert text.find_levels(value) == levels
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "T2 hyperintense signal",
+        "T1-weighted images",
+        "T2/STIR",
+        "sagittal T2 and STIR",
+        "T13",  # no such vertebra: dropped, never guessed
+        "C8",
+        "at12 units",
+        "T-score -2.7",
+        "L-spine series",
+        "",
+        None,
+    ],
+)
+def test_not_levels(value):
+    assert text.find_levels(value) == []
+
+
+def test_mri_sequence_beside_a_real_level():
+    assert text.find_levels("T2 hyperintense marrow signal at L1") == ["L1"]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "term", "negated"),
+    [
+        ("no marrow edema at T12", "marrow edema", True),
+        ("without retropulsion", "retropulsion", True),
+        ("negative for fracture", "fracture", True),
+        ("No evidence of marrow edema", "marrow edema", True),
+        ("marrow edema: none", "marrow edema", True),
+        ("marrow edema is absent", "marrow edema", True),
+        ("marrow edema at T12", "marrow edema", False),
+        ("no fracture but marrow edema at T12", "marrow edema", False),
+        ("No edema. Retropulsion of fragment.", "Retropulsion", False),
+    ],
+)
+def test_negation(sentence, term, negated):
+    start = sentence.index(term)
+    assert text.is_negated(sentence, start, start + len(term)) is negated
+
+
+def test_mentions_split_affirmed_and_negated():
+    affirmed, negated = text.mentions("Marrow edema at T12. No marrow edema at L1.", [r"marrow\s+edema"])
+    assert [m.start for m in affirmed] == [0]
+    assert len(negated) == 1 and "L1" in negated[0].snippet
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ("35% height loss", [35.0]),
+        ("loss of 40% of height", [40.0]),
+        ("40 percent collapse of L1", [40.0]),
+        ("anterior wedging with 25.5 % height reduction", [25.5]),
+        ("90% oxygen saturation", []),
+        ("T-score at the 5th percentile", []),
+        ("no 30% height loss", []),
+        ("150% height loss", []),
+    ],
+)
+def test_height_loss_percent(value, found):
+    assert text.find_height_loss_percent(value) == found
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ("RDQ 19", [19]),
+        ("Roland-Morris 19/24", [19]),
+        ("RMDQ: 12 out of 24", [12]),
+        ("RDQ 30", []),  # above the maximum
+        ("RDQ 8/10", []),  # a fraction of the wrong scale
+    ],
+)
+def test_scores(value, found):
+    assert text.find_score(value, ["RDQ", "RMDQ", "Roland-Morris"], 24) == found
