@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -40,7 +40,7 @@ def texts(concept: Any, element: str = "code") -> Iterator[tuple[str, str]]:
 
 
 def notes(resource: Any) -> Iterator[tuple[str, str]]:
-    for i, annotation in enumerate(getattr(resource, "note", None) or []):
+    for i, annotation in enumerate(field(resource, "note") or []):
         if annotation.text:
             yield annotation.text, f"note[{i}].text"
 
@@ -63,32 +63,58 @@ def as_date(value: Any) -> date | None:
     return None
 
 
+# Where each type keeps its clinical date, most specific first (input profile, rule 4).
+_DATE_ELEMENTS = (
+    "onsetDateTime",
+    "onsetPeriod.start",
+    "effectiveDateTime",
+    "effectivePeriod.start",
+    "effectiveInstant",
+    "performedDateTime",
+    "performedPeriod.start",
+    "authoredOn",
+    "started",
+    "occurrenceDateTime",
+    "period.start",
+    "recordedDate",
+    "dateAsserted",
+    "issued",
+    "created",
+)
+_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[str, ...], ...]] = {}
+
+
+def _date_elements(model: type) -> tuple[tuple[str, ...], ...]:
+    """The date elements a model class really has, split into attribute paths (cached per class).
+
+    Asking a pydantic model for an attribute it lacks is slow (it raises inside __getattr__), and
+    this runs for every resource of every evaluation.
+    """
+    found = _DATE_ELEMENTS_BY_TYPE.get(model)
+    if found is None:
+        fields = getattr(model, "model_fields", {})
+        found = tuple(tuple(e.split(".")) for e in _DATE_ELEMENTS if e.split(".")[0] in fields)
+        _DATE_ELEMENTS_BY_TYPE[model] = found
+    return found
+
+
+def field(resource: Any, name: str) -> Any:
+    """`resource.name`, or None when the resource's model has no such element (cheaply)."""
+    return getattr(resource, name) if name in getattr(type(resource), "model_fields", ()) else None
+
+
 def clinical_date(resource: Any) -> tuple[date | None, str]:
     """The clinical date of a resource and the element it came from (input profile, rule 4).
 
     Never meta.lastUpdated: a record re-saved today is not a fracture seen today.
     """
-    candidates: Iterable[tuple[str, Any]] = (
-        ("onsetDateTime", getattr(resource, "onsetDateTime", None)),
-        ("onsetPeriod.start", getattr(getattr(resource, "onsetPeriod", None), "start", None)),
-        ("effectiveDateTime", getattr(resource, "effectiveDateTime", None)),
-        ("effectivePeriod.start", getattr(getattr(resource, "effectivePeriod", None), "start", None)),
-        ("effectiveInstant", getattr(resource, "effectiveInstant", None)),
-        ("performedDateTime", getattr(resource, "performedDateTime", None)),
-        ("performedPeriod.start", getattr(getattr(resource, "performedPeriod", None), "start", None)),
-        ("authoredOn", getattr(resource, "authoredOn", None)),
-        ("started", getattr(resource, "started", None)),
-        ("occurrenceDateTime", getattr(resource, "occurrenceDateTime", None)),
-        ("period.start", getattr(getattr(resource, "period", None), "start", None)),
-        ("recordedDate", getattr(resource, "recordedDate", None)),
-        ("dateAsserted", getattr(resource, "dateAsserted", None)),
-        ("issued", getattr(resource, "issued", None)),
-        ("created", getattr(resource, "created", None)),
-    )
-    for element, value in candidates:
+    for path in _date_elements(type(resource)):
+        value = getattr(resource, path[0])
+        if value is not None and len(path) == 2:
+            value = getattr(value, path[1])
         day = as_date(value)
         if day is not None:
-            return day, element
+            return day, ".".join(path)
     return None, ""
 
 
@@ -122,20 +148,18 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
     )
     for resource in record.of_type(*wanted):
         ref = record.ref(resource)
-        code = getattr(resource, "code", None)
+        code = field(resource, "code")
         if getattr(code, "text", None):
             yield resource, ref, "code.text", code.text
         for text, element in notes(resource):
             yield resource, ref, element, text
-        if getattr(resource, "conclusion", None):
-            yield resource, ref, "conclusion", resource.conclusion
-        if getattr(resource, "valueString", None):
-            yield resource, ref, "valueString", resource.valueString
-        if getattr(resource, "description", None):
-            yield resource, ref, "description", resource.description
-        for i, series in enumerate(getattr(resource, "series", None) or []):
+        for name in ("conclusion", "valueString", "description"):
+            value = field(resource, name)
+            if value:
+                yield resource, ref, name, value
+        for i, series in enumerate(field(resource, "series") or []):
             if series.description:
                 yield resource, ref, f"series[{i}].description", series.description
-        for i, reason in enumerate(getattr(resource, "reasonCode", None) or []):
+        for i, reason in enumerate(field(resource, "reasonCode") or []):
             if reason.text:
                 yield resource, ref, f"reasonCode[{i}].text", reason.text
