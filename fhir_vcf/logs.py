@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from fhir_vcf.errors import ConfigError
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # Letters, digits and . _ : - only, at most 128: an id can never inject a line break or markup.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
@@ -55,6 +57,7 @@ SAFE_FIELDS = (
     "count",
 )
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDACTED = "[REDACTED]"
 JWT_PATTERN = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -65,6 +68,8 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)([\"']?\b(?:access_token|refresh_token|id_token|client_assertion|client_secret|password|"
                 r"secret|api[_-]?key|token)[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&}]+"),
      r"\1" + REDACTED),
+    # user:password@ in a URL (a database URL in a start-up line, say)
+    (re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:)[^@\s/]+@"), r"\1" + REDACTED + "@"),
     (re.compile(r"(\"(?:family|given|prefix|suffix)\"\s*:\s*)(\[[^\]]*\]|\"[^\"]*\")"), r'\1"' + REDACTED + '"'),
 )
 _PATIENT_PATTERNS = (
@@ -186,6 +191,10 @@ def configure_root(level: str | int = "INFO") -> logging.Handler:
     The root level is only ever lowered to `level`, never raised: raising it would silence other
     code's loggers (and pytest's caplog) for no benefit; the handler's own level does the filtering.
     """
+    if isinstance(level, str):
+        level = level.strip().upper()
+        if level not in LEVELS:
+            raise ConfigError(f"FHIR_VCF_LOG_LEVEL: {level!r} is not one of {', '.join(LEVELS)}")
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, _HANDLER_MARK, False)), None)
     if handler is None:

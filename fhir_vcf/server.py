@@ -50,10 +50,10 @@ class FhirVcfApplication(BaseApplication):
         return create_app(self.overrides)
 
 
-def _logconfig() -> dict[str, Any]:
+def _logconfig(level: str) -> dict[str, Any]:
     from fhir_vcf.logs import gunicorn_logconfig
 
-    return gunicorn_logconfig(os.environ.get("FHIR_VCF_LOG_LEVEL") or "INFO")
+    return gunicorn_logconfig(level or "INFO")
 
 
 def _overrides(demo: bool) -> dict[str, Any]:
@@ -94,6 +94,7 @@ def serve(
         from fhir_vcf.app import create_app
 
         app = create_app(overrides)  # validate everything once, in the master, before forking
+        log_level = app.extensions["fhir_vcf"].settings.log_level
         store = app.extensions["fhir_vcf"].store
         dispose = getattr(store, "dispose", None)
         if callable(dispose):
@@ -116,27 +117,10 @@ def serve(
         # gunicorn's access log is off: request logging (with request ids, without tokens or
         # patient ids) is the app's own; gunicorn's error log uses the same JSON format.
         "accesslog": None,
-        "logconfig_dict": _logconfig(),
+        "logconfig_dict": _logconfig(log_level),
     }
     FhirVcfApplication(overrides, options).run()
     return EXIT_OK
 
 
-def add_serve_parser(sub: Any) -> None:
-    """The `fhir-vcf serve` sub-parser for `fhir_vcf.cli.SUBCOMMANDS` (sets `handler(args, out, err)`)."""
-    p = sub.add_parser(
-        "serve",
-        help="run the CDS Hooks service and REST API (gunicorn)",
-        description="Run the service on gunicorn. Configuration comes from FHIR_VCF_* environment variables; "
-        "a bad value stops start-up with one line and exit status 2.",
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes (default 2 x CPUs + 1, at most 8)")
-    p.add_argument("--demo", action="store_true",
-                   help="serve the sample patients at /demo/fhir and allow it as a CDS Hooks fhirServer")
-    p.set_defaults(handler=lambda args, out, err: serve(args.host, args.port, args.workers, args.demo, err=err))
-
-
-__all__ = ["FhirVcfApplication", "add_serve_parser", "default_workers", "serve"]
+__all__ = ["FhirVcfApplication", "default_workers", "serve"]

@@ -309,6 +309,28 @@ def test_smart_token_is_fetched_once_and_cached_across_requests(tmp_path: Path, 
     assert all(h.get("Authorization") == "Bearer smart-access" for h in server.headers)
 
 
+def test_fhir_401_drops_the_cached_smart_token(tmp_path: Path, fake_core) -> None:
+    key_path, _ = _rsa_key(tmp_path)
+    server = FakeFhirServer([PATIENT])
+    issued: list[str] = []
+
+    def token_endpoint(request):
+        issued.append(f"token-{len(issued) + 1}")
+        return 200, {}, json.dumps({"access_token": issued[-1], "expires_in": 3600})
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        server.install(rsps)
+        rsps.add_callback(responses.POST, TOKEN_URL, callback=token_endpoint)
+        client = make_app(tmp_path, fhir_base_url=BASE, smart_client_id="fhir-vcf", smart_token_url=TOKEN_URL,
+                          smart_private_key=str(key_path)).test_client()
+        server.fail["Patient"] = 401  # e.g. the server revoked the token
+        assert_problem(client.get("/api/v1/patients/p1/evaluation"), 502)
+        del server.fail["Patient"]
+        assert client.get("/api/v1/patients/p1/evaluation").status_code == 200
+    assert issued == ["token-1", "token-2"]
+    assert server.headers[-1]["Authorization"] == "Bearer token-2"
+
+
 def test_smart_token_is_refreshed_before_expiry_and_assertions_are_unique() -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

@@ -209,6 +209,46 @@ def test_public_base_url_sets_the_audience(tmp_path: Path, ec: Key) -> None:
     assert_bare_401(post(app, mint(ec, AUD)))  # the URL this process sees is not the one called
 
 
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda e, r: jwt.encode(claims(AUD), "k" * 32, algorithm="HS256", headers={"kid": e.kid}),
+         "'HS256' not allowed"),
+        (lambda e, r: jwt.encode(claims(AUD), None, algorithm="none", headers={"kid": e.kid}), "'none' not allowed"),
+        (lambda e, r: mint(ec_key(e.kid), AUD), "InvalidSignatureError"),
+        (lambda e, r: mint(e, AUD, exp_in=-100, iat_in=-200), "ExpiredSignatureError"),
+        (lambda e, r: mint(e, AUD, iat_in=3600, exp_in=7200), "iat"),
+        (lambda e, r: mint(e, AUD, drop=("jti",)), '"jti"'),
+        (lambda e, r: mint(e, AUD + "/other"), "aud does not match"),
+        (lambda e, r: mint(e, AUD, iss="https://rogue.example"), "untrusted"),
+        (lambda e, r: mint(e, AUD, headers={"kid": "unknown"}), "no key with this kid"),
+        (lambda e, r: jwt.encode(claims(AUD), r.private, algorithm="RS256", headers={"kid": r.kid}),
+         "alg does not match"),
+    ],
+    ids=["hs256", "none", "wrong-key", "expired", "future-iat", "no-jti", "wrong-aud", "unknown-iss", "unknown-kid",
+         "alg-vs-jwk"],
+)
+def test_refusal_reasons(tmp_path: Path, ec: Key, rs: Key, make: Any, reason: str) -> None:
+    """Each refusal above fails for its own reason (not for some other check)."""
+    trust = Trust.from_file(issuers_file(tmp_path, {ISSUER: {"jwks": jwks(ec, rs)}}))
+    with pytest.raises(AuthError) as refused:
+        trust.verify(make(ec, rs), AUD)
+    assert reason in refused.value.reason
+
+
+def test_require_jwt_decorator_protects_other_views(tmp_path: Path, ec: Key) -> None:
+    app = make_app(tmp_path, {ISSUER: {"jwks": jwks(ec)}})
+
+    @app.post("/elsewhere")
+    @auth.require_jwt
+    def elsewhere() -> dict[str, Any]:
+        return {"iss": g.jwt_claims["iss"]}
+
+    client = app.test_client()
+    assert_bare_401(client.post("/elsewhere"))
+    assert client.post("/elsewhere", headers=bearer(mint(ec, BASE + "/elsewhere"))).get_json() == {"iss": ISSUER}
+
+
 # --- JWKS URLs, jku ---------------------------------------------------------------------------------
 
 
@@ -312,6 +352,11 @@ def test_cors_preflight_needs_no_token_and_only_for_configured_origins(tmp_path:
 
     other = client.options(SERVICE, headers={"Origin": "https://evil.example", **preflight})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+    api = client.options("/api/v1/policies", headers={"Origin": "https://ehr-ui.example.org", **preflight})
+    assert api.headers["Access-Control-Allow-Origin"] == "https://ehr-ui.example.org"
+    elsewhere = client.get("/healthz", headers={"Origin": "https://ehr-ui.example.org"})
+    assert "Access-Control-Allow-Origin" not in elsewhere.headers  # only the two API trees
 
     # the real call still needs the JWT; the 401 carries CORS headers so the browser can read it
     refused = client.post(SERVICE, json={}, headers={"Origin": "https://ehr-ui.example.org"})

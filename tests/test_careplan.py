@@ -138,6 +138,7 @@ def test_eligible_plan_has_pre_procedure_checks_and_bone_health():
     assert any("PT/INR" in t for t in texts)
     assert any("Allergy check" in t for t in texts)
     assert any("Osteoporosis treatment" in t for t in texts)
+    assert "DXA bone density evaluation" in texts  # referral on record: complete it
 
 
 def test_not_eligible_plan_is_conservative_care_and_osteoporosis_care():
@@ -168,3 +169,23 @@ def test_request_is_echoed_and_flags_are_listed():
     assert e["request"]["reference"] == "ServiceRequest/sr-1" and e["request"]["levels"] == ["T12", "L1"]
     assert "on anticoagulant (warfarin): plan peri-procedural management" in e["flags"]
     assert e["route"] == "osteoporotic"
+
+
+@pytest.mark.parametrize("name", ["cms-lcd-pva", "commercial-strict", "nice-ta279"])
+@pytest.mark.parametrize("case", CASES)
+def test_every_builtin_policy_gives_a_valid_plan(name, case):
+    e = evaluate(CASES[case], name)
+    CarePlan.model_validate(e["carePlan"])
+    assert list(_empties(e["carePlan"])) == []
+    assert e["policy"] == name
+
+
+def test_text_evidence_is_marked_as_text():
+    from factories import ev
+
+    from fhir_vcf.facts import Method
+    facts = eligible(acuity={"T12": Fact.present("marrow-edema", ev("DiagnosticReport/mri", "conclusion",
+                                                                     "'STIR hyperintense'", Method.TEXT))})
+    i3 = next(c for c in evaluate(facts)["criteria"] if c["id"] == "I3")
+    assert i3["evidenceDetail"] == [{"reference": "DiagnosticReport/mri", "element": "conclusion", "method": "text",
+                                     "found": "'STIR hyperintense'"}]

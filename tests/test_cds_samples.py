@@ -148,3 +148,10 @@ def test_no_prefetch_fetches_everything_from_the_demo_endpoint(monkeypatch):
     (card,) = assert_valid_cards(response.json)
     assert "**Decision:** eligible" in card["detail"]
     assert len(responses.calls) == len(PREFETCH_TEMPLATES)
+
+
+def test_patient_without_a_vertebral_fracture_gets_no_card(client):
+    _, body, _ = as_request("eligible-outpatient-worsening.json")
+    body["prefetch"]["conditions"] = None  # the EHR: no Conditions at all
+    response = client.post("/cds-services/vcf-patient-view", json=body)
+    assert response.status_code == 200 and response.json == {"cards": []}

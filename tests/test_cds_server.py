@@ -52,15 +52,3 @@ def test_serve_configures_gunicorn(monkeypatch):
     app = application.load()
     assert app.extensions["fhir_vcf"].settings.demo is True
 
-
-def test_serve_subparser_calls_serve(monkeypatch):
-    import argparse
-
-    seen = []
-    monkeypatch.setattr(server, "serve", lambda *args, **kw: seen.append((args, kw)) or 0)
-    parser = argparse.ArgumentParser()
-    server.add_serve_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["serve", "--port", "9000", "--workers", "2", "--demo"])
-    assert args.handler(args, io.StringIO(), io.StringIO()) == 0
-    ((positional, _),) = seen
-    assert positional == ("127.0.0.1", 9000, 2, True)

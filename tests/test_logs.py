@@ -99,6 +99,7 @@ def test_redact():
     assert redact(f"jwt {JWT} end") == "jwt [REDACTED] end"
     assert "Smith" not in redact('{"name": [{"family": "Smith", "given": ["Ann"]}]}')
     assert redact("GET /api/v1/patients/p-9/evaluation") == f"GET /api/v1/patients/{patient_hash('p-9')}/evaluation"
+    assert redact("store: postgresql://fv:s3cret@db/fv ready") == "store: postgresql://fv:[REDACTED]@db/fv ready"
     assert patient_hash("Patient/p-9") == patient_hash("p-9") and len(patient_hash("x")) == 13
 
 

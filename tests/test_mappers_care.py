@@ -277,3 +277,23 @@ def test_contained_medication_matched_by_code():
                          "code": concept(coding("rxnorm", "73056", "risedronate"))}]
     req["medicationReference"] = {"reference": "#med"}
     assert care(req)["osteoporosis_program"].is_present
+
+
+def test_dxa_from_a_stated_t_score():
+    c = condition("c", text="osteoporosis", notes=["BMD T-score -2.7 at the lumbar spine."])
+    assert care(c)["dxa"].is_present
+
+
+def test_flu_like_symptoms_abbreviation_is_not_a_program():
+    c = condition("c", text="back pain", notes=["FLS last week, resolved."])
+    assert care(c)["osteoporosis_program"].status is Status.UNKNOWN
+
+
+def test_nsm_since_is_the_earliest_dated_nsm_in_the_window():
+    out = care(
+        medication_request("a", coding("rxnorm", "161"), authored="2025-06-03"),
+        procedure("p", coding("snomed", "91251008"), performed="2025-05-20"),
+        medication_request("old", coding("rxnorm", "5640"), authored="2019-01-01", status="completed"),
+    )
+    assert out["nsm_since"] == date(2025, 5, 20)
+    assert care()["nsm_since"] is None

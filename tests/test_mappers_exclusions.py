@@ -324,3 +324,24 @@ def test_pain_at_fracture_text_resolves_radiculopathy():
 def test_finding_after_as_of_ignored():
     f = finding("f", "pain-at-fracture-level", False, level="T12", effective="2025-07-05")
     assert excl(f)["pain_elsewhere"].status is Status.ABSENT
+
+
+def test_new_finding_compared_with_prior_is_present():
+    assert excl(mri("Compared with prior study, new cord compression at T12."))["myelopathy"].is_present
+
+
+def test_no_history_of_is_absent():
+    c = condition("c", text="back pain", notes=["No history of osteomyelitis."])
+    assert excl(c)["infection"].status is Status.ABSENT
+
+
+@pytest.mark.parametrize("phrase", ["Possible discitis at L1-L2.", "Concern for epidural abscess.",
+                                    "Findings suspicious for osteomyelitis."])
+def test_hedged_infection_phrases_are_conflicts(phrase):
+    assert excl(mri(phrase))["infection"].status is Status.CONFLICT
+
+
+def test_radiculopathy_condition_in_words_is_conflict():
+    fact = excl(condition("r", text="Left L5 radiculopathy"))["pain_elsewhere"]
+    assert fact.status is Status.CONFLICT and fact.evidence[0].method is Method.TEXT
+    assert excl(condition("n", text="Back pain without radiculopathy"))["pain_elsewhere"].status is Status.ABSENT

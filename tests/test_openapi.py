@@ -76,6 +76,13 @@ def test_document_is_valid_openapi() -> None:
     validate_spec(yaml.safe_load(DOCUMENT.read_text()))
 
 
+def test_the_package_copy_is_the_root_document() -> None:
+    """`fhir_vcf/openapi.yaml` (package data, for non-editable installs) is a symlink to the root
+    file, so there is one source; a wheel build stores it as a regular file."""
+    copy = ROOT / "fhir_vcf" / "openapi.yaml"
+    assert copy.read_bytes() == DOCUMENT.read_bytes()
+
+
 def test_every_route_is_documented_and_every_documented_operation_exists(app) -> None:
     document = yaml.safe_load(DOCUMENT.read_text())
     documented = {

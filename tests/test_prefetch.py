@@ -4,6 +4,7 @@ registered fails the test (so "no call made" is asserted by construction and by 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -315,3 +316,19 @@ def test_allowlist_refuses(url):
 
 def test_normalise_base():
     assert normalise_base("HTTP://Host:80//fhir/R4/") == "http://host/fhir/R4"
+
+
+@responses.activate
+def test_whole_fetch_phase_has_a_budget():
+    import time
+
+    def slow(request):
+        time.sleep(0.5)
+        return 200, {}, json.dumps(bundle())
+
+    prefetch = full_prefetch()
+    del prefetch["procedures"]
+    responses.add_callback(responses.GET, f"{EHR}/Procedure", callback=slow)
+    with pytest.raises(PrefetchUnavailable) as info:
+        build(prefetch, budget=0.05)
+    assert info.value.keys == ("procedures",) and "within" in str(info.value)

@@ -164,3 +164,19 @@ def test_missing_lists_the_fracture_first_when_there_is_none():
 def test_judge_is_deterministic():
     facts = two_levels(dxa=Fact.unknown())
     assert run(facts) == run(facts)
+
+
+def test_nice_sets_no_level_limit():
+    levels = ("T11", "T12", "L1", "L2")
+    facts = eligible(fractures=tuple(fracture(lv) for lv in levels), **per_level(levels), request=request(*levels),
+                     pain_scores=(score(8, eligible().pain_scores[1].when.date()),))
+    assert run(facts).decision == "not-eligible"
+    j = run(facts, "nice-ta279")
+    assert all(c.id != "X4" for c in j.criteria)
+    assert j.decision == "eligible"
+
+
+def test_a_source_conflict_says_what_to_resolve():
+    j = run(eligible(pregnancy=Fact.conflict("pregnancy coded on a male patient")))
+    assert j.decision == "needs-review"
+    assert any(m.startswith("resolve X3 (pregnancy)") and "male" in m for m in j.missing)

@@ -177,7 +177,7 @@ def finding_code(observation: Any) -> str | None:
 
 
 def finding_evidence(ref: str, code: str, value: Any) -> Evidence:
-    return Evidence(ref, "value", Method.CODE, f"finding {code} = {value}")
+    return Evidence(ref, "valueBoolean", Method.CODE, f"finding {code} = {value}")
 
 
 def medication_texts(resource: Any) -> Iterator[tuple[str, str]]:

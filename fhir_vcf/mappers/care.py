@@ -35,7 +35,7 @@ _ANTICOAGULANT_NAMES = {name: ctx.compile_terms([p]) for name, p in rxnorm.ANTIC
 
 # NSM in words (input profile, "NSM").
 _TEXT_KINDS: dict[str, re.Pattern[str]] = {
-    "brace": ctx.compile_terms([r"TLSO", r"braces?", r"bracing", r"braced", r"orthosis", r"orthotic",
+    "brace": ctx.compile_terms([r"TLSO", r"braces?", r"bracing", r"braced", r"orthosis",
                                 r"Jewett", r"CASH\s+orthosis"]),
     "physical-therapy": ctx.compile_terms(
         [r"physical\s+therapy", r"physiotherapy", r"PT\s+(?:eval(?:uation)?|referral)"]
@@ -67,6 +67,8 @@ _DXA_TEXT = ctx.compile_terms([
     r"bone\s+(?:mineral\s+)?density\s+(?:scan|test|testing|study|studies|evaluation|exam|examination|"
     r"measurement|assessment|referral)",
     r"(?:refer(?:red|ral)?|order(?:ed)?)\s+(?:\w+\s+){0,3}(?:for\s+)?(?:a\s+)?bone\s+(?:mineral\s+)?density",
+    # A measured T-score implies a densitometry: "BMD T-score -2.7", "T-score of -3.1".
+    r"BMD\s+(?:T[\s\-]?score|scan|test|study)", r"T[\s\-]?score\s*(?:of\s*|was\s*|is\s*|:\s*)?[-−–]\s*\d",
 ])
 # Osteoporosis education or a treatment program (input profile, "continuum of care" (b)).
 _PROGRAM_TEXT = ctx.compile_terms([
@@ -74,24 +76,29 @@ _PROGRAM_TEXT = ctx.compile_terms([
     r"educat(?:ed|ion)\s+(?:\w+\s+){0,3}(?:on|about|regarding)\s+osteoporosis",
     r"osteoporosis\s+(?:prevention|treatment|management)\s+program(?:me)?",
     r"bone\s+health\s+(?:clinic|program(?:me)?|service|referral)",
-    r"fracture\s+liaison(?:\s+service)?", r"\bFLS\b",
+    r"fracture\s+liaison(?:\s+service)?",
     r"osteoporosis\s+clinic",
 ])
 
 
 def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
+    """`nsm`, `dxa`, `osteoporosis_program`, `anticoagulants` (and the proposed `nsm_since`)."""
     window_start = as_of - timedelta(days=NSM_WINDOW_DAYS)
     nsm: dict[str, list[Evidence]] = {}
     dxa: list[Evidence] = []
     program: list[Evidence] = []
     anticoagulants: dict[str, list[Evidence]] = {}
     older: list[Evidence] = []  # NSM found before the window: reported in the note only
+    nsm_dates: list[date] = []
 
     def add_nsm(kind: str, resource: Any, ev: Evidence) -> None:
         # The date goes into the evidence, so that "4 weeks of NSM" can be checked by a reader.
         ev = _dated(ev, resource)
         if _recent(resource, window_start):
             nsm.setdefault(kind, []).append(ev)
+            day, _ = common.clinical_date(resource)
+            if day is not None:
+                nsm_dates.append(day)
         else:
             older.append(ev)
 
@@ -155,6 +162,9 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
             program, "no osteoporosis treatment, education or bone-health program on record"
         ),
         "anticoagulants": _anticoagulant_fact(anticoagulants),
+        # Proposed FractureFacts field (not in the contract yet): the earliest dated NSM counted, for
+        # policies that require a duration ("4 weeks of documented NSM"). None when no NSM is dated.
+        "nsm_since": min(nsm_dates, default=None),
     }
 
 

@@ -103,6 +103,9 @@ _PAIN_ELSEWHERE = ctx.compile_terms([
     r"pain\s+(?:is\s+)?not\s+(?:due\s+to|from|related\s+to|attributable\s+to|caused\s+by)\s+"
     r"(?:the\s+)?(?:\w+\s+){0,2}fracture",
 ])
+# Other pain generators named by a Condition's text (X1; the coded ones are in codes/).
+_GENERATOR_TEXT = ctx.compile_terms([r"radiculopathy", r"(?:spinal|lumbar|thoracic|central|foraminal)\s+stenosis",
+                                     r"sciatica"])
 _PAIN_AT_FRACTURE = ctx.compile_terms([
     r"pain\s+(?:is\s+)?(?:concordant|consistent|correlat\w*)\s+with\s+(?:the\s+)?(?:\w+\s+){0,2}fracture",
     r"pain\s+(?:is\s+)?(?:attributed|attributable|due|secondary)\s+to\s+(?:the\s+)?(?:\w+\s+){0,2}fracture",
@@ -175,6 +178,13 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
             for _, icd, sct in _OTHER_GENERATORS:
                 if _matches(coding, icd, sct):
                     generators.append(ctx.code_ev(ref, path, coding))
+        if not any(e.reference == ref for e in generators):
+            # A Condition named only in words ("Lumbar radiculopathy") is on the problem list all the same.
+            for body, path in common.texts(condition.code):
+                for state, m in ctx.scan(_GENERATOR_TEXT, body):
+                    if state == ctx.AFFIRMED:
+                        generators.append(ctx.text_ev(ref, path, body, m))
+                        break
 
     for allergy in record.of_type("AllergyIntolerance"):
         if common.after(allergy, as_of) or _allergy_inactive(allergy):
@@ -203,8 +213,9 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
                 value = _number(obs)
                 if value is not None:
                     when, _ = ctx.timestamp(obs)
-                    inr.append((when, value, Evidence(ref, "valueQuantity", Method.CODE,
-                                                      f"LOINC {coding.code} INR {value:g} on {ctx.day_of(when)}")))
+                    element = "valueQuantity" if obs.valueQuantity is not None else "valueString"
+                    found = f"LOINC {coding.code} INR {value:g} on {ctx.day_of(when)}"
+                    inr.append((when, value, Evidence(ref, element, Method.CODE, found)))
             elif coding.code == loinc.PREGNANCY_STATUS:
                 _read_pregnancy_status(ref, obs, signals["pregnancy"])
 

@@ -38,7 +38,7 @@ _TEXT_KINDS = (
     ("compression", re.compile(r"\b(?:compression|wedge|collapse|vcf)", re.IGNORECASE)),
 )
 _BURST = re.compile(r"\bburst\b", re.IGNORECASE)
-_HEMANGIOMA_CONTEXT = re.compile(r"\b(?:vertebr\w*|spin\w*|hemangioma)", re.IGNORECASE)
+_HEMANGIOMA_CONTEXT = re.compile(r"\b(?:vertebr\w*|spin\w*)", re.IGNORECASE)
 _HEALED = re.compile(
     r"\b(?:old\s+healed|healed|remote|old)\s+(?:\w+\s+){0,3}?(?:fractur\w*|compression|deformit\w*|collapse)",
     re.IGNORECASE,
@@ -258,6 +258,8 @@ def context_text(scan: FractureScan, ref: str, element: str, value: str, *, cond
             # and DXA conclusions ("consistent with osteoporosis") are read, via `conditions=True`.
             continue
         for m in pattern.finditer(value):
+            if text.is_hedged(value, m.start(), m.end()):
+                continue  # "suspicious for metastasis": neither present nor absent
             ev = Evidence(ref, element, Method.TEXT, f"'{text_snippet(value, m.start(), m.end())}'")
             if text.is_negated(value, m.start(), m.end()):
                 signals.negated.append(ev)

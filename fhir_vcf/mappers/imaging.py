@@ -68,6 +68,7 @@ _UPTAKE = re.compile(
     r"|\b(?:(?:radio)?tracer|fdg)[-\s]avid\w*|\bavid\w*\b",
     _I,
 )
+_ACUITY_CONTEXT = re.compile(r"marrow|\bbone|osseous|vertebr|fractur|compress|collaps|endplate|\bbody\b|spin", _I)
 _ACUTE = re.compile(r"\b(?:sub)?acute\b", _I)
 _CHRONIC = re.compile(r"\b(?:chronic|healed|sclerotic|remote)\b|(?<![-\w])old\b", _I)
 _FRACTURE_CONTEXT = re.compile(r"fractur|compress|collaps|deformit|wedg|height|vertebr|\bbody\b|endplate|plana", _I)
@@ -175,6 +176,8 @@ class ImagingScan:
         for s in self.signals:
             if s.day is None or s.kind not in {"seen", "acuity", "height", "plana", "cleft"}:
                 continue
+            if s.modality is None:
+                continue  # not known to be imaging (a clinic note's "fracture" is not a radiograph)
             if s.kind in {"plana", "cleft"} and not s.value:
                 continue
             label = f"{s.modality or 'imaging'} {s.day.isoformat()} ({s.evidence.reference})"
@@ -484,26 +487,38 @@ def _segment_signals(
     def negated(m: re.Match[str]) -> bool:
         return text.is_negated(sentence, offset + m.start(), offset + m.end())
 
+    def hedged(m: re.Match[str]) -> bool:
+        return text.is_hedged(sentence, offset + m.start(), offset + m.end())
+
     def add(kind: str, value: Any, m: re.Match[str], **kw: Any) -> None:
         scan.signals.append(Signal(kind, value, levels, source.day, source.modality, ev(m), from_text=True, **kw))
 
     fracture_context = bool(_FRACTURE_CONTEXT.search(segment))
-    for m in _EDEMA.finditer(segment):
-        if _SOFT_TISSUE.search(segment[: m.start()]):
-            continue
-        add("acuity", not negated(m), m, advanced=True, acuity_value="marrow-edema" if not negated(m) else None)
-    for m in _FLUID_SIGNAL.finditer(segment):
-        add("acuity", not negated(m), m, advanced=True, acuity_value="marrow-edema" if not negated(m) else None)
-    for m in _UPTAKE.finditer(segment):
-        add("acuity", not negated(m), m, advanced=True, acuity_value="increased-uptake" if not negated(m) else None)
+    # Edema / uptake words count when the words around them are about bone or a level, or when the
+    # report is an MRI / bone scan: "pedal edema" in a clinic note or an "FDG-avid node" is not acuity.
+    acuity_context = advanced_source or bool(levels and text.find_levels(segment)) or bool(
+        _ACUITY_CONTEXT.search(segment) or _ACUITY_CONTEXT.search(sentence)
+    )
+    if acuity_context:
+        for pattern, value_name in ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"),
+                                    (_UPTAKE, "increased-uptake")):
+            for m in pattern.finditer(segment):
+                if pattern is _EDEMA and _SOFT_TISSUE.search(segment[: m.start()]):
+                    continue
+                if hedged(m):
+                    continue
+                is_neg = negated(m)
+                add("acuity", not is_neg, m, advanced=True, acuity_value=None if is_neg else value_name)
     if fracture_context:
         positive_value = "increased-uptake" if source.modality in {"NM", "PT"} else "marrow-edema"
         for m in _ACUTE.finditer(segment):
+            if hedged(m):
+                continue
             is_neg = negated(m)
             add("acuity", not is_neg, m, advanced=advanced_source, acuity_value=None if is_neg else positive_value,
                 note="age word")
         for m in _CHRONIC.finditer(segment):
-            if not negated(m):
+            if not negated(m) and not hedged(m):
                 add("acuity", False, m, advanced=advanced_source, note="age word")
     for m in _SEEN.finditer(segment):
         if not negated(m):
@@ -521,13 +536,15 @@ def _segment_signals(
             number, note = GENANT[grade]
             add("height", number, m, note=note)
     for m in _PROGRESSION.finditer(segment):
-        add("progression", not negated(m), m)
+        if not hedged(m):
+            add("progression", not negated(m), m)
     for m in _STABLE.finditer(segment):
         if not negated(m):
             add("progression", False, m)
     for pattern, kind in ((_PLANA, "plana"), (_CLEFT, "cleft"), (_RETRO, "retropulsion")):
         for m in pattern.finditer(segment):
-            add(kind, not negated(m), m)
+            if not hedged(m):
+                add(kind, not negated(m), m)
     for m in _RETRO_INTACT.finditer(segment):
         if not negated(m):
             add("retropulsion", False, m)
@@ -557,7 +574,8 @@ def imaging_facts(scan: ImagingScan, keys: list[str], single_level: str | None) 
             if level in buckets:
                 buckets[level].append(s)
 
-    acuity = {level: _acuity(level, signals) for level, signals in buckets.items()}
+    unassigned_refs = frozenset(s.evidence.reference for s in unassigned)
+    acuity = {level: _acuity(level, signals, unassigned_refs) for level, signals in buckets.items()}
     height = {level: _height(level, signals) for level, signals in buckets.items()}
     progression = _progression(by_kind.get("progression", []), buckets)
     lines = tuple(line for _, line in sorted(scan.lines, key=lambda x: x[0]))
@@ -584,7 +602,7 @@ def _describe(s: Signal) -> str:
     return f"{s.modality or 'imaging'} {s.day.isoformat() if s.day else 'undated'} ({s.evidence.reference})"
 
 
-def _acuity(level: str, signals: list[Signal]) -> Fact[str]:
+def _acuity(level: str, signals: list[Signal], unassigned_refs: frozenset[str] = frozenset()) -> Fact[str]:
     acuity = [s for s in signals if s.kind == "acuity"]
     positive = [s for s in acuity if s.value and s.advanced]
     negative = [s for s in acuity if not s.value and s.advanced]
@@ -602,7 +620,11 @@ def _acuity(level: str, signals: list[Signal]) -> Fact[str]:
         return Fact.present(value, *(s.evidence for s in positive))
     if negative:
         return Fact.absent(*(s.evidence for s in negative), value="no-edema")
-    advanced_seen = [s for s in signals if s.kind == "seen" and s.advanced and s.from_text]
+    # A report whose edema statement names no level cannot be read as "no edema here".
+    advanced_seen = [
+        s for s in signals
+        if s.kind == "seen" and s.advanced and s.from_text and s.evidence.reference not in unassigned_refs
+    ]
     if advanced_seen:
         return Fact.absent(
             *(s.evidence for s in advanced_seen),

@@ -27,22 +27,31 @@ def level_of_coding(coding: Any) -> str | None:
 def body_site_levels(ref: str, concepts: Any, element: str = "bodySite") -> tuple[list[str], list[Evidence], Method]:
     """(levels head to foot, evidence, method) of a bodySite CodeableConcept or list of them.
 
-    Coded vertebrae win: when a code names a level, the text beside it is not parsed (it usually
-    repeats the code). Without a coded level the concept text and displays are parsed.
+    Within one concept a coded vertebra wins: its text usually repeats the code and is not parsed.
+    A concept without a coded vertebra is read through its text and displays. The method is CODE
+    when every level came from a code.
     """
-    coded: list[str] = []
-    evidence: list[Evidence] = []
-    for coding, path in common.codings(concepts, element):
-        if coding.system == "snomed" and coding.code in snomed.VERTEBRA:
-            level = snomed.VERTEBRA[coding.code]
-            coded.append(level)
-            evidence.append(Evidence(ref, path, Method.CODE, f"SNOMED CT {coding.code} ({level})"))
-    if coded:
-        return sort_levels(coded), evidence, Method.CODE
+    if concepts is None:
+        return [], [], Method.CODE
+    items = concepts if isinstance(concepts, list) else [concepts]
     found: list[str] = []
-    for value, path in common.texts(concepts, element):
-        levels = text.find_levels(value)
-        if levels:
-            found.extend(levels)
-            evidence.append(Evidence(ref, path, Method.TEXT, f"'{value}'"))
-    return sort_levels(found), evidence, Method.TEXT
+    evidence: list[Evidence] = []
+    method = Method.CODE
+    for i, concept in enumerate(items):
+        path = f"{element}[{i}]" if isinstance(concepts, list) else element
+        coded = []
+        for coding, cpath in common.codings(concept, path):
+            if coding.system == "snomed" and coding.code in snomed.VERTEBRA:
+                level = snomed.VERTEBRA[coding.code]
+                coded.append(level)
+                evidence.append(Evidence(ref, cpath, Method.CODE, f"SNOMED CT {coding.code} ({level})"))
+        if coded:
+            found.extend(coded)
+            continue
+        for value, tpath in common.texts(concept, path):
+            levels = text.find_levels(value)
+            if levels:
+                found.extend(levels)
+                method = Method.TEXT
+                evidence.append(Evidence(ref, tpath, Method.TEXT, f"'{value}'"))
+    return sort_levels(found), evidence, method

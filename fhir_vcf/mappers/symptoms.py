@@ -61,9 +61,10 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
         day = ctx.day_of(when)
         if day is not None and day > as_of:
             continue
-        score = _pain_score(record, obs, when, encounters)
-        if score is not None and day is not None and start <= day <= as_of:
-            scores.append(score)
+        if day is not None and start <= day:
+            score = _pain_score(record, obs, when, encounters)
+            if score is not None:
+                scores.append(score)
         value = _rdq_coded(record, obs)
         if value is not None:
             rdq.append(value)
@@ -207,10 +208,9 @@ def _level(obs: Any) -> str | None:
     if site is None:
         return None
     found: list[str] = []
-    vertebrae = getattr(snomed, "VERTEBRA", None) or {}
     for coding, _ in common.codings(site, "bodySite"):
-        if coding.system == "snomed" and coding.code in vertebrae:
-            found.append(vertebrae[coding.code])
+        if coding.system == "snomed" and coding.code in snomed.VERTEBRA:
+            found.append(snomed.VERTEBRA[coding.code])
     for body, _ in common.texts(site, "bodySite"):
         found.extend(text.find_levels(body))
     levels = sort_levels(found)

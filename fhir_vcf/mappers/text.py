@@ -120,6 +120,29 @@ def is_negated(text: str, start: int, end: int) -> bool:
     return bool(_NEGATION_AFTER.match(text[end : end + 40]))
 
 
+# Uncertainty a few words before or just after a mention: "possible marrow edema", "suspicious for
+# metastasis", "cannot rule out retropulsion", "edema versus artifact". A hedged mention is neither
+# affirmed nor negated: it is evidence of nothing (input profile, rule 6: never invent).
+_HEDGE_BEFORE = re.compile(
+    r"\b(?:possible|possibly|probable|suspected|suspect|suspicious\s+(?:of|for)|suspicion\s+(?:of|for)|"
+    r"concern(?:ing)?\s+for|questionable|question\s+of|equivocal(?:\s+for)?|may\s+represent|"
+    r"cannot\s+(?:be\s+)?(?:rule[sd]?\s+out|exclude[sd]?)|can't\s+(?:rule\s+out|exclude)|"
+    r"differential\s+(?:includes|diagnosis)|evaluat(?:e|ion)\s+for|worrisome\s+for|likely|versus|vs\.?)"
+    r"\b[^.;:\n]{0,30}$",
+    re.IGNORECASE,
+)
+_HEDGE_AFTER = re.compile(
+    r"^\s*(?:\?|(?:is\s+|are\s+)?(?:not|cannot\s+be)\s+(?:ruled\s+out|excluded)|is\s+possible|"
+    r"is\s+suspected|versus|vs\.?)",
+    re.IGNORECASE,
+)
+
+
+def is_hedged(text: str, start: int, end: int) -> bool:
+    """Whether the mention text[start:end] is stated as uncertain within its clause."""
+    return bool(_HEDGE_BEFORE.search(text[max(0, start - 60) : start]) or _HEDGE_AFTER.match(text[end : end + 40]))
+
+
 def _snippet(text: str, start: int, end: int, width: int = 40) -> str:
     a = max(0, start - width)
     b = min(len(text), end + width)

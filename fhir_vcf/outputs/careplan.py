@@ -161,7 +161,12 @@ def _pre_procedure(facts: FractureFacts) -> list[dict[str, Any]]:
 
 def _bone_health(facts: FractureFacts) -> list[dict[str, Any]]:
     out = []
-    if facts.dxa.status is not Status.PRESENT:
+    if facts.dxa.status is Status.PRESENT:
+        where = ", ".join(facts.dxa.references) or "documented"
+        out.append(_activity("DXA bone density evaluation", f"DXA referral or result on record ({where}): complete "
+                             "the evaluation and osteoporosis education (continuum of care, LCD L34106)",
+                             (CPT, "77080")))
+    else:
         out.append(_activity("DXA bone density referral", "Bone-density evaluation (DXA) with osteoporosis "
                              "education (continuum of care, LCD L34106)", (CPT, "77080")))
     program = "Osteoporosis treatment and education"

@@ -38,7 +38,12 @@ def judge(facts: FractureFacts, policy: Policy) -> Judgement:
     flags.extend(tech_flags)
     # The scope's missing items first: without a fracture, the rest hardly matters.
     ordered = sorted(results, key=lambda c: c.kind != "scope")
-    missing = [m for c in ordered for m in c.missing] if decision in (INSUFFICIENT, NEEDS_REVIEW) else []
+    missing: list[str] = []
+    if decision in (INSUFFICIENT, NEEDS_REVIEW):
+        for c in ordered:
+            missing.extend(c.missing)
+            if c.status == CONFLICT and not c.missing:
+                missing.append(f"resolve {c.id} ({c.title.lower()}): {c.reason}")
     flags.extend(_healed_flag(facts))
     return Judgement(
         decision=decision,

@@ -148,7 +148,7 @@ def _label(fracture: Fracture, icd: list[str]) -> str:
     codes = [f"{c.system} {c.code}" for c in fracture.codes if c.system != "text"]
     if codes:
         return ", ".join(codes)
-    return f"text ({fracture.kind} fracture)"
+    return "text only"
 
 
 def _osteoporotic(fracture: Fracture, icd: list[str], rule: CodingRule, label: str) -> Route:

@@ -37,7 +37,7 @@ problems.install(bp)
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json"})
 # Used when the rules' CarePlan carries no identifier: the conditional create needs one.
-CAREPLAN_IDENTIFIER_SYSTEM = "urn:fhir-vcf:careplan-proposal"
+CAREPLAN_IDENTIFIER_SYSTEM = "urn:fhir-vcf:careplan"  # the system the rules' CarePlan uses
 # Concurrent searches per patient read: the searches are independent and each has its own timeout.
 MAX_FETCH_WORKERS = 6
 _EXTENSION_KEY = "fhir_vcf.service.api.smart"

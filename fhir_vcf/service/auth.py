@@ -407,6 +407,7 @@ def check_request() -> Response | None:
 
 
 def _before_request() -> Response | None:
+    g.jwt_claims = None
     if request.method == "OPTIONS" or not _protected():
         return None  # CORS preflight carries no Authorization header by design
     return check_request()

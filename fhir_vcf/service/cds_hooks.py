@@ -373,7 +373,7 @@ def _parse_body() -> dict[str, Any]:
     if request.content_length is not None and request.content_length > limit:
         raise _refuse(413, "too-costly", f"the request body is larger than {limit} bytes")
     try:
-        raw = request.get_data(cache=False)
+        raw = request.get_data()
     except RequestEntityTooLarge:
         raise _refuse(413, "too-costly", f"the request body is larger than {limit} bytes") from None
     if len(raw) > limit:

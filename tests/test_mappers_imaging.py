@@ -1,0 +1,360 @@
+"""Imaging facts: acuity per level, height loss, progression, retropulsion and the other morphology."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from fhir_builders import (
+    coding,
+    condition,
+    diagnostic_report,
+    finding,
+    imaging_study,
+    observation,
+    record,
+    series_,
+    vertebra,
+    vertebra_coding,
+)
+
+from fhir_vcf.facts import FractureFacts, Method, Status
+from fhir_vcf.mappers import map_record
+
+AS_OF = date(2025, 6, 30)
+M80 = coding("icd", "M80.08XA")
+
+
+def fracture(cid: str = "vcf", level: str = "T12", onset: str = "2025-06-02") -> dict:
+    return condition(cid, M80, onset=onset, body_sites=[vertebra(level)])
+
+
+def facts(*resources) -> FractureFacts:
+    return map_record(record(*resources), as_of=AS_OF)
+
+
+def mri(sid: str = "mri", day: str = "2025-06-05", level: str | None = "T12") -> dict:
+    site = vertebra_coding(level) if level else None
+    return imaging_study(sid, "MR", day, series=[series_("MR", body_site=site, description="SAG STIR")])
+
+
+# ---------------------------------------------------------------- acuity
+
+
+def test_edema_by_finding_code():
+    f = facts(fracture(), mri(), finding("e", "marrow-edema", True, level="T12", study="ImagingStudy/mri"))
+    fact = f.acuity["T12"]
+    assert fact.status is Status.PRESENT and fact.value == "marrow-edema"
+    assert fact.evidence[0].method is Method.CODE and fact.references == ["Observation/e"]
+
+
+def test_no_edema_by_finding_code():
+    f = facts(fracture(), mri(), finding("e", "marrow-edema", False, level="T12", study="ImagingStudy/mri"))
+    assert f.acuity["T12"].status is Status.ABSENT and f.acuity["T12"].value == "no-edema"
+
+
+def test_increased_uptake_on_bone_scan_finding():
+    f = facts(fracture(), imaging_study("nm", "NM", "2025-06-05"),
+              finding("u", "increased-uptake", True, level="T12", study="ImagingStudy/nm"))
+    assert f.acuity["T12"].status is Status.PRESENT and f.acuity["T12"].value == "increased-uptake"
+
+
+def test_edema_by_report_text():
+    f = facts(
+        fracture(),
+        mri(),
+        diagnostic_report("r", text="MRI thoracic spine", effective="2025-06-05", studies=["ImagingStudy/mri"],
+                          conclusion="Acute T12 compression fracture with STIR hyperintense marrow oedema."),
+    )
+    fact = f.acuity["T12"]
+    assert fact.status is Status.PRESENT and fact.value == "marrow-edema"
+    assert all(e.method is Method.TEXT for e in fact.evidence)
+
+
+def test_bone_scan_report_by_loinc_code():
+    f = facts(
+        fracture(),
+        diagnostic_report("r", coding("loinc", "39879-2"), effective="2025-06-05",
+                          conclusion="Intense increased radiotracer uptake at T12."),
+    )
+    assert f.acuity["T12"].value == "increased-uptake"
+
+
+@pytest.mark.parametrize(
+    "conclusion",
+    [
+        "T12 compression fracture without marrow edema.",
+        "No marrow edema at T12.",
+        "Chronic T12 compression deformity.",
+        "Healed sclerotic T12 fracture.",
+        "T12 wedge compression. No edema.",
+    ],
+)
+def test_no_edema_or_old_on_mri_text(conclusion):
+    f = facts(fracture(), mri(),
+              diagnostic_report("r", text="MRI spine", effective="2025-06-05", conclusion=conclusion,
+                                studies=["ImagingStudy/mri"]))
+    assert f.acuity["T12"].status is Status.ABSENT
+    assert f.acuity["T12"].value == "no-edema"
+
+
+def test_mri_report_describing_fracture_without_edema_is_absent():
+    f = facts(fracture(), mri(),
+              diagnostic_report("r", text="MRI spine", effective="2025-06-05", studies=["ImagingStudy/mri"],
+                                conclusion="T12 compression fracture with 30% height loss."))
+    assert f.acuity["T12"].status is Status.ABSENT
+    assert "mentions no edema" in f.acuity["T12"].note
+
+
+def test_radiograph_only():
+    f = facts(
+        fracture(),
+        imaging_study("xr", "DX", "2025-06-03"),
+        diagnostic_report("r", text="XR thoracic spine", effective="2025-06-03", studies=["ImagingStudy/xr"],
+                          conclusion="Acute-appearing T12 compression fracture."),
+    )
+    fact = f.acuity["T12"]
+    assert fact.status is Status.UNKNOWN and fact.value == "radiograph-only"
+    assert "DiagnosticReport/r" in fact.references
+
+
+def test_ct_calling_the_fracture_chronic_is_still_radiograph_only():
+    f = facts(fracture(), imaging_study("ct", "CT", "2025-06-03"),
+              diagnostic_report("r", text="CT spine", effective="2025-06-03", studies=["ImagingStudy/ct"],
+                                conclusion="Chronic T12 compression fracture."))
+    assert f.acuity["T12"].value == "radiograph-only"
+    assert "chronic" in f.acuity["T12"].note.lower()
+
+
+def test_no_imaging_is_unknown_none():
+    f = facts(fracture())
+    assert f.acuity["T12"].status is Status.UNKNOWN and f.acuity["T12"].value is None
+
+
+def test_mri_without_report_is_unknown():
+    f = facts(fracture(), mri())
+    assert f.acuity["T12"].status is Status.UNKNOWN and f.acuity["T12"].value is None
+    assert "without a report" in f.acuity["T12"].note
+
+
+def test_conflicting_mri_at_the_same_level():
+    f = facts(
+        fracture(),
+        mri("mri-1", "2025-06-05"),
+        finding("e1", "marrow-edema", True, level="T12", study="ImagingStudy/mri-1"),
+        mri("mri-2", "2025-06-20"),
+        diagnostic_report("r2", text="MRI", effective="2025-06-20", studies=["ImagingStudy/mri-2"],
+                          conclusion="No marrow edema at T12."),
+    )
+    fact = f.acuity["T12"]
+    assert fact.status is Status.CONFLICT
+    assert set(fact.references) == {"Observation/e1", "DiagnosticReport/r2"}
+
+
+def test_per_level_attribution_in_one_report():
+    f = facts(
+        fracture("a", "T12"),
+        fracture("b", "L1"),
+        diagnostic_report("r", text="MRI spine", effective="2025-06-05",
+                          conclusion="Acute T12 compression fracture with marrow edema, chronic L1 compression "
+                                     "deformity without edema. Other levels without edema."),
+    )
+    assert f.acuity["T12"].status is Status.PRESENT
+    assert f.acuity["L1"].status is Status.ABSENT
+
+
+def test_finding_without_level_goes_to_the_single_fracture_level():
+    f = facts(fracture(), mri(level=None), finding("e", "marrow-edema", True, study="ImagingStudy/mri"))
+    assert f.acuity["T12"].status is Status.PRESENT
+    assert f.acuity_unassigned == ()
+
+
+def test_finding_without_level_stays_unassigned_with_two_levels():
+    f = facts(fracture("a", "T12"), fracture("b", "L1"), mri(level=None),
+              finding("e", "marrow-edema", True, study="ImagingStudy/mri"))
+    assert f.acuity["T12"].status is Status.UNKNOWN and f.acuity["L1"].status is Status.UNKNOWN
+    (unassigned,) = f.acuity_unassigned
+    assert unassigned.status is Status.PRESENT and unassigned.references == ["Observation/e"]
+
+
+def test_snomed_edema_observation_with_vertebra():
+    f = facts(fracture(), observation("o", coding("snomed", "79654002", "Edema"), effective="2025-06-05",
+                                      value=True, body_site=vertebra("T12")))
+    assert f.acuity["T12"].status is Status.PRESENT
+
+
+def test_report_text_in_presented_form():
+    f = facts(fracture(), diagnostic_report("r", text="MRI lumbar spine", effective="2025-06-05",
+                                            presented_text="IMPRESSION: T12 fracture with bone marrow edema."))
+    assert f.acuity["T12"].status is Status.PRESENT
+
+
+def test_soft_tissue_edema_is_not_marrow_edema():
+    f = facts(fracture(), mri(), diagnostic_report("r", text="MRI", effective="2025-06-05",
+                                                   studies=["ImagingStudy/mri"],
+                                                   conclusion="T12 fracture. Paraspinal soft tissue edema."))
+    assert f.acuity["T12"].status is Status.ABSENT  # described fracture, no marrow edema
+
+
+# ---------------------------------------------------------------- height loss, progression
+
+
+@pytest.mark.parametrize(("value", "expected"), [(25, 25.0), (26, 26.0), (25.5, 25.5)])
+def test_height_loss_finding(value, expected):
+    f = facts(fracture(), finding("h", "height-loss-percent", value, level="T12", unit="%"))
+    assert f.height_loss["T12"].status is Status.PRESENT and f.height_loss["T12"].value == expected
+
+
+def test_largest_height_loss_wins():
+    f = facts(
+        fracture(),
+        finding("h", "height-loss-percent", 22, level="T12", unit="%"),
+        diagnostic_report("r", text="XR", effective="2025-06-05", conclusion="T12 with 35% height loss."),
+    )
+    assert f.height_loss["T12"].value == 35.0
+    assert len(f.height_loss["T12"].evidence) == 2
+
+
+@pytest.mark.parametrize(
+    ("conclusion", "value", "note"),
+    [
+        ("Moderate compression fracture of T12.", 26.0, "Genant moderate (25–40 %)"),
+        ("Severe wedge deformity T12.", 41.0, "Genant severe (> 40 %)"),
+        ("Mild height loss at T12.", 20.0, "Genant mild (20–25 %)"),
+        ("T12 fracture, Genant grade 2.", 26.0, "Genant moderate (25–40 %)"),
+    ],
+)
+def test_genant_words(conclusion, value, note):
+    f = facts(fracture(), diagnostic_report("r", text="XR spine", effective="2025-06-05", conclusion=conclusion))
+    assert f.height_loss["T12"].value == value
+    assert f.height_loss["T12"].note == note
+
+
+def test_severe_pain_is_not_a_genant_grade():
+    f = facts(fracture(), diagnostic_report("r", text="XR", effective="2025-06-05",
+                                            conclusion="Severe back pain from T12 fracture."))
+    assert f.height_loss["T12"].status is Status.UNKNOWN
+
+
+def test_progression_from_two_measurements():
+    f = facts(
+        fracture(),
+        finding("h1", "height-loss-percent", 20, level="T12", effective="2025-06-03", unit="%"),
+        finding("h2", "height-loss-percent", 35, level="T12", effective="2025-06-24", unit="%"),
+    )
+    assert f.progression.status is Status.PRESENT
+    assert set(f.progression.references) == {"Observation/h1", "Observation/h2"}
+    assert f.height_loss["T12"].value == 35.0
+
+
+def test_no_progression_when_later_measurement_smaller_or_single():
+    f = facts(
+        fracture(),
+        finding("h1", "height-loss-percent", 35, level="T12", effective="2025-06-03", unit="%"),
+        finding("h2", "height-loss-percent", 30, level="T12", effective="2025-06-24", unit="%"),
+    )
+    assert f.progression.status is Status.UNKNOWN
+
+
+def test_progression_finding_and_text():
+    f = facts(fracture(), finding("p", "height-loss-progression", True, level="T12"))
+    assert f.progression.status is Status.PRESENT
+    f = facts(fracture(), diagnostic_report("r", text="XR", effective="2025-06-20",
+                                            conclusion="Interval progression of T12 height loss."))
+    assert f.progression.status is Status.PRESENT
+    f = facts(fracture(), diagnostic_report("r", text="XR", effective="2025-06-20",
+                                            conclusion="Further collapse of T12."))
+    assert f.progression.status is Status.PRESENT
+    f = facts(fracture(), diagnostic_report("r", text="XR", effective="2025-06-20",
+                                            conclusion="Stable T12 compression deformity, no interval change."))
+    assert f.progression.status is Status.ABSENT
+
+
+# ---------------------------------------------------------------- retropulsion, plana, cleft, lines
+
+
+@pytest.mark.parametrize(
+    ("conclusion", "status"),
+    [
+        ("T12 burst fracture with retropulsed fragment.", Status.PRESENT),
+        ("Canal compromise at L1.", Status.PRESENT),
+        ("Posterior wall involvement at T12.", Status.PRESENT),
+        ("T12 fracture without retropulsion.", Status.ABSENT),
+        ("No retropulsion. Posterior wall intact.", Status.ABSENT),
+        ("T12 compression fracture.", Status.ABSENT),
+    ],
+)
+def test_retropulsion_text(conclusion, status):
+    f = facts(fracture(), diagnostic_report("r", text="CT", effective="2025-06-05", conclusion=conclusion))
+    assert f.retropulsion.status is status
+
+
+def test_retropulsion_findings_and_conflict():
+    f = facts(fracture(), finding("rp", "canal-compromise", True, level="T12"))
+    assert f.retropulsion.status is Status.PRESENT
+    f = facts(fracture(), finding("rp", "retropulsion", True, level="T12"),
+              diagnostic_report("r", text="MRI", effective="2025-06-05", conclusion="No retropulsion."))
+    assert f.retropulsion.status is Status.CONFLICT
+
+
+def test_vertebra_plana_and_cleft():
+    f = facts(fracture(), finding("vp", "vertebra-plana", True, level="T12"),
+              diagnostic_report("r", text="CT", effective="2025-06-05",
+                                conclusion="Intravertebral vacuum cleft at T12."))
+    assert f.vertebra_plana.status is Status.PRESENT
+    assert f.intravertebral_cleft.status is Status.PRESENT
+    f = facts(fracture())
+    assert f.vertebra_plana.status is Status.ABSENT and f.intravertebral_cleft.status is Status.ABSENT
+
+
+def test_imaging_lines():
+    f = facts(fracture(), mri(), diagnostic_report("r", text="MRI thoracic spine", effective="2025-06-06",
+                                                  studies=["ImagingStudy/mri"], conclusion="T12 marrow edema."))
+    assert f.imaging[0] == "MR 2025-06-05 (ImagingStudy/mri), T12, STIR"
+    assert f.imaging[1].startswith("MR report 2025-06-06 (DiagnosticReport/r): T12 marrow edema")
+
+
+def test_imaging_after_as_of_is_ignored():
+    f = facts(fracture(), mri("late", "2025-07-05"),
+              finding("e", "marrow-edema", True, level="T12", study="ImagingStudy/late", effective="2025-07-05"))
+    assert f.acuity["T12"].status is Status.UNKNOWN
+    assert f.imaging == ()
+
+
+# ---------------------------------------------------------------- words that must not count
+
+
+@pytest.mark.parametrize(
+    "conclusion",
+    [
+        "Possible marrow edema at T12.",
+        "T12 fracture, cannot rule out marrow edema.",
+    ],
+)
+def test_hedged_edema_is_not_evidence(conclusion):
+    f = facts(fracture(), diagnostic_report("r", text="XR", effective="2025-06-05", conclusion=conclusion))
+    assert f.acuity["T12"].status is Status.UNKNOWN  # an X-ray that hedges about edema shows no acuity
+
+
+def test_pedal_edema_and_avid_node_in_a_clinic_report_are_not_acuity():
+    f = facts(fracture(), diagnostic_report("r", text="Clinic summary", effective="2025-06-05",
+                                            conclusion="Bilateral pedal edema. FDG-avid mediastinal node."))
+    assert f.acuity["T12"].status is Status.UNKNOWN and f.acuity["T12"].value is None
+
+
+def test_unleveled_edema_sentence_keeps_levels_from_reading_as_no_edema():
+    f = facts(
+        fracture("a", "T12"),
+        fracture("b", "L1"),
+        diagnostic_report("r", text="MRI spine", effective="2025-06-05",
+                          conclusion="T12 and L1 compression fractures. Marrow edema is present."),
+    )
+    assert f.acuity["T12"].status is Status.UNKNOWN and f.acuity["L1"].status is Status.UNKNOWN
+    assert len(f.acuity_unassigned) == 1 and f.acuity_unassigned[0].status is Status.PRESENT
+
+
+def test_clinic_note_fracture_before_onset_is_not_a_radiograph():
+    f = facts(fracture(onset="2025-06-01"),
+              diagnostic_report("note", text="Clinic summary", effective="2025-01-01",
+                                conclusion="History of T12 fracture."))
+    assert f.onset["T12"].status is Status.PRESENT

@@ -1,0 +1,115 @@
+"""Augmentation requests: technique, levels, level count, deleted codes, and which one is judged."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from fhir_builders import coding, concept, condition, record, service_request, vertebra
+
+from fhir_vcf.facts import FractureFacts, Method
+from fhir_vcf.mappers import map_record
+
+AS_OF = date(2025, 6, 30)
+
+
+def facts(*resources, request: str | None = None) -> FractureFacts:
+    return map_record(record(*resources), as_of=AS_OF, request=request)
+
+
+def test_levels_from_body_site_codes():
+    f = facts(service_request("sr", coding("cpt", "22513"), coding("cpt", "22515"), status="draft",
+                              authored="2025-06-20", body_sites=[vertebra("L1"), vertebra("T12")],
+                              reasons=["Condition/vcf"]),
+              condition("vcf", coding("icd", "M80.08XA"), onset="2025-06-02", body_sites=[vertebra("T12")]))
+    req = f.request
+    assert req is not None and req.reference == "ServiceRequest/sr"
+    assert (req.technique, req.levels, req.level_count) == ("kyphoplasty", ("T12", "L1"), 2)
+    assert req.cpt == ("22513", "22515") and req.method is Method.CODE
+    assert req.reasons == ("Condition/vcf",)
+    assert req.authored == date(2025, 6, 20) and req.status == "draft"
+
+
+def test_levels_from_code_text():
+    f = facts(service_request("sr", text="kyphoplasty T12, L1", status="active"))
+    req = f.request
+    assert (req.technique, req.levels, req.level_count, req.method) == ("kyphoplasty", ("T12", "L1"), 2, Method.TEXT)
+    assert req.cpt == ()
+
+
+def test_levels_from_body_site_text():
+    f = facts(service_request("sr", coding("cpt", "22511"), body_sites=[concept(text="L3 vertebral body")]))
+    assert f.request.levels == ("L3",) and f.request.technique == "vertebroplasty"
+
+
+def test_snomed_procedure_matched_by_words_only():
+    f = facts(service_request("sr", coding("snomed", "447766003", "Percutaneous vertebroplasty"), status="draft"))
+    assert f.request.technique == "vertebroplasty" and f.request.method is Method.TEXT
+    f = facts(service_request("sr", text="Vertebral augmentation L2", status="draft"))
+    assert f.request.technique == "unspecified" and f.request.levels == ("L2",)
+
+
+@pytest.mark.parametrize(
+    ("codings", "quantity", "count"),
+    [
+        ((coding("cpt", "22514"),), None, 1),
+        ((coding("cpt", "22514"), coding("cpt", "22515")), None, 2),
+        ((coding("cpt", "22514"), coding("cpt", "22515"), coding("cpt", "22515")), None, 3),
+        ((coding("cpt", "22514"), coding("cpt", "22515")), 3, 4),
+    ],
+)
+def test_level_count_from_add_ons_when_no_level_named(codings, quantity, count):
+    f = facts(service_request("sr", *codings, quantity=quantity))
+    assert f.request.levels == () and f.request.level_count == count
+
+
+def test_deleted_codes_are_still_requests():
+    f = facts(service_request("sr", coding("cpt", "22523"), coding("cpt", "72291"), body_sites=[vertebra("T12")]))
+    req = f.request
+    assert req.deleted_codes == ("22523", "72291")
+    assert req.cpt == () and req.technique == "kyphoplasty"
+
+
+def test_other_service_requests_are_not_augmentation():
+    f = facts(service_request("mri", coding("cpt", "72148", "MRI lumbar spine"), text="MRI L-spine"),
+              service_request("pt", text="Physical therapy"))
+    assert f.requests == () and f.request is None
+
+
+def test_completed_request_listed_but_not_judged():
+    f = facts(service_request("done", coding("cpt", "22513"), status="completed", authored="2025-06-01"))
+    assert [r.reference for r in f.requests] == ["ServiceRequest/done"]
+    assert f.request is None
+
+
+def test_latest_draft_or_active_is_judged_by_default():
+    f = facts(
+        service_request("old", coding("cpt", "22513"), status="active", authored="2025-06-01"),
+        service_request("new", coding("cpt", "22514"), status="draft", authored="2025-06-20"),
+        service_request("hold", coding("cpt", "22510"), status="on-hold", authored="2025-06-25"),
+    )
+    assert f.request.reference == "ServiceRequest/new"
+    assert len(f.requests) == 3
+
+
+def test_named_request_is_judged():
+    resources = (
+        service_request("a", coding("cpt", "22513"), status="draft", authored="2025-06-20",
+                        body_sites=[vertebra("T12")]),
+        service_request("b", coding("cpt", "22514"), status="draft", authored="2025-06-01",
+                        body_sites=[vertebra("L2")]),
+    )
+    assert facts(*resources).request.reference == "ServiceRequest/a"
+    f = facts(*resources, request="ServiceRequest/b")
+    assert f.request.reference == "ServiceRequest/b"
+    assert set(f.acuity) == {"L2"}  # the judged request's levels, not the other one's
+
+
+def test_named_request_not_in_record_falls_back_to_default():
+    f = facts(service_request("a", coding("cpt", "22513"), status="draft"), request="ServiceRequest/zzz")
+    assert f.request.reference == "ServiceRequest/a"
+
+
+def test_request_authored_after_as_of_is_invisible():
+    f = facts(service_request("a", coding("cpt", "22513"), status="draft", authored="2025-07-02"))
+    assert f.requests == ()
