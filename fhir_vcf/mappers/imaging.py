@@ -112,6 +112,13 @@ _RETRO = re.compile(
 _RETRO_INTACT = re.compile(
     r"\bposterior\s+(?:cortical\s+)?wall\s+(?:is\s+|remains\s+)?intact|\bintact\s+posterior\s+(?:cortical\s+)?wall", _I
 )
+# Every word any imaging fact could come from: a text (or sentence) without one is skipped whole.
+_ANY_CUE = re.compile(
+    r"o?edema|hyperintens|stir|uptake|avid|acute|chronic|healed|sclero|remote|\bold\b|fractur|compress|collaps"
+    r"|wedg|height|plana|cleft|vacuum|k[üu]mmell|retropuls|canal|posterior\s+(?:cortical\s+)?wall|progress"
+    r"|further|interval|stable|unchanged|mild|moderate|severe|genant|%|percent",
+    _I,
+)
 # Sentences end at ".", ";" or a line break; a decimal point ("2.5 cm") does not end one.
 _SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
 _OTHER_LEVELS = re.compile(
@@ -434,9 +441,11 @@ def _number(obs: Any) -> float | None:
     return None
 
 
-def _segments(sentence: str) -> list[tuple[int, str, list[str]]]:
+def _segments(sentence: str, has_levels: bool = True) -> list[tuple[int, str, list[str]]]:
     """Comma-separated parts of a sentence with the levels each names; a level list ("T12, L1 and L2")
     stays in one part."""
+    if not has_levels:
+        return [(0, sentence, [])]
     parts: list[tuple[int, str]] = []
     offset = 0
     for piece in sentence.split(","):
@@ -451,23 +460,27 @@ def _segments(sentence: str) -> list[tuple[int, str, list[str]]]:
 
 def _analyze_text(scan: ImagingScan, source: _Source, element: str, value: str) -> None:
     """Every imaging statement in a text, each attributed to the levels of its part of the sentence."""
+    if not _ANY_CUE.search(value):
+        return  # nothing an imaging fact could come from: skip the sentence work
     whole_levels = text.find_levels(value)
     text_default = tuple(whole_levels) if len(whole_levels) == 1 else source.fallback_levels
     advanced_source = source.modality in dicom.ADVANCED
     for sm in _SENTENCE.finditer(value):
         sentence = sm.group(0)
-        if not sentence.strip():
+        if not _ANY_CUE.search(sentence):
             continue
-        sentence_levels = text.find_levels(sentence)
+        sentence_levels = text.find_levels(sentence) if whole_levels else []
         if not sentence_levels and _OTHER_LEVELS.search(sentence):
             continue  # "other levels without edema": about no level in question, never the default one
-        segments = _segments(sentence)
         carried: list[str] = []
-        for start, segment, seg_levels in segments:
+        for start, segment, seg_levels in _segments(sentence, bool(sentence_levels)):
             if seg_levels:
                 carried = seg_levels
+            if not _ANY_CUE.search(segment):
+                continue
             levels = tuple(carried or (sentence_levels if len(sentence_levels) == 1 else ()) or text_default)
-            _segment_signals(scan, source, element, sentence, start, segment, levels, advanced_source)
+            _segment_signals(scan, source, element, sentence, start, segment, levels, bool(seg_levels),
+                             advanced_source)
 
 
 def _segment_signals(
@@ -478,6 +491,7 @@ def _segment_signals(
     offset: int,
     segment: str,
     levels: tuple[str, ...],
+    names_level: bool,
     advanced_source: bool,
 ) -> None:
     def ev(m: re.Match[str]) -> Evidence:
@@ -496,14 +510,14 @@ def _segment_signals(
     fracture_context = bool(_FRACTURE_CONTEXT.search(segment))
     # Edema / uptake words count when the words around them are about bone or a level, or when the
     # report is an MRI / bone scan: "pedal edema" in a clinic note or an "FDG-avid node" is not acuity.
-    acuity_context = advanced_source or bool(levels and text.find_levels(segment)) or bool(
+    acuity_context = advanced_source or names_level or bool(
         _ACUITY_CONTEXT.search(segment) or _ACUITY_CONTEXT.search(sentence)
     )
     if acuity_context:
         for pattern, value_name in ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"),
                                     (_UPTAKE, "increased-uptake")):
             for m in pattern.finditer(segment):
-                if pattern is _EDEMA and _SOFT_TISSUE.search(segment[: m.start()]):
+                if pattern is _EDEMA and _SOFT_TISSUE.search(segment[max(0, m.start() - 50) : m.start()]):
                     continue
                 if hedged(m):
                     continue

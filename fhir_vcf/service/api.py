@@ -326,7 +326,7 @@ def careplan_identifier(
 
 def if_none_exist(system: str, value: str) -> str:
     """The If-None-Exist header: `identifier=system|value`, escaping only what would break the query."""
-    safe = ":/|-._~@!$'()*+,;"
+    safe = ":/-._~@!$'()*+;"  # not '|' or ',' (token separators)
     return f"identifier={quote(system, safe=safe)}|{quote(value, safe=safe)}"
 
 
