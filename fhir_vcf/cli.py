@@ -229,6 +229,15 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return serve(host=args.host, port=args.port, workers=args.workers, demo=args.demo, err=err)
 
 
+# --------------------------------------------------------------------------- replay
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    from fhir_vcf.replay import add_replay_parser  # sets handler=run_replay(args, out, err)
+
+    add_replay_parser(sub)
+
+
 # --------------------------------------------------------------------------- parser and entry point
 
 # name → adds its sub-parser (which sets `handler(args, out, err) -> int`). The owner of `replay`
@@ -237,6 +246,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "evaluate": _add_evaluate,
     "policies": _add_policies,
     "serve": _add_serve,
+    "replay": _add_replay,
 }
 
 

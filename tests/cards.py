@@ -51,9 +51,10 @@ CRITERIA = [
      "source": "LCD L34106, inclusion 1a"},
     {"id": "I2", "title": "Level", "kind": "inclusion", "status": "met", "reason": "T12 | L1 in T1-L5",
      "evidence": ["Condition/vcf-1"], "source": "LCD L34106, inclusion 1b"},
-    {"id": "X1", "title": "Pain not from the fracture", "kind": "exclusion", "status": "absent",
+    {"id": "X1", "title": "Pain not from the fracture", "kind": "exclusion", "exclusionKind": "absolute",
+     "status": "absent",
      "reason": "no other pain generator documented", "evidence": [], "source": "LCD L34106"},
-    {"id": "X2", "title": "Infection", "kind": "exclusion", "status": "absent",
+    {"id": "X2", "title": "Infection", "kind": "exclusion", "exclusionKind": "absolute", "status": "absent",
      "reason": "no infection on record", "evidence": [], "source": "LCD L34106"},
 ]
 
@@ -77,7 +78,10 @@ def evaluation(
             c["evidence"] = ["Condition/infection-1"]
     for xid in present:
         if not any(c["id"] == xid for c in criteria):
-            criteria.append({"id": xid, "title": f"Exclusion {xid}", "kind": "exclusion", "status": "present",
+            # The policy labels X1-X3 absolute, the rest relative (clinical-rules.md, exclusions).
+            kind = "absolute" if xid in {"X1", "X2", "X3"} else "relative"
+            criteria.append({"id": xid, "title": f"Exclusion {xid}", "kind": "exclusion", "exclusionKind": kind,
+                             "status": "present",
                              "reason": "documented", "evidence": ["Condition/x"], "source": "LCD L34106"})
     result: dict[str, Any] = {
         "patient": patient, "asOf": "2025-06-30", "policy": "cms-lcd-pva", "decision": decision,

@@ -507,13 +507,18 @@ def _segment_signals(
     def add(kind: str, value: Any, m: re.Match[str], **kw: Any) -> None:
         scan.signals.append(Signal(kind, value, levels, source.day, source.modality, ev(m), from_text=True, **kw))
 
+    low = segment.lower()
+
+    def has(*words: str) -> bool:
+        # Cheap substring gates before the (case-insensitive, slower) patterns run.
+        return any(w in low for w in words)
+
     fracture_context = bool(_FRACTURE_CONTEXT.search(segment))
     # Edema / uptake words count when the words around them are about bone or a level, or when the
     # report is an MRI / bone scan: "pedal edema" in a clinic note or an "FDG-avid node" is not acuity.
-    acuity_context = advanced_source or names_level or bool(
-        _ACUITY_CONTEXT.search(segment) or _ACUITY_CONTEXT.search(sentence)
-    )
-    if acuity_context:
+    if has("edema", "hyperintens", "stir", "uptake", "avid", "increased") and (
+        advanced_source or names_level or _ACUITY_CONTEXT.search(segment) or _ACUITY_CONTEXT.search(sentence)
+    ):
         for pattern, value_name in ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"),
                                     (_UPTAKE, "increased-uptake")):
             for m in pattern.finditer(segment):
@@ -525,43 +530,55 @@ def _segment_signals(
                 add("acuity", not is_neg, m, advanced=True, acuity_value=None if is_neg else value_name)
     if fracture_context:
         positive_value = "increased-uptake" if source.modality in {"NM", "PT"} else "marrow-edema"
-        for m in _ACUTE.finditer(segment):
-            if hedged(m):
+        if "acute" in low:
+            for m in _ACUTE.finditer(segment):
+                if hedged(m):
+                    continue
+                is_neg = negated(m)
+                add("acuity", not is_neg, m, advanced=advanced_source,
+                    acuity_value=None if is_neg else positive_value, note="age word")
+        if has("chronic", "healed", "sclerotic", "remote", "old"):
+            for m in _CHRONIC.finditer(segment):
+                if not negated(m) and not hedged(m):
+                    add("acuity", False, m, advanced=advanced_source, note="age word")
+        for m in _SEEN.finditer(segment):
+            if not negated(m):
+                add("seen", True, m, advanced=advanced_source)
+                break
+    if has("%", "percent", "per cent"):
+        for pct_value in text.find_height_loss_percent(segment):
+            m = re.search(re.escape(f"{pct_value:g}"), segment) or re.search(r"\d", segment)
+            if m:
+                add("height", pct_value, m)
+    if has("mild", "moderate", "severe", "genant"):
+        for m in _GENANT_WORDS.finditer(segment):
+            if negated(m):
                 continue
-            is_neg = negated(m)
-            add("acuity", not is_neg, m, advanced=advanced_source, acuity_value=None if is_neg else positive_value,
-                note="age word")
-        for m in _CHRONIC.finditer(segment):
-            if not negated(m) and not hedged(m):
-                add("acuity", False, m, advanced=advanced_source, note="age word")
-    for m in _SEEN.finditer(segment):
-        if not negated(m):
-            add("seen", True, m, advanced=advanced_source)
-            break
-    for pct_value in text.find_height_loss_percent(segment):
-        m = re.search(re.escape(f"{pct_value:g}"), segment) or re.search(r"\d", segment)
-        if m:
-            add("height", pct_value, m)
-    for m in _GENANT_WORDS.finditer(segment):
-        if negated(m):
-            continue
-        grade = (m["grade"] or _GENANT_GRADE.get(m["number"] or "", "")).lower()
-        if grade in GENANT:
-            number, note = GENANT[grade]
-            add("height", number, m, note=note)
-    for m in _PROGRESSION.finditer(segment):
-        if not hedged(m):
-            add("progression", not negated(m), m)
-    for m in _STABLE.finditer(segment):
-        if not negated(m):
-            add("progression", False, m)
-    for pattern, kind in ((_PLANA, "plana"), (_CLEFT, "cleft"), (_RETRO, "retropulsion")):
-        for m in pattern.finditer(segment):
+            grade = (m["grade"] or _GENANT_GRADE.get(m["number"] or "", "")).lower()
+            if grade in GENANT:
+                number, note = GENANT[grade]
+                add("height", number, m, note=note)
+    if has("further", "progress", "interval", "increased"):
+        for m in _PROGRESSION.finditer(segment):
             if not hedged(m):
-                add(kind, not negated(m), m)
-    for m in _RETRO_INTACT.finditer(segment):
-        if not negated(m):
-            add("retropulsion", False, m)
+                add("progression", not negated(m), m)
+    if has("stable", "unchanged", "interval"):
+        for m in _STABLE.finditer(segment):
+            if not negated(m):
+                add("progression", False, m)
+    for pattern, kind, words in (
+        (_PLANA, "plana", ("plana",)),
+        (_CLEFT, "cleft", ("cleft", "vacuum", "mmell", "intravertebral")),
+        (_RETRO, "retropulsion", ("retropuls", "canal", "posterior")),
+    ):
+        if has(*words):
+            for m in pattern.finditer(segment):
+                if not hedged(m):
+                    add(kind, not negated(m), m)
+    if "intact" in low:
+        for m in _RETRO_INTACT.finditer(segment):
+            if not negated(m):
+                add("retropulsion", False, m)
 
 
 # --- facts -------------------------------------------------------------------------------------

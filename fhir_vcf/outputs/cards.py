@@ -17,9 +17,6 @@ from typing import Any
 
 SUMMARY_LIMIT = 139  # the spec: "less than 140 characters"
 
-# Exclusions that no coverage route can waive (LCD L34106, "absolute"): signing an augmentation
-# order despite one of these is the one situation that earns a `critical` card.
-ABSOLUTE_EXCLUSIONS = frozenset({"X1", "X2", "X3"})
 
 TOPIC = {
     "system": "urn:fhir-vcf:topic",
@@ -95,10 +92,16 @@ def _line(value: Any) -> str:
     return " ".join(str(value).split())
 
 
+def _is_absolute(criterion: Mapping[str, Any]) -> bool:
+    """The policy labels each exclusion absolute or relative; the card only reads that label."""
+    return criterion.get("kind") == "exclusion" and criterion.get("exclusionKind") == "absolute"
+
+
 def absolute_exclusions_present(evaluation: Mapping[str, Any]) -> list[str]:
+    """Absolute exclusions present: signing an augmentation order despite one earns a `critical` card."""
     return [
         c["id"] for c in evaluation.get("criteria", [])
-        if isinstance(c, Mapping) and c.get("id") in ABSOLUTE_EXCLUSIONS and c.get("status") == "present"
+        if isinstance(c, Mapping) and _is_absolute(c) and c.get("status") == "present"
     ]
 
 
@@ -187,7 +190,7 @@ def detail_for(evaluation: Mapping[str, Any], order: OrderContext | None) -> str
         lines += ["", "| id | criterion | status | reason | evidence |", "|---|---|---|---|---|"]
         for c in criteria:
             title = c.get("title", "")
-            if c.get("kind") == "exclusion" and c.get("id") in ABSOLUTE_EXCLUSIONS:
+            if _is_absolute(c):
                 title = f"{title} (absolute)"
             lines.append(
                 f"| {_cell(c.get('id'))} | {_cell(title)} | {_cell(c.get('status'))} | "
@@ -317,7 +320,6 @@ def render_cards(
 
 
 __all__ = [
-    "ABSOLUTE_EXCLUSIONS",
     "OVERRIDE_REASONS",
     "CardSource",
     "OrderContext",
