@@ -302,7 +302,9 @@ def init_logging(app: Any, settings: Any) -> None:
             sniffed = {}
         fields.update({k: v for k, v in sniffed.items() if k not in g.get("log_fields", {})})
         fields.update(g.get("log_fields", {}))
-        level = logging.ERROR if response.status_code >= 500 else logging.INFO
+        # 500 is our failure; 502-504 are an upstream's (already logged by the FHIR client).
+        status = response.status_code
+        level = logging.ERROR if status == 500 else logging.WARNING if status >= 500 else logging.INFO
         _request_log.log(
             level, "%s %s %s", request.method, fields["endpoint"], response.status_code, extra=fields
         )

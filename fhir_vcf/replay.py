@@ -46,7 +46,8 @@ from typing import Any, TextIO
 
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
-from fhir_vcf.sources.memory import MemoryFhir, QueryError, parse_query, searchset
+from fhir_vcf.outputs.cards import DECISION_WORDS
+from fhir_vcf.sources.memory import MemoryFhir, QueryError
 
 # The FHIR models, requests and Flask load only when replay runs, so `fhir-vcf --help` stays fast.
 
@@ -59,13 +60,8 @@ JWT_LIFETIME = 300  # seconds: CDS Hooks 2.0 recommends a short-lived token (exp
 PROGRESS_THRESHOLD = 20  # bundles; above this, progress is shown even when stderr is not a terminal
 HTTP_TIMEOUT = (5.0, 60.0)
 
-# The words of a card's "**Decision:** ..." line (outputs/cards.py DECISION_WORDS, inverted).
-_DECISION_WORDS = {
-    "eligible": "eligible",
-    "not eligible": "not-eligible",
-    "needs review": "needs-review",
-    "insufficient data": "insufficient-data",
-}
+# The words of a card's "**Decision:** ..." line, back to the decision codes.
+_DECISION_WORDS = {words: code for code, words in DECISION_WORDS.items()}
 _DETAIL_DECISION = re.compile(r"\*\*Decision:\*\*\s*([A-Za-z][A-Za-z -]*?)\s*(?:·|\n|$)")
 _DETAIL_AS_OF = re.compile(r"\*\*As of:\*\*\s*(\d{4}-\d{2}-\d{2})")
 
@@ -87,16 +83,6 @@ def draft_orders(store: MemoryFhir, patient_id: str) -> list[dict[str, Any]]:
 
     result = store.search("ServiceRequest", [("patient", patient_id), ("status", "draft")])
     return [r for r in result.matches if ordered_technique(r) is not None]
-
-
-def _prefetch_value(store: MemoryFhir, query: str, warnings: list[str], key: str) -> dict[str, Any] | None:
-    resource_type, rid, params = parse_query(query)
-    if rid is not None:
-        return store.read(resource_type, rid)  # None: the EHR has no such resource (prefetch null)
-    result = store.search(resource_type, params)
-    if result.ignored:
-        warnings.append(f"prefetch.{key}: replay does not support {', '.join(result.ignored)}; answered without")
-    return searchset(result, result.page())
 
 
 def build_request(
@@ -128,10 +114,13 @@ def build_request(
         if query is None:
             warnings.append(f"prefetch.{key}: template {template!r} needs a context value replay does not send")
             continue
+        ignored: list[str] = []
         try:
-            prefetch[key] = _prefetch_value(store, query, warnings, key)
+            prefetch[key] = store.query(query, ignored=ignored)  # a read of nothing: null (no such data)
         except QueryError as exc:
             warnings.append(f"prefetch.{key}: {exc.message}")
+        if ignored:
+            warnings.append(f"prefetch.{key}: replay does not support {', '.join(ignored)}; answered without")
     body: dict[str, Any] = {
         "hookInstance": str(uuid.uuid4()),
         "hook": hook,
@@ -290,7 +279,7 @@ class Transport:
         answer = self.get("/cds-services")
         if answer.status != 200 or not isinstance(answer.body, Mapping):
             raise ReplayInputError(
-                f"discovery {self.url('/cds-services')} answered {answer.status}: {_short(answer.text)}"
+                f"discovery {self.url('/cds-services')} answered {answer.status}: {_outcome_text(answer)}"
             )
         services = answer.body.get("services")
         if not isinstance(services, list):
@@ -675,13 +664,6 @@ def junit_xml(rows: Sequence[Row], *, name: str = "fhir-vcf replay") -> bytes:
 # --- the command line -----------------------------------------------------------------------------
 
 
-def _as_of(value: str) -> date:
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        with contextlib.suppress(ValueError):
-            return date.fromisoformat(value)
-    raise argparse.ArgumentTypeError(f"invalid date {value!r}: expected YYYY-MM-DD, e.g. 2025-06-30")
-
-
 def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "replay",
@@ -697,7 +679,9 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "patients with a draft augmentation order")
     p.add_argument("--against", metavar="URL",
                    help="the base URL of a running service (default: the app in-process)")
-    p.add_argument("--as-of", type=_as_of, metavar="YYYY-MM-DD",
+    from fhir_vcf.cli import _as_of_date  # the same YYYY-MM-DD rule as `fhir-vcf evaluate --as-of`
+
+    p.add_argument("--as-of", type=_as_of_date, metavar="YYYY-MM-DD",
                    help="the evaluation date (default: the service's today)")
     p.add_argument("--expect", metavar="FILE", help="expected decisions, as in samples/expected.json")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML here (one testcase per row)")

@@ -92,6 +92,7 @@ def serve(
     overrides = _overrides(demo)
     try:
         from fhir_vcf.app import create_app
+        from fhir_vcf.service.demo_fhir import demo_banner, demo_overrides, local_base_url
 
         app = create_app(overrides)  # validate everything once, in the master, before forking
         log_level = app.extensions["fhir_vcf"].settings.log_level
@@ -119,6 +120,13 @@ def serve(
         "accesslog": None,
         "logconfig_dict": _logconfig(log_level),
     }
+    if app.extensions["fhir_vcf"].settings.demo:
+        # The REST API's patient endpoints read the demo endpoint (unless FHIR_VCF_FHIR_BASE_URL is
+        # set), through the workers' environment; then the URLs to try first.
+        extra = demo_overrides(overrides, host, port)
+        options["raw_env"] = [f"FHIR_VCF_{k.upper()}={v}" for k, v in extra.items()]
+        err.write(demo_banner(local_base_url(host, port)))
+        err.flush()
     FhirVcfApplication(overrides, options).run()
     return EXIT_OK
 

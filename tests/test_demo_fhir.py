@@ -10,7 +10,7 @@ import pytest
 
 from fhir_vcf import create_app
 from fhir_vcf.errors import ConfigError
-from fhir_vcf.service.demo_fhir import demo_banner
+from fhir_vcf.service.demo_fhir import demo_banner, demo_overrides, local_base_url
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 FHIR_JSON = "application/fhir+json"
@@ -111,6 +111,11 @@ def test_unknown_ids_and_types_are_404_operation_outcomes(client, path):
     assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["code"] == "not-found"
 
 
+def test_summary_count_answers_the_total_only(client):
+    body = client.get("/demo/fhir/Observation?patient=d1&_summary=count").get_json()
+    assert body["total"] == 5 and "entry" not in body
+
+
 def test_known_type_without_data_is_an_empty_searchset(client):
     body = client.get("/demo/fhir/CarePlan?patient=d1").get_json()
     assert body["total"] == 0 and "entry" not in body
@@ -161,3 +166,15 @@ def test_banner_names_every_url_to_try():
         "$cds-hooks-request",
     ):
         assert url in text
+
+
+def test_serve_demo_points_the_rest_api_at_the_demo_endpoint(monkeypatch):
+    monkeypatch.delenv("FHIR_VCF_FHIR_BASE_URL", raising=False)
+    monkeypatch.delenv("FHIR_VCF_DEMO", raising=False)
+    assert demo_overrides({"demo": True}, "0.0.0.0", 8080) == {"fhir_base_url": "http://127.0.0.1:8080/demo/fhir"}
+    assert demo_overrides({}, "127.0.0.1", 8080) == {}
+    monkeypatch.setenv("FHIR_VCF_DEMO", "true")  # the Docker way: demo from the environment
+    assert demo_overrides({}, "::", 9000) == {"fhir_base_url": "http://127.0.0.1:9000/demo/fhir"}
+    monkeypatch.setenv("FHIR_VCF_FHIR_BASE_URL", "https://ehr.example.org/fhir")
+    assert demo_overrides({"demo": True}, "0.0.0.0", 8080) == {}
+    assert local_base_url("::1", 80) == "http://[::1]:80"

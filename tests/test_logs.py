@@ -121,3 +121,14 @@ def test_gunicorn_logconfig_uses_the_json_handler():
     logging.config.dictConfig({k: v for k, v in config.items() if k != "root"})  # leave pytest's root alone
     handler = logging.getLogger("gunicorn.error").handlers[0]
     assert handler.formatter.__class__.__name__ == "JsonFormatter"
+
+
+def test_the_service_logs_json_with_request_ids(capsys):
+    from fhir_vcf import create_app
+
+    client = create_app({"database_url": "sqlite://"}).test_client()
+    capsys.readouterr()
+    response = client.get("/healthz", headers={REQUEST_ID_HEADER: "trace-7"})
+    assert response.headers[REQUEST_ID_HEADER] == "trace-7"
+    done = [r for r in lines(capsys) if r["logger"] == "fhir_vcf.request"]
+    assert done and done[-1]["request_id"] == "trace-7" and done[-1]["endpoint"] == "/healthz"

@@ -372,3 +372,45 @@ def test_kyphoplasty_is_not_kyphosis():
 def test_imaging_series_text_is_not_a_fracture_condition():
     f = facts(imaging_study("mri", "MR", "2025-06-05", series=[series_("MR", description="T12 fracture")]))
     assert f.fractures == ()
+
+
+def test_fracture_words_with_a_vertebral_body_site():
+    (fracture,) = facts(
+        condition("c", coding("icd", "M84.48XA", "Pathological fracture, other site"), onset="2025-06-02",
+                  body_sites=[vertebra("T12")])
+    ).fractures
+    assert fracture.method is Method.TEXT and fracture.levels == ("T12",)
+
+
+def test_suspected_fracture_text_is_not_a_fracture():
+    assert facts(condition("c", text="Possible T12 compression fracture", onset="2025-06-02")).fractures == ()
+
+
+def test_coded_myeloma_display_does_not_repeat_as_a_text_term():
+    f = facts(condition("m", coding("icd", "C90.00", "Multiple myeloma not having achieved remission")))
+    assert f.malignancy.value == ("C90.00",)
+
+
+def test_earlier_mri_without_edema_does_not_show_a_fracture():
+    f = facts(
+        condition("c", M80, onset="2025-06-01", body_sites=[vertebra("T12")]),
+        imaging_study("mri", "MR", "2025-01-10"),
+        finding("e", "marrow-edema", False, level="T12", study="ImagingStudy/mri"),
+    )
+    assert f.onset["T12"].status is Status.PRESENT
+
+
+def test_earlier_mri_with_edema_conflicts_with_onset():
+    f = facts(
+        condition("c", M80, onset="2025-06-01", body_sites=[vertebra("T12")]),
+        imaging_study("mri", "MR", "2025-01-10"),
+        finding("e", "marrow-edema", True, level="T12", study="ImagingStudy/mri"),
+    )
+    assert f.onset["T12"].status is Status.CONFLICT
+    assert "Observation/e" in f.onset["T12"].references
+
+
+@pytest.mark.parametrize("conclusion", ["Normal thoracic kyphosis.", "Thoracic kyphosis is preserved."])
+def test_normal_kyphosis_is_not_a_deformity(conclusion):
+    f = facts(diagnostic_report("r", text="XR", conclusion=conclusion))
+    assert f.kyphosis.status is Status.ABSENT

@@ -358,3 +358,56 @@ def test_clinic_note_fracture_before_onset_is_not_a_radiograph():
               diagnostic_report("note", text="Clinic summary", effective="2025-01-01",
                                 conclusion="History of T12 fracture."))
     assert f.onset["T12"].status is Status.PRESENT
+
+
+def test_nearest_level_mention_within_one_clause():
+    f = facts(
+        fracture("a", "T12"),
+        fracture("b", "L1"),
+        diagnostic_report("r", text="MRI spine", effective="2025-06-05",
+                          conclusion="T12 fracture with marrow edema and L1 fracture without edema. "
+                                     "T12 with 35% height loss and L1 with 20% height loss."),
+    )
+    assert f.acuity["T12"].status is Status.PRESENT
+    assert f.acuity["L1"].status is Status.ABSENT
+    assert (f.height_loss["T12"].value, f.height_loss["L1"].value) == (35.0, 20.0)
+
+
+def test_a_level_list_shares_the_finding():
+    f = facts(
+        fracture("a", "T12"),
+        fracture("b", "L1"),
+        diagnostic_report("r", text="MRI spine", effective="2025-06-05",
+                          conclusion="Compression fractures of T12 and L1 with marrow edema."),
+    )
+    assert f.acuity["T12"].status is Status.PRESENT and f.acuity["L1"].status is Status.PRESENT
+
+
+def test_no_other_fracture_sentence_does_not_touch_the_level():
+    conclusion = "Acute T12 fracture with edema. No other acute fracture."
+    f = facts(fracture(), mri(), diagnostic_report("r", text="MRI", effective="2025-06-05",
+                                                   studies=["ImagingStudy/mri"], conclusion=conclusion))
+    assert f.acuity["T12"].status is Status.PRESENT and len(f.acuity["T12"].evidence) == 2
+
+
+def test_stable_burst_fracture_is_not_a_statement_about_progression():
+    f = facts(fracture(), diagnostic_report("r", text="CT", effective="2025-06-05",
+                                            conclusion="Stable burst fracture of T12."))
+    assert f.progression.status is Status.UNKNOWN
+
+
+def test_height_in_millimetres_is_not_a_percentage():
+    f = facts(fracture(), finding("h", "height-loss-percent", 8, level="T12", unit="mm"))
+    assert f.height_loss["T12"].status is Status.UNKNOWN
+
+
+def test_mri_study_description_alone_is_not_a_reading():
+    f = facts(fracture(), imaging_study("mri", "MR", "2025-06-05", description="MRI for T12 compression fracture",
+                                        series=[series_("MR", body_site=vertebra_coding("T12"))]))
+    assert f.acuity["T12"].status is Status.UNKNOWN and "without a report" in f.acuity["T12"].note
+
+
+def test_degenerative_canal_compromise_is_not_retropulsion():
+    f = facts(fracture(), diagnostic_report("r", text="MRI", effective="2025-06-05",
+                                            conclusion="T12 fracture. Disc bulge at L4-5 with canal compromise."))
+    assert f.retropulsion.status is Status.ABSENT

@@ -354,3 +354,10 @@ def test_samples_replay_as_expected(tmp_path):
                             "--junit", str(junit))
     assert code == 0, out + err
     assert " 0 failed" in out.splitlines()[-1]
+
+
+def test_replay_is_a_fhir_vcf_subcommand(stub, capsys):
+    from fhir_vcf.cli import main
+
+    assert main(["replay", str(TWO), "--format", "json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2

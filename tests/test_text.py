@@ -110,3 +110,34 @@ def test_height_loss_percent(value, found):
 )
 def test_scores(value, found):
     assert text.find_score(value, ["RDQ", "RMDQ", "Roland-Morris"], 24) == found
+
+
+@pytest.mark.parametrize(
+    ("value", "groups"),
+    [
+        ("T12, L1 and L2 with edema", [["T12", "L1", "L2"]]),
+        ("T12 with 35% height loss and L1 with 20%", [["T12"], ["L1"]]),
+        ("edema at T12 but not at L1", [["T12"], ["L1"]]),
+        ("T11-L1 fractures", [["T11", "T12", "L1"]]),
+        ("sacrum and L5", [["L5", "S1"]]),
+        ("T2 hyperintense signal", []),
+    ],
+)
+def test_level_mentions_group_lists(value, groups):
+    assert [levels for _, _, levels in text.level_mentions(value)] == groups
+
+
+@pytest.mark.parametrize(
+    ("sentence", "term", "hedged"),
+    [
+        ("possible marrow edema at T12", "marrow edema", True),
+        ("suspicious for metastatic disease", "metastatic", True),
+        ("cannot rule out retropulsion", "retropulsion", True),
+        ("marrow edema versus artifact", "marrow edema", True),
+        ("marrow edema at T12", "marrow edema", False),
+        ("no marrow edema", "marrow edema", False),
+    ],
+)
+def test_hedging(sentence, term, hedged):
+    start = sentence.index(term)
+    assert text.is_hedged(sentence, start, start + len(term)) is hedged

@@ -177,13 +177,15 @@ def _text_kind(values: Iterable[str]) -> str | None:
     return None
 
 
-def _text_fracture(values: list[tuple[str, str]]) -> tuple[str, str] | None:
-    """The (text, element) that names a vertebral fracture, affirmed, if any."""
+def _text_fracture(values: list[tuple[str, str]], *, vertebral_site: bool = False) -> tuple[str, str] | None:
+    """The (text, element) that names a vertebral fracture, affirmed, if any. The fracture words
+    must be about the spine: vertebral words or a level beside them, or a vertebra as body site
+    ("Pathological fracture, other site" at bodySite T12)."""
     for value, element in values:
         for m in _FRACTURE_WORD.finditer(value):
-            if text.is_negated(value, m.start(), m.end()):
+            if text.is_negated(value, m.start(), m.end()) or text.is_hedged(value, m.start(), m.end()):
                 continue
-            if _VERTEBRAL.search(value) or text.find_levels(value):
+            if vertebral_site or _VERTEBRAL.search(value) or text.find_levels(value):
                 return value, element
     return None
 
@@ -244,7 +246,9 @@ def _context_codes(scan: FractureScan, ref: str, resource: Any, current: bool) -
                 scan.kyphosis.affirmed.append(ev)
 
 
-def context_text(scan: FractureScan, ref: str, element: str, value: str, *, conditions: bool = True) -> None:
+def context_text(
+    scan: FractureScan, ref: str, element: str, value: str, *, conditions: bool = True, skip_malignancy: bool = False
+) -> None:
     """Etiology context in one piece of text (a Condition's words, a report conclusion)."""
     for signals, pattern, term_value in (
         (scan.osteoporosis, _OSTEOPOROSIS, False),
@@ -253,6 +257,8 @@ def context_text(scan: FractureScan, ref: str, element: str, value: str, *, cond
         (scan.healed, _HEALED, False),
         (scan.kyphosis, _KYPHOSIS, False),
     ):
+        if skip_malignancy and (signals is scan.malignancy or signals is scan.myeloma):
+            continue
         if signals is scan.osteoporosis and not conditions:
             # "osteoporotic" in a radiology report describes bone, not a diagnosis; only Conditions
             # and DXA conclusions ("consistent with osteoporosis") are read, via `conditions=True`.
@@ -261,12 +267,22 @@ def context_text(scan: FractureScan, ref: str, element: str, value: str, *, cond
             if text.is_hedged(value, m.start(), m.end()):
                 continue  # "suspicious for metastasis": neither present nor absent
             ev = Evidence(ref, element, Method.TEXT, f"'{text_snippet(value, m.start(), m.end())}'")
-            if text.is_negated(value, m.start(), m.end()):
+            normal = signals is scan.kyphosis and _normal_curve(value, m.start(), m.end())
+            if normal or text.is_negated(value, m.start(), m.end()):
                 signals.negated.append(ev)
             else:
                 signals.affirmed.append(ev)
                 if term_value:
                     signals.values.append(m.group(0).lower())
+
+
+# "Normal thoracic kyphosis" is the spine's physiological curve, not a kyphotic deformity.
+_NORMAL_BEFORE = re.compile(r"\b(?:normal|physiologic\w*|preserved|maintained)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
+_NORMAL_AFTER = re.compile(r"^\s+(?:is\s+|are\s+)?(?:normal|preserved|maintained|within\s+normal)", re.IGNORECASE)
+
+
+def _normal_curve(value: str, start: int, end: int) -> bool:
+    return bool(_NORMAL_BEFORE.search(value[max(0, start - 40) : start]) or _NORMAL_AFTER.match(value[end : end + 30]))
 
 
 def text_snippet(value: str, start: int, end: int, width: int = 40) -> str:
@@ -286,12 +302,15 @@ def scan_conditions(record: Any, *, reasons: frozenset[str] = frozenset()) -> Fr
     for resource in record.of_type("Condition"):
         ref = record.ref(resource)
         current = not common.is_historical(resource)
+        coded_malignancy = len(scan.malignancy.values)
         _context_codes(scan, ref, resource, current)
+        coded_malignancy = len(scan.malignancy.values) > coded_malignancy
         code_texts = list(common.texts(resource.code, "code"))
         note_texts = list(common.notes(resource))
         if current:
             for value, element in code_texts + note_texts:
-                context_text(scan, ref, element, value)
+                # A coded neoplasm's display ("Multiple myeloma ...") would only repeat the code.
+                context_text(scan, ref, element, value, skip_malignancy=coded_malignancy)
         else:
             for value, element in code_texts + note_texts:
                 for m in _HEALED.finditer(value):
@@ -352,7 +371,8 @@ def _fracture(
     else:
         if _is_healed_condition(resource, code_texts):
             return None
-        found = _text_fracture(code_texts)
+        site_levels, _, _ = sites.body_site_levels(ref, getattr(resource, "bodySite", None))
+        found = _text_fracture(code_texts, vertebral_site=bool(site_levels))
         if found is None:
             return None
         method = Method.TEXT

@@ -92,7 +92,7 @@ _PROGRESSION = re.compile(
     _I,
 )
 _STABLE = re.compile(
-    r"\b(?:stable|unchanged)\s+(?:\w+\s+){0,3}?(?:compression|collapse|fractur\w*|height|deformit\w*)"
+    r"\b(?:stable|unchanged)\s+(?!burst)(?:\w+\s+){0,3}?(?:compression|collapse|fractur\w*|height|deformit\w*)"
     r"|\b(?:compression|collapse|fractur\w*|height|deformit\w*)\s+(?:\w+\s+){0,4}?(?:is|are|remains?)\s+"
     r"(?:stable|unchanged)"
     r"|\bno\s+(?:significant\s+)?interval\s+change",
@@ -119,10 +119,13 @@ _ANY_CUE = re.compile(
     r"|further|interval|stable|unchanged|mild|moderate|severe|genant|%|percent",
     _I,
 )
+# A disc space ("L4-5", "L5-S1", "T12/L1"): canal narrowing there is degenerative, not the fracture.
+_DISC_LEVEL = re.compile(r"\b(?:th|[ctls])[\s\-]?\d{1,2}\s*[-/–]\s*(?:(?:th|[ctls])[\s\-]?)?\d{1,2}\b|\bdis[ck]", _I)
 # Sentences end at ".", ";" or a line break; a decimal point ("2.5 cm") does not end one.
 _SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
 _OTHER_LEVELS = re.compile(
-    r"\b(?:other|remaining|additional|adjacent)\s+(?:\w+\s+)?(?:levels?|vertebra\w*|vertebral\s+bod\w+)"
+    r"\b(?:other|remaining|additional|adjacent)\s+(?:\w+\s+){0,2}?"
+    r"(?:levels?|vertebra\w*|vertebral\s+bod\w+|fractures?|compression\s+fractures?)"
     r"|\belsewhere\b|\brest\s+of\s+the\s+(?:spine|vertebra\w*|levels)",
     _I,
 )
@@ -159,6 +162,7 @@ class Signal:
     acuity_value: str | None = None
     note: str = ""
     from_text: bool = False
+    report_text: bool = False  # read from a report's conclusion / presented form (a radiologist's reading)
 
 
 @dataclass
@@ -169,6 +173,7 @@ class _Source:
     day: date | None
     modality: str | None
     fallback_levels: tuple[str, ...] = ()
+    report: bool = False  # a DiagnosticReport: its words are the reading of the images
 
 
 @dataclass
@@ -177,7 +182,7 @@ class ImagingScan:
     lines: list[tuple[date, str]] = field(default_factory=list)
     texts: list[tuple[str, str, str]] = field(default_factory=list)  # (ref, element, text) for context terms
 
-    def seen_events(self, single_level: str | None = None) -> list[SeenEvent]:
+    def seen_events(self) -> list[SeenEvent]:
         """Imaging that shows a fracture, dated, for the onset check."""
         out = []
         for s in self.signals:
@@ -185,8 +190,8 @@ class ImagingScan:
                 continue
             if s.modality is None:
                 continue  # not known to be imaging (a clinic note's "fracture" is not a radiograph)
-            if s.kind in {"plana", "cleft"} and not s.value:
-                continue
+            if s.kind in {"plana", "cleft", "acuity", "height"} and not s.value:
+                continue  # "no edema", "0 % height loss": no fracture shown
             label = f"{s.modality or 'imaging'} {s.day.isoformat()} ({s.evidence.reference})"
             out.append(SeenEvent(s.day, s.levels, label, s.evidence))
         return out
@@ -302,7 +307,7 @@ def scan_imaging(record: Any) -> ImagingScan:
             words += [v for v, _ in common.texts(report.category or [], "category")]
             modality = _modality_from_words(*words)
         fallback = next((s.fallback_levels for s in linked if s.fallback_levels), ())
-        source = _Source(ref, day or next((s.day for s in linked if s.day), None), modality, fallback)
+        source = _Source(ref, day or next((s.day for s in linked if s.day), None), modality, fallback, report=True)
         reports[ref] = source
         for result in report.result or []:
             target = _target_ref(record, result)
@@ -400,6 +405,9 @@ def _observation(
         element = next(p for c, p in codes if (c.system == "finding" and c.code == code) or c.code in snomed.EDEMA)
         if code == finding.HEIGHT_LOSS_PERCENT:
             value = _number(obs)
+            unit = getattr(obs.valueQuantity, "code", None) or getattr(obs.valueQuantity, "unit", None)
+            if unit not in (None, "%", "percent"):
+                return  # a height in mm is not a percentage: never converted by guess
             if value is not None and 0 <= value <= 100:
                 ev = Evidence(ref, "valueQuantity", Method.CODE, f"height loss {value:g} %{at}")
                 scan.signals.append(Signal("height", value, lv, day, modality, ev))
@@ -479,8 +487,9 @@ def _analyze_text(scan: ImagingScan, source: _Source, element: str, value: str) 
             if not _ANY_CUE.search(segment):
                 continue
             levels = tuple(carried or (sentence_levels if len(sentence_levels) == 1 else ()) or text_default)
+            groups = text.level_mentions(segment) if len(seg_levels) > 1 else []
             _segment_signals(scan, source, element, sentence, start, segment, levels, bool(seg_levels),
-                             advanced_source)
+                             advanced_source, groups if len(groups) > 1 else [])
 
 
 def _segment_signals(
@@ -493,7 +502,11 @@ def _segment_signals(
     levels: tuple[str, ...],
     names_level: bool,
     advanced_source: bool,
+    groups: list[tuple[int, int, list[str]]] | None = None,
 ) -> None:
+    """The signals of one part of a sentence. With several separate level mentions in the part
+    ("T12 with 35% height loss and L1 with 20%"), each statement belongs to the nearest mention
+    before it (else the first after it)."""
     def ev(m: re.Match[str]) -> Evidence:
         snippet = text_snippet(sentence, offset + m.start(), offset + m.end())
         return Evidence(source.ref, element, Method.TEXT, f"'{snippet}'")
@@ -504,8 +517,18 @@ def _segment_signals(
     def hedged(m: re.Match[str]) -> bool:
         return text.is_hedged(sentence, offset + m.start(), offset + m.end())
 
+    def levels_at(pos: int) -> tuple[str, ...]:
+        if not groups:
+            return levels
+        before = [g for g in groups if g[1] <= pos]
+        chosen = before[-1] if before else groups[0]
+        return tuple(chosen[2])
+
     def add(kind: str, value: Any, m: re.Match[str], **kw: Any) -> None:
-        scan.signals.append(Signal(kind, value, levels, source.day, source.modality, ev(m), from_text=True, **kw))
+        scan.signals.append(
+            Signal(kind, value, levels_at(m.start()), source.day, source.modality, ev(m), from_text=True,
+                   report_text=source.report, **kw)
+        )
 
     low = segment.lower()
 
@@ -573,8 +596,13 @@ def _segment_signals(
     ):
         if has(*words):
             for m in pattern.finditer(segment):
-                if not hedged(m):
-                    add(kind, not negated(m), m)
+                if hedged(m):
+                    continue
+                if "canal" in m.group(0).lower() and not (
+                    fracture_context or "retropuls" in low or (names_level and not _DISC_LEVEL.search(segment))
+                ):
+                    continue  # "disc bulge at L4-5 with canal compromise": degenerative, not the fracture
+                add(kind, not negated(m), m)
     if "intact" in low:
         for m in _RETRO_INTACT.finditer(segment):
             if not negated(m):
@@ -654,7 +682,7 @@ def _acuity(level: str, signals: list[Signal], unassigned_refs: frozenset[str] =
     # A report whose edema statement names no level cannot be read as "no edema here".
     advanced_seen = [
         s for s in signals
-        if s.kind == "seen" and s.advanced and s.from_text and s.evidence.reference not in unassigned_refs
+        if s.kind == "seen" and s.advanced and s.report_text and s.evidence.reference not in unassigned_refs
     ]
     if advanced_seen:
         return Fact.absent(

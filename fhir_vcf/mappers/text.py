@@ -84,6 +84,44 @@ def _label(region: str, number: str) -> str:
     return f"{letter}{int(number)}"
 
 
+def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
+    """Each place the text names levels, in reading order: (start, end, levels).
+
+    Mentions joined only by commas, "and", "or", "&" or "/" form one group ("T12, L1 and L2" is one
+    mention of three levels), so that a finding written after a list belongs to the whole list.
+    """
+    if not text:
+        return []
+    spans: list[tuple[int, int, list[str]]] = []
+    consumed: list[tuple[int, int]] = []
+    for m in _RANGE.finditer(text):
+        first = _label(m["regiona"], m["numa"])
+        last = _label(m["regionb"] or m["regiona"], m["numb"])
+        if is_level(first) and is_level(last):
+            spans.append((m.start(), m.end(), level_range(first, last)))
+            consumed.append(m.span())
+    for m in _LEVEL.finditer(text):
+        if any(a <= m.start() < b for a, b in consumed):
+            continue
+        label = _label(m["region"], m["num"])
+        if is_level(label) and not _is_mri_sequence(text, label, m.end()):
+            spans.append((m.start(), m.end(), [label]))
+    for m in _SACRUM.finditer(text):
+        spans.append((m.start(), m.end(), [SACRUM]))
+    spans.sort()
+    groups: list[tuple[int, int, list[str]]] = []
+    for start, end, levels in spans:
+        if groups and _LIST_JOIN.fullmatch(text, groups[-1][1], start):
+            g_start, _, g_levels = groups[-1]
+            groups[-1] = (g_start, end, sort_levels([*g_levels, *levels]))
+        else:
+            groups.append((start, end, sort_levels(levels)))
+    return groups
+
+
+_LIST_JOIN = re.compile(r"\s*(?:,|&|/|\band\b|\bor\b)?\s*(?:\band\b)?\s*", re.IGNORECASE)
+
+
 def find_levels(text: str | None) -> list[str]:
     """Every vertebral level the text names, head to foot ("T11-L1" → T11, T12, L1).
 

@@ -27,6 +27,7 @@ blueprint is registered, so a broken sample stops the start-up instead of failin
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import date
@@ -35,7 +36,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fhir.resources.R4B import get_fhir_model_class
-from flask import Blueprint, Response, current_app, json, request
+from flask import Blueprint, Response, current_app, request
 
 import fhir_vcf
 from fhir_vcf.errors import ConfigError, FhirVcfError
@@ -229,7 +230,7 @@ def search(resource_type: str) -> Response:
     if strict and result.ignored:
         return outcome(400, "not-supported", f"unsupported search parameter(s): {', '.join(result.ignored)}")
     count = min(result.count if result.count is not None else DEFAULT_COUNT, MAX_COUNT)
-    page = result.page(offset, count)
+    page = [] if request.args.get("_summary") == "count" else result.page(offset, count)
     base = f"{demo_base_url()}/{resource_type}"
 
     def link(relation: str, at: int) -> dict[str, str]:
@@ -261,7 +262,30 @@ def read(resource_type: str, resource_id: str) -> Response:
     return _fhir(resource)
 
 
-# --- the start-up banner --------------------------------------------------------------------------
+# --- serving: the REST API's FHIR server and the start-up banner ----------------------------------
+
+
+def local_base_url(host: str, port: int) -> str:
+    """The URL this process answers on, from inside the machine (a wildcard bind → 127.0.0.1)."""
+    name = "127.0.0.1" if host in {"", "0.0.0.0", "::", "[::]"} else host.strip("[]")
+    if ":" in name:
+        name = f"[{name}]"
+    return f"http://{name}:{port}"
+
+
+def demo_overrides(overrides: Mapping[str, Any], host: str, port: int) -> dict[str, Any]:
+    """Settings `fhir-vcf serve` adds in demo mode: the REST API's patient endpoints read from the
+    demo endpoint (over loopback) unless FHIR_VCF_FHIR_BASE_URL names another server.
+
+    A bad environment raises ConfigError here, as create_app would.
+    """
+    from fhir_vcf.config import Settings
+
+    settings = Settings.from_env().updated(dict(overrides))
+    if settings.demo and not settings.fhir_base_url:
+        return {"fhir_base_url": local_base_url(host, port) + PREFIX}
+    return {}
+
 
 BANNER_PATIENT = "p-tanaka"  # samples/eligible-requested-kyphoplasty-t12-l1.json: a draft kyphoplasty order
 
@@ -294,14 +318,26 @@ def demo_banner(base_url: str) -> str:
             "  order-sign, prefetch filled (a ready request from the demo endpoint, piped in):",
             f"    curl -s '{fhir}/$cds-hooks-request?patient={p}&hook=order-sign' \\",
             f"      | curl -s -H 'Content-Type: application/json' -d @- {base}/cds-services/{sign}",
-            f"  REST API evaluation      curl -s {base}/api/v1/patients/{p}/evaluation",
+            f"  REST API evaluation      curl -s '{base}/api/v1/patients/{p}/evaluation?asOf=2025-06-30'",
             f"  demo FHIR endpoint       curl -s '{fhir}/Observation?patient={p}&_count=2'",
             f"  metrics                  curl -s {base}/metrics",
             f"  health                   curl -s {base}/healthz",
-            f"  replay every sample      fhir-vcf replay samples --hook all --against {base} --as-of 2025-06-30",
+            f"  replay every sample      fhir-vcf replay samples --hook all --against {base}",
+            "",
+            "  The samples are written for 2025-06-30: the REST API takes ?asOf=2025-06-30; CDS Hooks calls",
+            "  evaluate as of today, so their fractures are old by now.",
             "",
         ]
     )
 
 
-__all__ = ["bp", "demo_banner", "demo_base_url", "load_store", "samples_dir", "store"]
+__all__ = [
+    "bp",
+    "demo_banner",
+    "demo_base_url",
+    "demo_overrides",
+    "load_store",
+    "local_base_url",
+    "samples_dir",
+    "store",
+]

@@ -121,13 +121,11 @@ def clinical_date(resource: Mapping[str, Any]) -> datetime | None:
 
 
 def _relative(reference: str) -> str:
-    """"http://x/fhir/Patient/1" or "Patient/1/_history/2" → "Patient/1"; other forms unchanged."""
-    if reference.startswith("urn:"):
-        return reference
-    parts = [p for p in reference.split("/") if p]
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    return "/".join(parts[-2:]) if len(parts) >= 2 else reference
+    """"http://x/fhir/Patient/1" → "Patient/1": record.py's one definition of reference forms
+    (imported here, not at the top, so that `fhir-vcf --help` does not load the FHIR models)."""
+    from fhir_vcf.record import _relative as relative
+
+    return relative(reference)
 
 
 def _codings(value: Any) -> Iterable[tuple[str | None, str | None]]:
@@ -297,16 +295,19 @@ class MemoryFhir:
 
     # -- the query strings of prefetch templates ---------------------------------------------
 
-    def query(self, relative: str) -> dict[str, Any] | None:
+    def query(self, relative: str, *, ignored: list[str] | None = None) -> dict[str, Any] | None:
         """A resolved prefetch query → the resource (a read; None when absent) or a searchset Bundle.
 
         The Bundle holds the first `_count` matches with `total` set to all of them; there is no
-        `next` link, because a prefetch has no server behind it to page from.
+        `next` link, because a prefetch has no server behind it to page from. Parameters the store
+        does not support are appended to `ignored` when it is given.
         """
         resource_type, rid, params = parse_query(relative)
         if rid is not None:
             return self.read(resource_type, rid)
         result = self.search(resource_type, params)
+        if ignored is not None:
+            ignored.extend(result.ignored)
         return searchset(result, result.page())
 
 
