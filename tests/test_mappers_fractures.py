@@ -414,3 +414,15 @@ def test_earlier_mri_with_edema_conflicts_with_onset():
 def test_normal_kyphosis_is_not_a_deformity(conclusion):
     f = facts(diagnostic_report("r", text="XR", conclusion=conclusion))
     assert f.kyphosis.status is Status.ABSENT
+
+
+def test_a_condition_coded_as_something_else_is_not_a_second_fracture():
+    """G99.2 "Myelopathy from T10 fracture" names its cause; it must not add a fracture whose onset
+    would contradict the real one (it did, and made I1 a conflict in the X8 sample)."""
+    f = facts(
+        condition("vcf", coding("icd", "M80.08XA"), onset="2025-06-02", body_sites=[vertebra("T10")]),
+        condition("myelo", coding("icd", "G99.2", "Myelopathy in diseases classified elsewhere"),
+                  text="Myelopathy from T10 fracture", onset="2025-06-22"),
+    )
+    assert [fx.reference for fx in f.fractures] == ["Condition/vcf"]
+    assert f.onset["T10"].status is Status.PRESENT

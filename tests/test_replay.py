@@ -171,6 +171,17 @@ def test_order_hooks_carry_the_draft_augmentation_orders():
     assert "selections" not in sign["context"] and sign["context"]["draftOrders"]["entry"]
 
 
+def test_unsupported_template_parameters_are_reported():
+    store = MemoryFhir.from_bundles([json.loads(KYPHO.read_text())])
+    svc = {"hook": "patient-view", "id": "x",
+           "prefetch": {"obs": "Observation?patient={{context.patientId}}&frobnicate=1",
+                        "enc": "Encounter?patient={{context.encounterId}}"}}
+    warnings = []
+    body = build_request(store, "p-tanaka", svc, warnings=warnings)
+    assert body["prefetch"]["obs"]["total"] > 0 and "enc" not in body["prefetch"]
+    assert any("frobnicate" in w for w in warnings) and any("prefetch.enc" in w for w in warnings)
+
+
 # --- running (stubbed core) -----------------------------------------------------------------------
 
 

@@ -339,6 +339,14 @@ def _is_healed_condition(resource: Any, code_texts: list[tuple[str, str]]) -> bo
     return False
 
 
+def _coded_as_something_else(resource: Any) -> bool:
+    """An ICD-10-CM code that is not a fracture code says what the Condition is (coded first, text
+    second): "Myelopathy from T10 fracture" coded G99.2 is a myelopathy that mentions its cause, not
+    a second fracture whose onset could contradict the real one."""
+    icd = [icd_key(coding.code) for coding, _ in common.codings(resource.code, "code") if coding.system == "icd-10-cm"]
+    return bool(icd) and not any(code.startswith(icd10cm.FRACTURE_FAMILIES) for code in icd)
+
+
 def _fracture(
     record: Any,
     scan: FractureScan,
@@ -369,7 +377,7 @@ def _fracture(
                 evidence.append(Evidence(ref, "code.text", Method.TEXT, f"etiology from text: {worded}"))
         codes = tuple(coding for _, coding, _ in kinds)
     else:
-        if _is_healed_condition(resource, code_texts):
+        if _is_healed_condition(resource, code_texts) or _coded_as_something_else(resource):
             return None
         site_levels, _, _ = sites.body_site_levels(ref, getattr(resource, "bodySite", None))
         found = _text_fracture(code_texts, vertebral_site=bool(site_levels))

@@ -233,10 +233,11 @@ def search(resource_type: str) -> Response:
     page = [] if request.args.get("_summary") == "count" else result.page(offset, count)
     base = f"{demo_base_url()}/{resource_type}"
 
+    # Links repeat the parameters that were applied (FHIR: not the ignored ones) with the page size.
+    applied = [(k, v) for k, v in result.applied if k != "_count"] + [("_count", str(count))]
+
     def link(relation: str, at: int) -> dict[str, str]:
-        query = [*result.applied, *([] if any(k == "_count" for k, _ in result.applied) else [("_count", str(count))])]
-        if at:
-            query.append((OFFSET_PARAM, str(at)))
+        query = applied + ([(OFFSET_PARAM, str(at))] if at else [])
         return {"relation": relation, "url": f"{base}?{urlencode(query)}"}
 
     links = [link("self", offset), link("first", 0)]

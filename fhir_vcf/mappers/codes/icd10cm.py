@@ -16,6 +16,12 @@ FRACTURE_PREFIXES = (
     ("M485", "collapsed-nec"),  # collapsed vertebra, not elsewhere classified
     ("D1809", "hemangioma"),  # hemangioma of other sites (vertebral hemangioma; clinical rules, needs review)
 )
+# Fracture families beyond the list above (e.g. M84.48XA pathological fracture, other site, with a
+# vertebral body site): a Condition coded with one may still be a vertebral fracture in its words;
+# a Condition coded with anything else (G99.2 myelopathy "from T10 fracture") is not (ICD-10-CM
+# chapters: M80 osteoporosis with fracture, M84 disorders of continuity of bone, M48.5 collapsed
+# vertebra, S12/S22/S32 fractures of the spine, T08 fracture of spine, level unspecified).
+FRACTURE_FAMILIES = ("M80", "M84", "M485", "S12", "S22", "S32", "T08")
 # S22.0- / S32.0- fifth character: the vertebra (ICD-10-CM tabular list). Characters naming a
 # group (S22.05 T5-T6, S22.06 T7-T8, S22.07 T9-T10, S22.08 T11-T12) or "unspecified" (0) give no
 # single level and are left to bodySite/text.
