@@ -195,12 +195,14 @@ class FractureFacts:
     - rdq: Fact[int] latest Roland-Morris total.
     - nsm: Fact[tuple[str, ...]] the kinds of non-surgical management found: "analgesic",
       "anti-osteoporosis", "brace", "physical-therapy", "rest", "conservative-text".
+    - nsm_start: Fact[date] the earliest dated NSM counted, for policies that require a duration.
     - dxa, osteoporosis_program: Fact[bool] (the two halves of the continuum of care).
     - osteoporosis: Fact[bool]; malignancy: Fact[tuple[str, ...]] of neoplasm codes or text terms;
       myeloma: Fact[bool].
     - exclusion facts, all Fact[bool], PRESENT = the exclusion applies, ABSENT = record read and no
       sign of it (the usual case), CONFLICT = contradicting sources (e.g. pregnancy on a male):
-      pain_elsewhere (X1), infection (X2), pregnancy (X3), cement_allergy (X5), coagulopathy (X6: a coded coagulopathy; see also `inr`),
+      pain_elsewhere (X1), infection (X2), pregnancy (X3), cement_allergy (X5),
+      coagulopathy (X6: a coded coagulopathy; see also `inr`),
       instability (X7), myelopathy (X8), neurologic_deficit (X9), neural_impingement (X10),
       retropulsion (X11, shared with the fact above).
     - inr: Fact[float] the latest INR (LOINC 6301-6, 34714-6, 38875-1) on or before as_of; PRESENT
@@ -232,6 +234,7 @@ class FractureFacts:
     pain_scores: tuple[PainScore, ...] = ()
     rdq: Fact[int] = field(default_factory=Fact.unknown)
     nsm: Fact[tuple[str, ...]] = field(default_factory=Fact.unknown)
+    nsm_start: Fact[date] = field(default_factory=Fact.unknown)
     dxa: Fact[bool] = field(default_factory=Fact.unknown)
     osteoporosis_program: Fact[bool] = field(default_factory=Fact.unknown)
     pain_elsewhere: Fact[bool] = field(default_factory=Fact.unknown)

@@ -289,11 +289,12 @@ def test_flu_like_symptoms_abbreviation_is_not_a_program():
     assert care(c)["osteoporosis_program"].status is Status.UNKNOWN
 
 
-def test_nsm_since_is_the_earliest_dated_nsm_in_the_window():
+def test_nsm_start_is_the_earliest_dated_nsm_in_the_window():
     out = care(
         medication_request("a", coding("rxnorm", "161"), authored="2025-06-03"),
         procedure("p", coding("snomed", "91251008"), performed="2025-05-20"),
         medication_request("old", coding("rxnorm", "5640"), authored="2019-01-01", status="completed"),
     )
-    assert out["nsm_since"] == date(2025, 5, 20)
-    assert care()["nsm_since"] is None
+    assert out["nsm_start"].value == date(2025, 5, 20)
+    assert out["nsm_start"].references == ["Procedure/p"]
+    assert care()["nsm_start"].status is Status.UNKNOWN

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -288,13 +288,6 @@ def test_i5_names_the_dxa_code():
 # ---------------------------------------------------------------- commercial NSM duration (policy data)
 
 
-@dataclass(frozen=True)
-class FactsWithNsmStart(FractureFacts):
-    """FractureFacts as it would be with the nsm_start field the commercial policy needs."""
-
-    nsm_start: Fact = field(default_factory=Fact.unknown)
-
-
 def _commercial(**kw) -> FractureFacts:
     base = eligible(pain_scores=_scores(7, 8))
     return replace(base, **kw)
@@ -308,7 +301,5 @@ def test_commercial_nsm_duration_unprovable_is_unknown():
 
 @pytest.mark.parametrize(("days", "status"), [(27, "not-met"), (28, "met")])
 def test_commercial_nsm_duration_when_the_start_is_known(days, status):
-    base = _commercial()
-    facts = FactsWithNsmStart(**{f: getattr(base, f) for f in base.__dataclass_fields__},
-                              nsm_start=Fact.present(AS_OF - timedelta(days=days)))
+    facts = _commercial(nsm_start=Fact.present(AS_OF - timedelta(days=days)))
     assert crit(run(facts, "commercial-strict"), "I4").status == status

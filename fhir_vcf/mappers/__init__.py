@@ -129,6 +129,7 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
         pain_scores=tuple(symptoms.get("pain_scores", ())),
         rdq=symptoms["rdq"],
         nsm=care["nsm"],
+        nsm_start=care["nsm_start"],
         dxa=care["dxa"],
         osteoporosis_program=care["osteoporosis_program"],
         anticoagulants=care["anticoagulants"],

@@ -82,14 +82,14 @@ _PROGRAM_TEXT = ctx.compile_terms([
 
 
 def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
-    """`nsm`, `dxa`, `osteoporosis_program`, `anticoagulants` (and the proposed `nsm_since`)."""
+    """`nsm`, `nsm_start`, `dxa`, `osteoporosis_program`, `anticoagulants`."""
     window_start = as_of - timedelta(days=NSM_WINDOW_DAYS)
     nsm: dict[str, list[Evidence]] = {}
     dxa: list[Evidence] = []
     program: list[Evidence] = []
     anticoagulants: dict[str, list[Evidence]] = {}
     older: list[Evidence] = []  # NSM found before the window: reported in the note only
-    nsm_dates: list[date] = []
+    nsm_dates: list[tuple[date, Evidence]] = []
 
     def add_nsm(kind: str, resource: Any, ev: Evidence) -> None:
         # The date goes into the evidence, so that "4 weeks of NSM" can be checked by a reader.
@@ -98,7 +98,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
             nsm.setdefault(kind, []).append(ev)
             day, _ = common.clinical_date(resource)
             if day is not None:
-                nsm_dates.append(day)
+                nsm_dates.append((day, ev))
         else:
             older.append(ev)
 
@@ -162,10 +162,16 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
             program, "no osteoporosis treatment, education or bone-health program on record"
         ),
         "anticoagulants": _anticoagulant_fact(anticoagulants),
-        # Proposed FractureFacts field (not in the contract yet): the earliest dated NSM counted, for
-        # policies that require a duration ("4 weeks of documented NSM"). None when no NSM is dated.
-        "nsm_since": min(nsm_dates, default=None),
+        "nsm_start": _nsm_start(nsm_dates),
     }
+
+
+def _nsm_start(dated: list[tuple[date, Evidence]]) -> Fact[date]:
+    """The earliest dated NSM counted: policies that require a duration ("4 weeks of NSM") need it."""
+    if not dated:
+        return Fact.unknown("no dated non-surgical management on record")
+    day, ev = min(dated, key=lambda item: item[0])
+    return Fact.present(day, ev)
 
 
 def _dated(ev: Evidence, resource: Any) -> Evidence:

@@ -260,7 +260,7 @@ def _nsm(facts: FractureFacts, policy: Policy) -> Outcome:
     min_days = rule.nsm_min_days.value
     if min_days is None:
         return Outcome(MET, f"despite non-surgical management ({kinds})", ev)
-    start: Fact = getattr(facts, "nsm_start", None) or Fact.unknown()
+    start = facts.nsm_start
     if start.status is Status.PRESENT and start.value is not None:
         days = (facts.as_of - as_date(start.value)).days
         ev.extend(start.evidence)
