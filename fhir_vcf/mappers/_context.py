@@ -23,23 +23,6 @@ HISTORICAL = "historical"
 # Readings under which a treatment counts as tried (a past course is still NSM; dates decide recency).
 TRIED = frozenset({AFFIRMED, HISTORICAL})
 
-# Uncertainty a few words before a mention: "possible discitis", "cannot rule out osteomyelitis",
-# "concern for cord compression". Checked before negation, because "cannot rule out" contains the
-# negation "rule out" but means the opposite.
-_HEDGE_BEFORE = re.compile(
-    r"\b(?:possible|possibly|suspected|suspect|suspicion\s+(?:of|for)|suspicious\s+(?:of|for)|"
-    r"concern(?:ing)?\s+for|questionable|question\s+of|equivocal(?:\s+for)?|"
-    r"cannot\s+(?:be\s+)?(?:rule[sd]?\s+out|exclude[sd]?)|can't\s+(?:rule\s+out|exclude)|"
-    r"not\s+(?:be\s+)?(?:ruled\s+out|excluded)|differential\s+(?:includes|diagnosis)|"
-    r"evaluat(?:e|ion)\s+for|worrisome\s+for|rule\s+out|r/o|to\s+exclude|consider(?:ing)?)"
-    r"(?=\W)[^.;:\n]{0,30}$",
-    re.IGNORECASE,
-)
-_HEDGE_AFTER = re.compile(
-    r"^\s*(?:\?|(?:is\s+|are\s+)?(?:not|cannot\s+be)\s+(?:ruled\s+out|excluded)|is\s+possible|"
-    r"is\s+suspected|versus|vs\.?)",
-    re.IGNORECASE,
-)
 # Negations the shared list lacks: a refused or never-done treatment is not a treatment tried.
 _EXTRA_NEGATION_BEFORE = re.compile(
     r"\b(?:declined|declines|refused|refuses|never|not\s+(?:yet\s+)?(?:tried|started|ordered|done|received))"
@@ -72,7 +55,8 @@ def reading(body: str, start: int, end: int) -> str:
     """
     before = body[max(0, start - 60) : start]
     after = body[end : end + 40]
-    if _HEDGE_BEFORE.search(before) or _HEDGE_AFTER.match(after):
+    # Hedging first: "cannot rule out" contains the negation "rule out" but means the opposite.
+    if text.is_hedged(body, start, end):
         return HEDGED
     if (
         text.is_negated(body, start, end)
@@ -88,12 +72,6 @@ def reading(body: str, start: int, end: int) -> str:
 def compile_terms(patterns: Iterable[str]) -> re.Pattern[str]:
     """One case-insensitive pattern matching any of the terms as whole words."""
     return re.compile(r"\b(?:" + "|".join(f"(?:{p})" for p in patterns) + r")\b", re.IGNORECASE)
-
-
-def snippet(body: str, start: int, end: int, width: int = 40) -> str:
-    a = max(0, start - width)
-    b = min(len(body), end + width)
-    return "'" + ("…" if a else "") + " ".join(body[a:b].split()) + ("…" if b < len(body) else "") + "'"
 
 
 def scan(pattern: re.Pattern[str], body: str | None) -> Iterator[tuple[str, re.Match[str]]]:
@@ -123,7 +101,7 @@ def code_ev(ref: str, element: str, coding: Any) -> Evidence:
 
 
 def text_ev(ref: str, element: str, body: str, m: re.Match[str]) -> Evidence:
-    return Evidence(ref, element, Method.TEXT, snippet(body, m.start(), m.end()))
+    return Evidence(ref, element, Method.TEXT, text.snippet(body, m.start(), m.end()))
 
 
 def timestamp(resource: Any) -> tuple[datetime | date | None, str]:

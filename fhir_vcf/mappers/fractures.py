@@ -266,7 +266,7 @@ def context_text(
         for m in pattern.finditer(value):
             if text.is_hedged(value, m.start(), m.end()):
                 continue  # "suspicious for metastasis": neither present nor absent
-            ev = Evidence(ref, element, Method.TEXT, f"'{text_snippet(value, m.start(), m.end())}'")
+            ev = Evidence(ref, element, Method.TEXT, f"'{text.snippet(value, m.start(), m.end())}'")
             normal = signals is scan.kyphosis and _normal_curve(value, m.start(), m.end())
             if normal or text.is_negated(value, m.start(), m.end()):
                 signals.negated.append(ev)
@@ -283,12 +283,6 @@ _NORMAL_AFTER = re.compile(r"^\s+(?:is\s+|are\s+)?(?:normal|preserved|maintained
 
 def _normal_curve(value: str, start: int, end: int) -> bool:
     return bool(_NORMAL_BEFORE.search(value[max(0, start - 40) : start]) or _NORMAL_AFTER.match(value[end : end + 30]))
-
-
-def text_snippet(value: str, start: int, end: int, width: int = 40) -> str:
-    a = max(0, start - width)
-    b = min(len(value), end + width)
-    return ("…" if a else "") + " ".join(value[a:b].split()) + ("…" if b < len(value) else "")
 
 
 def scan_conditions(record: Any, *, reasons: frozenset[str] = frozenset()) -> FractureScan:
@@ -316,7 +310,7 @@ def scan_conditions(record: Any, *, reasons: frozenset[str] = frozenset()) -> Fr
                 for m in _HEALED.finditer(value):
                     if not text.is_negated(value, m.start(), m.end()):
                         scan.healed.affirmed.append(
-                            Evidence(ref, element, Method.TEXT, f"'{text_snippet(value, m.start(), m.end())}'")
+                            Evidence(ref, element, Method.TEXT, f"'{text.snippet(value, m.start(), m.end())}'")
                         )
         if not current:
             continue

@@ -24,7 +24,7 @@ from fhir_vcf.facts import Evidence, Fact, Method, Status
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import common, sites, text
 from fhir_vcf.mappers.codes import dicom, finding, snomed
-from fhir_vcf.mappers.fractures import SeenEvent, text_snippet
+from fhir_vcf.mappers.fractures import SeenEvent
 
 # Genant semiquantitative grades (clinical rules, "Genant"): words map to the lower bound of their
 # band, moved just inside it where the band is open below, so that no number beyond what the text
@@ -508,7 +508,7 @@ def _segment_signals(
     ("T12 with 35% height loss and L1 with 20%"), each statement belongs to the nearest mention
     before it (else the first after it)."""
     def ev(m: re.Match[str]) -> Evidence:
-        snippet = text_snippet(sentence, offset + m.start(), offset + m.end())
+        snippet = text.snippet(sentence, offset + m.start(), offset + m.end())
         return Evidence(source.ref, element, Method.TEXT, f"'{snippet}'")
 
     def negated(m: re.Match[str]) -> bool:

@@ -77,7 +77,7 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
         if found:
             when, _ = ctx.timestamp(resource)
             m = _RDQ_MENTION.search(body)
-            ev = Evidence(ref, element, Method.TEXT, ctx.snippet(body, m.start(), m.end()))
+            ev = Evidence(ref, element, Method.TEXT, text.snippet(body, m.start(), m.end()))
             rdq.append((when, found[-1], ev))
     scores.sort(key=lambda s: ctx.sort_key(s.when))
     return {"pain_scores": tuple(scores), "rdq": _latest_rdq(rdq, start)}

@@ -128,25 +128,7 @@ def find_levels(text: str | None) -> list[str]:
     Unknown labels (e.g. "T13", "C8") are dropped rather than guessed; "sacrum" is reported as S1 so
     that a sacral fracture fails the level rule instead of vanishing.
     """
-    if not text:
-        return []
-    found: list[str] = []
-    consumed: list[tuple[int, int]] = []
-    for m in _RANGE.finditer(text):
-        first = _label(m["regiona"], m["numa"])
-        last = _label(m["regionb"] or m["regiona"], m["numb"])
-        if is_level(first) and is_level(last):
-            found.extend(level_range(first, last))
-            consumed.append(m.span())
-    for m in _LEVEL.finditer(text):
-        if any(a <= m.start() < b for a, b in consumed):
-            continue
-        label = _label(m["region"], m["num"])
-        if is_level(label) and not _is_mri_sequence(text, label, m.end()):
-            found.append(label)
-    if _SACRUM.search(text):
-        found.append(SACRUM)
-    return sort_levels(found)
+    return sort_levels(label for _, _, labels in level_mentions(text) for label in labels)
 
 
 def is_negated(text: str, start: int, end: int) -> bool:
@@ -165,8 +147,9 @@ _HEDGE_BEFORE = re.compile(
     r"\b(?:possible|possibly|probable|suspected|suspect|suspicious\s+(?:of|for)|suspicion\s+(?:of|for)|"
     r"concern(?:ing)?\s+for|questionable|question\s+of|equivocal(?:\s+for)?|may\s+represent|"
     r"cannot\s+(?:be\s+)?(?:rule[sd]?\s+out|exclude[sd]?)|can't\s+(?:rule\s+out|exclude)|"
-    r"differential\s+(?:includes|diagnosis)|evaluat(?:e|ion)\s+for|worrisome\s+for|likely|versus|vs\.?)"
-    r"\b[^.;:\n]{0,30}$",
+    r"not\s+(?:be\s+)?(?:ruled\s+out|excluded)|differential\s+(?:includes|diagnosis)|evaluat(?:e|ion)\s+for|"
+    r"worrisome\s+for|likely|versus|vs\.?|rule\s+out|r/o|to\s+exclude|consider(?:ing)?)"
+    r"(?=\W)[^.;:\n]{0,30}$",
     re.IGNORECASE,
 )
 _HEDGE_AFTER = re.compile(
@@ -181,7 +164,7 @@ def is_hedged(text: str, start: int, end: int) -> bool:
     return bool(_HEDGE_BEFORE.search(text[max(0, start - 60) : start]) or _HEDGE_AFTER.match(text[end : end + 40]))
 
 
-def _snippet(text: str, start: int, end: int, width: int = 40) -> str:
+def snippet(text: str, start: int, end: int, width: int = 40) -> str:
     a = max(0, start - width)
     b = min(len(text), end + width)
     return ("…" if a else "") + " ".join(text[a:b].split()) + ("…" if b < len(text) else "")
@@ -196,7 +179,7 @@ def find_terms(text: str | None, patterns: Iterable[str]) -> list[Mention]:
         for m in re.finditer(rf"\b(?:{pattern})", text, re.IGNORECASE):
             mentions.append(
                 Mention(m.group(0), m.start(), m.end(), is_negated(text, m.start(), m.end()),
-                        _snippet(text, m.start(), m.end()))
+                        snippet(text, m.start(), m.end()))
             )
     return sorted(mentions, key=lambda mention: mention.start)
 
