@@ -116,28 +116,16 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
 
 def _init_optional(app: Flask, settings: Settings) -> None:
-    """App-wide wiring: JWT trust on /cds-services* (a before_request hook: a bare 401 before any
-    view runs) and CORS for the configured origins; then any blueprint module offering
-    `init_app(app, settings)`."""
-    import importlib
-
+    """App-wide wiring: JSON logs, JWT trust on /cds-services* (a before_request hook: a bare 401
+    before any view runs), CORS for the configured origins, and the feedback service ids."""
     from fhir_vcf import logs
-    from fhir_vcf.service import auth
+    from fhir_vcf.service import auth, feedback
 
     logs.init_logging(app, settings)  # JSON lines, request id, one `request` line per call
     svc = app.extensions["fhir_vcf"]
     svc.extras["fhir_vcf.service.auth"] = auth.init_app(app, settings)
     auth.init_cors(app, settings)
-    for name in ("fhir_vcf.service.feedback",):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        init = getattr(module, "init_app", None)
-        if callable(init):
-            init(app, settings)
+    feedback.init_app(app, settings)
 
 
 # --- errors: never a traceback to a caller ---------------------------------------------------------
