@@ -83,6 +83,10 @@ def test_snomed_compression_fracture_takes_etiology_from_its_words():
         ("Compression fracture T11-L1", "compression", ("T11", "T12", "L1")),
         ("Burst fracture L1", "other", ("L1",)),
         ("Sacral insufficiency fracture", "osteoporotic", ("S1",)),
+        # The common abbreviation, and ICD-10-CM / SNOMED display wording with ordinal vertebrae.
+        ("Osteoporotic compression fx T12", "osteoporotic", ("T12",)),
+        ("Wedge compression fracture of first lumbar vertebra", "compression", ("L1",)),
+        ("Collapse of twelfth thoracic vertebra due to osteoporosis", "osteoporotic", ("T12",)),
     ],
 )
 def test_text_only_fractures(words, kind, levels):
@@ -93,7 +97,8 @@ def test_text_only_fractures(words, kind, levels):
 
 @pytest.mark.parametrize(
     "words",
-    ["Hip fracture", "Fracture of left wrist", "No compression fracture", "Low back pain", "Old healed T8 fracture"],
+    ["Hip fracture", "Fracture of left wrist", "No compression fracture", "Low back pain", "Old healed T8 fracture",
+     "Wrist fx", "h/o fx of radius"],
 )
 def test_not_current_vertebral_fractures(words):
     assert facts(condition("c", text=words, onset="2025-06-02")).fractures == ()

@@ -199,6 +199,37 @@ def test_soft_tissue_edema_is_not_marrow_edema():
 # ---------------------------------------------------------------- height loss, progression
 
 
+@pytest.mark.parametrize(
+    ("modality", "conclusion", "status", "value"),
+    [
+        # MRI fluid-sensitive signal written with punctuation or as "increased ... signal".
+        ("MR", "STIR: hyperintense T12 vertebral body.", Status.PRESENT, "marrow-edema"),
+        ("MR", "Increased T2/STIR signal in T12.", Status.PRESENT, "marrow-edema"),
+        ("MR", "Increased STIR signal within the T12 vertebral body.", Status.PRESENT, "marrow-edema"),
+        # Bone scan uptake without the word "increased", or a sentence whose only cue is "increased activity".
+        ("NM", "Focal increased activity at the T12 vertebral body.", Status.PRESENT, "increased-uptake"),
+        ("NM", "Intense tracer uptake at T12.", Status.PRESENT, "increased-uptake"),
+        ("NM", "Marked uptake at T12 in keeping with a recent fracture.", Status.PRESENT, "increased-uptake"),
+        ("NM", "T12 shows no abnormal uptake.", Status.ABSENT, "no-edema"),
+    ],
+)
+def test_acuity_wordings(modality, conclusion, status, value):
+    f = facts(fracture(), imaging_study("s", modality, "2025-06-05"),
+              diagnostic_report("r", text="report", effective="2025-06-05", studies=["ImagingStudy/s"],
+                                conclusion=conclusion))
+    assert (f.acuity["T12"].status, f.acuity["T12"].value) == (status, value)
+
+
+def test_parenthesised_per_level_findings_stay_with_their_level():
+    """Commas inside parentheses do not split the sentence: "(chronic, sclerotic)" belongs to L1."""
+    two = condition("vcf", M80, text="compression fractures T12 and L1", onset="2025-06-02")
+    f = facts(two, mri(level=None), diagnostic_report(
+        "r", text="MRI", effective="2025-06-05", studies=["ImagingStudy/mri"],
+        conclusion="Compression fractures of T12 (acute, marrow edema) and L1 (chronic, sclerotic, no edema)."))
+    assert f.acuity["T12"].status is Status.PRESENT
+    assert f.acuity["L1"].status is Status.ABSENT
+
+
 @pytest.mark.parametrize(("value", "expected"), [(25, 25.0), (26, 26.0), (25.5, 25.5)])
 def test_height_loss_finding(value, expected):
     f = facts(fracture(), finding("h", "height-loss-percent", value, level="T12", unit="%"))
@@ -268,6 +299,23 @@ def test_progression_finding_and_text():
     f = facts(fracture(), diagnostic_report("r", text="XR", effective="2025-06-20",
                                             conclusion="Stable T12 compression deformity, no interval change."))
     assert f.progression.status is Status.ABSENT
+
+
+@pytest.mark.parametrize(
+    ("conclusion", "status"),
+    [
+        # Telegraphic report style, no verb: still a statement that the height did not change.
+        ("Acute T12 compression fracture. Height unchanged compared with the radiograph of 2025-06-03.", Status.ABSENT),
+        ("T12 vertebral body height unchanged.", Status.ABSENT),
+        ("T12 compression deformity unchanged since May.", Status.ABSENT),
+        ("T12 fracture stable.", Status.ABSENT),
+        # Something else is unchanged: silent on progression.
+        ("Acute T12 compression fracture with alignment unchanged.", Status.UNKNOWN),
+    ],
+)
+def test_no_progression_in_telegraphic_wording(conclusion, status):
+    f = facts(fracture(), diagnostic_report("r", text="XR", effective="2025-06-20", conclusion=conclusion))
+    assert f.progression.status is status
 
 
 # ---------------------------------------------------------------- retropulsion, plana, cleft, lines

@@ -183,3 +183,16 @@ def test_planned_encounter_does_not_cover():
     enc["status"] = "planned"
     (score,) = scores(enc, nrs("a", 8, effective="2025-06-11"))
     assert score.setting == "unknown"
+
+
+def test_recorded_date_does_not_open_the_pain_episode():
+    """A fracture Condition with only a recordedDate (entered after the visits) must not drop the pain
+    scores charted before it: the recorded date is not the onset (input profile, "onset")."""
+    from fhir_builders import condition, vertebra
+
+    from fhir_vcf.mappers import map_record
+
+    vcf = condition("vcf", coding("icd", "M80.08XA"), recorded="2025-06-25", body_sites=[vertebra("T12")])
+    facts = map_record(record(vcf, nrs("a", 6, effective="2025-06-09"), nrs("b", 7, effective="2025-06-23")),
+                       as_of=AS_OF)
+    assert [s.reference for s in facts.pain_scores] == ["Observation/a", "Observation/b"]

@@ -141,3 +141,46 @@ def test_level_mentions_group_lists(value, groups):
 def test_hedging(sentence, term, hedged):
     start = sentence.index(term)
     assert text.is_hedged(sentence, start, start + len(term)) is hedged
+
+
+# Disc notation: two adjacent levels named as a disc ("L4-L5 disc", "disc bulge at L5-S1", "the L4-5
+# level", "T12/L1 interspace") are an intervertebral disc, not two fractured vertebrae.
+@pytest.mark.parametrize(
+    ("value", "levels"),
+    [
+        ("Degenerative disc disease at the L4-L5 disc", []),
+        ("L5-S1 interspace narrowing", []),
+        ("Mild disc bulge at L4-L5.", []),
+        ("disc protrusion at L4-5 without stenosis", []),
+        ("L5-S1 disc desiccation", []),
+        ("T12/L1 disk space", []),
+        ("facet arthropathy at the L4-5 level", []),
+        ("Acute L1 compression fracture; degenerative disc disease at L4-L5", ["L1"]),
+        ("Acute L1 fracture. L5-S1 disc herniation.", ["L1"]),
+        # Vertebrae, not discs: a range wider than one disc, plural "levels", no disc context.
+        ("compression fractures T11-L1 with disc space preserved", ["T11", "T12", "L1"]),
+        ("compression fractures at the L1-L2 levels", ["L1", "L2"]),
+        ("fractures T12-L1", ["T12", "L1"]),
+        ("T12 and L1 fractures; no disc herniation", ["T12", "L1"]),
+    ],
+)
+def test_disc_notation_is_not_vertebral_levels(value, levels):
+    assert text.find_levels(value) == levels
+
+
+@pytest.mark.parametrize(
+    ("value", "levels"),
+    [
+        ("Wedge compression fracture of first lumbar vertebra", ["L1"]),
+        ("Bone structure of twelfth thoracic vertebra", ["T12"]),
+        ("fracture of fifth lumbar vertebra", ["L5"]),
+        ("seventh cervical vertebra", ["C7"]),
+        ("first thoracic and first lumbar vertebrae", ["T1", "L1"]),
+        ("first lumbar spine visit", []),  # an ordinal names a vertebra only with the word vertebra
+        ("first lumbar vertebral body", ["L1"]),
+        ("sixth lumbar vertebra", []),  # no such vertebra: never guessed
+        ("first visit for lumbar pain", []),
+    ],
+)
+def test_ordinal_vertebra_names(value, levels):
+    assert text.find_levels(value) == levels

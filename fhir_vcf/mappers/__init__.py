@@ -103,7 +103,11 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
     context = scan.context_facts()
     retropulsion = retropulsion_fact(found["retropulsion_signals"], scan.unstable_burst)
 
-    earliest_onset = min((f.onset for f in fractures if f.onset is not None), default=None)
+    # The episode opens at the earliest clinical onset. A recordedDate is when the diagnosis was entered,
+    # often after the visits that scored the pain: it never opens the episode (the default window does).
+    earliest_onset = min(
+        (f.onset for f in fractures if f.onset is not None and f.onset_element != "recordedDate"), default=None
+    )
     symptoms = map_symptoms(record, as_of=as_of, episode_start=earliest_onset)
     care = map_care(record, as_of=as_of)
     exclusions = map_exclusions(record, as_of=as_of, sex=sex)

@@ -27,7 +27,9 @@ ONSET_TOLERANCE = timedelta(days=14)
 # Kinds from most to least specific: when a Condition carries several codes, the most specific wins.
 _KIND_ORDER = ("pathologic", "osteoporotic", "traumatic", "collapsed-nec", "hemangioma", "compression", "other")
 
-_FRACTURE_WORD = re.compile(r"\b(?:fractur\w*|collapse[sd]?|vcf|compression\s+deformit\w*)", re.IGNORECASE)
+# "fx" is the clinicians' abbreviation ("compression fx T12"); like every fracture word it counts only
+# beside a vertebral word or a level.
+_FRACTURE_WORD = re.compile(r"\b(?:fractur\w*|fx\b|collapse[sd]?|vcf|compression\s+deformit\w*)", re.IGNORECASE)
 _VERTEBRAL = re.compile(
     r"\b(?:vertebr\w*|spin\w*|compression|burst|wedge|vcf|thoracic|lumbar|sacr\w*|kyphopl\w*)", re.IGNORECASE
 )

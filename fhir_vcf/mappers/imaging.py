@@ -58,14 +58,19 @@ _SOFT_TISSUE = re.compile(
     _I,
 )
 _FLUID_SIGNAL = re.compile(
-    r"\b(?:stir|t2)(?:[-\s]weighted)?\s+(?:\w+\s+){0,2}?hyperintens\w*"
+    r"\b(?:stir|t2)(?:[-\s]weighted)?(?:\s*:)?\s+(?:\w+\s+){0,2}?hyperintens\w*"
     r"|\bhyperintens\w*\s+(?:\w+\s+){0,4}?(?:on|in)\s+(?:the\s+)?(?:stir|t2|fluid[-\s]sensitive)\b"
-    r"|\bstir\s+(?:signal\s+)?(?:abnormality|increase|bright)",
+    r"|\bstir\s+(?:signal\s+)?(?:abnormality|increase|bright)"
+    # "increased T2/STIR signal", "increased STIR signal", "increased fluid signal"
+    r"|\bincreased\s+(?:(?:t2|stir|fluid|fluid[-\s]sensitive)(?:\s*/\s*|\s+))+signal\b",
     _I,
 )
 _UPTAKE = re.compile(
     r"\bincreased\s+(?:\w+\s+){0,2}?(?:uptake|activity|tracer\s+accumulation)|\buptake\s+is\s+increased"
-    r"|\b(?:(?:radio)?tracer|fdg)[-\s]avid\w*|\bavid\w*\b",
+    r"|\b(?:(?:radio)?tracer|fdg)[-\s]avid\w*|\bavid\w*\b"
+    # "intense tracer uptake", "marked uptake", "focal activity", "no abnormal uptake" (negated: no uptake)
+    r"|\b(?:intense(?:ly)?|marked(?:ly)?|focal(?:ly)?|abnormal(?:ly)?)\s+"
+    r"(?:(?:increased|radiotracer|tracer|radionuclide|osseous|bony)\s+){0,2}(?:uptake|activity|tracer\s+accumulation)",
     _I,
 )
 _ACUITY_CONTEXT = re.compile(r"marrow|\bbone|osseous|vertebr|fractur|compress|collaps|endplate|\bbody\b|spin", _I)
@@ -95,6 +100,8 @@ _STABLE = re.compile(
     r"\b(?:stable|unchanged)\s+(?!burst)(?:\w+\s+){0,3}?(?:compression|collapse|fractur\w*|height|deformit\w*)"
     r"|\b(?:compression|collapse|fractur\w*|height|deformit\w*)\s+(?:\w+\s+){0,4}?(?:is|are|remains?)\s+"
     r"(?:stable|unchanged)"
+    # Telegraphic report style, the state right after its subject: "height unchanged", "fracture stable".
+    r"|\b(?:compression|collapse|fractur\w*|height|deformit\w*)\s+(?:stable|unchanged)\b"
     r"|\bno\s+(?:significant\s+)?interval\s+change",
     _I,
 )
@@ -114,7 +121,7 @@ _RETRO_INTACT = re.compile(
 )
 # Every word any imaging fact could come from: a text (or sentence) without one is skipped whole.
 _ANY_CUE = re.compile(
-    r"o?edema|hyperintens|stir|uptake|avid|acute|chronic|healed|sclero|remote|\bold\b|fractur|compress|collaps"
+    r"o?edema|hyperintens|stir|uptake|avid|increased|activity|acute|chronic|healed|sclero|remote|\bold\b|fractur|compress|collaps"
     r"|wedg|height|plana|cleft|vacuum|k[üu]mmell|retropuls|canal|posterior\s+(?:cortical\s+)?wall|progress"
     r"|further|interval|stable|unchanged|mild|moderate|severe|genant|%|percent",
     _I,
@@ -456,7 +463,7 @@ def _segments(sentence: str, has_levels: bool = True) -> list[tuple[int, str, li
         return [(0, sentence, [])]
     parts: list[tuple[int, str]] = []
     offset = 0
-    for piece in sentence.split(","):
+    for piece in _comma_pieces(sentence):
         if parts and _LEADING_LEVEL.match(piece) and _TRAILING_LEVEL.search(parts[-1][1]):
             start, prev = parts[-1]
             parts[-1] = (start, prev + "," + piece)
@@ -464,6 +471,24 @@ def _segments(sentence: str, has_levels: bool = True) -> list[tuple[int, str, li
             parts.append((offset, piece))
         offset += len(piece) + 1
     return [(start, piece, text.find_levels(piece)) for start, piece in parts]
+
+
+def _comma_pieces(sentence: str) -> list[str]:
+    """The sentence split at commas outside parentheses: in "T12 (acute, edema) and L1 (chronic,
+    sclerotic)" each parenthesis stays with the level it follows."""
+    if "(" not in sentence:
+        return sentence.split(",")
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(sentence):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            pieces.append(sentence[start:i])
+            start = i + 1
+    pieces.append(sentence[start:])
+    return pieces
 
 
 def _analyze_text(scan: ImagingScan, source: _Source, element: str, value: str) -> None:
@@ -539,7 +564,7 @@ def _segment_signals(
     fracture_context = bool(_FRACTURE_CONTEXT.search(segment))
     # Edema / uptake words count when the words around them are about bone or a level, or when the
     # report is an MRI / bone scan: "pedal edema" in a clinic note or an "FDG-avid node" is not acuity.
-    if has("edema", "hyperintens", "stir", "uptake", "avid", "increased") and (
+    if has("edema", "hyperintens", "stir", "uptake", "avid", "increased", "activity") and (
         advanced_source or names_level or _ACUITY_CONTEXT.search(segment) or _ACUITY_CONTEXT.search(sentence)
     ):
         for pattern, value_name in ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"),

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fhir_vcf.levels import SACRUM, is_level, level_range, sort_levels
+from fhir_vcf.levels import SACRUM, is_level, level_range, position, sort_levels
 
 # One vertebra: "T12", "Th12", "T-12", "T 12", "L1", "C7", "S1". The region letter must not be the
 # tail of a word ("at12" is not a level), and the number must not run on ("T123", "L1.5").
@@ -25,7 +25,53 @@ _RANGE = re.compile(
     + r"(?:(?P<regionb>th|[ctls])[\s\-]?)?(?P<numb>1[0-2]|[1-9])(?![0-9.]?\d)",
     re.IGNORECASE,
 )
+# Two adjacent levels joined by "-", "–" or "/" ("L4-L5", "L4-5", "L5-S1", "T12/L1") name the disc
+# between them when disc words sit beside them: "L4-L5 disc", "L5-S1 interspace", "the L4-5 level"
+# (singular: "the L1-L2 levels" are vertebrae), "disc bulge at L4-5". Such a pair is no vertebra
+# (input profile, rule 6: never invent a level). A wider range ("T11-L1") always names vertebrae.
+_PAIR = re.compile(
+    _ONE.format(n="a") + r"\s*(?:-|–|—|/)\s*" + r"(?:(?P<regionb>th|[ctls])[\s\-]?)?(?P<numb>1[0-2]|[1-9])(?![0-9.]?\d)",
+    re.IGNORECASE,
+)
+_DISC_AFTER = re.compile(
+    r"\s*(?:intervertebral\s+)?(?:dis[ck]s?\b|interspaces?\b|level\b(?!s)|(?:disc\s+)?space\b)", re.IGNORECASE
+)
+_DISC_BEFORE = re.compile(
+    r"\b(?:dis[ck]s?|interspace|herniat\w*|protru\w*|extru\w*|bulg\w*|annul\w*|desiccat\w*|facet\w*)"
+    r"(?:[^\S\n]+[^\s.,;:]+){0,3}?[^\S\n]+(?:at|of|involving|in)(?:[^\S\n]+the)?[^\S\n]+$",
+    re.IGNORECASE,
+)
+
+
+_DISC_WORD = re.compile(
+    r"dis[ck]|interspace|level\b|space|herniat|protru|extru|bulg|annul|desiccat|facet", re.IGNORECASE
+)
+
+
+def _disc_spans(text: str) -> list[tuple[int, int]]:
+    """Where the text names an intervertebral disc by the two vertebrae around it."""
+    spans = []
+    for m in _PAIR.finditer(text):
+        first = _label(m["regiona"], m["numa"])
+        last = _label(m["regionb"] or m["regiona"], m["numb"])
+        if not (is_level(first) and is_level(last)) or abs(position(last) - position(first)) != 1:
+            continue
+        if _DISC_AFTER.match(text, m.end()) or _DISC_BEFORE.search(text[max(0, m.start() - 60) : m.start()]):
+            spans.append(m.span())
+    return spans
+
+
 _SACRUM = re.compile(r"\bsacr(?:um|al)\b", re.IGNORECASE)
+# ICD-10-CM and SNOMED CT displays name vertebrae by ordinal: "fracture of first lumbar vertebra",
+# "twelfth thoracic vertebra". Only with the word vertebra (or a list ending in it) after the region.
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+             "eleventh", "twelfth")
+_REGION_LETTER = {"cervical": "C", "thoracic": "T", "lumbar": "L", "sacral": "S"}
+_ORDINAL = re.compile(
+    r"\b(?P<ordinal>" + "|".join(_ORDINALS) + r")\s+(?P<region>cervical|thoracic|lumbar|sacral)"
+    r"(?=\s+vertebr|\s+and\s+\w+\s+(?:cervical|thoracic|lumbar|sacral)\s+vertebr)",
+    re.IGNORECASE,
+)
 # "T1" and "T2" are also MRI sequences: "T2 hyperintense", "T1-weighted", "T2/STIR" name no vertebra.
 _MRI_SEQUENCE = re.compile(
     r"[\s\-]*(?:weighted|wi?\b|hyper|hypo|iso|signal|sequence|images?|imaging|flair|fat|\*|/\s*stir|and\s+stir)",
@@ -93,8 +139,10 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
     if not text:
         return []
     spans: list[tuple[int, int, list[str]]] = []
-    consumed: list[tuple[int, int]] = []
+    consumed: list[tuple[int, int]] = _disc_spans(text) if _DISC_WORD.search(text) else []
     for m in _RANGE.finditer(text):
+        if any(a <= m.start() < b for a, b in consumed):
+            continue
         first = _label(m["regiona"], m["numa"])
         last = _label(m["regionb"] or m["regiona"], m["numb"])
         if is_level(first) and is_level(last):
@@ -108,6 +156,12 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
             spans.append((m.start(), m.end(), [label]))
     for m in _SACRUM.finditer(text):
         spans.append((m.start(), m.end(), [SACRUM]))
+    if "vertebr" in text.lower():
+        for m in _ORDINAL.finditer(text):
+            label = f"{_REGION_LETTER[m['region'].lower()]}{_ORDINALS.index(m['ordinal'].lower()) + 1}"
+            if is_level(label):
+                spans.append((m.start(), m.end(), [label]))
+                consumed.append(m.span())
     spans.sort()
     groups: list[tuple[int, int, list[str]]] = []
     for start, end, levels in spans:
