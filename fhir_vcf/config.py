@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from fhir_vcf.errors import ConfigError
 
 PREFIX = "FHIR_VCF_"
+JTI_CACHES = ("memory", "database")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class Settings:
     # The folder of sample Bundles demo mode serves; default: samples/ of the source checkout.
     demo_dir: str | None = None
     jwt_leeway_seconds: int = 30
+    # Where the JWT `jti` replay cache lives: "memory" (this process only) or "database" (the
+    # store's jwt_replay table, shared by every worker and instance on the database). Unset: memory,
+    # except that `fhir-vcf serve` with more than one worker uses database.
+    jti_cache: str | None = None
     log_level: str = "INFO"
 
     @classmethod
@@ -86,6 +91,11 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}DATABASE_URL: unsupported database {self.database_url.split(':', 1)[0]!r}; "
                 "use sqlite:///path or postgresql://user@host/db"
+            )
+        if self.jti_cache is not None and self.jti_cache not in JTI_CACHES:
+            raise ConfigError(
+                f"{PREFIX}JTI_CACHE: expected {' or '.join(JTI_CACHES)}, got {self.jti_cache!r} "
+                "(memory: this process only; database: shared by every worker through FHIR_VCF_DATABASE_URL)"
             )
         if self.max_body_bytes <= 0:
             raise ConfigError(f"{PREFIX}MAX_BODY_BYTES must be a positive number of bytes")

@@ -7,9 +7,11 @@ For each Bundle file (or directory of them) and each patient in it, replay build
 `fhir_vcf.sources.memory`: a key the Bundle has nothing for becomes an empty searchset Bundle, a
 read of a missing resource `null`), puts the patient's draft vertebral augmentation
 ServiceRequests in `draftOrders` (and `selections`) for the order hooks, and sends no `fhirServer`:
-everything the service needs is prefetched. The call goes to the app in-process (Flask's test
-client; the audit store is an in-memory SQLite so a replay leaves no rows behind) or, with
-`--against URL`, over HTTP, signed with a CDS Hooks JWT when a key and issuer are given.
+everything the service needs is prefetched. (The request is built by
+`fhir_vcf.sources.hook_request`, which demo mode's `$cds-hooks-request` uses too.) The call goes
+to the app in-process (Flask's test client; the audit store is an in-memory SQLite so a replay
+leaves no rows behind) or, with `--against URL`, over HTTP, signed with a CDS Hooks JWT when a key
+and issuer are given.
 
 Every answer is checked: the card rules (`fhir_vcf.outputs.card_rules.validate_cards`), each
 proposed CarePlan against the FHIR R4 model, and, with `--expect`, the decision against
@@ -47,15 +49,14 @@ from typing import Any, TextIO
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
 from fhir_vcf.outputs.cards import DECISION_WORDS
-from fhir_vcf.sources.memory import MemoryFhir, QueryError
+from fhir_vcf.sources import hook_request
+from fhir_vcf.sources.hook_request import EXTENSION, HOOKS, ORDER_HOOKS, USER_ID
+from fhir_vcf.sources.memory import MemoryFhir
 
-# The FHIR models, requests and Flask load only when replay runs, so `fhir-vcf --help` stays fast.
+# The FHIR models, requests, Flask and prometheus_client load only when replay runs, so
+# `fhir-vcf --help` stays fast (and `fhir-vcf serve` chooses prometheus_client's mode first).
 
-HOOKS = ("patient-view", "order-select", "order-sign")
-ORDER_HOOKS = frozenset({"order-select", "order-sign"})
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
-USER_ID = "Practitioner/fhir-vcf-replay"
-EXTENSION = "fhir-vcf"
 JWT_LIFETIME = 300  # seconds: CDS Hooks 2.0 recommends a short-lived token (exp at most 5 minutes)
 PROGRESS_THRESHOLD = 20  # bundles; above this, progress is shown even when stderr is not a terminal
 HTTP_TIMEOUT = (5.0, 60.0)
@@ -73,16 +74,17 @@ class ReplayInputError(FhirVcfError):
 # --- building requests ----------------------------------------------------------------------------
 
 
-def draft_orders(store: MemoryFhir, patient_id: str) -> list[dict[str, Any]]:
-    """The patient's draft vertebral augmentation ServiceRequests (what an EHR puts in draftOrders).
-
-    Which orders are vertebral augmentation is the service's own rule (`cds_hooks.ordered_technique`):
-    replay asks it rather than keeping a second code list.
-    """
+def _is_augmentation_order(resource: Mapping[str, Any]) -> bool:
+    """Which orders are vertebral augmentation is the service's own rule (`cds_hooks.ordered_technique`):
+    replay asks it rather than keeping a second code list."""
     from fhir_vcf.service.cds_hooks import ordered_technique
 
-    result = store.search("ServiceRequest", [("patient", patient_id), ("status", "draft")])
-    return [r for r in result.matches if ordered_technique(r) is not None]
+    return ordered_technique(resource) is not None
+
+
+def draft_orders(store: MemoryFhir, patient_id: str) -> list[dict[str, Any]]:
+    """The patient's draft vertebral augmentation ServiceRequests (what an EHR puts in draftOrders)."""
+    return hook_request.draft_orders(store, patient_id, _is_augmentation_order)
 
 
 def build_request(
@@ -93,43 +95,11 @@ def build_request(
     as_of: date | None = None,
     warnings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A CDS Hooks 2.0 request for `service` about one patient of `store`, every prefetch key filled."""
-    from fhir_vcf.sources.prefetch import resolve_template
-
-    warnings = [] if warnings is None else warnings
-    hook = service["hook"]
-    context: dict[str, Any] = {"userId": USER_ID, "patientId": patient_id}
-    if hook in ORDER_HOOKS:
-        orders = draft_orders(store, patient_id)
-        context["draftOrders"] = {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"resource": order} for order in orders],
-        }
-        if hook == "order-select":
-            context["selections"] = [f"ServiceRequest/{order['id']}" for order in orders]
-    prefetch: dict[str, Any] = {}
-    for key, template in (service.get("prefetch") or {}).items():
-        query = resolve_template(template, context)
-        if query is None:
-            warnings.append(f"prefetch.{key}: template {template!r} needs a context value replay does not send")
-            continue
-        ignored: list[str] = []
-        try:
-            prefetch[key] = store.query(query, ignored=ignored)  # a read of nothing: null (no such data)
-        except QueryError as exc:
-            warnings.append(f"prefetch.{key}: {exc.message}")
-        if ignored:
-            warnings.append(f"prefetch.{key}: replay does not support {', '.join(ignored)}; answered without")
-    body: dict[str, Any] = {
-        "hookInstance": str(uuid.uuid4()),
-        "hook": hook,
-        "context": context,
-        "prefetch": prefetch,
-    }
-    if as_of is not None:
-        body["extension"] = {EXTENSION: {"asOf": as_of.isoformat()}}
-    return body
+    """A CDS Hooks 2.0 request for `service` about one patient of `store`, every prefetch key filled
+    (`fhir_vcf.sources.hook_request.build_request` with the service's augmentation-order rule)."""
+    return hook_request.build_request(
+        store, patient_id, service, is_order=_is_augmentation_order, as_of=as_of, warnings=warnings
+    )
 
 
 # --- reading answers ------------------------------------------------------------------------------
@@ -768,7 +738,10 @@ if __name__ == "__main__":
 
 
 __all__ = [
+    "EXTENSION",
     "HOOKS",
+    "ORDER_HOOKS",
+    "USER_ID",
     "Row",
     "Signer",
     "add_replay_parser",

@@ -4,18 +4,40 @@ The configuration is checked once in the master before any worker starts, so a b
 the service with one clear line (and a non-zero exit) instead of a crash loop of workers. Each
 worker then builds its own app after the fork (no preloading), so database connections and thread
 pools are never shared across processes.
+
+State that must be one across the workers:
+
+- Metrics. `serve` switches prometheus_client to its multiprocess mode: it points
+  `PROMETHEUS_MULTIPROC_DIR` at a fresh folder (a new temporary directory, removed when the master
+  exits; or the operator's own `PROMETHEUS_MULTIPROC_DIR`, whose old `*.db` files are wiped) *before
+  anything imports prometheus_client*, which picks its value class at import. Nothing on the way
+  here imports it: `fhir_vcf.cli` and this module do not, and `fhir_vcf.app` (which does, through
+  `fhir_vcf.metrics`) is imported inside `serve` after the variable is set. The workers inherit the
+  variable and the mode through the fork; `/metrics` then sums every worker's files
+  (`fhir_vcf.metrics.exposition`), and gunicorn's `child_exit` hook tells prometheus_client when a
+  worker died.
+- The JWT `jti` replay cache. With more than one worker it lives in the database
+  (`FHIR_VCF_JTI_CACHE=database`, the store's `jwt_replay` table) unless `memory` was set
+  explicitly; the choice is logged at start-up.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import shutil
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 from gunicorn.app.base import BaseApplication
 
 from fhir_vcf.errors import FhirVcfError
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -60,6 +82,70 @@ def _overrides(demo: bool) -> dict[str, Any]:
     return {"demo": True} if demo else {}
 
 
+# prometheus_client's variable (as `fhir_vcf.metrics.MULTIPROC_ENV`, not imported from there: that
+# module imports prometheus_client, which must not happen before the variable is set).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_PREFIX = "fhir-vcf-prometheus-"
+
+
+@contextlib.contextmanager
+def multiprocess_metrics() -> Iterator[str | None]:
+    """Point prometheus_client's multiprocess mode at a clean folder for this run; yield it.
+
+    Yields None (per-worker metrics, the caller warns) when prometheus_client was imported
+    already without the variable: its value class is fixed, and the workers inherit it.
+    The folder this creates is removed when the master leaves `serve`; gunicorn workers leave
+    through this frame too (SystemExit in the forked child), which must not touch it.
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured:
+        folder = Path(configured)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):  # prometheus_client: wipe the folder between runs
+            stale.unlink(missing_ok=True)
+        yield configured
+        return
+    if _prometheus_imported():
+        yield None
+        return
+    owner = os.getpid()
+    folder_name = tempfile.mkdtemp(prefix=MULTIPROC_PREFIX)
+    os.environ[MULTIPROC_ENV] = folder_name
+    try:
+        yield folder_name
+    finally:
+        if os.getpid() == owner:
+            if os.environ.get(MULTIPROC_ENV) == folder_name:
+                del os.environ[MULTIPROC_ENV]
+            shutil.rmtree(folder_name, ignore_errors=True)
+
+
+def _prometheus_imported() -> bool:
+    return "prometheus_client" in sys.modules
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook (in the master) when a worker exits: prometheus_client's bookkeeping."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _jti_cache(overrides: dict[str, Any], workers: int) -> str:
+    """Resolve `jti_cache` for the workers: an explicit setting wins; unset = database when several
+    workers must share it (added to `overrides`, which every worker's app is built from), else
+    memory. Returns the choice."""
+    from fhir_vcf.config import Settings
+
+    explicit = Settings.from_env().updated(overrides).jti_cache
+    if explicit:
+        return explicit
+    if workers > 1:
+        overrides["jti_cache"] = "database"
+        return "database"
+    return "memory"
+
+
 def _check_address(host: str, port: int) -> str | None:
     if not host or any(c.isspace() for c in host):
         return f"invalid --host {host!r}"
@@ -89,13 +175,20 @@ def serve(
     if problem:
         err.write(f"fhir-vcf serve: {problem}\n")
         return EXIT_CONFIG
-    overrides = _overrides(demo)
+    with multiprocess_metrics() as metrics_dir:  # first: before anything imports prometheus_client
+        return _serve(host, port, workers or default_workers(), _overrides(demo), metrics_dir, err)
+
+
+def _serve(
+    host: str, port: int, workers: int, overrides: dict[str, Any], metrics_dir: str | None, err: TextIO
+) -> int:
     try:
+        jti_cache = _jti_cache(overrides, workers)
         from fhir_vcf.app import create_app
         from fhir_vcf.service.demo_fhir import demo_banner, demo_overrides, local_base_url
 
         app = create_app(overrides)  # validate everything once, in the master, before forking
-        log_level = app.extensions["fhir_vcf"].settings.log_level
+        settings = app.extensions["fhir_vcf"].settings
         store = app.extensions["fhir_vcf"].store
         dispose = getattr(store, "dispose", None)
         if callable(dispose):
@@ -106,9 +199,10 @@ def serve(
     except Exception as exc:  # e.g. a database driver that is not installed: still one line
         err.write(f"fhir-vcf serve: cannot start: {type(exc).__name__}: {exc}\n")
         return EXIT_CONFIG
-    options = {
+    _log_start_up(workers, metrics_dir, jti_cache, trust=bool(settings.trusted_issuers))
+    options: dict[str, Any] = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "workers": workers or default_workers(),
+        "workers": workers,
         "worker_class": "gthread",
         "threads": THREADS_PER_WORKER,
         "timeout": WORKER_TIMEOUT_SECONDS,
@@ -118,9 +212,11 @@ def serve(
         # gunicorn's access log is off: request logging (with request ids, without tokens or
         # patient ids) is the app's own; gunicorn's error log uses the same JSON format.
         "accesslog": None,
-        "logconfig_dict": _logconfig(log_level),
+        "logconfig_dict": _logconfig(settings.log_level),
     }
-    if app.extensions["fhir_vcf"].settings.demo:
+    if metrics_dir:
+        options["child_exit"] = _child_exit
+    if settings.demo:
         # The REST API's patient endpoints read the demo endpoint (unless FHIR_VCF_FHIR_BASE_URL is
         # set), through the workers' environment; then the URLs to try first.
         extra = demo_overrides(overrides, host, port)
@@ -131,4 +227,24 @@ def serve(
     return EXIT_OK
 
 
-__all__ = ["FhirVcfApplication", "default_workers", "serve"]
+def _log_start_up(workers: int, metrics_dir: str | None, jti_cache: str, *, trust: bool) -> None:
+    """One line each on how the workers share metrics and the jti cache (JSON logs, master)."""
+    if metrics_dir:
+        log.info("serve: %d worker(s); /metrics sums every worker (prometheus multiprocess mode)", workers)
+    else:
+        log.warning(
+            "serve: prometheus_client was imported before serve() could set %s: each worker keeps its "
+            "own metrics and /metrics shows only the worker that answers", MULTIPROC_ENV,
+        )
+    if not trust:
+        return
+    if jti_cache == "memory" and workers > 1:
+        log.warning(
+            "serve: FHIR_VCF_JTI_CACHE=memory with %d workers: a JWT replayed to another worker is not "
+            "caught; use database", workers,
+        )
+    else:
+        log.info("serve: JWT jti replay cache: %s", jti_cache)
+
+
+__all__ = ["FhirVcfApplication", "default_workers", "multiprocess_metrics", "serve"]

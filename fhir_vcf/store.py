@@ -1,4 +1,5 @@
-"""The durable store: one audit row per hook call, CDS Hooks feedback, versioned migrations.
+"""The durable store: one audit row per hook call, CDS Hooks feedback, the shared JWT replay
+cache, versioned migrations.
 
 SQLAlchemy 2 Core over SQLite (the default, a file under ./var/) or PostgreSQL (psycopg 3).
 Nothing here writes dialect-specific SQL: tables, inserts and queries are SQLAlchemy constructs;
@@ -19,6 +20,13 @@ outcomeTimestamp): the same triple again is a retransmission and is stored once 
 wins); a later override or acceptance of the same card has another timestamp and is kept. The
 unique constraint on those columns enforces it, also against two concurrent requests.
 
+JWT replay cache. `remember_jti` records each CDS Hooks JWT's (issuer, jti) in `jwt_replay` until
+the token expires. The (issuer, jti) primary key makes the check-and-record one atomic insert, so
+every worker process (and every instance on the same database) sees the same set: a token replayed
+to another worker is refused there too. Expired rows are purged opportunistically (at most once a
+`JTI_PURGE_SECONDS` per process); an expired row not yet purged does not block a new token with
+the same id, as the in-memory cache forgets it too.
+
 Migrations. `MIGRATIONS` is an ordered list; at start-up every step newer than the recorded
 `schema_version` runs, together with its `schema_version` row, in one transaction, so a failed
 upgrade leaves the database as it was and never loses stored feedback. Never edit a released
@@ -32,6 +40,7 @@ import hmac
 import logging
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +65,9 @@ log = logging.getLogger(__name__)
 
 EXTENSION = "fhir_vcf_store"
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0  # how long a SQLite writer waits for another one
+JTI_PURGE_SECONDS = 60.0  # at most one purge of expired jwt_replay rows per process per minute
+KEY_LENGTH = 255  # jwt_replay.issuer / jti: longer values are stored as their SHA-256
+_LATEST_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z: an absurd `exp` is clamped, not a crash
 
 
 class StoreError(FhirVcfError):
@@ -124,6 +136,17 @@ feedback = sa.Table(
     sa.Column("received", sa.DateTime, nullable=False),
     sa.Column("audit_id", sa.Integer),  # v2
     sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_interaction"),
+)
+
+# v3: JWT ids already used (CDS Hooks replay protection), shared by every worker.
+jwt_replay = sa.Table(
+    "jwt_replay",
+    metadata,
+    sa.Column("issuer", sa.String(KEY_LENGTH), nullable=False),
+    sa.Column("jti", sa.String(KEY_LENGTH), nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),  # UTC: exp + leeway
+    sa.PrimaryKeyConstraint("issuer", "jti", name="pk_jwt_replay"),  # the unique key: insert-or-fail
+    sa.Index("ix_jwt_replay_expires_at", "expires_at"),
 )
 
 
@@ -200,9 +223,24 @@ def _v2(conn: Connection) -> None:
     conn.execute(feedback.update().where(feedback.c.audit_id.is_(None)).values(audit_id=latest))
 
 
+def _v3(conn: Connection) -> None:
+    """The shared JWT replay cache: jwt_replay (issuer, jti) → expires_at. Nothing else changes."""
+    v3 = sa.MetaData()
+    sa.Table(
+        "jwt_replay", v3,
+        sa.Column("issuer", sa.String(255), nullable=False),
+        sa.Column("jti", sa.String(255), nullable=False),
+        sa.Column("expires_at", sa.DateTime, nullable=False),
+        sa.PrimaryKeyConstraint("issuer", "jti", name="pk_jwt_replay"),
+        sa.Index("ix_jwt_replay_expires_at", "expires_at"),
+    )
+    v3.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit, feedback, store_meta", _v1),
     Migration(2, "audit_card index table; feedback.audit_id joined through the card uuid", _v2),
+    Migration(3, "jwt_replay: JWT ids already used, shared by every worker", _v3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -333,6 +371,18 @@ def _parse_timestamp(value: Any) -> datetime:
     return _utc_naive(parsed)
 
 
+def _from_epoch(seconds: float) -> datetime:
+    """POSIX seconds → naive UTC datetime (clamped to years 1970-9999)."""
+    return datetime.fromtimestamp(min(max(float(seconds), 0.0), _LATEST_EPOCH), UTC).replace(tzinfo=None)
+
+
+def _replay_key(value: str) -> str:
+    """An issuer or jti as stored: itself, or its SHA-256 when longer than the column (still unique)."""
+    if len(value) <= KEY_LENGTH:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
 def _patient_reference(patient: str) -> str:
     patient = patient.strip()
     return patient if "/" in patient else f"Patient/{patient}"
@@ -356,6 +406,8 @@ class Store:
             self.engine.dispose()
             raise
         self._salt = (patient_salt or self._install_salt()).encode()
+        self._next_jti_purge = float("-inf")
+        self._purge_lock = threading.Lock()
         log.info(
             "store: %s ready at schema version %d",
             self.url.render_as_string(hide_password=True),
@@ -471,6 +523,55 @@ class Store:
             sa.select(sa.func.max(audit_card.c.audit_id)).where(audit_card.c.card_uuid == card_uuid)
         ).scalar()
 
+    def remember_jti(self, issuer: str, jti: str, expires_at: float, *, now: float | None = None) -> bool:
+        """Record a JWT's (issuer, jti) until `expires_at` (POSIX seconds); False if it is a replay.
+
+        A replay is a pair already recorded whose expiry has not passed. Atomic across threads,
+        processes and instances: the insert either creates the row or fails on the primary key
+        (a concurrent insert of the same pair waits for the first one's commit, then fails). A
+        pair recorded earlier whose token has expired (its row not purged yet) is taken over by
+        a conditional update, which also only one concurrent caller can win.
+        """
+        now = time.time() if now is None else now
+        key = {"issuer": _replay_key(issuer), "jti": _replay_key(jti)}
+        expires, current = _from_epoch(expires_at), _from_epoch(now)
+        try:
+            with self.engine.begin() as conn:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(jwt_replay.insert().values(**key, expires_at=expires))
+                    fresh = True
+                except IntegrityError:
+                    taken_over = conn.execute(
+                        jwt_replay.update()
+                        .where(
+                            jwt_replay.c.issuer == key["issuer"],
+                            jwt_replay.c.jti == key["jti"],
+                            jwt_replay.c.expires_at < current,
+                        )
+                        .values(expires_at=expires)
+                    ).rowcount
+                    fresh = taken_over == 1
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not record the JWT id ({type(exc).__name__})") from exc
+        self._purge_expired_jtis(now)
+        return fresh
+
+    def _purge_expired_jtis(self, now: float) -> None:
+        """Delete expired jwt_replay rows, at most once per JTI_PURGE_SECONDS in this process.
+
+        Only housekeeping: a failure is logged and changes no answer (expired rows never block).
+        """
+        with self._purge_lock:
+            if now < self._next_jti_purge:
+                return
+            self._next_jti_purge = now + JTI_PURGE_SECONDS
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(jwt_replay.delete().where(jwt_replay.c.expires_at < _from_epoch(now)))
+        except SQLAlchemyError as exc:
+            log.warning("store: purging expired JWT ids failed (%s)", type(exc).__name__)
+
     # -- reads ----------------------------------------------------------------------------------
 
     def ping(self) -> bool:
@@ -543,5 +644,6 @@ __all__: Sequence[str] = (
     "current_store",
     "engine_url",
     "init_app",
+    "jwt_replay",
     "migrate",
 )

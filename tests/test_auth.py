@@ -364,6 +364,33 @@ def test_cors_preflight_needs_no_token_and_only_for_configured_origins(tmp_path:
     assert refused.headers["Access-Control-Allow-Origin"] == "https://ehr-ui.example.org"
 
 
+def test_cors_lets_a_browser_send_and_read_the_request_id(tmp_path: Path, ec: Key) -> None:
+    """A browser EHR may send its own X-Request-ID (the logs use it) and read the one we echo."""
+    from fhir_vcf import create_app
+
+    origin = "https://ehr-ui.example.org"
+    app = create_app({"database_url": "sqlite://", "cors_origins": (origin,),
+                      "trusted_issuers": issuers_file(tmp_path, {ISSUER: {"jwks": jwks(ec)}})})
+    client = app.test_client()
+    preflight = client.options(SERVICE, headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, x-request-id"})
+    assert preflight.status_code == 200
+    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type", "x-request-id"} <= allowed
+
+    for response in (
+        client.get("/cds-services", headers={"Origin": origin, "X-Request-ID": "ehr-req-42",
+                                             **bearer(mint(ec, BASE + "/cds-services"))}),
+        client.get("/api/v1/policies", headers={"Origin": origin, "X-Request-ID": "ehr-req-42"}),
+        client.post(SERVICE, json={}, headers={"Origin": origin, "X-Request-ID": "ehr-req-42"}),  # 401
+    ):
+        assert response.headers["X-Request-ID"] == "ehr-req-42"
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+        exposed = {h.strip().lower() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
+        assert "x-request-id" in exposed
+
+
 def test_no_cors_headers_without_configured_origins(app: Flask) -> None:
     response = app.test_client().options(
         SERVICE, headers={"Origin": "https://ehr-ui.example.org", "Access-Control-Request-Method": "POST"}

@@ -40,7 +40,10 @@ def test_eligible_patient_card_is_info_with_table_missing_flags_and_careplan():
     assert {link["url"] for link in card["links"]} == {SOURCE.guideline_url, SOURCE.criteria_url}
     assert all(link["type"] == "absolute" for link in card["links"])
     assert card["source"]["topic"]["code"] == "vertebral-augmentation-eligibility"
-    assert "overrideReasons" not in card
+    # an eligible card is dismissed for other reasons than a warning is overridden
+    assert {r["code"] for r in card["overrideReasons"]} >= {"plan-in-place", "patient-declines"}
+    assert "clinical-judgement" not in {r["code"] for r in card["overrideReasons"]}
+    assert card["extension"]["fhir-vcf"]["asOf"] == "2025-06-30"
 
 
 def test_insufficient_data_is_a_warning_listing_what_is_missing():

@@ -10,7 +10,7 @@ import re
 
 import pytest
 import responses
-from cards import EHR, assert_valid_cards, evaluation, has_criteria_table, hook_request
+from cards import EHR, assert_valid_cards, evaluation, find_empty_values, has_criteria_table, hook_request
 
 from fhir_vcf.app import create_app
 from fhir_vcf.config import Settings
@@ -93,6 +93,8 @@ def test_discovery_lists_three_services_with_prefetch(client):
         assert service["prefetch"] == PREFETCH_TEMPLATES
         for template in service["prefetch"].values():
             assert set(re.findall(r"\{\{([^}]+)\}\}", template)) <= {"context.patientId"}
+    assert find_empty_values(response.json) == []
+    assert client.get("/cds-services/").json == response.json
 
 
 # --- patient-view -----------------------------------------------------------------------------------
@@ -389,3 +391,159 @@ def test_412_is_audited_too(app, client):
     with app.extensions["fhir_vcf"].store.engine.connect() as conn:
         statuses = [r.status for r in conn.exec_driver_sql("SELECT status FROM audit")]
     assert statuses == [412]
+
+
+# --- as-of date (demo mode only) ------------------------------------------------------------------------
+
+
+def as_of_request(value):
+    return hook_request(prefetch=full_prefetch(), extension={"fhir-vcf": {"asOf": value}, "com.example": {"x": 1}})
+
+
+def test_as_of_extension_is_honoured_in_demo_mode(settings, calls, monkeypatch):
+    import datetime as dt
+    from dataclasses import replace
+
+    monkeypatch.setattr(cds_hooks, "today", lambda: dt.date(2026, 1, 15))
+    client = create_app(replace(settings, demo=True)).test_client()
+    assert post(client, "vcf-patient-view", as_of_request("2025-06-30")).status_code == 200
+    assert post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch())).status_code == 200
+    assert [options["as_of"] for _, options in calls] == [dt.date(2025, 6, 30), dt.date(2026, 1, 15)]
+
+
+@pytest.mark.parametrize("value", ["30/06/2025", "2025-02-30", "2025-6-30", "20250630", 20250630, None, ""])
+def test_bad_as_of_in_demo_mode_is_400_before_anything_is_fetched(settings, calls, value):
+    from dataclasses import replace
+
+    client = create_app(replace(settings, demo=True)).test_client()
+    body = as_of_request(value)
+    del body["prefetch"]["conditions"]  # would need a fetch: none is attempted (responses not active)
+    issue = outcome_of(post(client, "vcf-patient-view", body), 400)
+    assert issue["expression"] == ["extension.fhir-vcf.asOf"] and "YYYY-MM-DD" in issue["diagnostics"]
+    assert calls == []
+
+
+@pytest.mark.parametrize("value", ["2025-06-30", "not-a-date"])
+def test_as_of_extension_is_ignored_outside_demo_mode(client, calls, monkeypatch, caplog, value):
+    import datetime as dt
+
+    caplog.set_level(logging.DEBUG, logger="fhir_vcf.service.cds_hooks")
+    monkeypatch.setattr(cds_hooks, "today", lambda: dt.date(2026, 1, 15))
+    assert post(client, "vcf-patient-view", as_of_request(value)).status_code == 200
+    assert calls[0][1]["as_of"] == dt.date(2026, 1, 15)
+    assert any(r.levelno == logging.DEBUG and "asOf ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_card_states_the_as_of_date_it_was_evaluated_for(client, calls):
+    (card,) = assert_valid_cards(post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch())).json)
+    assert card["extension"]["fhir-vcf"]["asOf"] == calls.result["asOf"]
+
+
+# --- more request checks ---------------------------------------------------------------------------------
+
+
+def test_missing_user_id_is_a_required_issue(client, calls):
+    body = hook_request(prefetch=full_prefetch())
+    del body["context"]["userId"]
+    issue = outcome_of(post(client, "vcf-patient-view", body), 400)
+    assert issue["expression"] == ["context.userId"] and issue["code"] == "required"
+    assert calls == []
+
+
+@responses.activate
+def test_forged_host_header_cannot_widen_the_demo_allowlist(settings, calls):
+    """Demo mode accepts its own /demo/fhir; a caller-chosen Host must not make another host 'its own'."""
+    from dataclasses import replace
+
+    client = create_app(replace(settings, demo=True, allowed_fhir_servers=())).test_client()
+    body = hook_request(fhirServer="http://metadata.internal/demo/fhir",
+                        fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer"})
+    response = client.post("/cds-services/vcf-patient-view", json=body, headers={"Host": "metadata.internal"})
+    assert outcome_of(response, 403)["code"] == "forbidden"
+    assert len(responses.calls) == 0 and calls == []
+
+
+@responses.activate
+def test_public_base_url_names_the_demo_endpoint(settings, calls):
+    from dataclasses import replace
+
+    app = create_app(replace(settings, demo=True, allowed_fhir_servers=(), public_base_url="https://vcf.example.org"))
+    prefetch = full_prefetch()
+    del prefetch["carePlans"]
+    responses.get("https://vcf.example.org/demo/fhir/CarePlan", json={"resourceType": "Bundle", "type": "searchset"})
+    body = hook_request(prefetch=prefetch, fhirServer="https://vcf.example.org/demo/fhir")
+    response = app.test_client().post("/cds-services/vcf-patient-view", json=body,
+                                      headers={"Host": "10.1.2.3:8080"})
+    assert response.status_code == 200 and len(responses.calls) == 1
+
+
+# --- order hooks: more cases ---------------------------------------------------------------------------
+
+
+def sign_request(*orders):
+    return hook_request("order-sign", prefetch=full_prefetch(), context={"draftOrders": drafts(*orders)})
+
+
+def test_order_the_core_does_not_judge_gets_no_card(client, calls, caplog):
+    """When the core judges another order than the one asked about, no card carries its levels."""
+
+    def answer(options):
+        ev = evaluation("eligible", levels=("L3",))
+        ev["request"] = {"reference": "ServiceRequest/sr-2", "technique": "kyphoplasty"}
+        return ev
+
+    calls.result = answer
+    orders = drafts(sr("sr-1", text="percutaneous vertebral augmentation"), sr("sr-2", cpt="22514"))
+    body = hook_request("order-sign", prefetch=full_prefetch(), context={"draftOrders": orders})
+    cards = assert_valid_cards(post(client, "vcf-order-sign", body).json)
+    assert [c["extension"]["fhir-vcf"]["request"] for c in cards] == ["ServiceRequest/sr-2"]
+    assert any("judged another order" in r.getMessage() for r in caplog.records)
+
+
+def test_not_eligible_draft_without_an_id_gets_no_delete_action(client, calls):
+    calls.result = evaluation("not-eligible", technique="none")
+    order = sr("x", text="kyphoplasty L1")
+    del order["id"]
+    body = hook_request("order-sign", prefetch=full_prefetch(), context={"draftOrders": drafts(order)})
+    (card,) = assert_valid_cards(post(client, "vcf-order-sign", body).json)
+    (suggestion,) = card["suggestions"]
+    assert [a["type"] for a in suggestion["actions"]] == ["create"]
+    assert "entry[0]" in card["detail"]  # the detail still names the order
+
+
+def test_order_sign_needs_review_says_before_signing(client, calls):
+    calls.result = evaluation("needs-review")
+    body = sign_request(sr("sr-1", cpt="22513"))
+    (card,) = assert_valid_cards(post(client, "vcf-order-sign", body).json)
+    assert card["indicator"] == "warning" and card["summary"].endswith("needs review before signing")
+
+
+def test_order_select_relative_exclusion_and_absolute_on_select_are_warnings(client, calls):
+    """critical is reserved for signing despite an absolute exclusion (order-sign only)."""
+    calls.result = evaluation("not-eligible", technique="none", present=("X3",))
+    body = hook_request("order-select", prefetch=full_prefetch(),
+                        context={"draftOrders": drafts(sr("sr-1", cpt="22514")), "selections": ["ServiceRequest/sr-1"]})
+    (card,) = assert_valid_cards(post(client, "vcf-order-select", body).json)
+    assert card["indicator"] == "warning"
+    calls.result = evaluation("not-eligible", technique="none", present=("X5",))
+    body = sign_request(sr("sr-1", cpt="22514"))
+    (card,) = assert_valid_cards(post(client, "vcf-order-sign", body).json)
+    assert card["indicator"] == "warning"
+
+
+def test_critical_reads_the_exclusion_kind_not_the_id(client, calls):
+    """A policy may label any exclusion absolute: the card follows `exclusionKind`, not a fixed id list."""
+    ev = evaluation("not-eligible", technique="none", present=("X9",))
+    for criterion in ev["criteria"]:
+        if criterion["id"] == "X9":
+            criterion["exclusionKind"] = "absolute"
+    calls.result = ev
+    body = sign_request(sr("sr-1", cpt="22514"))
+    (card,) = assert_valid_cards(post(client, "vcf-order-sign", body).json)
+    assert card["indicator"] == "critical" and "X9" in card["summary"]
+
+
+def test_absurdly_nested_json_is_a_400_not_a_500(client):
+    response = client.post("/cds-services/vcf-patient-view", data="[" * 100_000 + "]" * 100_000,
+                           content_type="application/json")
+    assert outcome_of(response, 400)["code"] == "structure"

@@ -155,3 +155,23 @@ def test_patient_without_a_vertebral_fracture_gets_no_card(client):
     body["prefetch"]["conditions"] = None  # the EHR: no Conditions at all
     response = client.post("/cds-services/vcf-patient-view", json=body)
     assert response.status_code == 200 and response.json == {"cards": []}
+
+
+def test_order_sign_judges_each_augmentation_draft_with_its_own_levels_and_technique(client):
+    """Several drafts: the unrelated ones are not judged; each augmentation order gets its own card."""
+    _, body, (kypho,) = as_request("eligible-requested-kyphoplasty-t12-l1.json", "order-sign")
+    vertebro = dict(kypho, id="pva-vp-l1", bodySite=[{"text": "L1"}],
+                    code={"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22511"}],
+                          "text": "Vertebroplasty L1"})
+    mri = dict(kypho, id="mri-1", bodySite=[{"text": "L1"}], code={"text": "MRI lumbar spine"})
+    med = {"resourceType": "MedicationRequest", "id": "m-new", "status": "draft", "intent": "order",
+           "subject": kypho["subject"], "medicationCodeableConcept": {"text": "calcitonin"}}
+    body["context"]["draftOrders"]["entry"] = [{"resource": r} for r in (mri, kypho, med, vertebro)]
+    cards = assert_valid_cards(client.post("/cds-services/vcf-order-sign", json=body).json)
+    by_order = {c["extension"]["fhir-vcf"]["request"]: c for c in cards}
+    assert set(by_order) == {f"ServiceRequest/{kypho['id']}", "ServiceRequest/pva-vp-l1"}
+    assert by_order[f"ServiceRequest/{kypho['id']}"]["extension"]["fhir-vcf"]["levels"] == ["T12", "L1"]
+    vp = by_order["ServiceRequest/pva-vp-l1"]
+    assert vp["extension"]["fhir-vcf"]["levels"] == ["L1"]
+    assert "kyphoplasty is advised rather than the ordered vertebroplasty" in vp["summary"]
+    assert "The order is for **vertebroplasty** but the findings favour **kyphoplasty**" in vp["detail"]

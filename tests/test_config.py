@@ -47,12 +47,21 @@ def test_environment_values_are_parsed_by_type():
         ("FHIR_VCF_DATABASE_URL", "mysql://root@localhost/x", "FHIR_VCF_DATABASE_URL: unsupported database"),
         ("FHIR_VCF_TRUSTED_ISSUERS", "/nonexistent/issuers.json", "FHIR_VCF_TRUSTED_ISSUERS: no such file"),
         ("FHIR_VCF_SMART_CLIENT_ID", "client-1", "FHIR_VCF_SMART_CLIENT_ID needs FHIR_VCF_SMART_TOKEN_URL"),
+        ("FHIR_VCF_JTI_CACHE", "redis", "FHIR_VCF_JTI_CACHE: expected memory or database, got 'redis'"),
     ],
 )
 def test_a_bad_value_names_the_variable(variable, value, message):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({variable: value})
     assert message in str(caught.value)
+
+
+def test_jti_cache_setting():
+    assert Settings.from_env({}).jti_cache is None  # unset: memory, or database under a multi-worker serve
+    assert Settings.from_env({"FHIR_VCF_JTI_CACHE": "memory"}).jti_cache == "memory"
+    assert Settings.from_env({"FHIR_VCF_JTI_CACHE": "database"}).jti_cache == "database"
+    with pytest.raises(ConfigError, match="FHIR_VCF_JTI_CACHE"):
+        Settings().updated({"jti_cache": "Database"})
 
 
 def test_trusted_issuers_file_must_name_a_key_source(tmp_path):

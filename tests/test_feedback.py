@@ -277,3 +277,9 @@ def test_cors_preflight_for_a_configured_origin_only(secured: Flask, key: Key) -
     call = send(secured, {"feedback": [ACCEPTED]}, headers={"Origin": ORIGIN, **bearer(mint(key, BASE + URL))})
     assert call.status_code == 200
     assert call.headers["Access-Control-Allow-Origin"] == ORIGIN
+
+
+def test_absurdly_nested_json_is_a_400_not_a_500(app: Flask) -> None:
+    response = send(app, "[" * 100_000 + "]" * 100_000)
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["code"] == "structure"

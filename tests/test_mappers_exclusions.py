@@ -289,6 +289,26 @@ def test_question_answered_in_the_same_report_is_absent():
     assert fact.status is Status.ABSENT
 
 
+@pytest.mark.parametrize(
+    ("report", "key", "status"),
+    [
+        # The indication / clinical-history section asks the question the report answers: a hedged
+        # mention there ("r/o", "evaluate for", "?") is neither a finding nor an open question.
+        ("CLINICAL HISTORY: Back pain after fall. Evaluate for fracture. r/o cord compression.\n"
+         "FINDINGS: Acute L1 compression fracture. The spinal canal is patent.", "myelopathy", Status.ABSENT),
+        ("INDICATION: ?discitis. FINDINGS: Acute T12 compression fracture.", "infection", Status.ABSENT),
+        ("Reason for exam: rule out epidural abscess\nImpression: acute T12 fracture", "infection", Status.ABSENT),
+        # ... but an affirmed or hedged mention in the findings still counts.
+        ("INDICATION: back pain. FINDINGS: possible discitis at T11-T12.", "infection", Status.CONFLICT),
+        ("INDICATION: r/o cord compression. IMPRESSION: cord compression at T12.", "myelopathy", Status.PRESENT),
+        # Without section headers nothing is set aside.
+        ("Possible discitis. Acute T12 fracture.", "infection", Status.CONFLICT),
+    ],
+)
+def test_question_sections_of_a_report(report, key, status):
+    assert excl(mri(report))[key].status is status
+
+
 def test_history_of_infection_is_for_a_reviewer():
     fact = excl(condition("c", text="back pain", notes=["History of vertebral osteomyelitis (2010)."]))["infection"]
     assert fact.status is Status.CONFLICT and "possible or past" in fact.note

@@ -156,6 +156,46 @@ def test_levels_from_several_body_sites_and_notes():
     assert fracture.levels == ("T12", "L1", "L2")
 
 
+@pytest.mark.parametrize(
+    ("note", "levels"),
+    [
+        # Other levels named for other reasons in the same note are not fractured levels.
+        ("Acute L1 compression fracture. Prior L3-L5 fusion.", ("L1",)),
+        ("Acute L1 compression fracture. Spinal stenosis at L4-5.", ("L1",)),
+        ("Acute L1 compression fracture; grade 1 spondylolisthesis L4 on L5.", ("L1",)),
+        ("Fell at home; L1 fracture on MRI. Also s/p T10 kyphoplasty in 2021.", ("L1",)),
+        ("Acute L1 compression fracture. Old healed T8 fracture.", ("L1",)),
+        # Every sentence about the fracture counts, and a note with no fracture words still names its level.
+        ("Acute L1 compression fracture. Also wedging at L2.", ("L1", "L2")),
+        ("Kyphoplasty planned at L1.", ("L1",)),
+    ],
+)
+def test_note_levels_come_from_the_sentences_about_the_fracture(note, levels):
+    (fracture,) = facts(condition("c", M80, onset="2025-06-02", notes=[note])).fractures
+    assert fracture.levels == levels
+
+
+def test_lone_unleveled_fracture_ignores_an_old_healed_level_in_imaging():
+    f = facts(
+        condition("c", M80, onset="2025-06-02"),
+        imaging_study("mri", "MR", "2025-06-05"),
+        diagnostic_report("r", text="MRI", effective="2025-06-05", studies=["ImagingStudy/mri"],
+                          conclusion="Acute L1 compression fracture with marrow edema. Old healed T8 fracture."),
+    )
+    assert f.fracture_levels == ["L1"]
+
+
+def test_lone_unleveled_fracture_keeps_a_chronic_level_when_it_is_the_only_one():
+    f = facts(
+        condition("c", M80, onset="2025-06-02"),
+        imaging_study("mri", "MR", "2025-06-05"),
+        diagnostic_report("r", text="MRI", effective="2025-06-05", studies=["ImagingStudy/mri"],
+                          conclusion="Chronic L1 compression fracture without edema."),
+    )
+    assert f.fracture_levels == ["L1"]
+    assert f.acuity["L1"].status is Status.ABSENT
+
+
 def test_hemangioma_needs_vertebral_context():
     hemangioma = coding("icd", "D18.09", "Hemangioma of other sites")
     assert facts(condition("c", hemangioma, onset="2025-06-02")).fractures == ()

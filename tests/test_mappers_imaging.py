@@ -267,6 +267,53 @@ def test_severe_pain_is_not_a_genant_grade():
     assert f.height_loss["T12"].status is Status.UNKNOWN
 
 
+@pytest.mark.parametrize(
+    ("conclusion", "heights"),
+    [
+        # A level and its percentage in one comma part, the height-loss words elsewhere in the sentence.
+        ("T12 30%, L1 20% height loss.", {"T12": 30.0, "L1": 20.0}),
+        ("Height loss: T12 30%, L1 20%.", {"T12": 30.0, "L1": 20.0}),
+        ("T12 compression fracture with 30% height loss and L1 with 20%.", {"T12": 30.0, "L1": 20.0}),
+        ("T12 and L1 compression fractures with 30% and 20% height loss respectively.", {"T12": 30.0, "L1": 20.0}),
+        # One percentage for a list of levels is read for each; several without "respectively" are
+        # ambiguous and give none (never a number the text does not tie to the level).
+        ("T12 and L1 compression fractures with 30% height loss.", {"T12": 30.0, "L1": 30.0}),
+        ("T12 and L1 compression fractures with 30% and 20% height loss.", {}),
+    ],
+)
+def test_height_loss_per_level_in_one_sentence(conclusion, heights):
+    two = condition("vcf", M80, text="compression fractures T12 and L1", onset="2025-06-02")
+    f = facts(two, diagnostic_report("r", text="XR", effective="2025-06-05", conclusion=conclusion))
+    found = {lv: fact.value for lv, fact in f.height_loss.items() if fact.status is Status.PRESENT}
+    assert found == heights
+
+
+@pytest.mark.parametrize(
+    "conclusion",
+    [
+        "Height loss at T12 has increased from 25% to 40%.",
+        "T12 now 40% height loss (previously 25%).",
+        "T12: 40% height loss, increased from 25% on the prior study.",
+        "T12 compression has worsened since the prior study.",
+        "Worsening T12 compression deformity.",
+        "Increased T12 compression compared with 06/05.",
+    ],
+)
+def test_progression_in_words_and_numbers_of_one_report(conclusion):
+    f = facts(fracture(), diagnostic_report("r", text="XR", effective="2025-06-20", conclusion=conclusion))
+    assert f.progression.status is Status.PRESENT
+
+
+@pytest.mark.parametrize(
+    "conclusion",
+    ["Height loss at T12 decreased from 40% to 25% after kyphoplasty.", "Increased cord compression at T12.",
+     "Worsening back pain at T12 level."],
+)
+def test_not_progression_of_the_collapse(conclusion):
+    f = facts(fracture(), diagnostic_report("r", text="XR", effective="2025-06-20", conclusion=conclusion))
+    assert f.progression.status is not Status.PRESENT
+
+
 def test_progression_from_two_measurements():
     f = facts(
         fracture(),
@@ -459,3 +506,14 @@ def test_degenerative_canal_compromise_is_not_retropulsion():
     f = facts(fracture(), diagnostic_report("r", text="MRI", effective="2025-06-05",
                                             conclusion="T12 fracture. Disc bulge at L4-5 with canal compromise."))
     assert f.retropulsion.status is Status.ABSENT
+
+
+def test_series_descriptions_naming_mri_sequences_give_no_level():
+    """"SAG T2" is a sequence, not the T2 vertebra: it must not become the study's level (nor, through
+    it, the level of a report that names none, nor of a fracture Condition that names none)."""
+    study = imaging_study("mri", "MR", "2025-06-05", series=[series_("MR", description="SAG T2 FS")])
+    f = facts(condition("vcf", M80, onset="2025-06-02"), study,
+              diagnostic_report("r", text="MRI", effective="2025-06-05", studies=["ImagingStudy/mri"],
+                                conclusion="Acute compression fracture with marrow edema."))
+    assert f.fracture_levels == []
+    assert "T2" not in f.acuity

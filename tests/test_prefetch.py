@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 import pytest
 import requests
@@ -16,6 +17,7 @@ from cards import EHR
 from fhir_vcf.app import fhir_client_factory
 from fhir_vcf.config import Settings
 from fhir_vcf.errors import InputError
+from fhir_vcf.record import USED_TYPES
 from fhir_vcf.sources.prefetch import (
     PREFETCH_TEMPLATES,
     ForbiddenServer,
@@ -283,9 +285,7 @@ def test_templates_use_only_valid_tokens_and_the_query_subset():
             name = param.split("=", 1)[0]
             assert name in {"patient", "_count", "_sort", "subject"}, (key, name)
     covered = {t.split("/")[0].split("?")[0] for t in PREFETCH_TEMPLATES.values()}
-    assert covered >= {"Patient", "Condition", "ImagingStudy", "DiagnosticReport", "Observation", "Encounter",
-                       "MedicationRequest", "MedicationStatement", "Procedure", "ServiceRequest",
-                       "AllergyIntolerance", "DeviceRequest", "CarePlan"}
+    assert covered == USED_TYPES  # a template for every type the record keeps (= what the rules read)
 
 
 def test_resolve_template_encodes_and_refuses_missing_tokens():
@@ -320,15 +320,97 @@ def test_normalise_base():
 
 @responses.activate
 def test_whole_fetch_phase_has_a_budget():
-    import time
+    import threading
+
+    release, finished = threading.Event(), threading.Event()
 
     def slow(request):
-        time.sleep(0.5)
+        release.wait(5)
+        finished.set()
         return 200, {}, json.dumps(bundle())
 
     prefetch = full_prefetch()
     del prefetch["procedures"]
     responses.add_callback(responses.GET, f"{EHR}/Procedure", callback=slow)
+    try:
+        with pytest.raises(PrefetchUnavailable) as info:
+            build(prefetch, budget=0.05)
+        assert info.value.keys == ("procedures",) and "within" in str(info.value)
+    finally:
+        # let the abandoned fetch finish inside this test's mock, not inside the next test's
+        release.set()
+        assert finished.wait(5)
+        time.sleep(0.05)
+
+
+@responses.activate
+def test_next_link_of_a_fetched_search_to_another_host_is_not_followed():
+    """The token goes to fhirServer only: a server's next link elsewhere is refused, not called."""
+    prefetch = full_prefetch()
+    del prefetch["conditions"]
+    responses.get(f"{EHR}/Condition", json=bundle(condition("vcf-1"), next_url="https://collector.example/steal?p=2"))
+    stolen = responses.get("https://collector.example/steal", json=bundle(condition("vcf-2")))
     with pytest.raises(PrefetchUnavailable) as info:
+        build(prefetch)
+    assert info.value.keys == ("conditions",) and "another server" in str(info.value)
+    assert stolen.call_count == 0
+
+
+@responses.activate
+def test_fetch_stops_at_the_page_cap_and_says_so(caplog):
+    caplog.set_level(logging.WARNING)
+    prefetch = full_prefetch()
+    del prefetch["observations"]
+    for page in range(1, 6):  # an endless history: each page links to the next
+        responses.get(f"{EHR}/Observation", match=[responses.matchers.query_param_matcher(
+            {"page": str(page)}, strict_match=False)] if page > 1 else [],
+            json=bundle(observation(f"o{page}"), next_url=f"{EHR}/Observation?page={page + 1}"))
+    record = build(prefetch)
+    assert refs(record, "Observation") == ["Observation/o1", "Observation/o2", "Observation/o3"]  # max_pages=3
+    assert len(responses.calls) == 3
+    assert any("stopped after 3 page(s)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+@responses.activate
+def test_transient_gateway_errors_are_retried(status):
+    prefetch = full_prefetch()
+    del prefetch["procedures"]
+    responses.get(f"{EHR}/Procedure", status=status)
+    responses.get(f"{EHR}/Procedure", json=bundle())
+    build(prefetch)
+    assert [c.response.status_code for c in responses.calls] == [status, 200]
+
+
+@responses.activate
+def test_client_errors_are_not_retried():
+    prefetch = full_prefetch()
+    del prefetch["procedures"]
+    responses.get(f"{EHR}/Procedure", status=403)
+    with pytest.raises(PrefetchUnavailable):
+        build(prefetch)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_fetch_abandoned_at_the_budget_requests_no_further_page():
+    """After the call is answered (412), a slow fetch still running sends the token nowhere else."""
+    import threading
+
+    release = threading.Event()
+
+    def slow_first_page(request):
+        release.wait(5)
+        return 200, {}, json.dumps(bundle(condition("vcf-1"), next_url=f"{EHR}/Condition?page=2"))
+
+    prefetch = full_prefetch()
+    del prefetch["conditions"]
+    second = responses.get(f"{EHR}/Condition", match=[responses.matchers.query_param_matcher({"page": "2"})],
+                           json=bundle(condition("vcf-2")))
+    responses.add_callback(responses.GET, f"{EHR}/Condition", callback=slow_first_page)
+    with pytest.raises(PrefetchUnavailable):
         build(prefetch, budget=0.05)
-    assert info.value.keys == ("procedures",) and "within" in str(info.value)
+    release.set()
+    for thread in [t for t in threading.enumerate() if t.name.startswith("prefetch")]:
+        thread.join(5)
+    assert second.call_count == 0

@@ -2,81 +2,29 @@
 
 Every store test runs twice: on a SQLite file and on PostgreSQL at 127.0.0.1:5432 (database
 `test`, override with FHIR_VCF_TEST_POSTGRES_URL), each PostgreSQL test in a fresh schema that is
-dropped afterwards. Without a reachable PostgreSQL the PostgreSQL half is skipped with the reason.
+dropped afterwards (the `database` fixture of `db_support`). Without a reachable PostgreSQL the
+PostgreSQL half is skipped with the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from db_support import Database, database_fixture  # noqa: F401  (the `database` fixture)
 
 from fhir_vcf import store as store_module
 from fhir_vcf.errors import ConfigError
 from fhir_vcf.store import SCHEMA_VERSION, Migration, Store, StoreError, engine_url
-
-PG_URL = os.environ.get("FHIR_VCF_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-class Database:
-    """A fresh, empty database: its URL and a way to run hand-written SQL in it."""
-
-    def __init__(self, kind: str, url: str, run_sql: Callable[[str], None]) -> None:
-        self.kind = kind
-        self.url = url
-        self.run_sql = run_sql
-
-
-def _sqlite(tmp_path: Path) -> Database:
-    path = tmp_path / "var" / "store.db"  # var/ does not exist yet: the store creates it
-
-    def run_sql(script: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(path) as conn:
-            conn.executescript(script)
-
-    return Database("sqlite", f"sqlite:///{path}", run_sql)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        yield _sqlite(tmp_path)
-        return
-    try:
-        import psycopg
-        from psycopg import sql
-    except ImportError as exc:  # pragma: no cover - psycopg is a test dependency
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432: psycopg not installed ({exc})")
-    try:
-        admin = psycopg.connect(PG_URL, connect_timeout=3, autocommit=True)
-    except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432: {exc}")
-    schema = f"fhir_vcf_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-
-    def run_sql(script: str) -> None:
-        with psycopg.connect(PG_URL, autocommit=False) as conn:
-            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-            for statement in filter(str.strip, script.split(";")):
-                conn.execute(statement)
-
-    try:
-        # libpq `options` puts every table of the store in the throwaway schema.
-        yield Database("postgresql", f"{PG_URL}?options=-csearch_path%3D{schema}", run_sql)
-    finally:
-        admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-        admin.close()
 
 
 @pytest.fixture
@@ -259,8 +207,8 @@ def test_upgrade_from_v1_keeps_feedback_and_advances_the_version(database: Datab
     make_v1_database(database, card)
     store = Store(database.url)
     try:
-        assert store.version == SCHEMA_VERSION == 2
-        assert versions(store) == [1, 2]
+        assert store.version == SCHEMA_VERSION == 3
+        assert versions(store) == [1, 2, 3]
         (row,) = store.feedback_for(card)
         assert (row["outcome"], row["override_code"], row["outcome_timestamp"]) == (
             "overridden", "d7ecf885", datetime(2025, 1, 2, 10, 5))
@@ -271,10 +219,40 @@ def test_upgrade_from_v1_keeps_feedback_and_advances_the_version(database: Datab
         store.dispose()
     again = Store(database.url)  # a restart applies nothing more
     try:
-        assert versions(again) == [1, 2]
+        assert versions(again) == [1, 2, 3]
         assert len(again.feedback_for(card)) == 1
     finally:
         again.dispose()
+
+
+def test_upgrade_from_v2_adds_the_jti_table_and_keeps_feedback(database: Database) -> None:
+    """A database release 2 left (its migrations, then a hook call and feedback) upgrades to v3."""
+    card = new_card()
+    engine = store_module.create_store_engine(database.url)
+    try:
+        assert store_module.migrate(engine, target=2) == 2
+        with engine.begin() as conn:
+            assert not sa.inspect(conn).has_table("jwt_replay")
+            audit_id = conn.execute(store_module.audit.insert().values(
+                created=datetime(2025, 3, 1, 9), hook="order-sign", service_id="vcf-order-sign",
+                card_uuids=[card], suggestion_uuids=[], status=200)).inserted_primary_key[0]
+            conn.execute(store_module.audit_card.insert().values(audit_id=audit_id, card_uuid=card))
+            conn.execute(store_module.feedback.insert().values(
+                card_uuid=card, service_id="vcf-order-sign", outcome="overridden", accepted_suggestions=[],
+                override_code="d7ecf885", user_comment_present=False, outcome_timestamp=datetime(2025, 3, 1, 9, 5),
+                received=datetime(2025, 3, 1, 9, 5, 1), audit_id=audit_id))
+    finally:
+        engine.dispose()
+    store = Store(database.url)
+    try:
+        assert store.version == SCHEMA_VERSION == 3
+        assert versions(store) == [1, 2, 3]
+        (row,) = store.feedback_for(card)
+        assert (row["outcome"], row["override_code"], row["audit_id"]) == ("overridden", "d7ecf885", audit_id)
+        assert store.store_feedback("vcf-order-sign", [item(card, "overridden", "2025-03-01T09:05:00Z")]) == (0, 1)
+        assert store.remember_jti("https://ehr.example.org", "jti-1", time.time() + 60)  # the new table works
+    finally:
+        store.dispose()
 
 
 def test_failed_migration_rolls_back_completely(
@@ -288,13 +266,14 @@ def test_failed_migration_rolls_back_completely(
         sa.Table("half_done", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True)).create(conn)
         conn.execute(sa.text("SELECT no_such_column FROM feedback"))
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, Migration(3, "broken", broken)))
+    broken_step = Migration(SCHEMA_VERSION + 1, "broken", broken)
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, broken_step))
     with pytest.raises(StoreError, match="migration failed"):
         Store(database.url)
     monkeypatch.undo()
     reopened = Store(database.url)
     try:
-        assert versions(reopened) == [1, 2]
+        assert versions(reopened) == [1, 2, 3]
         with reopened.engine.connect() as conn:
             assert not sa.inspect(conn).has_table("half_done")
         assert len(reopened.feedback_for(card)) == 1
@@ -330,7 +309,7 @@ def test_two_workers_starting_together_both_come_up(database: Database) -> None:
     try:
         assert errors == []
         assert [s.version for s in stores] == [SCHEMA_VERSION, SCHEMA_VERSION]
-        assert versions(stores[0]) == [1, 2]
+        assert versions(stores[0]) == [1, 2, 3]
         assert stores[0].patient_hash("1") == stores[1].patient_hash("1")  # one salt per install
     finally:
         for s in stores:

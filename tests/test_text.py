@@ -39,6 +39,19 @@ def test_levels(value, levels):
         "T1-weighted images",
         "T2/STIR",
         "sagittal T2 and STIR",
+        # MRI series descriptions: a plane before, or a sequence / option after, makes T1/T2 a sequence.
+        "SAG T2",
+        "AX T2",
+        "T1 SAG",
+        "SAG T1 FSE",
+        "T2 FS",
+        "T2 TSE",
+        "Sag T2 FS",
+        "T2 STIR",
+        "T1 post gad",
+        "T1 + C",
+        "sagittal T1 and T2",
+        "Sag. T1",
         "T13",  # no such vertebra: dropped, never guessed
         "C8",
         "at12 units",
@@ -54,6 +67,8 @@ def test_not_levels(value):
 
 def test_mri_sequence_beside_a_real_level():
     assert text.find_levels("T2 hyperintense marrow signal at L1") == ["L1"]
+    assert text.find_levels("AX T2 L1-S1") == ["L1", "L2", "L3", "L4", "L5", "S1"]
+    assert text.find_levels("T2 compression fracture; T1 and T2 vertebral bodies") == ["T1", "T2"]
 
 
 @pytest.mark.parametrize(
@@ -154,6 +169,9 @@ def test_hedging(sentence, term, hedged):
         ("disc protrusion at L4-5 without stenosis", []),
         ("L5-S1 disc desiccation", []),
         ("T12/L1 disk space", []),
+        ("L4-L5: disc bulge with mild foraminal narrowing", []),
+        ("L4-5: Mild disc bulge.", []),
+        ("T12-L1: acute compression fractures", ["T12", "L1"]),
         ("facet arthropathy at the L4-5 level", []),
         ("Acute L1 compression fracture; degenerative disc disease at L4-L5", ["L1"]),
         ("Acute L1 fracture. L5-S1 disc herniation.", ["L1"]),
@@ -175,6 +193,7 @@ def test_disc_notation_is_not_vertebral_levels(value, levels):
         ("Bone structure of twelfth thoracic vertebra", ["T12"]),
         ("fracture of fifth lumbar vertebra", ["L5"]),
         ("seventh cervical vertebra", ["C7"]),
+        ("second sacral vertebra", ["S2"]),
         ("first thoracic and first lumbar vertebrae", ["T1", "L1"]),
         ("first lumbar spine visit", []),  # an ordinal names a vertebra only with the word vertebra
         ("first lumbar vertebral body", ["L1"]),
@@ -184,3 +203,9 @@ def test_disc_notation_is_not_vertebral_levels(value, levels):
 )
 def test_ordinal_vertebra_names(value, levels):
     assert text.find_levels(value) == levels
+
+
+def test_a_query_mark_hedges_the_term_after_it():
+    assert text.is_hedged("INDICATION: ?discitis", 13, 21)
+    assert text.is_hedged("INDICATION: ? discitis", 14, 22)
+    assert not text.is_hedged("What? Discitis at T11-T12.", 6, 14)

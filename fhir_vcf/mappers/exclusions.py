@@ -16,7 +16,7 @@ from typing import Any
 
 from fhir_vcf.facts import Evidence, Fact, Method, Status
 from fhir_vcf.mappers import _context as ctx
-from fhir_vcf.mappers import common
+from fhir_vcf.mappers import common, text
 from fhir_vcf.mappers.codes import finding, icd10cm, loinc, snomed
 
 KEYS = (
@@ -260,7 +260,12 @@ def _matches(coding: Any, icd: tuple[str, ...], sct: dict[str, str]) -> bool:
 
 
 def _read_text(signals: _Signals, pattern: re.Pattern[str], ref: str, element: str, body: str) -> None:
+    questions: list[tuple[int, int]] | None = None
     for state, m in ctx.scan(pattern, body):
+        if state == ctx.HEDGED:
+            questions = text.question_spans(body) if questions is None else questions
+            if any(a <= m.start() < b for a, b in questions):
+                continue  # "INDICATION: r/o discitis": the question the report answers, not a finding
         ev = ctx.text_ev(ref, element, body, m)
         signals.add(state, _term(m), ev)
 
@@ -275,6 +280,8 @@ def _read_instability(signals: _Signals, ref: str, element: str, body: str) -> N
         if not _SPINE_CONTEXT.search(near) or _NOT_SPINE.search(tail) or _NOT_SPINE.search(head):
             continue
         state = ctx.reading(body, m.start(), m.end())
+        if state == ctx.HEDGED and any(a <= m.start() < b for a, b in text.question_spans(body)):
+            continue
         ev = ctx.text_ev(ref, element, body, m)
         signals.add(state, _term(m), ev)
 

@@ -397,7 +397,7 @@ def _fracture(
     levels.extend(site_levels)
     evidence.extend(site_ev)
     for value, element in code_texts + note_texts:
-        found_levels = text.find_levels(value)
+        found_levels = _fracture_text_levels(value)
         if found_levels:
             levels.extend(found_levels)
             evidence.append(Evidence(ref, element, Method.TEXT, f"levels {', '.join(found_levels)} in '{value}'"))
@@ -416,6 +416,34 @@ def _fracture(
         seventh=seventh,
         evidence=tuple(evidence),
     )
+
+
+# Sentences (".", ";" or a line break; not a decimal point) and the words that make one about a
+# fracture. A note on a fracture Condition often names other levels for other reasons ("Prior L3-L5
+# fusion", "stenosis at L4-5", "s/p T10 kyphoplasty"): when the text has sentences about the fracture,
+# its levels come from those only (input profile, rule 6: never invent a level).
+_SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
+_ABOUT_FRACTURE = re.compile(
+    r"\b(?:fractur\w*|fx\b|collapse[sd]?|wedg\w*|vcf|deformit\w*|burst|vertebra\s+plana|height\s+loss)", re.IGNORECASE
+)
+
+
+def _fracture_text_levels(value: str) -> list[str]:
+    """The levels a Condition's text gives its fracture: from the sentences about a current fracture
+    when there are any ("old healed T8 fracture" is not one), else every level the text names."""
+    if not text.find_levels(value):
+        return []
+    sentences = [m.group(0) for m in _SENTENCE.finditer(value)]
+    about = []
+    for sentence in sentences:
+        mentions = [m for m in _ABOUT_FRACTURE.finditer(sentence)
+                    if not text.is_negated(sentence, m.start(), m.end())]
+        if mentions:
+            healed = any(not text.is_negated(sentence, h.start(), h.end()) for h in _HEALED.finditer(sentence))
+            about.append((sentence, healed))
+    if not about:
+        return text.find_levels(value)
+    return sort_levels(level for sentence, healed in about if not healed for level in text.find_levels(sentence))
 
 
 def with_levels(fracture: Fracture, levels: list[str], evidence: list[Evidence]) -> Fracture:

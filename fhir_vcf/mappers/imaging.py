@@ -205,13 +205,18 @@ class ImagingScan:
 
     def fracture_levels(self) -> tuple[list[str], list[Evidence]]:
         """Levels at which imaging shows a fracture (for a fracture Condition that names none)."""
-        levels: list[str] = []
-        evidence: list[Evidence] = []
-        for s in self.signals:
-            if s.levels and (s.kind in {"seen", "height"} or (s.kind == "acuity" and s.value)):
-                levels.extend(s.levels)
-                evidence.append(s.evidence)
-        return sort_levels(levels), evidence
+        shown = [s for s in self.signals
+                 if s.levels and (s.kind in {"seen", "height"} or (s.kind == "acuity" and s.value))]
+        acute = {lv for s in self.signals if s.kind == "acuity" and s.value for lv in s.levels}
+        old = {lv for s in self.signals if s.kind == "acuity" and not s.value and s.note == "age word"
+               for lv in s.levels}
+        # "Acute L1 fracture ... old healed T8 fracture": the current fracture Condition is not the old
+        # one. A level imaging calls only old/healed/chronic is dropped, unless no other level is shown.
+        current = {lv for s in shown for lv in s.levels if lv in acute or lv not in old}
+        if current:
+            shown = [s for s in shown if set(s.levels) & current]
+        levels = [lv for s in shown for lv in s.levels if not current or lv in current]
+        return sort_levels(levels), [s.evidence for s in shown]
 
 
 def _modality_of_codings(codings: Iterable[Any]) -> list[str]:

@@ -30,11 +30,15 @@ _RANGE = re.compile(
 # (singular: "the L1-L2 levels" are vertebrae), "disc bulge at L4-5". Such a pair is no vertebra
 # (input profile, rule 6: never invent a level). A wider range ("T11-L1") always names vertebrae.
 _PAIR = re.compile(
-    _ONE.format(n="a") + r"\s*(?:-|–|—|/)\s*" + r"(?:(?P<regionb>th|[ctls])[\s\-]?)?(?P<numb>1[0-2]|[1-9])(?![0-9.]?\d)",
+    _ONE.format(n="a")
+    + r"\s*(?:-|–|—|/)\s*"
+    + r"(?:(?P<regionb>th|[ctls])[\s\-]?)?(?P<numb>1[0-2]|[1-9])(?![0-9.]?\d)",
     re.IGNORECASE,
 )
 _DISC_AFTER = re.compile(
-    r"\s*(?:intervertebral\s+)?(?:dis[ck]s?\b|interspaces?\b|level\b(?!s)|(?:disc\s+)?space\b)", re.IGNORECASE
+    r"\s*(?::\s*(?:[a-z]+\s+){0,2})?(?:intervertebral\s+)?(?:dis[ck]s?\b|interspaces?\b|level\b(?!s)"
+    r"|(?:disc\s+)?space\b)",
+    re.IGNORECASE,
 )
 _DISC_BEFORE = re.compile(
     r"\b(?:dis[ck]s?|interspace|herniat\w*|protru\w*|extru\w*|bulg\w*|annul\w*|desiccat\w*|facet\w*)"
@@ -72,15 +76,24 @@ _ORDINAL = re.compile(
     r"(?=\s+vertebr|\s+and\s+\w+\s+(?:cervical|thoracic|lumbar|sacral)\s+vertebr)",
     re.IGNORECASE,
 )
-# "T1" and "T2" are also MRI sequences: "T2 hyperintense", "T1-weighted", "T2/STIR" name no vertebra.
+# "T1" and "T2" are also MRI sequences: "T2 hyperintense", "T1-weighted", "T2/STIR" name no vertebra,
+# and neither do series descriptions ("SAG T2", "AX T1 post gad", "T2 FS", "T1 TSE SAG"): a plane
+# before, or a sequence, fat-suppression or contrast word after, makes it a sequence.
 _MRI_SEQUENCE = re.compile(
-    r"[\s\-]*(?:weighted|wi?\b|hyper|hypo|iso|signal|sequence|images?|imaging|flair|fat|\*|/\s*stir|and\s+stir)",
+    r"[\s\-]*(?:weighted|wi?\b|hyper|hypo|iso|signal|sequence|images?|imaging|flair|fat|\*|/\s*stir|and\s+stir"
+    r"|stir\b|sag(?:ittal)?\b|ax(?:ial)?\b|cor(?:onal)?\b|fse\b|tse\b|frfse\b|fs\b|space\b|tirm\b|dixon\b"
+    r"|pre\b|post\b|gad\w*|\+\s*c\b|contrast)",
     re.IGNORECASE,
+)
+_MRI_PLANE_BEFORE = re.compile(
+    r"\b(?:sag(?:ittal)?|ax(?:ial)?|cor(?:onal)?)\.?\s*(?:T[12]\s*(?:and|/|,)\s*)?$", re.IGNORECASE
 )
 
 
-def _is_mri_sequence(text: str, label: str, end: int) -> bool:
-    return label in {"T1", "T2"} and bool(_MRI_SEQUENCE.match(text, end))
+def _is_mri_sequence(text: str, label: str, start: int, end: int) -> bool:
+    if label not in {"T1", "T2"}:
+        return False
+    return bool(_MRI_SEQUENCE.match(text, end) or _MRI_PLANE_BEFORE.search(text[max(0, start - 20) : start]))
 
 NEGATIONS = (
     r"no",
@@ -152,16 +165,17 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
         if any(a <= m.start() < b for a, b in consumed):
             continue
         label = _label(m["region"], m["num"])
-        if is_level(label) and not _is_mri_sequence(text, label, m.end()):
+        if is_level(label) and not _is_mri_sequence(text, label, m.start(), m.end()):
             spans.append((m.start(), m.end(), [label]))
-    for m in _SACRUM.finditer(text):
-        spans.append((m.start(), m.end(), [SACRUM]))
     if "vertebr" in text.lower():
         for m in _ORDINAL.finditer(text):
             label = f"{_REGION_LETTER[m['region'].lower()]}{_ORDINALS.index(m['ordinal'].lower()) + 1}"
             if is_level(label):
                 spans.append((m.start(), m.end(), [label]))
                 consumed.append(m.span())
+    for m in _SACRUM.finditer(text):
+        if not any(a <= m.start() < b for a, b in consumed):  # "second sacral vertebra" is S2, not the sacrum
+            spans.append((m.start(), m.end(), [SACRUM]))
     spans.sort()
     groups: list[tuple[int, int, list[str]]] = []
     for start, end, levels in spans:
@@ -203,7 +217,8 @@ _HEDGE_BEFORE = re.compile(
     r"cannot\s+(?:be\s+)?(?:rule[sd]?\s+out|exclude[sd]?)|can't\s+(?:rule\s+out|exclude)|"
     r"not\s+(?:be\s+)?(?:ruled\s+out|excluded)|differential\s+(?:includes|diagnosis)|evaluat(?:e|ion)\s+for|"
     r"worrisome\s+for|likely|versus|vs\.?|rule\s+out|r/o|to\s+exclude|consider(?:ing)?)"
-    r"(?=\W)[^.;:\n]{0,30}$",
+    r"(?=\W)[^.;:\n]{0,30}$"
+    r"|(?:^|(?<=[\s:(]))\?\s?$",  # "?discitis", "Indication: ? fracture": a query (not "What? ...")
     re.IGNORECASE,
 )
 _HEDGE_AFTER = re.compile(
@@ -211,6 +226,35 @@ _HEDGE_AFTER = re.compile(
     r"is\s+suspected|versus|vs\.?)",
     re.IGNORECASE,
 )
+
+
+# Report sections that pose the question the report answers: "INDICATION: r/o discitis", "CLINICAL
+# HISTORY: evaluate for cord compression", "Reason for exam: ?fracture". A section runs to the next
+# answer header ("FINDINGS:", "IMPRESSION:", ...), else to the end of its line; with neither, it is
+# not set apart (the question may run into the answer).
+_QUESTION_HEADER = re.compile(
+    r"\b(?:clinical\s+(?:history|information|indications?|question|details)|history|indications?"
+    r"|reason\s+for\s+(?:exam(?:ination)?|study|referral|request|scan))\s*:",
+    re.IGNORECASE,
+)
+_ANSWER_HEADER = re.compile(
+    r"\b(?:findings?|impressions?|conclusions?|results?|opinion|interpretation|technique|comparison|report)\s*:",
+    re.IGNORECASE,
+)
+
+
+def question_spans(text: str | None) -> list[tuple[int, int]]:
+    """Where a report's question sections (indication, clinical history, reason for exam) lie."""
+    if not text or ":" not in text:
+        return []
+    spans = []
+    for m in _QUESTION_HEADER.finditer(text):
+        answer = _ANSWER_HEADER.search(text, m.end())
+        line_end = text.find("\n", m.end())
+        end = answer.start() if answer else line_end
+        if end != -1:
+            spans.append((m.start(), end))
+    return spans
 
 
 def is_hedged(text: str, start: int, end: int) -> bool:

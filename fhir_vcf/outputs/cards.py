@@ -10,6 +10,7 @@ chooses words, the indicator and the suggestion shape, and guarantees the card r
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +26,23 @@ TOPIC = {
 }
 
 OVERRIDE_SYSTEM = "urn:fhir-vcf:override-reason"
+# Reasons to dismiss a warning or critical card (go ahead despite the advice).
 OVERRIDE_REASONS: tuple[dict[str, str], ...] = (
     {"system": OVERRIDE_SYSTEM, "code": "documented-elsewhere",
      "display": "Criteria are documented outside this record"},
     {"system": OVERRIDE_SYSTEM, "code": "clinical-judgement",
      "display": "Clinical judgement: the benefit outweighs the guideline"},
+    {"system": OVERRIDE_SYSTEM, "code": "record-incorrect",
+     "display": "The record is incorrect or out of date"},
+    {"system": OVERRIDE_SYSTEM, "code": "not-applicable",
+     "display": "Not applicable to this patient"},
+)
+# Reasons to dismiss an info card (eligible) without taking its proposed care plan.
+INFO_OVERRIDE_REASONS: tuple[dict[str, str], ...] = (
+    {"system": OVERRIDE_SYSTEM, "code": "plan-in-place",
+     "display": "A care plan is already in place"},
+    {"system": OVERRIDE_SYSTEM, "code": "patient-declines",
+     "display": "The patient declines the proposed plan"},
     {"system": OVERRIDE_SYSTEM, "code": "record-incorrect",
      "display": "The record is incorrect or out of date"},
     {"system": OVERRIDE_SYSTEM, "code": "not-applicable",
@@ -44,6 +57,8 @@ DECISION_WORDS = {
 }
 
 TECHNIQUES = frozenset({"kyphoplasty", "vertebroplasty"})
+
+_DRAFT_REFERENCE = re.compile(r"^ServiceRequest/[A-Za-z0-9\-.]{1,64}$")  # FHIR id syntax
 
 
 @dataclass(frozen=True)
@@ -143,7 +158,7 @@ def summary_for(evaluation: Mapping[str, Any], order: OrderContext | None) -> st
     elif decision == "not-eligible":
         text = f"{what_cap}{at}: not eligible; conservative care is advised"
     elif decision == "needs-review":
-        text = f"{what_cap}{at}: needs review before ordering"
+        text = f"{what_cap}{at}: needs review before {'signing' if order and order.signing else 'ordering'}"
     elif decision == "insufficient-data":
         count = len(missing)
         items = "1 item is" if count == 1 else f"{count} items are" if count else "data is"
@@ -244,11 +259,14 @@ def suggestions_for(evaluation: Mapping[str, Any], order: OrderContext | None) -
     if order and decision == "not-eligible":
         label = "Propose conservative care instead of vertebral augmentation"
         actions.append({"type": "create", "description": "Add the proposed conservative-care plan", "resource": plan})
-        actions.append({
-            "type": "delete",
-            "description": f"Remove the draft vertebral augmentation order ({order.reference})",
-            "resourceId": [order.reference],
-        })
+        if _DRAFT_REFERENCE.match(order.reference):
+            # A delete names its target as Type/id; a draft order sent without an id cannot be
+            # named, so the clinician removes it by hand (the card's detail names it).
+            actions.append({
+                "type": "delete",
+                "description": f"Remove the draft vertebral augmentation order ({order.reference})",
+                "resourceId": [order.reference],
+            })
         recommended = True
     elif decision == "not-eligible":
         label = "Add the proposed conservative-care plan"
@@ -297,6 +315,7 @@ def render_card(
             "technique": evaluation.get("technique"),
             "policy": evaluation.get("policy"),
             "levels": list(evaluation.get("levels") or ()),
+            "asOf": evaluation.get("asOf"),
             "request": order.reference if order else None,
         }},
     }
@@ -304,8 +323,9 @@ def render_card(
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "at-most-one"
-    if indicator != "info":
-        card["overrideReasons"] = [dict(r) for r in OVERRIDE_REASONS]
+    # Always offered: the EHR then sends a coded reason with an `overridden` feedback.
+    reasons = INFO_OVERRIDE_REASONS if indicator == "info" else OVERRIDE_REASONS
+    card["overrideReasons"] = [dict(r) for r in reasons]
     links = _links(source, detail)
     if links:
         card["links"] = links
@@ -320,6 +340,7 @@ def render_cards(
 
 
 __all__ = [
+    "INFO_OVERRIDE_REASONS",
     "OVERRIDE_REASONS",
     "CardSource",
     "OrderContext",

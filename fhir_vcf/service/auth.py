@@ -19,9 +19,13 @@ optional `jku`), with claims `iss`, `aud` (the exact URL called), `exp`, `iat`, 
   default port do not matter;
 - `exp`, `iat` and `jti` are required; `iat` may not be in the future; both with
   `Settings.jwt_leeway_seconds` of clock skew;
-- a `jti` already seen from the same issuer is refused until the token expires (an in-memory,
-  bounded, thread-safe cache; it is per process, so with several workers a replay that lands on
-  another worker is not caught; put the cache in the database if that matters).
+- a `jti` already seen from the same issuer is refused until the token expires (plus leeway).
+  `Settings.jti_cache` says where the seen pairs live: `memory` (`ReplayCache`: bounded,
+  thread-safe, this process only) or `database` (`DatabaseReplayCache`: the store's `jwt_replay`
+  table, one atomic insert-or-fail per token, shared by every worker and every instance on the
+  database). A per-process cache cannot catch a replay that lands on another gunicorn worker, so
+  `fhir-vcf serve` with more than one worker uses `database` unless `memory` is set explicitly.
+  When the database cannot answer, the token is refused (fail closed).
 
 Any failure answers a bare `401` with `WWW-Authenticate: Bearer` and an empty body: the reason
 is logged at INFO for the operator, never returned to the caller and never with the token.
@@ -46,7 +50,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import jwt
@@ -56,11 +60,13 @@ from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWTError
 
 from fhir_vcf.errors import ConfigError
+from fhir_vcf.logs import REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from fhir_vcf.config import Settings
+    from fhir_vcf.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +101,17 @@ class AuthError(Exception):
 # Replay cache
 
 
+class SeenTokens(Protocol):
+    """Where used (iss, jti) pairs are kept: `ReplayCache` (memory) or `DatabaseReplayCache`."""
+
+    def add(self, issuer: str, jti: str, expires: float, now: float | None = None) -> bool:
+        """Record the pair until `expires` (POSIX seconds); False if it is recorded and unexpired."""
+        ...
+
+
 class ReplayCache:
-    """Seen (iss, jti) pairs, each kept until its token expires (plus leeway); bounded, thread-safe.
+    """Seen (iss, jti) pairs in memory, each kept until its token expires (plus leeway); bounded,
+    thread-safe, this process only.
 
     When full of unexpired entries it refuses new tokens (fails closed) rather than forgetting a
     jti that could then be replayed; the bound only matters under ~REPLAY_CACHE_SIZE calls per
@@ -105,6 +120,7 @@ class ReplayCache:
 
     def __init__(self, max_entries: int = REPLAY_CACHE_SIZE) -> None:
         self.max_entries = max_entries
+        self.kind = "memory"
         self._expiry: dict[tuple[str, str], float] = {}
         self._heap: list[tuple[float, tuple[str, str]]] = []
         self._lock = threading.Lock()
@@ -131,6 +147,29 @@ class ReplayCache:
             self._expiry[key] = expires
             heapq.heappush(self._heap, (expires, key))
             return True
+
+
+class DatabaseReplayCache:
+    """Seen (iss, jti) pairs in the store's `jwt_replay` table, shared by every worker process.
+
+    Each token costs one insert (`Store.remember_jti`, atomic on the table's unique key); expired
+    rows are purged by the store now and then. A database failure refuses the token: accepting it
+    unchecked would reopen the replay hole exactly when the cache cannot see.
+    """
+
+    kind = "database"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def add(self, issuer: str, jti: str, expires: float, now: float | None = None) -> bool:
+        from fhir_vcf.store import StoreError
+
+        try:
+            return self.store.remember_jti(issuer, jti, expires, now=now)
+        except StoreError as exc:
+            log.warning("auth: jti replay cache unavailable: %s", exc)
+            raise AuthError("jti replay cache (database) unavailable", issuer=issuer) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,17 +294,17 @@ class Trust:
         issuers: Mapping[str, Issuer],
         *,
         leeway: int = 30,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: SeenTokens | None = None,
     ) -> None:
         self.issuers = {_normalise_issuer(k): v for k, v in issuers.items()}
         self.leeway = leeway
-        self.replay_cache = replay_cache or ReplayCache()
+        self.replay_cache: SeenTokens = replay_cache if replay_cache is not None else ReplayCache()
         self._clients: dict[str, PyJWKClient] = {}
         self._clients_lock = threading.Lock()
 
     @classmethod
-    def from_file(cls, path: str, *, leeway: int = 30) -> Trust:
-        return cls(load_issuers(path), leeway=leeway)
+    def from_file(cls, path: str, *, leeway: int = 30, replay_cache: SeenTokens | None = None) -> Trust:
+        return cls(load_issuers(path), leeway=leeway, replay_cache=replay_cache)
 
     def _client(self, url: str) -> PyJWKClient:
         with self._clients_lock:
@@ -427,10 +466,27 @@ def require_jwt(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def replay_cache(app: Flask, settings: Settings) -> SeenTokens:
+    """The jti cache `Settings.jti_cache` names (unset = memory); logs which, once per app."""
+    if settings.jti_cache == "database":
+        from fhir_vcf import store as store_module
+
+        store = app.extensions.get(store_module.EXTENSION) or store_module.init_app(app, settings)
+        log.info("auth: jti replay cache in the database (shared by every worker and instance)")
+        return DatabaseReplayCache(store)
+    log.info(
+        "auth: jti replay cache in memory (this process only; set FHIR_VCF_JTI_CACHE=database when "
+        "several processes serve the same EHRs)"
+    )
+    return ReplayCache()
+
+
 def init_app(app: Flask, settings: Settings) -> Trust | None:
     """Load the trusted issuers and protect `/cds-services*`; trust unset = auth off (warned)."""
     if settings.trusted_issuers:
-        trust: Trust | None = Trust.from_file(settings.trusted_issuers, leeway=settings.jwt_leeway_seconds)
+        trust: Trust | None = Trust.from_file(
+            settings.trusted_issuers, leeway=settings.jwt_leeway_seconds, replay_cache=replay_cache(app, settings)
+        )
         app.extensions[EXTENSION] = trust
         log.info("auth: JWT required on %s for %d trusted issuer(s)", PROTECTED_PREFIX, len(trust.issuers))
         if not settings.public_base_url:
@@ -461,7 +517,8 @@ def init_cors(app: Flask, settings: Settings) -> None:
     """CORS for `/cds-services*` and `/api/*`, only for `Settings.cors_origins`.
 
     No credentials mode: the EHR sends its JWT in the Authorization header, which needs no
-    cookies, so `*` can never be combined with credentials. Preflight answers need no JWT.
+    cookies, so `*` can never be combined with credentials. Preflight answers need no JWT. The
+    browser may send `X-Request-ID` and read it back from the response (`fhir_vcf.logs`).
     """
     import re
 
@@ -475,7 +532,10 @@ def init_cors(app: Flask, settings: Settings) -> None:
         log.warning("cors: FHIR_VCF_CORS_ORIGINS contains '*': any web page may call the service")
     options = {
         "origins": origins,
-        "allow_headers": ["Authorization", "Content-Type"],
+        # X-Request-ID: a browser EHR may send its own request id; the logs use it and the
+        # response echoes it, which a script can read only when it is exposed.
+        "allow_headers": ["Authorization", "Content-Type", REQUEST_ID_HEADER],
+        "expose_headers": [REQUEST_ID_HEADER],
         "methods": ["GET", "POST", "OPTIONS"],
         "supports_credentials": False,
         "max_age": 600,

@@ -6,6 +6,11 @@ unknown members such as `extension` accepted and ignored) → `fhirServer` allow
 cards (`fhir_vcf.outputs.cards`). No clinical logic here beyond recognising which draft orders
 are vertebral augmentation, so that unrelated orders get `{"cards": []}` without a fetch.
 
+As-of date: today (UTC) in production. In demo mode only, the request extension
+`{"fhir-vcf": {"asOf": "YYYY-MM-DD"}}` sets it (the sample bundles are dated 2025; `fhir-vcf replay`
+and `/demo/fhir/$cds-hooks-request` send it); each card states the date in its own `fhir-vcf`
+extension.
+
 Every error is a 4xx/5xx with an OperationOutcome body naming what is wrong; no stack trace ever
 leaves the service. The access token from `fhirAuthorization` is passed to the FHIR client and
 nowhere else: not logged, not stored, not echoed.
@@ -13,6 +18,7 @@ nowhere else: not logged, not stored, not echoed.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -21,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
@@ -210,9 +217,10 @@ class PatientViewContext(Schema):
     class Meta:
         unknown = INCLUDE
 
+    # hooks library STU1 1.0.1: userId and patientId are required in all three contexts.
     patientId = fields.String(required=True, validate=validate.Length(min=1))
-    userId = fields.String()
-    encounterId = fields.String()
+    userId = fields.String(required=True, validate=validate.Length(min=1))
+    encounterId = fields.String(allow_none=True)
 
 
 class OrderSignContext(PatientViewContext):
@@ -382,6 +390,8 @@ def _parse_body() -> dict[str, Any]:
         raise _refuse(400, "structure", "the request body is empty; expected a CDS Hooks request object")
     try:
         body = json.loads(raw)
+    except RecursionError:  # absurdly deep nesting: not a CDS Hooks request, and not our failure
+        raise _refuse(400, "structure", "the request body is nested too deeply to be a CDS Hooks request") from None
     except (ValueError, UnicodeDecodeError) as exc:
         where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise _refuse(400, "structure", f"the request body is not valid JSON{where}") from None
@@ -390,15 +400,32 @@ def _parse_body() -> dict[str, Any]:
     return body
 
 
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _allowed_servers() -> list[str]:
+    """The configured allowlist, plus in demo mode this app's own `/demo/fhir` endpoint.
+
+    The demo base is taken from `public_base_url` when set; the request's own URL root (built
+    from the caller's Host header) is accepted only when it is a loopback address, so that a
+    forged Host header cannot turn demo mode into a way to send requests to other machines.
+    """
     from fhir_vcf.app import services
 
     settings = services().settings
     allowed = list(settings.allowed_fhir_servers)
     if settings.demo:  # the app's own read-only demo endpoint (fhir_vcf.service.demo_fhir)
-        allowed.append(request.url_root.rstrip("/") + "/demo/fhir")
         if settings.public_base_url:
             allowed.append(settings.public_base_url.rstrip("/") + "/demo/fhir")
+        if _is_loopback(request.url_root):
+            allowed.append(request.url_root.rstrip("/") + "/demo/fhir")
     return allowed
 
 
@@ -424,6 +451,36 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
+EXTENSION = "fhir-vcf"  # this service's request/card extension member (CDS Hooks: reverse-DNS-ish names)
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def as_of_for(body: Mapping[str, Any], *, demo: bool) -> date:
+    """The as-of date of this call: today, or in demo mode the request extension's `fhir-vcf.asOf`.
+
+    Production always evaluates as of the request date. Demo mode (the sample bundles are dated
+    2025, and `fhir-vcf replay` / `/demo/fhir/$cds-hooks-request` send the date they were written
+    for) honours `extension: {"fhir-vcf": {"asOf": "YYYY-MM-DD"}}`; a malformed date is a 400.
+    Outside demo mode the member is an unknown extension to us: accepted and ignored (CDS Hooks).
+    """
+    extension = body.get("extension")
+    own = extension.get(EXTENSION) if isinstance(extension, Mapping) else None
+    if not isinstance(own, Mapping) or "asOf" not in own:
+        return today()
+    if not demo:
+        log.debug("CDS Hooks request extension %s.asOf ignored: only demo mode evaluates as of another date",
+                  EXTENSION)
+        return today()
+    value = own["asOf"]
+    try:
+        if not isinstance(value, str) or not _ISO_DATE.match(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _refuse(400, "value", f"extension.{EXTENSION}.asOf must be a date written YYYY-MM-DD",
+                      [f"extension.{EXTENSION}.asOf"]) from None
+
+
 def has_fracture(evaluation: Mapping[str, Any]) -> bool:
     """Whether the evaluation rests on a vertebral fracture on record (patient-view stays silent
     otherwise). Uses the evaluation's explicit `fractures` member when the core provides one."""
@@ -440,6 +497,19 @@ def has_fracture(evaluation: Mapping[str, Any]) -> bool:
             and any(str(e).startswith("Condition/") for e in criterion.get("evidence", []) or [])
         ):
             return True
+    return False
+
+
+def _judged(evaluation: Mapping[str, Any], aliases: list[str]) -> bool:
+    """Whether the core judged the order we asked about. When it does not recognise that order as
+    vertebral augmentation it judges another one (its default: the latest draft/active request);
+    a card about order A carrying order B's levels would mislead, so that order gets no card."""
+    requested = evaluation.get("request")
+    judged = requested.get("reference") if isinstance(requested, Mapping) else None
+    if judged is None or judged in aliases:
+        return True
+    log.warning("the evaluation core judged another order than the draft order asked about; no card for it",
+                extra={"asked": aliases[0], "judged": judged})
     return False
 
 
@@ -471,6 +541,10 @@ def invoke(service_id: str) -> Response:
     except ValidationError as exc:
         raise _schema_refusal(exc, "context") from None
 
+    from fhir_vcf.app import services
+
+    svc = services()
+    as_of = as_of_for(body, demo=svc.settings.demo)  # a bad date is refused before anything is fetched
     fhir_server = data.get("fhirServer")
     if fhir_server:
         try:
@@ -488,9 +562,6 @@ def invoke(service_id: str) -> Response:
         if not orders:  # an unrelated order: nothing to say, nothing fetched
             return _finish(service, data, context, [], [], started)
 
-    from fhir_vcf.app import services
-
-    svc = services()
     try:
         record = record_from_request(
             context=context,
@@ -510,7 +581,6 @@ def invoke(service_id: str) -> Response:
     except InputError as exc:
         raise _refuse(400, "invalid", str(exc)) from None
 
-    as_of = today()
     policy = svc.default_policy
     evaluations: list[tuple[Mapping[str, Any], OrderContext | None]] = []
     try:
@@ -519,8 +589,10 @@ def invoke(service_id: str) -> Response:
             if has_fracture(evaluation):
                 evaluations.append((evaluation, None))
         else:
-            for ref, (technique, _aliases) in orders.items():
+            for ref, (technique, aliases) in orders.items():
                 evaluation = evaluate_record(record, as_of=as_of, policy=policy, request=ref)
+                if not _judged(evaluation, aliases):
+                    continue
                 order = OrderContext(
                     reference=ref,
                     technique=_ordered(evaluation, technique),

@@ -13,8 +13,8 @@ from here exactly as it would from an EHR, paging included.
   are ignored and left out of the `self` link (FHIR's lenient handling), or refused with 400 under
   `Prefer: handling=strict`; malformed values (`_count=abc`) are 400;
 - `GET /demo/fhir/$cds-hooks-request?patient=ID&hook=patient-view|order-select|order-sign[&asOf=D]`: a
-  complete CDS Hooks request for a sample patient, prefetch filled (what `fhir-vcf replay` sends),
-  to pipe into `curl -d @-`;
+  complete CDS Hooks request for a sample patient, prefetch filled (what `fhir-vcf replay` sends:
+  both build it with `fhir_vcf.sources.hook_request`), to pipe into `curl -d @-`;
 - unknown ids and types are 404 with an OperationOutcome; any other method is 405.
 
 Where the data comes from (one source of truth, the repository's `samples/` folder, never
@@ -41,6 +41,7 @@ from flask import Blueprint, Response, current_app, request
 import fhir_vcf
 from fhir_vcf.errors import ConfigError, FhirVcfError
 from fhir_vcf.sources.files import bundle_files, parse_json
+from fhir_vcf.sources.hook_request import HOOKS, build_request, draft_orders
 from fhir_vcf.sources.memory import TOKEN_PARAMS, MemoryFhir, QueryError, searchset
 
 log = logging.getLogger(__name__)
@@ -184,8 +185,10 @@ def cds_hooks_request() -> Response:
     """A ready CDS Hooks request for a sample patient (prefetch filled), for curl and the guides."""
     if request.method != "GET":
         return _read_only()
-    from fhir_vcf.replay import HOOKS, build_request, draft_orders
-    from fhir_vcf.service.cds_hooks import discovery_document
+    from fhir_vcf.service.cds_hooks import discovery_document, ordered_technique
+
+    def is_order(resource: Mapping[str, Any]) -> bool:  # the service's own augmentation-order rule
+        return ordered_technique(resource) is not None
 
     patient = request.args.get("patient", "")
     hook = request.args.get("hook", "patient-view")
@@ -197,7 +200,7 @@ def cds_hooks_request() -> Response:
     service = next((s for s in discovery_document()["services"] if s["hook"] == hook), None)
     if service is None:
         return outcome(404, "not-found", f"this service offers no {hook} service")
-    if hook != "patient-view" and not draft_orders(store(), patient):
+    if hook != "patient-view" and not draft_orders(store(), patient, is_order):
         return outcome(404, "not-found", f"sample patient {patient!r} has no draft vertebral augmentation order")
     as_of = None
     if request.args.get("asOf"):
@@ -205,7 +208,7 @@ def cds_hooks_request() -> Response:
             as_of = date.fromisoformat(request.args["asOf"])
         except ValueError:
             return outcome(400, "invalid", "asOf must be a date written YYYY-MM-DD")
-    body = build_request(store(), patient, service, as_of=as_of)
+    body = build_request(store(), patient, service, is_order=is_order, as_of=as_of)
     return Response(json.dumps(body), mimetype="application/json")
 
 

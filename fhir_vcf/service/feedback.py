@@ -206,6 +206,8 @@ def receive_feedback(service_id: str) -> Response | tuple[Response, int]:
         body = json.loads(request.get_data(cache=False) or b"")
     except ValueError:
         return operation_outcome(400, STRUCTURE, "The request body is not valid JSON.")
+    except RecursionError:
+        return operation_outcome(400, STRUCTURE, "The request body is nested too deeply.")
     try:
         data = _SCHEMA.load(body)
     except ValidationError as exc:

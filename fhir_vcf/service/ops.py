@@ -2,7 +2,9 @@
 
 `/healthz` answers as long as the process serves requests; `/readyz` says whether this instance
 should get traffic (database reachable, policies loaded); `/metrics` is the Prometheus text
-exposition of `fhir_vcf.metrics`; `/openapi.yaml` serves the API description.
+exposition of `fhir_vcf.metrics` (summed over every gunicorn worker when `fhir-vcf serve` runs
+prometheus_client's multiprocess mode: see `fhir_vcf.metrics.exposition`); `/openapi.yaml` serves
+the API description.
 
 Request metrics are recorded for every endpoint of the app (not only this blueprint's) by
 `init_metrics`, installed when this blueprint is registered. The `endpoint` label is the matched
@@ -18,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from fhir_vcf.metrics import DECISIONS, LATENCY, REQUESTS
+from fhir_vcf.metrics import DECISIONS, LATENCY, REQUESTS, exposition
 
 bp = Blueprint("ops", __name__)
 
@@ -130,7 +132,8 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    """Every worker's metrics in multiprocess mode (`fhir-vcf serve`), else this process's."""
+    return Response(exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/openapi.yaml")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -204,11 +205,57 @@ def plan_prefetch(
     return plan
 
 
-def _fetch_one(client: FhirClient, query: str, *, is_next: bool) -> list[Mapping[str, Any]]:
-    """The resources behind one key: a read, a search across pages, or the rest of a paged Bundle."""
-    is_search = is_next or "?" in query or "/" not in query
-    resources = client.search(query) if is_search else [client.get(query)]
-    return [r for r in resources if isinstance(r, Mapping) and not _is_outcome(r)]
+def _on_server(url: str, server: str) -> bool:
+    """Whether a (next-page) URL stays on the normalised `server` base: relative URLs do."""
+    if "://" not in url:
+        return True
+    try:
+        target = normalise_base(url)
+    except ValueError:
+        return False
+    return target == server or target.startswith(server + "/")
+
+
+def _fetch_one(
+    client: FhirClient, query: str, *, is_next: bool, key: str, server: str, stop: threading.Event | None = None
+) -> list[Mapping[str, Any]]:
+    """The resources behind one key: a read, a search across pages, or the rest of a paged Bundle.
+
+    Pages are followed here rather than inside the client so that every `next` link is checked
+    against `fhirServer` before the bearer token is sent to it (a server's answer must not be
+    able to send our caller's token elsewhere), and so that a cut at the page cap is logged.
+    `stop` is set once the call has been answered (budget spent): no further page is requested.
+    """
+    try:
+        if not (is_next or "?" in query or "/" not in query):  # a read: Patient/123
+            body = client.get(query)
+            return [] if _is_outcome(body) else [body]
+        resources: list[Mapping[str, Any]] = []
+        url, pages = query, 0
+        while True:
+            if stop is not None and stop.is_set():
+                raise UpstreamError("fetch abandoned: the time budget is spent")
+            page = client.get(url)
+            pages += 1
+            if page.get("resourceType") != "Bundle":
+                resources.append(page)
+                break
+            entries = [e for e in page.get("entry", []) if isinstance(e, Mapping)]
+            resources.extend(e["resource"] for e in entries if isinstance(e.get("resource"), dict))
+            url = _next_link(page)
+            if not url:
+                break
+            if pages >= client.max_pages:
+                log.warning("prefetch key %s: stopped after %d page(s) (FHIR_VCF_FHIR_MAX_PAGES); older entries unread",
+                            key, pages)
+                break
+            if not _on_server(url, server):
+                raise UpstreamError("fhirServer answered a next link to another server; it was not followed")
+        return [r for r in resources if isinstance(r, Mapping) and not _is_outcome(r)]
+    finally:
+        session = getattr(client, "session", None)
+        if session is not None:
+            session.close()
 
 
 def fetch_missing(
@@ -236,7 +283,7 @@ def fetch_missing(
         if server is None:
             log.warning("prefetch key %s is paged but there is no fhirServer to follow it; using the pages sent", key)
             continue
-        if "://" in url and not normalise_base(url).startswith(server + "/") and normalise_base(url) != server:
+        if not _on_server(url, server):
             raise PrefetchUnavailable(
                 f"prefetch.{key}: its next link does not point at fhirServer; refusing to follow it", keys=[key]
             )
@@ -251,10 +298,14 @@ def fetch_missing(
 
     found: list[tuple[str | None, Mapping[str, Any], str, str]] = []
     started = time.monotonic()
+    stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=min(MAX_FETCH_WORKERS, len(jobs)), thread_name_prefix="prefetch")
     try:
         futures = {
-            pool.submit(_fetch_one, client_factory(fhir_server, token), query, is_next=is_next): key
+            pool.submit(
+                _fetch_one, client_factory(fhir_server, token), query,
+                is_next=is_next, key=key, server=server or "", stop=stop,
+            ): key
             for key, (query, is_next) in jobs.items()
         }
         done, pending = wait(futures, timeout=budget, return_when=FIRST_EXCEPTION)
@@ -283,6 +334,7 @@ def fetch_missing(
             for resource in future.result():
                 found.append((None, resource, _label(resource), f"fhirServer ({key})"))
     finally:
+        stop.set()  # fetches still running after the budget request no further page
         pool.shutdown(wait=False, cancel_futures=True)
         log.info("prefetch fetched %d key(s) in %.3f s", len(jobs), time.monotonic() - started)
     return found

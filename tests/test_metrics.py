@@ -1,0 +1,76 @@
+"""`/metrics` across gunicorn workers: prometheus_client's multiprocess mode.
+
+prometheus_client picks its value class when it is first imported, so multiprocess mode is
+tested in fresh interpreters: each subprocess below is one "worker" with `PROMETHEUS_MULTIPROC_DIR`
+set before any import, sharing one folder as the workers of `fhir-vcf serve` do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from fhir_vcf import create_app
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from fhir_vcf import create_app
+
+    client = create_app({"database_url": "sqlite://"}).test_client()
+    for _ in range(int(sys.argv[1])):
+        assert client.get("/healthz").status_code == 200
+    if sys.argv[2] == "scrape":
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        sys.stdout.write(response.get_data(as_text=True))
+    """
+)
+
+
+def run_worker(calls: int, action: str, multiproc_dir: Path | None) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_VCF_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    if multiproc_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(calls), action],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def sample(text: str, name: str, labels: str) -> float | None:
+    match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+HEALTHZ = 'endpoint="/healthz",method="GET",status="200"'
+
+
+def test_metrics_are_summed_over_worker_processes(tmp_path: Path) -> None:
+    run_worker(2, "exit", tmp_path)  # a worker that served two calls, then exited
+    text = run_worker(3, "scrape", tmp_path)  # another worker answers the scrape
+    assert sample(text, "fhir_vcf_http_requests_total", HEALTHZ) == 5.0
+    assert sample(text, "fhir_vcf_http_request_seconds_count", 'endpoint="/healthz"') == 5.0
+    assert len(list(tmp_path.glob("counter_*.db"))) == 2  # one file per worker process
+    assert "python_info" not in text  # only the multiprocess collector: no per-process duplicates
+
+
+def test_without_the_variable_each_process_counts_alone() -> None:
+    text = run_worker(3, "scrape", None)
+    assert sample(text, "fhir_vcf_http_requests_total", HEALTHZ) == 3.0
+    assert "python_info" in text  # the plain default registry (with its platform collector)
+
+
+def test_in_process_metrics_use_the_default_registry() -> None:
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    client = create_app({"database_url": "sqlite://"}).test_client()
+    before = sample(client.get("/metrics").get_data(as_text=True), "fhir_vcf_http_requests_total", HEALTHZ) or 0.0
+    client.get("/healthz")
+    after = sample(client.get("/metrics").get_data(as_text=True), "fhir_vcf_http_requests_total", HEALTHZ)
+    assert after == before + 1
