@@ -125,7 +125,11 @@ def test_plain_compression_fracture_without_etiology_needs_review():
 def test_deleted_cpt_on_the_request_needs_review_with_the_code_named():
     j = run(eligible(request=request("T12", cpt=("22520",), deleted=("22520",))))
     assert j.decision == "needs-review"
-    assert "CPT 22520 was deleted; order 22510-22515" in crit(j, "S1").reason
+    # The fracture's own coding is not what is wrong: the reason names its route, then the order's code.
+    assert crit(j, "S1").reason == ("osteoporotic route: M80.08XA; CPT 22520 on the request was deleted: "
+                                    "order 22510-22515 instead")
+    assert j.missing == ("a coding/scope review: M80.08XA; CPT 22520 on the request was deleted: "
+                         "order 22510-22515 instead",)
 
 
 def test_no_fracture_at_all_is_insufficient_data():

@@ -92,9 +92,22 @@ _PROGRESSION = re.compile(
     r"\bfurther\s+(?:\w+\s+){0,2}?(?:collapse|compression|height\s+loss|loss\s+of\s+(?:\w+\s+)?height)"
     r"|\bprogressi\w*\s+(?:\w+\s+){0,3}?(?:height\s+loss|loss\s+of\s+(?:\w+\s+)?height|collapse|compression|deformit\w*)"
     r"|\binterval\s+(?:progression|increase|worsening|collapse|further)"
-    r"|\b(?:height\s+loss|collapse|compression|deformity)\s+(?:\w+\s+){0,3}?(?:has\s+)?progressed"
-    r"|\bincreased\s+(?:height\s+loss|collapse|compression)",
+    r"|\b(?:height\s+loss|collapse|compression|deformity)\s+(?:\w+\s+){0,3}?(?:has\s+|have\s+)?"
+    r"(?:progressed|increased|worsened)"
+    # "increased T12 compression", "worsening L1 compression deformity" (not cord / canal / root compression)
+    r"|\b(?:increased|increasing|worsening|worsened)\s+(?:(?!cord\b|canal\b|nerve\b|thecal\b|root\b|pain\b)\w+\s+)"
+    r"{0,2}?(?:height\s+loss|collapse|compression|deformit\w*)",
     _I,
+)
+# One report comparing two height-loss percentages: "increased from 25% to 40%", "now 40% (previously
+# 25%)", "40%, increased from 25% on the prior study". Groups: a = the earlier value, b = the later one.
+_PCT_A = r"(?P<a>\d{1,3}(?:\.\d+)?)\s*(?:%|percent)"
+_PCT_B = r"(?P<b>\d{1,3}(?:\.\d+)?)\s*(?:%|percent)"
+_PERCENT_CHANGE = (
+    re.compile(rf"\bfrom\s+{_PCT_A}\s*(?:to|now)\s+{_PCT_B}", _I),
+    re.compile(rf"{_PCT_B}[^.;\n]{{0,40}}?\b(?:previously|prior(?:ly)?|was|from|compared\s+(?:with|to))\s+"
+               rf"{_PCT_A}", _I),
+    re.compile(rf"\b(?:previously|prior(?:ly)?|was)\s+{_PCT_A}[^.;\n]{{0,40}}?\b(?:now|currently)\s+{_PCT_B}", _I),
 )
 _STABLE = re.compile(
     r"\b(?:stable|unchanged)\s+(?!burst)(?:\w+\s+){0,3}?(?:compression|collapse|fractur\w*|height|deformit\w*)"
@@ -105,6 +118,7 @@ _STABLE = re.compile(
     r"|\bno\s+(?:significant\s+)?interval\s+change",
     _I,
 )
+_HEIGHT_WORDS = re.compile(r"height|collapse|compress|wedg", _I)
 _PLANA = re.compile(r"\bvertebra\s+plana\b", _I)
 _CLEFT = re.compile(
     r"\bintravertebral\s+(?:vacuum\s+)?cleft|\bvacuum\s+cleft|\bk[üu]mmell|\bintravertebral\s+(?:gas|vacuum)", _I
@@ -520,6 +534,23 @@ def _analyze_text(scan: ImagingScan, source: _Source, element: str, value: str) 
             groups = text.level_mentions(segment) if len(seg_levels) > 1 else []
             _segment_signals(scan, source, element, sentence, start, segment, levels, bool(seg_levels),
                              advanced_source, groups if len(groups) > 1 else [])
+        if "%" in sentence or "percent" in sentence.lower():
+            _percent_change(scan, source, element, sentence,
+                            tuple(sentence_levels if len(sentence_levels) == 1 else text_default))
+
+
+def _percent_change(scan: ImagingScan, source: _Source, element: str, sentence: str, levels: tuple[str, ...]) -> None:
+    """Progression stated as two height-loss percentages in one sentence (later larger: progression)."""
+    if not _HEIGHT_WORDS.search(sentence):
+        return
+    for pattern in _PERCENT_CHANGE:
+        for m in pattern.finditer(sentence):
+            earlier, later = float(m["a"]), float(m["b"])
+            snippet = text.snippet(sentence, m.start(), m.end())
+            ev = Evidence(source.ref, element, Method.TEXT, f"'{snippet}'")
+            scan.signals.append(Signal("progression", later > earlier, levels, source.day, source.modality, ev,
+                                       note=f"height loss {earlier:g} % -> {later:g} %", from_text=True,
+                                       report_text=source.report))
 
 
 def _segment_signals(
@@ -554,9 +585,9 @@ def _segment_signals(
         chosen = before[-1] if before else groups[0]
         return tuple(chosen[2])
 
-    def add(kind: str, value: Any, m: re.Match[str], **kw: Any) -> None:
+    def add(kind: str, value: Any, m: re.Match[str], at: tuple[str, ...] | None = None, **kw: Any) -> None:
         scan.signals.append(
-            Signal(kind, value, levels_at(m.start()), source.day, source.modality, ev(m), from_text=True,
+            Signal(kind, value, at or levels_at(m.start()), source.day, source.modality, ev(m), from_text=True,
                    report_text=source.report, **kw)
         )
 
@@ -599,10 +630,24 @@ def _segment_signals(
                 add("seen", True, m, advanced=advanced_source)
                 break
     if has("%", "percent", "per cent"):
-        for pct_value in text.find_height_loss_percent(segment):
+        # "T12 30%, L1 20% height loss": a part naming a level takes its height words from the sentence.
+        found = []
+        for pct_value in text.find_height_loss_percent(segment, context=sentence if names_level else None):
             m = re.search(re.escape(f"{pct_value:g}"), segment) or re.search(r"\d", segment)
             if m:
-                add("height", pct_value, m)
+                found.append((pct_value, m))
+        shared = [(v, m) for v, m in found if len(levels_at(m.start())) > 1]
+        if len({v for v, _ in shared}) > 1:
+            # Several percentages for one list of levels: paired in order only with "respectively",
+            # otherwise no percentage can be tied to a level (never a number the text does not give it).
+            group = levels_at(shared[0][1].start())
+            if "respectively" in low and len(shared) == len(group) and all(
+                    levels_at(m.start()) == group for _, m in shared):
+                for (v, m), level in zip(shared, group, strict=True):
+                    add("height", v, m, at=(level,))
+            found = [(v, m) for v, m in found if len(levels_at(m.start())) <= 1]
+        for pct_value, m in found:
+            add("height", pct_value, m)
     if has("mild", "moderate", "severe", "genant"):
         for m in _GENANT_WORDS.finditer(segment):
             if negated(m):
@@ -611,7 +656,7 @@ def _segment_signals(
             if grade in GENANT:
                 number, note = GENANT[grade]
                 add("height", number, m, note=note)
-    if has("further", "progress", "interval", "increased"):
+    if has("further", "progress", "interval", "increas", "worsen"):
         for m in _PROGRESSION.finditer(segment):
             if not hedged(m):
                 add("progression", not negated(m), m)

@@ -294,11 +294,12 @@ _PERCENT = re.compile(
 _HEIGHT_CONTEXT = re.compile(r"height|collapse|compress|loss|wedg|reduc", re.IGNORECASE)
 
 
-def find_height_loss_percent(text: str | None) -> list[float]:
+def find_height_loss_percent(text: str | None, *, context: str | None = None) -> list[float]:
     """Percentages stated as height loss: "35% height loss", "loss of 40% of height", "40 percent collapse".
 
     A percentage counts only with height-loss wording within the same clause, so "90% oxygen
-    saturation" or "T-score at 5th percentile" never becomes a height loss.
+    saturation" or "T-score at 5th percentile" never becomes a height loss. `context` is the sentence a
+    part of it ("T12 30%" of "T12 30%, L1 20% height loss") comes from: its wording counts too.
     """
     if not text:
         return []
@@ -308,7 +309,8 @@ def find_height_loss_percent(text: str | None) -> list[float]:
         clause_end = min((i for i in (text.find(sep, m.end()) for sep in ".;\n") if i != -1), default=len(text))
         clause = text[clause_start + 1 : clause_end]
         value = float(m["value"])
-        if _HEIGHT_CONTEXT.search(clause) and 0 <= value <= 100 and not is_negated(text, m.start(), m.end()):
+        worded = _HEIGHT_CONTEXT.search(clause) or (context is not None and _HEIGHT_CONTEXT.search(context))
+        if worded and 0 <= value <= 100 and not is_negated(text, m.start(), m.end()):
             values.append(value)
     return values
 

@@ -70,16 +70,19 @@ def coding_route(facts: FractureFacts, policy: Policy, levels: list[str]) -> tup
         texts.append("fractures on different coding routes (osteoporotic and malignant) in one decision")
     else:
         route, status = names.pop(), MET
+    coded_route = route  # the fracture's route, named in the reason even when the order sends it to review
     deleted = deleted_codes(facts, rule)
     if deleted:
-        texts.append(f"CPT {', '.join(deleted)} {'was' if len(deleted) == 1 else 'were'} deleted; "
-                     "order 22510-22515")
+        # The coding of the fracture may be fine: what needs fixing is the order (AMA CPT: 22520-22525,
+        # 72291, 72292 deleted; 22510-22515 replace them).
+        texts.append(f"CPT {', '.join(deleted)} on the request {'was' if len(deleted) == 1 else 'were'} deleted: "
+                     "order 22510-22515 instead")
         evidence.extend(facts.request.evidence if facts.request is not None else ())
         if status == MET:
             route, status = REVIEW, CONFLICT
     review = status == CONFLICT
     missing = [REVIEW_PREFIX + "; ".join(texts)] if review else []
-    crit = result("S1", rule.title, SCOPE, rule.source, status, f"{route} route: " + "; ".join(texts),
+    crit = result("S1", rule.title, SCOPE, rule.source, status, f"{coded_route} route: " + "; ".join(texts),
                   evidence=evidence, missing=missing, review=review)
     return crit, route
 
