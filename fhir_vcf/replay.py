@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
@@ -390,8 +390,20 @@ class Row:
         }
 
 
-def load_expectations(path: str | Path) -> dict[str, dict[str, str]]:
-    """`samples/expected.json`: file name → "Patient/id" → {"decision": ...} (other members ignored)."""
+class Expectation(NamedTuple):
+    """One patient's expected decision, and the as-of date it was written for (when stated)."""
+
+    decision: str
+    as_of: date | None = None
+
+
+def load_expectations(path: str | Path) -> dict[str, dict[str, Expectation]]:
+    """`samples/expected.json`: file name → "Patient/id" → {"decision": ..., "asOf"?: ...}.
+
+    An entry's `asOf` is the date its decision holds on: replay evaluates it as of that date unless
+    `--as-of` says otherwise, so a saved bundle replays to the same answer forever. Other members
+    (`levels`, `why`, ...) are ignored here.
+    """
     from fhir_vcf.sources.files import parse_json
 
     source = str(path)
@@ -401,7 +413,7 @@ def load_expectations(path: str | Path) -> dict[str, dict[str, str]]:
         raise ReplayInputError(f"{source}: cannot read the expectations file ({exc.strerror})") from None
     if not isinstance(data, Mapping):
         raise ReplayInputError(f"{source}: expected an object of file name → patient → {{\"decision\": ...}}")
-    found: dict[str, dict[str, str]] = {}
+    found: dict[str, dict[str, Expectation]] = {}
     for name, patients in data.items():
         if not isinstance(patients, Mapping):
             raise ReplayInputError(f"{source}: {name}: expected an object of patient → {{\"decision\": ...}}")
@@ -409,7 +421,12 @@ def load_expectations(path: str | Path) -> dict[str, dict[str, str]]:
             decision = expectation.get("decision") if isinstance(expectation, Mapping) else None
             if not isinstance(decision, str):
                 raise ReplayInputError(f"{source}: {name} {patient}: no decision")
-            found.setdefault(Path(name).name, {})[patient] = decision
+            raw_as_of = expectation.get("asOf")
+            try:
+                as_of = date.fromisoformat(raw_as_of) if raw_as_of is not None else None
+            except (TypeError, ValueError):
+                raise ReplayInputError(f"{source}: {name} {patient}: asOf {raw_as_of!r} is not YYYY-MM-DD") from None
+            found.setdefault(Path(name).name, {})[patient] = Expectation(decision, as_of)
     return found
 
 
@@ -471,7 +488,7 @@ def run(
     transport: Transport,
     hooks: Sequence[str],
     as_of: date | None,
-    expectations: Mapping[str, Mapping[str, str]] | None,
+    expectations: Mapping[str, Mapping[str, Expectation]] | None,
     err: TextIO,
     on_row: Callable[[Row], None] = lambda row: None,
 ) -> tuple[list[Row], int, int]:
@@ -526,15 +543,16 @@ def run(
                 if hook in ORDER_HOOKS and not draft_orders(store, patient.split("/", 1)[1]):
                     skipped += 1
                     continue
-                expected = (expectations or {}).get(path.name, {}).get(patient)
+                expectation = (expectations or {}).get(path.name, {}).get(patient)
 
                 def warn(message: str) -> None:
                     progress.clear()
                     print(message, file=err)
 
                 row = replay_patient(
-                    transport, store, patient, services[hook], file=path.name, as_of=as_of,
-                    expected=expected, warn=warn,
+                    transport, store, patient, services[hook], file=path.name,
+                    as_of=as_of or (expectation.as_of if expectation else None),
+                    expected=expectation.decision if expectation else None, warn=warn,
                 )
                 rows.append(row)
                 on_row(row)

@@ -165,6 +165,8 @@ def test_levels_from_several_body_sites_and_notes():
         ("Acute L1 compression fracture; grade 1 spondylolisthesis L4 on L5.", ("L1",)),
         ("Fell at home; L1 fracture on MRI. Also s/p T10 kyphoplasty in 2021.", ("L1",)),
         ("Acute L1 compression fracture. Old healed T8 fracture.", ("L1",)),
+        ("Acute L1 compression fracture. Kyphotic deformity centred at T8.", ("L1",)),
+        ("L1 compression deformity. T8 normal.", ("L1",)),
         # Every sentence about the fracture counts, and a note with no fracture words still names its level.
         ("Acute L1 compression fracture. Also wedging at L2.", ("L1", "L2")),
         ("Kyphoplasty planned at L1.", ("L1",)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import pytest
 from fhir_builders import coding, concept, encounter, observation, record, vertebra
 
 from fhir_vcf.facts import Method, Status
@@ -196,3 +197,15 @@ def test_recorded_date_does_not_open_the_pain_episode():
     facts = map_record(record(vcf, nrs("a", 6, effective="2025-06-09"), nrs("b", 7, effective="2025-06-23")),
                        as_of=AS_OF)
     assert [s.reference for s in facts.pain_scores] == ["Observation/a", "Observation/b"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("8", 8.0), ("8/10", 8.0), ("NRS 8/10", 8.0), ("8 out of 10", 8.0), ("Pain 8/10", 8.0), ("8/10 at rest", 8.0),
+     ("7-8/10", None), ("severe", None), ("8 apples", None), ("80/100", None)],  # 80/100 is not a 0-10 NRS
+)
+def test_coded_pain_score_written_as_text(value, expected):
+    """A LOINC-coded pain Observation whose value is a string: the score is read when it is one clear
+    number on its scale ("8 out of 10"), never from a range ("7-8/10") or a word."""
+    found = scores(nrs("a", value))
+    assert [s.value for s in found] == ([expected] if expected is not None else [])

@@ -367,6 +367,22 @@ def test_samples_replay_as_expected(tmp_path):
     assert " 0 failed" in out.splitlines()[-1]
 
 
+def test_expected_as_of_dates_make_the_samples_replay_forever():
+    """`fhir-vcf replay samples --expect samples/expected.json` (no --as-of) passes on any day: each
+    expectation states the date its decision holds on, and replay evaluates as of that date."""
+    code, out, err = replay(str(SAMPLES), "--expect", str(EXPECTED))
+    assert code == 0, out + err
+    assert " 0 failed" in out.splitlines()[-1]
+
+
+def test_an_explicit_as_of_overrides_the_expected_date():
+    """Replayed a year later, the 2025 fractures are chronic: the mismatch must show, not be hidden."""
+    code, out, _ = replay(str(SAMPLES / "eligible-outpatient-worsening.json"), "--as-of", "2026-06-30",
+                          "--expect", str(EXPECTED))
+    assert code == 1
+    assert "expected 'eligible'" in out
+
+
 def test_replay_is_a_fhir_vcf_subcommand(stub, capsys):
     from fhir_vcf.cli import main
 

@@ -64,3 +64,15 @@ def test_unseen_decision_and_levels(name, patient):
     if "message" in expected:
         said = " ".join([got["decisionReason"], *got["missing"]])
         assert expected["message"] in said, (context, said)
+
+
+def test_the_cli_gives_the_same_decisions_and_levels(capsys):
+    """The product promise: `fhir-vcf evaluate <dir> --as-of 2025-06-30 --format json` on these bundles."""
+    from fhir_vcf.cli import main
+
+    code = main(["evaluate", str(UNSEEN), "--as-of", AS_OF.isoformat(), "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    got = {e["patient"]: (e["decision"], e["levels"]) for e in map(json.loads, out.splitlines())}
+    want = {p: (e["decision"], e["levels"]) for patients in EXPECTED.values() for p, e in patients.items()}
+    assert got == want

@@ -424,7 +424,8 @@ def _fracture(
 # its levels come from those only (input profile, rule 6: never invent a level).
 _SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
 _ABOUT_FRACTURE = re.compile(
-    r"\b(?:fractur\w*|fx\b|collapse[sd]?|wedg\w*|vcf|deformit\w*|burst|vertebra\s+plana|height\s+loss)", re.IGNORECASE
+    r"\b(?:fractur\w*|fx\b|collapse[sd]?|wedg\w*|vcf|compression\s+deformit\w*|burst|vertebra\s+plana|height\s+loss)",
+    re.IGNORECASE,
 )
 
 

@@ -33,8 +33,14 @@ SETTINGS = {
 }
 # Observation statuses whose value counts (lead decision: a registered result has no value yet).
 _RESULT_STATUSES = frozenset({"preliminary", "final", "amended", "corrected"})
-# A bare number in valueString on a coded pain Observation ("8", "8/10").
-_BARE_SCORE = re.compile(r"\s*(?P<value>\d{1,3}(?:\.\d+)?)\s*(?:/\s*(?P<den>10|100))?\s*")
+# The value of a coded pain Observation written as a string: "8", "8/10", "NRS 8/10", "8 out of 10",
+# "Pain 8/10 at rest". One number, optionally labelled; words may follow only a "/10" or "out of 10"
+# (so "7-8/10", a range, and "8 apples" give nothing).
+_BARE_SCORE = re.compile(
+    r"\s*(?:(?:NRS|VAS|pain(?:\s+(?:score|level|scale|intensity))?|score)\s*:?\s*)?"
+    r"(?P<value>\d{1,3}(?:\.\d+)?)\s*(?:(?:/|out\s+of)\s*(?P<den>10|100)\b)?(?P<rest>.*)",
+    re.IGNORECASE | re.DOTALL,
+)
 # Encounter statuses under which an Encounter with no period end is still going on.
 _OPEN_STATUSES = frozenset({"arrived", "triaged", "in-progress", "onleave"})
 
@@ -129,7 +135,7 @@ def _coded_value(obs: Any, code: str) -> tuple[float | None, str]:
     elif obs.valueQuantity is not None and obs.valueQuantity.value is not None:
         raw = float(obs.valueQuantity.value)
         unit = (obs.valueQuantity.code or obs.valueQuantity.unit or "").strip().lower()
-    elif obs.valueString and (m := _BARE_SCORE.fullmatch(obs.valueString)):
+    elif obs.valueString and (m := _string_score(obs.valueString)):
         raw = float(m["value"])
         unit = "mm" if m["den"] == "100" else ("{score}" if m["den"] else "")
     else:
@@ -149,6 +155,16 @@ def _coded_value(obs: Any, code: str) -> tuple[float | None, str]:
     if value > 10:
         return None, ""
     return value, scale
+
+
+def _string_score(value: str) -> re.Match[str] | None:
+    """The match of one clear score in a string value, or None (see _BARE_SCORE)."""
+    m = _BARE_SCORE.match(value)
+    if m is None:
+        return None
+    if not m["rest"].strip():
+        return m
+    return m if m["den"] is not None and not re.match(r"\s*[-–]?\d", m["rest"]) else None
 
 
 def _setting(encounter: Any) -> str | None:
