@@ -294,6 +294,10 @@ def demo_overrides(overrides: Mapping[str, Any], host: str, port: int) -> dict[s
 BANNER_PATIENT = "p-tanaka"  # samples/eligible-requested-kyphoplasty-t12-l1.json: a draft kyphoplasty order
 
 
+# The date the sample bundles are written for (samples/expected.json states it per patient).
+SAMPLES_AS_OF = "2025-06-30"
+
+
 def demo_banner(base_url: str) -> str:
     """What to try first, printed by `fhir-vcf serve --demo`: every URL is live on `base_url`."""
     from fhir_vcf.service.cds_hooks import SERVICES
@@ -310,6 +314,7 @@ def demo_banner(base_url: str) -> str:
             "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
             "fhirServer": fhir,
             "context": {"userId": "Practitioner/demo", "patientId": p},
+            "extension": {"fhir-vcf": {"asOf": SAMPLES_AS_OF}},
         }
     )
     return "\n".join(
@@ -320,16 +325,17 @@ def demo_banner(base_url: str) -> str:
             "  patient-view, no prefetch (the service fetches from the demo FHIR endpoint):",
             f"    curl -s -H 'Content-Type: application/json' -d '{no_prefetch}' {base}/cds-services/{view}",
             "  order-sign, prefetch filled (a ready request from the demo endpoint, piped in):",
-            f"    curl -s '{fhir}/$cds-hooks-request?patient={p}&hook=order-sign' \\",
+            f"    curl -s '{fhir}/$cds-hooks-request?patient={p}&hook=order-sign&asOf={SAMPLES_AS_OF}' \\",
             f"      | curl -s -H 'Content-Type: application/json' -d @- {base}/cds-services/{sign}",
-            f"  REST API evaluation      curl -s '{base}/api/v1/patients/{p}/evaluation?asOf=2025-06-30'",
+            f"  REST API evaluation      curl -s '{base}/api/v1/patients/{p}/evaluation?asOf={SAMPLES_AS_OF}'",
             f"  demo FHIR endpoint       curl -s '{fhir}/Observation?patient={p}&_count=2'",
             f"  metrics                  curl -s {base}/metrics",
             f"  health                   curl -s {base}/healthz",
-            f"  replay every sample      fhir-vcf replay samples --hook all --against {base}",
+            f"  replay every sample      fhir-vcf replay samples --hook all --expect samples/expected.json"
+            f" --against {base}",
             "",
-            "  The samples are written for 2025-06-30: the REST API takes ?asOf=2025-06-30; CDS Hooks calls",
-            "  evaluate as of today, so their fractures are old by now.",
+            f"  The samples are written for {SAMPLES_AS_OF}: the REST API takes ?asOf=, and in demo mode a CDS",
+            '  Hooks request may name its date in the extension {"fhir-vcf": {"asOf": ...}}.',
             "",
         ]
     )
