@@ -257,8 +257,11 @@ def test_i4_observation_stay_where_paths_disagree_needs_review():
     assert j.decision == "needs-review"
 
 
-def test_i4_observation_stay_where_paths_agree_is_decided():
-    assert crit(run(eligible(pain_scores=_scores(8, 9, setting="observation"))), "I4").status == "met"
+def test_i4_observation_stay_goes_to_review_even_when_both_paths_are_met():
+    """Input profile: OBSENC → needs review. Only a score that fails both paths is decided."""
+    j = run(eligible(pain_scores=_scores(8, 9, setting="observation")))
+    assert crit(j, "I4").status == "conflict"
+    assert j.decision == "needs-review"
     assert crit(run(eligible(pain_scores=_scores(3, setting="observation"))), "I4").status == "not-met"
 
 

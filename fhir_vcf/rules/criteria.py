@@ -225,18 +225,23 @@ def _hospitalized(policy: Policy, latest: PainScore) -> Outcome:
 
 
 def _either_setting(facts: FractureFacts, policy: Policy, levels: list[str], latest: PainScore) -> Outcome:
-    """Observation stay or no encounter: judge both paths; if they agree the setting does not matter."""
+    """Observation stay or no encounter: judge both paths.
+
+    An observation stay (OBSENC) goes to review (input profile, "hospitalized": OBSENC → needs
+    review) unless both paths already fail: then the setting cannot change the answer. With no
+    encounter at all, agreeing paths settle it and disagreeing ones leave the setting missing.
+    """
     inpatient = _hospitalized(policy, latest)
     outpatient = _outpatient(facts, policy, levels, latest)
+    if latest.setting == "observation" and not inpatient.status == outpatient.status == NOT_MET:
+        return Outcome(CONFLICT, f"{fmt_score(latest)} during an observation stay (OBSENC) "
+                       f"({latest.encounter or 'encounter'}): hospitalized path {inpatient.status}, outpatient path "
+                       f"{outpatient.status}; an observation stay needs review of the setting",
+                       outpatient.evidence + inpatient.evidence,
+                       missing=["review whether the observation stay counts as hospitalization"])
     if inpatient.status == outpatient.status:
         outpatient.reason += f" (setting {latest.setting}: the hospitalized path gives the same result)"
         return outpatient
-    if latest.setting == "observation":
-        return Outcome(CONFLICT, f"{fmt_score(latest)} during an observation stay (OBSENC) "
-                       f"({latest.encounter or 'encounter'}): hospitalized path {inpatient.status}, outpatient path "
-                       f"{outpatient.status}; needs review of the setting",
-                       outpatient.evidence + inpatient.evidence,
-                       missing=["review whether the observation stay counts as hospitalization"])
     return Outcome(UNKNOWN, f"{fmt_score(latest)} with no encounter: hospitalized path {inpatient.status}, "
                    f"outpatient path {outpatient.status}", outpatient.evidence,
                    missing=[f"the encounter (inpatient or outpatient) of the pain score {latest.reference}",
