@@ -9,25 +9,20 @@ handlers below turn anything unhandled into a generic body (an OperationOutcome 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, json, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from fhir_vcf.config import Settings
 from fhir_vcf.errors import ConfigError, InputError, UpstreamError
 from fhir_vcf.rules.policy import Policy, load_policies
 from fhir_vcf.sources.fhir_server import FhirClient
-
-log = logging.getLogger(__name__)
+from fhir_vcf.sources.prefetch import ClientFactory
 
 CDS_PREFIX = "/cds-services"
-
-FhirClientFactory = Callable[[str, "str | None"], FhirClient]
 
 
 @dataclass
@@ -46,7 +41,7 @@ class Services:
     settings: Settings
     policies: dict[str, Policy]
     default_policy: Policy
-    fhir_client: FhirClientFactory
+    fhir_client: ClientFactory
     store: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -55,7 +50,7 @@ def services() -> Services:
     return current_app.extensions["fhir_vcf"]
 
 
-def fhir_client_factory(settings: Settings) -> FhirClientFactory:
+def fhir_client_factory(settings: Settings) -> ClientFactory:
     """FhirClients for caller-named servers (CDS Hooks `fhirServer`), one per call: the token is
     per request and must never outlive it."""
 
@@ -117,63 +112,50 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
 def _init_optional(app: Flask, settings: Settings) -> None:
     """App-wide wiring: JSON logs, JWT trust on /cds-services* (a before_request hook: a bare 401
-    before any view runs), CORS for the configured origins, and the feedback service ids."""
+    before any view runs), CORS for the configured origins."""
     from fhir_vcf import logs
-    from fhir_vcf.service import auth, feedback
+    from fhir_vcf.service import auth
 
     logs.init_logging(app, settings)  # JSON lines, request id, one `request` line per call
     svc = app.extensions["fhir_vcf"]
     svc.extras["fhir_vcf.service.auth"] = auth.init_app(app, settings)
     auth.init_cors(app, settings)
-    feedback.init_app(app, settings)
 
 
 # --- errors: never a traceback to a caller ---------------------------------------------------------
 
 
-def _body(status: int, detail: str) -> Response:
-    """An error body in the dialect of the path: OperationOutcome for CDS Hooks, problem elsewhere."""
-    if request.path == CDS_PREFIX or request.path.startswith(CDS_PREFIX + "/"):
-        code = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-                412: "incomplete", 413: "too-costly", 415: "not-supported"}.get(
-            status, "exception" if status >= 500 else "processing")
-        body: dict[str, Any] = {"resourceType": "OperationOutcome",
-                                "issue": [{"severity": "error", "code": code, "diagnostics": detail}]}
-        return Response(json.dumps(body), status=status, mimetype="application/json")
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+def _under_cds_hooks() -> bool:
+    return request.path == CDS_PREFIX or request.path.startswith(CDS_PREFIX + "/")
 
 
 def _register_error_handlers(app: Flask) -> None:
-    """App-wide fallbacks; a blueprint's own handlers (e.g. the REST API's problems) take precedence."""
+    """App-wide fallbacks in the dialect of the path (the blueprints' own handlers take precedence):
+    routing errors and anything a blueprint leaves unhandled. Bodies come from the one
+    OperationOutcome helper (`service/outcomes.py`) and the one problem helper (`service/problems.py`)."""
+    from fhir_vcf.service import outcomes, problems
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        if status == 401:  # bare 401 (CDS Hooks security); keep WWW-Authenticate
-            response = Response(status=401)
-            for name, value in exc.get_headers():
-                if name.lower() == "www-authenticate":
-                    response.headers[name] = value
-            return response
-        if status == 413:
-            return _body(413, "the request body is larger than this service accepts")
-        response = _body(status, exc.description or HTTPStatus(status).phrase)
-        if status == 405:
-            for name, value in exc.get_headers():
-                if name.lower() == "allow":
-                    response.headers[name] = value
-        return response
+        if _under_cds_hooks():
+            return outcomes.from_http_exception(exc, media_type=outcomes.JSON)
+        return problems.from_http_exception(exc)
 
     @app.errorhandler(InputError)
     def _input(exc: InputError) -> Response:
-        return _body(400, str(exc))
+        if _under_cds_hooks():
+            return outcomes.operation_outcome(400, outcomes.INVALID, str(exc), media_type=outcomes.JSON)
+        return problems.from_input_error(exc)
 
     @app.errorhandler(UpstreamError)
     def _upstream(exc: UpstreamError) -> Response:
-        return _body(504 if exc.timeout else 502, str(exc))
+        if _under_cds_hooks():
+            return outcomes.operation_outcome(504 if exc.timeout else 502, outcomes.EXCEPTION, str(exc),
+                                              media_type=outcomes.JSON)
+        return problems.from_upstream_error(exc)
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception) -> Response:
-        log.error("unhandled error answering %s %s", request.method, request.path, exc_info=exc)
-        return _body(500, "the service failed to answer; the error has been logged")
+        if _under_cds_hooks():
+            return outcomes.internal_error(exc, media_type=outcomes.JSON)
+        return problems.internal_error(exc)

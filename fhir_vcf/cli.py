@@ -2,16 +2,13 @@
 
     fhir-vcf evaluate PATH... [--as-of YYYY-MM-DD] [--policy ID|FILE] [--format json|text]
     fhir-vcf policies
-    fhir-vcf serve ...    (the service; added by its owner)
-    fhir-vcf replay ...   (replay; added by its owner)
+    fhir-vcf serve [--host H] [--port P] [--workers N] [--demo]   (fhir_vcf.server)
+    fhir-vcf replay PATH... [--hook H] [--against URL] ...         (fhir_vcf.replay)
 
 No clinical logic lives here. Exit codes: 0 when every input was evaluated; 2 for a usage error, a
 bad policy, or when any input could not be evaluated (the rest are still evaluated and printed; each
 bad file gets one line on stderr). A user never sees a traceback: known errors (`FhirVcfError`) are
 printed as they are, anything unexpected as one "internal error" line naming the file.
-
-Subcommands register through `SUBCOMMANDS` (name → function adding the sub-parser), so another
-owner adds theirs without touching the `evaluate` code.
 """
 
 from __future__ import annotations
@@ -25,15 +22,16 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TextIO
 
+from fhir_vcf.config import Settings
 from fhir_vcf.errors import FhirVcfError, InputError
 
 EXIT_OK = 0
 EXIT_ERROR = 2  # usage errors, bad policies and inputs that could not be evaluated alike
-DEFAULT_POLICY = "cms-lcd-pva"
+DEFAULT_POLICY = Settings.policy  # the service's default (FHIR_VCF_POLICY unset), one place
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _as_of_date(value: str) -> date:
+def as_of_date(value: str) -> date:
     """argparse type for --as-of: a calendar date, so that a replayed bundle always gives one answer.
 
     Only the extended form YYYY-MM-DD: `date.fromisoformat` alone would also take "20250630" or an
@@ -80,7 +78,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="a Bundle / resource JSON file, or a directory of them")
     p.add_argument(
         "--as-of",
-        type=_as_of_date,
+        type=as_of_date,
         default=None,
         metavar="YYYY-MM-DD",
         help="the evaluation date every day count uses (default: today, UTC)",
@@ -240,8 +238,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- parser and entry point
 
-# name → adds its sub-parser (which sets `handler(args, out, err) -> int`). The owner of `replay`
-# adds its entry here.
+# name → adds its sub-parser, which sets `handler(args, out, err) -> int`.
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "evaluate": _add_evaluate,
     "policies": _add_policies,

@@ -86,7 +86,7 @@ class Settings:
             if value:
                 _require_http_url(name.upper(), value)
         if self.trusted_issuers:
-            _check_trusted_issuers(self.trusted_issuers)
+            read_trusted_issuers(self.trusted_issuers)
         if not self.database_url.split(":", 1)[0].startswith(("sqlite", "postgresql", "postgres")):
             raise ConfigError(
                 f"{PREFIX}DATABASE_URL: unsupported database {self.database_url.split(':', 1)[0]!r}; "
@@ -140,7 +140,12 @@ def _require_http_url(name: str, url: str) -> None:
         raise ConfigError(f"{PREFIX}{name}: {url!r} is not an http(s) URL")
 
 
-def _check_trusted_issuers(path: str) -> None:
+def read_trusted_issuers(path: str) -> dict[str, dict[str, Any]]:
+    """The trusted-issuers file as issuer → entry, each naming a key source.
+
+    Read here, at start-up, so that a bad file stops the service with the variable's name; the
+    JWT layer (`service/auth.py`) builds on this and checks the keys and URLs inside each entry.
+    """
     var = f"{PREFIX}TRUSTED_ISSUERS"
     try:
         data = json.loads(Path(path).read_text())
@@ -153,3 +158,4 @@ def _check_trusted_issuers(path: str) -> None:
     for issuer, entry in data.items():
         if not isinstance(entry, dict) or not ({"jwks_url", "jwks"} & set(entry)):
             raise ConfigError(f"{var}: issuer {issuer!r} needs 'jwks_url' or 'jwks'")
+    return data

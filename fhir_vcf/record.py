@@ -8,6 +8,7 @@ resources by the patient they belong to.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,8 +72,17 @@ class PatientRecord:
         return self.index.get(self.patient)
 
     def ref(self, resource: Resource) -> str:
-        """The canonical reference of a resource of this record: "Type/id", else its fullUrl."""
-        return self.refs[id(resource)]
+        """The canonical reference of a resource: "Type/id", else its fullUrl.
+
+        `refs` is shared by the records of one input, so a resource this record reaches through the
+        shared index (another patient's Encounter, an unfiled one) has its reference too; a resource
+        known to no record (built elsewhere) falls back to "Type/id".
+        """
+        found = self.refs.get(id(resource))
+        if found is not None:
+            return found
+        rid = getattr(resource, "id", None)
+        return f"{resource.get_resource_type()}/{rid}" if rid else resource.get_resource_type()
 
     def resolve(self, reference: Any) -> Resource | None:
         """The resource a Reference (or a reference string) points at, if it is in the record."""
@@ -102,63 +112,162 @@ def _element_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        else:
+        elif part != "root":  # pydantic's name for the value of a RootModel, not a FHIR element
             path += ("." if path else "") + str(part)
     return path
+
+
+def _model(rtype: Any) -> type[Resource] | None:
+    """The R4B model class of a resource type name, or None when R4B has no such type."""
+    if not isinstance(rtype, str) or not rtype:
+        return None
+    try:
+        return get_fhir_model_class(rtype)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _unknown_type(rtype: Any) -> str:
+    hint = ""
+    if isinstance(rtype, str) and rtype and _model(rtype[0].upper() + rtype[1:]) is not None:
+        hint = f" (resource types are case-sensitive: did you mean {rtype[0].upper() + rtype[1:]!r}?)"
+    return f"unknown FHIR resource type {rtype!r}{hint}"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# "DateTime value string does not match spec regex." and its kin, from the fhir.resources primitives.
+_PRIMITIVE = re.compile(r"(\w+) value (?:string )?does not match spec regex")
+_CHOICE = re.compile(r"Any of one field value is expected from this list \[(.*)\], but got multiple")
+
+
+def _describe(error: Mapping[str, Any], rtype: str) -> tuple[str, tuple[Any, ...]]:
+    """(a readable problem, its location) for one pydantic error of an R4B model."""
+    kind, loc, value = error["type"], tuple(error["loc"]), error.get("input")
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return f"is not an element of {rtype}", loc
+    if kind == "missing":
+        return "a required element is missing", loc
+    if (m := _CHOICE.search(msg)) is not None:
+        names = re.findall(r"'(\w+)'", m[1])
+        given = [n for n in names if isinstance(value, Mapping) and n in value]
+        prefix = names[0] if names else ""
+        while prefix and not all(n.startswith(prefix) for n in names):  # effectiveDateTime, ... → effective
+            prefix = prefix[:-1]
+        return f"only one of {', '.join(given or names)} may be given", (*loc, f"{prefix}[x]") if prefix else loc
+    if isinstance(value, str) and not value.strip():
+        return "empty value: FHIR has no empty strings (leave the element out)", loc
+    if (m := _PRIMITIVE.search(msg)) is not None:
+        name = m[1][0].lower() + m[1][1:]
+        return f"{_show(value)} is not a valid FHIR {name}", loc
+    if kind == "json_invalid":  # a string where an object belongs
+        return f"expected a JSON object, got {_show(value)}", loc
+    if kind == "string_pattern_mismatch":
+        return f"{_show(value)} does not match the FHIR format of this element", loc
+    msg = re.sub(r"<class '(\w+)'>", r"\1", msg)
+    if value is not None and not isinstance(value, Mapping | list):
+        msg += f" (got {_show(value)})"
+    return msg, loc
 
 
 def validate_resource(data: Mapping[str, Any], *, source: str, label: str) -> Resource:
     """Validate one resource with its R4B model, or raise an InputError naming the element."""
     rtype = data.get("resourceType")
-    try:
-        model = get_fhir_model_class(rtype)
-    except (ValueError, KeyError, TypeError):
-        raise InputError(f"unknown FHIR resource type {rtype!r}", source=source, resource=label) from None
+    model = _model(rtype)
+    if model is None:
+        raise InputError(_unknown_type(rtype), source=source, resource=label)
+    contained = data.get("contained")
+    for i, item in enumerate(contained if isinstance(contained, list) else ()):
+        # The R4B models raise KeyError / TypeError (not a validation error) for these.
+        ctype = item.get("resourceType") if isinstance(item, Mapping) else None
+        if isinstance(item, Mapping) and _model(ctype) is None:
+            raise InputError(f"invalid {rtype}: contained resource: {_unknown_type(ctype)}", source=source,
+                             resource=label, element=f"contained[{i}].resourceType")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        element = _element_path(first["loc"]) or None
-        detail = first["msg"]
-        if first["type"] == "extra_forbidden":
-            detail = "is not an element of " + str(rtype)
+        detail, loc = _describe(exc.errors()[0], str(rtype))
         extra = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise InputError(f"invalid {rtype}: {detail}{extra}", source=source, resource=label, element=element) from None
+        raise InputError(
+            f"invalid {rtype}: {detail}{extra}", source=source, resource=label, element=_element_path(loc) or None
+        ) from None
+    except RecursionError:
+        raise InputError(f"invalid {rtype}: elements nested too deeply to read", source=source,
+                         resource=label) from None
+    except (KeyError, TypeError, ValueError) as exc:  # a model failure that is not a ValidationError
+        raise InputError(f"invalid {rtype}: cannot be read as FHIR R4 ({type(exc).__name__})", source=source,
+                         resource=label) from None
+
+
+# A Bundle inside a Bundle (a batch-response of searchsets, a collection of documents) is read through;
+# deeper than this is no real feed.
+MAX_BUNDLE_NESTING = 8
 
 
 def entries_of(document: Any, *, source: str) -> list[tuple[str | None, Mapping[str, Any], str]]:
-    """(fullUrl, resource, label) for each resource in a Bundle of any type, or the single resource."""
+    """(fullUrl, resource, label) for each resource in a Bundle of any type, or the single resource.
+
+    Resources of Bundles nested in the Bundle are read as entries of their own (a Bundle is never
+    a record's resource). A lone resource must be of a FHIR R4 type.
+    """
     if not isinstance(document, Mapping):
         raise InputError("not a FHIR resource: expected a JSON object", source=source)
     rtype = document.get("resourceType")
     if not isinstance(rtype, str) or not rtype:
-        raise InputError("not a FHIR resource: no resourceType", source=source)
+        raise InputError(_no_type(document), source=source)
     if rtype != "Bundle":
+        if _model(rtype) is None:
+            raise InputError(_unknown_type(rtype), source=source, element="resourceType")
         return [(None, document, _label(document, None))]
-    entries = document.get("entry", [])
-    if not isinstance(entries, list):
-        raise InputError("invalid Bundle: entry must be an array", source=source, element="entry")
-    found = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, Mapping):
-            raise InputError("invalid Bundle: entry must be an object", source=source, element=f"entry[{i}]")
-        resource = entry.get("resource")
-        if resource is None:  # e.g. a DELETE in a transaction: nothing to read
-            continue
-        if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
-            raise InputError(
-                "not a FHIR resource: no resourceType", source=source, element=f"entry[{i}].resource"
-            )
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        found.append((full_url, resource, _label(resource, i)))
+    found: list[tuple[str | None, Mapping[str, Any], str]] = []
+    _bundle_entries(document, source=source, prefix="", depth=0, found=found)
     return found
 
 
-def _label(resource: Mapping[str, Any], position: int | None) -> str:
+def _no_type(resource: Mapping[str, Any]) -> str:
+    if "resourceType" in resource:
+        return f"not a FHIR resource: resourceType must be a non-empty string, not {_show(resource['resourceType'])}"
+    return "not a FHIR resource: no resourceType"
+
+
+def _bundle_entries(
+    bundle: Mapping[str, Any], *, source: str, prefix: str, depth: int,
+    found: list[tuple[str | None, Mapping[str, Any], str]],
+) -> None:
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise InputError("invalid Bundle: entry must be an array", source=source, element=f"{prefix}entry")
+    for i, entry in enumerate(entries):
+        where = f"{prefix}entry[{i}]"
+        if not isinstance(entry, Mapping):
+            raise InputError("invalid Bundle: entry must be an object", source=source, element=where)
+        resource = entry.get("resource")
+        if resource is None:  # e.g. a DELETE in a transaction: nothing to read
+            continue
+        if not isinstance(resource, Mapping):
+            raise InputError("not a FHIR resource: expected a JSON object", source=source, element=f"{where}.resource")
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str) or not rtype:
+            raise InputError(_no_type(resource), source=source, element=f"{where}.resource")
+        if rtype == "Bundle":
+            if depth >= MAX_BUNDLE_NESTING:
+                raise InputError(f"invalid Bundle: Bundles nested more than {MAX_BUNDLE_NESTING} deep",
+                                 source=source, element=f"{where}.resource")
+            _bundle_entries(resource, source=source, prefix=f"{where}.resource.", depth=depth + 1, found=found)
+            continue
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        found.append((full_url, resource, _label(resource, where)))
+
+
+def _label(resource: Mapping[str, Any], position: str | None) -> str:
     rtype = resource.get("resourceType")
     if isinstance(resource.get("id"), str):
         return f"{rtype}/{resource['id']}"
-    return f"entry[{position}] ({rtype})" if position is not None else str(rtype)
+    return f"{position} ({rtype})" if position is not None else str(rtype)
 
 
 def load_document(document: Any, *, source: str) -> list[PatientRecord]:
@@ -183,10 +292,12 @@ def load_resources(
             index.setdefault(key, resource)
         validated.append((resource, ref))
 
+    refs: dict[int, str] = {id(resource): ref for resource, ref in validated}  # shared, like `index`
+
     def patient_key(reference: str) -> str:
         target = index.get(reference) or index.get(_relative(reference))
         if target is not None and target.get_resource_type() == "Patient":
-            return next(r for res, r in validated if res is target)
+            return refs[id(target)]
         return _relative(reference)
 
     records: dict[str, PatientRecord] = {}
@@ -203,7 +314,7 @@ def load_resources(
                 unfiled.append((resource, ref))
                 continue
             key = patient_key(value)
-        record = records.setdefault(key, PatientRecord(patient=key, source=source, index=index))
+        record = records.setdefault(key, PatientRecord(patient=key, source=source, index=index, refs=refs))
         record.add(resource, ref)
     if len(records) == 1:
         (only,) = records.values()

@@ -667,9 +667,9 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "patients with a draft augmentation order")
     p.add_argument("--against", metavar="URL",
                    help="the base URL of a running service (default: the app in-process)")
-    from fhir_vcf.cli import _as_of_date  # the same YYYY-MM-DD rule as `fhir-vcf evaluate --as-of`
+    from fhir_vcf.cli import as_of_date  # the same YYYY-MM-DD rule as `fhir-vcf evaluate --as-of`
 
-    p.add_argument("--as-of", type=_as_of_date, metavar="YYYY-MM-DD",
+    p.add_argument("--as-of", type=as_of_date, metavar="YYYY-MM-DD",
                    help="the evaluation date (default: the service's today)")
     p.add_argument("--expect", metavar="FILE", help="expected decisions, as in samples/expected.json")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML here (one testcase per row)")

@@ -150,6 +150,13 @@ def test_invalid_json_is_400(client) -> None:
     assert "invalid JSON" in body["detail"]
 
 
+def test_deeply_nested_json_is_400_not_500(client) -> None:
+    deep = b"[" * 50_000 + b"]" * 50_000
+    response = client.post("/api/v1/evaluations", data=deep, content_type="application/fhir+json")
+    body = assert_problem(response, 400, "invalid-input")
+    assert "nested too deeply" in body["detail"]
+
+
 @pytest.mark.parametrize("document", [[PATIENT], {"id": "x"}, "Patient", {"resourceType": 7}])
 def test_not_fhir_is_400(client, document: Any) -> None:
     body = assert_problem(client.post("/api/v1/evaluations", json=document), 400, "invalid-input")

@@ -473,3 +473,12 @@ def test_a_condition_coded_as_something_else_is_not_a_second_fracture():
     )
     assert [fx.reference for fx in f.fractures] == ["Condition/vcf"]
     assert f.onset["T10"].status is Status.PRESENT
+
+
+def test_onset_at_the_first_representable_day_does_not_overflow():
+    # "0001-01-01" is a valid FHIR date; the imaging check once computed onset - 14 days (OverflowError).
+    f = facts(
+        condition("c", M80, onset="0001-01-01", body_sites=[vertebra("T12")]),
+        diagnostic_report("xr", text="XR spine", effective="2025-02-10", conclusion="T12 compression fracture."),
+    )
+    assert f.onset["T12"].value == date(1, 1, 1)

@@ -85,6 +85,15 @@ def test_observation_encounter_class():
     assert score.setting == "observation"
 
 
+@pytest.mark.parametrize(("start", "end"), [("2025-06", "2025-06-12"), ("2025-06-09", "2025"), ("2025", None)])
+def test_an_encounter_with_a_partial_period_date_covers_nothing(start, end):
+    # "2025-06" is a valid FHIR dateTime naming no day (the models keep it as a string): the covering
+    # check once compared None with a date (TypeError). Such an encounter cannot place a score.
+    enc = encounter("e", "IMP", start=start, end=end)
+    (score,) = scores(enc, nrs("a", 8, effective="2025-06-10"))
+    assert (score.setting, score.encounter) == ("unknown", None)
+
+
 def test_no_encounter_is_unknown_and_disagreeing_cover_is_unknown():
     found = scores(
         nrs("lonely", 7, effective="2025-06-02"),

@@ -240,3 +240,138 @@ def test_load_file_reads_a_bundle(tmp_path):
     (record,) = load_file(path)
     assert record.source == str(path)
     assert ids(record, "Condition") == ["c1"]
+
+
+def test_a_reference_into_another_patients_record_has_a_canonical_reference():
+    # The index is shared by the records of one input, so an Observation may resolve an Encounter
+    # filed under another patient; `ref` of that Encounter once raised KeyError (refs were per record).
+    enc = {"resourceType": "Encounter", "id": "e-b", "status": "finished", "subject": {"reference": "Patient/b"},
+           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}}
+    obs = {"resourceType": "Observation", "id": "o-a", "status": "final", "code": {"text": "NRS"},
+           "subject": {"reference": "Patient/a"}, "encounter": {"reference": "Encounter/e-b"}}
+    data = bundle("collection", entry(patient("a")), entry(patient("b")), entry(enc), entry(obs))
+    records = {r.patient: r for r in load_document(data, source="x.json")}
+    (observation,) = records["Patient/a"].of_type("Observation")
+    target = records["Patient/a"].resolve(observation.encounter)
+    assert records["Patient/a"].ref(target) == "Encounter/e-b"
+
+
+def test_an_unfiled_resource_beside_two_patients_still_has_a_reference():
+    enc = {"resourceType": "Encounter", "status": "finished", "period": {"start": "2025-06-10"},
+           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}}
+    data = bundle("collection", entry(patient("a")), entry(patient("b")), entry(enc, UUID_E))
+    record = load_document(data, source="x.json")[0]
+    assert record.ref(record.resolve(UUID_E)) == UUID_E
+
+
+# ---------------------------------------------------------------- loader edge cases
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"resourceType": "Bundle", "type": "collection"},
+        {"resourceType": "Bundle", "type": "collection", "entry": []},
+        {"resourceType": "Bundle", "type": "collection", "entry": [{"fullUrl": "urn:uuid:1"}, {}]},
+    ],
+    ids=["no-entry", "empty-entry", "entries-without-resource"],
+)
+def test_a_bundle_with_nothing_to_read_gives_no_record(data):
+    assert load_document(data, source="empty.json") == []
+
+
+def test_a_bundle_inside_a_bundle_is_read_through():
+    # A batch-response of searchsets, a collection of documents: the resources were once dropped
+    # silently (the Condition below vanished and the patient looked fracture-free).
+    inner = bundle("searchset", entry(condition("c1", "Patient/p1"), f"{BASE}/Condition/c1"))
+    (record,) = load_document(bundle("batch-response", entry(patient()), entry(inner)), source="n.json")
+    assert ids(record, "Condition") == ["c1"]
+    assert record.resolve(f"{BASE}/Condition/c1") is record.of_type("Condition")[0]
+
+
+def test_an_error_in_a_nested_bundle_names_its_path():
+    inner = bundle("collection", entry({"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+                                        "onsetDateTime": "June"}))
+    with pytest.raises(InputError) as info:
+        load_document(bundle("collection", entry(patient()), entry(inner)), source="n.json")
+    assert info.value.resource == "entry[1].resource.entry[0] (Condition)"
+    assert info.value.element == "onsetDateTime"
+
+
+def test_bundles_nested_without_end_are_an_input_error():
+    data: dict[str, Any] = bundle("collection", entry(patient()))
+    for _ in range(20):
+        data = bundle("collection", entry(data))
+    with pytest.raises(InputError, match="nested more than"):
+        load_document(data, source="deep.json")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"resourceType": "Foo", "id": "x"}, "unknown FHIR resource type 'Foo'"),
+        ({"resourceType": "patient", "id": "x"}, "did you mean 'Patient'"),
+        ({"resourceType": 5}, "resourceType must be a non-empty string, not 5"),
+        ({"resourceType": ["Patient"]}, "resourceType must be a non-empty string"),
+        (bundle("collection", {"resource": {"resourceType": None, "id": "x"}}), "must be a non-empty string"),
+        (bundle("collection", {"resource": "Patient/p1"}), "expected a JSON object"),
+    ],
+    ids=["unknown-type", "lower-case-type", "int-type", "list-type", "null-type-in-entry", "string-resource"],
+)
+def test_resource_types_that_are_not_fhir_are_input_errors(data, message):
+    with pytest.raises(InputError, match=message):
+        load_document(data, source="t.json")
+
+
+def test_a_contained_resource_of_unknown_type_is_an_input_error():
+    # The R4B models raise KeyError (not a validation error) here: it once surfaced as an internal error.
+    cond = condition("c1", "Patient/p1", contained=[{"resourceType": "Foo", "id": "z"}])
+    with pytest.raises(InputError) as info:
+        load_document(bundle("collection", entry(patient()), entry(cond)), source="c.json")
+    assert (info.value.resource, info.value.element) == ("Condition/c1", "contained[0].resourceType")
+    assert "unknown FHIR resource type 'Foo'" in str(info.value)
+
+
+def test_elements_nested_too_deeply_are_an_input_error():
+    # Valid JSON a few hundred levels deep makes the R4B validators recurse past Python's limit.
+    extension: list[dict[str, Any]] = [{"url": "urn:x", "valueString": "v"}]
+    for _ in range(400):
+        extension = [{"url": "urn:x", "extension": extension}]
+    with pytest.raises(InputError, match="nested too deeply") as info:
+        load_document({**patient(), "extension": extension}, source="deep.json")
+    assert info.value.resource == "Patient/p1"
+
+
+@pytest.mark.parametrize(
+    ("extra", "element", "message"),
+    [
+        ({"valueQuantity": {"value": "abc"}}, "valueQuantity.value", "'abc' is not a valid FHIR decimal"),
+        ({"effectiveDateTime": "2025-13-01"}, "effectiveDateTime", "'2025-13-01' is not a valid FHIR dateTime"),
+        ({"status": ""}, "status", "empty value"),
+        ({"effectiveDateTime": "2025", "effectivePeriod": {"start": "2025"}}, "effective[x]",
+         "only one of effectiveDateTime, effectivePeriod may be given"),
+        ({"component": [{"code": {"text": "a"}, "valueInteger": 1, "valueString": "x"}]}, "component[0].value[x]",
+         "only one of valueInteger, valueString may be given"),
+        ({"bodySite": [{"text": "T12"}]}, "bodySite", "CodeableConcept"),
+        ({"valueInteger": 2**40}, "valueInteger", "less than or equal to 2147483647"),
+    ],
+    ids=["decimal", "datetime", "empty", "choice", "nested-choice", "list-for-object", "int-range"],
+)
+def test_validation_messages_name_the_nested_element_and_the_problem(extra, element, message):
+    obs = {"resourceType": "Observation", "id": "x", "status": "final", "code": {"text": "NRS"},
+           "subject": {"reference": "Patient/p1"}, **extra}
+    with pytest.raises(InputError) as info:
+        load_document(bundle("collection", entry(patient()), entry(obs)), source="o.json")
+    assert (info.value.resource, info.value.element) == ("Observation/x", element)
+    assert message in info.value.message
+    assert "Value error," not in info.value.message and ".root" not in str(info.value)
+
+
+def test_load_file_edge_cases(tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="invalid JSON"):
+        load_file(empty)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(bundle("collection", entry(patient()))).encode())
+    assert [r.patient for r in load_file(bom)] == ["Patient/p1"]

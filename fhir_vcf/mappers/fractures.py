@@ -526,8 +526,11 @@ def _level_onset(level: str, candidates: list[Fracture], note_prefix: str) -> Fa
 def _imaging_conflict(level: str, fact: Fact[date], seen: list[SeenEvent], single: bool) -> Fact[date]:
     onset = fact.value
     assert onset is not None
-    limit = onset - ONSET_TOLERANCE
-    earlier = [e for e in seen if e.day < limit and (level in e.levels or (not e.levels and single))]
+    # `onset - e.day`, not `e.day < onset - ONSET_TOLERANCE`: an onset near date.min (a valid
+    # "0001-01-01") would overflow the subtraction of a timedelta.
+    earlier = [
+        e for e in seen if onset - e.day > ONSET_TOLERANCE and (level in e.levels or (not e.levels and single))
+    ]
     if not earlier:
         return fact
     earlier.sort(key=lambda e: e.day)

@@ -7,6 +7,7 @@ of the fracture episode with its setting; it never decides which threshold appli
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -57,7 +58,7 @@ _RDQ_MENTION = re.compile(r"\b(?:Roland[\s\-]*Morris|RDQ|RMDQ)\b", re.IGNORECASE
 def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dict[str, Any]:
     """`pain_scores` (oldest first, inside the episode and not after as_of) and `rdq` (latest)."""
     start = episode_start if episode_start is not None else as_of - timedelta(days=DEFAULT_EPISODE_DAYS)
-    encounters = [e for e in record.of_type("Encounter") if _setting(e) is not None]
+    stays = _stays(record)
     scores: list[PainScore] = []
     rdq: list[tuple[Any, int, Evidence]] = []  # (when, value, evidence)
     for obs in record.of_type("Observation"):
@@ -68,7 +69,7 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
         if day is not None and day > as_of:
             continue
         if day is not None and start <= day:
-            score = _pain_score(record, obs, when, encounters)
+            score = _pain_score(record, obs, when, stays)
             if score is not None:
                 scores.append(score)
         value = _rdq_coded(record, obs)
@@ -92,7 +93,7 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
 # --- pain scores ---
 
 
-def _pain_score(record: Any, obs: Any, when: Any, encounters: list[Any]) -> PainScore | None:
+def _pain_score(record: Any, obs: Any, when: Any, stays: list[_Stay]) -> PainScore | None:
     if when is None:
         return None
     scale = None
@@ -110,7 +111,7 @@ def _pain_score(record: Any, obs: Any, when: Any, encounters: list[Any]) -> Pain
             value, label = float(found[0]), "NRS"
     if value is None:
         return None
-    setting, encounter = _setting_of(record, obs, when, encounters)
+    setting, encounter = _setting_of(record, obs, when, stays)
     return PainScore(
         reference=record.ref(obs),
         value=value,
@@ -176,7 +177,40 @@ def _setting(encounter: Any) -> str | None:
     return SETTINGS.get(cls.code.upper())
 
 
-def _setting_of(record: Any, obs: Any, when: Any, encounters: list[Any]) -> tuple[str, str | None]:
+@dataclass(frozen=True)
+class _Stay:
+    """An Encounter with a setting, its period read once (every pain score is checked against every stay).
+
+    `end` is None for an encounter still going on; a closed encounter with no end lasts its start day.
+    """
+
+    encounter: Any
+    setting: str
+    start: Any
+    end: Any
+    length: float
+
+
+def _stays(record: Any) -> list[_Stay]:
+    stays = []
+    for e in record.of_type("Encounter"):
+        setting = _setting(e)
+        if setting is None or e.status == "planned":
+            continue
+        period = getattr(e, "period", None)
+        start = getattr(period, "start", None)
+        if start is None:
+            continue  # no start: covers nothing (a stay found by its own reference still counts)
+        end = getattr(period, "end", None)
+        if end is None and e.status not in _OPEN_STATUSES:
+            end = start
+        first, last = common.as_date(start), common.as_date(getattr(period, "end", None))
+        length = float((last - first).days) if first and last else float("inf")
+        stays.append(_Stay(e, setting, start, end, length))
+    return stays
+
+
+def _setting_of(record: Any, obs: Any, when: Any, stays: list[_Stay]) -> tuple[str, str | None]:
     """The setting of a score: its own Encounter, else the one Encounter whose period covers it."""
     if obs.encounter is not None:
         target = record.resolve(obs.encounter)
@@ -184,38 +218,31 @@ def _setting_of(record: Any, obs: Any, when: Any, encounters: list[Any]) -> tupl
             setting = _setting(target)
             if setting is not None:
                 return setting, record.ref(target)
-    covering = [e for e in encounters if e.status != "planned" and _covers(e, when)]
-    settings = {_setting(e) for e in covering}
+    covering = [s for s in stays if _covers(s.start, s.end, when)]
+    settings = {s.setting for s in covering}
     if len(settings) == 1:
         # Several covering encounters of one setting: the shortest stay is the most specific.
-        best = min(covering, key=lambda e: _length(e))
-        return settings.pop() or "unknown", record.ref(best)
+        best = min(covering, key=lambda s: s.length)
+        return settings.pop(), record.ref(best.encounter)
     # None, or covering encounters that disagree (an ED visit and an admission on the same day with
     # no times): the setting stays unknown rather than guessed.
     return "unknown", None
 
 
-def _covers(encounter: Any, when: Any) -> bool:
-    period = getattr(encounter, "period", None)
-    start = getattr(period, "start", None)
-    if start is None:
-        return False
-    end = getattr(period, "end", None)
-    if end is None and encounter.status not in _OPEN_STATUSES:
-        end = start  # a closed encounter with no end: the start day only
+def _covers(start: Any, end: Any, when: Any) -> bool:
+    """Whether a period (end None: still open) covers a moment, to the second where both have times."""
     if isinstance(when, datetime) and isinstance(start, datetime) and (end is None or isinstance(end, datetime)):
         try:
             return start <= when and (end is None or when <= end)
         except TypeError:  # one naive, one aware: fall back to calendar days
             pass
-    day = common.as_date(when)
-    return common.as_date(start) <= day and (end is None or day <= common.as_date(end))
-
-
-def _length(encounter: Any) -> float:
-    period = encounter.period
-    start, end = common.as_date(period.start), common.as_date(period.end)
-    return float((end - start).days) if start and end else float("inf")
+    # A partial date ("2025-06", valid FHIR, kept as a string by the R4B models) names no day: an
+    # encounter whose start or end cannot be placed covers nothing (the setting is never guessed).
+    day, first = common.as_date(when), common.as_date(start)
+    last = common.as_date(end) if end is not None else None
+    if day is None or first is None or (end is not None and last is None):
+        return False
+    return first <= day and (last is None or day <= last)
 
 
 def _level(obs: Any) -> str | None:

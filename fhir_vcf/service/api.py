@@ -30,8 +30,7 @@ from fhir_vcf.sources.files import parse_json
 from fhir_vcf.sources.prefetch import PREFETCH_TEMPLATES, build_record, resolve_template
 from fhir_vcf.sources.smart_backend import SmartBackendAuth
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-problems.install(bp)
+bp = Blueprint("api", __name__, url_prefix="/api/v1")  # errors: app.py's handlers answer with problems
 
 # FHIR R4 `id` datatype (https://hl7.org/fhir/R4/datatypes.html#id).
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -292,15 +291,22 @@ def fetch_record(upstream: Upstream, patient_id: str) -> PatientRecord:
     return build_record(entries, patient_id)
 
 
-@bp.get("/patients/<path:patient_id>/evaluation")
-def get_patient_evaluation(patient_id: str) -> Response:
-    """Evaluate a patient read from the configured FHIR server."""
+def _evaluate_patient(patient_id: str) -> tuple[dict[str, Any], date, str, Upstream]:
+    """(evaluation, as_of, policy id, upstream) for a patient read from the configured FHIR server;
+    the decision is counted here, once per answer."""
     patient_id = _patient_id(patient_id)
     as_of, policy_id, policy = _query()
     upstream = _upstream()
     record = upstream.call(fetch_record, upstream, patient_id)
     evaluation = _evaluate(record, as_of=as_of, policy=policy)
     record_decisions([evaluation], policy_id)
+    return evaluation, as_of, policy_id, upstream
+
+
+@bp.get("/patients/<path:patient_id>/evaluation")
+def get_patient_evaluation(patient_id: str) -> Response:
+    """Evaluate a patient read from the configured FHIR server."""
+    evaluation, *_ = _evaluate_patient(patient_id)
     return jsonify(evaluation)
 
 
@@ -333,12 +339,7 @@ def if_none_exist(system: str, value: str) -> str:
 @bp.post("/patients/<path:patient_id>/careplans")
 def post_patient_careplan(patient_id: str) -> Response:
     """Evaluate the patient and write the proposed CarePlan with a conditional create."""
-    patient_id = _patient_id(patient_id)
-    as_of, policy_id, policy = _query()
-    upstream = _upstream()
-    record = upstream.call(fetch_record, upstream, patient_id)
-    evaluation = _evaluate(record, as_of=as_of, policy=policy)
-    record_decisions([evaluation], policy_id)
+    evaluation, as_of, policy_id, upstream = _evaluate_patient(patient_id)
     proposal = evaluation.get("carePlan")
     if not isinstance(proposal, dict):
         return problems.problem(

@@ -43,13 +43,11 @@ from __future__ import annotations
 import functools
 import heapq
 import inspect
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -59,8 +57,10 @@ from flask import Response, current_app, g, request
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWTError
 
+from fhir_vcf.config import read_trusted_issuers
 from fhir_vcf.errors import ConfigError
 from fhir_vcf.logs import REQUEST_ID_HEADER
+from fhir_vcf.sources.prefetch import normalise_base
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -224,19 +224,6 @@ def _normalise_issuer(iss: str) -> str:
     return iss.rstrip("/")
 
 
-def _normalise_url(url: str) -> str:
-    """Compare URLs as the same endpoint: scheme/host case, default port and trailing slash ignored."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port is None or (scheme, port) in {("http", 80), ("https", 443)} else f"{host}:{port}"
-    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
-
-
 def _require_http_url(var: str, issuer: str, url: Any) -> str:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -247,18 +234,8 @@ def _require_http_url(var: str, issuer: str, url: Any) -> str:
 def load_issuers(path: str) -> dict[str, Issuer]:
     """Parse the trusted-issuers JSON file; ConfigError naming the issuer on any mistake."""
     var = "FHIR_VCF_TRUSTED_ISSUERS"
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{var}: no such file {path}") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{var}: {path} is not a readable JSON file ({type(exc).__name__})") from None
-    if not isinstance(data, dict) or not data:
-        raise ConfigError(f"{var}: {path} must map each issuer to {{'jwks_url': ...}} or {{'jwks': {{...}}}}")
     issuers: dict[str, Issuer] = {}
-    for iss, entry in data.items():
-        if not isinstance(entry, dict) or not ({"jwks_url", "jwks"} & set(entry)):
-            raise ConfigError(f"{var}: issuer {iss!r} needs 'jwks_url' or 'jwks'")
+    for iss, entry in read_trusted_issuers(path).items():
         jwks_url = entry.get("jwks_url")
         if jwks_url is not None:
             _require_http_url(var, iss, jwks_url)
@@ -376,8 +353,8 @@ class Trust:
             raise AuthError("iat is in the future", issuer=issuer.iss)
         aud = claims["aud"]
         auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        expected = _normalise_url(audience)
-        if not any(isinstance(a, str) and _normalise_url(a) == expected for a in auds):
+        expected = normalise_base(audience)  # the same URL comparison as the fhirServer allowlist
+        if not any(isinstance(a, str) and normalise_base(a) == expected for a in auds):
             raise AuthError(f"aud does not match the URL called ({audience})", issuer=issuer.iss)
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:

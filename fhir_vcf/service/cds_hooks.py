@@ -31,10 +31,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from fhir_vcf.errors import InputError, UpstreamError
+from fhir_vcf.errors import InputError
 from fhir_vcf.outputs.cards import CardSource, OrderContext, render_cards
+from fhir_vcf.service.ops import record_decisions
+from fhir_vcf.service.outcomes import JSON, error_paths, operation_outcome
 from fhir_vcf.sources.prefetch import (
     PREFETCH_TEMPLATES,
     ForbiddenServer,
@@ -46,8 +48,6 @@ from fhir_vcf.sources.prefetch import (
 log = logging.getLogger(__name__)
 
 bp = Blueprint("cds_hooks", __name__, url_prefix="/cds-services")
-
-JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -247,19 +247,8 @@ CONTEXT_SCHEMAS: dict[str, type[Schema]] = {
 # --- responses -----------------------------------------------------------------------------------
 
 
-def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=JSON)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
-def outcome(status: int, code: str, diagnostics: str, expression: list[str] | None = None) -> Response:
-    """An OperationOutcome error response (severity error; `code` a FHIR IssueType)."""
-    issue: dict[str, Any] = {"severity": "error", "code": code, "diagnostics": diagnostics}
-    if expression:
-        issue["expression"] = expression
-    return _json({"resourceType": "OperationOutcome", "issue": [issue]}, status)
+def _json(body: Any) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), mimetype=JSON)
 
 
 class Refused(Exception):
@@ -270,30 +259,20 @@ class Refused(Exception):
         super().__init__(response.status)
 
 
+def outcome(status: int, code: str, diagnostics: str, expression: list[str] | None = None) -> Response:
+    """An OperationOutcome error response, `application/json` like the hooks' answers."""
+    return operation_outcome(status, code, diagnostics, expression, media_type=JSON)
+
+
 def _refuse(status: int, code: str, diagnostics: str, expression: list[str] | None = None) -> Refused:
     return Refused(outcome(status, code, diagnostics, expression))
 
 
-def _flatten(messages: Any, path: str = "") -> list[tuple[str, str]]:
-    """marshmallow's nested error dict as (element path, message) pairs."""
-    if isinstance(messages, Mapping):
-        out: list[tuple[str, str]] = []
-        for key, value in messages.items():
-            sub = path if key == "_schema" else (f"{path}.{key}" if path else str(key))
-            out.extend(_flatten(value, sub))
-        return out
-    if isinstance(messages, list):
-        if all(isinstance(m, str) for m in messages):
-            return [(path or "$", " ".join(messages))]
-        out = []
-        for value in messages:
-            out.extend(_flatten(value, path))
-        return out
-    return [(path or "$", str(messages))]
-
-
 def _schema_refusal(error: ValidationError, prefix: str = "") -> Refused:
-    pairs = _flatten(error.messages, prefix)
+    by_path: dict[str, list[str]] = {}
+    for path, message in error_paths(error.messages, prefix):
+        by_path.setdefault(path or "$", []).append(message)
+    pairs = [(path, " ".join(messages)) for path, messages in by_path.items()]
     missing = [p for p, m in pairs if "Missing data for required field" in m]
     text = "; ".join(f"{p}: {m}" for p, m in pairs)
     code = "required" if missing and len(missing) == len(pairs) else "invalid"
@@ -302,27 +281,8 @@ def _schema_refusal(error: ValidationError, prefix: str = "") -> Refused:
 
 @bp.errorhandler(Refused)
 def _refused(exc: Refused) -> Response:
+    """Everything else (Werkzeug errors, a failure of ours) is app.py's: the same OperationOutcomes."""
     return exc.response
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> Response:
-    status = exc.code or 500
-    if status == 401:  # the trust layer's answer: a bare 401 (CDS Hooks security), headers kept
-        response = Response(status=401)
-        for name, value in exc.get_headers():
-            if name.lower() == "www-authenticate":
-                response.headers[name] = value
-        return response
-    if status == 413 or isinstance(exc, RequestEntityTooLarge):
-        return outcome(413, "too-costly", "the request body is larger than this service accepts")
-    return outcome(status, "processing" if status < 500 else "exception", exc.description or exc.name)
-
-
-@bp.errorhandler(Exception)
-def _internal_error(exc: Exception) -> Response:
-    log.error("CDS Hooks call failed", exc_info=exc)
-    return outcome(500, "exception", "the service failed to answer; the error has been logged")
 
 
 # --- audit (JWT trust is app-wide: fhir_vcf.service.auth checks /cds-services* before any view) ------
@@ -334,11 +294,8 @@ def _audit(**fields_: Any) -> None:
     the clinician's card away."""
     from fhir_vcf.app import services
 
-    record = getattr(services().store, "record_call", None)
-    if record is None:
-        return
     try:
-        record(**fields_)
+        services().store.record_call(**fields_)
     except Exception:
         log.exception("could not record the CDS Hooks call in the audit store")
 
@@ -481,23 +438,14 @@ def as_of_for(body: Mapping[str, Any], *, demo: bool) -> date:
                       [f"extension.{EXTENSION}.asOf"]) from None
 
 
-def has_fracture(evaluation: Mapping[str, Any]) -> bool:
-    """Whether the evaluation rests on a vertebral fracture on record (patient-view stays silent
-    otherwise). Uses the evaluation's explicit `fractures` member when the core provides one."""
-    if "fractures" in evaluation:
-        return bool(evaluation["fractures"])
-    if evaluation.get("route") not in (None, "", "none"):  # a coding route needs a fracture code
-        return True
-    if evaluation.get("levels"):
-        return True
-    for criterion in evaluation.get("criteria", []):
-        if (
-            isinstance(criterion, Mapping)
-            and criterion.get("id") in {"I1", "I2"}
-            and any(str(e).startswith("Condition/") for e in criterion.get("evidence", []) or [])
-        ):
-            return True
-    return False
+def worth_a_card(evaluation: Mapping[str, Any]) -> bool:
+    """Whether patient-view speaks: a vertebral fracture on record, or an augmentation order whose
+    levels were judged (its gaps are worth saying before the order is signed); silent otherwise.
+
+    Read from what the rules state: the coding route is `none` exactly when no fracture is
+    documented (`rules/scope.py`), and `levels` are the order's levels, else the fractures'.
+    """
+    return evaluation.get("route", "none") != "none" or bool(evaluation.get("levels"))
 
 
 def _judged(evaluation: Mapping[str, Any], aliases: list[str]) -> bool:
@@ -586,7 +534,7 @@ def invoke(service_id: str) -> Response:
     try:
         if hook == "patient-view":
             evaluation = evaluate_record(record, as_of=as_of, policy=policy)
-            if has_fracture(evaluation):
+            if worth_a_card(evaluation):
                 evaluations.append((evaluation, None))
         else:
             for ref, (technique, aliases) in orders.items():
@@ -602,21 +550,11 @@ def invoke(service_id: str) -> Response:
                 evaluations.append((evaluation, order))
     except InputError as exc:
         raise _refuse(400, "invalid", str(exc)) from None
-    except UpstreamError as exc:  # the core never fetches today; kept so a future fetch stays a 412
-        raise _refuse(412, "incomplete", f"required data is unavailable: {exc}") from None
 
-    _count_decisions([ev for ev, _ in evaluations], policy.id)
+    record_decisions([ev for ev, _ in evaluations], policy.id)
     _annotate_log(service, context, [ev for ev, _ in evaluations], policy.id)
     response = render_cards(evaluations, source=_card_source())
     return _finish(service, data, context, response["cards"], [ev for ev, _ in evaluations], started)
-
-
-def _count_decisions(evaluations: list[Mapping[str, Any]], policy_id: str) -> None:
-    try:
-        from fhir_vcf.service.ops import record_decisions
-    except ImportError:
-        return
-    record_decisions(evaluations, policy_id)
 
 
 def _annotate_log(

@@ -40,6 +40,7 @@ from flask import Blueprint, Response, current_app, request
 
 import fhir_vcf
 from fhir_vcf.errors import ConfigError, FhirVcfError
+from fhir_vcf.service.outcomes import FHIR_JSON, operation_outcome
 from fhir_vcf.sources.files import bundle_files, parse_json
 from fhir_vcf.sources.hook_request import HOOKS, build_request, draft_orders
 from fhir_vcf.sources.memory import TOKEN_PARAMS, MemoryFhir, QueryError, searchset
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("demo_fhir", __name__, url_prefix="/demo/fhir")
 
 PREFIX = "/demo/fhir"
-FHIR_JSON = "application/fhir+json"
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
 OFFSET_PARAM = "_getpagesoffset"
@@ -114,18 +114,8 @@ def demo_base_url() -> str:
 # --- responses ------------------------------------------------------------------------------------
 
 
-def _fhir(body: Mapping[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype=FHIR_JSON)
-
-
-def outcome(status: int, code: str, diagnostics: str) -> Response:
-    return _fhir(
-        {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
-        },
-        status,
-    )
+def _fhir(body: Mapping[str, Any]) -> Response:
+    return Response(json.dumps(body), mimetype=FHIR_JSON)
 
 
 def _known_type(name: str) -> bool:
@@ -137,9 +127,7 @@ def _known_type(name: str) -> bool:
 
 
 def _read_only() -> Response:
-    response = outcome(405, "not-supported", "the demo FHIR endpoint is read-only")
-    response.headers["Allow"] = "GET"
-    return response
+    return operation_outcome(405, "not-supported", "the demo FHIR endpoint is read-only", headers={"Allow": "GET"})
 
 
 # --- routes ---------------------------------------------------------------------------------------
@@ -193,21 +181,22 @@ def cds_hooks_request() -> Response:
     patient = request.args.get("patient", "")
     hook = request.args.get("hook", "patient-view")
     if hook not in HOOKS:
-        return outcome(400, "invalid", f"hook must be one of {', '.join(HOOKS)}")
+        return operation_outcome(400, "invalid", f"hook must be one of {', '.join(HOOKS)}")
     if store().read("Patient", patient) is None:
         known = ", ".join(store().patients())
-        return outcome(404, "not-found", f"no sample patient {patient!r}; known: {known}")
+        return operation_outcome(404, "not-found", f"no sample patient {patient!r}; known: {known}")
     service = next((s for s in discovery_document()["services"] if s["hook"] == hook), None)
     if service is None:
-        return outcome(404, "not-found", f"this service offers no {hook} service")
+        return operation_outcome(404, "not-found", f"this service offers no {hook} service")
     if hook != "patient-view" and not draft_orders(store(), patient, is_order):
-        return outcome(404, "not-found", f"sample patient {patient!r} has no draft vertebral augmentation order")
+        return operation_outcome(404, "not-found",
+                                 f"sample patient {patient!r} has no draft vertebral augmentation order")
     as_of = None
     if request.args.get("asOf"):
         try:
             as_of = date.fromisoformat(request.args["asOf"])
         except ValueError:
-            return outcome(400, "invalid", "asOf must be a date written YYYY-MM-DD")
+            return operation_outcome(400, "invalid", "asOf must be a date written YYYY-MM-DD")
     body = build_request(store(), patient, service, is_order=is_order, as_of=as_of)
     return Response(json.dumps(body), mimetype="application/json")
 
@@ -217,21 +206,21 @@ def search(resource_type: str) -> Response:
     if request.method != "GET":
         return _read_only()
     if not _known_type(resource_type):
-        return outcome(404, "not-found", f"unknown resource type {resource_type!r}")
+        return operation_outcome(404, "not-found", f"unknown resource type {resource_type!r}")
     params = [(k, v) for k, v in request.args.items(multi=True) if k != OFFSET_PARAM]
     try:
         offset = int(request.args.get(OFFSET_PARAM, "0"))
         if offset < 0:
             raise ValueError
     except ValueError:
-        return outcome(400, "invalid", f"{OFFSET_PARAM} must be a whole number of 0 or more")
+        return operation_outcome(400, "invalid", f"{OFFSET_PARAM} must be a whole number of 0 or more")
     try:
         result = store().search(resource_type, params)
     except QueryError as exc:
-        return outcome(400, "invalid", exc.message)
+        return operation_outcome(400, "invalid", exc.message)
     strict = "handling=strict" in request.headers.get("Prefer", "").replace(" ", "")
     if strict and result.ignored:
-        return outcome(400, "not-supported", f"unsupported search parameter(s): {', '.join(result.ignored)}")
+        return operation_outcome(400, "not-supported", f"unsupported search parameter(s): {', '.join(result.ignored)}")
     count = min(result.count if result.count is not None else DEFAULT_COUNT, MAX_COUNT)
     page = [] if request.args.get("_summary") == "count" else result.page(offset, count)
     base = f"{demo_base_url()}/{resource_type}"
@@ -259,10 +248,10 @@ def read(resource_type: str, resource_id: str) -> Response:
     if request.method != "GET":
         return _read_only()
     if not _known_type(resource_type):
-        return outcome(404, "not-found", f"unknown resource type {resource_type!r}")
+        return operation_outcome(404, "not-found", f"unknown resource type {resource_type!r}")
     resource = store().read(resource_type, resource_id)
     if resource is None:
-        return outcome(404, "not-found", f"{resource_type}/{resource_id} is not on the demo server")
+        return operation_outcome(404, "not-found", f"{resource_type}/{resource_id} is not on the demo server")
     return _fhir(resource)
 
 

@@ -28,36 +28,32 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.exceptions import HTTPException
 
+from fhir_vcf.service.cds_hooks import SERVICES
 from fhir_vcf.service.outcomes import (
-    EXCEPTION,
     INVALID,
     NOT_FOUND,
     REQUIRED,
     STRUCTURE,
-    TOO_COSTLY,
     TRANSIENT,
+    error_paths,
+    from_http_exception,
+    internal_error,
     operation_outcome,
 )
 from fhir_vcf.store import StoreError, current_store
-
-if TYPE_CHECKING:
-    from flask import Flask
-
-    from fhir_vcf.config import Settings
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("feedback", __name__, url_prefix="/cds-services")
 
-SERVICE_IDS_EXTENSION = "fhir_vcf_feedback_service_ids"
 MAX_ITEMS = 1000  # one request reports the cards of a few hook calls, not thousands
 
 # RFC 3339 section 5.6 date-time: full date, "T", full time with a mandatory offset.
@@ -128,24 +124,6 @@ class FeedbackRequestSchema(_Lenient):
 _SCHEMA = FeedbackRequestSchema()
 
 
-def error_paths(errors: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
-    """Flatten marshmallow's nested error dict to (`feedback[0].outcome`, message) pairs."""
-    if isinstance(errors, Mapping):
-        for key, value in errors.items():
-            if key == "_schema":
-                path = prefix
-            elif isinstance(key, int):
-                path = f"{prefix}[{key}]"
-            else:
-                path = f"{prefix}.{key}" if prefix else str(key)
-            yield from error_paths(value, path)
-    elif isinstance(errors, list | tuple):
-        for value in errors:
-            yield from error_paths(value, prefix)
-    else:
-        yield prefix, str(errors)
-
-
 def _invalid(errors: Any) -> Response:
     issues = sorted(set(error_paths(errors)))
     specs = [
@@ -157,50 +135,12 @@ def _invalid(errors: Any) -> Response:
 
 
 # ---------------------------------------------------------------------------------------------
-# Which service ids exist
-
-
-def _ids_from(value: Any) -> frozenset[str]:
-    if isinstance(value, Mapping):
-        return frozenset(str(k) for k in value)
-    ids = set()
-    for item in value or ():
-        if isinstance(item, str):
-            ids.add(item)
-        elif isinstance(item, Mapping) and "id" in item:
-            ids.add(str(item["id"]))
-        elif getattr(item, "id", None):
-            ids.add(str(item.id))
-    return frozenset(ids)
-
-
-def known_service_ids() -> frozenset[str]:
-    """The ids feedback is accepted for: those given to `init_app`, else the CDS Hooks module's services."""
-    configured = current_app.extensions.get(SERVICE_IDS_EXTENSION)
-    if configured is not None:
-        return configured
-    from fhir_vcf.service import cds_hooks
-
-    for name in ("SERVICES", "SERVICE_IDS"):
-        value = getattr(cds_hooks, name, None)
-        if value:
-            return _ids_from(value)
-    return frozenset()
-
-
-def init_app(app: Flask, settings: Settings | None = None, *, service_ids: Iterable[str] | None = None) -> None:
-    """Optional: fix the accepted service ids (default: read `cds_hooks.SERVICES` per request)."""
-    if service_ids is not None:
-        app.extensions[SERVICE_IDS_EXTENSION] = frozenset(service_ids)
-
-
-# ---------------------------------------------------------------------------------------------
 # The endpoint
 
 
 @bp.post("/<service_id>/feedback")
 def receive_feedback(service_id: str) -> Response | tuple[Response, int]:
-    if service_id not in known_service_ids():
+    if service_id not in SERVICES:
         return operation_outcome(404, NOT_FOUND, f"No CDS service with id {service_id[:80]!r}.")
     try:
         body = json.loads(request.get_data(cache=False) or b"")
@@ -225,13 +165,9 @@ def receive_feedback(service_id: str) -> Response | tuple[Response, int]:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
     """Werkzeug errors inside the view (413 from MAX_CONTENT_LENGTH, ...) as OperationOutcomes."""
-    status = exc.code or 500
-    code = TOO_COSTLY if status == 413 else INVALID if status < 500 else EXCEPTION
-    return operation_outcome(status, code, exc.description or exc.name)
+    return from_http_exception(exc)
 
 
 @bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
-    """500 without a traceback or exception text (either could carry request data)."""
-    log.error("feedback: unexpected error", exc_info=exc)
-    return operation_outcome(500, EXCEPTION, "The service failed to store the feedback; the error has been logged.")
+    return internal_error(exc)

@@ -13,7 +13,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Response, json
+from flask import Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from fhir_vcf.errors import InputError, NotFoundError, UpstreamError
@@ -104,14 +104,6 @@ def from_http_exception(exc: HTTPException) -> Response:
 
 
 def internal_error(exc: BaseException) -> Response:
-    """500 with no traceback and no exception text (it could carry patient data)."""
-    log.error("unhandled error in the REST API", exc_info=exc)
+    """500 with no traceback and no exception text (it could carry patient data); logged here."""
+    log.error("unhandled error answering %s %s", request.method, request.path, exc_info=exc)
     return problem(500, "The service failed to answer; the error has been logged.", type_=TYPE_INTERNAL)
-
-
-def install(blueprint: Any) -> None:
-    """Make every error raised inside `blueprint`'s views a problem body (never an HTML page)."""
-    blueprint.register_error_handler(HTTPException, from_http_exception)
-    blueprint.register_error_handler(InputError, from_input_error)
-    blueprint.register_error_handler(UpstreamError, from_upstream_error)
-    blueprint.register_error_handler(Exception, internal_error)

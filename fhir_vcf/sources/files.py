@@ -19,6 +19,8 @@ def parse_json(text: str | bytes, *, source: str) -> Any:
         raise InputError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source=source) from None
     except UnicodeDecodeError:
         raise InputError("invalid JSON: the file is not UTF-8 text", source=source) from None
+    except RecursionError:  # thousands of nested arrays: bad input, not a failure of ours
+        raise InputError("invalid JSON: nested too deeply to be a FHIR document", source=source) from None
 
 
 def bundle_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -382,9 +382,6 @@ def _date_test(value: str) -> Callable[[datetime | None], bool]:
     return test
 
 
-_EARLIEST = datetime.min.replace(tzinfo=UTC)
-
-
 def _sorted(resources: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """A stable sort on one key; resources without a value go last whatever the direction."""
     descending = key.startswith("-")

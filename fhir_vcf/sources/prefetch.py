@@ -85,13 +85,17 @@ class ForbiddenServer(FhirVcfError):
 
 def normalise_base(url: str) -> str:
     """A comparable form of a FHIR base URL: lower-case scheme and host, no default port, no
-    trailing slash, no query or fragment (path case kept: paths are case-sensitive)."""
-    parts = urlsplit(url.strip())
+    trailing slash, no query or fragment (path case kept: paths are case-sensitive). A URL that
+    does not parse (a bad port, a broken IPv6 literal) stays as written, so it matches only itself."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return url.strip()
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    port = parts.port
     if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         host = f"{host}:{port}"
     path = re.sub(r"/+", "/", parts.path).rstrip("/")
@@ -415,26 +419,14 @@ def record_from_request(
     return build_record(entries, patient_id)
 
 
-def default_client_factory(
-    *, connect_timeout: float, read_timeout: float, max_pages: int
-) -> ClientFactory:
-    """A factory of FhirClients with the service's timeouts (one client, one session per call)."""
-
-    def make(base_url: str, token: str | None) -> FhirClient:
-        return FhirClient(base_url, token=token, timeout=(connect_timeout, read_timeout), max_pages=max_pages)
-
-    return make
-
-
 __all__ = [
     "FETCH_BUDGET_SECONDS",
     "PREFETCH_TEMPLATES",
+    "ClientFactory",
     "ForbiddenServer",
     "PrefetchUnavailable",
-    "UpstreamError",
     "build_record",
     "check_fhir_server",
-    "default_client_factory",
     "draft_entries",
     "fetch_missing",
     "normalise_base",
