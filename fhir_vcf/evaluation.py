@@ -6,13 +6,15 @@ CarePlan). The transports (CLI, CDS Hooks, REST API) call only this module for c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
+from fhir_vcf.errors import InputError
 from fhir_vcf.mappers import map_record
+from fhir_vcf.mappers.requests import map_request
 from fhir_vcf.outputs.evaluation import render_evaluation
-from fhir_vcf.record import PatientRecord
+from fhir_vcf.record import PatientRecord, validate_resource
 from fhir_vcf.rules import judge
 from fhir_vcf.rules.policy import Policy
 
@@ -34,3 +36,23 @@ def evaluate_records(
     records: Iterable[PatientRecord], *, as_of: date, policy: Policy
 ) -> list[dict[str, Any]]:
     return [evaluate_record(record, as_of=as_of, policy=policy) for record in records]
+
+
+def ordered_technique(resource: Mapping[str, Any]) -> str | None:
+    """kyphoplasty | vertebroplasty | unspecified for a vertebral-augmentation ServiceRequest, else None.
+
+    The mapper's own rule (CPT 22510-22515 and the deleted codes, or the words, negation-aware), so
+    that a transport recognises an order exactly as the evaluation will judge it. An order that is
+    not valid FHIR is not recognised here; loading it into the record reports why.
+    """
+    if resource.get("resourceType") != "ServiceRequest":
+        return None
+    label = f"ServiceRequest/{resource.get('id', 'draft')}"
+    try:
+        model = validate_resource(resource, source="draft order", label=label)
+    except InputError:
+        return None
+    record = PatientRecord(patient="", source="draft order")
+    record.add(model, label)
+    request = map_request(record, model)
+    return request.technique if request else None

@@ -75,9 +75,9 @@ class ReplayInputError(FhirVcfError):
 
 
 def _is_augmentation_order(resource: Mapping[str, Any]) -> bool:
-    """Which orders are vertebral augmentation is the service's own rule (`cds_hooks.ordered_technique`):
+    """Which orders are vertebral augmentation is the service's own rule (`fhir_vcf.evaluation.ordered_technique`):
     replay asks it rather than keeping a second code list."""
-    from fhir_vcf.service.cds_hooks import ordered_technique
+    from fhir_vcf.evaluation import ordered_technique
 
     return ordered_technique(resource) is not None
 

@@ -69,8 +69,10 @@ def evaluation(
     present: tuple[str, ...] = (),
     patient: str = "Patient/p1",
     with_careplan: bool = True,
+    route: str = "osteoporotic",
 ) -> dict[str, Any]:
-    """A contract-shaped evaluation object (docs/design.md). `present` sets exclusions to present."""
+    """A contract-shaped evaluation object (docs/design.md). `present` sets exclusions to present;
+    `route` "none" is what the rules say when the record holds no vertebral fracture."""
     criteria = copy.deepcopy(CRITERIA)
     for c in criteria:
         if c["id"] in present:
@@ -86,6 +88,7 @@ def evaluation(
     result: dict[str, Any] = {
         "patient": patient, "asOf": "2025-06-30", "policy": "cms-lcd-pva", "decision": decision,
         "technique": technique, "levels": list(levels), "criteria": criteria, "missing": list(missing),
+        "route": route,
         "flags": list(flags),
     }
     if with_careplan:

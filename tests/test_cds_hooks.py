@@ -114,9 +114,14 @@ def test_patient_view_eligible(client, calls):
 
 
 def test_patient_view_without_fracture_is_silent(client, calls):
-    calls.result = evaluation("insufficient-data", levels=())
-    for c in calls.result["criteria"]:
-        c["evidence"] = []
+    calls.result = evaluation("insufficient-data", levels=(), route="none")
+    response = post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch()))
+    assert response.status_code == 200 and response.json == {"cards": []}
+
+
+def test_patient_view_with_an_order_but_no_fracture_is_silent(client, calls):
+    """The service's description promises silence without a fracture; the order hooks speak."""
+    calls.result = evaluation("insufficient-data", levels=("L2",), route="none")
     response = post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch()))
     assert response.status_code == 200 and response.json == {"cards": []}
 

@@ -184,10 +184,13 @@ def _text_fracture(values: list[tuple[str, str]], *, vertebral_site: bool = Fals
     must be about the spine: vertebral words or a level beside them, or a vertebra as body site
     ("Pathological fracture, other site" at bodySite T12)."""
     for value, element in values:
+        spinal: bool | None = vertebral_site or None  # read once per text, not once per fracture word
         for m in _FRACTURE_WORD.finditer(value):
             if text.is_negated(value, m.start(), m.end()) or text.is_hedged(value, m.start(), m.end()):
                 continue
-            if vertebral_site or _VERTEBRAL.search(value) or text.find_levels(value):
+            if spinal is None:
+                spinal = bool(_VERTEBRAL.search(value) or text.find_levels(value))
+            if spinal:
                 return value, element
     return None
 

@@ -7,6 +7,7 @@ negated mention as evidence of absence, and they are case-insensitive.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -294,6 +295,12 @@ _PERCENT = re.compile(
 _HEIGHT_CONTEXT = re.compile(r"height|collapse|compress|loss|wedg|reduc", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=64)
+def _height_words(sentence: str) -> bool:
+    """Whether a sentence has height-loss wording. Cached: every part of a long sentence asks again."""
+    return bool(_HEIGHT_CONTEXT.search(sentence))
+
+
 def find_height_loss_percent(text: str | None, *, context: str | None = None) -> list[float]:
     """Percentages stated as height loss: "35% height loss", "loss of 40% of height", "40 percent collapse".
 
@@ -304,12 +311,16 @@ def find_height_loss_percent(text: str | None, *, context: str | None = None) ->
     if not text:
         return []
     values = []
+    in_context = context is not None and _height_words(context)
+    worded_clauses: dict[tuple[int, int], bool] = {}  # one search per clause, not per percentage
     for m in _PERCENT.finditer(text):
         clause_start = max(text.rfind(sep, 0, m.start()) for sep in ".;\n")
         clause_end = min((i for i in (text.find(sep, m.end()) for sep in ".;\n") if i != -1), default=len(text))
-        clause = text[clause_start + 1 : clause_end]
+        key = (clause_start, clause_end)
+        if key not in worded_clauses:
+            worded_clauses[key] = bool(_HEIGHT_CONTEXT.search(text, clause_start + 1, clause_end))
         value = float(m["value"])
-        worded = _HEIGHT_CONTEXT.search(clause) or (context is not None and _HEIGHT_CONTEXT.search(context))
+        worded = worded_clauses[key] or in_context
         if worded and 0 <= value <= 100 and not is_negated(text, m.start(), m.end()):
             values.append(value)
     return values

@@ -34,6 +34,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, vali
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from fhir_vcf.errors import InputError
+from fhir_vcf.evaluation import ordered_technique
 from fhir_vcf.outputs.cards import CardSource, OrderContext, render_cards
 from fhir_vcf.service.ops import record_decisions
 from fhir_vcf.service.outcomes import JSON, error_paths, operation_outcome
@@ -97,55 +98,6 @@ def evaluate_record(record: Any, **options: Any) -> dict[str, Any]:
     from fhir_vcf.evaluation import evaluate_record as core
 
     return core(record, **options)
-
-
-# --- recognising a vertebral augmentation order -----------------------------------------------------
-
-CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
-# AMA CPT: 22510 / 22511 / +22512 percutaneous vertebroplasty; 22513 / 22514 / +22515 kyphoplasty.
-CPT_VERTEBROPLASTY = frozenset({"22510", "22511", "22512"})
-CPT_KYPHOPLASTY = frozenset({"22513", "22514", "22515"})
-# AMA CPT: 22520-22525, 72291, 72292 were deleted; a request carrying them is still an augmentation
-# order, judged so that the evaluation can reject the retired code with a clear message.
-CPT_DELETED = frozenset({"22520", "22521", "22522", "22523", "22524", "22525", "72291", "72292"})
-_TEXT_KYPHO = re.compile(r"kyphoplast", re.I)
-_TEXT_VERTEBRO = re.compile(r"vertebroplast", re.I)
-_TEXT_AUGMENT = re.compile(r"vertebral\s+augmentation|percutaneous\s+vertebral\s+augment", re.I)
-
-
-def _texts(resource: Mapping[str, Any]) -> list[str]:
-    code = resource.get("code") if isinstance(resource.get("code"), Mapping) else {}
-    texts = [code.get("text")]
-    texts += [c.get("display") for c in code.get("coding", []) if isinstance(c, Mapping)]
-    return [t for t in texts if isinstance(t, str)]
-
-
-def _cpt_codes(resource: Mapping[str, Any]) -> list[str]:
-    code = resource.get("code") if isinstance(resource.get("code"), Mapping) else {}
-    return [
-        str(c.get("code")).strip()
-        for c in code.get("coding", [])
-        if isinstance(c, Mapping) and c.get("system") == CPT_SYSTEM and c.get("code")
-    ]
-
-
-def ordered_technique(resource: Mapping[str, Any]) -> str | None:
-    """kyphoplasty | vertebroplasty | unspecified for a vertebral augmentation ServiceRequest, else None."""
-    if resource.get("resourceType") != "ServiceRequest":
-        return None
-    codes = set(_cpt_codes(resource))
-    if codes & CPT_KYPHOPLASTY:
-        return "kyphoplasty"
-    if codes & CPT_VERTEBROPLASTY:
-        return "vertebroplasty"
-    text = " ".join(_texts(resource))
-    if _TEXT_KYPHO.search(text):
-        return "kyphoplasty"
-    if _TEXT_VERTEBRO.search(text):
-        return "vertebroplasty"
-    if _TEXT_AUGMENT.search(text) or codes & CPT_DELETED:
-        return "unspecified"
-    return None
 
 
 def augmentation_orders(draft_orders: Mapping[str, Any] | None) -> dict[str, tuple[str, list[str]]]:
@@ -439,13 +391,13 @@ def as_of_for(body: Mapping[str, Any], *, demo: bool) -> date:
 
 
 def worth_a_card(evaluation: Mapping[str, Any]) -> bool:
-    """Whether patient-view speaks: a vertebral fracture on record, or an augmentation order whose
-    levels were judged (its gaps are worth saying before the order is signed); silent otherwise.
+    """Whether patient-view speaks: only for a patient with a vertebral fracture on record (the
+    service's description says so); order hooks speak about their orders regardless.
 
     Read from what the rules state: the coding route is `none` exactly when no fracture is
-    documented (`rules/scope.py`), and `levels` are the order's levels, else the fractures'.
+    documented (`rules/scope.py`).
     """
-    return evaluation.get("route", "none") != "none" or bool(evaluation.get("levels"))
+    return evaluation.get("route", "none") != "none"
 
 
 def _judged(evaluation: Mapping[str, Any], aliases: list[str]) -> bool:

@@ -173,7 +173,8 @@ def cds_hooks_request() -> Response:
     """A ready CDS Hooks request for a sample patient (prefetch filled), for curl and the guides."""
     if request.method != "GET":
         return _read_only()
-    from fhir_vcf.service.cds_hooks import discovery_document, ordered_technique
+    from fhir_vcf.evaluation import ordered_technique
+    from fhir_vcf.service.cds_hooks import discovery_document
 
     def is_order(resource: Mapping[str, Any]) -> bool:  # the service's own augmentation-order rule
         return ordered_technique(resource) is not None

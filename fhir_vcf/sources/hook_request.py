@@ -12,8 +12,8 @@ store (`fhir_vcf.sources.memory`: a search with no match is an empty searchset B
 missing resource `null`); no `fhirServer`, since everything is prefetched. An as-of date goes in
 the request extension `{"fhir-vcf": {"asOf": ...}}`.
 
-Which ServiceRequests are vertebral augmentation orders is the CDS Hooks service's own rule
-(`fhir_vcf.service.cds_hooks.ordered_technique`). This module is on the sources side of the flow
+Which ServiceRequests are vertebral augmentation orders is the evaluation's own rule
+(`fhir_vcf.evaluation.ordered_technique`). This module is on the sources side of the flow
 and imports no transport, so each caller passes that rule in as `is_order`.
 """
 
