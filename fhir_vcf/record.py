@@ -3,7 +3,11 @@
 Whatever the source (a Bundle file, CDS Hooks prefetch, a FHIR server), the resources end up in
 `load_resources`, which validates the types the mappers read with the R4B models, indexes every
 form a reference can take (`Type/id`, an absolute URL, a `urn:uuid:` fullUrl) and groups the
-resources by the patient they belong to.
+resources by the patient they belong to. A Bundle nested in the Bundle is read through.
+
+Every problem with the input is an InputError naming the resource and the element, in words a
+sender can act on ("Observation/x valueQuantity.value: invalid Observation: 'abc' is not a valid
+FHIR decimal"), never a pydantic message or a traceback.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ class PatientRecord:
     `patient` is the canonical reference ("Patient/123"; the fullUrl when the Patient has no id).
     `resources` keeps bundle order within each type. `index` is shared by every record loaded from
     the same input, so a reference to a resource filed under no patient (an Encounter without a
-    subject, say) still resolves.
+    subject, say) still resolves; `refs` (canonical reference by object id) is shared the same way,
+    so `ref` works for whatever `resolve` returns.
     """
 
     patient: str

@@ -7,9 +7,10 @@ negated mention as evidence of absence, and they are case-insensitive.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fhir_vcf.levels import SACRUM, is_level, level_range, position, sort_levels
@@ -144,6 +145,22 @@ def _label(region: str, number: str) -> str:
     return f"{letter}{int(number)}"
 
 
+def _inside(spans: list[tuple[int, int]]) -> Callable[[int], bool]:
+    """A test "does a position fall inside one of these spans", in log time (a long text names
+    thousands of levels: a scan of every span for every mention is quadratic)."""
+    ordered = sorted(spans)
+    starts = [a for a, _ in ordered]
+    reach: list[int] = []  # reach[i]: the furthest end among the first i + 1 spans
+    for _, b in ordered:
+        reach.append(max(b, reach[-1]) if reach else b)
+
+    def check(pos: int) -> bool:
+        i = bisect.bisect_right(starts, pos)
+        return i > 0 and reach[i - 1] > pos
+
+    return check
+
+
 def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
     """Each place the text names levels, in reading order: (start, end, levels).
 
@@ -154,16 +171,19 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
         return []
     spans: list[tuple[int, int, list[str]]] = []
     consumed: list[tuple[int, int]] = _disc_spans(text) if _DISC_WORD.search(text) else []
+    # A range found here can never contain a later range (matches do not overlap): one index serves the loop.
+    inside = _inside(consumed)
     for m in _RANGE.finditer(text):
-        if any(a <= m.start() < b for a, b in consumed):
+        if inside(m.start()):
             continue
         first = _label(m["regiona"], m["numa"])
         last = _label(m["regionb"] or m["regiona"], m["numb"])
         if is_level(first) and is_level(last):
             spans.append((m.start(), m.end(), level_range(first, last)))
             consumed.append(m.span())
+    inside = _inside(consumed)
     for m in _LEVEL.finditer(text):
-        if any(a <= m.start() < b for a, b in consumed):
+        if inside(m.start()):
             continue
         label = _label(m["region"], m["num"])
         if is_level(label) and not _is_mri_sequence(text, label, m.start(), m.end()):
@@ -174,8 +194,9 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
             if is_level(label):
                 spans.append((m.start(), m.end(), [label]))
                 consumed.append(m.span())
+    inside = _inside(consumed)
     for m in _SACRUM.finditer(text):
-        if not any(a <= m.start() < b for a, b in consumed):  # "second sacral vertebra" is S2, not the sacrum
+        if not inside(m.start()):  # "second sacral vertebra" is S2, not the sacrum
             spans.append((m.start(), m.end(), [SACRUM]))
     spans.sort()
     groups: list[tuple[int, int, list[str]]] = []
@@ -249,8 +270,14 @@ def question_spans(text: str | None) -> list[tuple[int, int]]:
     if not text or ":" not in text:
         return []
     spans = []
+    answer: re.Match[str] | None = None
+    searched = False
     for m in _QUESTION_HEADER.finditer(text):
-        answer = _ANSWER_HEADER.search(text, m.end())
+        # The next answer header after this question is the one found for the previous question when
+        # it lies beyond this one (or there was none): searching again for each header is quadratic.
+        if not searched or (answer is not None and answer.start() < m.end()):
+            answer = _ANSWER_HEADER.search(text, m.end())
+            searched = True
         line_end = text.find("\n", m.end())
         end = answer.start() if answer else line_end
         if end != -1:
