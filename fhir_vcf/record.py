@@ -94,7 +94,7 @@ class PatientRecord:
         value = getattr(reference, "reference", reference)
         if not isinstance(value, str) or not value:
             return None
-        return self.index.get(value) or self.index.get(_relative(value))
+        return self.index.get(value) or self.index.get(relative_reference(value))
 
     def add(self, resource: Resource, ref: str) -> None:
         self.resources[resource.get_resource_type()].append(resource)
@@ -102,7 +102,7 @@ class PatientRecord:
         self.index.setdefault(ref, resource)
 
 
-def _relative(reference: str) -> str:
+def relative_reference(reference: str) -> str:
     """"http://x/fhir/Patient/1" or "Patient/1/_history/2" → "Patient/1"; other forms unchanged."""
     if reference.startswith("urn:"):
         return reference
@@ -293,17 +293,17 @@ def load_resources(
         if _is_noise(resource):
             continue
         ref = f"{resource.get_resource_type()}/{resource.id}" if resource.id else (full_url or label)
-        for key in filter(None, (ref, full_url, full_url and _relative(full_url))):
+        for key in filter(None, (ref, full_url, full_url and relative_reference(full_url))):
             index.setdefault(key, resource)
         validated.append((resource, ref))
 
     refs: dict[int, str] = {id(resource): ref for resource, ref in validated}  # shared, like `index`
 
     def patient_key(reference: str) -> str:
-        target = index.get(reference) or index.get(_relative(reference))
+        target = index.get(reference) or index.get(relative_reference(reference))
         if target is not None and target.get_resource_type() == "Patient":
             return refs[id(target)]
-        return _relative(reference)
+        return relative_reference(reference)
 
     records: dict[str, PatientRecord] = {}
     unfiled: list[tuple[Resource, str]] = []

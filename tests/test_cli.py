@@ -161,6 +161,7 @@ def test_render_text_wraps_long_reasons_and_lists_missing():
     ("content", "expected"),
     [
         ('{"resourceType": "Bundle", "entry": [', "invalid JSON"),
+        ("", "the file is empty"),
         ({"foo": 1}, "not a FHIR resource"),
         ([1, 2, 3], "not a FHIR resource"),
         (
@@ -168,7 +169,7 @@ def test_render_text_wraps_long_reasons_and_lists_missing():
             "Condition/bad-1 onsetDateTime",
         ),
     ],
-    ids=["invalid-json", "not-fhir", "not-an-object", "invalid-resource"],
+    ids=["invalid-json", "empty-file", "not-fhir", "not-an-object", "invalid-resource"],
 )
 def test_bad_file_is_reported_and_the_good_ones_still_evaluated(tmp_path, capsys, stub_core, content, expected):
     bad = _write(tmp_path / "a-bad.json", content)

@@ -13,6 +13,8 @@ from fhir_vcf.record import PatientRecord, load_document
 
 def parse_json(text: str | bytes, *, source: str) -> Any:
     """Parse JSON, or raise an InputError that says where the syntax broke."""
+    if not text.strip():
+        raise InputError("invalid JSON: the file is empty", source=source)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -123,9 +123,9 @@ def clinical_date(resource: Mapping[str, Any]) -> datetime | None:
 def _relative(reference: str) -> str:
     """"http://x/fhir/Patient/1" → "Patient/1": record.py's one definition of reference forms
     (imported here, not at the top, so that `fhir-vcf --help` does not load the FHIR models)."""
-    from fhir_vcf.record import _relative as relative
+    from fhir_vcf.record import relative_reference
 
-    return relative(reference)
+    return relative_reference(reference)
 
 
 def _codings(value: Any) -> Iterable[tuple[str | None, str | None]]:
