@@ -87,7 +87,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--policy",
         default=DEFAULT_POLICY,
         metavar="ID|FILE",
-        help=f"a built-in policy id or a YAML/JSON policy file (default: {DEFAULT_POLICY})",
+        help=f"a built-in policy id or a YAML/JSON policy file (default: {DEFAULT_POLICY}; "
+        "FHIR_VCF_POLICY and FHIR_VCF_POLICY_FILES apply to the service, not here)",
     )
     p.add_argument("--format", choices=("json", "text"), default="json", help="json (JSON Lines) or text")
     p.set_defaults(handler=_run_evaluate)
@@ -167,7 +168,12 @@ def _prefixed(source: str, exc: FhirVcfError) -> str:
 
 
 def _add_policies(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("policies", help="list the built-in policies", description="List the loaded policies.")
+    p = sub.add_parser(
+        "policies",
+        help="list the built-in policies",
+        description="List the built-in policies: id, then title. FHIR_VCF_POLICY_FILES is not read here; "
+        "to try a policy file, pass it to `fhir-vcf evaluate --policy FILE`.",
+    )
     p.set_defaults(handler=_run_policies)
 
 
@@ -212,12 +218,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="run the service (CDS Hooks + REST API)",
-        description="Run the service on gunicorn until stopped. Configuration comes from FHIR_VCF_* variables.",
+        description="Run the service on gunicorn until stopped (Ctrl-C). Configuration comes from FHIR_VCF_* "
+        "variables (docs/configuration.md); a bad value stops the start with exit status 2.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080)")
-    p.add_argument("--workers", type=_workers, default=None, help="worker processes (default: 2 x CPUs + 1, max 8)")
-    p.add_argument("--demo", action="store_true", help="also serve the sample patients at /demo/fhir")
+    p.add_argument("--workers", type=_workers, default=None,
+                   help="gunicorn worker processes, 4 threads each (default: 2 x CPUs + 1, max 8)")
+    p.add_argument("--demo", action="store_true",
+                   help="also serve the sample patients at /demo/fhir, and print curl commands to try "
+                   "(same as FHIR_VCF_DEMO=true; never in production)")
     p.set_defaults(handler=_run_serve)
 
 

@@ -666,12 +666,16 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the hook to call (default: patient-view); all = the three, order hooks only for "
                    "patients with a draft augmentation order")
     p.add_argument("--against", metavar="URL",
-                   help="the base URL of a running service (default: the app in-process)")
+                   help="the base URL of a running service, e.g. http://127.0.0.1:8080 (default: the app "
+                   "in-process, configured from FHIR_VCF_* variables, with an in-memory database)")
     from fhir_vcf.cli import as_of_date  # the same YYYY-MM-DD rule as `fhir-vcf evaluate --as-of`
 
     p.add_argument("--as-of", type=as_of_date, metavar="YYYY-MM-DD",
-                   help="the evaluation date (default: the service's today)")
-    p.add_argument("--expect", metavar="FILE", help="expected decisions, as in samples/expected.json")
+                   help="the evaluation date for every patient (default: each expectation's asOf with "
+                   "--expect, else the service's today; a service honours it in demo mode or in-process only)")
+    p.add_argument("--expect", metavar="FILE",
+                   help="expected decisions (and asOf dates), as in samples/expected.json; only the decision "
+                   "is compared")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML here (one testcase per row)")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table (default) or json: one JSON object per line")
