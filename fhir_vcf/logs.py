@@ -62,7 +62,8 @@ REDACTED = "[REDACTED]"
 JWT_PATTERN = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (JWT_PATTERN, REDACTED),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*"), r"\1 " + REDACTED),
+    # A credential after the scheme word; "no bearer token" in a message names no credential.
+    (re.compile(r"(?i)\b(bearer|basic)\s+(?!token\b)[A-Za-z0-9\-._~+/]+=*"), r"\1 " + REDACTED),
     (re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\]|bearer |basic )[^\s\"',;]+"),
      r"\1" + REDACTED),
     (re.compile(r"(?i)([\"']?\b(?:access_token|refresh_token|id_token|client_assertion|client_secret|password|"
@@ -76,6 +77,9 @@ _PATIENT_PATTERNS = (
     re.compile(r"(\bPatient/)([A-Za-z0-9\-.]{1,64})"),
     re.compile(r"(\bpatients/)([A-Za-z0-9\-.]{1,64})"),
     re.compile(r"(?i)(\bpatient_?id[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9\-.]{1,64})"),
+    # FHIR search parameters in logged URLs (urllib3's retry warnings print them):
+    # "Encounter?patient=p-1", "&subject=Patient%2Fp-1", "patient=Patient/p-1".
+    re.compile(r"([?&](?:patient|subject)=(?:Patient(?:/|%2F))?)([A-Za-z0-9\-.]{1,64})"),
 )
 
 _HANDLER_MARK = "_fhir_vcf_json_handler"

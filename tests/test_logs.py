@@ -99,6 +99,11 @@ def test_redact():
     assert redact(f"jwt {JWT} end") == "jwt [REDACTED] end"
     assert "Smith" not in redact('{"name": [{"family": "Smith", "given": ["Ann"]}]}')
     assert redact("GET /api/v1/patients/p-9/evaluation") == f"GET /api/v1/patients/{patient_hash('p-9')}/evaluation"
+    # urllib3's retry warnings log the FHIR search URL: its patient parameter is an identifier too.
+    retry = redact("Retrying ... /fhir/Encounter?patient=p-tanaka&_count=100 and Observation?subject=Patient%2Fp-9")
+    assert "p-tanaka" not in retry and "p-9" not in retry
+    assert f"?patient={patient_hash('p-tanaka')}&_count=100" in retry
+    assert redact("auth: no bearer token") == "auth: no bearer token"
     assert redact("store: postgresql://fv:s3cret@db/fv ready") == "store: postgresql://fv:[REDACTED]@db/fv ready"
     assert patient_hash("Patient/p-9") == patient_hash("p-9") and len(patient_hash("x")) == 13
 

@@ -137,6 +137,21 @@ def test_contrast_allergy_by_icd_condition_and_text():
     assert excl(allergy("b", text="Drug allergy", substance="methyl methacrylate"))["cement_allergy"].is_present
 
 
+@pytest.mark.parametrize(
+    "agent",
+    [
+        # Allergy lists name the iodinated agent itself, by RxNorm ingredient or brand.
+        {"codes": [coding("rxnorm", "5956", "iohexol")]},
+        {"text": "Omnipaque 300"},
+        {"text": "ISOVUE-370 (iopamidol)"},
+        {"codes": [coding("rxnorm", "1298929", "Visipaque")]},
+    ],
+)
+def test_contrast_allergy_named_by_the_agent(agent):
+    fact = excl(allergy("a", *agent.get("codes", ()), text=agent.get("text")))["cement_allergy"]
+    assert fact.status is Status.PRESENT
+
+
 @pytest.mark.parametrize("words", ["Iodine", "Shellfish", "shellfish and iodine"])
 def test_iodine_or_shellfish_alone_not_contrast_allergy(words):
     assert excl(allergy("a", text=words))["cement_allergy"].status is Status.ABSENT
@@ -264,6 +279,30 @@ def test_pain_attributed_to_stenosis_text():
     assert fact.status is Status.PRESENT and fact.evidence[0].method is Method.TEXT
 
 
+@pytest.mark.parametrize(
+    "note",
+    [
+        # How clinicians really write it: "Sx" / "symptoms" / "LBP" as the subject, hedge-free
+        # "felt to be", and a disc level ("L4-5") between the verb and the generator.
+        "Sx are primarily due to severe L4-5 central stenosis w/ neurogenic claudication, not the T12 fx.",
+        "Her symptoms are felt to be secondary to L5 radiculopathy rather than the compression fracture.",
+        "LBP more likely related to L4-L5 foraminal stenosis than to the healed-appearing fracture.",
+    ],
+)
+def test_pain_attributed_elsewhere_in_clinical_shorthand(note):
+    c = condition("c", coding("icd", "M48.062"), notes=[note])
+    fact = excl(c)["pain_elsewhere"]
+    assert fact.status is Status.PRESENT and any(e.method is Method.TEXT for e in fact.evidence)
+
+
+@pytest.mark.parametrize(
+    "note",
+    ["Sx are not due to the L4-5 stenosis.", "Symptoms are not felt to be related to radiculopathy."],
+)
+def test_pain_not_attributed_elsewhere_is_not_present(note):
+    assert excl(condition("c", text="back pain", notes=[note]))["pain_elsewhere"].status is not Status.PRESENT
+
+
 @pytest.mark.parametrize("code", [("icd", "M54.16"), ("icd", "M48.061"), ("snomed", "72274001")])
 def test_radiculopathy_or_stenosis_without_attribution_is_conflict(code):
     fact = excl(condition("r", coding(*code)))["pain_elsewhere"]
@@ -365,3 +404,19 @@ def test_radiculopathy_condition_in_words_is_conflict():
     fact = excl(condition("r", text="Left L5 radiculopathy"))["pain_elsewhere"]
     assert fact.status is Status.CONFLICT and fact.evidence[0].method is Method.TEXT
     assert excl(condition("n", text="Back pain without radiculopathy"))["pain_elsewhere"].status is Status.ABSENT
+
+
+@pytest.mark.parametrize(
+    ("report", "key", "status"),
+    [
+        # Shorthand negations must not turn a pertinent negative into an exclusion.
+        ("IMPRESSION: L1 fx w/ edema. Neg for discitis/osteomyelitis.", "infection", Status.ABSENT),
+        ("IMPRESSION: L1 fx w/ edema. Neg for cord compression.", "myelopathy", Status.ABSENT),
+        # An epidural / paraspinal phlegmon is an infection even before it forms an abscess.
+        ("IMPRESSION: L1 fx. Epidural phlegmon at L1-2, concerning for early abscess.", "infection",
+         Status.PRESENT),
+    ],
+)
+def test_report_shorthand(report, key, status):
+    assert excl(mri(report))[key].status is status
+

@@ -170,11 +170,22 @@ def test_levels_from_several_body_sites_and_notes():
         # Every sentence about the fracture counts, and a note with no fracture words still names its level.
         ("Acute L1 compression fracture. Also wedging at L2.", ("L1", "L2")),
         ("Kyphoplasty planned at L1.", ("L1",)),
+        # Clinicians' shorthand for an earlier fracture: "fx", "hx", "h/o", "prior", "healed" after the level.
+        ("Hx T8 fx 2018, healed. Now new L1 fx after lifting groceries.", ("L1",)),
+        ("Compression fx L1; old healed T8 fx", ("L1",)),
+        ("New L1 fx. H/o T8 compression fx (2018).", ("L1",)),
+        ("L1 fx. Prior T8 fx, unchanged.", ("L1",)),
+        ("L1 fx with pain prior to admission.", ("L1",)),
     ],
 )
 def test_note_levels_come_from_the_sentences_about_the_fracture(note, levels):
     (fracture,) = facts(condition("c", M80, onset="2025-06-02", notes=[note])).fractures
     assert fracture.levels == levels
+
+
+def test_text_only_fracture_that_also_mentions_an_old_one_is_current():
+    (fracture,) = facts(condition("c", text="Compression fx L1; old healed T8 fx", onset="2025-06-02")).fractures
+    assert fracture.levels == ("L1",)
 
 
 def test_lone_unleveled_fracture_ignores_an_old_healed_level_in_imaging():

@@ -211,6 +211,11 @@ def test_soft_tissue_edema_is_not_marrow_edema():
         ("NM", "Intense tracer uptake at T12.", Status.PRESENT, "increased-uptake"),
         ("NM", "Marked uptake at T12 in keeping with a recent fracture.", Status.PRESENT, "increased-uptake"),
         ("NM", "T12 shows no abnormal uptake.", Status.ABSENT, "no-edema"),
+        # Radiologists' shorthand: "bright on STIR", "STIR-bright", "BME" (bone marrow edema).
+        ("MR", "T12 VB bright on STIR, new since prior.", Status.PRESENT, "marrow-edema"),
+        ("MR", "STIR-bright T12 vertebral body.", Status.PRESENT, "marrow-edema"),
+        ("MR", "Fx T12 w/ BME.", Status.PRESENT, "marrow-edema"),
+        ("MR", "Fx T12 w/o BME.", Status.ABSENT, "no-edema"),
     ],
 )
 def test_acuity_wordings(modality, conclusion, status, value):

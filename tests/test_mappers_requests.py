@@ -37,6 +37,24 @@ def test_levels_from_code_text():
     assert req.cpt == ()
 
 
+@pytest.mark.parametrize(
+    ("words", "body_sites", "levels"),
+    [
+        # Order text as clinicians type it: a level excluded or a previous procedure is not a level to treat.
+        ("PVP T12 (L1 not to be treated)", (), ("T12",)),
+        ("Kyphoplasty T12, not L1", (), ("T12",)),
+        ("Kyphoplasty T12 (L1 chronic - not to be treated)", (), ("T12",)),
+        ("Kyphoplasty T12 and L2; L1 not to be treated", (), ("T12", "L2")),
+        # Coded body sites say which levels (input profile: level count = bodySites); the text may add
+        # history ("prior L1 kyphoplasty 2023") that is no level of this order.
+        ("Kyphoplasty T12 (prior L1 kyphoplasty 2023)", (vertebra("T12"),), ("T12",)),
+    ],
+)
+def test_request_text_levels_that_are_not_to_be_treated(words, body_sites, levels):
+    f = facts(service_request("sr", coding("cpt", "22513"), text=words, body_sites=list(body_sites)))
+    assert f.request.levels == levels
+
+
 def test_levels_from_body_site_text():
     f = facts(service_request("sr", coding("cpt", "22511"), body_sites=[concept(text="L3 vertebral body")]))
     assert f.request.levels == ("L3",) and f.request.technique == "vertebroplasty"

@@ -218,3 +218,24 @@ def test_coded_pain_score_written_as_text(value, expected):
     number on its scale ("8 out of 10"), never from a range ("7-8/10") or a word."""
     found = scores(nrs("a", value))
     assert [s.value for s in found] == ([expected] if expected is not None else [])
+
+
+@pytest.mark.parametrize(
+    ("site", "kept"),
+    [
+        # A pain score charted for another body part (an orthopaedic knee visit, a shoulder) is not the
+        # fracture's pain: it must not become the "latest score" of the episode.
+        (concept(coding("snomed", "72696002", "Knee region structure")), False),
+        (concept(text="Right shoulder"), False),
+        # Back, spine, a region or a vertebra: the fracture's pain.
+        (concept(coding("snomed", "77568009", "Back structure, excluding neck")), True),
+        (concept(coding("snomed", "122496007", "Lumbar spine structure")), True),
+        (vertebra("L1"), True),
+        (concept(text="low back"), True),
+        # A code we cannot read and no words: keep (nothing says it is elsewhere).
+        (concept(coding("snomed", "123037004")), True),
+    ],
+)
+def test_pain_score_for_another_body_site_is_not_the_fracture_pain(site, kept):
+    found = scores(nrs("a", 3, body_site=site))
+    assert bool(found) is kept

@@ -140,6 +140,18 @@ def test_i3_radiograph_only_is_unknown_with_the_fix():
     assert "MRI with STIR or bone scan showing acuity at T12" in j.missing
 
 
+def test_i3_advanced_imaging_that_states_no_acuity_says_so_and_asks_for_the_report_statement():
+    """An MRI of T12 is on file but nothing states edema or its absence: "no MRI" would be false and
+    "get an MRI" the wrong request; the clinician needs the report's statement on marrow edema."""
+    fact = Fact.unknown("advanced imaging of T12 with no statement of marrow edema or uptake: MR 2025-06-05",
+                        ev("ImagingStudy/mri"))
+    j = run(eligible(acuity={"T12": fact}))
+    c = crit(j, "I3")
+    assert c.status == "unknown" and "no MRI" not in c.reason
+    assert "ImagingStudy/mri" in c.reason
+    assert any("marrow edema" in m and "ImagingStudy/mri" in m and "T12" in m for m in j.missing), j.missing
+
+
 def test_i3_conflict():
     j = run(eligible(acuity={"T12": Fact.conflict("MRI edema but report says healed")}))
     assert crit(j, "I3").status == "conflict"
@@ -226,6 +238,17 @@ def test_i4b_unknown_supporting_that_could_tip_is_unknown():
     assert crit(j, "I4").status == "unknown"
     assert j.decision == "insufficient-data"
     assert any("Roland-Morris" in m for m in j.missing)
+
+
+def test_i4b_missing_says_how_many_of_the_open_supporting_findings_are_needed():
+    """Two needed, none documented, three open: three separate bullets would read as "all three";
+    the clinician must see that any two of them (or a worsening score) will do."""
+    facts = _stable(progression=Fact.unknown(), kyphosis=Fact.unknown(), rdq=Fact.unknown(),
+                    **per_level(("T12",), height=None))
+    j = run(facts)
+    assert crit(j, "I4").status == "unknown"
+    (ask,) = [m for m in j.missing if "Roland-Morris" in m]
+    assert "2 of" in ask and "kyphotic" in ask and "height loss" in ask
 
 
 def test_i4b_single_score_leaves_worsening_open():

@@ -83,6 +83,11 @@ def test_mri_sequence_beside_a_real_level():
         ("marrow edema at T12", "marrow edema", False),
         ("no fracture but marrow edema at T12", "marrow edema", False),
         ("No edema. Retropulsion of fragment.", "Retropulsion", False),
+        # Report shorthand: "w/o" (without) and "neg for" / "neg. for" (negative for).
+        ("L1 compression fx, STIR hyperintense, w/o retropulsion", "retropulsion", True),
+        ("Neg for cord compression.", "cord compression", True),
+        ("Neg. for discitis/osteomyelitis.", "osteomyelitis", True),
+        ("w/ retropulsion", "retropulsion", False),
     ],
 )
 def test_negation(sentence, term, negated):

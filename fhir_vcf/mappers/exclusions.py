@@ -17,7 +17,7 @@ from typing import Any
 from fhir_vcf.facts import Evidence, Fact, Method, Status
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import common, text
-from fhir_vcf.mappers.codes import finding, icd10cm, loinc, snomed
+from fhir_vcf.mappers.codes import finding, icd10cm, loinc, rxnorm, snomed
 
 KEYS = (
     "pain_elsewhere",
@@ -53,6 +53,8 @@ _TEXT: dict[str, re.Pattern[str]] = {
     "infection": ctx.compile_terms([
         r"(?:vertebral\s+)?osteomyelitis", r"(?:spondylo)?dis[ck]itis", r"(?:spinal\s+)?epidural\s+abscess",
         r"paraspinal\s+abscess", r"psoas\s+abscess",
+        # A phlegmon is the infection before it liquefies into an abscess.
+        r"(?:epidural|paraspinal|paravertebral|psoas)\s+phlegmon",
     ]),
     "myelopathy": ctx.compile_terms([
         r"myelopathy", r"(?:spinal\s+)?cord\s+compression", r"compression\s+of\s+the\s+(?:spinal\s+)?cord",
@@ -94,9 +96,15 @@ _NOT_SPINE = re.compile(
 )
 
 # X1: the pain attributed to something other than the fracture, or to the fracture.
+# The subject is how notes name the complaint ("pain", "LBP", "Sx", "symptoms"); the words between the
+# verb and the generator may be levels ("L4-5") or abbreviations ("w/"), never a negation: "Sx are not
+# due to the stenosis" must stay unread (a negation inside the match is invisible to `ctx.reading`).
+_NOT_NEGATION = r"(?!(?:not|never|no)\b)"
 _PAIN_ELSEWHERE = ctx.compile_terms([
-    r"pain\s+(?:is\s+|was\s+)?(?:primarily\s+|mainly\s+|mostly\s+|likely\s+|more\s+likely\s+)?"
-    r"(?:attributed|attributable|due|secondary|related)\s+to\s+(?:\w+\s+){0,3}"
+    r"(?:pain|LBP|sx|symptoms?)\s+(?:is\s+|are\s+|was\s+|were\s+)?"
+    r"(?:(?:felt|thought|believed|judged|considered)\s+to\s+be\s+)?"
+    r"(?:primarily\s+|mainly\s+|mostly\s+|predominantly\s+|likely\s+|more\s+likely\s+|most\s+likely\s+)?"
+    r"(?:attributed|attributable|due|secondary|related)\s+to\s+(?:" + _NOT_NEGATION + r"[\w/.\-]+\s+){0,4}"
     r"(?:stenosis|radiculopathy|sciatica|disc\s+herniation|herniated\s+disc|facet\s+arthropathy|spondylosis)",
     r"(?:stenosis|radiculopathy|sciatica)\s+(?:is\s+)?(?:the\s+)?(?:likely\s+|primary\s+|main\s+)?"
     r"(?:pain\s+generator|source\s+of\s+(?:\w+\s+)?pain|cause\s+of\s+(?:\w+\s+)?pain)",
@@ -118,6 +126,7 @@ _ALLERGY_TEXT = ctx.compile_terms([
     r"PMMA", r"poly\s*methyl\s*methacrylate", r"methyl\s*methacrylate", r"bone\s+cement",
     r"(?:iodinated\s+|IV\s+|intravenous\s+|radiographic\s+|radio)?contrast(?:\s+(?:media|medium|dye|agents?))?",
     r"(?:IV|x[\s\-]?ray|radiographic)\s+dye",
+    *rxnorm.IODINATED_CONTRAST_NAMES,
 ])
 _ALLERGY_INACTIVE = frozenset({"inactive", "resolved"})
 _PREGNANCY_EXCLUSION_NOTE = "pregnancy coded on a male patient"

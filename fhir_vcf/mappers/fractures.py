@@ -42,7 +42,7 @@ _TEXT_KINDS = (
 _BURST = re.compile(r"\bburst\b", re.IGNORECASE)
 _HEMANGIOMA_CONTEXT = re.compile(r"\b(?:vertebr\w*|spin\w*)", re.IGNORECASE)
 _HEALED = re.compile(
-    r"\b(?:old\s+healed|healed|remote|old)\s+(?:\w+\s+){0,3}?(?:fractur\w*|compression|deformit\w*|collapse)",
+    r"\b(?:old\s+healed|healed|remote|old)\s+(?:\w+\s+){0,3}?(?:fractur\w*|fx\b|compression|deformit\w*|collapse)",
     re.IGNORECASE,
 )
 _OSTEOPOROSIS = re.compile(r"\bosteoporo\w*", re.IGNORECASE)
@@ -333,7 +333,8 @@ def _is_healed_condition(resource: Any, code_texts: list[tuple[str, str]]) -> bo
             return True
     for value, _ in code_texts:
         m = _HEALED.search(value)
-        if m and not text.is_negated(value, m.start(), m.end()):
+        # "Compression fx L1; old healed T8 fx" is a current L1 fracture that also mentions an old one.
+        if m and not text.is_negated(value, m.start(), m.end()) and not _current_sentences(value):
             return True
     return False
 
@@ -432,22 +433,39 @@ _ABOUT_FRACTURE = re.compile(
 )
 
 
+# A sentence about an earlier fracture, in clinicians' shorthand: "Hx T8 fx 2018, healed", "H/o T8 fx",
+# "Prior T8 fx, unchanged" (not "prior to admission": that dates the current one).
+_EARLIER = re.compile(
+    r"\b(?:hx|h/o|history\s+of|prior(?!\s+to\b)|previous|remote|healed|old)\b", re.IGNORECASE
+)
+
+
 def _fracture_text_levels(value: str) -> list[str]:
     """The levels a Condition's text gives its fracture: from the sentences about a current fracture
     when there are any ("old healed T8 fracture" is not one), else every level the text names."""
     if not text.find_levels(value):
         return []
-    sentences = [m.group(0) for m in _SENTENCE.finditer(value)]
-    about = []
-    for sentence in sentences:
-        mentions = [m for m in _ABOUT_FRACTURE.finditer(sentence)
-                    if not text.is_negated(sentence, m.start(), m.end())]
-        if mentions:
-            healed = any(not text.is_negated(sentence, h.start(), h.end()) for h in _HEALED.finditer(sentence))
-            about.append((sentence, healed))
+    about = _fracture_sentences(value)
     if not about:
         return text.find_levels(value)
     return sort_levels(level for sentence, healed in about if not healed for level in text.find_levels(sentence))
+
+
+def _fracture_sentences(value: str) -> list[tuple[str, bool]]:
+    """(sentence, about an earlier fracture) for each sentence of the text that affirms a fracture."""
+    about = []
+    for m in _SENTENCE.finditer(value):
+        sentence = m.group(0)
+        mentions = [f for f in _ABOUT_FRACTURE.finditer(sentence) if not text.is_negated(sentence, f.start(), f.end())]
+        if mentions:
+            earlier = any(not text.is_negated(sentence, h.start(), h.end())
+                          for pattern in (_HEALED, _EARLIER) for h in pattern.finditer(sentence))
+            about.append((sentence, earlier))
+    return about
+
+
+def _current_sentences(value: str) -> list[str]:
+    return [sentence for sentence, earlier in _fracture_sentences(value) if not earlier]
 
 
 def with_levels(fracture: Fracture, levels: list[str], evidence: list[Evidence]) -> Fracture:

@@ -51,7 +51,8 @@ _MODALITY_WORDS = (
 
 # Acuity cues (input profile, "acuity finding"). Edema and STIR/T2 hyperintensity imply MRI; uptake
 # and avidity imply a bone scan / SPECT / PET; "acute", "chronic" need a known advanced modality.
-_EDEMA = re.compile(r"\bo?edema(?:tous)?\b", _I)
+# "BME" is the radiologists' abbreviation of bone marrow edema ("fx w/ BME").
+_EDEMA = re.compile(r"\bo?edema(?:tous)?\b|\bBME\b", _I)
 _SOFT_TISSUE = re.compile(
     r"(?:soft[-\s]tissue|paraspinal|paravertebral|prevertebral|subcutaneous|muscle|muscular|pulmonary|"
     r"interstitial|cord|facet|ligament\w*|disc)\s+(?:\w+\s+){0,2}$",
@@ -61,6 +62,8 @@ _FLUID_SIGNAL = re.compile(
     r"\b(?:stir|t2)(?:[-\s]weighted)?(?:\s*:)?\s+(?:\w+\s+){0,2}?hyperintens\w*"
     r"|\bhyperintens\w*\s+(?:\w+\s+){0,4}?(?:on|in)\s+(?:the\s+)?(?:stir|t2|fluid[-\s]sensitive)\b"
     r"|\bstir\s+(?:signal\s+)?(?:abnormality|increase|bright)"
+    # "STIR-bright", "bright on STIR", "bright on T2/STIR"
+    r"|\bstir-bright\b|\bbright\s+on\s+(?:the\s+)?(?:t2\s*/\s*)?(?:stir|t2|fluid[-\s]sensitive)\b"
     # "increased T2/STIR signal", "increased STIR signal", "increased fluid signal"
     r"|\bincreased\s+(?:(?:t2|stir|fluid|fluid[-\s]sensitive)(?:\s*/\s*|\s+))+signal\b",
     _I,
@@ -135,7 +138,7 @@ _RETRO_INTACT = re.compile(
 )
 # Every word any imaging fact could come from: a text (or sentence) without one is skipped whole.
 _ANY_CUE = re.compile(
-    r"o?edema|hyperintens|stir|uptake|avid|increased|activity|acute|chronic|healed|sclero|remote|\bold\b|fractur|compress|collaps"
+    r"o?edema|\bBME\b|hyperintens|stir|uptake|avid|increased|activity|acute|chronic|healed|sclero|remote|\bold\b|fractur|compress|collaps"
     r"|wedg|height|plana|cleft|vacuum|k[üu]mmell|retropuls|canal|posterior\s+(?:cortical\s+)?wall|progress"
     r"|further|interval|stable|unchanged|mild|moderate|severe|genant|%|percent",
     _I,
@@ -600,7 +603,7 @@ def _segment_signals(
     fracture_context = bool(_FRACTURE_CONTEXT.search(segment))
     # Edema / uptake words count when the words around them are about bone or a level, or when the
     # report is an MRI / bone scan: "pedal edema" in a clinic note or an "FDG-avid node" is not acuity.
-    if has("edema", "hyperintens", "stir", "uptake", "avid", "increased", "activity") and (
+    if has("edema", "bme", "hyperintens", "stir", "uptake", "avid", "increased", "activity") and (
         advanced_source or names_level or _ACUITY_CONTEXT.search(segment) or _ACUITY_CONTEXT.search(sentence)
     ):
         for pattern, value_name in ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"),

@@ -38,6 +38,33 @@ def _negated(pattern: re.Pattern[str], value: str) -> bool:
     return bool(m) and text.is_negated(value, m.start(), m.end())
 
 
+# Words after a level in an order's text that take it out of the order: "(L1 not to be treated)".
+_NOT_ORDERED_AFTER = re.compile(
+    # a few words may sit between ("L1 chronic - not to be treated"), but no other level
+    r"^(?:(?![CTLS]\d)[^.;()\n]){0,25}?\b(?:is\s+|will\s+)?not\s+(?:to\s+be\s+|being\s+)?"
+    r"(?:treated|included|augmented|injected|done)\b"
+    r"|^\s*(?:excluded|deferred)\b",
+    re.IGNORECASE,
+)
+# A level named as history ("prior L1 kyphoplasty 2023", "s/p L1 PVP") is no level of this order.
+_HISTORY_BEFORE = re.compile(r"\b(?:prior|previous|s/p|status\s+post|h/o|hx|history\s+of)\s*$", re.IGNORECASE)
+
+
+def _ordered_levels(value: str | None) -> list[str]:
+    """The levels an order's text asks to treat: not the negated ("not L1"), excluded ("L1 not to be
+    treated") or historical ("prior L1 kyphoplasty") ones (input profile, rule 6)."""
+    if not value:
+        return []
+    found = []
+    for start, end, levels in text.level_mentions(value):
+        if text.is_negated(value, start, end) or _NOT_ORDERED_AFTER.match(value[end : end + 40]):
+            continue
+        if _HISTORY_BEFORE.search(value[max(0, start - 30) : start]):
+            continue
+        found.extend(levels)
+    return sort_levels(found)
+
+
 def map_request(record: Any, resource: Any) -> ProcedureRequest | None:
     """The ProcedureRequest of one ServiceRequest, or None when it is not a vertebral augmentation."""
     ref = record.ref(resource)
@@ -80,7 +107,9 @@ def map_request(record: Any, resource: Any) -> ProcedureRequest | None:
 
     site_levels, level_ev, _ = sites.body_site_levels(ref, getattr(resource, "bodySite", None))
     code_text = getattr(resource.code, "text", None)
-    from_code_text = text.find_levels(code_text)
+    # Coded body sites name the levels of the order (input profile: level count = bodySites); the
+    # words are read only when no body site names one.
+    from_code_text = [] if site_levels else _ordered_levels(code_text)
     if from_code_text:
         level_ev.append(Evidence(ref, "code.text", Method.TEXT, f"'{code_text}'"))
     levels = tuple(sort_levels([*site_levels, *from_code_text]))

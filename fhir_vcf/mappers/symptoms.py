@@ -101,6 +101,8 @@ def _pain_score(record: Any, obs: Any, when: Any, stays: list[_Stay]) -> PainSco
         if coding.system == "loinc" and coding.code in loinc.PAIN_SCORES:
             scale = coding.code
             break
+    if _elsewhere(obs):
+        return None
     value: float | None = None
     label = ""
     if scale is not None:
@@ -243,6 +245,26 @@ def _covers(start: Any, end: Any, when: Any) -> bool:
     if day is None or first is None or (end is not None and last is None):
         return False
     return first <= day and (last is None or day <= last)
+
+
+# Words of a bodySite that place a pain score on the spine or back (clinical rules I4: the pain of the fracture).
+_SPINAL_SITE = re.compile(
+    r"spin|back|lumb|thorac|vertebr|sacr|coccy|trunk|flank|torso|axial|\b[TL](?:1[0-2]|[1-9])\b", re.IGNORECASE
+)
+
+
+def _elsewhere(obs: Any) -> bool:
+    """Whether the score's bodySite names a part of the body other than the spine ("Knee region",
+    "Right shoulder"): an orthopaedic visit's knee pain is not the fracture's pain. A site with no
+    readable words, a vertebra or a spine region keeps the score (nothing says it is elsewhere)."""
+    site = common.field(obs, "bodySite")
+    if site is None:
+        return False
+    for coding, _ in common.codings(site, "bodySite"):
+        if coding.system == "snomed" and (coding.code in snomed.VERTEBRA or coding.code in snomed.SPINE_REGION):
+            return False
+    words = [body for body, _ in common.texts(site, "bodySite")]
+    return bool(words) and not any(_SPINAL_SITE.search(body) for body in words)
 
 
 def _level(obs: Any) -> str | None:

@@ -82,7 +82,7 @@ _ORDINAL = re.compile(
 # and neither do series descriptions ("SAG T2", "AX T1 post gad", "T2 FS", "T1 TSE SAG"): a plane
 # before, or a sequence, fat-suppression or contrast word after, makes it a sequence.
 _MRI_SEQUENCE = re.compile(
-    r"[\s\-]*(?:weighted|wi?\b|hyper|hypo|iso|signal|sequence|images?|imaging|flair|fat|\*|/\s*stir|and\s+stir"
+    r"[\s\-]*(?:weighted|wi?\b|bright\b|hyper|hypo|iso|signal|sequence|images?|imaging|flair|fat|\*|/\s*stir|and\s+stir"
     r"|stir\b|sag(?:ittal)?\b|ax(?:ial)?\b|cor(?:onal)?\b|fse\b|tse\b|frfse\b|fs\b|space\b|tirm\b|dixon\b"
     r"|pre\b|post\b|gad\w*|\+\s*c\b|contrast)",
     re.IGNORECASE,
@@ -102,6 +102,9 @@ NEGATIONS = (
     r"not",
     r"without",
     r"negative for",
+    r"neg for",  # report shorthand: "Neg for discitis"
+    r"neg. for",
+    r"w/o",  # "without": "fx w/o retropulsion"
     r"absence of",
     r"absent",
     r"free of",

@@ -166,6 +166,12 @@ def _acuity_at(facts: FractureFacts, level: str) -> Outcome:
     missing = [ACUITY_MISSING.format(level=level)]
     if fact.value == "radiograph-only":
         reason = "radiograph/CT shows the fracture, not its acuity: MRI with STIR or bone scan needed"
+    elif fact.evidence:
+        # An MRI / bone scan of the level is on file but nothing states edema or its absence: asking for
+        # "an MRI" would be wrong; the radiologist's statement is what is missing.
+        studies = ", ".join(fact.references)
+        reason = f"MRI/bone scan on file ({studies}) but no report states marrow edema or uptake at {level}"
+        missing = [f"the report of {studies}: is there marrow edema (STIR) or increased uptake at {level}?"]
     else:
         reason = "no MRI or bone scan of the fracture"
     if facts.acuity_unassigned:
@@ -329,7 +335,13 @@ def _trend(facts: FractureFacts, policy: Policy, levels: list[str], latest: Pain
         return Outcome(UNKNOWN, reason, evidence, [ask])
     if reachable:
         status = CONFLICT if any(s.status == CONFLICT for s in open_) else UNKNOWN
-        return Outcome(status, reason, evidence, [s.missing[0] for s in open_])
+        short = need - len(yes)
+        if short >= len(open_):  # every open finding is needed: one item each
+            return Outcome(status, reason, evidence, [s.missing[0] for s in open_])
+        # Fewer are needed than are open: separate items would read as "all of them".
+        ask = (f"documentation of {short} of: " + "; ".join(s.missing[0] for s in open_)
+               + " (or a repeat pain score showing worsening)")
+        return Outcome(status, reason, evidence, [ask])
     return Outcome(NOT_MET, reason, evidence)
 
 

@@ -75,3 +75,18 @@ ANTICOAGULANT_NAMES = {
     "heparin": r"heparin",
     "enoxaparin": r"enoxaparin|lovenox",
 }
+
+# --- iodinated contrast agents (X5: "allergy to opacification (contrast) agents", clinical rules) ---
+# Allergy lists often name the agent (an RxNorm ingredient or the brand) rather than "contrast":
+# generic and brand names of the iodinated agents used under fluoroscopy (FDA labels: Omnipaque,
+# Isovue, Visipaque, Optiray, Ultravist, Oxilan, Gastrografin/MD-76R, Conray). Matched by name only.
+IODINATED_CONTRAST_NAMES = (
+    r"iohexol|omnipaque",
+    r"iopamidol|isovue",
+    r"iodixanol|visipaque",
+    r"ioversol|optiray",
+    r"iopromide|ultravist",
+    r"ioxilan|oxilan",
+    r"diatrizoate|gastrografin|hypaque",
+    r"iothalamate|conray",
+)
