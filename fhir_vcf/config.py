@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from fhir_vcf.errors import ConfigError
 
 PREFIX = "FHIR_VCF_"
+# SMART Backend Services client assertions: the two algorithms the spec requires servers to support.
+SMART_ALGORITHMS = ("RS384", "ES384")
 JTI_CACHES = ("memory", "database")
 
 
@@ -102,6 +104,10 @@ class Settings:
         if self.smart_client_id and not (self.smart_token_url and self.smart_private_key):
             raise ConfigError(
                 f"{PREFIX}SMART_CLIENT_ID needs {PREFIX}SMART_TOKEN_URL and {PREFIX}SMART_PRIVATE_KEY"
+            )
+        if self.smart_algorithm not in SMART_ALGORITHMS:
+            raise ConfigError(
+                f"{PREFIX}SMART_ALGORITHM: {self.smart_algorithm!r} is not one of {', '.join(SMART_ALGORITHMS)}"
             )
         if self.smart_private_key and not Path(self.smart_private_key).is_file():
             raise ConfigError(f"{PREFIX}SMART_PRIVATE_KEY: no such file {self.smart_private_key}")

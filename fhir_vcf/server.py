@@ -199,6 +199,10 @@ def _serve(
     except Exception as exc:  # e.g. a database driver that is not installed: still one line
         err.write(f"fhir-vcf serve: cannot start: {type(exc).__name__}: {exc}\n")
         return EXIT_CONFIG
+    problem = _cannot_listen(host, port)
+    if problem:
+        err.write(f"fhir-vcf serve: cannot listen on {host}:{port}: {problem} (choose another --port)\n")
+        return EXIT_CONFIG
     _log_start_up(workers, metrics_dir, jti_cache, trust=bool(settings.trusted_issuers))
     options: dict[str, Any] = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
@@ -221,10 +225,30 @@ def _serve(
         # set), through the workers' environment; then the URLs to try first.
         extra = demo_overrides(overrides, host, port)
         options["raw_env"] = [f"FHIR_VCF_{k.upper()}={v}" for k, v in extra.items()]
-        err.write(demo_banner(local_base_url(host, port)))
-        err.flush()
+        banner = demo_banner(local_base_url(host, port))
+
+        def when_ready(server: Any) -> None:  # after gunicorn has bound the port: the URLs work now
+            err.write(banner)
+            err.flush()
+
+        options["when_ready"] = when_ready
     FhirVcfApplication(overrides, options).run()
     return EXIT_OK
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the address cannot be bound (e.g. "Address already in use"), checked before gunicorn
+    starts: gunicorn itself retries for a while, logging, and then exits without saying why."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def _log_start_up(workers: int, metrics_dir: str | None, jti_cache: str, *, trust: bool) -> None:

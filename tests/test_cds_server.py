@@ -107,9 +107,26 @@ def test_demo_banner_printed_with_the_urls(monkeypatch):
     monkeypatch.setattr(server.FhirVcfApplication, "run", lambda self: started.append(self))
     err = io.StringIO()
     assert server.serve("0.0.0.0", 8097, 1, True, err=err) == 0
+    assert err.getvalue() == "", "the banner waits until gunicorn has bound the port"
+    started[0].cfg.when_ready(None)
     banner = err.getvalue()
     assert "http://127.0.0.1:8097/demo/fhir" in banner and "curl -s http://127.0.0.1:8097/healthz" in banner
     assert started[0].cfg.raw_env == ["FHIR_VCF_FHIR_BASE_URL=http://127.0.0.1:8097/demo/fhir"]
+
+
+def test_a_port_in_use_is_one_clear_line(monkeypatch):
+    import socket
+
+    monkeypatch.setenv("FHIR_VCF_DATABASE_URL", "sqlite://")
+    monkeypatch.setattr(server.FhirVcfApplication, "run", lambda self: pytest.fail("gunicorn must not start"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = io.StringIO()
+        assert server.serve("127.0.0.1", port, 1, False, err=err) == 2
+    assert err.getvalue() == f"fhir-vcf serve: cannot listen on 127.0.0.1:{port}: Address already in use " \
+        "(choose another --port)\n"
 
 
 # --- prometheus_client's multiprocess mode ---------------------------------------------------------------

@@ -47,6 +47,7 @@ def test_environment_values_are_parsed_by_type():
         ("FHIR_VCF_DATABASE_URL", "mysql://root@localhost/x", "FHIR_VCF_DATABASE_URL: unsupported database"),
         ("FHIR_VCF_TRUSTED_ISSUERS", "/nonexistent/issuers.json", "FHIR_VCF_TRUSTED_ISSUERS: no such file"),
         ("FHIR_VCF_SMART_CLIENT_ID", "client-1", "FHIR_VCF_SMART_CLIENT_ID needs FHIR_VCF_SMART_TOKEN_URL"),
+        ("FHIR_VCF_SMART_ALGORITHM", "HS256", "FHIR_VCF_SMART_ALGORITHM: 'HS256' is not one of RS384, ES384"),
         ("FHIR_VCF_JTI_CACHE", "redis", "FHIR_VCF_JTI_CACHE: expected memory or database, got 'redis'"),
     ],
 )

@@ -22,10 +22,10 @@ from typing import Any
 import jwt
 import requests
 
+from fhir_vcf.config import SMART_ALGORITHMS
 from fhir_vcf.errors import ConfigError, UpstreamError
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ALGORITHMS = ("RS384", "ES384")  # the two the SMART Backend Services spec requires servers to support
 ASSERTION_LIFETIME = 300  # seconds; the spec caps `exp` at five minutes ahead
 REFRESH_MARGIN = 60  # seconds before expiry at which a cached token counts as expired
 DEFAULT_EXPIRES_IN = 300  # when the server omits expires_in (it SHOULD send it), assume five minutes
@@ -47,8 +47,10 @@ class SmartBackendAuth:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if algorithm not in ALGORITHMS:
-            raise ConfigError(f"SMART backend: algorithm {algorithm!r} not allowed; use one of {', '.join(ALGORITHMS)}")
+        if algorithm not in SMART_ALGORITHMS:
+            raise ConfigError(
+                f"SMART backend: algorithm {algorithm!r} not allowed; use one of {', '.join(SMART_ALGORITHMS)}"
+            )
         self.client_id = client_id
         self.token_url = token_url
         self.scope = scope
