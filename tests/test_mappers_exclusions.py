@@ -420,3 +420,30 @@ def test_radiculopathy_condition_in_words_is_conflict():
 def test_report_shorthand(report, key, status):
     assert excl(mri(report))[key].status is status
 
+
+@pytest.mark.parametrize(
+    ("note", "status"),
+    [
+        # Exam-note abbreviations: LLE / RLE / BLE (left / right / bilateral lower extremity).
+        ("Neuro: LLE weakness 4/5, new since fall.", Status.PRESENT),
+        ("Exam: new RLE weakness and numbness in L1 dermatome.", Status.PRESENT),
+        ("Pt reports new saddle numbness.", Status.PRESENT),
+        ("Neuro: no LLE weakness, sensation intact.", Status.ABSENT),
+        ("Neurologically intact. No saddle anesthesia.", Status.ABSENT),
+    ],
+)
+def test_neurologic_deficit_in_exam_shorthand(note, status):
+    assert excl(condition("c", text="Back pain", notes=[note]))["neurologic_deficit"].status is status
+
+
+@pytest.mark.parametrize(
+    ("report", "status"),
+    [
+        ("Severe L1-2 foraminal narrowing impinging the exiting L1 nerve root.", Status.PRESENT),
+        ("Retropulsed fragment compressing the traversing L2 nerve root.", Status.PRESENT),
+        ("Foramina patent; no fragment impinging the exiting nerve roots.", Status.ABSENT),
+    ],
+)
+def test_neural_impingement_participles(report, status):
+    assert excl(mri(report))["neural_impingement"].status is status
+

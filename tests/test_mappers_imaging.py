@@ -225,6 +225,67 @@ def test_acuity_wordings(modality, conclusion, status, value):
     assert (f.acuity["T12"].status, f.acuity["T12"].value) == (status, value)
 
 
+@pytest.mark.parametrize(
+    "conclusion",
+    [
+        # CT reports say what CT cannot show; neither sentence is MRI edema (clinical rules I3: CT alone
+        # shows the fracture, not its acuity).
+        "T12 compression fx. Cannot assess marrow edema on CT; MRI recommended.",
+        "T12 compression fx, possibly acute; marrow edema cannot be assessed.",
+        "T12 compression fx with suggestion of marrow edema on dual-energy maps.",
+    ],
+)
+def test_ct_report_words_about_edema_are_not_mri_acuity(conclusion):
+    ct = imaging_study("ct", "CT", "2025-06-05", series=[series_("CT", body_site=vertebra_coding("T12"))])
+    report = diagnostic_report("r", coding("loinc", "24966-4", "CT Thoracic and Lumbar spine"), effective="2025-06-05",
+                               studies=["ImagingStudy/ct"], conclusion=conclusion)
+    f = facts(fracture(), ct, report)
+    assert (f.acuity["T12"].status, f.acuity["T12"].value) == (Status.UNKNOWN, "radiograph-only")
+
+
+@pytest.mark.parametrize(
+    "conclusion",
+    [
+        "Marrow edema cannot be assessed due to motion; T12 compression fx.",
+        "Unable to evaluate for marrow edema at T12 (no STIR).",
+    ],
+)
+def test_mri_that_cannot_assess_edema_does_not_show_it(conclusion):
+    report = diagnostic_report("r", text="MRI", effective="2025-06-05", studies=["ImagingStudy/mri"],
+                               conclusion=conclusion)
+    f = facts(fracture(), mri(), report)
+    assert f.acuity["T12"].status is not Status.PRESENT
+
+
+@pytest.mark.parametrize(
+    "old_reading",
+    ["Normal vertebral body heights. No fracture. No marrow edema.", "T12 normal; chronic changes elsewhere."],
+)
+def test_mri_from_years_before_the_onset_does_not_speak_for_the_new_fracture(old_reading):
+    """A 2019 spine MRI without edema cannot contradict the edema of a fracture that began in 2025."""
+    old = mri("old", day="2019-11-04")
+    new = mri("new", day="2025-06-05")
+    f = facts(
+        fracture(),
+        old, diagnostic_report("r-old", text="MRI spine", effective="2019-11-04", studies=["ImagingStudy/old"],
+                               conclusion=old_reading),
+        new, diagnostic_report("r-new", text="MRI spine", effective="2025-06-05", studies=["ImagingStudy/new"],
+                               conclusion="Acute T12 compression fracture with marrow edema."),
+    )
+    assert (f.acuity["T12"].status, f.acuity["T12"].value) == (Status.PRESENT, "marrow-edema")
+
+
+def test_mri_without_edema_after_the_onset_still_contradicts():
+    f = facts(
+        fracture(),
+        mri("a", day="2025-06-05"), diagnostic_report("ra", text="MRI", effective="2025-06-05",
+                                                      studies=["ImagingStudy/a"], conclusion="T12 marrow edema."),
+        mri("b", day="2025-06-20"), diagnostic_report("rb", text="MRI", effective="2025-06-20",
+                                                      studies=["ImagingStudy/b"], conclusion="T12: no marrow edema."),
+    )
+    assert f.acuity["T12"].status is Status.CONFLICT
+
+
 def test_parenthesised_per_level_findings_stay_with_their_level():
     """Commas inside parentheses do not split the sentence: "(chronic, sclerotic)" belongs to L1."""
     two = condition("vcf", M80, text="compression fractures T12 and L1", onset="2025-06-02")

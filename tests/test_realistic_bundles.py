@@ -65,3 +65,15 @@ def test_meta_last_updated_after_the_as_of_date_hides_nothing():
     assert got["decision"] == "eligible"
     evidence = {ref for c in got["criteria"] for ref in c["evidence"]}
     assert any(ref.startswith("Observation/") for ref in evidence)
+
+
+def test_the_cli_gives_the_same_decisions_and_levels(capsys):
+    """The product promise, on the realistic exports: `fhir-vcf evaluate <dir> --as-of 2025-06-30 --format json`."""
+    from fhir_vcf.cli import main
+
+    code = main(["evaluate", str(REALISTIC), "--as-of", AS_OF.isoformat(), "--format", "json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    got = {e["patient"]: (e["decision"], e["levels"]) for e in map(json.loads, out.splitlines())}
+    want = {p: (e["decision"], e["levels"]) for patients in EXPECTED.values() for p, e in patients.items()}
+    assert got == want

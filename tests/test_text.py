@@ -112,6 +112,14 @@ def test_mentions_split_affirmed_and_negated():
         ("T-score at the 5th percentile", []),
         ("no 30% height loss", []),
         ("150% height loss", []),
+        # A range supports only its lower bound (never a number beyond what the text supports):
+        # "25-30%" is not "> 25 %" for certain.
+        ("25-30% ht loss", [25.0]),
+        ("approx 20 - 30% anterior height loss", [20.0]),
+        ("height loss of 30 to 40 percent", [30.0]),
+        ("20%-30% height loss", [20.0]),
+        # ... but "from 20% to 35%" is a change between two studies: both values stand.
+        ("height loss progressed from 20% to 35%", [20.0, 35.0]),
     ],
 )
 def test_height_loss_percent(value, found):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from fhir_vcf.facts import Evidence, FractureFacts, Method
+from fhir_vcf.facts import Evidence, FractureFacts, Method, Status
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import common
 from fhir_vcf.mappers.care import map_care
@@ -99,7 +99,8 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
     single_level = keys[0] if len(keys) == 1 else None
 
     onset = onset_facts(fractures, keys, img.seen_events())
-    found = imaging_facts(img, keys, single_level)
+    agreed = {lv: f.value for lv, f in onset.items() if f.status is Status.PRESENT and f.value is not None}
+    found = imaging_facts(img, keys, single_level, agreed)
     context = scan.context_facts()
     retropulsion = retropulsion_fact(found["retropulsion_signals"], scan.unstable_burst)
 

@@ -62,16 +62,19 @@ _TEXT: dict[str, re.Pattern[str]] = {
     ]),
     "neurologic_deficit": ctx.compile_terms([
         r"neurologic(?:al)?\s+deficits?", r"neuro\s+deficits?", r"focal\s+(?:neurologic(?:al)?\s+)?deficits?",
-        r"foot\s+drop", r"saddle\s+an(?:a)?esthesia",
+        r"foot\s+drop", r"saddle\s+(?:an(?:a)?esthesia|hyp(?:o)?(?:a)?esthesia|numbness|paresthesias?)",
+        # "LLE" / "RLE" / "BLE": left / right / bilateral lower extremity, as exam notes write it.
         r"(?:focal|motor|leg|lower[\s\-]extremity|lower[\s\-]limb|bilateral\s+lower\s+extremity|"
-        r"quadriceps|ankle|hip\s+flexor)\s+weakness",
+        r"[LRB]LE|quadriceps|ankle|hip\s+flexor)\s+weakness",
         r"weakness\s+(?:of|in)\s+(?:the\s+)?(?:left\s+|right\s+|both\s+|bilateral\s+)?"
-        r"(?:legs?|lower\s+(?:extremit(?:y|ies)|limbs?)|feet|foot|ankles?)",
+        r"(?:legs?|lower\s+(?:extremit(?:y|ies)|limbs?)|feet|foot|ankles?|[LRB]LEs?)",
     ]),
     "neural_impingement": ctx.compile_terms([
         r"neural\s+impingement", r"(?:exiting\s+|traversing\s+)?nerve\s+root\s+(?:impingement|compression)",
         r"impinge(?:s|ment)?\s+(?:on|upon|of)\s+the\s+(?:\w+\s+){0,3}nerve\s+roots?",
         r"compress(?:es|ion\s+of)\s+the\s+(?:\w+\s+){0,3}nerve\s+roots?",
+        # the participle, as reports write it: "foraminal narrowing impinging the exiting L1 nerve root"
+        r"(?:impinging|compressing)\s+(?:on\s+|upon\s+)?the\s+(?:\w+\s+){0,3}nerve\s+roots?",
         r"foraminal\s+(?:stenosis|narrowing)\s+with\s+(?:\w+\s+){0,2}impingement",
     ]),
 }

@@ -17,7 +17,7 @@ import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from fhir_vcf.facts import Evidence, Fact, Method, Status
@@ -614,7 +614,10 @@ def _segment_signals(
                 if hedged(m):
                     continue
                 is_neg = negated(m)
-                add("acuity", not is_neg, m, advanced=True, acuity_value=None if is_neg else value_name)
+                # Edema words in a CT or radiograph report ("suggestion of marrow edema on dual-energy
+                # maps") are not the MRI / bone scan acuity of clinical rules I3.
+                add("acuity", not is_neg, m, advanced=source.modality not in dicom.ANATOMIC,
+                    acuity_value=None if is_neg else value_name)
     if fracture_context:
         positive_value = "increased-uptake" if source.modality in {"NM", "PT"} else "marrow-edema"
         if "acute" in low:
@@ -696,9 +699,19 @@ def _assigned(signal: Signal, single_level: str | None) -> tuple[str, ...]:
     return (single_level,) if single_level else ()
 
 
-def imaging_facts(scan: ImagingScan, keys: list[str], single_level: str | None) -> dict[str, Any]:
+# A study this long before a level's onset was read before the fracture existed (the onset tolerance of
+# fractures.ONSET_TOLERANCE): its "no edema" cannot speak for the fracture's acuity.
+_BEFORE_ONSET = timedelta(days=14)
+
+
+def imaging_facts(
+    scan: ImagingScan, keys: list[str], single_level: str | None, onsets: dict[str, date] | None = None
+) -> dict[str, Any]:
     """acuity, acuity_unassigned, height_loss, progression, vertebra_plana, intravertebral_cleft,
-    retropulsion (before codes are added) and imaging lines, from the scan's signals bucketed once."""
+    retropulsion (before codes are added) and imaging lines, from the scan's signals bucketed once.
+
+    `onsets`: the agreed onset of each level; acuity at a level ignores studies dated more than two
+    weeks before it (a prior spine MRI from years ago shows no edema of a fracture it predates)."""
     buckets: dict[str, list[Signal]] = {level: [] for level in keys}
     unassigned: list[Signal] = []
     by_kind: dict[str, list[Signal]] = {}
@@ -712,7 +725,10 @@ def imaging_facts(scan: ImagingScan, keys: list[str], single_level: str | None) 
                 buckets[level].append(s)
 
     unassigned_refs = frozenset(s.evidence.reference for s in unassigned)
-    acuity = {level: _acuity(level, signals, unassigned_refs) for level, signals in buckets.items()}
+    acuity = {
+        level: _acuity(level, _since_onset(signals, (onsets or {}).get(level)), unassigned_refs)
+        for level, signals in buckets.items()
+    }
     height = {level: _height(level, signals) for level, signals in buckets.items()}
     progression = _progression(by_kind.get("progression", []), buckets)
     lines = tuple(line for _, line in sorted(scan.lines, key=lambda x: x[0]))
@@ -726,6 +742,17 @@ def imaging_facts(scan: ImagingScan, keys: list[str], single_level: str | None) 
         "retropulsion_signals": by_kind.get("retropulsion", []),
         "imaging": lines,
     }
+
+
+def _since_onset(signals: list[Signal], onset: date | None) -> list[Signal]:
+    """The signals that can speak for a fracture's acuity: not from a study read before it began."""
+    if onset is None:
+        return signals
+    if onset - date.min < _BEFORE_ONSET:  # a placeholder onset at the calendar's first day: nothing is before it
+        return signals
+    cutoff = onset - _BEFORE_ONSET
+    return [s for s in signals
+            if s.kind not in {"acuity", "seen", "studied"} or s.day is None or s.day >= cutoff]
 
 
 def _unassigned_fact(s: Signal) -> Fact[str]:

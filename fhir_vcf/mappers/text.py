@@ -240,6 +240,9 @@ _HEDGE_BEFORE = re.compile(
     r"\b(?:possible|possibly|probable|suspected|suspect|suspicious\s+(?:of|for)|suspicion\s+(?:of|for)|"
     r"concern(?:ing)?\s+for|questionable|question\s+of|equivocal(?:\s+for)?|may\s+represent|"
     r"cannot\s+(?:be\s+)?(?:rule[sd]?\s+out|exclude[sd]?)|can't\s+(?:rule\s+out|exclude)|"
+    # what a study could not show is no finding: "cannot assess marrow edema on CT", "unable to evaluate for"
+    r"(?:cannot|can't|could\s+not|unable\s+to|difficult\s+to)\s+(?:be\s+)?(?:assess|evaluat|determin|characteriz)\w*|"
+    r"limited\s+(?:assessment|evaluation)\s+(?:of|for)|"
     r"not\s+(?:be\s+)?(?:ruled\s+out|excluded)|differential\s+(?:includes|diagnosis)|evaluat(?:e|ion)\s+for|"
     r"worrisome\s+for|likely|versus|vs\.?|rule\s+out|r/o|to\s+exclude|consider(?:ing)?)"
     r"(?=\W)[^.;:\n]{0,30}$"
@@ -248,6 +251,7 @@ _HEDGE_BEFORE = re.compile(
 )
 _HEDGE_AFTER = re.compile(
     r"^\s*(?:\?|(?:is\s+|are\s+)?(?:not|cannot\s+be)\s+(?:ruled\s+out|excluded)|is\s+possible|"
+    r"(?:is\s+|are\s+)?(?:cannot\s+be\s+|could\s+not\s+be\s+|not\s+(?:well\s+)?)(?:assessed|evaluated|characterized)|"
     r"is\s+suspected|versus|vs\.?)",
     re.IGNORECASE,
 )
@@ -323,6 +327,10 @@ _PERCENT = re.compile(
     r"(?P<value>\d{1,3}(?:\.\d+)?)\s*(?:%|percent|per\s*cent)", re.IGNORECASE
 )
 _HEIGHT_CONTEXT = re.compile(r"height|collapse|compress|loss|wedg|reduc", re.IGNORECASE)
+# A range ("25-30%", "20%-30%", "30 to 40 percent") supports only its lower bound.
+_RANGE_LOW = re.compile(r"(?P<low>\d{1,3}(?:\.\d+)?)\s*(?:%|percent)?\s*(?:-|–|—|to)\s*$", re.IGNORECASE)
+_RANGE_HIGH_AFTER = re.compile(r"^\s*(?:-|–|—|to)\s*\d", re.IGNORECASE)
+_FROM_BEFORE = re.compile(r"\bfrom\s+(?:\d{1,3}(?:\.\d+)?\s*(?:%|percent)?\s*(?:-|–|—|to)\s*)?$", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=64)
@@ -350,6 +358,13 @@ def find_height_loss_percent(text: str | None, *, context: str | None = None) ->
         if key not in worded_clauses:
             worded_clauses[key] = bool(_HEIGHT_CONTEXT.search(text, clause_start + 1, clause_end))
         value = float(m["value"])
+        # "from 20% to 35%" is a change (two measurements), not a range.
+        change = _FROM_BEFORE.search(text[max(0, m.start() - 30) : m.start()])
+        if not change and _RANGE_HIGH_AFTER.match(text[m.end() : m.end() + 8]):
+            continue  # the "20%" of "20%-30%": the range is read once, at its upper end, as its lower bound
+        low = None if change else _RANGE_LOW.search(text[max(0, m.start() - 16) : m.start()])
+        if low is not None:
+            value = min(value, float(low["low"]))
         worded = worded_clauses[key] or in_context
         if worded and 0 <= value <= 100 and not is_negated(text, m.start(), m.end()):
             values.append(value)

@@ -999,7 +999,111 @@ def case_allergy_agent_name():
             "read; names added in mappers/codes/rxnorm.py")
 
 
-for make in (case_allergy_agent_name, case_knee_pain_later, case_request_text_exclusions, case_shorthand_negatives, case_note_old_t8, case_text_only_old_healed, case_phlegmon,
+def case_ct_cannot_assess_edema():
+    x = Export("rx-jablonski", family="Jablonski", given="Halina")
+    x.osteoporosis()
+    x.vcf("T12")
+    ed = x.encounter("EMER", "2025-06-02T21:00:00-04:00", "2025-06-03T02:00:00-04:00", reason="Mechanical fall")
+    s = x.study("CT", "2025-06-02T22:10:00-04:00", ["T12"], description="CT T-SPINE WO CONTRAST",
+                series_desc=("AX BONE 1.25mm", "SAG REFORMAT"))
+    x.report(s, "TECHNIQUE: Axial CT w/ sag/cor reformats.\nFINDINGS: T12 sup endplate compression fx, ~20% ht loss. "
+             "Posterior cortex intact. Cannot assess marrow edema on CT.\nIMPRESSION: T12 compression fx, age "
+             "indeterminate. MRI recommended if clinically indicated.", code=CT_CODE, encounter=ed)
+    x.pain(8, ed)
+    clinic_course(x, [7, 8])
+    x.med_request("313782", "Acetaminophen 325 MG Oral Tablet", "2025-06-03")
+    x.bone_health()
+    fixture("synthea-ct-cannot-assess-edema.json", x, "insufficient-data", ["T12"],
+            "CT only; its report says 'Cannot assess marrow edema on CT': that is no edema finding (and CT alone "
+            "cannot show acuity, I3 unknown). FIRST RUN: eligible - the edema words in the CT report were read as "
+            "MRI marrow edema - fixed in mappers/imaging.py (edema words in CT/XR reports are not advanced "
+            "imaging) and text.py ('cannot assess' is no finding)", missing=["MRI"])
+
+
+def case_inpatient_then_pain_settles():
+    x = Export("rx-kowalczyk", style="vendor", family="Kowalczyk", given="Zofia")
+    x.osteoporosis()
+    x.vcf("L1")
+    adm = x.encounter("IMP", "2025-06-03T12:00:00-05:00", "2025-06-06T12:00:00-05:00", reason="L1 fx, pain control")
+    x.pain(9, adm)
+    mri(x, ["L1"], "IMPRESSION: Acute L1 compression fx w/ marrow edema, 15% ht loss.", encounter=adm,
+        started="2025-06-03T18:00:00-05:00")
+    clinic_course(x, [3], start_day=16, reason="Post-discharge f/u")
+    x.med_request("313782", "Acetaminophen 325 MG Oral Tablet", "2025-06-03")
+    x.bone_health()
+    fixture("vendor-inpatient-9-then-clinic-3.json", x, "not-eligible", ["L1"],
+            "NRS 9 during the admission, but after discharge the latest score is NRS 3 in clinic: the current "
+            "setting is outpatient and pain < 5 (I4 not met). Reading: I4 judges the pain as it stands now "
+            "(NICE: 'severe ongoing pain'); an earlier admission's score does not carry path (a) past discharge")
+
+
+def case_x9_lle_exam():
+    x = Export("rx-lindqvist", style="vendor", family="Lindqvist", given="Maj")
+    x.osteoporosis()
+    x.vcf("L1")
+    mri(x, ["L1"], "IMPRESSION: Acute L1 compression fx w/ marrow edema. W/o retropulsion.")
+    encs = clinic_course(x, [6, 8])
+    x.procedure([(SCT, "225386006", "Physical examination")], "2025-06-18", encounter=encs[-1],
+                text="Spine exam: TTP over L1. Neuro: LLE weakness 4/5, new since the fall; sensation intact.")
+    x.med_request("313782", "Acetaminophen 325 MG Oral Tablet", "2025-06-05")
+    x.bone_health()
+    fixture("vendor-x9-lle-weakness-exam-note.json", x, "not-eligible", ["L1"],
+            "the exam note says 'LLE weakness 4/5, new since the fall' (LLE = left lower extremity): a neurologic "
+            "deficit, X9 present. FIRST RUN: not-eligible for the wrong reason (X11 from 'W/o retropulsion'); once "
+            "'w/o' was a negation it turned eligible - 'LLE weakness' was not read; fixed in mappers/exclusions.py")
+
+
+def case_height_range():
+    x = Export("rx-mbeki", style="vendor", family="Mbeki", given="Thandi")
+    x.osteoporosis()
+    x.vcf("L1")
+    mri(x, ["L1"], "FINDINGS: L1 VB ant wedge w/ 25-30% ht loss and STIR hyperintense marrow. Accentuated "
+        "thoracolumbar kyphosis.\nIMPRESSION: 1. Acute L1 compression fx, 25-30% ht loss. 2. Thoracolumbar "
+        "kyphosis.")
+    clinic_course(x, [7, 7])
+    x.med_request("313782", "Acetaminophen 325 MG Oral Tablet", "2025-06-05")
+    x.bone_health()
+    fixture("vendor-height-loss-range-25-30.json", x, "insufficient-data", ["L1"],
+            "stable NRS 7, 7 needs 2 of A-D: C kyphosis met; B: '25-30% ht loss' supports only 25 %, and 25 % "
+            "exactly fails (> 25); A and D not documented -> unknown, asking for 1 of them. FIRST RUN: eligible "
+            "(the range was read as 30 %) - fixed in mappers/text.py (a range gives its lower bound)",
+            missing=["1 of"])
+
+
+def case_prior_mri_years_ago():
+    x = Export("rx-novak", family="Novak", given="Vera")
+    x.osteoporosis()
+    x.vcf("L2", onset="2025-05-30")
+    mri(x, ["L2"], "HISTORY: chronic LBP.\nFINDINGS: Normal vertebral body heights. No fracture. No marrow edema. Mild "
+        "L4-5 facet arthropathy.\nIMPRESSION: No acute abnormality.", started="2019-11-04T10:00:00-05:00")
+    mri(x, ["L2"], "COMPARISON: MRI 11/04/2019.\nFINDINGS: New L2 sup endplate compression fx w/ marrow edema, "
+        "~15% ht loss. No retropulsion.\nIMPRESSION: New acute L2 compression fx since 2019.",
+        started="2025-06-03T10:00:00-04:00")
+    clinic_course(x, [6, 8])
+    x.med_request("313782", "Acetaminophen 325 MG Oral Tablet", "2025-06-05")
+    x.bone_health()
+    fixture("synthea-prior-2019-mri-no-edema.json", x, "eligible", ["L2"],
+            "a 2019 MRI (5 1/2 years before the 2025-05-30 onset) said 'No marrow edema': it predates the fracture "
+            "and cannot contradict the 2025 MRI's edema at L2. FIRST RUN: needs-review (I3 conflict between the "
+            "two MRIs) - fixed in mappers/imaging.py (acuity ignores studies from before the onset)")
+
+
+def case_x10_impinging():
+    x = Export("rx-okonkwo", style="vendor", family="Okonkwo", given="Adaeze")
+    x.osteoporosis()
+    x.vcf("L1")
+    mri(x, ["L1"], "FINDINGS: Acute L1 compression fx w/ marrow edema, 20% ht loss. Lateral fragment w/ severe "
+        "L1-2 foraminal narrowing impinging the exiting L1 nerve root. Central canal patent.\nIMPRESSION: 1. Acute "
+        "L1 fx. 2. L1 root impingement as above.")
+    clinic_course(x, [6, 8])
+    x.med_request("313782", "Acetaminophen 325 MG Oral Tablet", "2025-06-05")
+    x.bone_health()
+    fixture("vendor-x10-foraminal-impinging-root.json", x, "not-eligible", ["L1"],
+            "'foraminal narrowing impinging the exiting L1 nerve root': neural impingement, X10 present. FIRST "
+            "RUN: eligible ('impinging' was not read) - fixed in mappers/exclusions.py")
+
+
+for make in (case_x10_impinging, case_prior_mri_years_ago, case_height_range, case_x9_lle_exam, case_ct_cannot_assess_edema, case_inpatient_then_pain_settles, case_allergy_agent_name, case_knee_pain_later, case_request_text_exclusions, case_shorthand_negatives, case_note_old_t8, case_text_only_old_healed, case_phlegmon,
              case_mri_silent, case_support_undocumented,case_inpatient_l1, case_outpatient_stable_supporting, case_ed_then_clinic_bone_scan,
              case_hospitalized_seven, case_chronic, case_x1_text, case_x2_discitis, case_x11_retropulsion,
              case_x9_neuro_abbrev, case_x5_contrast, case_x6_inr, case_x8_myelopathy, case_pregnancy,
