@@ -37,6 +37,7 @@ USED_TYPES: frozenset[str] = frozenset(
         "MedicationRequest",
         "MedicationStatement",
         "MedicationAdministration",
+        "Medication",
         "Procedure",
         "ServiceRequest",
         "DeviceRequest",

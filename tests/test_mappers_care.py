@@ -279,6 +279,24 @@ def test_contained_medication_matched_by_code():
     assert care(req)["osteoporosis_program"].is_present
 
 
+def test_medication_resource_in_the_record_matched_by_code_and_name():
+    """Real feeds send a product-coded Medication beside the order, referenced with no display."""
+    coded = medication_request("m1", authored="2025-06-05")
+    del coded["medicationCodeableConcept"]
+    coded["medicationReference"] = {"reference": "Medication/alendronate-70"}
+    named = medication_request("m2", authored="2025-06-05")
+    del named["medicationCodeableConcept"]
+    named["medicationReference"] = {"reference": "Medication/apap-500"}
+    out = care(
+        coded,
+        named,
+        {"resourceType": "Medication", "id": "alendronate-70", "code": concept(coding("rxnorm", "46041"))},
+        {"resourceType": "Medication", "id": "apap-500", "code": concept(text="Acetaminophen 500 MG Oral Tablet")},
+    )
+    assert out["osteoporosis_program"].references == ["MedicationRequest/m1"]
+    assert out["nsm"].is_present and "analgesic" in out["nsm"].value
+
+
 def test_dxa_from_a_stated_t_score():
     c = condition("c", text="osteoporosis", notes=["BMD T-score -2.7 at the lumbar spine."])
     assert care(c)["dxa"].is_present

@@ -158,9 +158,9 @@ def finding_evidence(ref: str, code: str, value: Any) -> Evidence:
     return Evidence(ref, "valueBoolean", Method.CODE, f"finding {code} = {value}")
 
 
-def medication_texts(resource: Any) -> Iterator[tuple[str, str]]:
+def medication_texts(resource: Any, record: Any) -> Iterator[tuple[str, str]]:
     """The names a medication resource carries: its concept's text and displays, the reference's
-    display, and a contained Medication's code (Medication is not a used type, so nothing else)."""
+    display, and the referenced Medication's code (contained, or a Medication in the record)."""
     concept = getattr(resource, "medicationCodeableConcept", None)
     if concept is not None:
         yield from common.texts(concept, "medicationCodeableConcept")
@@ -168,28 +168,31 @@ def medication_texts(resource: Any) -> Iterator[tuple[str, str]]:
     if reference is not None:
         if getattr(reference, "display", None):
             yield reference.display, "medicationReference.display"
-        contained = _contained(resource, getattr(reference, "reference", None))
-        if contained is not None:
-            yield from common.texts(getattr(contained, "code", None), "contained.code")
+        medication = _medication_of(resource, record)
+        if medication is not None:
+            yield from common.texts(getattr(medication, "code", None), "medicationReference → Medication.code")
 
 
-def medication_codings(resource: Any) -> Iterator[tuple[Any, str]]:
+def medication_codings(resource: Any, record: Any) -> Iterator[tuple[Any, str]]:
     concept = getattr(resource, "medicationCodeableConcept", None)
     if concept is not None:
         yield from common.codings(concept, "medicationCodeableConcept")
-    reference = getattr(resource, "medicationReference", None)
-    contained = _contained(resource, getattr(reference, "reference", None)) if reference is not None else None
-    if contained is not None:
-        yield from common.codings(getattr(contained, "code", None), "contained.code")
+    medication = _medication_of(resource, record)
+    if medication is not None:
+        yield from common.codings(getattr(medication, "code", None), "medicationReference → Medication.code")
 
 
-def _contained(resource: Any, reference: str | None) -> Any:
-    if not reference or not reference.startswith("#"):
+def _medication_of(resource: Any, record: Any) -> Any:
+    """The Medication a medicationReference points at: contained ("#med"), or in the record (real
+    feeds send product-coded Medications as separate resources)."""
+    reference = getattr(getattr(resource, "medicationReference", None), "reference", None)
+    if not reference:
         return None
-    for item in getattr(resource, "contained", None) or []:
-        if getattr(item, "id", None) == reference[1:]:
-            return item
-    return None
+    if reference.startswith("#"):
+        return next((c for c in getattr(resource, "contained", None) or [] if getattr(c, "id", None) == reference[1:]),
+                    None)
+    target = record.resolve(reference)
+    return target if target is not None and target.get_resource_type() == "Medication" else None
 
 
 def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, re.Match[str]]]:

@@ -106,7 +106,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     for med in record.of_type("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
         if common.after(med, as_of) or _not_taken(med):
             continue
-        found = _medication(record.ref(med), med)
+        found = _medication(record, med)
         for name, ev in found["analgesic"]:
             add_nsm("analgesic", med, _named(ev, name))
         for name, ev in found["osteoporosis"]:
@@ -211,8 +211,9 @@ def _recent(resource: Any, window_start: date) -> bool:
     return False
 
 
-def _medication(ref: str, med: Any) -> dict[str, list[tuple[str, Evidence]]]:
+def _medication(record: Any, med: Any) -> dict[str, list[tuple[str, Evidence]]]:
     """The analgesics, osteoporosis drugs and anticoagulants a medication resource names."""
+    ref = record.ref(med)
     found: dict[str, list[tuple[str, Evidence]]] = {"analgesic": [], "osteoporosis": [], "anticoagulant": []}
     seen: set[tuple[str, str]] = set()
     tables = (
@@ -220,7 +221,7 @@ def _medication(ref: str, med: Any) -> dict[str, list[tuple[str, Evidence]]]:
         ("osteoporosis", rxnorm.OSTEOPOROSIS_DRUGS, _OSTEOPOROSIS_NAMES),
         ("anticoagulant", rxnorm.ANTICOAGULANTS, _ANTICOAGULANT_NAMES),
     )
-    for coding, path in ctx.medication_codings(med):
+    for coding, path in ctx.medication_codings(med, record):
         if coding.system != "rxnorm":
             continue
         for family, codes, _ in tables:
@@ -228,7 +229,7 @@ def _medication(ref: str, med: Any) -> dict[str, list[tuple[str, Evidence]]]:
             if name and (family, name) not in seen:
                 seen.add((family, name))
                 found[family].append((name, ctx.code_ev(ref, path, coding)))
-    for body, path in ctx.medication_texts(med):
+    for body, path in ctx.medication_texts(med, record):
         for family, _, names in tables:
             for name, m in ctx.match_names(names, body):
                 if (family, name) not in seen:
