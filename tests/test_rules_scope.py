@@ -80,6 +80,28 @@ def test_neoplasm_without_the_m84_pair_needs_review():
     assert "C79.51" in crit(j, "S1").reason and "M84.58XA" in crit(j, "S1").reason
 
 
+def test_a_neoplasm_under_review_is_not_denied_on_a_window_the_malignant_route_sets_aside():
+    """Myeloma coded without the M84.58X- pair, onset 120 days ago: the osteoporotic age window says
+    chronic, the malignant route (A56572) has no window. Recoding decides, so: review, not denial."""
+    facts = eligible(fractures=(fracture("L2", kind="pathologic", code="pathologic fracture", system="text"),),
+                     **per_level(("L2",), onset=AS_OF - timedelta(days=120)), malignancy=Fact.present(("C90.00",)),
+                     myeloma=Fact.present(True))
+    j = run(facts)
+    assert j.route == "review"
+    assert j.decision == "needs-review"
+    assert crit(j, "I1").status == "conflict"
+    assert "osteoporotic route not-met" in crit(j, "I1").reason
+
+
+def test_a_neoplasm_under_review_is_still_denied_by_what_both_routes_refuse():
+    """An exclusion both routes apply (discitis) still denies."""
+    facts = eligible(fractures=(fracture("L2", kind="pathologic", code="pathologic fracture", system="text"),),
+                     **per_level(("L2",)), malignancy=Fact.present(("C90.00",)), myeloma=Fact.present(True),
+                     infection=Fact.present(True, ev("Condition/discitis")))
+    j = run(facts)
+    assert j.decision == "not-eligible" and crit(j, "X2").status == "present"
+
+
 def test_m48_with_osteoporosis_needs_review():
     j = run(eligible(fractures=(fracture("T12", kind="collapsed-nec", code="M48.56XA"),)))
     assert j.decision == "needs-review"

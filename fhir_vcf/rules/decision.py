@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fhir_vcf.facts import FractureFacts, Status
 from fhir_vcf.rules import criteria, exclusions, scope, technique
 from fhir_vcf.rules.common import CONFLICT, NOT_MET, PRESENT, UNKNOWN, decision_levels
@@ -23,14 +25,19 @@ def judge(facts: FractureFacts, policy: Policy) -> Judgement:
     if facts.request is not None and not facts.request.levels and levels:
         flags.append(f"the request names no level: judged on the fracture levels {', '.join(levels)}")
     s1, route = scope.coding_route(facts, policy, levels)
-    results: list[CriterionResult] = []
-    for rule in criteria.INCLUSIONS:
-        crit = rule(facts, policy, levels, route)
-        if crit is not None:
-            results.append(crit)
+    if route == scope.REVIEW and facts.malignancy.status is Status.PRESENT:
+        # A neoplasm whose coding is under review: recoding may put the patient on the malignant
+        # route, which sets the age window, continuum of care and level limit aside (A56572). A
+        # criterion the two routes judge differently must not deny: it waits for the review.
+        judged = _route_dependent(
+            _criteria(facts, policy, levels, scope.OSTEOPOROTIC), _criteria(facts, policy, levels, scope.MALIGNANT)
+        )
+    else:
+        judged = _criteria(facts, policy, levels, route)
+    results = [c for c in judged if c.kind != "exclusion"]
     if s1 is not None:
         results.append(s1)
-    results.extend(exclusions.exclusions(facts, policy, levels, route))
+    results.extend(c for c in judged if c.kind == "exclusion")
     decision, why = decide(results)
     tech, tech_reason, tech_flags = technique.advise(facts, policy, levels, decision)
     for crit in results:
@@ -57,6 +64,31 @@ def judge(facts: FractureFacts, policy: Policy) -> Judgement:
         decision_reason=why,
         policy=policy.id,
     )
+
+
+def _criteria(facts: FractureFacts, policy: Policy, levels: list[str], route: str) -> list[CriterionResult]:
+    """The inclusions, then the exclusions, as judged on one coding route."""
+    found = [crit for rule in criteria.INCLUSIONS if (crit := rule(facts, policy, levels, route)) is not None]
+    return found + list(exclusions.exclusions(facts, policy, levels, route))
+
+
+def _route_dependent(osteoporotic: list[CriterionResult], malignant: list[CriterionResult]) -> list[CriterionResult]:
+    """Each criterion as both routes judge it; where they differ, a conflict that names both."""
+    merged = []
+    for a, b in zip(osteoporotic, malignant, strict=True):
+        if (a.status, a.applied) == (b.status, b.applied):
+            merged.append(a)
+            continue
+        merged.append(replace(
+            a,
+            status=CONFLICT,
+            review=True,
+            missing=(),
+            reason=f"depends on the coding route under review: osteoporotic route {a.status} ({a.reason}); "
+                   f"malignant route {b.status if b.applied else 'not applied'} ({b.reason})",
+            evidence=tuple(dict.fromkeys(a.evidence + b.evidence)),
+        ))
+    return merged
 
 
 def _healed_flag(facts: FractureFacts) -> list[str]:
