@@ -24,15 +24,33 @@ from typing import Any
 
 from fhir_vcf.facts import FractureFacts, Status
 from fhir_vcf.levels import region, sort_levels
-from fhir_vcf.rules.codes import CPT, CPT_DISPLAY, LOINC, MRI_BY_REGION, PAIN_NRS, procedure_lines
+from fhir_vcf.mappers.codes import cpt, loinc
+from fhir_vcf.mappers.codes.systems import CPT, LOINC
 from fhir_vcf.rules.judgement import Judgement
 from fhir_vcf.rules.policy import Policy
 from fhir_vcf.rules.scope import REVIEW_PREFIX
 
 IDENTIFIER_SYSTEM = "urn:fhir-vcf:careplan"
 TECHNIQUE_TEXT = {"kyphoplasty": "Kyphoplasty", "vertebroplasty": "Vertebroplasty"}
-_DISPLAY = {**CPT_DISPLAY, PAIN_NRS[0]: PAIN_NRS[1]}
+_DISPLAY = {
+    **cpt.AUGMENTATION, **cpt.DXA, **cpt.PT_INR, **cpt.MRI_SPINE,
+    loinc.PAIN_NRS: "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+}
 _LEVEL = re.compile(r"\b([CTLS]\d{1,2})\b")
+
+
+def procedure_lines(technique: str, levels: list[str]) -> list[tuple[str, str | None]]:
+    """(level, CPT) per level head to foot: the first level's code by region, then the add-on code.
+
+    E.g. kyphoplasty T12, L1 -> [(T12, 22513), (L1, 22515)]. None when CPT has no code (cervical
+    kyphoplasty) or the technique is not a single procedure ("either").
+    """
+    if technique not in cpt.FIRST_LEVEL or not levels:
+        return [(lv, None) for lv in levels]
+    first, *rest = levels
+    lines: list[tuple[str, str | None]] = [(first, cpt.FIRST_LEVEL[technique].get(region(first)))]
+    lines.extend((lv, cpt.ADD_ON_BY_TECHNIQUE[technique]) for lv in rest)
+    return lines
 
 
 def careplan_identifier(patient: str, policy_id: str, as_of: str) -> str:
@@ -189,9 +207,9 @@ def _work_up(judgement: Judgement) -> list[dict[str, Any]]:
         codes: list[tuple[str, str]] = []
         if "MRI with STIR" in item:
             regions = dict.fromkeys(region(lv) for lv in sort_levels(_LEVEL.findall(item)))
-            codes = [(CPT, MRI_BY_REGION[r]) for r in regions if r in MRI_BY_REGION]
-        elif PAIN_NRS[0] in item:
-            codes = [(LOINC, PAIN_NRS[0])]
+            codes = [(CPT, cpt.MRI_BY_REGION[r]) for r in regions if r in cpt.MRI_BY_REGION]
+        elif loinc.PAIN_NRS in item:
+            codes = [(LOINC, loinc.PAIN_NRS)]
         elif "77080" in item:
             codes = [(CPT, "77080")]
         elif "6301-6" in item:

@@ -1,11 +1,6 @@
-"""Local finding codes, system `urn:fhir-vcf:finding` (input profile, "Local codes").
-
-Two sections, one per mapper engineer: edit only your own (anchor edits on the markers).
-"""
+"""Local finding codes, system `urn:fhir-vcf:finding` (input profile, "Local codes")."""
 
 from __future__ import annotations
-
-# === fractures, levels, imaging findings (fracture mapper) ===
 
 # Imaging findings (input profile, "Local codes"): a finding Observation carries bodySite = the
 # vertebra and derivedFrom / partOf = the ImagingStudy.
@@ -22,13 +17,9 @@ IMAGING_FINDINGS = frozenset({
     CANAL_COMPROMISE, VERTEBRA_PLANA, INTRAVERTEBRAL_CLEFT,
 })
 
-# === end fractures ===
-
-# === symptoms, care, exclusions (context mapper) ===
 
 RDQ_SCORE = "rdq-score"  # integer 0-24, Roland-Morris Disability Questionnaire total
 PAIN_AT_FRACTURE_LEVEL = "pain-at-fracture-level"  # boolean; false = pain attributed elsewhere (X1)
 NEUROLOGIC_DEFICIT = "neurologic-deficit"  # boolean (X9)
 SPINAL_INSTABILITY = "spinal-instability"  # boolean (X7)
 
-# === end context ===

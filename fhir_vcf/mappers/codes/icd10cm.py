@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-# === fractures, levels, imaging findings (fracture mapper) ===
-
 # Codes are compared without dots and upper-cased ("M80.08XA" -> "M8008XA"); entries are prefixes.
 # Vertebral fracture Conditions and the kind each says (input profile, "fracture"; clinical rules,
 # "Scope and coding routes").
@@ -48,9 +46,6 @@ MYELOMA = ("C900",)
 HEALED_FRACTURE = ("Z87310",)  # personal history of (healed) osteoporosis fracture
 KYPHOSIS = ("M402",)  # other and unspecified kyphosis
 
-# === end fractures ===
-
-# === symptoms, care, exclusions (context mapper) ===
 
 # ICD-10-CM codes here are prefixes, compared without dots ("M46.2" matches "M46.25" and "M4625").
 
@@ -85,4 +80,3 @@ INSTABILITY = ("M53.2",)  # spinal instabilities
 MYELOPATHY = ("G95.2",  # other and unspecified cord compression
               "G99.2")  # myelopathy in diseases classified elsewhere
 
-# === end context ===

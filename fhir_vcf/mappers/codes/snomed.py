@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-# === fractures, levels, imaging findings (fracture mapper) ===
-
 # Vertebral fracture Conditions, with the kind each code says (input profile, "fracture").
 FRACTURE = {
     "42942008": ("compression", "compression fracture of vertebral column"),
@@ -56,9 +54,6 @@ KYPHOSIS = {
 # "acuity finding").
 EDEMA = {"79654002": "edema"}
 
-# === end fractures ===
-
-# === symptoms, care, exclusions (context mapper) ===
 
 # NSM and continuum of care (input profile, "NSM", "continuum of care").
 PHYSICAL_THERAPY = {"91251008": "physical therapy procedure"}
@@ -103,4 +98,3 @@ MYELOPATHY = {
     "192970008": "cauda equina syndrome",
 }
 
-# === end context ===
