@@ -8,45 +8,32 @@ The coverage tests make sure the samples keep exercising every decision and ever
 from __future__ import annotations
 
 import json
-from datetime import date
-from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pytest
+from expected_bundles import DECISIONS, ExpectedFolder
 
-from fhir_vcf.sources.files import bundle_files, load_file
+from fhir_vcf.sources.files import load_file
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-EXPECTED: dict[str, dict[str, dict[str, Any]]] = json.loads((SAMPLES / "expected.json").read_text())
-AS_OF = date(2025, 6, 30)  # every sample is written for this date
-FILES = [p.name for p in bundle_files([SAMPLES])]
-DECISIONS = {"eligible", "not-eligible", "needs-review", "insufficient-data"}
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = ExpectedFolder(SAMPLES_DIR)
+EXPECTED = SAMPLES.expected
+FILES = SAMPLES.files
+evaluations = SAMPLES.evaluations
 EXCLUSIONS = [f"X{n}" for n in range(1, 12)]
-
-
-@cache
-def evaluations(name: str) -> dict[str, dict[str, Any]]:
-    """patient → evaluation object, for one sample file (computed once per test session)."""
-    from fhir_vcf.evaluation import evaluate_records
-    from fhir_vcf.rules.policy import load_policies
-
-    policy = load_policies()["cms-lcd-pva"]
-    results = evaluate_records(load_file(SAMPLES / name), as_of=AS_OF, policy=policy)
-    return {e["patient"]: e for e in results}
 
 
 # ---------------------------------------------------------------- static: the samples and expected.json agree
 
 
 def test_expected_lists_every_sample_and_nothing_else():
-    assert sorted(EXPECTED) == sorted(FILES)
+    SAMPLES.check_the_listing()
     assert len(FILES) >= 14
 
 
 @pytest.mark.parametrize("name", FILES)
 def test_expected_lists_every_patient_of_the_sample(name):
-    records = load_file(SAMPLES / name)
+    records = load_file(SAMPLES_DIR / name)
     assert sorted(r.patient for r in records) == sorted(EXPECTED[name])
     for patient, expected in EXPECTED[name].items():
         assert expected["decision"] in DECISIONS, patient
@@ -55,7 +42,7 @@ def test_expected_lists_every_patient_of_the_sample(name):
 
 
 def test_samples_use_several_bundle_types_and_one_holds_two_patients():
-    types = {json.loads((SAMPLES / n).read_text())["type"] for n in FILES}
+    types = {json.loads((SAMPLES_DIR / n).read_text())["type"] for n in FILES}
     assert {"collection", "searchset", "transaction"} <= types
     assert any(len(patients) == 2 for patients in EXPECTED.values())
 
@@ -73,13 +60,12 @@ def test_sample_decision_and_levels(name):
     assert sorted(actual) == sorted(EXPECTED[name])
     for patient, expected in EXPECTED[name].items():
         got = actual[patient]
-        summary = {c["id"]: c["status"] for c in got.get("criteria", [])}
-        context = f"{name} {patient}: expected {expected['decision']} ({expected['why']}); criteria {summary}"
+        context = SAMPLES.context(name, patient)
         assert got["decision"] == expected["decision"], context
         assert got["levels"] == expected["levels"], context
         if "technique" in expected:
             assert got["technique"] == expected["technique"], context
-        assert got["asOf"] == AS_OF.isoformat()
+        assert got["asOf"] == expected["asOf"]
 
 
 def test_samples_together_exercise_every_decision():
