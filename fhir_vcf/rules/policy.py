@@ -84,23 +84,26 @@ class Source:
 
 
 @dataclass(frozen=True)
-class FractureAgeRule:
-    """I1: days from symptom onset to the as-of date."""
+class Criterion:
+    """What every criterion section has: whether it applies, its title, and its citation."""
 
     enabled: bool = field(metadata=_kind("bool"))
     title: str = field(metadata=_kind("str"))
     source: str = field(metadata=_kind("str"))
+
+
+@dataclass(frozen=True)
+class FractureAgeRule(Criterion):
+    """I1: days from symptom onset to the as-of date."""
+
     acute_below_days: Cited = field(metadata=_kind("cited:int"))  # acute: d < this
     max_days: Cited = field(metadata=_kind("cited:int"))  # subacute up to and including this; beyond: chronic
 
 
 @dataclass(frozen=True)
-class LevelRule:
+class LevelRule(Criterion):
     """I2: the levels the policy covers, and a sub-range that only earns a flag."""
 
-    enabled: bool = field(metadata=_kind("bool"))
-    title: str = field(metadata=_kind("str"))
-    source: str = field(metadata=_kind("str"))
     first: Cited = field(metadata=_kind("cited:level"))
     last: Cited = field(metadata=_kind("cited:level"))
     review_first: Cited | None = field(default=None, metadata=_kind("cited:level?"))
@@ -109,21 +112,14 @@ class LevelRule:
 
 
 @dataclass(frozen=True)
-class AcuityRule:
+class AcuityRule(Criterion):
     """I3: acuity shown by advanced imaging (MRI edema / bone-scan uptake)."""
-
-    enabled: bool = field(metadata=_kind("bool"))
-    title: str = field(metadata=_kind("str"))
-    source: str = field(metadata=_kind("str"))
 
 
 @dataclass(frozen=True)
-class SymptomRule:
+class SymptomRule(Criterion):
     """I4: pain despite non-surgical management (NSM), on the hospitalized or outpatient path."""
 
-    enabled: bool = field(metadata=_kind("bool"))
-    title: str = field(metadata=_kind("str"))
-    source: str = field(metadata=_kind("str"))
     # null: no separate hospitalized path; every patient goes the outpatient way.
     hospitalized_min_score: Cited = field(metadata=_kind("cited:float?"))
     min_score: Cited = field(metadata=_kind("cited:float"))
@@ -139,12 +135,9 @@ class SymptomRule:
 
 
 @dataclass(frozen=True)
-class ContinuumRule:
+class ContinuumRule(Criterion):
     """I5: referral for bone-density evaluation and an osteoporosis treatment/education program."""
 
-    enabled: bool = field(metadata=_kind("bool"))
-    title: str = field(metadata=_kind("str"))
-    source: str = field(metadata=_kind("str"))
     require_dxa: Cited = field(metadata=_kind("cited:bool"))
     require_program: Cited = field(metadata=_kind("cited:bool"))
 
@@ -174,12 +167,9 @@ class ExclusionRule:
 
 
 @dataclass(frozen=True)
-class CodingRule:
+class CodingRule(Criterion):
     """S1: which coding route the fracture takes (osteoporotic, malignant, review, traumatic)."""
 
-    enabled: bool = field(metadata=_kind("bool"))
-    title: str = field(metadata=_kind("str"))
-    source: str = field(metadata=_kind("str"))
     osteoporotic_codes: Cited = field(metadata=_kind("cited:codes"))
     # ICD-10-CM checks (7th character, M48.5- with osteoporosis); off for non-US policies.
     icd_checks: Cited = field(metadata=_kind("cited:bool"))
