@@ -27,6 +27,9 @@ extension itself, and replay reports a card that states another as-of date.
 Exit status: 0 when every answer is valid and matches its expectation, 1 when any does not,
 2 for unusable input (a file that is not a FHIR Bundle, a bad `--expect` file or key, an
 unreachable service), with one line per problem on stderr.
+
+This module is the flow (requests, checks, expectations, the command line); the transports and
+JWT signing are in `fhir_vcf.replay_transport`, the rows and their output in `fhir_vcf.replay_output`.
 """
 
 from __future__ import annotations
@@ -38,10 +41,7 @@ import logging
 import re
 import sys
 import time
-import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -49,6 +49,8 @@ from typing import Any, NamedTuple, TextIO
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
 from fhir_vcf.outputs.cards import DECISION_WORDS
+from fhir_vcf.replay_output import Progress, Row, junit_xml, render_table, summary
+from fhir_vcf.replay_transport import InProcess, Remote, ReplayInputError, Signer, Transport, outcome_text
 from fhir_vcf.sources import hook_request
 from fhir_vcf.sources.hook_request import EXTENSION, HOOKS, ORDER_HOOKS, USER_ID
 from fhir_vcf.sources.memory import MemoryFhir
@@ -57,18 +59,11 @@ from fhir_vcf.sources.memory import MemoryFhir
 # `fhir-vcf --help` stays fast (and `fhir-vcf serve` chooses prometheus_client's mode first).
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
-JWT_LIFETIME = 300  # seconds: CDS Hooks 2.0 recommends a short-lived token (exp at most 5 minutes)
-PROGRESS_THRESHOLD = 20  # bundles; above this, progress is shown even when stderr is not a terminal
-HTTP_TIMEOUT = (5.0, 60.0)
 
 # The words of a card's "**Decision:** ..." line, back to the decision codes.
 _DECISION_WORDS = {words: code for code, words in DECISION_WORDS.items()}
 _DETAIL_DECISION = re.compile(r"\*\*Decision:\*\*\s*([A-Za-z][A-Za-z -]*?)\s*(?:·|\n|$)")
 _DETAIL_AS_OF = re.compile(r"\*\*As of:\*\*\s*(\d{4}-\d{2}-\d{2})")
-
-
-class ReplayInputError(FhirVcfError):
-    """Replay cannot run as asked: an unusable key, expectations file or service (exit 2)."""
 
 
 # --- building requests ----------------------------------------------------------------------------
@@ -163,231 +158,7 @@ def card_problems(response: Any) -> list[str]:
     return problems
 
 
-# --- transports -----------------------------------------------------------------------------------
-
-
-class Signer:
-    """CDS Hooks 2.0 client JWTs: ES384 for an EC P-384 key, RS384 for RSA; `aud` = the URL called."""
-
-    def __init__(self, pem: bytes, issuer: str, kid: str | None = None) -> None:
-        import jwt
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-        try:
-            key = serialization.load_pem_private_key(pem, password=None)
-        except (ValueError, TypeError) as exc:
-            raise ReplayInputError(f"--jwt-key: not an unencrypted PEM private key ({exc})") from None
-        if isinstance(key, rsa.RSAPrivateKey):
-            self.algorithm = "RS384"
-            public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-        elif isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
-            self.algorithm = "ES384"
-            public_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-        else:
-            raise ReplayInputError("--jwt-key: use an RSA key (RS384) or an EC P-384 key (ES384)")
-        self.key = key
-        self.issuer = issuer
-        self.kid = kid or jwk_thumbprint(public_jwk)
-        self.public_jwk = {**public_jwk, "kid": self.kid, "alg": self.algorithm, "use": "sig"}
-
-    def token(self, audience: str) -> str:
-        import jwt
-
-        now = int(time.time())
-        claims = {
-            "iss": self.issuer,
-            "aud": audience,
-            "exp": now + JWT_LIFETIME,
-            "iat": now,
-            "jti": str(uuid.uuid4()),
-        }
-        return jwt.encode(claims, self.key, algorithm=self.algorithm, headers={"kid": self.kid, "typ": "JWT"})
-
-
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint (base64url SHA-256 of the required members): a stable default `kid`."""
-    import base64
-    import hashlib
-
-    required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}[str(jwk["kty"])]
-    canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
-
-
-@dataclass
-class Answer:
-    status: int
-    body: Any  # parsed JSON, or None
-    text: str
-
-
-class Transport:
-    """Where requests go: `discovery()` and `call(service_id, body)`."""
-
-    base_url: str = ""
-
-    def __init__(self, signer: Signer | None = None) -> None:
-        self.signer = signer
-
-    def url(self, path: str) -> str:
-        return self.base_url.rstrip("/") + path
-
-    def headers(self, url: str) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.signer:
-            headers["Authorization"] = f"Bearer {self.signer.token(url)}"
-        return headers
-
-    def get(self, path: str) -> Answer:
-        raise NotImplementedError
-
-    def post(self, path: str, body: Any) -> Answer:
-        raise NotImplementedError
-
-    def discovery(self) -> dict[str, Any]:
-        answer = self.get("/cds-services")
-        if answer.status != 200 or not isinstance(answer.body, Mapping):
-            raise ReplayInputError(
-                f"discovery {self.url('/cds-services')} answered {answer.status}: {_outcome_text(answer)}"
-            )
-        services = answer.body.get("services")
-        if not isinstance(services, list):
-            raise ReplayInputError(f"discovery {self.url('/cds-services')}: no services array")
-        return dict(answer.body)
-
-    def call(self, service_id: str, body: Mapping[str, Any]) -> Answer:
-        return self.post(f"/cds-services/{service_id}", body)
-
-    @contextlib.contextmanager
-    def evaluating_as_of(self, as_of: date | None) -> Iterator[None]:
-        yield
-
-
-class InProcess(Transport):
-    """The app itself through Flask's test client (no server, no network)."""
-
-    base_url = "http://localhost"
-
-    def __init__(self, signer: Signer | None = None, app: Any = None) -> None:
-        super().__init__(signer)
-        if app is None:
-            from fhir_vcf import create_app
-
-            app = create_app({"database_url": "sqlite://"})
-        self.app = app
-        self.client = app.test_client()
-
-    def _answer(self, response: Any) -> Answer:
-        text = response.get_data(as_text=True)
-        return Answer(response.status_code, _loads(text), text)
-
-    def get(self, path: str) -> Answer:
-        return self._answer(self.client.get(path, headers=self.headers(self.url(path))))
-
-    def post(self, path: str, body: Any) -> Answer:
-        return self._answer(self.client.post(path, data=json.dumps(body), headers=self.headers(self.url(path))))
-
-    @contextlib.contextmanager
-    def evaluating_as_of(self, as_of: date | None) -> Iterator[None]:
-        """Evaluate as of `as_of` through the service's documented seam (`cds_hooks.evaluate_record`)."""
-        if as_of is None:
-            yield
-            return
-        from fhir_vcf.service import cds_hooks
-
-        original = cds_hooks.evaluate_record
-
-        def dated(record: Any, **options: Any) -> dict[str, Any]:
-            return original(record, **{**options, "as_of": as_of})
-
-        cds_hooks.evaluate_record = dated
-        try:
-            yield
-        finally:
-            cds_hooks.evaluate_record = original
-
-
-class Remote(Transport):
-    """A running service at `base_url` (`--against`), over HTTP with requests."""
-
-    def __init__(self, base_url: str, signer: Signer | None = None) -> None:
-        import requests
-
-        super().__init__(signer)
-        self.base_url = base_url.rstrip("/")
-        if self.base_url.endswith("/cds-services"):
-            self.base_url = self.base_url[: -len("/cds-services")]
-        self.session = requests.Session()
-
-    def _send(self, method: str, path: str, body: Any = None) -> Answer:
-        import requests
-
-        url = self.url(path)
-        try:
-            response = self.session.request(
-                method, url, headers=self.headers(url), data=None if body is None else json.dumps(body),
-                timeout=HTTP_TIMEOUT,
-            )
-        except requests.RequestException as exc:
-            raise ReplayInputError(f"cannot reach {url} ({type(exc).__name__})") from None
-        return Answer(response.status_code, _loads(response.text), response.text)
-
-    def get(self, path: str) -> Answer:
-        return self._send("GET", path)
-
-    def post(self, path: str, body: Any) -> Answer:
-        return self._send("POST", path, body)
-
-
-def _loads(text: str) -> Any:
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return None
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # --- running --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One bundle + patient + hook: what the service decided and what is wrong with the answer."""
-
-    file: str
-    patient: str
-    hook: str
-    decision: str | None = None
-    expected: str | None = None
-    problems: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def valid(self) -> bool:
-        return not self.problems
-
-    @property
-    def passed(self) -> bool:
-        return self.valid and (self.expected is None or self.decision == self.expected)
-
-    def to_json(self) -> dict[str, Any]:
-        problems = list(self.problems)
-        if self.valid and not self.passed:
-            problems.append(f"decision {self.decision!r}, expected {self.expected!r}")
-        return {
-            "file": self.file,
-            "patient": self.patient,
-            "hook": self.hook,
-            "decision": self.decision,
-            "expected": self.expected,
-            "valid": self.valid,
-            "problems": problems,
-        }
 
 
 class Expectation(NamedTuple):
@@ -453,7 +224,7 @@ def replay_patient(
         answer = transport.call(service["id"], body)
     row.seconds = time.perf_counter() - started
     if answer.status != 200:
-        row.problems.append(f"HTTP {answer.status}: {_outcome_text(answer)}")
+        row.problems.append(f"HTTP {answer.status}: {outcome_text(answer)}")
         return row
     if answer.body is None:
         row.problems.append("the response is not JSON")
@@ -473,13 +244,6 @@ def replay_patient(
             )
     return row
 
-
-def _outcome_text(answer: Answer) -> str:
-    body = answer.body
-    if isinstance(body, Mapping) and body.get("resourceType") == "OperationOutcome":
-        texts = [i.get("diagnostics") for i in body.get("issue") or [] if isinstance(i, Mapping)]
-        return _short("; ".join(t for t in texts if isinstance(t, str)) or "OperationOutcome")
-    return _short(answer.text) or "(empty body)"
 
 
 def run(
@@ -558,95 +322,6 @@ def run(
                 on_row(row)
     progress.clear()
     return rows, bad, skipped
-
-
-class Progress:
-    """`replay: 12/140 name.json` on stderr: rewritten in place on a terminal, one line per file
-    otherwise; shown only on a terminal or for more than PROGRESS_THRESHOLD bundles."""
-
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total = total
-        self.stream = stream
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.enabled = self.tty or total > PROGRESS_THRESHOLD
-        self._dirty = False
-
-    def show(self, index: int, name: str) -> None:
-        if not self.enabled:
-            return
-        text = f"replay: {index}/{self.total} {name}"
-        if self.tty:
-            self.stream.write("\r\x1b[K" + text)
-            self._dirty = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def clear(self) -> None:
-        if self.tty and self._dirty:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._dirty = False
-
-
-# --- output ---------------------------------------------------------------------------------------
-
-COLUMNS = ("file", "patient", "hook", "decision", "expected", "valid", "problems")
-
-
-def render_table(rows: Sequence[Row]) -> str:
-    cells = []
-    for row in rows:
-        data = row.to_json()
-        cells.append([
-            data["file"],
-            data["patient"],
-            data["hook"],
-            data["decision"] or "-",
-            data["expected"] or "-",
-            "yes" if data["valid"] else "NO",
-            "; ".join(data["problems"]) or "-",
-        ])
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
-    for r in cells:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    return "\n".join(lines) + "\n"
-
-
-def summary(rows: Sequence[Row], bad: int, skipped: int) -> str:
-    passed = sum(1 for r in rows if r.passed)
-    text = f"{passed} passed, {len(rows) - passed} failed"
-    if skipped:
-        text += f", {skipped} skipped (no draft augmentation order for an order hook)"
-    if bad:
-        text += f", {bad} unusable input file{'s' if bad != 1 else ''}"
-    return text
-
-
-def junit_xml(rows: Sequence[Row], *, name: str = "fhir-vcf replay") -> bytes:
-    """JUnit XML: one testcase per row (classname = file, name = patient + hook)."""
-    failures = sum(1 for r in rows if not r.passed)
-    suite = ET.Element(
-        "testsuite",
-        name=name,
-        tests=str(len(rows)),
-        failures=str(failures),
-        errors="0",
-        skipped="0",
-        time=f"{sum(r.seconds for r in rows):.3f}",
-    )
-    for row in rows:
-        case = ET.SubElement(
-            suite, "testcase", classname=row.file, name=f"{row.patient} {row.hook}", time=f"{row.seconds:.3f}"
-        )
-        data = row.to_json()
-        if not row.passed:
-            failure = ET.SubElement(case, "failure", message=_short("; ".join(data["problems"]), 300))
-            failure.text = "\n".join(data["problems"])
-        ET.SubElement(case, "system-out").text = json.dumps(data)
-    ET.indent(suite)
-    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
 # --- the command line -----------------------------------------------------------------------------
@@ -764,13 +439,10 @@ __all__ = [
     "HOOKS",
     "ORDER_HOOKS",
     "USER_ID",
-    "Row",
-    "Signer",
     "add_replay_parser",
     "build_request",
     "decision_of",
     "draft_orders",
-    "junit_xml",
     "load_expectations",
     "run",
     "run_replay",

@@ -18,7 +18,8 @@ from fhir_vcf.mappers.care import map_care
 from fhir_vcf.mappers.codes.loinc import DXA_REPORT
 from fhir_vcf.mappers.exclusions import map_exclusions
 from fhir_vcf.mappers.fractures import context_text, onset_facts, scan_conditions, with_levels
-from fhir_vcf.mappers.imaging import imaging_facts, retropulsion_fact, scan_imaging
+from fhir_vcf.mappers.imaging import scan_imaging
+from fhir_vcf.mappers.imaging_facts import imaging_facts, retropulsion_fact
 from fhir_vcf.mappers.requests import map_requests
 from fhir_vcf.mappers.symptoms import map_symptoms
 from fhir_vcf.record import PatientRecord

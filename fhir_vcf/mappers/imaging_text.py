@@ -1,0 +1,351 @@
+"""The free text of imaging resources (report conclusions, presented forms, study and series
+descriptions, finding notes) read into `Signal`s.
+
+Each text is cut into sentences and each sentence into comma-separated parts with the levels each
+names, so that "acute T12 fracture, chronic L1 deformity" gives T12 and L1 their own statements.
+The cue patterns carry the input profile's vocabulary; negated or hedged statements are never
+read as affirmed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fhir_vcf.facts import Evidence, Method
+from fhir_vcf.mappers import text
+from fhir_vcf.mappers.codes import dicom
+from fhir_vcf.mappers.imaging_signals import ImagingScan, Signal, SignalSource
+
+# Genant semiquantitative grades (clinical rules, "Genant"): words map to the lower bound of their
+# band, moved just inside it where the band is open below, so that no number beyond what the text
+# supports is invented (facts.py: mild -> 20, moderate -> 26, severe -> 41).
+GENANT = {
+    "mild": (20.0, "Genant mild (20–25 %)"),
+    "moderate": (26.0, "Genant moderate (25–40 %)"),
+    "severe": (41.0, "Genant severe (> 40 %)"),
+}
+_GENANT_GRADE = {"1": "mild", "2": "moderate", "3": "severe"}
+
+_I = re.IGNORECASE
+# Acuity cues (input profile, "acuity finding"). Edema and STIR/T2 hyperintensity imply MRI; uptake
+# and avidity imply a bone scan / SPECT / PET; "acute", "chronic" need a known advanced modality.
+# "BME" is the radiologists' abbreviation of bone marrow edema ("fx w/ BME").
+_EDEMA = re.compile(r"\bo?edema(?:tous)?\b|\bBME\b", _I)
+_SOFT_TISSUE = re.compile(
+    r"(?:soft[-\s]tissue|paraspinal|paravertebral|prevertebral|subcutaneous|muscle|muscular|pulmonary|"
+    r"interstitial|cord|facet|ligament\w*|disc)\s+(?:\w+\s+){0,2}$",
+    _I,
+)
+_FLUID_SIGNAL = re.compile(
+    r"\b(?:stir|t2)(?:[-\s]weighted)?(?:\s*:)?\s+(?:\w+\s+){0,2}?hyperintens\w*"
+    r"|\bhyperintens\w*\s+(?:\w+\s+){0,4}?(?:on|in)\s+(?:the\s+)?(?:stir|t2|fluid[-\s]sensitive)\b"
+    r"|\bstir\s+(?:signal\s+)?(?:abnormality|increase|bright)"
+    # "STIR-bright", "bright on STIR", "bright on T2/STIR"
+    r"|\bstir-bright\b|\bbright\s+on\s+(?:the\s+)?(?:t2\s*/\s*)?(?:stir|t2|fluid[-\s]sensitive)\b"
+    # "increased T2/STIR signal", "increased STIR signal", "increased fluid signal"
+    r"|\bincreased\s+(?:(?:t2|stir|fluid|fluid[-\s]sensitive)(?:\s*/\s*|\s+))+signal\b",
+    _I,
+)
+_UPTAKE = re.compile(
+    r"\bincreased\s+(?:\w+\s+){0,2}?(?:uptake|activity|tracer\s+accumulation)|\buptake\s+is\s+increased"
+    r"|\b(?:(?:radio)?tracer|fdg)[-\s]avid\w*|\bavid\w*\b"
+    # "intense tracer uptake", "marked uptake", "focal activity", "no abnormal uptake" (negated: no uptake)
+    r"|\b(?:intense(?:ly)?|marked(?:ly)?|focal(?:ly)?|abnormal(?:ly)?)\s+"
+    r"(?:(?:increased|radiotracer|tracer|radionuclide|osseous|bony)\s+){0,2}(?:uptake|activity|tracer\s+accumulation)",
+    _I,
+)
+_ACUITY_CONTEXT = re.compile(r"marrow|\bbone|osseous|vertebr|fractur|compress|collaps|endplate|\bbody\b|spin", _I)
+_ACUTE = re.compile(r"\b(?:sub)?acute\b", _I)
+_CHRONIC = re.compile(r"\b(?:chronic|healed|sclerotic|remote)\b|(?<![-\w])old\b", _I)
+_FRACTURE_CONTEXT = re.compile(r"fractur|compress|collaps|deformit|wedg|height|vertebr|\bbody\b|endplate|plana", _I)
+_SEEN = re.compile(
+    r"\b(?:fractur\w*|compression\s+deformit\w*|collapse[sd]?|wedg\w*\s+(?:deformit\w*|compression|fracture)"
+    r"|height\s+loss|loss\s+of\s+(?:\w+\s+){0,2}?height|vertebra\s+plana)",
+    _I,
+)
+_GENANT_WORDS = re.compile(
+    r"\b(?P<grade>mild|moderate|severe)(?:ly)?\s+(?:(?!pain)\w+\s+){0,3}?"
+    r"(?:compression|wedg\w*|height\s+loss|loss\s+of\s+(?:\w+\s+)?height|collapse|deformit\w*|fractur\w*)"
+    r"|\bgenant\s+(?:grade\s+)?(?P<number>[123])\b",
+    _I,
+)
+_PROGRESSION = re.compile(
+    r"\bfurther\s+(?:\w+\s+){0,2}?(?:collapse|compression|height\s+loss|loss\s+of\s+(?:\w+\s+)?height)"
+    r"|\bprogressi\w*\s+(?:\w+\s+){0,3}?(?:height\s+loss|loss\s+of\s+(?:\w+\s+)?height|collapse|compression|deformit\w*)"
+    r"|\binterval\s+(?:progression|increase|worsening|collapse|further)"
+    r"|\b(?:height\s+loss|collapse|compression|deformity)\s+(?:\w+\s+){0,3}?(?:has\s+|have\s+)?"
+    r"(?:progressed|increased|worsened)"
+    # "increased T12 compression", "worsening L1 compression deformity" (not cord / canal / root compression)
+    r"|\b(?:increased|increasing|worsening|worsened)\s+(?:(?!cord\b|canal\b|nerve\b|thecal\b|root\b|pain\b)\w+\s+)"
+    r"{0,2}?(?:height\s+loss|collapse|compression|deformit\w*)",
+    _I,
+)
+# One report comparing two height-loss percentages: "increased from 25% to 40%", "now 40% (previously
+# 25%)", "40%, increased from 25% on the prior study". Groups: a = the earlier value, b = the later one.
+_PCT_A = r"(?P<a>\d{1,3}(?:\.\d+)?)\s*(?:%|percent)"
+_PCT_B = r"(?P<b>\d{1,3}(?:\.\d+)?)\s*(?:%|percent)"
+_PERCENT_CHANGE = (
+    re.compile(rf"\bfrom\s+{_PCT_A}\s*(?:to|now)\s+{_PCT_B}", _I),
+    re.compile(rf"{_PCT_B}[^.;\n]{{0,40}}?\b(?:previously|prior(?:ly)?|was|from|compared\s+(?:with|to))\s+"
+               rf"{_PCT_A}", _I),
+    re.compile(rf"\b(?:previously|prior(?:ly)?|was)\s+{_PCT_A}[^.;\n]{{0,40}}?\b(?:now|currently)\s+{_PCT_B}", _I),
+)
+_STABLE = re.compile(
+    r"\b(?:stable|unchanged)\s+(?!burst)(?:\w+\s+){0,3}?(?:compression|collapse|fractur\w*|height|deformit\w*)"
+    r"|\b(?:compression|collapse|fractur\w*|height|deformit\w*)\s+(?:\w+\s+){0,4}?(?:is|are|remains?)\s+"
+    r"(?:stable|unchanged)"
+    # Telegraphic report style, the state right after its subject: "height unchanged", "fracture stable".
+    r"|\b(?:compression|collapse|fractur\w*|height|deformit\w*)\s+(?:stable|unchanged)\b"
+    r"|\bno\s+(?:significant\s+)?interval\s+change",
+    _I,
+)
+_HEIGHT_WORDS = re.compile(r"height|collapse|compress|wedg", _I)
+_PLANA = re.compile(r"\bvertebra\s+plana\b", _I)
+_CLEFT = re.compile(
+    r"\bintravertebral\s+(?:vacuum\s+)?cleft|\bvacuum\s+cleft|\bk[üu]mmell|\bintravertebral\s+(?:gas|vacuum)", _I
+)
+_RETRO = re.compile(
+    r"\bretropuls\w*(?:\s+(?:bone\s+|osseous\s+)?fragment)?|\bcanal\s+compromise|\bcompromise\s+of\s+the\s+(?:spinal\s+)?canal"
+    r"|\bposterior\s+(?:cortical\s+)?wall\s+(?:involvement|fracture|disruption|breach|buckling|bowing|displacement)"
+    r"|\b(?:involvement|disruption|breach|fracture)\s+of\s+the\s+posterior\s+(?:cortical\s+)?wall"
+    r"|\bposterior\s+(?:cortical\s+)?wall\s+(?:is\s+)?involved",
+    _I,
+)
+_RETRO_INTACT = re.compile(
+    r"\bposterior\s+(?:cortical\s+)?wall\s+(?:is\s+|remains\s+)?intact|\bintact\s+posterior\s+(?:cortical\s+)?wall", _I
+)
+# Every word any imaging fact could come from: a text (or sentence) without one is skipped whole.
+_ANY_CUE = re.compile(
+    r"o?edema|\bBME\b|hyperintens|stir|uptake|avid|increased|activity|acute|chronic|healed|sclero|remote|\bold\b|fractur|compress|collaps"
+    r"|wedg|height|plana|cleft|vacuum|k[üu]mmell|retropuls|canal|posterior\s+(?:cortical\s+)?wall|progress"
+    r"|further|interval|stable|unchanged|mild|moderate|severe|genant|%|percent",
+    _I,
+)
+# A disc space ("L4-5", "L5-S1", "T12/L1"): canal narrowing there is degenerative, not the fracture.
+_DISC_LEVEL = re.compile(r"\b(?:th|[ctls])[\s\-]?\d{1,2}\s*[-/–]\s*(?:(?:th|[ctls])[\s\-]?)?\d{1,2}\b|\bdis[ck]", _I)
+# Sentences end at ".", ";" or a line break; a decimal point ("2.5 cm") does not end one.
+_SENTENCE = re.compile(r"[^.;\n]+(?:\.(?=\d)[^.;\n]*)*")
+_OTHER_LEVELS = re.compile(
+    r"\b(?:other|remaining|additional|adjacent)\s+(?:\w+\s+){0,2}?"
+    r"(?:levels?|vertebra\w*|vertebral\s+bod\w+|fractures?|compression\s+fractures?)"
+    r"|\belsewhere\b|\brest\s+of\s+the\s+(?:spine|vertebra\w*|levels)",
+    _I,
+)
+_LEADING_LEVEL = re.compile(r"^\s*(?:and\s+)?(?:th|[ctls])[\s\-]?\d", _I)
+_TRAILING_LEVEL = re.compile(r"(?:th|[ctls])[\s\-]?\d{1,2}\s*$", _I)
+
+
+def _segments(sentence: str, has_levels: bool = True) -> list[tuple[int, str, list[str]]]:
+    """Comma-separated parts of a sentence with the levels each names; a level list ("T12, L1 and L2")
+    stays in one part."""
+    if not has_levels:
+        return [(0, sentence, [])]
+    parts: list[tuple[int, str]] = []
+    offset = 0
+    for piece in _comma_pieces(sentence):
+        if parts and _LEADING_LEVEL.match(piece) and _TRAILING_LEVEL.search(parts[-1][1]):
+            start, prev = parts[-1]
+            parts[-1] = (start, prev + "," + piece)
+        else:
+            parts.append((offset, piece))
+        offset += len(piece) + 1
+    return [(start, piece, text.find_levels(piece)) for start, piece in parts]
+
+
+def _comma_pieces(sentence: str) -> list[str]:
+    """The sentence split at commas outside parentheses: in "T12 (acute, edema) and L1 (chronic,
+    sclerotic)" each parenthesis stays with the level it follows."""
+    if "(" not in sentence:
+        return sentence.split(",")
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(sentence):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            pieces.append(sentence[start:i])
+            start = i + 1
+    pieces.append(sentence[start:])
+    return pieces
+
+
+def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: str) -> None:
+    """Every imaging statement in a text, each attributed to the levels of its part of the sentence."""
+    if not _ANY_CUE.search(value):
+        return  # nothing an imaging fact could come from: skip the sentence work
+    whole_levels = text.find_levels(value)
+    text_default = tuple(whole_levels) if len(whole_levels) == 1 else source.fallback_levels
+    advanced_source = source.modality in dicom.ADVANCED
+    for sm in _SENTENCE.finditer(value):
+        sentence = sm.group(0)
+        if not _ANY_CUE.search(sentence):
+            continue
+        sentence_levels = text.find_levels(sentence) if whole_levels else []
+        if not sentence_levels and _OTHER_LEVELS.search(sentence):
+            continue  # "other levels without edema": about no level in question, never the default one
+        carried: list[str] = []
+        for start, segment, seg_levels in _segments(sentence, bool(sentence_levels)):
+            if seg_levels:
+                carried = seg_levels
+            if not _ANY_CUE.search(segment):
+                continue
+            levels = tuple(carried or (sentence_levels if len(sentence_levels) == 1 else ()) or text_default)
+            groups = text.level_mentions(segment) if len(seg_levels) > 1 else []
+            _segment_signals(scan, source, element, sentence, start, segment, levels, bool(seg_levels),
+                             advanced_source, groups if len(groups) > 1 else [])
+        if "%" in sentence or "percent" in sentence.lower():
+            _percent_change(scan, source, element, sentence,
+                            tuple(sentence_levels if len(sentence_levels) == 1 else text_default))
+
+
+def _percent_change(
+    scan: ImagingScan, source: SignalSource, element: str, sentence: str, levels: tuple[str, ...]
+) -> None:
+    """Progression stated as two height-loss percentages in one sentence (later larger: progression)."""
+    if not _HEIGHT_WORDS.search(sentence):
+        return
+    for pattern in _PERCENT_CHANGE:
+        for m in pattern.finditer(sentence):
+            earlier, later = float(m["a"]), float(m["b"])
+            snippet = text.snippet(sentence, m.start(), m.end())
+            ev = Evidence(source.ref, element, Method.TEXT, f"'{snippet}'")
+            scan.signals.append(Signal("progression", later > earlier, levels, source.day, source.modality, ev,
+                                       note=f"height loss {earlier:g} % -> {later:g} %", from_text=True,
+                                       report_text=source.report))
+
+
+def _segment_signals(
+    scan: ImagingScan,
+    source: SignalSource,
+    element: str,
+    sentence: str,
+    offset: int,
+    segment: str,
+    levels: tuple[str, ...],
+    names_level: bool,
+    advanced_source: bool,
+    groups: list[tuple[int, int, list[str]]] | None = None,
+) -> None:
+    """The signals of one part of a sentence. With several separate level mentions in the part
+    ("T12 with 35% height loss and L1 with 20%"), each statement belongs to the nearest mention
+    before it (else the first after it)."""
+    def ev(m: re.Match[str]) -> Evidence:
+        snippet = text.snippet(sentence, offset + m.start(), offset + m.end())
+        return Evidence(source.ref, element, Method.TEXT, f"'{snippet}'")
+
+    def negated(m: re.Match[str]) -> bool:
+        return text.is_negated(sentence, offset + m.start(), offset + m.end())
+
+    def hedged(m: re.Match[str]) -> bool:
+        return text.is_hedged(sentence, offset + m.start(), offset + m.end())
+
+    def levels_at(pos: int) -> tuple[str, ...]:
+        if not groups:
+            return levels
+        before = [g for g in groups if g[1] <= pos]
+        chosen = before[-1] if before else groups[0]
+        return tuple(chosen[2])
+
+    def add(kind: str, value: Any, m: re.Match[str], at: tuple[str, ...] | None = None, **kw: Any) -> None:
+        scan.signals.append(
+            Signal(kind, value, at or levels_at(m.start()), source.day, source.modality, ev(m), from_text=True,
+                   report_text=source.report, **kw)
+        )
+
+    low = segment.lower()
+
+    def has(*words: str) -> bool:
+        # Cheap substring gates before the (case-insensitive, slower) patterns run.
+        return any(w in low for w in words)
+
+    fracture_context = bool(_FRACTURE_CONTEXT.search(segment))
+    # Edema / uptake words count when the words around them are about bone or a level, or when the
+    # report is an MRI / bone scan: "pedal edema" in a clinic note or an "FDG-avid node" is not acuity.
+    if has("edema", "bme", "hyperintens", "stir", "uptake", "avid", "increased", "activity") and (
+        advanced_source or names_level or _ACUITY_CONTEXT.search(segment) or _ACUITY_CONTEXT.search(sentence)
+    ):
+        for pattern, value_name in ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"),
+                                    (_UPTAKE, "increased-uptake")):
+            for m in pattern.finditer(segment):
+                if pattern is _EDEMA and _SOFT_TISSUE.search(segment[max(0, m.start() - 50) : m.start()]):
+                    continue
+                if hedged(m):
+                    continue
+                is_neg = negated(m)
+                # Edema words in a CT or radiograph report ("suggestion of marrow edema on dual-energy
+                # maps") are not the MRI / bone scan acuity of clinical rules I3.
+                add("acuity", not is_neg, m, advanced=source.modality not in dicom.ANATOMIC,
+                    acuity_value=None if is_neg else value_name)
+    if fracture_context:
+        positive_value = "increased-uptake" if source.modality in {"NM", "PT"} else "marrow-edema"
+        if "acute" in low:
+            for m in _ACUTE.finditer(segment):
+                if hedged(m):
+                    continue
+                is_neg = negated(m)
+                add("acuity", not is_neg, m, advanced=advanced_source,
+                    acuity_value=None if is_neg else positive_value, note="age word")
+        if has("chronic", "healed", "sclerotic", "remote", "old"):
+            for m in _CHRONIC.finditer(segment):
+                if not negated(m) and not hedged(m):
+                    add("acuity", False, m, advanced=advanced_source, note="age word")
+        for m in _SEEN.finditer(segment):
+            if not negated(m):
+                add("seen", True, m, advanced=advanced_source)
+                break
+    if has("%", "percent", "per cent"):
+        # "T12 30%, L1 20% height loss": a part naming a level takes its height words from the sentence.
+        found = []
+        for pct_value in text.find_height_loss_percent(segment, context=sentence if names_level else None):
+            m = re.search(re.escape(f"{pct_value:g}"), segment) or re.search(r"\d", segment)
+            if m:
+                found.append((pct_value, m))
+        shared = [(v, m) for v, m in found if len(levels_at(m.start())) > 1]
+        if len({v for v, _ in shared}) > 1:
+            # Several percentages for one list of levels: paired in order only with "respectively",
+            # otherwise no percentage can be tied to a level (never a number the text does not give it).
+            group = levels_at(shared[0][1].start())
+            if "respectively" in low and len(shared) == len(group) and all(
+                    levels_at(m.start()) == group for _, m in shared):
+                for (v, m), level in zip(shared, group, strict=True):
+                    add("height", v, m, at=(level,))
+            found = [(v, m) for v, m in found if len(levels_at(m.start())) <= 1]
+        for pct_value, m in found:
+            add("height", pct_value, m)
+    if has("mild", "moderate", "severe", "genant"):
+        for m in _GENANT_WORDS.finditer(segment):
+            if negated(m):
+                continue
+            grade = (m["grade"] or _GENANT_GRADE.get(m["number"] or "", "")).lower()
+            if grade in GENANT:
+                number, note = GENANT[grade]
+                add("height", number, m, note=note)
+    if has("further", "progress", "interval", "increas", "worsen"):
+        for m in _PROGRESSION.finditer(segment):
+            if not hedged(m):
+                add("progression", not negated(m), m)
+    if has("stable", "unchanged", "interval"):
+        for m in _STABLE.finditer(segment):
+            if not negated(m):
+                add("progression", False, m)
+    for pattern, kind, words in (
+        (_PLANA, "plana", ("plana",)),
+        (_CLEFT, "cleft", ("cleft", "vacuum", "mmell", "intravertebral")),
+        (_RETRO, "retropulsion", ("retropuls", "canal", "posterior")),
+    ):
+        if has(*words):
+            for m in pattern.finditer(segment):
+                if hedged(m):
+                    continue
+                if "canal" in m.group(0).lower() and not (
+                    fracture_context or "retropuls" in low or (names_level and not _DISC_LEVEL.search(segment))
+                ):
+                    continue  # "disc bulge at L4-5 with canal compromise": degenerative, not the fracture
+                add(kind, not negated(m), m)
+    if "intact" in low:
+        for m in _RETRO_INTACT.finditer(segment):
+            if not negated(m):
+                add("retropulsion", False, m)
+
