@@ -20,7 +20,7 @@ from fhir_vcf.mappers.codes import cpt, hcpcs, loinc, rxnorm, snomed
 # NSM counts when it belongs to the current episode: dated in the 12 weeks before the as-of date
 # (the subacute limit of clinical rules I1: an older fracture is chronic and not covered anyway), or
 # an order / statement still active on that date. A course of tramadol in 2019 for a knee is not
-# NSM for this fracture. Lead decision where the profile is silent; see the report.
+# NSM for this fracture. An interpretation where the input profile is silent.
 NSM_WINDOW_DAYS = 84
 _ACTIVE_MEDICATION = frozenset({"active", "on-hold", "intended"})
 

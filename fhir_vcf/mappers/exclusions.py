@@ -363,7 +363,7 @@ def _combine(signals: _Signals, label: str) -> Fact[bool]:
 
 def _coagulopathy(signals: _Signals, thrombophilia: list[Evidence]) -> Fact[bool]:
     """X6 (coded). Thrombophilia sits inside D68.- but raises clotting, not bleeding, risk: a reviewer
-    decides rather than the code list (lead's list is D68.-; see the report)."""
+    decides rather than the code list (input profile lists D68.- whole: an interpretation)."""
     fact = _combine(signals, "coded coagulopathy")
     if fact.status is Status.ABSENT and thrombophilia:
         return Fact.conflict("thrombophilia (ICD-10-CM D68.5-/D68.6-) coded: a clotting disorder, not a "

@@ -32,7 +32,7 @@ SETTINGS = {
     "HH": "ambulatory",
     "OBSENC": "observation",
 }
-# Observation statuses whose value counts (lead decision: a registered result has no value yet).
+# Observation statuses whose value counts (a registered result has no value yet).
 _RESULT_STATUSES = frozenset({"preliminary", "final", "amended", "corrected"})
 # The value of a coded pain Observation written as a string: "8", "8/10", "NRS 8/10", "8 out of 10",
 # "Pain 8/10 at rest". One number, optionally labelled; words may follow only a "/10" or "out of 10"

@@ -50,7 +50,7 @@ KYPHOSIS = ("M402",)  # other and unspecified kyphosis
 # ICD-10-CM codes here are prefixes, compared without dots ("M46.2" matches "M46.25" and "M4625").
 
 # X1 pain generator other than the fracture (clinical rules X1: "documented radiculopathy or stenosis").
-RADICULOPATHY = ("M54.1",  # radiculopathy (input profile, lead decision)
+RADICULOPATHY = ("M54.1",  # radiculopathy (clinical rules X1: "documented radiculopathy or stenosis")
                  "M51.1")  # thoracic/lumbar disc disorders *with radiculopathy* (ICD-10-CM tabular)
 SPINAL_STENOSIS = ("M48.0",)  # spinal stenosis
 
