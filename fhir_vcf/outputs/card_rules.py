@@ -167,14 +167,9 @@ def _check_card(card: Any, where: str) -> list[str]:
             recommended = sum(1 for s in suggestions if isinstance(s, Mapping) and s.get("isRecommended") is True)
             if behavior == "at-most-one" and recommended > 1:
                 problems.append(f"{where}.suggestions: {recommended} recommended under 'at-most-one'; at most one")
-            seen: set[str] = set()
             for i, suggestion in enumerate(suggestions):
                 problems.extend(_check_suggestion(suggestion, f"{where}.suggestions[{i}]"))
-                sid = suggestion.get("uuid") if isinstance(suggestion, Mapping) else None
-                if isinstance(sid, str):
-                    if sid in seen:
-                        problems.append(f"{where}.suggestions[{i}].uuid: repeated")
-                    seen.add(sid)
+            problems.extend(_repeated_uuids(suggestions, f"{where}.suggestions", "repeated"))
     elif "selectionBehavior" in card:
         problems.append(f"{where}.selectionBehavior: only with suggestions")
 
@@ -225,14 +220,22 @@ def validate_cards(response_json: Any) -> list[str]:
             problems.extend(find_empty_values(value, f"$.{key}"))
     if "systemActions" in response_json and not isinstance(response_json["systemActions"], list):
         problems.append("$.systemActions: must be an array")
-    seen: set[str] = set()
     for i, card in enumerate(cards):
         problems.extend(_check_card(card, f"$.cards[{i}]"))
-        cid = card.get("uuid") if isinstance(card, Mapping) else None
-        if isinstance(cid, str):
-            if cid in seen:
-                problems.append(f"$.cards[{i}].uuid: repeated; every card needs its own uuid")
-            seen.add(cid)
+    problems.extend(_repeated_uuids(cards, "$.cards", "repeated; every card needs its own uuid"))
+    return problems
+
+
+def _repeated_uuids(items: list[Any], where: str, message: str) -> list[str]:
+    """A uuid seen before in the same list: feedback could not tell the two apart."""
+    seen: set[str] = set()
+    problems = []
+    for i, item in enumerate(items):
+        uid = item.get("uuid") if isinstance(item, Mapping) else None
+        if isinstance(uid, str):
+            if uid in seen:
+                problems.append(f"{where}[{i}].uuid: {message}")
+            seen.add(uid)
     return problems
 
 

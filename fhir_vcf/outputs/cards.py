@@ -26,27 +26,26 @@ TOPIC = {
 }
 
 OVERRIDE_SYSTEM = "urn:fhir-vcf:override-reason"
+def _reason(code: str, display: str) -> dict[str, str]:
+    return {"system": OVERRIDE_SYSTEM, "code": code, "display": display}
+
+
+# Reasons that fit any card: the record or the card does not fit this patient.
+_ANY_CARD = (
+    _reason("record-incorrect", "The record is incorrect or out of date"),
+    _reason("not-applicable", "Not applicable to this patient"),
+)
 # Reasons to dismiss a warning or critical card (go ahead despite the advice).
 OVERRIDE_REASONS: tuple[dict[str, str], ...] = (
-    {"system": OVERRIDE_SYSTEM, "code": "documented-elsewhere",
-     "display": "Criteria are documented outside this record"},
-    {"system": OVERRIDE_SYSTEM, "code": "clinical-judgement",
-     "display": "Clinical judgement: the benefit outweighs the guideline"},
-    {"system": OVERRIDE_SYSTEM, "code": "record-incorrect",
-     "display": "The record is incorrect or out of date"},
-    {"system": OVERRIDE_SYSTEM, "code": "not-applicable",
-     "display": "Not applicable to this patient"},
+    _reason("documented-elsewhere", "Criteria are documented outside this record"),
+    _reason("clinical-judgement", "Clinical judgement: the benefit outweighs the guideline"),
+    *_ANY_CARD,
 )
 # Reasons to dismiss an info card (eligible) without taking its proposed care plan.
 INFO_OVERRIDE_REASONS: tuple[dict[str, str], ...] = (
-    {"system": OVERRIDE_SYSTEM, "code": "plan-in-place",
-     "display": "A care plan is already in place"},
-    {"system": OVERRIDE_SYSTEM, "code": "patient-declines",
-     "display": "The patient declines the proposed plan"},
-    {"system": OVERRIDE_SYSTEM, "code": "record-incorrect",
-     "display": "The record is incorrect or out of date"},
-    {"system": OVERRIDE_SYSTEM, "code": "not-applicable",
-     "display": "Not applicable to this patient"},
+    _reason("plan-in-place", "A care plan is already in place"),
+    _reason("patient-declines", "The patient declines the proposed plan"),
+    *_ANY_CARD,
 )
 
 DECISION_WORDS = {
