@@ -16,37 +16,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, TextIO
 
 from fhir_vcf.config import Settings
+from fhir_vcf.dates import parse_as_of, today_utc
 from fhir_vcf.errors import FhirVcfError, InputError
 
 EXIT_OK = 0
 EXIT_ERROR = 2  # usage errors, bad policies and inputs that could not be evaluated alike
 DEFAULT_POLICY = Settings.policy  # the service's default (FHIR_VCF_POLICY unset), one place
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def as_of_date(value: str) -> date:
-    """argparse type for --as-of: a calendar date, so that a replayed bundle always gives one answer.
-
-    Only the extended form YYYY-MM-DD: `date.fromisoformat` alone would also take "20250630" or an
-    ISO week date, which the documentation never promises.
-    """
-    if _DATE.fullmatch(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise argparse.ArgumentTypeError(f"invalid date {value!r}: expected YYYY-MM-DD, e.g. 2025-06-30")
-
-
-def _today_utc() -> date:
-    return datetime.now(UTC).date()
+    """argparse type for --as-of: a calendar date, so that a replayed bundle always gives one answer."""
+    try:
+        return parse_as_of(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {value!r}: expected YYYY-MM-DD, e.g. 2025-06-30") from None
 
 
 def _evaluate(record: Any, *, as_of: date, policy: Any) -> dict[str, Any]:
@@ -103,7 +92,7 @@ def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except FhirVcfError as exc:
         _error(err, str(exc))
         return EXIT_ERROR
-    as_of = args.as_of or _today_utc()
+    as_of = args.as_of or today_utc()
     files = bundle_files(args.paths)
     if not files:
         _error(err, "no Bundle files (*.json) found in " + ", ".join(args.paths))

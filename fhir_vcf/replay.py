@@ -46,6 +46,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
+from fhir_vcf.dates import parse_as_of
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
 from fhir_vcf.outputs.cards import DECISION_WORDS
@@ -194,8 +195,8 @@ def load_expectations(path: str | Path) -> dict[str, dict[str, Expectation]]:
                 raise ReplayInputError(f"{source}: {name} {patient}: no decision")
             raw_as_of = expectation.get("asOf")
             try:
-                as_of = date.fromisoformat(raw_as_of) if raw_as_of is not None else None
-            except (TypeError, ValueError):
+                as_of = parse_as_of(raw_as_of) if raw_as_of is not None else None
+            except ValueError:
                 raise ReplayInputError(f"{source}: {name} {patient}: asOf {raw_as_of!r} is not YYYY-MM-DD") from None
             found.setdefault(Path(name).name, {})[patient] = Expectation(decision, as_of)
     return found

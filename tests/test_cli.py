@@ -120,7 +120,7 @@ def test_directory_skips_expected_json(tmp_path, capsys, stub_core):
 
 
 def test_as_of_defaults_to_today_utc(tmp_path, capsys, stub_core, monkeypatch):
-    monkeypatch.setattr(cli, "_today_utc", lambda: date(2031, 1, 2))
+    monkeypatch.setattr(cli, "today_utc", lambda: date(2031, 1, 2))
     _write(tmp_path / "one.json", _bundle(_patient("a")))
     code, out, _ = _run(capsys, "evaluate", str(tmp_path / "one.json"))
     assert code == 0

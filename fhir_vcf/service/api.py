@@ -14,13 +14,14 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
+from fhir_vcf.dates import parse_as_of, today_utc
 from fhir_vcf.errors import ConfigError, InputError, NotFoundError, UpstreamError
 from fhir_vcf.record import PatientRecord, load_document
 from fhir_vcf.service import problems
@@ -49,15 +50,11 @@ _extension_lock = threading.Lock()
 class IsoDate(fields.Field):
     """A calendar date written exactly YYYY-MM-DD (no week dates, no times, no compact form)."""
 
-    _pattern = re.compile(r"\d{4}-\d{2}-\d{2}")
-
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
-        if not isinstance(value, str) or not self._pattern.fullmatch(value):
-            raise ValidationError("expected a date written YYYY-MM-DD")
         try:
-            return date.fromisoformat(value)
+            return parse_as_of(value)
         except ValueError:
-            raise ValidationError("not a calendar date") from None
+            raise ValidationError("expected a calendar date written YYYY-MM-DD") from None
 
 
 class EvaluationQuery(Schema):
@@ -114,7 +111,7 @@ def _query() -> tuple[date, str, Any]:
     from fhir_vcf.app import services
 
     svc = services()
-    as_of = args["asOf"] or datetime.now(UTC).date()
+    as_of = args["asOf"] or today_utc()
     policy_id = args["policy"] or svc.settings.policy
     policy = svc.policies.get(policy_id)
     if policy is None:

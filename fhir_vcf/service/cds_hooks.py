@@ -21,11 +21,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ from flask import Blueprint, Response, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from fhir_vcf.dates import parse_as_of, today_utc
 from fhir_vcf.errors import InputError
 from fhir_vcf.evaluation import ordered_technique
 from fhir_vcf.outputs.cards import CardSource, OrderContext, render_cards
@@ -357,11 +357,10 @@ def _card_source() -> CardSource:
 
 def today() -> date:
     """The as-of date of every evaluation: the request date, UTC (a module function: tests pin it)."""
-    return datetime.now(UTC).date()
+    return today_utc()
 
 
 EXTENSION = "fhir-vcf"  # this service's request/card extension member (CDS Hooks: reverse-DNS-ish names)
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def as_of_for(body: Mapping[str, Any], *, demo: bool) -> date:
@@ -382,9 +381,7 @@ def as_of_for(body: Mapping[str, Any], *, demo: bool) -> date:
         return today()
     value = own["asOf"]
     try:
-        if not isinstance(value, str) or not _ISO_DATE.match(value):
-            raise ValueError
-        return date.fromisoformat(value)
+        return parse_as_of(value)
     except ValueError:
         raise _refuse(400, "value", f"extension.{EXTENSION}.asOf must be a date written YYYY-MM-DD",
                       [f"extension.{EXTENSION}.asOf"]) from None

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -39,6 +38,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from flask import Blueprint, Response, current_app, request
 
 import fhir_vcf
+from fhir_vcf.dates import parse_as_of
 from fhir_vcf.errors import ConfigError, FhirVcfError
 from fhir_vcf.service.outcomes import FHIR_JSON, operation_outcome
 from fhir_vcf.sources.files import bundle_files, parse_json
@@ -195,7 +195,7 @@ def cds_hooks_request() -> Response:
     as_of = None
     if request.args.get("asOf"):
         try:
-            as_of = date.fromisoformat(request.args["asOf"])
+            as_of = parse_as_of(request.args["asOf"])
         except ValueError:
             return operation_outcome(400, "invalid", "asOf must be a date written YYYY-MM-DD")
     body = build_request(store(), patient, service, is_order=is_order, as_of=as_of)

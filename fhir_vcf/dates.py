@@ -1,0 +1,23 @@
+"""The as-of date: every rule that counts days counts to it (input profile, "The evaluation date")."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+_CALENDAR_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_as_of(value: object) -> date:
+    """A calendar date written exactly YYYY-MM-DD, or ValueError.
+
+    Only the extended form: `date.fromisoformat` alone would also take "20250630" or an ISO week
+    date, which no interface of the service promises.
+    """
+    if not isinstance(value, str) or not _CALENDAR_DATE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a date written YYYY-MM-DD")
+    return date.fromisoformat(value)
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
