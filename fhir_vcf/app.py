@@ -1,6 +1,6 @@
 """The Flask application factory: configuration, shared services, blueprints, error handling.
 
-Everything a request needs is built here, once per app, and reached through `services()`: no
+Everything a request needs is built here, once per app, and reached through `service.registry.services()`: no
 module-level singletons holding request state (a peer CDS service once answered every request
 with the first one's cards through such a singleton). Errors never leave as a stack trace: the
 handlers below turn anything unhandled into a generic body (an OperationOutcome under
@@ -10,59 +10,19 @@ handlers below turn anything unhandled into a generic body (an OperationOutcome 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from fhir_vcf.config import Settings
 from fhir_vcf.errors import ConfigError, InputError, UpstreamError
-from fhir_vcf.rules.policy import Policy, load_policies
-from fhir_vcf.sources.fhir_server import FhirClient
-from fhir_vcf.sources.prefetch import ClientFactory
+from fhir_vcf.rules.policy import load_policies
+from fhir_vcf.service.registry import EXTENSION_KEY, Services, fhir_client_factory
 
 CDS_PREFIX = "/cds-services"
 
-
-@dataclass
-class Services:
-    """What the blueprints share, built once per app (never per process: tests build many apps).
-
-    settings: the validated Settings.
-    policies / default_policy: every loaded policy by id, and the service default (FHIR_VCF_POLICY).
-    fhir_client: `fhir_client(base_url, token) -> FhirClient` with the service's timeouts and page cap
-      (Settings.fhir_connect_timeout / fhir_read_timeout / fhir_max_pages); tests may swap it.
-    store: the audit + feedback store (`fhir_vcf.store.Store`), opened and migrated at start-up.
-    extras: a place for other blueprints' shared objects (JWKS cache, SMART token provider, ...),
-      keyed by the owning module's name.
-    """
-
-    settings: Settings
-    policies: dict[str, Policy]
-    default_policy: Policy
-    fhir_client: ClientFactory
-    store: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def services() -> Services:
-    return current_app.extensions["fhir_vcf"]
-
-
-def fhir_client_factory(settings: Settings) -> ClientFactory:
-    """FhirClients for caller-named servers (CDS Hooks `fhirServer`), one per call: the token is
-    per request and must never outlive it."""
-
-    def make(base_url: str, token: str | None) -> FhirClient:
-        return FhirClient(
-            base_url,
-            token=token,
-            timeout=(settings.fhir_connect_timeout, settings.fhir_read_timeout),
-            max_pages=settings.fhir_max_pages,
-        )
-
-    return make
+__all__ = ["CDS_PREFIX", "create_app"]
 
 
 def _settings_from(config: Settings | Mapping[str, Any] | None) -> Settings:
@@ -93,7 +53,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         default_policy=default,
         fhir_client=fhir_client_factory(settings),
     )
-    app.extensions["fhir_vcf"] = svc
+    app.extensions[EXTENSION_KEY] = svc
 
     from fhir_vcf import store as store_module
 
@@ -117,7 +77,7 @@ def _init_optional(app: Flask, settings: Settings) -> None:
     from fhir_vcf.service import auth
 
     logs.init_logging(app, settings)  # JSON lines, request id, one `request` line per call
-    svc = app.extensions["fhir_vcf"]
+    svc = app.extensions[EXTENSION_KEY]
     svc.extras["fhir_vcf.service.auth"] = auth.init_app(app, settings)
     auth.init_cors(app, settings)
 

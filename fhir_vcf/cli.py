@@ -22,20 +22,12 @@ from datetime import date
 from typing import Any, TextIO
 
 from fhir_vcf.config import Settings
-from fhir_vcf.dates import parse_as_of, today_utc
+from fhir_vcf.dates import as_of_argument, today_utc
 from fhir_vcf.errors import FhirVcfError, InputError
 
 EXIT_OK = 0
 EXIT_ERROR = 2  # usage errors, bad policies and inputs that could not be evaluated alike
 DEFAULT_POLICY = Settings.policy  # the service's default (FHIR_VCF_POLICY unset), one place
-
-
-def as_of_date(value: str) -> date:
-    """argparse type for --as-of: a calendar date, so that a replayed bundle always gives one answer."""
-    try:
-        return parse_as_of(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid date {value!r}: expected YYYY-MM-DD, e.g. 2025-06-30") from None
 
 
 def _evaluate(record: Any, *, as_of: date, policy: Any) -> dict[str, Any]:
@@ -67,7 +59,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="a Bundle / resource JSON file, or a directory of them")
     p.add_argument(
         "--as-of",
-        type=as_of_date,
+        type=as_of_argument,
         default=None,
         metavar="YYYY-MM-DD",
         help="the evaluation date every day count uses (default: today, UTC)",

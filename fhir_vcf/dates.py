@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from datetime import UTC, date, datetime
 
@@ -21,3 +22,11 @@ def parse_as_of(value: object) -> date:
 
 def today_utc() -> date:
     return datetime.now(UTC).date()
+
+
+def as_of_argument(value: str) -> date:
+    """argparse type for every `--as-of`: a calendar date, so that a replayed bundle always gives one answer."""
+    try:
+        return parse_as_of(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {value!r}: expected YYYY-MM-DD, e.g. 2025-06-30") from None

@@ -17,9 +17,9 @@ from api_support import BASE, SAMPLES, TOKEN_URL, FakeFhirServer, make_app, samp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from fhir_vcf.app import services
 from fhir_vcf.errors import UpstreamError
 from fhir_vcf.service import api
+from fhir_vcf.service.registry import services
 from fhir_vcf.sources.smart_backend import CLIENT_ASSERTION_TYPE, SmartBackendAuth
 
 AS_OF = "2025-06-30"

@@ -14,10 +14,10 @@ import requests
 import responses
 from cards import EHR
 
-from fhir_vcf.app import fhir_client_factory
 from fhir_vcf.config import Settings
 from fhir_vcf.errors import InputError
 from fhir_vcf.record import USED_TYPES
+from fhir_vcf.service.registry import fhir_client_factory
 from fhir_vcf.sources.prefetch import (
     PREFETCH_TEMPLATES,
     ForbiddenServer,

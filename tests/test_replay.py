@@ -22,8 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from werkzeug.serving import make_server
 
 from fhir_vcf import create_app
-from fhir_vcf.replay import add_replay_parser, build_request, run_replay
-from fhir_vcf.replay_transport import Signer
+from fhir_vcf.replay import Signer, add_replay_parser, build_request, run_replay
 from fhir_vcf.service import cds_hooks
 from fhir_vcf.sources.memory import MemoryFhir, QueryError
 from fhir_vcf.sources.prefetch import PREFETCH_TEMPLATES

@@ -108,7 +108,7 @@ def _query() -> tuple[date, str, Any]:
         args = EvaluationQuery().load(request.args.to_dict(flat=True))
     except ValidationError as exc:
         raise _Rejected(_invalid_params(exc.messages)) from None  # type: ignore[arg-type]
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     svc = services()
     as_of = args["asOf"] or today_utc()
@@ -230,7 +230,7 @@ class Upstream:
 
 def _upstream() -> Upstream:
     """The configured EHR server (the app's client factory: its timeouts and page cap), or a 503."""
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     svc = services()
     if not svc.settings.fhir_base_url:
@@ -375,7 +375,7 @@ def post_patient_careplan(patient_id: str) -> Response:
 
 @bp.get("/policies")
 def list_policies() -> Response:
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     svc = services()
     return jsonify(
@@ -388,7 +388,7 @@ def list_policies() -> Response:
 
 @bp.get("/policies/<path:policy_id>")
 def get_policy(policy_id: str) -> Response:
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     policy = services().policies.get(policy_id)
     if policy is None:

@@ -244,7 +244,7 @@ def _audit(**fields_: Any) -> None:
     """One audit row per answered hook call: `Services.store.record_call(...)` (fhir_vcf.store; the
     store keeps only a salted hash of the patient). An audit failure is logged and does not take
     the clinician's card away."""
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     try:
         services().store.record_call(**fields_)
@@ -284,7 +284,7 @@ def discovery() -> Response:
 
 
 def _parse_body() -> dict[str, Any]:
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     limit = services().settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -326,7 +326,7 @@ def _allowed_servers() -> list[str]:
     from the caller's Host header) is accepted only when it is a loopback address, so that a
     forged Host header cannot turn demo mode into a way to send requests to other machines.
     """
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     settings = services().settings
     allowed = list(settings.allowed_fhir_servers)
@@ -339,7 +339,7 @@ def _allowed_servers() -> list[str]:
 
 
 def _card_source() -> CardSource:
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     svc = services()
     policy = svc.default_policy
@@ -438,7 +438,7 @@ def invoke(service_id: str) -> Response:
     except ValidationError as exc:
         raise _schema_refusal(exc, "context") from None
 
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     svc = services()
     as_of = as_of_for(body, demo=svc.settings.demo)  # a bad date is refused before anything is fetched

@@ -37,13 +37,13 @@ from urllib.parse import urlencode
 from fhir.resources.R4B import get_fhir_model_class
 from flask import Blueprint, Response, current_app, request
 
-import fhir_vcf
 from fhir_vcf.dates import parse_as_of
 from fhir_vcf.errors import ConfigError, FhirVcfError
 from fhir_vcf.service.outcomes import FHIR_JSON, operation_outcome
 from fhir_vcf.sources.files import bundle_files, parse_json
 from fhir_vcf.sources.hook_request import HOOKS, build_request, draft_orders
 from fhir_vcf.sources.memory import TOKEN_PARAMS, MemoryFhir, QueryError, searchset
+from fhir_vcf.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def metadata() -> Response:
             "date": "2025-06-30",
             "publisher": "fhir-vcf demo",
             "kind": "instance",
-            "software": {"name": "fhir-vcf demo FHIR endpoint", "version": fhir_vcf.__version__},
+            "software": {"name": "fhir-vcf demo FHIR endpoint", "version": __version__},
             "implementation": {"description": "Sample patients, read-only", "url": demo_base_url()},
             "fhirVersion": "4.0.1",
             "format": ["json"],

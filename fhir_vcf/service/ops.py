@@ -105,7 +105,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """Ready for traffic: the database answers (when there is a store) and policies are loaded."""
-    from fhir_vcf.app import services
+    from fhir_vcf.service.registry import services
 
     svc = services()
     checks: dict[str, str] = {}

@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from fhir_vcf.errors import FhirVcfError
-from fhir_vcf.replay_output import short
+from fhir_vcf.replay.output import short
 
 JWT_LIFETIME = 300  # seconds: CDS Hooks 2.0 recommends a short-lived token (exp at most 5 minutes)
 HTTP_TIMEOUT = (5.0, 60.0)
@@ -133,7 +133,7 @@ class InProcess(Transport):
     def __init__(self, signer: Signer | None = None, app: Any = None) -> None:
         super().__init__(signer)
         if app is None:
-            from fhir_vcf import create_app
+            from fhir_vcf.app import create_app
 
             app = create_app({"database_url": "sqlite://"})
         self.app = app

@@ -29,7 +29,7 @@ Exit status: 0 when every answer is valid and matches its expectation, 1 when an
 unreachable service), with one line per problem on stderr.
 
 This module is the flow (requests, checks, expectations, the command line); the transports and
-JWT signing are in `fhir_vcf.replay_transport`, the rows and their output in `fhir_vcf.replay_output`.
+JWT signing are in `fhir_vcf.replay.transport`, the rows and their output in `fhir_vcf.replay.output`.
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from fhir_vcf.dates import parse_as_of
+from fhir_vcf.dates import as_of_argument, parse_as_of
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
 from fhir_vcf.outputs.cards import DECISION_WORDS
-from fhir_vcf.replay_output import Progress, Row, junit_xml, render_table, summary
-from fhir_vcf.replay_transport import InProcess, Remote, ReplayInputError, Signer, Transport, outcome_text
+from fhir_vcf.replay.output import Progress, Row, junit_xml, render_table, summary
+from fhir_vcf.replay.transport import InProcess, Remote, ReplayInputError, Signer, Transport, outcome_text
 from fhir_vcf.sources import hook_request
 from fhir_vcf.sources.hook_request import EXTENSION, HOOKS, ORDER_HOOKS, USER_ID
 from fhir_vcf.sources.memory import MemoryFhir
@@ -344,9 +344,7 @@ def add_replay_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--against", metavar="URL",
                    help="the base URL of a running service, e.g. http://127.0.0.1:8080 (default: the app "
                    "in-process, configured from FHIR_VCF_* variables, with an in-memory database)")
-    from fhir_vcf.cli import as_of_date  # the same YYYY-MM-DD rule as `fhir-vcf evaluate --as-of`
-
-    p.add_argument("--as-of", type=as_of_date, metavar="YYYY-MM-DD",
+    p.add_argument("--as-of", type=as_of_argument, metavar="YYYY-MM-DD",
                    help="the evaluation date for every patient (default: each expectation's asOf with "
                    "--expect, else the service's today; a service honours it in demo mode or in-process only)")
     p.add_argument("--expect", metavar="FILE",
@@ -430,9 +428,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(["replay", *(sys.argv[1:] if argv is None else argv)])
     return run_replay(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 __all__ = [

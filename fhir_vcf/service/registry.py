@@ -1,0 +1,60 @@
+"""What the blueprints share: the `Services` registry built once per app, and `services()` to reach it.
+
+Its own module so that the blueprints never import the app factory that registers them (`app.py`
+imports the blueprints; the blueprints import this). Nothing here holds request state: a peer CDS
+service once answered every request with the first one's cards through such a singleton.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+
+from fhir_vcf.config import Settings
+from fhir_vcf.rules.policy import Policy
+from fhir_vcf.sources.fhir_server import FhirClient
+from fhir_vcf.sources.prefetch import ClientFactory
+
+EXTENSION_KEY = "fhir_vcf"
+
+
+@dataclass
+class Services:
+    """What the blueprints share, built once per app (never per process: tests build many apps).
+
+    settings: the validated Settings.
+    policies / default_policy: every loaded policy by id, and the service default (FHIR_VCF_POLICY).
+    fhir_client: `fhir_client(base_url, token) -> FhirClient` with the service's timeouts and page cap
+      (Settings.fhir_connect_timeout / fhir_read_timeout / fhir_max_pages); tests may swap it.
+    store: the audit + feedback store (`fhir_vcf.store.Store`), opened and migrated at start-up.
+    extras: a place for other blueprints' shared objects (JWKS cache, SMART token provider, ...),
+      keyed by the owning module's name.
+    """
+
+    settings: Settings
+    policies: dict[str, Policy]
+    default_policy: Policy
+    fhir_client: ClientFactory
+    store: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def services() -> Services:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def fhir_client_factory(settings: Settings) -> ClientFactory:
+    """FhirClients for caller-named servers (CDS Hooks `fhirServer`), one per call: the token is
+    per request and must never outlive it."""
+
+    def make(base_url: str, token: str | None) -> FhirClient:
+        return FhirClient(
+            base_url,
+            token=token,
+            timeout=(settings.fhir_connect_timeout, settings.fhir_read_timeout),
+            max_pages=settings.fhir_max_pages,
+        )
+
+    return make
