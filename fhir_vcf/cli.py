@@ -4,6 +4,8 @@
     fhir-vcf policies
     fhir-vcf serve [--host H] [--port P] [--workers N] [--demo]   (fhir_vcf.server)
     fhir-vcf replay PATH... [--hook H] [--against URL] ...         (fhir_vcf.replay)
+    fhir-vcf screen SOURCE --out DIR | audit SOURCE --out DIR | synth --patients N --out DIR
+                                                                   (fhir_vcf.population)
 
 No clinical logic lives here. Exit codes: 0 when every input was evaluated; 2 for a usage error, a
 bad policy, or when any input could not be evaluated (the rest are still evaluated and printed; each
@@ -227,6 +229,15 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     add_replay_parser(sub)
 
 
+# --------------------------------------------------------------------------- screen, audit, synth
+
+
+def _add_population(sub: argparse._SubParsersAction) -> None:
+    from fhir_vcf.population.commands import add_population_parsers  # sets handler(args, out, err)
+
+    add_population_parsers(sub)
+
+
 # --------------------------------------------------------------------------- parser and entry point
 
 # name → adds its sub-parser, which sets `handler(args, out, err) -> int`.
@@ -235,6 +246,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "policies": _add_policies,
     "serve": _add_serve,
     "replay": _add_replay,
+    "population": _add_population,  # screen, audit, synth
 }
 
 
