@@ -90,25 +90,27 @@ def bar_chart(title: str, bars: Sequence[tuple[str, int, str]], *, total: int, c
     """A horizontal bar chart: one labelled bar per (label, count, colour), count and share at its end."""
     if not bars:
         return f'<p class="empty">{html.escape(title)}: none.</p>'
-    label_w, bar_w, row_h = 330, 300, 30
-    height = row_h * len(bars) + 10
+    # The label sits above its bar, so that long labels (missing documentation) are read whole.
+    bar_w, row_h, width_all = 560, 46, 720
+    height = row_h * len(bars) + 4
     top = max(count for _, count, _ in bars) or 1
-    parts = [f'<svg role="img" aria-labelledby="{chart_id}-t" viewBox="0 0 {label_w + bar_w + 120} {height}" '
-             f'width="100%" preserveAspectRatio="xMinYMin meet" class="chart">',
+    parts = [f'<svg role="img" aria-labelledby="{chart_id}-t" viewBox="0 0 {width_all} {height}" '
+             f'width="{width_all}" class="chart">',
              f'<title id="{chart_id}-t">{html.escape(title)}</title>']
     for i, (label, count, colour) in enumerate(bars):
-        y = 5 + i * row_h
+        y = 2 + i * row_h
         width = max(2, round(bar_w * count / top)) if count else 0
-        short = label if len(label) <= 52 else label[:50] + "…"
-        parts.append(f'<text x="{label_w - 8}" y="{y + 19}" text-anchor="end" class="lbl">'
-                     f'<title>{html.escape(label)}</title>{html.escape(short)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{width}" height="{row_h - 10}" fill="{colour}"/>')
-        parts.append(f'<text x="{label_w + width + 6}" y="{y + 19}" class="val">{count:,} ({_pct(count, total)})</text>')
+        short = label if len(label) <= 105 else label[:103] + "…"
+        parts.append(f'<text x="0" y="{y + 14}" class="lbl"><title>{html.escape(label)}</title>'
+                     f"{html.escape(short)}</text>")
+        parts.append(f'<rect x="0" y="{y + 20}" width="{width}" height="18" rx="2" fill="{colour}"/>')
+        parts.append(f'<text x="{width + 8}" y="{y + 34}" class="val">{count:,} ({_pct(count, total)})</text>')
     parts.append("</svg>")
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{count:,}</td><td>{_pct(count, total)}</td></tr>"
                    for label, count, _ in bars)
-    table = (f'<details><summary>The numbers</summary><table><thead><tr><th scope="col">{html.escape(title)}</th>'
-             f'<th scope="col">count</th><th scope="col">share</th></tr></thead><tbody>{rows}</tbody></table></details>')
+    table = (f'<details><summary>The numbers</summary><table><thead><tr><th scope="col">{html.escape(title)}'
+             '</th><th scope="col">count</th><th scope="col">share</th></tr></thead>'
+             f"<tbody>{rows}</tbody></table></details>")
     return "".join(parts) + table
 
 

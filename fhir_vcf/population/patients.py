@@ -114,6 +114,8 @@ def evaluate_patient(patient: str, lines: Sequence[Line], shared: Mapping[str, b
     """The results of one patient for the job; never raises for bad input."""
     out = PatientOutcome()
     entries, where = _entries(lines, shared, out)
+    if job.mode == "audit" and not any(e[1]["resourceType"] == "Procedure" for e in entries):
+        return out  # no Procedure at all: nothing an audit could judge, so nothing to load
     try:
         record = _load(patient, entries, where, out)
     except FhirVcfError as exc:
@@ -157,7 +159,8 @@ def _result(key: tuple[str, str], evaluation: dict[str, Any], job: Job) -> Resul
     return Result(key, json.dumps(evaluation, separators=(",", ":")), table_row(evaluation, job.criterion_ids))
 
 
-def evaluate_group(groups: Iterable[tuple[str, Sequence[Line]]], shared: Mapping[str, bytes], job: Job) -> PatientOutcome:
+def evaluate_group(groups: Iterable[tuple[str, Sequence[Line]]], shared: Mapping[str, bytes],
+                   job: Job) -> PatientOutcome:
     """Every patient of a partition, in patient order, folded into one outcome (results sorted by key)."""
     total = PatientOutcome()
     for patient, lines in sorted(groups, key=lambda g: g[0]):

@@ -445,7 +445,8 @@ def patients(n: int, *, seed: int, as_of: date) -> Iterator[tuple[str, list[dict
         subject = f"Patient/{pid}" if rng.random() < 0.9 else f"https://ehr.example.org/fhir/Patient/{pid}"
         ep = Episode(rng, pid, sex, birth, as_of, subject)
         ep.add({"resourceType": "Patient", "id": pid, "gender": sex, "birthDate": birth.isoformat(),
-                "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5", "value": f"MRN{rng.randint(10**7, 10**8)}"}]})
+                "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5",
+                                "value": f"MRN{rng.randint(10**7, 10**8)}"}]})
         _history(ep, age, as_of)
         scenario = ""
         if rng.random() < _vcf_share(age, sex):

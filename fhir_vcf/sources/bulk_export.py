@@ -164,8 +164,9 @@ class BulkExportClient:
     def _fail(self, what: str, response: requests.Response) -> UpstreamError:
         text, _ = outcome_text(_json(response))
         detail = f": {text}" if text else ""
-        return UpstreamError(f"Bulk export {what} failed: {_host(response.url)} answered {response.status_code}{detail}",
-                             upstream_status=response.status_code)
+        return UpstreamError(
+            f"Bulk export {what} failed: {_host(response.url)} answered {response.status_code}{detail}",
+            upstream_status=response.status_code)
 
     # -- the flow ---------------------------------------------------------------------------
 
