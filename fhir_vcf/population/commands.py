@@ -40,6 +40,16 @@ def _positive(value: str) -> int:
     return number
 
 
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"invalid share {value!r}: expected a number from 0 to 1")
+    return share
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE",
                    help="a folder of Bulk Data NDJSON files, or a FHIR server base URL to $export from")
@@ -89,6 +99,9 @@ def add_population_parsers(sub: Any) -> None:
     synth.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default: 1)")
     synth.add_argument("--as-of", type=as_of_argument, default=date(2025, 6, 30), metavar="YYYY-MM-DD",
                        help="the date the episodes are current at (default: 2025-06-30)")
+    synth.add_argument("--vcf-share", type=_share, metavar="P",
+                       help="the share of patients with a fracture episode, 0-1 (default: by age and sex, "
+                       "about 2 %%)")
     synth.set_defaults(handler=run_synth)
 
 
@@ -143,7 +156,8 @@ def run_synth(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from fhir_vcf.population.synth import write_population
 
     try:
-        counts = write_population(args.out, args.patients, seed=args.seed, as_of=args.as_of)
+        counts = write_population(args.out, args.patients, seed=args.seed, as_of=args.as_of,
+                                  vcf_share=args.vcf_share)
     except OSError as exc:
         print(f"fhir-vcf: cannot write {args.out} ({exc.strerror})", file=err)
         return EXIT_ERROR

@@ -71,8 +71,9 @@ def source_files(folder: Path) -> tuple[list[Path], int]:
 
 
 def run(mode: str, folder: str | Path, out: str | Path, *, as_of: date, policy: Policy, engine: Any,
-        all_patients: bool = False, source_label: str | None = None, err: TextIO = sys.stderr) -> RunReport:
+        all_patients: bool = False, source_label: str | None = None, err: TextIO | None = None) -> RunReport:
     """Judge every patient (screen) or every completed augmentation (audit) of a Bulk folder."""
+    err = err or sys.stderr
     if mode not in MODES:
         raise ValueError(mode)
     started = time.perf_counter()

@@ -431,8 +431,12 @@ def _procedure(ep: Episode) -> None:
             return
 
 
-def patients(n: int, *, seed: int, as_of: date) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """(scenario name or "", resources) per patient, in a fixed order for a given seed."""
+def patients(n: int, *, seed: int, as_of: date,
+             vcf_share: float | None = None) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(scenario name or "", resources) per patient, in a fixed order for a given seed.
+
+    `vcf_share` replaces the share by age and sex (tests use a high one to walk every path quickly).
+    """
     rng = random.Random(seed)
     weights = [s.weight for s in SCENARIOS]
     episodes = 0
@@ -449,7 +453,7 @@ def patients(n: int, *, seed: int, as_of: date) -> Iterator[tuple[str, list[dict
                                 "value": f"MRN{rng.randint(10**7, 10**8)}"}]})
         _history(ep, age, as_of)
         scenario = ""
-        if rng.random() < _vcf_share(age, sex):
+        if rng.random() < (_vcf_share(age, sex) if vcf_share is None else vcf_share):
             chosen = SCENARIOS[episodes] if episodes < len(SCENARIOS) else rng.choices(SCENARIOS, weights)[0]
             audited = chosen.build is not traumatic and (episodes % len(SCENARIOS) == 3
                                                         or rng.random() < AUDIT_SHARE)
@@ -470,7 +474,8 @@ FORMULARY = ({"resourceType": "Medication", "id": "alendronate-70mg",
              {"resourceType": "Practitioner", "id": "synth-practitioner", "name": [{"family": "Synthetic"}]})
 
 
-def write_population(out: str | Path, n: int, *, seed: int = 1, as_of: date = date(2025, 6, 30)) -> dict[str, Any]:
+def write_population(out: str | Path, n: int, *, seed: int = 1, as_of: date = date(2025, 6, 30),
+                     vcf_share: float | None = None) -> dict[str, Any]:
     """Write `n` patients as Bulk NDJSON into `out` (created); returns counts by type and scenario."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -479,7 +484,7 @@ def write_population(out: str | Path, n: int, *, seed: int = 1, as_of: date = da
     try:
         for resource in FORMULARY:
             writer.write(resource)
-        for scenario, resources in patients(n, seed=seed, as_of=as_of):
+        for scenario, resources in patients(n, seed=seed, as_of=as_of, vcf_share=vcf_share):
             if scenario:
                 scenarios[scenario] = scenarios.get(scenario, 0) + 1
             for resource in resources:
