@@ -128,7 +128,7 @@ class BulkExportClient:
         # Network failures and gateway errors of GETs are retried by urllib3, never by hand; 429 and
         # the status codes of the export protocol are the protocol's and are handled below.
         retry = Retry(total=3, connect=3, read=3, status=3, backoff_factor=0.5, status_forcelist=(502, 504),
-                      allowed_methods=frozenset({"GET"}), raise_on_status=False, respect_retry_after_header=True)
+                      allowed_methods=frozenset({"GET"}), raise_on_status=False, respect_retry_after_header=False)
         adapter = HTTPAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
