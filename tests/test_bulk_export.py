@@ -140,7 +140,7 @@ def test_kickoff_errors(tmp_path: Path) -> None:
                                                               "diagnostics": "_type Foo is not supported"}]}
     with responses.RequestsMock() as rsps:
         kickoff(rsps, status=400, json=outcome)
-        with pytest.raises(UpstreamError, match="kick-off failed: .* answered 400: _type Foo is not supported"):
+        with pytest.raises(UpstreamError, match=r"kick-off failed: .* answered 400: _type Foo is not supported"):
             client(Clock()).export(tmp_path)
     clock = Clock()
     with responses.RequestsMock() as rsps:  # 429: another export running; wait as asked, then start
