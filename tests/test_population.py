@@ -274,3 +274,15 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys, monkeypatch, argv, mess
 def test_cli_rejects_a_bad_share_or_count(capsys) -> None:
     assert main(["synth", "--patients", "0", "--out", "x"]) == 2
     assert main(["synth", "--patients", "3", "--out", "x", "--vcf-share", "2"]) == 2
+
+
+def test_dask_without_a_scheduler_starts_and_closes_its_own_local_cluster(tmp_path, policy) -> None:
+    import psutil
+
+    folder = _bundle_patient(tmp_path, formulary=True)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    report = _run("screen", folder, tmp_path / "out", policy, DaskEngine(None, 2, progress=False))
+    assert report.rows == 1 and (tmp_path / "out" / "parts").is_dir()
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == []  # no worker, nanny or scheduler process outlives the run

@@ -240,12 +240,11 @@ class DaskEngine:
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler ({type(exc).__name__}: {exc})") from None
         try:
-            workers = len(client.scheduler_info().get("workers", {})) or self.workers
-            npartitions = partitions_for(chunks, workers)
+            # One partition per chunk (about 16 MiB of NDJSON); the task shuffle keeps that count, so
+            # a partition after the shuffle holds about as much as a chunk, whatever the population.
             read = db.from_sequence(list(chunks), npartitions=max(1, len(chunks))).map(read_items)
             shared = read.reduction(_shared_dict, _merge_shared)
-            grouped = read.map(_patient_lines).flatten().groupby(_patient_key, npartitions=npartitions,
-                                                                 shuffle="tasks")
+            grouped = read.map(_patient_lines).flatten().groupby(_patient_key, shuffle="tasks")
             judged = grouped.map_partitions(_judge_partition, shared, job)
             writes = [dask.delayed(_write_partition)(part, i, str(results), str(tables), job.criterion_ids)
                       for i, part in enumerate(judged.to_delayed())]
