@@ -241,8 +241,8 @@ def _sentence_cuts(text: str) -> list[int]:
 class TextReading:
     """One text read once: its sentences, sections and triggers. `read(start, end)` per mention."""
 
-    __slots__ = ("_folded", "_section_starts", "_sentence_starts", "_trigger_starts", "_triggers_found", "rules",
-                 "sections", "sentences", "text")
+    __slots__ = ("_by_sentence", "_folded", "_section_starts", "_sentence_starts", "rules", "sections", "sentences",
+                 "text")
 
     def __init__(self, text: str, triggers: TriggerSet | None = None) -> None:
         self.text = text
@@ -257,18 +257,24 @@ class TextReading:
         self.sections = _sections(text, headers, self)
         self._section_starts = [s.start for s in self.sections]
         self._folded = rules.fold(text)
-        # Scanned sentence by sentence: no trigger reaches over a sentence's end ("SKIN: No rash").
-        found: list[tuple[int, int, TriggerRule]] = []
-        for a, b in self.sentences:
-            found.extend(self.rules.find(self._folded, a, b))
-        self._triggers_found = found
-        self._trigger_starts = [t[0] for t in self._triggers_found]
+        self._by_sentence: dict[int, list[tuple[int, int, TriggerRule]]] = {}
 
     # -- where things are --
 
+    def _sentence_index(self, pos: int) -> int:
+        return max(0, bisect.bisect_right(self._sentence_starts, pos) - 1)
+
     def sentence_at(self, pos: int) -> tuple[int, int]:
-        i = max(0, bisect.bisect_right(self._sentence_starts, pos) - 1)
-        return self.sentences[i]
+        return self.sentences[self._sentence_index(pos)]
+
+    def _triggers_of(self, i: int) -> list[tuple[int, int, TriggerRule]]:
+        """The triggers of sentence i, found when first asked for: one scan per sentence that holds a
+        mention, and no trigger reaches over a sentence's end ("SKIN: No rash")."""
+        found = self._by_sentence.get(i)
+        if found is None:
+            a, b = self.sentences[i]
+            found = self._by_sentence[i] = self.rules.find(self._folded, a, b)
+        return found
 
     def section_at(self, pos: int) -> Section | None:
         i = bisect.bisect_right(self._section_starts, pos) - 1
@@ -277,25 +283,24 @@ class TextReading:
         return None
 
     def triggers(self, start: int = 0, end: int | None = None) -> list[Trigger]:
-        """The triggers found between start and end (for display: `fhir-vcf read-text`)."""
+        """The triggers of the sentences between start and end (for display: `fhir-vcf read-text`)."""
         end = len(self.text) if end is None else end
-        lo = bisect.bisect_left(self._trigger_starts, start)
-        hi = bisect.bisect_left(self._trigger_starts, end)
-        return [Trigger(self.text[a:b], a, b, rule) for a, b, rule in self._triggers_found[lo:hi]]
+        first, last = self._sentence_index(start), self._sentence_index(max(start, end - 1))
+        return [Trigger(self.text[a:b], a, b, rule) for i in range(first, last + 1)
+                for a, b, rule in self._triggers_of(i) if start <= a < end]
 
     # -- assertions --
 
     def read(self, start: int, end: int) -> Assertion:
         """The assertion of the mention text[start:end]."""
         text = self.text
-        a, b = self.sentence_at(start)
-        lo = bisect.bisect_left(self._trigger_starts, a)
-        hi = bisect.bisect_left(self._trigger_starts, b)
-        found = self._triggers_found[lo:hi]
+        i = self._sentence_index(start)
+        a, b = self.sentences[i]
+        found = self._triggers_of(i)
         if any(t[0] < end and t[1] > start for t in found):
             found = _around_mention(self.rules, self._folded, found, start, end)
         stops = [(t0, t1, rule.ends) for t0, t1, rule in found if rule.category == TERMINATION]
-        best: dict[str, tuple[tuple[int, int], int, int, TriggerRule, bool]] = {}
+        best: dict[str, tuple[tuple[int, int, int], int, int, TriggerRule, bool]] = {}
         for t0, t1, rule in found:
             if rule.category == TERMINATION:
                 continue
@@ -315,7 +320,11 @@ class TextReading:
             if distance > (rule.backward if backward else rule.forward):
                 continue
             axis = _AXIS[effect]
-            key = (distance, 0 if backward else 1)
+            # On one axis the nearest trigger wins, except that a backward trigger stated of the mention
+            # in the same clause (no comma between) is its predicate and wins over a forward modifier:
+            # "Possible marrow edema at T12 has resolved" is resolved.
+            predicate = backward and not _CLAUSE_MARK.search(text, end, t0)
+            key = (0 if predicate else 1, distance, 0 if backward else 1)
             if axis not in best or key < best[axis][0]:
                 best[axis] = (key, t0, t1, rule, backward)
         status, decider = _decide(best)
@@ -341,6 +350,7 @@ class TextReading:
 
 
 _WORD = re.compile(r"\w+")
+_CLAUSE_MARK = re.compile(r"[,;:()]")
 _OPEN, _CLOSE = "([{", ")]}"
 _LABEL_COLON = re.compile(r"\w[^:]*:")
 
@@ -400,13 +410,17 @@ def _decide(best: dict) -> tuple[str, tuple | None]:
         return HYPOTHETICAL, hypothetical
     contenders = [best[axis] for axis in ("certainty", "time") if axis in best and best[axis][3].category != PSEUDO]
     if not contenders:
-        pseudo = [v for axis, v in best.items() if axis != "elsewhere"]
-        return AFFIRMED, (min(pseudo, key=lambda v: v[0]) if pseudo else None)
+        # Nothing says otherwise: affirmed, quoting the pseudo-trigger that kept it so (a certainty one
+        # first: "no change in" explains more than "acute").
+        for axis in ("certainty", "time", "hypothetical", "experiencer"):
+            if axis in best:
+                return AFFIRMED, best[axis]
+        return AFFIRMED, None
     if len(contenders) == 1:
         return contenders[0][3].category, contenders[0]
     certainty, time = contenders
     if certainty[4] == time[4]:  # same side of the mention: the farther trigger's scope holds the nearer
-        outer = certainty if certainty[0][0] > time[0][0] else time if time[0][0] > certainty[0][0] else None
+        outer = certainty if certainty[0][1] > time[0][1] else time if time[0][1] > certainty[0][1] else None
         if outer is not None:
             return outer[3].category, outer
     ranked = min(contenders, key=lambda v: _TIE_ORDER.index(v[3].category))
@@ -499,7 +513,8 @@ def _headers(text: str, triggers: TriggerSet) -> list[tuple[int, int, str, rules
     found = []
     colon = text.find(":")
     while colon != -1:
-        words = _label_words(text, colon)
+        last = text[max(0, colon - 40) : colon].rsplit(None, 1)[-1:]
+        words = _label_words(text, colon) if last and (last[0].lower() in last_words or last[0].isupper()) else []
         if words and (words[-1].group(0).lower() in last_words or words[-1].group(0).isupper()):
             for w in words:  # the longest label first
                 if not _at_boundary(text, w.start()):
