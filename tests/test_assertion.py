@@ -10,6 +10,7 @@ than those the text names ("no other").
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,21 @@ def test_one_reading_answers_every_mention_of_a_text() -> None:
     assert statuses == [read_mention(text, s, e).status for s, e in spans]
     assert [t.text for t in reading.triggers() if t.category != "pseudo"] == ["No", "Possible"]
     assert len(reading.sentences) == 4  # the header, then three sentences
+
+
+def test_scan_reads_every_match_of_a_term_pattern() -> None:
+    text = "CLINICAL HISTORY: discitis 2019.\nFINDINGS: No discitis. Mother had discitis."
+    pattern = re.compile(r"\bdiscitis\b", re.IGNORECASE)
+    assert [a.status for _, a in assertion.scan(pattern, text)] == ["historical", "negated", "other-person"]
+    assert list(assertion.scan(pattern, "")) == []
+
+
+def test_a_scope_reaches_a_bounded_distance_in_an_unpunctuated_text() -> None:
+    text = "no " + "word " * 2000 + "edema " + "word " * 2000
+    reading = TextReading(text)
+    start = text.index("edema")
+    assert reading.read(start, start + 5).status == "affirmed"  # 10,000 characters from the "no"
+    assert reading.read(3, 7).status == "negated"
 
 
 def test_read_mention_refuses_a_span_outside_the_text() -> None:

@@ -9,10 +9,12 @@ triggers as data (`assertion-triggers.yaml`, see `assertion_rules`):
   break inside a sentence does not end it (dictated reports); a blank line, a bullet, a "Label:" line,
   a section header or the end of a sentence does.
 - Triggers act on four axes: certainty (negated, possible, resolved), time (historical), hypothetical,
-  and experiencer (other person). On one axis the nearest trigger wins, a backward one on a tie
-  ("possible edema has resolved" is resolved); a pseudo-trigger takes part as "not this category", so
-  "No change in the L1 marrow edema" is affirmed and the explanation can say why.
-- Across axes: another person's finding is never the patient's; a hypothetical is never a finding;
+  and experiencer (other person). On one axis a backward trigger stated of the mention in its own
+  clause wins (the predicate: "possible edema at T12 has resolved" is resolved), else the nearest, a
+  backward one on a tie. A pseudo-trigger takes part as "not this category", so "No change in the L1
+  marrow edema" is affirmed and the explanation can say why.
+- Across axes: another person's finding is never the patient's; a hypothetical is never a finding
+  (unless a result stated after an order's question answers it: "testing for X was negative");
   between certainty and time the outer trigger wins ("denies prior fracture" is negated, "the prior
   MRI showed no edema" is historical), and when neither holds the other, resolved > historical >
   negated > possible ("history of discitis, now resolved" is resolved).
@@ -22,8 +24,9 @@ triggers as data (`assertion-triggers.yaml`, see `assertion_rules`):
 - "No other X" (and "elsewhere", "remaining levels") marks the assertion `elsewhere`: it is about places
   other than those the text names, so a mapper must not apply it to the named level.
 
-Reading a text once (`TextReading`) finds its sentences, sections and triggers in one pass each; every
-mention is then a few bisections. `read_mention` does both for a single mention.
+Reading a text once (`TextReading`) finds its sentences and sections; the triggers of a sentence are
+found (one scan) when a mention in it is first read; every mention is then a few bisections and a
+look at the sentence's triggers. `read_mention` and `scan` use a cached reading per text.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import bisect
 import functools
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -55,7 +58,7 @@ from fhir_vcf.mappers.assertion_rules import (
 
 __all__ = [
     "AFFIRMED", "HISTORICAL", "HYPOTHETICAL", "NEGATED", "OTHER_PERSON", "POSSIBLE", "RESOLVED", "STATUSES",
-    "Assertion", "Section", "TextReading", "Trigger", "read_mention", "reading",
+    "Assertion", "Section", "TextReading", "Trigger", "read_mention", "reading", "scan",
 ]
 
 TRIGGERS: TriggerSet = rules.load_triggers()
@@ -115,12 +118,11 @@ class Section:
 class Assertion(NamedTuple):
     """What the text says about the mention text[start:end], and why.
 
-    `trigger` is the trigger that decided (None when no trigger governs the mention, or when the
-    section decided); `scope` the span of text that trigger governs (containing the mention);
-    `section` the section the mention lies in (None outside any); `decided_by` says which of the
-    three decided: "trigger", "section" or "default" (affirmed: nothing says otherwise).
-    `sentence_status` is what the sentence's triggers say before the section rule applies. `text` is
-    the whole text read (not a copy).
+    `trigger` is the trigger that decided what the sentence says (None when no trigger governs the
+    mention); `scope` the span of text it governs (containing the mention); `sentence_status` that
+    sentence-level status; `section` the section the mention lies in (None outside any), which may
+    override it; `decided_by` says what decided `status`: "trigger", "section" or "default"
+    (affirmed: nothing says otherwise). `text` is the whole text read (not a copy).
     `elsewhere` is set when the statement is about places other than those the text names ("no other
     abnormal uptake", "no edema elsewhere"): a mapper must not apply it to a level named beside it.
     """
@@ -251,13 +253,16 @@ class TextReading:
         cuts = _sentence_cuts(text)
         for header_start, body_start, _, _ in headers:
             cuts.extend((header_start, body_start))
-        edges = sorted({0, *cuts, len(text)})
-        self.sentences = [(a, b) for a, b in itertools.pairwise(edges) if a < b] or [(0, len(text))]
+        if cuts:
+            edges = sorted({0, *cuts, len(text)})
+            self.sentences = [(a, b) for a, b in itertools.pairwise(edges) if a < b] or [(0, len(text))]
+        else:
+            self.sentences = [(0, len(text))]
         self._sentence_starts = [a for a, _ in self.sentences]
-        self.sections = _sections(text, headers, self)
+        self.sections = _sections(text, headers, self) if headers else []
         self._section_starts = [s.start for s in self.sections]
         self._folded = rules.fold(text)
-        self._by_sentence: dict[int, list[tuple[int, int, TriggerRule]]] = {}
+        self._by_sentence: dict[int, tuple[list[tuple[int, int, TriggerRule]], list[int]]] = {}
 
     # -- where things are --
 
@@ -267,14 +272,15 @@ class TextReading:
     def sentence_at(self, pos: int) -> tuple[int, int]:
         return self.sentences[self._sentence_index(pos)]
 
-    def _triggers_of(self, i: int) -> list[tuple[int, int, TriggerRule]]:
-        """The triggers of sentence i, found when first asked for: one scan per sentence that holds a
-        mention, and no trigger reaches over a sentence's end ("SKIN: No rash")."""
-        found = self._by_sentence.get(i)
-        if found is None:
+    def _triggers_of(self, i: int) -> tuple[list[tuple[int, int, TriggerRule]], list[int]]:
+        """The triggers of sentence i (and their starts), found when first asked for: one scan per
+        sentence that holds a mention, and no trigger reaches over a sentence's end ("SKIN: No rash")."""
+        cached = self._by_sentence.get(i)
+        if cached is None:
             a, b = self.sentences[i]
-            found = self._by_sentence[i] = self.rules.find(self._folded, a, b)
-        return found
+            found = self.rules.find(self._folded, a, b)
+            cached = self._by_sentence[i] = (found, [t[0] for t in found])
+        return cached
 
     def section_at(self, pos: int) -> Section | None:
         i = bisect.bisect_right(self._section_starts, pos) - 1
@@ -287,7 +293,7 @@ class TextReading:
         end = len(self.text) if end is None else end
         first, last = self._sentence_index(start), self._sentence_index(max(start, end - 1))
         return [Trigger(self.text[a:b], a, b, rule) for i in range(first, last + 1)
-                for a, b, rule in self._triggers_of(i) if start <= a < end]
+                for a, b, rule in self._triggers_of(i)[0] if start <= a < end]
 
     # -- assertions --
 
@@ -296,7 +302,9 @@ class TextReading:
         text = self.text
         i = self._sentence_index(start)
         a, b = self.sentences[i]
-        found = self._triggers_of(i)
+        found, starts = self._triggers_of(i)
+        if b - a > 2 * _NEAR:
+            found = found[bisect.bisect_left(starts, start - _NEAR) : bisect.bisect_right(starts, end + _NEAR)]
         if any(t[0] < end and t[1] > start for t in found):
             found = _around_mention(self.rules, self._folded, found, start, end)
         stops = [(t0, t1, rule.ends) for t0, t1, rule in found if rule.category == TERMINATION]
@@ -349,6 +357,9 @@ class TextReading:
         return [self.read(s, e) for s, e in spans]
 
 
+# How far a scope reaches at most, in characters: a sentence of a long unpunctuated text (a hostile
+# or broken feed) then costs each mention a bounded look, never a scan of the whole text.
+_NEAR = 400
 _WORD = re.compile(r"\w+")
 _CLAUSE_MARK = re.compile(r"[,;:()]")
 _OPEN, _CLOSE = "([{", ")]}"
@@ -375,10 +386,9 @@ def _forward_limit(text: str, stops: list[tuple[int, int, frozenset[str]]], sent
 
 
 def _inside_brackets(text: str, pos: int) -> bool:
-    """Whether pos lies inside an open bracket on its line."""
-    line_start = text.rfind("\n", 0, pos) + 1
+    """Whether pos lies inside a bracket opened on its line (looking `_NEAR` characters back at most)."""
     depth = 0
-    for ch in text[line_start:pos]:
+    for ch in _line_before(text, pos):
         if ch in _OPEN:
             depth += 1
         elif ch in _CLOSE and depth:
@@ -494,8 +504,8 @@ _LEAD = " \t>*#-"
 def _at_boundary(text: str, pos: int) -> bool:
     """Whether a header may start at pos: at the start of a line (after any bullet), after the end of
     a sentence, or after a run of spaces (reports whose line breaks were flattened into spaces)."""
-    prefix = text[text.rfind("\n", 0, pos) + 1 : pos]
-    if not prefix.strip(_LEAD):
+    prefix = _line_before(text, pos)
+    if not prefix.strip(_LEAD) and (pos <= _NEAR or "\n" in text[pos - _NEAR - 1 : pos]):
         return True
     if prefix[-1:].isspace() and prefix.rstrip().endswith((".", ";", "!", "?")):
         return True
@@ -560,7 +570,13 @@ def _last_words(triggers: TriggerSet) -> frozenset[str]:
 
 
 def _starts_line(text: str, pos: int) -> bool:
-    return not text[text.rfind("\n", 0, pos) + 1 : pos].strip(_LEAD)
+    return not _line_before(text, pos).strip(_LEAD) and (pos <= _NEAR or "\n" in text[pos - _NEAR - 1 : pos])
+
+
+def _line_before(text: str, pos: int) -> str:
+    """The text of pos's line before it, at most `_NEAR` characters back (a long line costs no more)."""
+    lo = max(0, pos - _NEAR)
+    return text[text.rfind("\n", lo, pos) + 1 or lo : pos]
 
 
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -594,11 +610,22 @@ def _sections(text: str, headers: list, reading: TextReading) -> list[Section]:
 # --- the one-call form ---
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=128)
 def reading(text: str) -> TextReading:
     """The reading of a text with the packaged triggers, cached: mappers asking about several mentions
     of one text (or several mappers about the same text) read it once."""
     return TextReading(text)
+
+
+def scan(pattern: re.Pattern[str], text: str | None) -> Iterator[tuple[re.Match[str], Assertion]]:
+    """(match, assertion) for each match of a mapper's term pattern in the text, the text read once."""
+    if not text:
+        return
+    matches = list(pattern.finditer(text))
+    if matches:
+        found = reading(text)
+        for m in matches:
+            yield m, found.read(m.start(), m.end())
 
 
 def read_mention(text: str, start: int, end: int) -> Assertion:

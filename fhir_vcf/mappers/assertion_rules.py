@@ -134,31 +134,22 @@ class TriggerSet:
             start = m.start()
             if start < reach:
                 continue
-            token = m.group(1)
+            token = m.group()
             node = trie.get("#" if token[0].isdigit() else token)
-            if node is None:
-                continue
             best: tuple[int, TriggerRule] | None = None
-            end = m.end(1)
-            rule = node.get(_END)
-            if rule is not None:
-                best = (end, rule)
-            token = m.group(2)  # the next token, read by the same scan
-            if token is not None and len(node) > (rule is not None):
-                node = node.get("#" if token[0].isdigit() else token)
-                end = m.end(2)
-                while node is not None:
-                    rule = node.get(_END)
-                    if rule is not None:
-                        best = (end, rule)
-                    if len(node) == (rule is not None):
+            end = m.end()
+            while node is not None:
+                rule = node.get(_END)
+                if rule is not None:
+                    best = (end, rule)
+                    if len(node) == 1:
                         break  # nothing longer starts this way
-                    n = step(folded, end, endpos)
-                    if n is None:
-                        break
-                    token = n.group(1)
-                    node = node.get("#" if token[0].isdigit() else token)
-                    end = n.end()
+                n = step(folded, end, endpos)
+                if n is None:
+                    break
+                token = n.group(1)
+                node = node.get("#" if token[0].isdigit() else token)
+                end = n.end()
             if best is not None:
                 found.append((start, best[0], best[1]))
                 reach = best[0]
@@ -316,11 +307,7 @@ def compile_first_tokens(first: Iterable[str]) -> re.Pattern[str]:
         words.append(r"\d+(?:\.\d+)?(?!\w)")
     branches = [r"\b(?:" + "|".join(words) + ")"] if words else []
     branches.extend(re.escape(p) for p in sorted(punctuation, key=len, reverse=True))
-    if not branches:
-        return re.compile(r"(?!)")
-    # Group 1 is the token; group 2 peeks at the next one (without consuming it), which saves most
-    # phrases a second step.
-    return re.compile("(" + "|".join(branches) + r")(?=[\s\-]*(" + _TOKEN.pattern + ")|)")
+    return re.compile("|".join(branches) or r"(?!)")
 
 
 def _trie(by_phrase: Mapping[str, TriggerRule]) -> dict[str, Any]:
