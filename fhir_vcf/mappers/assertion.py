@@ -19,8 +19,9 @@ triggers as data (`assertion-triggers.yaml`, see `assertion_rules`):
   MRI showed no edema" is historical), and when neither holds the other, resolved > historical >
   negated > possible ("history of discitis, now resolved" is resolved).
 - Sections: a question section (INDICATION, REASON FOR EXAM) makes every mention hypothetical, a
-  COMPARISON section historical, a history section (CLINICAL HISTORY) makes affirmed or possible
-  mentions historical, a FAMILY HISTORY section someone else's. FINDINGS / IMPRESSION are this study.
+  COMPARISON section historical, a history section (CLINICAL HISTORY) makes affirmed mentions
+  historical and hedged ones hypothetical ("?discitis" there is the question), a FAMILY HISTORY
+  section someone else's. FINDINGS / IMPRESSION are this study.
 - "No other X" (and "elsewhere", "remaining levels") marks the assertion `elsewhere`: it is about places
   other than those the text names, so a mapper must not apply it to the named level.
 
@@ -309,6 +310,7 @@ class TextReading:
             found = _around_mention(self.rules, self._folded, found, start, end)
         stops = [(t0, t1, rule.ends) for t0, t1, rule in found if rule.category == TERMINATION]
         best: dict[str, tuple[tuple[int, int, int], int, int, TriggerRule, bool]] = {}
+        contested: set[str] = set()  # axes on which a real (not pseudo) trigger reached the mention
         for t0, t1, rule in found:
             if rule.category == TERMINATION:
                 continue
@@ -335,7 +337,9 @@ class TextReading:
             key = (0 if predicate else 1, distance, 0 if backward else 1)
             if axis not in best or key < best[axis][0]:
                 best[axis] = (key, t0, t1, rule, backward)
-        status, decider = _decide(best)
+            if rule.category != PSEUDO:
+                contested.add(axis)
+        status, decider = _decide(best, contested)
         elsewhere = best.get("elsewhere")
         elsewhere_trigger = None
         if elsewhere is not None:
@@ -406,7 +410,7 @@ def _backward_limit(stops: list[tuple[int, int, frozenset[str]]], sentence_start
     return limit
 
 
-def _decide(best: dict) -> tuple[str, tuple | None]:
+def _decide(best: dict, contested: set[str]) -> tuple[str, tuple | None]:
     """The status from the nearest trigger on each axis (see the module docstring for the order)."""
     experiencer = best.get("experiencer")
     if experiencer is not None and experiencer[3].category != PSEUDO:
@@ -420,10 +424,10 @@ def _decide(best: dict) -> tuple[str, tuple | None]:
         return HYPOTHETICAL, hypothetical
     contenders = [best[axis] for axis in ("certainty", "time") if axis in best and best[axis][3].category != PSEUDO]
     if not contenders:
-        # Nothing says otherwise: affirmed, quoting the pseudo-trigger that kept it so (a certainty one
-        # first: "no change in" explains more than "acute").
+        # Nothing says otherwise: affirmed, quoting the pseudo-trigger that kept it so when it looks like
+        # a trigger itself ("no change in", "likely") or beat one ("again noted" over "previously seen").
         for axis in ("certainty", "time", "hypothetical", "experiencer"):
-            if axis in best:
+            if axis in best and (axis == "certainty" or axis in contested):
                 return AFFIRMED, best[axis]
         return AFFIRMED, None
     if len(contenders) == 1:
@@ -448,7 +452,9 @@ def _section_status(status: str, kind: str) -> str:
         return HYPOTHETICAL
     if kind == "comparison" and status != HYPOTHETICAL:
         return HISTORICAL
-    if kind == "history" and status in (AFFIRMED, POSSIBLE):
+    if kind == "history" and status == POSSIBLE:
+        return HYPOTHETICAL  # "CLINICAL INFORMATION: ?discitis": the question, not the past
+    if kind == "history" and status == AFFIRMED:
         return HISTORICAL
     return status
 
