@@ -87,7 +87,7 @@ def test_a_pseudo_trigger_is_quoted_with_its_scope() -> None:
     text = "No change in the L1 marrow edema."
     start = text.index("edema")
     found = read_mention(text, start, start + 5)
-    assert found.status == "affirmed"
+    assert found.status == "affirmed" and found.mention == "edema"
     assert found.decided_by == "trigger" and found.category == "pseudo"
     assert (found.trigger.start, found.trigger.end) == (0, len("No change in"))
     assert found.scope is not None and found.scope[0] <= start and found.scope[1] >= start + 5

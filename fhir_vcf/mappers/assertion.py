@@ -141,6 +141,10 @@ class Assertion(NamedTuple):
     elsewhere: Trigger | None = None
 
     @property
+    def mention(self) -> str:
+        return self.text[self.start : self.end]
+
+    @property
     def sentence_text(self) -> str:
         return self.text[self.sentence[0] : self.sentence[1]]
 
