@@ -111,6 +111,12 @@ def medspacy_reader() -> tuple[Callable[[str, int, int], bool], Callable[[], Non
         import medspacy
     except ImportError:
         raise SystemExit("--reader medspacy: install medspacy in the Python that runs this script") from None
+    try:  # PyRuSH logs every sentence it splits at DEBUG level through loguru
+        from loguru import logger
+
+        logger.disable("PyRuSH")
+    except ImportError:
+        pass
     nlp = medspacy.load()  # default ConText rules, PyRuSH sentences
     sentences = nlp.get_pipe("medspacy_pyrush")
     context = nlp.get_pipe("medspacy_context")
