@@ -6,3 +6,5 @@ A transport like the CLI and the service: it partitions Bulk Data NDJSON by pati
 (`run.py`, with the writers of `fhir_vcf.outputs.table` and `fhir_vcf.outputs.summary`).
 No clinical logic lives here; `synth.py` writes synthetic records for tests and benchmarks.
 """
+
+ENGINES = ("local", "dask")  # here, so that the command line lists them without importing an engine

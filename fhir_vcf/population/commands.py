@@ -24,8 +24,7 @@ from urllib.parse import urlsplit
 from fhir_vcf.config import Settings
 from fhir_vcf.dates import as_of_argument, today_utc
 from fhir_vcf.errors import FhirVcfError
-from fhir_vcf.population.engines import ENGINES
-from fhir_vcf.record import USED_TYPES
+from fhir_vcf.population import ENGINES
 
 EXIT_OK, EXIT_ERROR = 0, 2
 
@@ -110,6 +109,7 @@ def _is_url(source: str) -> bool:
 
 
 def _export(args: argparse.Namespace, err: TextIO) -> Path:
+    from fhir_vcf.record import USED_TYPES
     from fhir_vcf.sources.bulk_export import BulkExportClient
     from fhir_vcf.sources.smart_backend import SmartBackendAuth
 

@@ -39,8 +39,6 @@ from fhir_vcf.population.partition import (
 from fhir_vcf.population.patients import Job, PatientOutcome, evaluate_group
 from fhir_vcf.sources.bulk_ndjson import BadLine, Chunk
 
-ENGINES = ("local", "dask")
-
 
 @dataclass
 class Stats:
