@@ -60,6 +60,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     from fhir_vcf import store as store_module
 
     svc.store = store_module.init_app(app, settings)
+    from fhir_vcf import logs
+
+    logs.set_patient_key(svc.store.patient_key)  # the log's patient hashes: the audit's key (keyed, per install)
 
     from fhir_vcf.service import api, cds_hooks, demo_fhir, feedback, ops
 
