@@ -235,8 +235,9 @@ def test_a_database_that_accepts_and_never_answers_times_out(app, client):
         store.engine = create_store_engine(f"postgresql://postgres@127.0.0.1:{hole.port}/test",
                                            connect_timeout=1, statement_timeout=1)
         store._postgres = True
-        for method, path, body in (("get", "/readyz", None), ("post", PATIENT_VIEW, hook_request(prefetch=full_prefetch())),
-                                   ("post", FEEDBACK, {"feedback": []})):
+        calls = (("get", "/readyz", None), ("post", PATIENT_VIEW, hook_request(prefetch=full_prefetch())),
+                 ("post", FEEDBACK, {"feedback": []}))
+        for method, path, body in calls:
             started = time.monotonic()
             response = getattr(client, method)(path, json=body)
             assert response.status_code == 503 and response.headers["Retry-After"], path
