@@ -281,3 +281,25 @@ def test_fetch_threads_log_the_request_id_and_calls_carry_the_trace(fake):
     assert {rid for _, rid in seen} == {"req-fetch-1"}
     traces = {s.traceparent.split("-")[1] for s in fake.seen if s.traceparent}
     assert traces == {"4bf92f3577b34da6a3ce929d0e0e4736"} and all(s.traceparent for s in fake.seen)
+
+
+def test_urllib3_debug_lines_never_show_the_patient_id(fake, capsys):
+    """A patient id leaked in part through urllib3's DEBUG lines (the redaction stopped at `_`); every
+    character of it is hashed now, whatever logs the line."""
+    fake.routes["/fhir/*"] = answer(200, bundle())
+    root_level = logging.getLogger().level
+    handler = logs.configure_root("DEBUG")
+    urllib3_log = logging.getLogger("urllib3")
+    previous = urllib3_log.level
+    urllib3_log.setLevel(logging.DEBUG)
+    try:
+        client = fhir_client_factory(Settings())(fake.base, TOKEN)
+        client.get("Condition?patient=p_secret-9.x&_count=100")
+        client.get("Patient/p_secret-9.x")
+    finally:
+        urllib3_log.setLevel(previous)
+        handler.setLevel("INFO")
+        logging.getLogger().setLevel(root_level)
+    err = capsys.readouterr().err
+    assert "Condition?patient=" in err and "/fhir/Patient/" in err  # the lines were written
+    assert "secret" not in err and TOKEN not in err
