@@ -199,10 +199,19 @@ class ReadBody:
         self.app = app
         self.limit = limit
 
-    def _refuse(self, start_response: Callable[..., Any], status: str, detail: str) -> list[bytes]:
-        body = json.dumps({"type": "about:blank", "title": status[4:], "status": int(status[:3]),
-                           "detail": detail}).encode()
-        start_response(status, [("Content-Type", "application/problem+json"), ("Content-Length", str(len(body))),
+    def _refuse(self, environ: dict[str, Any], start_response: Callable[..., Any], status: str,
+                detail: str) -> list[bytes]:
+        """The error in the dialect of the path: an OperationOutcome under /cds-services, else RFC 9457."""
+        if str(environ.get("PATH_INFO", "")).startswith("/cds-services"):
+            code = "timeout" if status.startswith("408") else "too-costly"
+            body = json.dumps({"resourceType": "OperationOutcome",
+                               "issue": [{"severity": "error", "code": code, "diagnostics": detail}]}).encode()
+            media_type = "application/json"
+        else:
+            body = json.dumps({"type": "about:blank", "title": status[4:], "status": int(status[:3]),
+                               "detail": detail}).encode()
+            media_type = "application/problem+json"
+        start_response(status, [("Content-Type", media_type), ("Content-Length", str(len(body))),
                                 ("Connection", "close")])
         return [body]
 
@@ -213,15 +222,15 @@ class ReadBody:
         if stream is None or not ((length.isdigit() and int(length) > 0) or chunked):
             return self.app(environ, start_response)
         if length.isdigit() and int(length) > self.limit:
-            return self._refuse(start_response, "413 Content Too Large",
+            return self._refuse(environ, start_response, "413 Content Too Large",
                                 f"the request body is larger than {self.limit} bytes")
         try:
             body = stream.read(int(length)) if length.isdigit() else stream.read(self.limit + 1)
         except OSError:
             log.info("a client did not send its request body in time; connection closed")
-            return self._refuse(start_response, "408 Request Timeout", "the request body did not arrive in time")
+            return self._refuse(environ, start_response, "408 Request Timeout", "the request body did not arrive in time")
         if len(body) > self.limit:
-            return self._refuse(start_response, "413 Content Too Large",
+            return self._refuse(environ, start_response, "413 Content Too Large",
                                 f"the request body is larger than {self.limit} bytes")
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))

@@ -107,6 +107,9 @@ def test_read_body_reads_once_and_refuses_too_much_or_too_late():
     assert status == "200 OK" and body == b"hello"
     status, headers, body = _call(app, {"wsgi.input": io.BytesIO(b""), "CONTENT_LENGTH": "50000"})
     assert status.startswith("413") and headers["Connection"] == "close" and json.loads(body)["status"] == 413
+    status, headers, body = _call(app, {"wsgi.input": io.BytesIO(b""), "CONTENT_LENGTH": "50000",
+                                        "PATH_INFO": "/cds-services/vcf-patient-view"})
+    assert json.loads(body)["issue"][0]["code"] == "too-costly"  # OperationOutcome under /cds-services
 
     class Late(io.RawIOBase):
         def read(self, size=-1):
