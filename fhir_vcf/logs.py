@@ -78,6 +78,8 @@ SAFE_FIELDS = (
     "patient_hash",
     "keys",
     "count",
+    "cards",
+    "hookInstance",
     "skipped",
     "trace_id",
 )

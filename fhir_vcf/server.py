@@ -228,7 +228,8 @@ class ReadBody:
             body = stream.read(int(length)) if length.isdigit() else stream.read(self.limit + 1)
         except OSError:
             log.info("a client did not send its request body in time; connection closed")
-            return self._refuse(environ, start_response, "408 Request Timeout", "the request body did not arrive in time")
+            return self._refuse(environ, start_response, "408 Request Timeout",
+                                "the request body did not arrive in time")
         if len(body) > self.limit:
             return self._refuse(environ, start_response, "413 Content Too Large",
                                 f"the request body is larger than {self.limit} bytes")

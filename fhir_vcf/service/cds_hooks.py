@@ -617,9 +617,8 @@ def _finish(
     audit.decisions = list(dict.fromkeys(str(ev.get("decision")) for ev in evaluations))
     audit.card_uuids = [card["uuid"] for card in cards]
     audit.suggestion_uuids = [s["uuid"] for card in cards for s in card.get("suggestions", [])]
-    log.info(
-        "CDS Hooks call answered",
-        extra={"service": service.id, "hookInstance": str(data["hookInstance"]), "cards": len(cards),
-               "duration_ms": _ms(audit.started)},
-    )
+    from fhir_vcf import logs
+
+    # On the call's one `request` log line (fhir_vcf.logs), not a line of its own.
+    logs.annotate(hookInstance=str(data["hookInstance"]), cards=len(cards))
     return _json({"cards": cards})
