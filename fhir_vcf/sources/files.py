@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +40,30 @@ def _bad_text(value: Any) -> str | None:
     return None
 
 
+def _why_not(text: str | bytes, refusal: str, source: str) -> InputError:
+    """The error for a document orjson refused, in the standard library's words for a syntax error
+    (the same message as always: "Expecting ',' delimiter at line 3 column 5"), else orjson's reason.
+    Only on the error path, so its cost does not matter."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return InputError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source=source)
+    except UnicodeDecodeError:
+        return InputError("invalid JSON: the file is not UTF-8 text", source=source)
+    except RecursionError:  # thousands of nested arrays: bad input, not a failure of ours
+        return InputError("invalid JSON: nested too deeply to be a FHIR document", source=source)
+    except ValueError:  # int("9" * 5000): Python's digit limit
+        return InputError("invalid JSON: a number too large", source=source)
+    if _TOO_DEEP.search(refusal):  # orjson stops at 1024 levels
+        return InputError("invalid JSON: nested too deeply to be a FHIR document", source=source)
+    if "surrogate" in refusal or "utf-8" in refusal.lower():
+        return InputError("invalid JSON: a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is "
+                          "not Unicode text", source=source)
+    if "infinity" in refusal or "number" in refusal:
+        return InputError("invalid JSON: a number too large", source=source)
+    return InputError(f"invalid JSON: {refusal}", source=source)  # NaN, Infinity: not JSON
+
+
 def parse_json(text: str | bytes, *, source: str) -> Any:
     """Parse JSON (orjson: half the time of the standard library on an 80 kB hook request,
     benchmarks/bench_serving.py), or raise an InputError that says where the syntax broke.
@@ -55,13 +80,7 @@ def parse_json(text: str | bytes, *, source: str) -> Any:
     try:
         document = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        if _TOO_DEEP.search(exc.msg):  # orjson stops at 1024 levels: bad input, not a failure of ours
-            raise InputError("invalid JSON: nested too deeply to be a FHIR document", source=source) from None
-        if "surrogate" in exc.msg or "utf-8" in exc.msg.lower():
-            raise InputError("invalid JSON: the file is not UTF-8 text (or a string holds an unpaired UTF-16 "
-                             "surrogate, \\ud800-\\udfff, which is not Unicode)", source=source) from None
-        reason = "a number too large" if "infinity" in exc.msg or "number" in exc.msg else exc.msg
-        raise InputError(f"invalid JSON: {reason} at line {exc.lineno} column {exc.colno}", source=source) from None
+        raise _why_not(text, exc.msg, source) from None
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     if _SUSPECT_ESCAPE.search(raw):
         problem = _bad_text(document)
