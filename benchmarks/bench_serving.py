@@ -17,6 +17,10 @@ and threads, a fresh SQLite store, JSON logs at INFO to a file):
 - `real`: the real service.
 
 Goals (issue 11): real p95 <= 50 ms at concurrency 1 and 8; real throughput >= 25 % of echo's.
+Besides wall-clock throughput, each server's CPU time per call (its worker processes' user +
+system time over the concurrency-8 run, from /proc) is printed: on a machine shared with other
+work, wall-clock figures move with the neighbours' load, CPU per call much less, and the
+throughput a saturated server reaches is the inverse of it.
 `stub` shows the serving layer's share; `real - stub` is the evaluation's own cost (record
 validation, mapping, rules), which the evaluation work of issue 11 items 1-2 cuts. Printed as
 ratios measured in this run; nothing is asserted (exit 0), since the machine's load moves
@@ -232,6 +236,22 @@ def load(port: int, body: bytes, *, concurrency: int, requests: int) -> tuple[li
     return latencies, len(latencies) / elapsed
 
 
+def _cpu_seconds(master: int) -> float:
+    """User + system CPU seconds of the gunicorn master's worker processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:  # ppid
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1]
 
@@ -250,7 +270,9 @@ def measure(mode: str, port: int, body_file: Path, body: bytes, requests: int, w
         _wait_ready(port)
         load(port, body, concurrency=8, requests=max(16, requests // 5))  # warm every worker
         one, _ = load(port, body, concurrency=1, requests=requests)
+        cpu_before = _cpu_seconds(child.pid)
         eight, throughput = load(port, body, concurrency=8, requests=requests * 2)
+        cpu_ms = (_cpu_seconds(child.pid) - cpu_before) * 1000 / len(eight)
     finally:
         child.send_signal(signal.SIGTERM)  # the gunicorn master we started stops its own workers
         try:
@@ -260,7 +282,7 @@ def measure(mode: str, port: int, body_file: Path, body: bytes, requests: int, w
             child.wait(5)
         log.close()
     return {"p50_1": statistics.median(one), "p95_1": p95(one), "p50_8": statistics.median(eight),
-            "p95_8": p95(eight), "rps_8": throughput}
+            "p95_8": p95(eight), "rps_8": throughput, "cpu_ms": cpu_ms}
 
 
 def main() -> int:
@@ -285,14 +307,20 @@ def main() -> int:
             results[mode] = measure(mode, args.port + offset, body_file, body, args.requests, workdir)
             r = results[mode]
             print(f"{mode:>5}: c=1 p50 {r['p50_1']:7.1f} ms  p95 {r['p95_1']:7.1f} ms | "
-                  f"c=8 p50 {r['p50_8']:7.1f} ms  p95 {r['p95_8']:7.1f} ms | {r['rps_8']:7.1f} calls/s", flush=True)
+                  f"c=8 p50 {r['p50_8']:7.1f} ms  p95 {r['p95_8']:7.1f} ms | {r['rps_8']:7.1f} calls/s | "
+                  f"CPU {r['cpu_ms']:6.2f} ms/call", flush=True)
     echo, real = results.get("echo"), results.get("real")
     stub = results.get("stub")
     if echo and real:
         share = real["rps_8"] / echo["rps_8"]
-        print(f"real throughput / echo: {share:.1%} (goal >= {TARGET_THROUGHPUT_SHARE:.0%})")
+        print(f"real throughput / echo: {share:.1%} wall clock, {echo['cpu_ms'] / real['cpu_ms']:.1%} by CPU per call "
+              f"(goal >= {TARGET_THROUGHPUT_SHARE:.0%})")
     if echo and stub:
-        print(f"stub throughput / echo: {stub['rps_8'] / echo['rps_8']:.1%} (the serving layer alone)")
+        print(f"stub throughput / echo: {stub['rps_8'] / echo['rps_8']:.1%} wall clock, "
+              f"{echo['cpu_ms'] / stub['cpu_ms']:.1%} by CPU per call (the serving layer alone)")
+    if stub and real:
+        print(f"the evaluation's own CPU (real - stub): {real['cpu_ms'] - stub['cpu_ms']:.1f} ms/call; "
+              f"the serving layer's (stub - echo): {stub['cpu_ms'] - (echo or stub)['cpu_ms']:.1f} ms/call")
     if real:
         worst = max(real["p95_1"], real["p95_8"])
         verdict = "within" if worst <= TARGET_P95_MS else "over"

@@ -125,11 +125,14 @@ def test_warm_up_freezes_what_the_worker_holds(tmp_path):
     from fhir_vcf.app import create_app
 
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}"))
+    thresholds = gc.get_threshold()
     try:
         server.warm_and_freeze(app)
         assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold() == server.GC_THRESHOLDS
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 # --- the real server ---------------------------------------------------------------------------------
