@@ -40,8 +40,10 @@ more hostile traffic puts a buffering proxy in front (nginx buffers whole reques
 Pauses. Each worker builds its app, runs one evaluation to warm every lazily built part (models,
 compiled patterns), then moves everything it holds to the garbage collector's permanent
 generation (`gc.freeze()`), so full collections no longer walk the ~100k start-up objects on the
-request path, and raises the collector's first threshold (`GC_THRESHOLDS`: measured there). gunicorn's control socket (25.1+) is off: the service is managed through signals
-and its environment, and the default path (`$HOME/.gunicorn`) is not writable in the image.
+request path, and raises the collector's first threshold (`GC_THRESHOLDS`: measured there).
+
+gunicorn's control socket (25.1+) is off: the service is managed through signals and its
+environment, and the default path (`$HOME/.gunicorn`) is not writable in the image.
 """
 
 from __future__ import annotations
