@@ -164,6 +164,9 @@ feedback = sa.Table(
     sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_interaction"),
 )
 
+_INSERT_AUDIT = audit.insert()
+_INSERT_AUDIT_CARD = audit_card.insert()
+
 # v3: JWT ids already used (CDS Hooks replay protection), shared by every worker.
 jwt_replay = sa.Table(
     "jwt_replay",
@@ -602,9 +605,11 @@ class Store:
             with self._bounded(), self.engine.begin() as conn:
                 if self._postgres:  # see the module docstring: survives the worker, not a server crash
                     conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                audit_id = conn.execute(audit.insert().values(**values)).inserted_primary_key[0]
+                # One constant statement with its values as parameters: SQLAlchemy compiles it once and
+                # caches it (`.values(**row)` built a new statement, and its cache key, on every call).
+                audit_id = conn.execute(_INSERT_AUDIT, values).inserted_primary_key[0]
                 if cards:
-                    conn.execute(audit_card.insert(), [{"audit_id": audit_id, "card_uuid": c} for c in cards])
+                    conn.execute(_INSERT_AUDIT_CARD, [{"audit_id": audit_id, "card_uuid": c} for c in cards])
         except SQLAlchemyError as exc:
             raise StoreError(f"store: could not record the hook call ({type(exc).__name__})") from exc
         return int(audit_id)
