@@ -124,6 +124,7 @@ _PATIENT_PATTERNS = (
 )
 
 _HANDLER_MARK = "_fhir_vcf_json_handler"
+_TOKEN_KEY = "fhir_vcf.log_context"
 _request_log = logging.getLogger("fhir_vcf.request")
 
 
@@ -417,11 +418,13 @@ def init_logging(app: Any, settings: Any) -> None:
         context = new_context(
             g.request_id, request.headers.get(TRACEPARENT_HEADER), request.headers.get(TRACESTATE_HEADER)
         )
-        g.log_context_token = _context.set(context)
+        # On the request itself, not on `g`: a request made from inside another (the same app, so
+        # the same app context and `g`) must not overwrite the outer one's token.
+        request.environ[_TOKEN_KEY] = _context.set(context)
 
     @app.teardown_request
     def _end_request(_exc: BaseException | None) -> None:
-        token = g.pop("log_context_token", None)
+        token = request.environ.pop(_TOKEN_KEY, None)
         if token is not None:
             with suppress(ValueError):  # set in another context (cannot happen in WSGI): nothing to undo
                 _context.reset(token)

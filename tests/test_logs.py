@@ -220,3 +220,17 @@ def test_the_service_logs_json_with_request_ids(capsys):
     assert response.headers[REQUEST_ID_HEADER] == "trace-7"
     done = [r for r in lines(capsys) if r["logger"] == "fhir_vcf.request"]
     assert done and done[-1]["request_id"] == "trace-7" and done[-1]["endpoint"] == "/healthz"
+
+
+def test_a_request_made_inside_another_leaves_no_context_behind(app):
+    """A request served inside another one (same app, so the same `g`) must not leak its log context."""
+    from fhir_vcf import logs
+
+    @app.get("/outer")
+    def outer():
+        app.test_client().get("/api/v1/patients/p-1/evaluation")
+        return jsonify({"inner_done": logs.current_request_id() is not None})
+
+    with app.app_context():
+        assert app.test_client().get("/outer").json == {"inner_done": True}
+    assert logs.current_context() is None
