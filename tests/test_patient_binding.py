@@ -207,3 +207,50 @@ def test_urn_keyed_resources_of_an_id_less_other_patient_are_refused(client):
                            json=as_of(hook_request(patient="p-victim", prefetch=prefetch)))
     assert response.status_code == 400
     assert "not context.patientId" in response.json["issue"][0]["diagnostics"]
+
+
+# --- the REST API's patient endpoints read with the same binding ---------------------------------------
+
+
+def test_the_api_refuses_a_server_that_answers_with_another_patient(tmp_path):
+    from api_support import BASE, FakeFhirServer, make_app
+
+    server = FakeFhirServer([{"resourceType": "Patient", "id": "p1"}])
+    original = server._get
+
+    def wrong_patient(request):  # the read of Patient/p1 answers with Patient/p2
+        if request.url.endswith("/Patient/p1"):
+            return server._answer(200, {"resourceType": "Patient", "id": "p2"})
+        return original(request)
+
+    server._get = wrong_patient
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        server.install(mock)
+        response = make_app(tmp_path, fhir_base_url=BASE).test_client().get("/api/v1/patients/p1/evaluation")
+    assert response.status_code == 502 and "not context.patientId" in response.json["detail"]
+
+
+def test_the_api_sets_aside_what_is_not_the_patients(tmp_path, caplog):
+    import logging
+
+    from api_support import BASE, FakeFhirServer, make_app
+
+    caplog.set_level(logging.WARNING, logger="fhir_vcf.sources.prefetch")
+    resources = [{"resourceType": "Patient", "id": "p1"},
+                 obs("mine", {"reference": "Patient/p1"}),
+                 obs("other", {"reference": "Patient/p1", "identifier": {"value": "x"}})]
+    server = FakeFhirServer(resources)
+    original = server._get
+
+    def with_identifier_only(request):
+        status, headers, body = original(request)
+        return status, headers, body.replace('"reference": "Patient/p1", "identifier"', '"identifier"')
+
+    server._get = with_identifier_only
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        server.install(mock)
+        client = make_app(tmp_path, fhir_base_url=BASE).test_client()
+        response = client.get("/api/v1/patients/p1/evaluation?asOf=2025-06-30")
+    assert response.status_code == 200
+    (warning,) = [r for r in caplog.records if "set aside" in r.getMessage()]
+    assert warning.skipped == {IDENTIFIER_ONLY: 1}
