@@ -534,4 +534,16 @@ def _log_start_up(workers: int, metrics_dir: str | None, jti_cache: str, *, trus
         log.info("serve: JWT jti replay cache: %s", jti_cache)
 
 
-__all__ = ["FhirVcfApplication", "default_workers", "multiprocess_metrics", "serve"]
+__all__ = [
+    "DeadlineSocket",
+    "FhirVcfApplication",
+    "GuardedThreadWorker",
+    "ReadBody",
+    "cpu_quota",
+    "default_workers",
+    "gunicorn_options",
+    "multiprocess_metrics",
+    "serve",
+    "usable_cpus",
+    "warm_and_freeze",
+]
