@@ -188,6 +188,22 @@ def serve_mode(mode: str, port: int, body_file: str) -> int:
 # --- the load -------------------------------------------------------------------------------------
 
 
+def _wait_free(port: int, timeout: float = 30.0) -> None:
+    """Wait until nothing listens on `port` (the previous server's workers may still be leaving)."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                time.sleep(0.2)
+    raise RuntimeError(f"port {port} is still in use")
+
+
 def _wait_ready(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -212,15 +228,19 @@ def load(port: int, body: bytes, *, concurrency: int, requests: int) -> tuple[li
     def worker() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         mine = []
-        for _ in range(per_worker):
-            started = time.perf_counter()
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            mine.append((time.perf_counter() - started) * 1000)
-            if response.status != 200:
-                failures.append(str(response.status))
-        conn.close()
+        try:
+            for _ in range(per_worker):
+                started = time.perf_counter()
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                mine.append((time.perf_counter() - started) * 1000)
+                if response.status != 200:
+                    failures.append(str(response.status))
+        except (OSError, http.client.HTTPException) as exc:
+            failures.append(type(exc).__name__)
+        finally:
+            conn.close()
         with lock:
             latencies.extend(mine)
 
@@ -261,6 +281,7 @@ def measure(mode: str, port: int, body_file: Path, body: bytes, requests: int, w
     env.update({"FHIR_VCF_DATABASE_URL": f"sqlite:///{workdir / (mode + '.db')}", "FHIR_VCF_LOG_LEVEL": "INFO"})
     for name in ("FHIR_VCF_TRUSTED_ISSUERS", "FHIR_VCF_DEMO", "PROMETHEUS_MULTIPROC_DIR"):
         env.pop(name, None)
+    _wait_free(port)
     log = (workdir / f"{mode}.log").open("wb")
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", mode, "--port", str(port), "--body", str(body_file)],
