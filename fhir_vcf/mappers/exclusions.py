@@ -348,7 +348,7 @@ def _number(obs: Any) -> float | None:
 # --- facts ---
 
 
-_READ_IN_TEXT = "coded or written in the conditions, findings, reports or notes"
+_READ_IN_TEXT = "in the conditions, findings, reports or notes"
 
 
 def _combine(signals: _Signals, label: str, where: str = _READ_IN_TEXT) -> Fact[bool]:

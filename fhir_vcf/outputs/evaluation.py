@@ -142,6 +142,12 @@ def render_timeline(judgement: Judgement, facts: FractureFacts, policy: Policy) 
     if rule.enabled and onsets:
         out["windows"] = {"from": onsets[0]["date"], "acuteBelowDays": rule.acute_below_days.value,
                           "maxDays": rule.max_days.value, "source": rule.source}
+    symptoms = policy.symptoms
+    if symptoms.enabled:
+        thresholds = {"outpatient": symptoms.min_score.value, "source": symptoms.source}
+        if symptoms.hospitalized_min_score is not None and symptoms.hospitalized_min_score.value is not None:
+            thresholds["hospitalized"] = symptoms.hospitalized_min_score.value
+        out["painThresholds"] = thresholds
     return out
 
 
