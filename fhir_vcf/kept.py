@@ -126,7 +126,7 @@ class KeptEvaluations:
                 ))
         except SQLAlchemyError as exc:
             raise StoreError(f"store: could not keep the evaluation ({type(exc).__name__})") from exc
-        self._maybe_purge()
+        self._maybe_purge(created)
         return evaluation_id
 
     def get(self, evaluation_id: str, *, now: datetime | None = None) -> KeptEvaluation | None:
@@ -168,15 +168,15 @@ class KeptEvaluations:
             log.info("kept evaluations: purged %d past their retention window", gone.rowcount)
         return int(gone.rowcount or 0)
 
-    def _maybe_purge(self) -> None:
+    def _maybe_purge(self, now: datetime) -> None:
         """Housekeeping on writes, at most once per PURGE_SECONDS in this process; a failure is logged."""
-        now = time.monotonic()
+        tick = time.monotonic()
         with self._lock:
-            if now < self._next_purge:
+            if tick < self._next_purge:
                 return
-            self._next_purge = now + PURGE_SECONDS
+            self._next_purge = tick + PURGE_SECONDS
         try:
-            self.purge()
+            self.purge(now=now)
         except StoreError as exc:
             log.warning("kept evaluations: purge failed (%s)", exc)
 
