@@ -95,15 +95,16 @@ def render_timeline(judgement: Judgement, facts: FractureFacts, policy: Policy) 
     """
     resources = facts.resources
     onsets: list[dict[str, Any]] = []
-    by_day: dict[tuple[str, str], list[str]] = {}
+    by_day: dict[str, tuple[list[str], list[str]]] = {}  # one onset per day: its levels and references
     for level, fact in facts.onset.items():
         if fact.status is Status.PRESENT and fact.value is not None:
-            reference = fact.references[0] if fact.references else ""
-            by_day.setdefault((_day(fact.value) or "", reference), []).append(level)
-    for (day, reference), levels in sorted(by_day.items()):
+            levels, references = by_day.setdefault(_day(fact.value) or "", ([], []))
+            levels.append(level)
+            references.extend(r for r in fact.references if r not in references)
+    for day, (levels, references) in sorted(by_day.items()):
         entry: dict[str, Any] = {"date": day, "levels": levels}
-        if reference:
-            entry["reference"] = reference
+        if references:
+            entry["references"] = references
         onsets.append(entry)
 
     pain = []

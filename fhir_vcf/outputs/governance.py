@@ -26,12 +26,14 @@ def _stacked_bars(rows: Sequence[tuple[str, Mapping[str, Any]]], *, title: str, 
     peak = max([int(r.get("shown", 0)) for _, r in rows] + [1])
     parts: list[str] = []
     if horizontal:
-        width, left, bar, gap = 560, 150, 20, 10
-        height = 30 + len(rows) * (bar + gap)
+        width, left, bar, gap = 560, 170, 20, 10
+        height = 46 + len(rows) * (bar + gap)
         for i, (label, r) in enumerate(rows):
             y = 24 + i * (bar + gap)
             x = left
-            parts.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end" fill="{TEXT}">{escape(label)}</text>')
+            short = label if len(label) <= 26 else label[:25] + "…"  # the whole label is in the table
+            parts.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end" fill="{TEXT}">{escape(short)}'
+                         f'<title>{escape(label)}</title></text>')
             for key, words, color in SEGMENTS:
                 w = round((width - left - 60) * int(r.get(key, 0)) / peak, 1)
                 if w > 0:
@@ -40,11 +42,11 @@ def _stacked_bars(rows: Sequence[tuple[str, Mapping[str, Any]]], *, title: str, 
                 x += w
             parts.append(f'<text x="{x + 6}" y="{y + 14}" fill="{TEXT}">{int(r.get("shown", 0))}</text>')
     else:
-        width, bottom, left = 560, 200, 36
+        width, bottom, left = 960, 200, 36
         height = bottom + 40
         slot = (width - left - 10) / max(len(rows), 1)
-        bar = max(6.0, min(34.0, slot * 0.7))
-        for tick in sorted({0, peak // 2, peak}):
+        bar = max(6.0, min(40.0, slot * 0.7))
+        for tick in (range(peak + 1) if peak <= 5 else sorted({0, peak // 2, peak})):
             y = round(bottom - (bottom - 20) * tick / peak, 1)
             parts.append(f'<line x1="{left}" y1="{y}" x2="{width - 10}" y2="{y}" stroke="#b3b3b3" stroke-width="0.5"/>')
             parts.append(f'<text x="{left - 4}" y="{y + 4}" text-anchor="end" fill="{TEXT}">{tick}</text>')

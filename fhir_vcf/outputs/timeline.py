@@ -29,6 +29,7 @@ LANES = (("imaging", "Imaging", 160), ("orders", "Orders", 190), ("treatments", 
          ("boneHealth", "Bone health", 250))
 AXIS_Y = 272
 HEIGHT = 312
+MERGE_PX = 14  # marks of one lane closer than this merge into one
 EARLIER_DAYS = 60  # events more than this before the onset are summarised, not drawn (a 2019 MRI)
 SETTING_WORDS = {"hospitalized": "hospitalized", "ambulatory": "outpatient", "observation": "observation stay",
                  "unknown": "setting unknown"}
@@ -117,14 +118,17 @@ def _text(x: float, y: float, body: str, *, anchor: str = "middle", css: str = "
     return f'<text x="{x}" y="{y}" text-anchor="{anchor}"{klass}{fill}>{escape(body)}</text>'
 
 
-def _group(events: Iterable[Mapping[str, Any]]) -> list[tuple[date, list[Mapping[str, Any]]]]:
-    """Events of one lane merged by day: one mark per day, its title listing them all."""
-    by_day: dict[date, list[Mapping[str, Any]]] = {}
-    for event in events:
-        day = _parse(event.get("date"))
-        if day is not None:
-            by_day.setdefault(day, []).append(event)
-    return sorted(by_day.items())
+def _group(events: Iterable[Mapping[str, Any]], scale: Scale) -> list[tuple[date, list[Mapping[str, Any]]]]:
+    """Events of one lane merged when their marks would touch (closer than MERGE_PX): one mark at the
+    first one's day, its title listing them all, so marks and labels never pile up."""
+    dated = sorted(((d, e) for e in events if (d := _parse(e.get("date"))) is not None), key=lambda pair: pair[0])
+    groups: list[tuple[date, list[Mapping[str, Any]]]] = []
+    for day, event in dated:
+        if groups and scale.x(day) - scale.x(groups[-1][0]) < MERGE_PX:
+            groups[-1][1].append(event)
+        else:
+            groups.append((day, [event]))
+    return groups
 
 
 def _event_words(lane: str, event: Mapping[str, Any]) -> str:
@@ -228,13 +232,12 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl")
         color = COLORS[key]
         last_x = -1000.0
         row = 0
-        for day, events in _group(timeline.get(key) or ()):
-            if day < scale.start:
-                continue
+        for day, events in _group((e for e in timeline.get(key) or () if (_parse(e.get("date")) or date.min)
+                                   >= scale.start), scale):
             x = scale.x(day)
             row = (row + 1) % 2 if x - last_x < 70 else 0
             last_x = x
-            title = f"{day.isoformat()}: " + "; ".join(_event_words(key, e) for e in events)
+            title = "; ".join(f"{e.get('date')}: {_event_words(key, e)}" for e in events)
             parts.append(f'<path d="M{x} {y - 6} L{x + 6} {y} L{x} {y + 6} L{x - 6} {y} Z" fill="{color}">'
                          f'<title>{escape(title)}</title></path>')
             parts.append(_text(x + 9, y + 4 + row * 12, _lane_label(key, events),
@@ -273,7 +276,7 @@ def timeline_items(evaluation: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     items: list[tuple[str, str, str]] = []
     for onset in timeline.get("onset") or ():
         items.append((onset.get("date", ""), f"Symptom onset {', '.join(onset.get('levels') or ())}".strip(),
-                      onset.get("reference", "")))
+                      ", ".join(onset.get("references") or ())))
     for score in timeline.get("painScores") or ():
         setting = str(score.get("setting") or "unknown")
         where = score.get("encounterLabel") or SETTING_WORDS.get(setting, setting)
