@@ -24,14 +24,14 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_evaluate import AS_OF, hundred_resource_bundle, timed  # noqa: E402
+from bench_evaluate import AS_OF, hundred_resource_bundle, timed
 
-from fhir_vcf.evaluation import evaluate_record  # noqa: E402
-from fhir_vcf.kept import KeptEvaluations  # noqa: E402
-from fhir_vcf.outputs.page import render_page  # noqa: E402
-from fhir_vcf.record import load_document  # noqa: E402
-from fhir_vcf.rules.policy import load_policies  # noqa: E402
-from fhir_vcf.store import Store  # noqa: E402
+from fhir_vcf.evaluation import evaluate_record
+from fhir_vcf.kept import KeptEvaluations
+from fhir_vcf.outputs.page import render_page
+from fhir_vcf.record import load_document
+from fhir_vcf.rules.policy import load_policies
+from fhir_vcf.store import Store
 
 RENDER_RATIO = 0.5
 KEEP_RATIO = 1.0

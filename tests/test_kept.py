@@ -8,11 +8,11 @@ import json
 import time
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from db_support import Database, database_fixture  # noqa: F401  (the `database` fixture)
 
 from fhir_vcf.errors import ConfigError
 from fhir_vcf.kept import KeptEvaluations, LinkSigner, derive_link_secret
@@ -25,8 +25,9 @@ NOW = datetime(2025, 6, 30, 12, 0, 0)
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    store = Store(f"sqlite:///{tmp_path / 'kept.db'}")
+def store(database: Database):
+    """Every storage test runs on SQLite and on PostgreSQL (skipped with the reason when none answers)."""
+    store = Store(database.url)
     yield store
     store.dispose()
 

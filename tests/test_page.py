@@ -294,3 +294,37 @@ def test_governance_page_draws_charts_and_tables_from_the_numbers():
     assert html.count("<svg viewBox") == 3  # per week, per decision, override reasons
     assert "Clinical judgement" in html and "Not eligible" in html
     assert re.search(r"<td class=\"num\">50 %</td>", html)  # 2 of 4 answered cards overridden
+
+
+# --- the evaluation object's words, across every bundle we have ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def every_evaluation() -> list[dict]:
+    paths = [p for folder in (SAMPLES, SAMPLES.parent / "tests" / "data" / "realistic")
+             for p in sorted(folder.glob("*.json")) if p.name != "expected.json"]
+    return [evaluate_record(r, as_of=AS_OF, policy=POLICY) for p in paths for r in load_file(p)]
+
+
+def test_no_reason_just_repeats_its_criterion_title(every_evaluation):
+    for evaluation in every_evaluation:
+        for c in evaluation["criteria"]:
+            reason = c["reason"].lower()
+            assert not reason.startswith(c["title"].lower()), (evaluation["patient"], c["id"], c["reason"])
+            assert "none documented" not in reason, (evaluation["patient"], c["id"], c["reason"])
+
+
+def test_every_lcd_criterion_links_its_published_source(every_evaluation):
+    urls = {s["id"]: s["url"] for s in every_evaluation[0]["policySources"] if "url" in s}
+    assert set(urls) == {"LCD", "A56572", "RTC"}
+    for evaluation in every_evaluation:
+        for c in evaluation["criteria"]:
+            assert c.get("sourceUrl") in urls.values(), (c["id"], c["source"])
+
+
+def test_every_evaluation_has_a_dated_timeline(every_evaluation):
+    for evaluation in every_evaluation:
+        timeline = evaluation["timeline"]
+        assert set(timeline) >= {"onset", "painScores", "imaging", "orders", "treatments", "boneHealth"}
+        dated = [e["date"] for key in ("painScores", "imaging", "treatments", "boneHealth") for e in timeline[key]]
+        assert all(date.fromisoformat(d) <= AS_OF for d in dated), evaluation["patient"]
