@@ -328,3 +328,10 @@ def test_every_evaluation_has_a_dated_timeline(every_evaluation):
         assert set(timeline) >= {"onset", "painScores", "imaging", "orders", "treatments", "boneHealth"}
         dated = [e["date"] for key in ("painScores", "imaging", "treatments", "boneHealth") for e in timeline[key]]
         assert all(date.fromisoformat(d) <= AS_OF for d in dated), evaluation["patient"]
+
+
+def test_one_page_for_every_bundle_renders_with_unique_ids(every_evaluation):
+    """The CLI's many-patient page over every shape we know: no crash, ids unique across sections."""
+    page = outline(render_page(every_evaluation))
+    assert len(page.ids) == len(set(page.ids))
+    assert page.headings.count(2) == len(every_evaluation)

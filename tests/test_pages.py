@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def test_an_expired_link_and_a_purged_evaluation_are_404(app, monkeypatch):
     assert client.get(path).status_code == 404
     monkeypatch.setattr(time_module, "time", real)
     kept = app.extensions["fhir_vcf"].kept
-    kept.purge(now=datetime.utcnow() + timedelta(days=8))  # past the 7-day retention
+    kept.purge(now=datetime.now(UTC).replace(tzinfo=None) + timedelta(days=8))  # past the 7-day retention
     assert client.get(path).status_code == 404
 
 

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, request
@@ -173,7 +173,7 @@ def _weeks() -> int:
 def _summary() -> dict[str, Any]:
     from fhir_vcf.governance import summary
 
-    return summary(_services().store, weeks=_weeks(), now=datetime.utcnow())
+    return summary(_services().store, weeks=_weeks(), now=datetime.now(UTC).replace(tzinfo=None))
 
 
 @bp.get("/governance")
