@@ -143,6 +143,7 @@ audit_card = sa.Table(
     metadata,
     sa.Column("audit_id", sa.Integer, sa.ForeignKey("audit.id"), primary_key=True),
     sa.Column("card_uuid", sa.String(128), primary_key=True),
+    sa.Column("decision", sa.String(32)),  # v4: the card's own decision (a call may have several)
     sa.Index("ix_audit_card_card_uuid", "card_uuid"),
 )
 
@@ -176,6 +177,19 @@ jwt_replay = sa.Table(
     sa.Column("expires_at", sa.DateTime, nullable=False),  # UTC: exp + leeway
     sa.PrimaryKeyConstraint("issuer", "jti", name="pk_jwt_replay"),  # the unique key: insert-or-fail
     sa.Index("ix_jwt_replay_expires_at", "expires_at"),
+)
+
+
+# v4: evaluations kept to be shown on the explanation page (fhir_vcf.kept): encrypted, purged.
+kept_evaluation = sa.Table(
+    "kept_evaluation",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # a random UUID: the page link names it
+    sa.Column("created", sa.DateTime, nullable=False),  # UTC
+    sa.Column("expires", sa.DateTime, nullable=False),  # UTC: purged after this
+    sa.Column("source", sa.String(32), nullable=False),  # the hook, or "api"
+    sa.Column("ciphertext", sa.Text, nullable=False),  # a Fernet token: AES-128-CBC + HMAC-SHA256
+    sa.Index("ix_kept_evaluation_expires", "expires"),
 )
 
 
@@ -232,7 +246,15 @@ def _v1(conn: Connection) -> None:
 
 def _v2(conn: Connection) -> None:
     """Join feedback to its audited call: the audit_card index table and feedback.audit_id, backfilled."""
-    audit_card.create(conn)
+    v2 = sa.MetaData()  # audit_card as v2 made it (frozen: v4 adds a column to the live definition)
+    sa.Table(
+        "audit_card", v2,
+        sa.Column("audit_id", sa.Integer, sa.ForeignKey("audit.id"), primary_key=True),
+        sa.Column("card_uuid", sa.String(128), primary_key=True),
+        sa.Index("ix_audit_card_card_uuid", "card_uuid"),
+    )
+    sa.Table("audit", v2, sa.Column("id", sa.Integer, primary_key=True))  # the foreign key's target
+    v2.tables["audit_card"].create(conn)
     # ALTER TABLE ... ADD COLUMN is the same on SQLite and PostgreSQL; the type comes from the dialect.
     column_type = sa.Integer().compile(dialect=conn.dialect)
     preparer = conn.dialect.identifier_preparer
@@ -266,10 +288,38 @@ def _v3(conn: Connection) -> None:
     v3.create_all(conn)
 
 
+def _v4(conn: Connection) -> None:
+    """Explanation pages: the kept_evaluation table, and each card's own decision in audit_card
+    (backfilled from its call when the call had one decision) for the governance view."""
+    v4 = sa.MetaData()
+    sa.Table(
+        "kept_evaluation", v4,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("created", sa.DateTime, nullable=False),
+        sa.Column("expires", sa.DateTime, nullable=False),
+        sa.Column("source", sa.String(32), nullable=False),
+        sa.Column("ciphertext", sa.Text, nullable=False),
+        sa.Index("ix_kept_evaluation_expires", "expires"),
+    )
+    v4.create_all(conn)
+    column_type = sa.String(32).compile(dialect=conn.dialect)
+    preparer = conn.dialect.identifier_preparer
+    conn.execute(
+        sa.text(f"ALTER TABLE {preparer.quote('audit_card')} ADD COLUMN {preparer.quote('decision')} {column_type}")
+    )
+    single = (
+        sa.select(audit.c.decision)
+        .where(audit.c.id == audit_card.c.audit_id, ~audit.c.decision.contains(","))
+        .scalar_subquery()
+    )
+    conn.execute(audit_card.update().values(decision=single))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit, feedback, store_meta", _v1),
     Migration(2, "audit_card index table; feedback.audit_id joined through the card uuid", _v2),
     Migration(3, "jwt_replay: JWT ids already used, shared by every worker", _v3),
+    Migration(4, "kept_evaluation (explanation pages); audit_card.decision (governance view)", _v4),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -585,9 +635,16 @@ class Store:
         suggestion_uuids: Iterable[str] = (),
         duration_ms: float | None = None,
         status: int = 200,
+        card_decisions: Mapping[str, str] | None = None,
     ) -> int:
-        """Record one hook call; return its audit id. `patient` is the raw reference: only its hash is kept."""
+        """Record one hook call; return its audit id. `patient` is the raw reference: only its hash is kept.
+
+        `card_decisions` (card uuid → decision) files each card under its own decision for the
+        governance view; a card without one takes the call's decision when the call has only one.
+        """
         cards = list(dict.fromkeys(_canonical_uuid(c) for c in card_uuids if c))
+        per_card = {_canonical_uuid(k): v[:32] for k, v in (card_decisions or {}).items() if v}
+        fallback = decision[:32] if decision and "," not in decision else None
         suggestions = list(dict.fromkeys(str(s) for s in suggestion_uuids if s))
         values = {
             "created": _utcnow(),
@@ -609,7 +666,9 @@ class Store:
                 # caches it (`.values(**row)` built a new statement, and its cache key, on every call).
                 audit_id = conn.execute(_INSERT_AUDIT, values).inserted_primary_key[0]
                 if cards:
-                    conn.execute(_INSERT_AUDIT_CARD, [{"audit_id": audit_id, "card_uuid": c} for c in cards])
+                    conn.execute(_INSERT_AUDIT_CARD, [
+                        {"audit_id": audit_id, "card_uuid": c, "decision": per_card.get(c, fallback)} for c in cards
+                    ])
         except SQLAlchemyError as exc:
             raise StoreError(f"store: could not record the hook call ({type(exc).__name__})") from exc
         return int(audit_id)
@@ -789,5 +848,6 @@ __all__: Sequence[str] = (
     "engine_url",
     "init_app",
     "jwt_replay",
+    "kept_evaluation",
     "migrate",
 )

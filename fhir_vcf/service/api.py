@@ -30,6 +30,7 @@ from fhir_vcf.errors import ConfigError, InputError, NotFoundError, UpstreamErro
 from fhir_vcf.record import PatientRecord, entries_of, load_resources, relative_reference
 from fhir_vcf.service import problems
 from fhir_vcf.service.ops import record_decisions
+from fhir_vcf.service.pages import with_page_links
 from fhir_vcf.sources.fhir_server import ByteBudget, FhirClient, TokenSource
 from fhir_vcf.sources.files import parse_json
 from fhir_vcf.sources.prefetch import PREFETCH_TEMPLATES, bind_entries, build_record, resolve_template
@@ -187,7 +188,7 @@ def post_evaluations() -> Response:
     record_decisions(evaluations, policy_id)
     if len(evaluations) == 1:
         logs.annotate(decision=evaluations[0].get("decision"), patient=evaluations[0].get("patient"))
-    return jsonify({"evaluations": evaluations})
+    return jsonify({"evaluations": with_page_links(evaluations, "api")})
 
 
 def count_patients(entries: list[tuple[str | None, Mapping[str, Any], str]]) -> int:
@@ -356,7 +357,7 @@ def get_patient_evaluation(patient_id: str) -> Response:
     """Evaluate a patient read from the configured FHIR server."""
     evaluation, *_ = _evaluate_patient(patient_id)
     logs.annotate(decision=evaluation.get("decision"), patient=evaluation.get("patient"))
-    return jsonify(evaluation)
+    return jsonify(with_page_links([evaluation], "api")[0])
 
 
 # --- POST /patients/{id}/careplans ---------------------------------------------------------------

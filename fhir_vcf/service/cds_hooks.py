@@ -48,6 +48,7 @@ from fhir_vcf.evaluation import ordered_technique
 from fhir_vcf.outputs.cards import CardSource, OrderContext, render_cards
 from fhir_vcf.service.ops import record_decisions
 from fhir_vcf.service.outcomes import JSON, error_paths, operation_outcome
+from fhir_vcf.service.pages import keep_for_pages
 from fhir_vcf.sources.files import parse_json
 from fhir_vcf.sources.prefetch import (
     PREFETCH_TEMPLATES,
@@ -281,6 +282,7 @@ class CallAudit:
     decisions: list[str] = field(default_factory=list)
     card_uuids: list[str] = field(default_factory=list)
     suggestion_uuids: list[str] = field(default_factory=list)
+    card_decisions: dict[str, str] = field(default_factory=dict)
 
     def write(self, status: int) -> None:
         """Record the row; `Unavailable` (503, Retry-After) when the database cannot take it: the
@@ -293,6 +295,7 @@ class CallAudit:
                 hook=self.service.hook, service_id=self.service.id, hook_instance=self.hook_instance,
                 patient=self.patient, decision=",".join(self.decisions) or None, card_uuids=self.card_uuids,
                 suggestion_uuids=self.suggestion_uuids, duration_ms=_ms(self.started), status=status,
+                card_decisions=self.card_decisions,
             )
         except StoreError as exc:
             log.error("could not record the CDS Hooks call in the audit store: %s", exc)
@@ -386,19 +389,22 @@ def _allowed_servers() -> list[str]:
 
 
 def _card_source() -> CardSource:
+    """Who the card is from, and the policy's public text (its first cited source with a URL).
+
+    No link to `/api/v1/policies/...` any more: it opened the private policies API as raw JSON. The
+    criteria, explained for a person, are on the evaluation's page (`keep_for_pages`).
+    """
     from fhir_vcf.service.registry import services
 
-    svc = services()
-    policy = svc.default_policy
-    urls = [s.url for s in getattr(policy, "sources", ()) if getattr(s, "url", "")]
-    base = (svc.settings.public_base_url or request.url_root).rstrip("/")
+    policy = services().default_policy
+    cited = [s for s in getattr(policy, "sources", ()) if getattr(s, "url", "")]
+    url = cited[0].url if cited else None
+    name = cited[0].citation.split(" (")[0][:80] if cited else policy.id
     return CardSource(
         label=f"fhir-vcf: {getattr(policy, 'title', policy.id)}"[:120],
-        url=urls[0] if urls else None,
-        guideline_url=urls[0] if urls else None,
-        guideline_label=f"Coverage policy {policy.id}",
-        criteria_url=f"{base}/api/v1/policies/{policy.id}",
-        criteria_label="The criteria this service applies",
+        url=url,
+        guideline_url=url,
+        guideline_label=f"Policy text: {name}",
     )
 
 
@@ -571,7 +577,8 @@ def _answer(service: HookService, audit: CallAudit) -> Response:
 
     record_decisions([ev for ev, _ in evaluations], policy.id)
     _annotate_log(service, context, [ev for ev, _ in evaluations], policy.id)
-    response = render_cards(evaluations, source=_card_source())
+    explanations = keep_for_pages([ev for ev, _ in evaluations], service.hook)
+    response = render_cards(evaluations, source=_card_source(), explanations=explanations)
     return _finish(service, data, audit, response["cards"], [ev for ev, _ in evaluations])
 
 
@@ -616,6 +623,7 @@ def _finish(
 ) -> Response:
     audit.decisions = list(dict.fromkeys(str(ev.get("decision")) for ev in evaluations))
     audit.card_uuids = [card["uuid"] for card in cards]
+    audit.card_decisions = {card["uuid"]: str(ev.get("decision")) for card, ev in zip(cards, evaluations, strict=False)}
     audit.suggestion_uuids = [s["uuid"] for card in cards for s in card.get("suggestions", [])]
     from fhir_vcf import logs
 

@@ -31,6 +31,8 @@ class Services:
     fetch_slots: how many calls of this process may fetch from FHIR servers at once
       (Settings.fhir_max_concurrent_fetches; one app per gunicorn worker, so per worker).
     store: the audit + feedback store (`fhir_vcf.store.Store`), opened and migrated at start-up.
+    kept / links: the kept evaluations (`fhir_vcf.kept.KeptEvaluations`) and the page-link signer
+      (`fhir_vcf.kept.LinkSigner`); both None when no evaluation key is configured (pages off).
     extras: a place for other blueprints' shared objects (JWKS cache, SMART token provider, ...),
       keyed by the owning module's name.
     """
@@ -41,6 +43,8 @@ class Services:
     fhir_client: ClientFactory
     fetch_slots: FetchSlots | None = None
     store: Any = None
+    kept: Any = None
+    links: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
