@@ -344,6 +344,8 @@ def migrate(engine: Engine, target: int | None = None) -> int:
     for attempt in range(1, attempts + 1):
         try:
             with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # a migration may run longer than a request's statement
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
                 schema_version.create(conn, checkfirst=True)
                 version = current_version(conn)
                 if version > latest:
@@ -387,30 +389,23 @@ def engine_url(database_url: str) -> URL:
 
 
 class _DatabaseWatch:
-    """Shuts down the sockets of the PostgreSQL connections one store operation uses when it runs past
-    its deadline: a hung server (it accepts, then never answers) fails the blocked call at once
-    instead of holding the request thread; the connection is then invalidated by SQLAlchemy."""
+    """Shuts down the socket of a checked-out PostgreSQL connection still checked out past its deadline:
+    a hung server (it accepts, then never answers) fails the blocked call at once instead of holding
+    the request thread, and the connection is then thrown away (`handle_error` below)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, dbapi_connection: Any, seconds: float) -> None:
         self.expired = False
-        self._connections: list[Any] = []
-        self._lock = threading.Lock()
+        self._connection = dbapi_connection
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
+        self._timer.start()
 
-    def add(self, dbapi_connection: Any) -> None:
-        with self._lock:
-            self._connections.append(dbapi_connection)
-            expired = self.expired
-        if expired:
-            _shutdown_connection(dbapi_connection)
+    def cancel(self) -> None:
+        self._timer.cancel()
 
     def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            connections = list(self._connections)
-        for connection in connections:
-            _shutdown_connection(connection)
+        self.expired = True
+        _shutdown_connection(self._connection)
 
 
 def _shutdown_connection(dbapi_connection: Any) -> None:
@@ -421,7 +416,20 @@ def _shutdown_connection(dbapi_connection: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-_DATABASE_WATCH: ContextVar[_DatabaseWatch | None] = ContextVar("fhir_vcf_database_watch", default=None)
+# Set while the schema is migrated: a migration may legitimately hold its connection, and run a
+# statement, longer than a request may (start-up, before any request).
+_UNBOUNDED: ContextVar[bool] = ContextVar("fhir_vcf_database_unbounded", default=False)
+_WATCH_KEY = "fhir_vcf_watch"
+
+
+@contextmanager
+def unbounded() -> Iterator[None]:
+    """No deadline for the connections checked out in this block (schema migrations)."""
+    token = _UNBOUNDED.set(True)
+    try:
+        yield
+    finally:
+        _UNBOUNDED.reset(token)
 
 
 def create_store_engine(
@@ -443,15 +451,22 @@ def create_store_engine(
             connect_args={"connect_timeout": max(2, math.ceil(connect_timeout)), "options": options},
         )
 
+        deadline = connect_timeout + statement_timeout + 1.0
+
         @event.listens_for(engine, "checkout")
-        def _watched(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-            watch = _DATABASE_WATCH.get()
+        def _watched(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+            if not _UNBOUNDED.get():
+                record.info[_WATCH_KEY] = _DatabaseWatch(dbapi_connection, deadline)
+
+        @event.listens_for(engine, "checkin")
+        def _unwatched(_dbapi_connection: Any, record: Any) -> None:
+            watch = record.info.pop(_WATCH_KEY, None) if record is not None else None
             if watch is not None:
-                watch.add(dbapi_connection)
+                watch.cancel()
 
         @event.listens_for(engine, "handle_error")
         def _hung(context: Any) -> None:
-            watch = _DATABASE_WATCH.get()
+            watch = context.connection.info.get(_WATCH_KEY) if context.connection is not None else None
             if watch is not None and watch.expired:
                 context.is_disconnect = True  # the socket was shut down: never reuse this connection
 
@@ -561,13 +576,13 @@ class Store:
         statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_SECONDS,
     ) -> None:
         self.url = engine_url(database_url)
-        self.deadline_seconds = connect_timeout + statement_timeout + 1.0
         self.engine = create_store_engine(
             database_url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
         )
         self._postgres = self.url.get_backend_name() == "postgresql"
         try:
-            self.version = migrate(self.engine)
+            with unbounded():
+                self.version = migrate(self.engine)
         except StoreError:
             self.engine.dispose()
             raise
@@ -606,20 +621,6 @@ class Store:
         call its audit row."""
         return keyed_patient_hash(self._salt, _patient_reference(patient))
 
-    @contextmanager
-    def _bounded(self) -> Iterator[None]:
-        """Run one store operation within `deadline_seconds`, even against a server that never answers."""
-        if not self._postgres:
-            yield
-            return
-        watch = _DatabaseWatch(self.deadline_seconds)
-        token = _DATABASE_WATCH.set(watch)
-        watch._timer.start()
-        try:
-            yield
-        finally:
-            watch._timer.cancel()
-            _DATABASE_WATCH.reset(token)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -659,7 +660,7 @@ class Store:
             "status": int(status),
         }
         try:
-            with self._bounded(), self.engine.begin() as conn:
+            with self.engine.begin() as conn:
                 if self._postgres:  # see the module docstring: survives the worker, not a server crash
                     conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 # One constant statement with its values as parameters: SQLAlchemy compiles it once and
@@ -685,7 +686,7 @@ class Store:
         rows = [self._feedback_row(service_id, item, received) for item in items]
         stored = duplicates = 0
         try:
-            with self._bounded(), self.engine.begin() as conn:
+            with self.engine.begin() as conn:
                 for row in rows:
                     row["audit_id"] = self._audit_id_for(conn, row["card_uuid"])
                     try:
@@ -738,7 +739,7 @@ class Store:
         key = {"issuer": _replay_key(issuer), "jti": _replay_key(jti)}
         expires, current = _from_epoch(expires_at), _from_epoch(now)
         try:
-            with self._bounded(), self.engine.begin() as conn:
+            with self.engine.begin() as conn:
                 try:
                     with conn.begin_nested():
                         conn.execute(jwt_replay.insert().values(**key, expires_at=expires))
@@ -769,7 +770,7 @@ class Store:
                 return
             self._next_jti_purge = now + JTI_PURGE_SECONDS
         try:
-            with self._bounded(), self.engine.begin() as conn:
+            with self.engine.begin() as conn:
                 conn.execute(jwt_replay.delete().where(jwt_replay.c.expires_at < _from_epoch(now)))
         except SQLAlchemyError as exc:
             log.warning("store: purging expired JWT ids failed (%s)", type(exc).__name__)
@@ -779,7 +780,7 @@ class Store:
     def ping(self) -> bool:
         """True when the database answers a trivial query (for /readyz)."""
         try:
-            with self._bounded(), self.engine.connect() as conn:
+            with self.engine.connect() as conn:
                 conn.execute(sa.select(sa.literal(1))).scalar()
         except SQLAlchemyError as exc:
             log.warning("store: ping failed (%s)", type(exc).__name__)
