@@ -225,7 +225,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--workers", type=_workers, default=None,
-                   help="gunicorn worker processes, 4 threads each (default: 2 x CPUs + 1, max 8)")
+                   help="gunicorn worker processes (default: FHIR_VCF_WORKERS, else one per CPU the container may use; "
+                        "FHIR_VCF_THREADS threads each)")
     p.add_argument("--demo", action="store_true",
                    help="also serve the sample patients at /demo/fhir, and print curl commands to try "
                    "(same as FHIR_VCF_DEMO=true; never in production)")
