@@ -9,6 +9,7 @@ handlers below turn anything unhandled into a generic body (an OperationOutcome 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,11 +17,13 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from fhir_vcf.config import Settings
-from fhir_vcf.errors import ConfigError, InputError, UpstreamError
+from fhir_vcf.errors import ConfigError, InputError, Unavailable, UpstreamError
 from fhir_vcf.rules.policy import load_policies
 from fhir_vcf.service.registry import EXTENSION_KEY, Services, fhir_client_factory
+from fhir_vcf.sources.fhir_server import FetchSlots
 
 CDS_PREFIX = "/cds-services"
+log = logging.getLogger(__name__)
 
 __all__ = ["CDS_PREFIX", "create_app"]
 
@@ -52,22 +55,54 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         policies=policies,
         default_policy=default,
         fhir_client=fhir_client_factory(settings),
+        fetch_slots=FetchSlots(settings.fhir_max_concurrent_fetches),
     )
     app.extensions[EXTENSION_KEY] = svc
 
     from fhir_vcf import store as store_module
 
     svc.store = store_module.init_app(app, settings)
+    from fhir_vcf import logs
 
-    from fhir_vcf.service import api, cds_hooks, demo_fhir, feedback, ops
+    logs.set_patient_key(svc.store.patient_key)  # the log's patient hashes: the audit's key (keyed, per install)
+    svc.kept, svc.links = _explanation_pages(settings, svc.store)
 
-    for blueprint in (cds_hooks.bp, feedback.bp, api.bp, ops.bp):
+    from fhir_vcf.service import api, cds_hooks, demo_fhir, feedback, ops, pages
+
+    for blueprint in (cds_hooks.bp, feedback.bp, api.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
     if settings.demo:
         app.register_blueprint(demo_fhir.bp)
     _init_optional(app, settings)
     _register_error_handlers(app)
     return app
+
+
+def _explanation_pages(settings: Settings, store: Any) -> tuple[Any, Any]:
+    """The kept evaluations and the link signer (docs/explanation-pages.md), or (None, None).
+
+    Keys come from FHIR_VCF_EVALUATION_KEYS. Demo mode without keys makes one for this app (`fhir-vcf
+    serve --demo` makes one per run and hands it to every worker): demo pages work with no setup,
+    and what they kept is unreadable after a restart. Production without keys keeps nothing and its
+    cards carry no page link; a warning says so once at start-up.
+    """
+    from datetime import timedelta
+
+    from cryptography.fernet import Fernet
+
+    from fhir_vcf.kept import KeptEvaluations, LinkSigner, derive_link_secret
+
+    keys = settings.evaluation_keys
+    if not keys and settings.demo:
+        keys = (Fernet.generate_key().decode("ascii"),)
+    if not keys:
+        log.warning("explanation pages are off: set FHIR_VCF_EVALUATION_KEYS to keep evaluations and link "
+                    "cards to their page (docs/explanation-pages.md)")
+        return None, None
+    kept = KeptEvaluations(store, keys, retention=timedelta(days=settings.evaluation_retention_days))
+    kept.purge()
+    secret = settings.link_secret.encode() if settings.link_secret else derive_link_secret(keys[0])
+    return kept, LinkSigner(secret, timedelta(hours=settings.link_ttl_hours))
 
 
 def _init_optional(app: Flask, settings: Settings) -> None:
@@ -113,6 +148,15 @@ def _register_error_handlers(app: Flask) -> None:
             return outcomes.operation_outcome(504 if exc.timeout else 502, outcomes.EXCEPTION, str(exc),
                                               media_type=outcomes.JSON)
         return problems.from_upstream_error(exc)
+
+    @app.errorhandler(Unavailable)
+    def _unavailable(exc: Unavailable) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)}
+        if _under_cds_hooks():
+            return outcomes.operation_outcome(503, outcomes.TRANSIENT, str(exc), headers=headers,
+                                              media_type=outcomes.JSON)
+        return problems.problem(503, str(exc), type_=problems.TYPE_UNAVAILABLE, title="Temporarily unavailable",
+                                headers=headers)
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception) -> Response:

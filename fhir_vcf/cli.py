@@ -1,6 +1,6 @@
 """The `fhir-vcf` command line: a thin shell over `fhir_vcf.evaluation`.
 
-    fhir-vcf evaluate PATH... [--as-of YYYY-MM-DD] [--policy ID|FILE] [--format json|text]
+    fhir-vcf evaluate PATH... [--as-of YYYY-MM-DD] [--policy ID|FILE] [--format json|text|html]
     fhir-vcf policies
     fhir-vcf serve [--host H] [--port P] [--workers N] [--demo]   (fhir_vcf.server)
     fhir-vcf replay PATH... [--hook H] [--against URL] ...         (fhir_vcf.replay)
@@ -73,7 +73,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help=f"a built-in policy id or a YAML/JSON policy file (default: {DEFAULT_POLICY}; "
         "FHIR_VCF_POLICY and FHIR_VCF_POLICY_FILES apply to the service, not here)",
     )
-    p.add_argument("--format", choices=("json", "text"), default="json", help="json (JSON Lines) or text")
+    p.add_argument("--format", choices=("json", "text", "html"), default="json",
+                   help="json (JSON Lines), text (100 columns), or html (one self-contained explanation page, "
+                   "a section per patient, for a browser or print)")
     p.set_defaults(handler=_run_evaluate)
 
 
@@ -94,6 +96,7 @@ def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     failed = False
     first = True
+    pages: list[dict[str, Any]] = []  # --format html: every evaluation goes on one page, written at the end
     for path in files:
         source = str(path)
         try:
@@ -117,6 +120,9 @@ def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for record in records:
             try:
                 evaluation = _evaluate(record, as_of=as_of, policy=policy)
+                if args.format == "html":
+                    pages.append(evaluation)
+                    continue
                 text = _render(evaluation, args.format, render_text)
             except FhirVcfError as exc:
                 print(_prefixed(source, exc), file=err)
@@ -131,7 +137,21 @@ def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write(text)
             out.flush()
             first = False
+    if pages:
+        out.write(_html(pages, args))
+        out.flush()
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _html(evaluations: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The explanation page the service shows, for every evaluated patient (outputs/page.py)."""
+    from fhir_vcf.outputs.page import PageNote, render_page
+
+    inputs = ", ".join(args.paths)
+    noun = "patient" if len(evaluations) == 1 else "patients"
+    note = PageNote(meta_line=f"{len(evaluations)} {noun} · written by fhir-vcf evaluate",
+                    footer_note=f"Evaluated from {inputs}.")
+    return render_page(evaluations, note)
 
 
 def _render(evaluation: dict[str, Any], fmt: str, render_text: Callable[[dict[str, Any]], str]) -> str:
@@ -207,7 +227,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--workers", type=_workers, default=None,
-                   help="gunicorn worker processes, 4 threads each (default: 2 x CPUs + 1, max 8)")
+                   help="gunicorn worker processes (default: FHIR_VCF_WORKERS, else one per CPU the container may use; "
+                        "FHIR_VCF_THREADS threads each)")
     p.add_argument("--demo", action="store_true",
                    help="also serve the sample patients at /demo/fhir, and print curl commands to try "
                    "(same as FHIR_VCF_DEMO=true; never in production)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,6 +51,29 @@ class Settings:
     fhir_connect_timeout: float = 1.0
     fhir_read_timeout: float = 2.0
     fhir_max_pages: int = 5
+    # The whole fetch phase of one call (every key, page and retry): room for the evaluation inside
+    # the EHR's 5-second budget (Da Vinci CRD; CDS Hooks asks for ~500 ms).
+    fhir_fetch_budget_seconds: float = 3.5
+    # One FHIR response on the wire (Content-Length or counted), and all responses of one call after
+    # decompression: a 50 MB page or a gzip bomb is cut off, not held in memory.
+    fhir_max_response_bytes: int = 10 * 1024 * 1024
+    fhir_max_decoded_bytes: int = 32 * 1024 * 1024
+    # Calls of one worker process fetching from FHIR servers at once; more are answered 503 at once,
+    # so calls stuck on a slow server leave request threads to calls with a complete prefetch.
+    fhir_max_concurrent_fetches: int = 4
+    # Patients evaluated per REST API request (POST /api/v1/evaluations); more is a 413.
+    max_patients_per_request: int = 100
+    # Seconds to open a database connection, and for one statement (or a SQLite lock wait).
+    database_connect_timeout: float = 2.0
+    database_statement_timeout: float = 2.0
+    # Take the JWT `aud` from the request's Host header when FHIR_VCF_PUBLIC_BASE_URL is unset. Only
+    # behind a proxy that sets Host itself: a caller could otherwise forge it (demo mode implies it).
+    trust_host_header: bool = False
+    # `fhir-vcf serve`: worker processes (unset: the CPUs this container may use), threads per
+    # worker, and the seconds a client has to send a whole request (headers and body).
+    workers: int | None = None
+    threads: int = 8
+    request_read_timeout: float = 10.0
     # Serve the sample patients on a read-only FHIR endpoint at /demo/fhir and allow it as fhirServer.
     demo: bool = False
     # The folder of sample Bundles demo mode serves; default: samples/ of the source checkout.
@@ -61,6 +84,16 @@ class Settings:
     # except that `fhir-vcf serve` with more than one worker uses database.
     jti_cache: str | None = None
     log_level: str = "INFO"
+    # Explanation pages (docs/explanation-pages.md). Fernet keys (url-safe base64 of 32 bytes) that
+    # encrypt kept evaluations at rest: the first encrypts, every one decrypts (rotation). Unset:
+    # evaluations are not kept and cards carry no page link (demo mode makes a key per run).
+    evaluation_keys: tuple[str, ...] = field(default=(), repr=False)
+    evaluation_retention_days: int = 7  # kept evaluations are purged after this many days
+    # HMAC secret that signs page links; unset: derived from the first evaluation key (HKDF).
+    link_secret: str | None = field(default=None, repr=False)
+    link_ttl_hours: int = 24  # a card's page link opens the page for this long
+    # Bearer token of the CDS committee's governance view (/governance); unset: the view is off.
+    admin_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,8 +132,17 @@ class Settings:
                 f"{PREFIX}JTI_CACHE: expected {' or '.join(JTI_CACHES)}, got {self.jti_cache!r} "
                 "(memory: this process only; database: shared by every worker through FHIR_VCF_DATABASE_URL)"
             )
-        if self.max_body_bytes <= 0:
-            raise ConfigError(f"{PREFIX}MAX_BODY_BYTES must be a positive number of bytes")
+        for name in ("max_body_bytes", "fhir_max_response_bytes", "fhir_max_decoded_bytes",
+                     "fhir_max_concurrent_fetches", "max_patients_per_request", "threads", "fhir_max_pages"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be a positive number")
+        for name in ("fhir_connect_timeout", "fhir_read_timeout", "fhir_fetch_budget_seconds",
+                     "database_connect_timeout", "database_statement_timeout", "request_read_timeout"):
+            value = getattr(self, name)
+            if not (0 < value < 3600):
+                raise ConfigError(f"{PREFIX}{name.upper()} must be a number of seconds above 0 (and below 3600)")
+        if self.workers is not None and self.workers <= 0:
+            raise ConfigError(f"{PREFIX}WORKERS must be a positive number")
         if self.smart_client_id and not (self.smart_token_url and self.smart_private_key):
             raise ConfigError(
                 f"{PREFIX}SMART_CLIENT_ID needs {PREFIX}SMART_TOKEN_URL and {PREFIX}SMART_PRIVATE_KEY"
@@ -109,14 +151,40 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}SMART_ALGORITHM: {self.smart_algorithm!r} is not one of {', '.join(SMART_ALGORITHMS)}"
             )
+        _check_page_settings(self)
         if self.smart_private_key and not Path(self.smart_private_key).is_file():
             raise ConfigError(f"{PREFIX}SMART_PRIVATE_KEY: no such file {self.smart_private_key}")
         return self
 
 
+SECRET_MIN_LENGTH = 32  # characters of a link secret or admin token: long enough not to be guessed
+
+
+def _check_page_settings(settings: Settings) -> None:
+    """Keys, secrets and windows of the explanation pages and the governance view."""
+    from cryptography.fernet import Fernet  # a dependency of PyJWT[crypto]; imported only to check keys
+
+    for i, key in enumerate(settings.evaluation_keys, start=1):
+        try:
+            Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ConfigError(
+                f"{PREFIX}EVALUATION_KEYS: key {i} is not a Fernet key (32 bytes, url-safe base64; make one with "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+            ) from None
+    for name in ("link_secret", "admin_token"):
+        value = getattr(settings, name)
+        if value is not None and len(value) < SECRET_MIN_LENGTH:
+            raise ConfigError(f"{PREFIX}{name.upper()}: use at least {SECRET_MIN_LENGTH} random characters")
+    if settings.evaluation_retention_days < 1:
+        raise ConfigError(f"{PREFIX}EVALUATION_RETENTION_DAYS must be 1 or more")
+    if settings.link_ttl_hours < 1:
+        raise ConfigError(f"{PREFIX}LINK_TTL_HOURS must be 1 or more")
+
+
 def _parse(name: str, raw: str, kind: Any) -> Any:
     var = PREFIX + name.upper()
-    kind = str(kind)
+    kind = str(kind).removesuffix(" | None")
     if kind.startswith("tuple"):
         return tuple(part.strip().rstrip("/") if "://" in part else part.strip()
                      for part in raw.split(",") if part.strip())

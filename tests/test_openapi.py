@@ -28,6 +28,8 @@ METHODS = {"get", "put", "post", "delete", "patch"}
 READ_ONLY_PREFIX = "/demo/fhir"
 
 SAMPLE = "eligible-requested-kyphoplasty-t12-l1.json"
+ADMIN = "governance-admin-token-for-the-openapi-tests-0123456789"
+AS_ADMIN = {"headers": {"Authorization": f"Bearer {ADMIN}"}}
 AS_OF = "2025-06-30"
 
 
@@ -46,6 +48,7 @@ def openapi() -> OpenAPI:
             "application/problem+json": _json,
             "application/fhir+json": _json,
             "application/yaml": _text,
+            "text/html": _text,
         }
     )
     return OpenAPI.from_file_path(str(DOCUMENT), config=config)
@@ -62,7 +65,7 @@ def fhir_server() -> Iterator[FakeFhirServer]:
 
 @pytest.fixture
 def app(tmp_path: Path, fhir_server: FakeFhirServer):
-    return make_app(tmp_path, demo=True, fhir_base_url=BASE)
+    return make_app(tmp_path, demo=True, fhir_base_url=BASE, admin_token=ADMIN)
 
 
 def _normalise(path: str) -> str:
@@ -158,6 +161,13 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/cds-services/vcf-patient-view/feedback",
      {"json": {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
                              "outcomeTimestamp": "2025-06-30T14:02:00Z"}]}}, 200),
+    ("GET", "/explanations/not-a-link-we-made", {}, 404),
+    ("GET", "/governance", AS_ADMIN, 200),
+    ("GET", "/governance?weeks=4", {}, 401),
+    ("POST", "/governance", {"data": {"token": ADMIN}}, 303),
+    ("POST", "/governance", {"data": {"token": "wrong"}}, 401),
+    ("GET", "/governance/summary.json?weeks=8", AS_ADMIN, 200),
+    ("GET", "/governance/summary.json", {}, 401),
     ("GET", "/demo/fhir/metadata", {}, 200),
     ("GET", "/demo/fhir/Condition?patient=p-tanaka", {}, 200),
     ("GET", "/demo/fhir/Patient/p-tanaka", {}, 200),
@@ -209,3 +219,17 @@ def test_every_operation_has_a_scenario() -> None:
             if doc_method == method and re.match(pattern, path):
                 covered.add((doc_method, doc_path))
     assert documented - covered == set()
+
+
+def test_an_api_evaluation_links_to_its_page_and_the_page_validates(app, openapi: OpenAPI) -> None:
+    """`explanationUrl` of a REST evaluation opens its page (the one 200 of /explanations/{token})."""
+    client = app.test_client()
+    posted = client.post(f"/api/v1/evaluations?asOf={AS_OF}", data=(ROOT / "samples" / SAMPLE).read_bytes(),
+                         content_type="application/fhir+json")
+    (evaluation,) = posted.json["evaluations"]
+    path = "/" + evaluation["explanationUrl"].split("/", 3)[3]
+    response = client.get(path)
+    assert response.status_code == 200 and "Criterion by criterion" in response.get_data(as_text=True)
+    request = WerkzeugOpenAPIRequest(EnvironBuilder(path, method="GET").get_request())
+    openapi.validate_request(request)
+    openapi.validate_response(request, WerkzeugOpenAPIResponse(response))

@@ -261,7 +261,7 @@ def test_missing_file_and_bad_expectations_exit_2(stub, tmp_path):
 
 
 def test_invalid_cards_are_reported(stub, monkeypatch):
-    def broken(evaluations, *, source=None):
+    def broken(evaluations, **_options):
         card = {"uuid": "not-a-uuid", "summary": "x" * 150, "indicator": "loud", "source": {"label": "x"}}
         return {"cards": [card]}
 
@@ -277,8 +277,8 @@ def test_invalid_cards_are_reported(stub, monkeypatch):
 def test_invalid_careplan_is_reported(stub, monkeypatch):
     original = cds_hooks.render_cards
 
-    def bad_plan(evaluations, *, source=None):
-        body = original(evaluations, source=source)
+    def bad_plan(evaluations, **options):
+        body = original(evaluations, **options)
         body["cards"][0]["suggestions"][0]["actions"][0]["resource"]["subject"] = "Patient/p1"  # not a Reference
         return body
 
@@ -325,7 +325,8 @@ def test_against_a_server_that_requires_jwts(stub, served, tmp_path):
     signer = Signer(pem.read_bytes(), "https://ehr.example.org")
     issuers = tmp_path / "issuers.json"
     issuers.write_text(json.dumps({"https://ehr.example.org": {"jwks": {"keys": [signer.public_jwk]}}}))
-    base = served(create_app({"database_url": "sqlite://", "trusted_issuers": str(issuers)}))
+    base = served(create_app({"database_url": "sqlite://", "trusted_issuers": str(issuers),
+                              "trust_host_header": True}))
 
     code, out, err = replay(str(TWO), "--against", base)
     assert code == 2 and "answered 401" in err  # unsigned: even discovery is refused

@@ -207,8 +207,8 @@ def test_upgrade_from_v1_keeps_feedback_and_advances_the_version(database: Datab
     make_v1_database(database, card)
     store = Store(database.url)
     try:
-        assert store.version == SCHEMA_VERSION == 3
-        assert versions(store) == [1, 2, 3]
+        assert store.version == SCHEMA_VERSION == 4
+        assert versions(store) == [1, 2, 3, 4]
         (row,) = store.feedback_for(card)
         assert (row["outcome"], row["override_code"], row["outcome_timestamp"]) == (
             "overridden", "d7ecf885", datetime(2025, 1, 2, 10, 5))
@@ -219,7 +219,7 @@ def test_upgrade_from_v1_keeps_feedback_and_advances_the_version(database: Datab
         store.dispose()
     again = Store(database.url)  # a restart applies nothing more
     try:
-        assert versions(again) == [1, 2, 3]
+        assert versions(again) == [1, 2, 3, 4]
         assert len(again.feedback_for(card)) == 1
     finally:
         again.dispose()
@@ -245,12 +245,48 @@ def test_upgrade_from_v2_adds_the_jti_table_and_keeps_feedback(database: Databas
         engine.dispose()
     store = Store(database.url)
     try:
-        assert store.version == SCHEMA_VERSION == 3
-        assert versions(store) == [1, 2, 3]
+        assert store.version == SCHEMA_VERSION == 4
+        assert versions(store) == [1, 2, 3, 4]
         (row,) = store.feedback_for(card)
         assert (row["outcome"], row["override_code"], row["audit_id"]) == ("overridden", "d7ecf885", audit_id)
         assert store.store_feedback("vcf-order-sign", [item(card, "overridden", "2025-03-01T09:05:00Z")]) == (0, 1)
         assert store.remember_jti("https://ehr.example.org", "jti-1", time.time() + 60)  # the new table works
+    finally:
+        store.dispose()
+
+
+def test_upgrade_from_v3_adds_kept_evaluations_and_files_cards_by_decision(database: Database) -> None:
+    """A database release 3 left upgrades to v4 without loss: audit, cards and feedback stay; each card
+    of a one-decision call is filed under that decision; a mixed call's cards stay unfiled."""
+    single, mixed_a, mixed_b = new_card(), new_card(), new_card()
+    engine = store_module.create_store_engine(database.url)
+    try:
+        assert store_module.migrate(engine, target=3) == 3
+        with engine.begin() as conn:
+            assert not sa.inspect(conn).has_table("kept_evaluation")
+            ids = []
+            for decision, cards in (("not-eligible", [single]), ("eligible,not-eligible", [mixed_a, mixed_b])):
+                audit_id = conn.execute(store_module.audit.insert().values(
+                    created=datetime(2025, 3, 1, 9), hook="order-sign", service_id="vcf-order-sign",
+                    decision=decision, card_uuids=cards, suggestion_uuids=[], status=200)).inserted_primary_key[0]
+                ids.append(audit_id)
+                for card in cards:
+                    conn.execute(store_module.audit_card.insert().values(audit_id=audit_id, card_uuid=card))
+            conn.execute(store_module.feedback.insert().values(
+                card_uuid=single, service_id="vcf-order-sign", outcome="overridden", accepted_suggestions=[],
+                override_code="clinical-judgement", user_comment_present=False,
+                outcome_timestamp=datetime(2025, 3, 1, 9, 5), received=datetime(2025, 3, 1, 9, 5, 1), audit_id=ids[0]))
+    finally:
+        engine.dispose()
+    store = Store(database.url)
+    try:
+        assert store.version == SCHEMA_VERSION == 4
+        assert len(store.feedback_for(single)) == 1
+        with store.engine.connect() as conn:
+            filed = dict(conn.execute(sa.select(store_module.audit_card.c.card_uuid,
+                                                store_module.audit_card.c.decision)).all())
+            assert sa.inspect(conn).has_table("kept_evaluation")
+        assert filed == {single: "not-eligible", mixed_a: None, mixed_b: None}
     finally:
         store.dispose()
 
@@ -273,7 +309,7 @@ def test_failed_migration_rolls_back_completely(
     monkeypatch.undo()
     reopened = Store(database.url)
     try:
-        assert versions(reopened) == [1, 2, 3]
+        assert versions(reopened) == [1, 2, 3, 4]
         with reopened.engine.connect() as conn:
             assert not sa.inspect(conn).has_table("half_done")
         assert len(reopened.feedback_for(card)) == 1
@@ -309,7 +345,7 @@ def test_two_workers_starting_together_both_come_up(database: Database) -> None:
     try:
         assert errors == []
         assert [s.version for s in stores] == [SCHEMA_VERSION, SCHEMA_VERSION]
-        assert versions(stores[0]) == [1, 2, 3]
+        assert versions(stores[0]) == [1, 2, 3, 4]
         assert stores[0].patient_hash("1") == stores[1].patient_hash("1")  # one salt per install
     finally:
         for s in stores:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -220,6 +221,15 @@ class Policy:
     technique: TechniqueRule
     exclusions: tuple[ExclusionRule, ...]
     file: str = field(default="", compare=False)
+
+    def source_for(self, text: str) -> Source | None:
+        """The listed source a criterion's `source` text cites: the `sources[].id` named first in it.
+
+        "LCD L34106, inclusion 1a" cites LCD; "A56572: level limit waived" cites A56572. So each
+        criterion links to the published text behind it (its `url`) without repeating the URL.
+        """
+        found = [(m.start(), s) for s in self.sources if (m := _word(s.id).search(text or ""))]
+        return min(found, key=lambda pair: pair[0])[1] if found else None
 
     def exclusion(self, check: str) -> ExclusionRule | None:
         """The first enabled exclusion judged by `check` (e.g. "level-count"), if the policy has one."""
@@ -450,6 +460,11 @@ def _check_levels(policy: Policy, file: str) -> None:
         raise PolicyError(f"{file}: key 'level.first' ({rule.first.value}) is below 'level.last' ({rule.last.value})")
     if (rule.review_first is None) != (rule.review_last is None):
         raise PolicyError(f"{file}: keys 'level.review_first' and 'level.review_last' go together")
+
+
+@functools.lru_cache(maxsize=256)
+def _word(source_id: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w-]){re.escape(source_id)}(?![\w-])")
 
 
 def _camel(name: str) -> str:

@@ -318,6 +318,8 @@ def demo_banner(base_url: str) -> str:
             f"    curl -s '{fhir}/$cds-hooks-request?patient={p}&hook=order-sign&asOf={SAMPLES_AS_OF}' \\",
             f"      | curl -s -H 'Content-Type: application/json' -d @- {base}/cds-services/{sign}",
             f"  REST API evaluation      curl -s '{base}/api/v1/patients/{p}/evaluation?asOf={SAMPLES_AS_OF}'",
+            "  explanation page         open a card's \"Open the full explanation\" link (or an evaluation's",
+            "                           explanationUrl) in a browser: the decision explained, printable",
             f"  demo FHIR endpoint       curl -s '{fhir}/Observation?patient={p}&_count=2'",
             f"  metrics                  curl -s {base}/metrics",
             f"  health                   curl -s {base}/healthz",

@@ -17,7 +17,8 @@ Answers:
   Members we do not know (`extension` anywhere, future fields) are accepted and ignored, and
   optional members may be `null`. Request values are never echoed into the error.
 - `404` (OperationOutcome) for a service id we do not serve.
-- `503` (OperationOutcome, `transient`) when the database fails: the EHR may retry safely.
+- `503` (OperationOutcome, `transient`, `Retry-After`) when the database fails, is locked or
+  hung past its timeouts: the EHR may retry safely. Never a 401.
 - `401` before any of this when JWT trust is configured and the token fails (`service.auth`).
 
 The free-text `userComment` is never logged and not stored (see `fhir_vcf.store`).
@@ -25,7 +26,6 @@ The free-text `userComment` is never logged and not stored (see `fhir_vcf.store`
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -36,6 +36,7 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.exceptions import HTTPException
 
+from fhir_vcf.errors import InputError
 from fhir_vcf.service.cds_hooks import SERVICES
 from fhir_vcf.service.outcomes import (
     INVALID,
@@ -48,6 +49,7 @@ from fhir_vcf.service.outcomes import (
     internal_error,
     operation_outcome,
 )
+from fhir_vcf.sources.files import parse_json
 from fhir_vcf.store import StoreError, current_store
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("feedback", __name__, url_prefix="/cds-services")
 
 MAX_ITEMS = 1000  # one request reports the cards of a few hook calls, not thousands
+RETRY_AFTER_SECONDS = 5  # a database that failed: long enough for a restart or failover to finish
 
 # RFC 3339 section 5.6 date-time: full date, "T", full time with a mandatory offset.
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -142,12 +145,10 @@ def _invalid(errors: Any) -> Response:
 def receive_feedback(service_id: str) -> Response | tuple[Response, int]:
     if service_id not in SERVICES:
         return operation_outcome(404, NOT_FOUND, f"No CDS service with id {service_id[:80]!r}.")
-    try:
-        body = json.loads(request.get_data(cache=False) or b"")
-    except ValueError:
-        return operation_outcome(400, STRUCTURE, "The request body is not valid JSON.")
-    except RecursionError:
-        return operation_outcome(400, STRUCTURE, "The request body is nested too deeply.")
+    try:  # one parse; lone surrogates, NUL and unholdable numbers are a 400, never a database error
+        body = parse_json(request.get_data(cache=False) or b" ", source="request body")
+    except InputError as exc:
+        return operation_outcome(400, STRUCTURE, f"The request body is not valid JSON or not text: {exc.message}")
     try:
         data = _SCHEMA.load(body)
     except ValidationError as exc:
@@ -157,7 +158,8 @@ def receive_feedback(service_id: str) -> Response | tuple[Response, int]:
         stored, duplicates = current_store().store_feedback(service_id, items)
     except StoreError as exc:
         log.error("feedback: %s", exc)
-        return operation_outcome(503, TRANSIENT, "Feedback could not be stored; retry later.")
+        return operation_outcome(503, TRANSIENT, "Feedback could not be stored; retry later.",
+                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     log.info("feedback: service %s: %d stored, %d duplicate(s)", service_id, stored, duplicates)
     return jsonify({}), 200
 

@@ -35,6 +35,8 @@ TYPE_UPSTREAM_TIMEOUT = "/problems/upstream-timeout"
 TYPE_NOT_CONFIGURED = "/problems/fhir-server-not-configured"
 TYPE_NO_CAREPLAN = "/problems/no-careplan"
 TYPE_INTERNAL = "/problems/internal-error"
+TYPE_UNAVAILABLE = "/problems/temporarily-unavailable"
+TYPE_TOO_MANY_PATIENTS = "/problems/too-many-patients"
 
 
 def problem(
