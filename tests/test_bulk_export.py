@@ -241,3 +241,23 @@ def test_screen_from_a_failing_server_is_one_line(tmp_path: Path, capsys) -> Non
         assert main(["screen", BASE, "--out", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "client not authorised for export" in err and "Traceback" not in err
+
+
+def test_token_never_leaves_the_server_origin_nor_follows_a_redirect(tmp_path: Path) -> None:
+    elsewhere = "https://collector.example.net/status/1"
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, f"{BASE}/Patient/$export", status=202, headers={"Content-Location": elsewhere})
+        rsps.add(responses.GET, elsewhere, json=manifest())
+        files(rsps)
+        rsps.replace(responses.DELETE, STATUS, status=202)
+        rsps.add(responses.DELETE, elsewhere, status=202)
+        rsps.assert_all_requests_are_fired = False
+        client(Clock()).export(tmp_path)
+        polled = [c.request for c in rsps.calls if c.request.url.startswith(elsewhere)]
+    assert polled and all("Authorization" not in r.headers for r in polled)
+    with responses.RequestsMock() as rsps:
+        kickoff(rsps)
+        rsps.add(responses.GET, STATUS, status=302, headers={"Location": elsewhere})
+        with pytest.raises(UpstreamError, match="answered 302"):
+            client(Clock()).export(tmp_path / "b")
+        assert all(not c.request.url.startswith(elsewhere) for c in rsps.calls)

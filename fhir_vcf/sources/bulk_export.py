@@ -141,14 +141,21 @@ class BulkExportClient:
 
     def _send(self, method: str, url: str, *, accept: str, auth: bool = True, headers: dict[str, str] | None = None,
               stream: bool = False) -> requests.Response:
-        """One request; a 401 with a token source that can refresh is retried once with a new token."""
+        """One request; a 401 with a token source that can refresh is retried once with a new token.
+
+        The token goes only to the FHIR server's own origin (a status URL or file URL elsewhere is
+        called without it), and a request that carries it follows no redirect (a 3xx is an error), so
+        that a hostile manifest or Content-Location cannot collect it.
+        """
+        auth = auth and _origin(url) == self.origin
         for attempt in (1, 2):
             sent = {"Accept": accept, **(headers or {})}
             token = self._bearer() if auth else None
             if token:
                 sent["Authorization"] = f"Bearer {token}"
             try:
-                response = self.session.request(method, url, headers=sent, timeout=self.timeout, stream=stream)
+                response = self.session.request(method, url, headers=sent, timeout=self.timeout, stream=stream,
+                                                allow_redirects=not token)
             except requests.Timeout:
                 raise UpstreamError(f"Bulk export: {_host(url)} timed out", timeout=True) from None
             except requests.RequestException as exc:
@@ -240,10 +247,9 @@ class BulkExportClient:
         partial = target.with_name(target.name + ".part")
         have = partial.stat().st_size if partial.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
-        send_token = with_token and _origin(url) == self.origin
-        if with_token and not send_token:
+        if with_token and _origin(url) != self.origin:
             log.warning("Bulk export: output file on another origin; downloading it without the access token")
-        response = self._send("GET", url, accept="application/fhir+ndjson", auth=send_token, headers=headers,
+        response = self._send("GET", url, accept="application/fhir+ndjson", auth=with_token, headers=headers,
                               stream=True)
         if response.status_code not in (200, 206):
             raise self._fail(f"download of {Path(urlsplit(url).path).name}", response)
