@@ -216,9 +216,10 @@ def test_shared_resources_are_resolved_through_references(tmp_path, policy) -> N
 def test_summary_report_is_self_contained_and_accessible(population, tmp_path, policy) -> None:
     _run("screen", population, tmp_path, policy, LocalEngine(1, progress=False))
     page = (tmp_path / "summary.html").read_text()
-    assert page.count('<svg role="img"') == 4  # decisions, missing, exclusions, care gaps
-    assert "<script" not in page and "http://" not in page and "https://" not in page
-    assert "Care gaps" in page and "@media print" in page
+    assert page.count('role="img" aria-labelledby="c-') == 4  # decisions, missing, exclusions, care gaps
+    assert "<script" not in page and 'href="http' not in page and "src=" not in page and "@import" not in page
+    assert "Care gaps" in page and "@media print" in page  # the explanation page's inlined stylesheet
+    assert 'class="population"' in page and "--badge-eligible" in page
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["careGapPatients"] >= 2 and summary["exclusions"]
     assert sum(summary["decisions"].values()) == summary["rows"]
