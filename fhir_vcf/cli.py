@@ -4,6 +4,8 @@
     fhir-vcf policies
     fhir-vcf serve [--host H] [--port P] [--workers N] [--demo]   (fhir_vcf.server)
     fhir-vcf replay PATH... [--hook H] [--against URL] ...         (fhir_vcf.replay)
+    fhir-vcf db upgrade|current [--database-url URL]               (fhir_vcf.store, Alembic)
+    fhir-vcf --version
 
 No clinical logic lives here. Exit codes: 0 when every input was evaluated; 2 for a usage error, a
 bad policy, or when any input could not be evaluated (the rest are still evaluated and printed; each
@@ -24,6 +26,7 @@ from typing import Any, TextIO
 from fhir_vcf.config import Settings
 from fhir_vcf.dates import as_of_argument, today_utc
 from fhir_vcf.errors import FhirVcfError, InputError
+from fhir_vcf.version import __version__
 
 EXIT_OK = 0
 EXIT_ERROR = 2  # usage errors, bad policies and inputs that could not be evaluated alike
@@ -227,6 +230,43 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     add_replay_parser(sub)
 
 
+# --------------------------------------------------------------------------- db
+
+
+def _add_db(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "db",
+        help="database migrations: upgrade, current",
+        description="The store's schema migrations (Alembic revisions shipped with fhir-vcf). The service "
+        "also upgrades the database when it starts; `db upgrade` does it ahead of a deployment. A database "
+        "from a release before Alembic is recognised and upgraded without loss.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (
+        ("upgrade", "upgrade the database to this release's newest revision (one transaction)"),
+        ("current", "print the database's revision and this release's newest one; change nothing"),
+    ):
+        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        action.add_argument("--database-url", metavar="URL",
+                            help="the database (default: FHIR_VCF_DATABASE_URL, else sqlite:///var/fhir-vcf.db)")
+        action.set_defaults(handler=_run_db)
+
+
+def _run_db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from fhir_vcf.store import create_store_engine, head_revision, migrate, read_revision
+
+    url = args.database_url or Settings.from_env().database_url
+    engine = create_store_engine(url)
+    try:
+        revision = migrate(engine) if args.action == "upgrade" else read_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    state = "(head)" if revision == head else f"(head: {head}; upgrade pending)"
+    out.write(f"{revision or 'none'} {state}\n")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser and entry point
 
 # name → adds its sub-parser, which sets `handler(args, out, err) -> int`.
@@ -235,6 +275,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "policies": _add_policies,
     "serve": _add_serve,
     "replay": _add_replay,
+    "db": _add_db,
 }
 
 
@@ -244,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explained vertebral-augmentation (vertebroplasty / kyphoplasty) coverage decisions "
         "from FHIR R4 records.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS.values():
         add(sub)

@@ -269,6 +269,18 @@ def test_feedback_for_a_returned_card_is_stored_once(server: SimpleNamespace, eh
     with server.app.app_context():
         (row,) = current_store().feedback_for(card["uuid"])
     assert row["accepted_suggestions"] == [suggestion["uuid"]]
+    read = ehr.call("GET", f"/cds-services/{service['id']}/feedback/{card['uuid']}")
+    assert read.status_code == 200
+    assert [f["acceptedSuggestions"] for f in read.json()["feedback"]] == [[{"id": suggestion["uuid"]}]]
+    # only what the card offered: its own override reasons, not another suggestion
+    reason = card["overrideReasons"][0]
+    override = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2025-06-30T10:05:00Z",
+                "overrideReason": {"reason": {"system": reason["system"], "code": reason["code"]}}}
+    assert ehr.call("POST", f"/cds-services/{service['id']}/feedback", {"feedback": [override]}).status_code == 200
+    stranger = {**feedback["feedback"][0], "acceptedSuggestions": [{"id": str(uuid.uuid4())}],
+                "outcomeTimestamp": "2025-06-30T10:06:00Z"}
+    refused = ehr.call("POST", f"/cds-services/{service['id']}/feedback", {"feedback": [stranger]})
+    assert refused.status_code == 400
 
 
 def test_bad_expired_replayed_or_misaddressed_jwts_are_refused(server: SimpleNamespace, ehr: Ehr) -> None:

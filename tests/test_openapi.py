@@ -60,9 +60,19 @@ def fhir_server() -> Iterator[FakeFhirServer]:
         yield server
 
 
+# A card the app "issued" (audited), so that feedback about it is accepted.
+ISSUED_CARD = "9368d37b-283f-44a0-93ea-547cebab93ed"
+
+
 @pytest.fixture
 def app(tmp_path: Path, fhir_server: FakeFhirServer):
-    return make_app(tmp_path, demo=True, fhir_base_url=BASE)
+    from fhir_vcf.store import IssuedCard, current_store
+
+    app = make_app(tmp_path, demo=True, fhir_base_url=BASE)
+    with app.app_context():
+        current_store().record_call(hook="patient-view", service_id="vcf-patient-view",
+                                    cards=[IssuedCard(ISSUED_CARD, (), ())])
+    return app
 
 
 def _normalise(path: str) -> str:
@@ -156,8 +166,13 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/cds-services/no-such-service", {"json": _hook_request()}, 404),
     ("POST", "/cds-services/vcf-patient-view", {"json": {"hook": "patient-view"}}, 400),
     ("POST", "/cds-services/vcf-patient-view/feedback",
-     {"json": {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
+     {"json": {"feedback": [{"card": ISSUED_CARD, "outcome": "overridden",
                              "outcomeTimestamp": "2025-06-30T14:02:00Z"}]}}, 200),
+    ("POST", "/cds-services/vcf-patient-view/feedback",
+     {"json": {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
+                             "outcomeTimestamp": "2025-06-30T14:02:00Z"}]}}, 400),
+    ("GET", f"/cds-services/vcf-patient-view/feedback/{ISSUED_CARD}", {}, 200),
+    ("GET", f"/cds-services/vcf-patient-view/feedback/{uuid.uuid4()}", {}, 404),
     ("GET", "/demo/fhir/metadata", {}, 200),
     ("GET", "/demo/fhir/Condition?patient=p-tanaka", {}, 200),
     ("GET", "/demo/fhir/Patient/p-tanaka", {}, 200),

@@ -45,6 +45,7 @@ from fhir_vcf.sources.prefetch import (
     check_fhir_server,
     record_from_request,
 )
+from fhir_vcf.store import IssuedCard
 
 log = logging.getLogger(__name__)
 
@@ -538,8 +539,7 @@ def _finish(
         hook_instance=str(data["hookInstance"]),
         patient=f"Patient/{context['patientId']}",
         decision=",".join(decisions) or None,
-        card_uuids=[card["uuid"] for card in cards],
-        suggestion_uuids=[s["uuid"] for card in cards for s in card.get("suggestions", [])],
+        cards=[IssuedCard.from_card(card) for card in cards],  # what feedback may name (service.feedback)
         duration_ms=elapsed_ms,
         status=200,
     )
