@@ -158,11 +158,18 @@ def _add_policies(sub: argparse._SubParsersAction) -> None:
         description="List the built-in policies: id, then title. FHIR_VCF_POLICY_FILES is not read here; "
         "to try a policy file, pass it to `fhir-vcf evaluate --policy FILE`.",
     )
+    p.add_argument("--schema", action="store_true",
+                   help="print the JSON Schema of a policy file instead (as docs/policy.schema.json and "
+                   "GET /api/v1/policies/schema)")
     p.set_defaults(handler=_run_policies)
 
 
 def _run_policies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from fhir_vcf.rules.policy import load_policies
+    from fhir_vcf.rules.policy import load_policies, policy_json_schema
+
+    if args.schema:
+        out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
+        return EXIT_OK
 
     try:
         policies = load_policies()

@@ -46,6 +46,7 @@ def openapi() -> OpenAPI:
             "application/problem+json": _json,
             "application/fhir+json": _json,
             "application/yaml": _text,
+            "application/schema+json": _json,
         }
     )
     return OpenAPI.from_file_path(str(DOCUMENT), config=config)
@@ -149,6 +150,7 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/api/v1/policies", {}, 200),
     ("GET", "/api/v1/policies/cms-lcd-pva", {}, 200),
     ("GET", "/api/v1/policies/acme", {}, 404),
+    ("GET", "/api/v1/policies/schema", {}, 200),
     ("POST", f"/api/v1/evaluations?asOf={AS_OF}",
      {"data": (ROOT / "samples" / "two-patients.json").read_bytes(), "content_type": "application/fhir+json"}, 200),
     ("POST", f"/api/v1/evaluations?asOf={AS_OF}", {"data": (ROOT / "samples" / SAMPLE).read_bytes(),
