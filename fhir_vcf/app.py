@@ -59,10 +59,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     svc.store = store_module.init_app(app, settings)
 
-    from fhir_vcf.service import api, cds_hooks, demo_fhir, feedback, ops
+    from fhir_vcf.service import api, cds_hooks, demo_fhir, docs, feedback, ops
 
     for blueprint in (cds_hooks.bp, feedback.bp, api.bp, ops.bp):
         app.register_blueprint(blueprint)
+    docs.init_app(app)  # /docs (Swagger UI, bundled assets) and the /problems pages
     if settings.demo:
         app.register_blueprint(demo_fhir.bp)
     _init_optional(app, settings)

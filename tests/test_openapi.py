@@ -47,6 +47,9 @@ def openapi() -> OpenAPI:
             "application/fhir+json": _json,
             "application/yaml": _text,
             "application/schema+json": _json,
+            "text/css": _text,
+            "text/javascript": _text,
+            "text/html": _text,
         }
     )
     return OpenAPI.from_file_path(str(DOCUMENT), config=config)
@@ -147,6 +150,12 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/readyz", {}, 200),
     ("GET", "/metrics", {}, 200),
     ("GET", "/openapi.yaml", {}, 200),
+    ("GET", "/docs/", {}, 200),
+    ("GET", "/docs/swagger-ui.css", {}, 200),
+    ("GET", "/docs/no-such-asset.js", {}, 404),
+    ("GET", "/problems", {}, 200),
+    ("GET", "/problems/invalid-input", {}, 200),
+    ("GET", "/problems/no-such-type", {}, 404),
     ("GET", "/api/v1/policies", {}, 200),
     ("GET", "/api/v1/policies/cms-lcd-pva", {}, 200),
     ("GET", "/api/v1/policies/acme", {}, 404),
@@ -220,7 +229,7 @@ def test_every_operation_has_a_scenario() -> None:
                   for method in item if method in METHODS}
     covered = set()
     for method, url, _, _ in SCENARIOS:
-        path = url.split("?")[0]
+        path = _normalise(url.split("?")[0])
         for doc_method, doc_path in documented:
             pattern = "^" + re.escape(doc_path).replace(r"\{\}", "[^/]+") + "$"
             if doc_method == method and re.match(pattern, path):
