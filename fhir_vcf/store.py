@@ -68,6 +68,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class _AlembicChatter(logging.Filter):
+    """Alembic says which dialect it drives at every migration context ("Context impl SQLiteImpl.",
+    "Will assume ... DDL."): noise in a service's log. Its "Running upgrade ..." lines stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Context impl", "Will assume"))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_AlembicChatter())
+
 EXTENSION = "fhir_vcf_store"
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0  # how long a SQLite writer waits for another one
 JTI_PURGE_SECONDS = 60.0  # at most one purge of expired jwt_replay rows per process per minute
@@ -192,6 +203,21 @@ jwt_replay = sa.Table(
     sa.Column("expires_at", sa.DateTime, nullable=False),  # UTC: exp + leeway
     sa.PrimaryKeyConstraint("issuer", "jti", name="pk_jwt_replay"),  # the unique key: insert-or-fail
     sa.Index("ix_jwt_replay_expires_at", "expires_at"),
+)
+
+
+# 0005: resources written to the demo FHIR endpoint (demo mode only; fhir_vcf.service.demo_fhir).
+demo_resource = sa.Table(
+    "demo_resource",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(64), nullable=False),
+    sa.Column("condition", sa.String(1024)),  # the normalised If-None-Exist query it was created under
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("resource_type", "resource_id", name="uq_demo_resource_id"),
+    sa.UniqueConstraint("resource_type", "condition", name="uq_demo_resource_condition"),
 )
 
 
@@ -684,6 +710,49 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(audit).where(audit.c.id == audit_id)).first()
         return dict(row._mapping) if row else None
+
+    # -- the demo FHIR endpoint's written resources (demo mode only) ------------------------------
+
+    def demo_resources(self) -> tuple[int, list[dict[str, Any]]]:
+        """(the latest write's sequence number, every written resource), oldest first."""
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(demo_resource.c.seq, demo_resource.c.body)
+                                    .order_by(demo_resource.c.seq)).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not read the demo resources ({type(exc).__name__})") from exc
+        return (rows[-1].seq if rows else 0), [dict(row.body) for row in rows]
+
+    def demo_latest(self) -> int:
+        """The latest write's sequence number (0 when nothing was written): a cheap change check."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(sa.func.max(demo_resource.c.seq))).scalar() or 0
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not read the demo resources ({type(exc).__name__})") from exc
+
+    def demo_create(self, resource: Mapping[str, Any], condition: str | None) -> bool:
+        """Store a resource written to the demo endpoint; False when one with the same `condition`
+        (or type and id) is stored already, by an earlier or a concurrent call."""
+        values = {
+            "resource_type": str(resource["resourceType"])[:64],
+            "resource_id": str(resource["id"])[:64],
+            "condition": condition[:1024] if condition else None,
+            "body": dict(resource),
+            "created": _utcnow(),
+        }
+        try:
+            with self.engine.begin() as conn:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(demo_resource.insert().values(**values))
+                except IntegrityError:
+                    return False
+        except DataError as exc:
+            raise StoreValueError(f"store: the database refused a value ({type(exc).__name__})") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not store the demo resource ({type(exc).__name__})") from exc
+        return True
 
     def dispose(self) -> None:
         """Close pooled connections (tests; the app keeps its store for its lifetime)."""

@@ -54,7 +54,10 @@ def test_metadata_is_a_capability_statement(client):
     assert response.status_code == 200 and response.mimetype == FHIR_JSON
     body = response.get_json()
     assert body["resourceType"] == "CapabilityStatement" and body["fhirVersion"] == "4.0.1"
-    assert {r["type"] for r in body["rest"][0]["resource"]} == {"Patient", "Observation"}
+    resources = {r["type"]: r for r in body["rest"][0]["resource"]}
+    assert set(resources) == {"Patient", "Observation", "CarePlan"}  # CarePlan: the write-back
+    assert {"code": "create"} in resources["CarePlan"]["interaction"] and resources["CarePlan"]["conditionalCreate"]
+    assert {"code": "create"} not in resources["Patient"]["interaction"]
 
 
 def test_read(client):

@@ -28,7 +28,7 @@ from fhir_vcf import store as store_module
 from fhir_vcf.cli import main
 from fhir_vcf.store import IssuedCard, Store, StoreError, alembic_config, head_revision, migrate
 
-HEAD = "0004"
+HEAD = "0005"
 VERSIONS = Path(store_module.__file__).parent / "migrations" / "versions"
 
 
