@@ -73,6 +73,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
         public_base_url=base,  # the JWT audience, and (demo) the allowed fhirServer base
         trusted_issuers=issuers_file(tmp, {ISSUER: {"jwks": jwks(key)}}),
         cors_origins=(BROWSER_EHR,),
+        fhir_base_url=f"{base}/demo/fhir",  # the REST API's EHR: the demo endpoint, as `serve --demo` sets it
     ))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -321,3 +322,22 @@ def test_a_browser_ehr_on_a_configured_origin_may_call(server: SimpleNamespace, 
     body = ehr.request(service, PATIENT, "full")
     call = requests.post(url, json=body, timeout=10, headers={"Origin": BROWSER_EHR, **bearer(mint(server.key, url))})
     assert call.status_code == 200 and call.headers["Access-Control-Allow-Origin"] == BROWSER_EHR
+
+
+def test_the_careplan_write_back_round_trips_through_the_demo_endpoint(server: SimpleNamespace, ehr: Ehr) -> None:
+    """`serve --demo`: the REST API evaluates a sample patient as of today (no asOf), writes the proposed
+    CarePlan to the demo FHIR endpoint with a conditional create, and a retry finds it instead of adding one."""
+    url = f"{server.base}/api/v1/patients/{OTHER_PATIENT}/careplans"
+    first = requests.post(url, timeout=20)
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["created"] is True and body["evaluation"]["decision"] == "eligible"
+    assert body["evaluation"]["asOf"] == today_utc().isoformat()
+    plan_id = body["carePlan"]["id"]
+    assert "/demo/fhir/CarePlan/" in first.headers["Location"]
+    again = requests.post(url, timeout=20)
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert again.json()["carePlan"]["id"] == plan_id
+    stored = ehr.fhir(f"CarePlan?patient={OTHER_PATIENT}")
+    assert [e["resource"]["id"] for e in stored["entry"]] == [plan_id]
+    assert CarePlan.model_validate(ehr.fhir(f"CarePlan/{plan_id}"))

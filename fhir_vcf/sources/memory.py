@@ -8,7 +8,7 @@ Supported (the CDS Hooks 2.0 prefetch query subset, plus what a FHIR client need
 
 - reads: `Type/id`;
 - type searches: `Type?patient=…`, `subject=…` (reference: `123`, `Patient/123` or an absolute
-  URL), `_id`, token equality on `status`, `category`, `code`, `clinical-status`,
+  URL), `_id`, `identifier` (`system|value`), token equality on `status`, `category`, `code`, `clinical-status`,
   `verification-status`, `intent` (`code`, `system|code`, `|code`, comma = OR, `:not`);
 - date searches (`date`, `_lastUpdated`, and the R4 date parameters of the types the service
   reads: `onset-date`, `recorded-date`, `authoredon`, `authored`, `occurrence`, `started`,
@@ -293,6 +293,18 @@ def _token_matches(element: Any, wanted: str) -> bool:
     return False
 
 
+def _identifier_matches(identifiers: Any, wanted: str) -> bool:
+    """`identifier=[system]|[value]` or `identifier=[value]` (FHIR R4 token search on Identifier)."""
+    system, _, value = wanted.rpartition("|") if "|" in wanted else (None, "", wanted)
+    items = identifiers if isinstance(identifiers, list) else [identifiers]
+    for item in items:
+        if not isinstance(item, Mapping) or (value and item.get("value") != value):
+            continue
+        if system is None or (system == "" and not item.get("system")) or system == item.get("system"):
+            return True
+    return False
+
+
 class MemoryFhir:
     """Resources from Bundle entries, answering reads and prefetch-style searches.
 
@@ -394,6 +406,11 @@ class MemoryFhir:
             elif name == "_id":
                 ids = set(value.split(","))
                 result.matches = [r for r in result.matches if r.get("id") in ids]
+                result.applied.append((raw_name, value))
+            elif name == "identifier" and not modifier:
+                wanted_ids = [v for v in value.split(",") if v]
+                result.matches = [r for r in result.matches
+                                  if any(_identifier_matches(r.get("identifier"), w) for w in wanted_ids)]
                 result.applied.append((raw_name, value))
             elif name in TOKEN_PARAMS and modifier in {"", "not"}:
                 wanted = [v for v in value.split(",") if v]
