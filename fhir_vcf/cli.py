@@ -95,44 +95,66 @@ def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     failed = False
     first = True
-    for path in files:
-        source = str(path)
-        try:
-            records = load_file(path)
-        except InputError as exc:
-            print(str(exc), file=err)  # already names the file, the resource and the element
-            failed = True
-            continue
-        except FhirVcfError as exc:
-            print(_prefixed(source, exc), file=err)
-            failed = True
-            continue
-        except Exception as exc:  # a bug, not bad input: say so in one line, never a traceback
-            _error(err, f"internal error evaluating {source}: {type(exc).__name__}")
-            failed = True
-            continue
-        if not records:  # e.g. an empty searchset or a lone Practitioner: nothing was evaluated
-            print(f"{source}: no patient found (nothing to evaluate)", file=err)
-            failed = True
-            continue
-        for record in records:
+    with _progress(files, err) as bar:
+
+        def say(line: str) -> None:  # one stderr line, the progress bar kept below it
+            with bar.external_write_mode(file=err):
+                print(line, file=err)
+
+        for path in bar:
+            source = str(path)
             try:
-                evaluation = _evaluate(record, as_of=as_of, policy=policy)
-                text = _render(evaluation, args.format, render_text)
+                records = load_file(path)
+            except InputError as exc:
+                say(str(exc))  # already names the file, the resource and the element
+                failed = True
+                continue
             except FhirVcfError as exc:
-                print(_prefixed(source, exc), file=err)
+                say(_prefixed(source, exc))
                 failed = True
                 continue
-            except Exception as exc:
-                _error(err, f"internal error evaluating {source}: {type(exc).__name__}")
+            except Exception as exc:  # a bug, not bad input: say so in one line, never a traceback
+                say(f"fhir-vcf: internal error evaluating {source}: {type(exc).__name__}")
                 failed = True
                 continue
-            if args.format == "text" and not first:
-                out.write("\n")
-            out.write(text)
-            out.flush()
-            first = False
+            if not records:  # e.g. an empty searchset or a lone Practitioner: nothing was evaluated
+                say(f"{source}: no patient found (nothing to evaluate)")
+                failed = True
+                continue
+            for record in records:
+                try:
+                    evaluation = _evaluate(record, as_of=as_of, policy=policy)
+                    text = _render(evaluation, args.format, render_text)
+                except FhirVcfError as exc:
+                    say(_prefixed(source, exc))
+                    failed = True
+                    continue
+                except Exception as exc:
+                    say(f"fhir-vcf: internal error evaluating {source}: {type(exc).__name__}")
+                    failed = True
+                    continue
+                with bar.external_write_mode(file=err):
+                    if args.format == "text" and not first:
+                        out.write("\n")
+                    out.write(text)
+                    out.flush()
+                first = False
     return EXIT_ERROR if failed else EXIT_OK
+
+
+# Progress is for people: shown on stderr only when it is a terminal, and only once a run has
+# lasted this long (a few files never show a bar).
+PROGRESS_DELAY_SECONDS = 2.0
+
+
+def _progress(files: Sequence[Any], err: TextIO) -> Any:
+    """tqdm over the files on `err`; silent (no output at all) when `err` is not a terminal, so logs,
+    pipes and CI see only the results and the error lines."""
+    from tqdm import tqdm
+
+    interactive = bool(getattr(err, "isatty", lambda: False)())
+    return tqdm(files, file=err, disable=not interactive, delay=PROGRESS_DELAY_SECONDS, unit="file",
+                desc="evaluate", leave=False, dynamic_ncols=True)
 
 
 def _render(evaluation: dict[str, Any], fmt: str, render_text: Callable[[dict[str, Any]], str]) -> str:

@@ -226,9 +226,11 @@ def replay_patient(
     row.seconds = time.perf_counter() - started
     if answer.status != 200:
         row.problems.append(f"HTTP {answer.status}: {outcome_text(answer)}")
+        row.error = row.problems[-1]
         return row
     if answer.body is None:
         row.problems.append("the response is not JSON")
+        row.error = row.problems[-1]
         return row
     row.problems += card_problems(answer.body)
     cards = [c for c in answer.body.get("cards") or [] if isinstance(c, Mapping)]
@@ -256,8 +258,9 @@ def run(
     expectations: Mapping[str, Mapping[str, Expectation]] | None,
     err: TextIO,
     on_row: Callable[[Row], None] = lambda row: None,
-) -> tuple[list[Row], int, int]:
-    """Replay every file; returns (rows, bad input files, skipped order hooks)."""
+) -> tuple[list[Row], list[Row], list[Row]]:
+    """Replay every file; returns (rows of the calls made, unusable input files, skipped order hooks):
+    the last two as rows that say why, for JUnit."""
     from fhir_vcf.record import load_document
     from fhir_vcf.sources.files import bundle_files, parse_json
 
@@ -274,7 +277,14 @@ def run(
 
     progress = Progress(len(files), err)
     rows: list[Row] = []
-    bad = skipped = 0
+    bad: list[Row] = []
+    skipped: list[Row] = []
+
+    def unusable(path: Path, reason: str) -> None:
+        progress.clear()
+        print(reason, file=err)
+        bad.append(Row(file=path.name, patient="", hook="", error=reason))
+
     for index, path in enumerate(files, 1):
         progress.show(index, path.name)
         source = str(path)
@@ -282,31 +292,24 @@ def run(
             document = parse_json(path.read_bytes(), source=source)
             records = load_document(document, source=source)
         except FileNotFoundError:
-            progress.clear()
-            print(f"{source}: no such file", file=err)
-            bad += 1
+            unusable(path, f"{source}: no such file")
             continue
         except OSError as exc:
-            progress.clear()
-            print(f"{source}: cannot read the file ({exc.strerror})", file=err)
-            bad += 1
+            unusable(path, f"{source}: cannot read the file ({exc.strerror})")
             continue
         except InputError as exc:
-            progress.clear()
-            print(str(exc), file=err)
-            bad += 1
+            unusable(path, str(exc))
             continue
         store = MemoryFhir.from_bundles([document])
         patients = [store.canonical(r.patient) for r in records if store.canonical(r.patient).startswith("Patient/")]
         if not patients:
-            progress.clear()
-            print(f"{source}: no patient found (nothing to replay)", file=err)
-            bad += 1
+            unusable(path, f"{source}: no patient found (nothing to replay)")
             continue
         for patient in patients:
             for hook in hooks:
                 if hook in ORDER_HOOKS and not draft_orders(store, patient.split("/", 1)[1]):
-                    skipped += 1
+                    skipped.append(Row(file=path.name, patient=patient, hook=hook,
+                                       skipped="no draft vertebral augmentation order for this order hook"))
                     continue
                 expectation = (expectations or {}).get(path.name, {}).get(patient)
 
@@ -407,12 +410,12 @@ def run_replay(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
         return EXIT_INPUT
     if args.format == "table":
         out.write(render_table(rows))
-        out.write(summary(rows, bad, skipped) + "\n")
+        out.write(summary(rows, len(bad), len(skipped)) + "\n")
     else:
-        print(summary(rows, bad, skipped), file=err)
+        print(summary(rows, len(bad), len(skipped)), file=err)
     if args.junit:
         try:
-            Path(args.junit).write_bytes(junit_xml(rows))
+            Path(args.junit).write_bytes(junit_xml(rows, skipped=skipped, unusable=bad))
         except OSError as exc:
             print(f"fhir-vcf replay: --junit: cannot write {args.junit} ({exc.strerror})", file=err)
             return EXIT_INPUT
