@@ -206,6 +206,11 @@ def _run_policies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 # --------------------------------------------------------------------------- serve
 
+# The port `serve` listens on without --port: one variable for the container's bind, EXPOSE and
+# HEALTHCHECK (Dockerfile), and for anyone else who configures through the environment.
+PORT_ENV = "FHIR_VCF_PORT"
+DEFAULT_PORT = 8080
+
 
 def _port(value: str) -> int:
     try:
@@ -235,7 +240,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "variables (docs/configuration.md); a bad value stops the start with exit status 2.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("--port", type=_port, default=None,
+                   help=f"port to listen on (default: {PORT_ENV} when set, else {DEFAULT_PORT})")
     p.add_argument("--workers", type=_workers, default=None,
                    help="gunicorn worker processes, 4 threads each (default: 2 x CPUs + 1, max 8)")
     p.add_argument("--demo", action="store_true",
@@ -247,7 +253,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from fhir_vcf.server import serve  # gunicorn is imported only when serving
 
-    return serve(host=args.host, port=args.port, workers=args.workers, demo=args.demo, err=err)
+    port = args.port
+    if port is None:
+        try:
+            port = _port(os.environ.get(PORT_ENV) or str(DEFAULT_PORT))
+        except argparse.ArgumentTypeError as exc:
+            _error(err, f"{PORT_ENV}: {exc}")
+            return EXIT_ERROR
+    return serve(host=args.host, port=port, workers=args.workers, demo=args.demo, err=err)
 
 
 # --------------------------------------------------------------------------- replay
