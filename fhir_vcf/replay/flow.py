@@ -44,15 +44,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
-from fhir_vcf.dates import as_of_argument, parse_as_of
+from fhir_vcf.dates import as_of_argument
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
 from fhir_vcf.outputs.cards import DECISION_WORDS
 from fhir_vcf.replay.output import Progress, Row, junit_xml, render_table, summary
 from fhir_vcf.replay.transport import InProcess, Remote, ReplayInputError, Signer, Transport, outcome_text
 from fhir_vcf.sources import hook_request
+from fhir_vcf.sources.expectations import Expectation, load_expectations
 from fhir_vcf.sources.hook_request import EXTENSION, HOOKS, ORDER_HOOKS, USER_ID
 from fhir_vcf.sources.memory import MemoryFhir
 
@@ -160,46 +161,6 @@ def card_problems(response: Any) -> list[str]:
 
 
 # --- running --------------------------------------------------------------------------------------
-
-
-class Expectation(NamedTuple):
-    """One patient's expected decision, and the as-of date it was written for (when stated)."""
-
-    decision: str
-    as_of: date | None = None
-
-
-def load_expectations(path: str | Path) -> dict[str, dict[str, Expectation]]:
-    """`samples/expected.json`: file name → "Patient/id" → {"decision": ..., "asOf"?: ...}.
-
-    An entry's `asOf` is the date its decision holds on: replay evaluates it as of that date unless
-    `--as-of` says otherwise, so a saved bundle replays to the same answer forever. Other members
-    (`levels`, `why`, ...) are ignored here.
-    """
-    from fhir_vcf.sources.files import parse_json
-
-    source = str(path)
-    try:
-        data = parse_json(Path(path).read_bytes(), source=source)
-    except OSError as exc:
-        raise ReplayInputError(f"{source}: cannot read the expectations file ({exc.strerror})") from None
-    if not isinstance(data, Mapping):
-        raise ReplayInputError(f"{source}: expected an object of file name → patient → {{\"decision\": ...}}")
-    found: dict[str, dict[str, Expectation]] = {}
-    for name, patients in data.items():
-        if not isinstance(patients, Mapping):
-            raise ReplayInputError(f"{source}: {name}: expected an object of patient → {{\"decision\": ...}}")
-        for patient, expectation in patients.items():
-            decision = expectation.get("decision") if isinstance(expectation, Mapping) else None
-            if not isinstance(decision, str):
-                raise ReplayInputError(f"{source}: {name} {patient}: no decision")
-            raw_as_of = expectation.get("asOf")
-            try:
-                as_of = parse_as_of(raw_as_of) if raw_as_of is not None else None
-            except ValueError:
-                raise ReplayInputError(f"{source}: {name} {patient}: asOf {raw_as_of!r} is not YYYY-MM-DD") from None
-            found.setdefault(Path(name).name, {})[patient] = Expectation(decision, as_of)
-    return found
 
 
 def replay_patient(

@@ -188,7 +188,7 @@ def _anchors(path: Path) -> dict[str, dict[str, date]]:
     if not path.is_file():
         log.warning("demo mode: no %s; the samples are served with the dates they were written with", path.name)
         return {}
-    from fhir_vcf.replay.flow import load_expectations
+    from fhir_vcf.sources.expectations import load_expectations
 
     try:
         expectations = load_expectations(path)
