@@ -38,6 +38,7 @@ is stamped with the equivalent revision first. Never edit a released revision; a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -262,7 +263,17 @@ def head_revision(config: AlembicConfig | None = None) -> str:
     """The newest revision this release knows (one head: docs/migrations.md)."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(config or alembic_config()).get_current_head() or ""
+    if config is None:
+        return _default_head()
+    return ScriptDirectory.from_config(config).get_current_head() or ""
+
+
+@functools.cache
+def _default_head() -> str:
+    """The package's head revision, read once per process (the scripts do not change while it runs)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -328,6 +339,7 @@ def migrate(engine: Engine, target: str = "head", *, config: AlembicConfig | Non
     from alembic import command
     from alembic.util import CommandError
 
+    default = config is None
     config = config or alembic_config()
     attempts = 3
     for attempt in range(1, attempts + 1):
@@ -335,6 +347,8 @@ def migrate(engine: Engine, target: str = "head", *, config: AlembicConfig | Non
             with _alembic_lock, engine.begin() as conn:
                 config.attributes["connection"] = conn
                 try:
+                    if target == "head" and default and current_revision(conn) == _default_head():
+                        return _default_head()  # the common restart: nothing to do, no scripts loaded
                     _stamp_legacy(conn, config)
                     command.upgrade(config, target)
                     return current_revision(conn) or ""
