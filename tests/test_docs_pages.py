@@ -74,3 +74,22 @@ def test_a_real_error_names_a_type_that_resolves(client) -> None:
 def test_descriptions_are_escaped(client) -> None:
     html = client.get(problems.PROBLEMS_PATH).get_data(as_text=True)
     assert "<code>FHIR_VCF_MAX_BODY_BYTES</code>" in html and "`" not in html
+
+
+# --- the guides ---------------------------------------------------------------------------------------
+
+GUIDES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_guides_use_scratch_folders_and_one_port(guide: Path) -> None:
+    """A newcomer runs the guides' commands as printed: scratch files in a `mktemp -d` folder (never a
+    fixed /tmp path another user or run may hold), and one port, 8080, the one `serve` prints."""
+    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", guide.read_text(), re.S)
+    for block in blocks:
+        assert "/tmp/" not in block, f"{guide.name}: a fixed /tmp path; use WORK=$(mktemp -d)"
+        ports = set(re.findall(r"(?:127\.0\.0\.1|localhost):(\d+)", block)) | set(re.findall(r"--port (\d+)", block))
+        assert ports <= {"8080"}, f"{guide.name}: ports {sorted(ports)}; the guides use 8080 only"
+        if "$WORK" in block:
+            text = guide.read_text()
+            assert "WORK=$(mktemp -d)" in text, f"{guide.name}: $WORK used but never made"

@@ -189,6 +189,9 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/demo/fhir/Patient/p-tanaka", {}, 200),
     ("GET", "/demo/fhir/Patient/nobody", {}, 404),
     ("GET", "/demo/fhir/$cds-hooks-request?patient=p-tanaka", {}, 200),
+    ("POST", "/demo/fhir/CarePlan", {"json": {"resourceType": "CarePlan", "status": "draft", "intent": "proposal",
+                                              "subject": {"reference": "Patient/p-tanaka"}}}, 201),
+    ("POST", "/demo/fhir/Patient", {"json": {"resourceType": "Patient"}}, 405),
 ]
 
 
