@@ -9,6 +9,7 @@ handlers below turn anything unhandled into a generic body (an OperationOutcome 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ from fhir_vcf.rules.policy import load_policies
 from fhir_vcf.service.registry import EXTENSION_KEY, Services, fhir_client_factory
 
 CDS_PREFIX = "/cds-services"
+log = logging.getLogger(__name__)
 
 __all__ = ["CDS_PREFIX", "create_app"]
 
@@ -58,10 +60,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     from fhir_vcf import store as store_module
 
     svc.store = store_module.init_app(app, settings)
+    svc.kept, svc.links = _explanation_pages(settings, svc.store)
 
-    from fhir_vcf.service import api, cds_hooks, demo_fhir, docs, feedback, ops
+    from fhir_vcf.service import api, cds_hooks, demo_fhir, docs, feedback, ops, pages
 
-    for blueprint in (cds_hooks.bp, feedback.bp, api.bp, ops.bp):
+    for blueprint in (cds_hooks.bp, feedback.bp, api.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
     docs.init_app(app)  # /docs (Swagger UI, bundled assets) and the /problems pages
     if settings.demo:
@@ -69,6 +72,33 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     _init_optional(app, settings)
     _register_error_handlers(app)
     return app
+
+
+def _explanation_pages(settings: Settings, store: Any) -> tuple[Any, Any]:
+    """The kept evaluations and the link signer (docs/explanation-pages.md), or (None, None).
+
+    Keys come from FHIR_VCF_EVALUATION_KEYS. Demo mode without keys makes one for this app (`fhir-vcf
+    serve --demo` makes one per run and hands it to every worker): demo pages work with no setup,
+    and what they kept is unreadable after a restart. Production without keys keeps nothing and its
+    cards carry no page link; a warning says so once at start-up.
+    """
+    from datetime import timedelta
+
+    from cryptography.fernet import Fernet
+
+    from fhir_vcf.kept import KeptEvaluations, LinkSigner, derive_link_secret
+
+    keys = settings.evaluation_keys
+    if not keys and settings.demo:
+        keys = (Fernet.generate_key().decode("ascii"),)
+    if not keys:
+        log.warning("explanation pages are off: set FHIR_VCF_EVALUATION_KEYS to keep evaluations and link "
+                    "cards to their page (docs/explanation-pages.md)")
+        return None, None
+    kept = KeptEvaluations(store, keys, retention=timedelta(days=settings.evaluation_retention_days))
+    kept.purge()
+    secret = settings.link_secret.encode() if settings.link_secret else derive_link_secret(keys[0])
+    return kept, LinkSigner(secret, timedelta(hours=settings.link_ttl_hours))
 
 
 def _init_optional(app: Flask, settings: Settings) -> None:

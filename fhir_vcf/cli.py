@@ -1,6 +1,6 @@
 """The `fhir-vcf` command line: a thin shell over `fhir_vcf.evaluation`.
 
-    fhir-vcf evaluate PATH... [--as-of YYYY-MM-DD] [--policy ID|FILE] [--format json|text]
+    fhir-vcf evaluate PATH... [--as-of YYYY-MM-DD] [--policy ID|FILE] [--format json|text|html]
     fhir-vcf policies
     fhir-vcf serve [--host H] [--port P] [--workers N] [--demo]   (fhir_vcf.server)
     fhir-vcf replay PATH... [--hook H] [--against URL] ...         (fhir_vcf.replay)
@@ -74,7 +74,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help=f"a built-in policy id or a YAML/JSON policy file (default: {DEFAULT_POLICY}; "
         "FHIR_VCF_POLICY and FHIR_VCF_POLICY_FILES apply to the service, not here)",
     )
-    p.add_argument("--format", choices=("json", "text"), default="json", help="json (JSON Lines) or text")
+    p.add_argument("--format", choices=("json", "text", "html"), default="json",
+                   help="json (JSON Lines), text (100 columns), or html (one self-contained explanation page, "
+                   "a section per patient, for a browser or print)")
     p.set_defaults(handler=_run_evaluate)
 
 
@@ -95,6 +97,7 @@ def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     failed = False
     first = True
+    pages: list[dict[str, Any]] = []  # --format html: every evaluation goes on one page, written at the end
     with _progress(files, err) as bar:
 
         def say(line: str) -> None:  # one stderr line, the progress bar kept below it
@@ -124,6 +127,9 @@ def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             for record in records:
                 try:
                     evaluation = _evaluate(record, as_of=as_of, policy=policy)
+                    if args.format == "html":
+                        pages.append(evaluation)
+                        continue
                     text = _render(evaluation, args.format, render_text)
                 except FhirVcfError as exc:
                     say(_prefixed(source, exc))
@@ -139,6 +145,9 @@ def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     out.write(text)
                     out.flush()
                 first = False
+    if pages:
+        out.write(_html(pages, args))
+        out.flush()
     return EXIT_ERROR if failed else EXIT_OK
 
 
@@ -155,6 +164,17 @@ def _progress(files: Sequence[Any], err: TextIO) -> Any:
     interactive = bool(getattr(err, "isatty", lambda: False)())
     return tqdm(files, file=err, disable=not interactive, delay=PROGRESS_DELAY_SECONDS, unit="file",
                 desc="evaluate", leave=False, dynamic_ncols=True)
+
+
+def _html(evaluations: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The explanation page the service shows, for every evaluated patient (outputs/page.py)."""
+    from fhir_vcf.outputs.page import PageNote, render_page
+
+    inputs = ", ".join(args.paths)
+    noun = "patient" if len(evaluations) == 1 else "patients"
+    note = PageNote(meta_line=f"{len(evaluations)} {noun} · written by fhir-vcf evaluate",
+                    footer_note=f"Evaluated from {inputs}.")
+    return render_page(evaluations, note)
 
 
 def _render(evaluation: dict[str, Any], fmt: str, render_text: Callable[[dict[str, Any]], str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,6 +65,16 @@ class Settings:
     # except that `fhir-vcf serve` with more than one worker uses database.
     jti_cache: str | None = None
     log_level: str = "INFO"
+    # Explanation pages (docs/explanation-pages.md). Fernet keys (url-safe base64 of 32 bytes) that
+    # encrypt kept evaluations at rest: the first encrypts, every one decrypts (rotation). Unset:
+    # evaluations are not kept and cards carry no page link (demo mode makes a key per run).
+    evaluation_keys: tuple[str, ...] = field(default=(), repr=False)
+    evaluation_retention_days: int = 7  # kept evaluations are purged after this many days
+    # HMAC secret that signs page links; unset: derived from the first evaluation key (HKDF).
+    link_secret: str | None = field(default=None, repr=False)
+    link_ttl_hours: int = 24  # a card's page link opens the page for this long
+    # Bearer token of the CDS committee's governance view (/governance); unset: the view is off.
+    admin_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -115,9 +125,35 @@ class Settings:
             raise ConfigError(
                 f"{PREFIX}SMART_ALGORITHM: {self.smart_algorithm!r} is not one of {', '.join(SMART_ALGORITHMS)}"
             )
+        _check_page_settings(self)
         if self.smart_private_key and not Path(self.smart_private_key).is_file():
             raise ConfigError(f"{PREFIX}SMART_PRIVATE_KEY: no such file {self.smart_private_key}")
         return self
+
+
+SECRET_MIN_LENGTH = 32  # characters of a link secret or admin token: long enough not to be guessed
+
+
+def _check_page_settings(settings: Settings) -> None:
+    """Keys, secrets and windows of the explanation pages and the governance view."""
+    from cryptography.fernet import Fernet  # a dependency of PyJWT[crypto]; imported only to check keys
+
+    for i, key in enumerate(settings.evaluation_keys, start=1):
+        try:
+            Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ConfigError(
+                f"{PREFIX}EVALUATION_KEYS: key {i} is not a Fernet key (32 bytes, url-safe base64; make one with "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+            ) from None
+    for name in ("link_secret", "admin_token"):
+        value = getattr(settings, name)
+        if value is not None and len(value) < SECRET_MIN_LENGTH:
+            raise ConfigError(f"{PREFIX}{name.upper()}: use at least {SECRET_MIN_LENGTH} random characters")
+    if settings.evaluation_retention_days < 1:
+        raise ConfigError(f"{PREFIX}EVALUATION_RETENTION_DAYS must be 1 or more")
+    if settings.link_ttl_hours < 1:
+        raise ConfigError(f"{PREFIX}LINK_TTL_HOURS must be 1 or more")
 
 
 def _parse(name: str, raw: str, kind: Any) -> Any:

@@ -171,6 +171,37 @@ class ProcedureRequest:
 
 
 @dataclass(frozen=True)
+class ResourceLabel:
+    """How a person names a resource cited as evidence, and its clinical date.
+
+    So that an explanation reads "MRI lumbar spine, 2025-06-09: 'marrow edema at L1'" rather than a
+    bare `DiagnosticReport/rpt-12`: label is the resource's own words (code text, a medication name,
+    "clinic visit" for an ambulatory Encounter), day its clinical date (None when undated).
+    """
+
+    label: str
+    day: date | None = None
+
+
+@dataclass(frozen=True)
+class EpisodeEvent:
+    """Something dated in the fracture episode that a person places on a timeline.
+
+    kind: "imaging" (a study or an imaging report), "treatment" (non-surgical management: a drug,
+      a brace, physical therapy, rest), "bone-health" (a DXA referral or result, an osteoporosis
+      program). Onsets, pain scores and augmentation orders have their own facts.
+    label: readable words ("MRI lumbar spine", "oxycodone", "physical therapy").
+    detail: a short qualifier (the imaging modality "MR", the NSM kind "analgesic").
+    """
+
+    kind: str
+    day: date
+    reference: str
+    label: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class FractureFacts:
     """Everything the rules may read about one patient, as of one date.
 
@@ -212,6 +243,11 @@ class FractureFacts:
     - requests: every augmentation request found; request: the one being judged (the CDS Hooks
       selection, else the latest draft/active one), None when there is none.
     - imaging: short readable lines for the studies seen ("MR 2025-06-05 (ImagingStudy/mri-1), STIR").
+    - patient_name, patient_identifiers: as the Patient resource gives them (for a page a person
+      reads; never logged, never used by the rules).
+    - resources: reference → ResourceLabel for every visible resource, so outputs can name evidence.
+    - events: dated imaging, treatment and bone-health events of the record, oldest first, for the
+      timeline of the explanation page (context only: no rule reads them).
     """
 
     patient: str
@@ -252,6 +288,10 @@ class FractureFacts:
     requests: tuple[ProcedureRequest, ...] = ()
     request: ProcedureRequest | None = None
     imaging: tuple[str, ...] = ()
+    patient_name: str = ""
+    patient_identifiers: tuple[str, ...] = ()
+    resources: dict[str, ResourceLabel] = field(default_factory=dict)
+    events: tuple[EpisodeEvent, ...] = ()
 
     @property
     def fracture_levels(self) -> list[str]:

@@ -10,7 +10,8 @@ Why redaction sits in the handler, not at the call sites: a log line is written 
 would leak a token forever. So every record that reaches our handler goes through `redact()`:
 
 - JWTs (`eyJ….….…`), `Bearer …` values, `Authorization:` header values, and `access_token` /
-  `client_assertion` / `password`-style fields become `[REDACTED]`;
+  `client_assertion` / `password`-style fields become `[REDACTED]`, and so does the token of an
+  explanation-page link (`/explanations/<token>`);
 - patient ids (`Patient/123`, `patients/123` in API paths, `patientId: 123`) become
   `#` + the first 12 hex digits of their sha256, so lines about one patient still correlate;
 - HumanName parts (`"family": …`, `"given": [...]`) are removed;
@@ -72,6 +73,8 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # user:password@ in a URL (a database URL in a start-up line, say)
     (re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:)[^@\s/]+@"), r"\1" + REDACTED + "@"),
     (re.compile(r"(\"(?:family|given|prefix|suffix)\"\s*:\s*)(\[[^\]]*\]|\"[^\"]*\")"), r'\1"' + REDACTED + '"'),
+    # An explanation page's link is its credential (service/pages.py): a path that carries one is cut.
+    (re.compile(r"(/explanations/)[^\s\"'?#<>]+"), r"\1" + REDACTED),
 )
 _PATIENT_PATTERNS = (
     re.compile(r"(\bPatient/)([A-Za-z0-9\-.]{1,64})"),

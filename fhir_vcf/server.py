@@ -86,7 +86,15 @@ def _logconfig(level: str) -> dict[str, Any]:
 
 
 def _overrides(demo: bool) -> dict[str, Any]:
-    return {"demo": True} if demo else {}
+    """Settings given to every worker. Demo mode without FHIR_VCF_EVALUATION_KEYS gets one key for
+    this run, made here in the master, so that a page link made by one worker opens on another."""
+    out: dict[str, Any] = {"demo": True} if demo else {}
+    demo_env = os.environ.get("FHIR_VCF_DEMO", "").strip().lower() in {"1", "true", "yes", "on"}
+    if (demo or demo_env) and not os.environ.get("FHIR_VCF_EVALUATION_KEYS", "").strip():
+        from cryptography.fernet import Fernet
+
+        out["evaluation_keys"] = (Fernet.generate_key().decode("ascii"),)
+    return out
 
 
 # prometheus_client's variable (as `fhir_vcf.metrics.MULTIPROC_ENV`, not imported from there: that

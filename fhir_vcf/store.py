@@ -170,7 +170,8 @@ audit_card = sa.Table(
     metadata,
     sa.Column("audit_id", sa.Integer, sa.ForeignKey("audit.id"), primary_key=True),
     sa.Column("card_uuid", sa.String(128), primary_key=True),
-    # 0004: what the card offered, for checking its feedback (NULL for cards issued before: unknown).
+    sa.Column("decision", sa.String(32)),  # 0004: the card's own decision (a call may have several)
+    # 0005: what the card offered, for checking its feedback (NULL for cards issued before: unknown).
     sa.Column("suggestion_ids", sa.JSON),
     sa.Column("override_reasons", sa.JSON),  # [[system, code], ...]
     sa.Index("ix_audit_card_card_uuid", "card_uuid"),
@@ -207,7 +208,19 @@ jwt_replay = sa.Table(
 )
 
 
-# 0005: resources written to the demo FHIR endpoint (demo mode only; fhir_vcf.service.demo_fhir).
+# 0004: evaluations kept to be shown on the explanation page (fhir_vcf.kept): encrypted, purged.
+kept_evaluation = sa.Table(
+    "kept_evaluation",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # a random UUID: the page link names it
+    sa.Column("created", sa.DateTime, nullable=False),  # UTC
+    sa.Column("expires", sa.DateTime, nullable=False),  # UTC: purged after this
+    sa.Column("source", sa.String(32), nullable=False),  # the hook, or "api"
+    sa.Column("ciphertext", sa.Text, nullable=False),  # a Fernet token: AES-128-CBC + HMAC-SHA256
+    sa.Index("ix_kept_evaluation_expires", "expires"),
+)
+
+# 0006: resources written to the demo FHIR endpoint (demo mode only; fhir_vcf.service.demo_fhir).
 demo_resource = sa.Table(
     "demo_resource",
     metadata,
@@ -228,10 +241,10 @@ demo_resource = sa.Table(
 # The package's migration scripts, as an Alembic package resource (works from a wheel too).
 SCRIPT_LOCATION = "fhir_vcf:migrations"
 
-# Before Alembic, release 1-3 recorded their schema in `schema_version` (one row per applied step).
+# Before Alembic, releases recorded their schema in `schema_version` (versions 1-4, one row per step).
 # Such a database is stamped with the Alembic revision of the same schema, then upgraded; the
 # legacy table is kept as it was (never written again), so nothing an older release left is lost.
-LEGACY_REVISIONS = {1: "0001", 2: "0002", 3: "0003"}
+LEGACY_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
 legacy_schema_version = sa.Table(
     "schema_version",
     sa.MetaData(),
@@ -430,10 +443,11 @@ def _utc_naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-def _card_row(audit_id: int, card: IssuedCard) -> dict[str, Any]:
+def _card_row(audit_id: int, card: IssuedCard, decision: str | None) -> dict[str, Any]:
     return {
         "audit_id": audit_id,
         "card_uuid": card.uuid,
+        "decision": decision,
         "suggestion_ids": None if card.suggestion_ids is None else list(card.suggestion_ids),
         "override_reasons": None if card.override_reasons is None else [list(r) for r in card.override_reasons],
     }
@@ -534,6 +548,7 @@ class Store:
         card_uuids: Iterable[str] = (),
         suggestion_uuids: Iterable[str] = (),
         cards: Iterable[IssuedCard] = (),
+        card_decisions: Mapping[str, str] | None = None,
         duration_ms: float | None = None,
         status: int = 200,
     ) -> int:
@@ -541,7 +556,11 @@ class Store:
 
         `cards` are the cards answered, with what each offered (feedback is checked against it);
         `card_uuids` / `suggestion_uuids` name cards and suggestions without those details.
+        `card_decisions` (card uuid → decision) files each card under its own decision for the
+        governance view; a card without one takes the call's decision when the call has only one.
         """
+        per_card = {_canonical_uuid(k): v[:32] for k, v in (card_decisions or {}).items() if v}
+        fallback = decision[:32] if decision and "," not in decision else None
         issued = {c.uuid: c for c in cards}
         for uuid_ in card_uuids:
             if uuid_:
@@ -564,7 +583,9 @@ class Store:
             with self.engine.begin() as conn:
                 audit_id = conn.execute(audit.insert().values(**values)).inserted_primary_key[0]
                 if issued:
-                    conn.execute(audit_card.insert(), [_card_row(audit_id, c) for c in issued.values()])
+                    conn.execute(audit_card.insert(), [
+                        _card_row(audit_id, c, per_card.get(c.uuid, fallback)) for c in issued.values()
+                    ])
         except SQLAlchemyError as exc:
             raise StoreError(f"store: could not record the hook call ({type(exc).__name__})") from exc
         return int(audit_id)
@@ -816,6 +837,7 @@ __all__: Sequence[str] = (
     "head_revision",
     "init_app",
     "jwt_replay",
+    "kept_evaluation",
     "migrate",
     "read_revision",
 )

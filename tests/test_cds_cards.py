@@ -8,7 +8,8 @@ import uuid
 import pytest
 from cards import assert_valid_cards, evaluation, has_criteria_table, validate_cards
 
-from fhir_vcf.outputs.cards import CardSource, OrderContext, render_card, render_cards
+from fhir_vcf.outputs.card_rules import DETAIL_MAX
+from fhir_vcf.outputs.cards import DETAIL_LIMIT, EXPLANATION_LABEL, CardSource, OrderContext, render_card, render_cards
 
 SOURCE = CardSource(
     label="fhir-vcf: Medicare LCD L34106",
@@ -24,13 +25,13 @@ def one(ev, order=None):
     return card
 
 
-def test_eligible_patient_card_is_info_with_table_missing_flags_and_careplan():
+def test_eligible_patient_card_is_info_and_concise_with_flags_and_careplan():
     card = one(evaluation("eligible", flags=("T1-T4 level: may trigger focused medical review",)))
     assert card["indicator"] == "info"
     assert "eligible" in card["summary"] and "T12, L1" in card["summary"]
-    assert has_criteria_table(card["detail"])
-    assert "| I1 | Fracture age | met |" in card["detail"]
-    assert "T12 \\| L1 in T1-L5" in card["detail"]  # a pipe in a reason cannot break the table
+    assert not has_criteria_table(card["detail"])  # the table lives on the explanation page
+    assert len(card["detail"]) <= DETAIL_LIMIT
+    assert card["detail"].startswith("**Decision:** eligible")
     assert "**Flags**" in card["detail"] and "focused medical review" in card["detail"]
     (suggestion,) = card["suggestions"]
     assert card["selectionBehavior"] == "at-most-one"
@@ -162,3 +163,48 @@ def test_validator_accepts_empty_cards_and_rejects_missing_cards():
     assert validate_cards([]) != []
     card = valid_card()
     assert any("repeated" in p for p in validate_cards({"cards": [card, card]}))
+
+
+def test_not_eligible_detail_names_the_criteria_that_decide_not_the_whole_table():
+    ev = evaluation("not-eligible", technique="none")
+    ev["criteria"][3] = dict(ev["criteria"][3], status="present",
+                             reason="found: ICD-10-CM M46.46 (Discitis, lumbar) (Condition/c-24)")
+    card = one(ev)
+    assert "- **X2 Infection** (present: excludes): found: ICD-10-CM M46.46" in card["detail"]
+    assert "I1" not in card["detail"]  # a met criterion does not drive a denial
+    assert len(card["detail"]) <= DETAIL_LIMIT
+
+
+def test_detail_shows_three_missing_items_and_counts_the_rest():
+    missing = tuple(f"item {n}: " + "words " * 30 for n in range(1, 6))
+    card = one(evaluation("insufficient-data", missing=missing))
+    assert card["detail"].count("\n- item ") == 3
+    assert "- and 2 more in the full explanation" in card["detail"]
+    assert len(card["detail"]) <= DETAIL_LIMIT
+
+
+def test_a_long_evaluation_still_gives_a_short_detail():
+    ev = evaluation("not-eligible", technique="kyphoplasty", flags=tuple("flag " * 40 for _ in range(5)))
+    for c in ev["criteria"]:
+        c["status"], c["reason"] = ("not-met" if c["kind"] == "inclusion" else "present"), "reason " * 80
+    order = OrderContext(reference="ServiceRequest/" + "x" * 60, technique="vertebroplasty", signing=True)
+    card = one(ev, order)
+    assert len(card["detail"]) <= DETAIL_LIMIT
+    assert "The order is for **vertebroplasty**" in card["detail"]
+
+
+def test_explanation_link_comes_first_and_the_extension_names_the_evaluation():
+    body = render_cards([(evaluation("eligible"), None)], source=SOURCE,
+                        explanations=[("5b1f0f8e-0000-4000-8000-000000000001", "https://vcf.example.org/explanations/t")])
+    (card,) = assert_valid_cards(body)
+    assert card["links"][0] == {"label": EXPLANATION_LABEL, "url": "https://vcf.example.org/explanations/t",
+                                "type": "absolute"}
+    assert card["extension"]["fhir-vcf"]["evaluation"] == "5b1f0f8e-0000-4000-8000-000000000001"
+    assert card["extension"]["fhir-vcf"]["decision"] == "eligible"  # the machine-readable summary stays
+
+
+def test_validator_refuses_a_detail_longer_than_the_house_limit():
+    card = one(evaluation("eligible"))
+    card["detail"] = "x" * (DETAIL_MAX + 1)
+    problems = validate_cards({"cards": [card]})
+    assert any("detail" in p and str(DETAIL_MAX) in p for p in problems)

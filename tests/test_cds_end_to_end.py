@@ -184,12 +184,16 @@ def test_each_hook_with_full_partial_and_no_prefetch(server: SimpleNamespace, eh
         for plan in careplans(cards):
             assert plan["addresses"] and all(a["reference"].startswith("Condition/") for a in plan["addresses"])
         for card in cards:
-            links = {link["url"] for link in card["links"]}
-            assert f"{server.base}/api/v1/policies/cms-lcd-pva" in links  # the criteria, at the public base
-            assert card["source"]["url"] in links  # and the guideline
+            links = {link["label"]: link["url"] for link in card["links"]}
+            explanation = links["Open the full explanation"]  # the page, at the public base
+            assert explanation.startswith(f"{server.base}/explanations/")
+            assert card["source"]["url"] in links.values()  # and the policy's public text
             assert card["extension"]["fhir-vcf"]["asOf"] == today_utc().isoformat()
             assert card["extension"]["fhir-vcf"]["decision"] == expected["decision"]
         verdicts[mode] = [verdict(c) for c in cards]
+        page = requests.get(explanation, timeout=10)  # the link opens the page with no EHR credential
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert expected["decision"] in page.text and "Criterion by criterion" in page.text
 
         fetched = [auth for path, auth in server.fhir_calls]
         if mode == "full":
@@ -199,8 +203,6 @@ def test_each_hook_with_full_partial_and_no_prefetch(server: SimpleNamespace, eh
             assert set(fetched) == {f"Bearer {TOKEN}"}  # every fetch carried the EHR's token
 
     assert verdicts["full"] == verdicts["partial"] == verdicts["none"]
-    criteria = requests.get(f"{server.base}/api/v1/policies/cms-lcd-pva", timeout=10)  # the link works
-    assert criteria.status_code == 200
     assert TOKEN not in caplog.text
     assert all(TOKEN not in json.dumps(r.__dict__, default=str) for r in caplog.records)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from cryptography.fernet import Fernet
 
 from fhir_vcf import server
 
@@ -58,6 +59,8 @@ def test_serve_configures_gunicorn(monkeypatch):
     assert application.cfg.bind == ["0.0.0.0:9090"]
     assert application.cfg.workers == 3
     assert application.cfg.preload_app is False
+    keys = application.overrides.pop("evaluation_keys")  # demo: one page key for the run, every worker shares it
+    assert len(keys) == 1 and Fernet(keys[0].encode())  # a real Fernet key, made in the master
     assert application.overrides == {"demo": True, "jti_cache": "database"}  # 3 workers share the jti cache
     app = application.load()
     assert app.extensions["fhir_vcf"].settings.demo is True

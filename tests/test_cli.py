@@ -128,18 +128,21 @@ def test_as_of_defaults_to_today_utc(tmp_path, capsys, stub_core, monkeypatch):
     assert json.loads(out)["asOf"] == "2031-01-02"
 
 
-def test_text_format_has_the_criteria_table(tmp_path, capsys, stub_core):
+def test_text_format_has_every_criterion_with_reason_evidence_and_source(tmp_path, capsys, stub_core):
     _write(tmp_path / "one.json", _bundle(_patient("a"), _condition("c1", "a")))
     code, out, _ = _run(capsys, "evaluate", str(tmp_path / "one.json"), "--as-of", "2025-06-30", "--format", "text")
     assert code == 0
     assert "decision:  eligible" in out
-    header = next(line for line in out.splitlines() if line.startswith("id "))
-    assert [c.strip() for c in header.split("|")] == ["id", "criterion", "status", "reason", "evidence"]
-    row = next(line for line in out.splitlines() if line.startswith("I1 "))
-    assert "Fracture age" in row and "met" in row and "Condition/c1" in row
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("I1 "))
+    assert "Fracture age" in lines[head] and lines[head].endswith("met")
+    block = "\n".join(lines[head + 1 : head + 5])
+    assert "reason:" in block and "evidence:" in block and "Condition/c1" in block
+    assert "source:   LCD L34106, inclusion 1a" in block
     assert "flags:" in out and "T1-T4 level" in out
     assert "\x1b[" not in out
-    assert all(line == line.rstrip() for line in out.splitlines())
+    assert all(line == line.rstrip() for line in lines)
+    assert max(len(line) for line in lines) <= 100
 
 
 def test_render_text_wraps_long_reasons_and_lists_missing():
@@ -154,7 +157,7 @@ def test_render_text_wraps_long_reasons_and_lists_missing():
     assert all(ref in text for ref in refs)  # one reference per line, never split
     assert "missing:\n  - a pain score (LOINC 72514-3) after the fracture" in text
     assert "flags: none" in text
-    assert max(len(line) for line in text.splitlines()) < 160
+    assert max(len(line) for line in text.splitlines()) <= 100
     assert text.endswith("\n")
 
 
@@ -291,6 +294,27 @@ def test_serve_passes_its_options_to_the_server(monkeypatch):
 def test_serve_rejects_bad_options(capsys, argv):
     assert cli.main(argv) == 2
     assert "invalid" in capsys.readouterr().err
+
+
+def test_html_format_writes_one_page_with_a_section_per_patient(capsys):
+    """`--format html`: the service's explanation page, offline; two patients give two sections."""
+    code, out, err = _run(capsys, "evaluate", str(SAMPLES / "two-patients.json"), "--as-of", "2025-06-30",
+                          "--format", "html")
+    assert code == 0, err
+    assert out.startswith("<!doctype html>") and out.rstrip().endswith("</html>")
+    assert out.count('<article class="evaluation"') == 2
+    assert "<script" not in out and "http://" not in out.split("<body>")[0]  # nothing to fetch: works offline
+    assert 'data-criterion="I1"' in out and "LCD L34106, inclusion 1a" in out
+
+
+def test_text_format_of_real_samples_fits_100_columns_with_source_and_decision_reason(capsys):
+    code, out, _ = _run(capsys, "evaluate", str(SAMPLES), "--as-of", "2025-06-30", "--format", "text")
+    assert code == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert sum(line.startswith("why:") for line in lines) == sum(line.startswith("patient:") for line in lines) > 20
+    assert "source:   LCD L34106, exclusion 11 (relative)" in out
+    assert "not-applied" in out  # the malignant route's I1 and I5 (samples/malignant-myeloma-four-levels.json)
 
 
 # --- version and progress ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from fhir_vcf import store as store_module
 from fhir_vcf.cli import main
 from fhir_vcf.store import IssuedCard, Store, StoreError, alembic_config, head_revision, migrate
 
-HEAD = "0005"
+HEAD = "0006"
 VERSIONS = Path(store_module.__file__).parent / "migrations" / "versions"
 
 
@@ -222,10 +222,64 @@ def test_release_3_database_upgrades_without_loss(database: Database) -> None:
         # the install's salt is kept, so patient hashes still correlate with the rows before the upgrade
         assert store.patient_hash("Patient/1") == Store(database.url, patient_salt="legacy-salt").patient_hash("1")
         assert not store.remember_jti("https://ehr.example.org", "jti-1", time.time() + 60)  # still a replay
-        # a card audited before 0004 is known, with what it offered unknown (so not checked against)
+        # a card audited before 0005 is known, with what it offered unknown (so not checked against)
         issued = store.issued_card(card, "vcf-order-sign")
         assert issued == IssuedCard(card, None, None)
         assert issued.offers_suggestion("anything") and issued.offers_reason(None, "anything")
+    finally:
+        store.dispose()
+
+
+# A database the last hand-written release (schema_version 4) left: release 3 plus the kept
+# evaluations of the explanation pages and each card's decision.
+V4_DDL = V3_DDL + """;
+CREATE TABLE kept_evaluation (id VARCHAR(36) NOT NULL PRIMARY KEY, created {ts} NOT NULL, expires {ts} NOT NULL,
+  source VARCHAR(32) NOT NULL, ciphertext TEXT NOT NULL);
+CREATE INDEX ix_kept_evaluation_expires ON kept_evaluation (expires);
+ALTER TABLE audit_card ADD COLUMN decision VARCHAR(32);
+INSERT INTO schema_version (version, description, applied)
+  VALUES (4, 'kept_evaluation (explanation pages), audit_card.decision', '2026-01-10 00:00:00.000000');
+INSERT INTO kept_evaluation (id, created, expires, source, ciphertext)
+  VALUES ('6f1c0c8e-8d0b-4c1e-9a4e-1f7c2a3b4d5e', '2026-01-10 10:00:00.000000', '2999-01-01 00:00:00.000000',
+  'patient-view', 'gAAAA-opaque')
+"""
+
+
+def test_release_4_database_upgrades_without_loss(database: Database) -> None:
+    card = str(uuid.uuid4())
+    make_legacy_database(database, V4_DDL, card)
+    store = Store(database.url)
+    try:
+        assert store.version == HEAD
+        assert legacy_versions(store) == [1, 2, 3, 4]
+        assert schema_differences(store) == []
+        with store.engine.connect() as conn:
+            kept = conn.execute(sa.select(store_module.kept_evaluation.c.id, store_module.kept_evaluation.c.ciphertext))
+            assert kept.all() == [("6f1c0c8e-8d0b-4c1e-9a4e-1f7c2a3b4d5e", "gAAAA-opaque")]
+        assert len(store.feedback_for(card)) == 1
+    finally:
+        store.dispose()
+
+
+def test_release_3_cards_are_filed_under_their_call_s_single_decision(database: Database) -> None:
+    """0004 backfills audit_card.decision: each card of a one-decision call takes that decision, the
+    cards of a call with several decisions stay unfiled."""
+    single, mixed_a, mixed_b = (str(uuid.uuid4()) for _ in range(3))
+    make_legacy_database(database, V3_DDL, single)  # audit row 1 (no decision) issued `single`
+    database.run_sql(
+        "UPDATE audit SET decision = 'not-eligible' WHERE id = 1;"
+        "INSERT INTO audit (created, hook, service_id, decision, card_uuids, suggestion_uuids, status) VALUES "
+        f"('2025-03-01 09:00:00.000000', 'order-sign', 'vcf-order-sign', 'eligible,not-eligible', "
+        f"'[\"{mixed_a}\", \"{mixed_b}\"]', '[]', 200);"
+        f"INSERT INTO audit_card (audit_id, card_uuid) VALUES (2, '{mixed_a}');"
+        f"INSERT INTO audit_card (audit_id, card_uuid) VALUES (2, '{mixed_b}')"
+    )
+    store = Store(database.url)
+    try:
+        with store.engine.connect() as conn:
+            filed = dict(conn.execute(sa.select(store_module.audit_card.c.card_uuid,
+                                                store_module.audit_card.c.decision)).all())
+        assert filed == {single: "not-eligible", mixed_a: None, mixed_b: None}
     finally:
         store.dispose()
 

@@ -28,6 +28,8 @@ METHODS = {"get", "put", "post", "delete", "patch"}
 READ_ONLY_PREFIX = "/demo/fhir"
 
 SAMPLE = "eligible-requested-kyphoplasty-t12-l1.json"
+ADMIN = "governance-admin-token-for-the-openapi-tests-0123456789"
+AS_ADMIN = {"headers": {"Authorization": f"Bearer {ADMIN}"}}
 AS_OF = "2025-06-30"
 
 
@@ -72,7 +74,7 @@ ISSUED_CARD = "9368d37b-283f-44a0-93ea-547cebab93ed"
 def app(tmp_path: Path, fhir_server: FakeFhirServer):
     from fhir_vcf.store import IssuedCard, current_store
 
-    app = make_app(tmp_path, demo=True, fhir_base_url=BASE)
+    app = make_app(tmp_path, demo=True, fhir_base_url=BASE, admin_token=ADMIN)
     with app.app_context():
         current_store().record_call(hook="patient-view", service_id="vcf-patient-view",
                                     cards=[IssuedCard(ISSUED_CARD, (), ())])
@@ -184,6 +186,13 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], int]] = [
                              "outcomeTimestamp": "2025-06-30T14:02:00Z"}]}}, 400),
     ("GET", f"/cds-services/vcf-patient-view/feedback/{ISSUED_CARD}", {}, 200),
     ("GET", f"/cds-services/vcf-patient-view/feedback/{uuid.uuid4()}", {}, 404),
+    ("GET", "/explanations/not-a-link-we-made", {}, 404),
+    ("GET", "/governance", AS_ADMIN, 200),
+    ("GET", "/governance?weeks=4", {}, 401),
+    ("POST", "/governance", {"data": {"token": ADMIN}}, 303),
+    ("POST", "/governance", {"data": {"token": "wrong"}}, 401),
+    ("GET", "/governance/summary.json?weeks=8", AS_ADMIN, 200),
+    ("GET", "/governance/summary.json", {}, 401),
     ("GET", "/demo/fhir/metadata", {}, 200),
     ("GET", "/demo/fhir/Condition?patient=p-tanaka", {}, 200),
     ("GET", "/demo/fhir/Patient/p-tanaka", {}, 200),
@@ -238,3 +247,17 @@ def test_every_operation_has_a_scenario() -> None:
             if doc_method == method and re.match(pattern, path):
                 covered.add((doc_method, doc_path))
     assert documented - covered == set()
+
+
+def test_an_api_evaluation_links_to_its_page_and_the_page_validates(app, openapi: OpenAPI) -> None:
+    """`explanationUrl` of a REST evaluation opens its page (the one 200 of /explanations/{token})."""
+    client = app.test_client()
+    posted = client.post(f"/api/v1/evaluations?asOf={AS_OF}", data=(ROOT / "samples" / SAMPLE).read_bytes(),
+                         content_type="application/fhir+json")
+    (evaluation,) = posted.json["evaluations"]
+    path = "/" + evaluation["explanationUrl"].split("/", 3)[3]
+    response = client.get(path)
+    assert response.status_code == 200 and "Criterion by criterion" in response.get_data(as_text=True)
+    request = WerkzeugOpenAPIRequest(EnvironBuilder(path, method="GET").get_request())
+    openapi.validate_request(request)
+    openapi.validate_response(request, WerkzeugOpenAPIResponse(response))

@@ -295,7 +295,7 @@ def test_missing_file_and_bad_expectations_exit_2(stub, tmp_path):
 
 
 def test_invalid_cards_are_reported(stub, monkeypatch):
-    def broken(evaluations, *, source=None):
+    def broken(evaluations, **_options):
         card = {"uuid": "not-a-uuid", "summary": "x" * 150, "indicator": "loud", "source": {"label": "x"}}
         return {"cards": [card]}
 
@@ -311,8 +311,8 @@ def test_invalid_cards_are_reported(stub, monkeypatch):
 def test_invalid_careplan_is_reported(stub, monkeypatch):
     original = cds_hooks.render_cards
 
-    def bad_plan(evaluations, *, source=None):
-        body = original(evaluations, source=source)
+    def bad_plan(evaluations, **options):
+        body = original(evaluations, **options)
         body["cards"][0]["suggestions"][0]["actions"][0]["resource"]["subject"] = "Patient/p1"  # not a Reference
         return body
 

@@ -16,6 +16,7 @@ from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import common
 from fhir_vcf.mappers.care import map_care
 from fhir_vcf.mappers.codes.loinc import DXA_REPORT
+from fhir_vcf.mappers.describe import describe_resources, patient_identifiers, patient_name
 from fhir_vcf.mappers.exclusions import map_exclusions
 from fhir_vcf.mappers.fractures import context_text, onset_facts, scan_conditions, with_levels
 from fhir_vcf.mappers.imaging import scan_imaging
@@ -153,6 +154,10 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
         requests=requests,
         request=judged,
         imaging=found["imaging"],
+        patient_name=patient_name(patient),
+        patient_identifiers=patient_identifiers(patient),
+        resources=describe_resources(view),
+        events=tuple(sorted(dict.fromkeys([*img.events, *care["events"]]), key=lambda e: (e.day, e.kind, e.label))),
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from fhir_vcf.facts import Coding, Evidence, Fact
+from fhir_vcf.facts import Coding, EpisodeEvent, Evidence, Fact
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import common
 from fhir_vcf.mappers.codes import cpt, hcpcs, loinc, rxnorm, snomed
@@ -28,6 +28,15 @@ _ACTIVE_MEDICATION = frozenset({"active", "on-hold", "intended"})
 _DICOM_BMD = "BMD"
 
 NSM_KINDS = ("analgesic", "anti-osteoporosis", "brace", "physical-therapy", "rest", "conservative-text")
+# Each NSM kind in words, for the timeline of the explanation page (a drug is named by its ingredient).
+NSM_WORDS = {
+    "analgesic": "analgesic",
+    "anti-osteoporosis": "osteoporosis drug",
+    "brace": "brace",
+    "physical-therapy": "physical therapy",
+    "rest": "rest / activity modification",
+    "conservative-text": "conservative management",
+}
 
 _ANALGESIC_NAMES = {name: ctx.compile_terms([p]) for name, p in rxnorm.ANALGESIC_NAMES.items()}
 _OSTEOPOROSIS_NAMES = {name: ctx.compile_terms([p]) for name, p in rxnorm.OSTEOPOROSIS_NAMES.items()}
@@ -82,8 +91,15 @@ _PROGRAM_TEXT = ctx.compile_terms([
 
 
 def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
-    """`nsm`, `nsm_start`, `dxa`, `osteoporosis_program`, `anticoagulants`."""
+    """`nsm`, `nsm_start`, `dxa`, `osteoporosis_program`, `anticoagulants`, and the dated `events`
+    (treatments and bone-health steps) for the timeline."""
     window_start = as_of - timedelta(days=NSM_WINDOW_DAYS)
+    events: list[EpisodeEvent] = []
+
+    def add_event(kind: str, resource: Any, ev: Evidence, label: str, detail: str = "") -> None:
+        day, _ = common.clinical_date(resource)
+        if day is not None and day <= as_of:
+            events.append(EpisodeEvent(kind, day, ev.reference, label, detail))
     nsm: dict[str, list[Evidence]] = {}
     dxa: list[Evidence] = []
     program: list[Evidence] = []
@@ -91,8 +107,9 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     older: list[Evidence] = []  # NSM found before the window: reported in the note only
     nsm_dates: list[tuple[date, Evidence]] = []
 
-    def add_nsm(kind: str, resource: Any, ev: Evidence) -> None:
+    def add_nsm(kind: str, resource: Any, ev: Evidence, name: str = "") -> None:
         # The date goes into the evidence, so that "4 weeks of NSM" can be checked by a reader.
+        add_event("treatment", resource, ev, name or NSM_WORDS.get(kind, kind), kind)
         ev = _dated(ev, resource)
         if _recent(resource, window_start):
             nsm.setdefault(kind, []).append(ev)
@@ -108,10 +125,10 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
             continue
         found = _medication(record, med)
         for name, ev in found["analgesic"]:
-            add_nsm("analgesic", med, _named(ev, name))
+            add_nsm("analgesic", med, _named(ev, name), name)
         for name, ev in found["osteoporosis"]:
             program.append(_dated(_named(ev, name), med))
-            add_nsm("anti-osteoporosis", med, _named(ev, name))
+            add_nsm("anti-osteoporosis", med, _named(ev, name), name)
         for name, ev in found["anticoagulant"]:
             if _recent(med, window_start):
                 anticoagulants.setdefault(name, []).append(_dated(ev, med))
@@ -126,6 +143,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
             add_nsm(kind, resource, ev)
         if _dxa_code(resource.get_resource_type(), coding):
             dxa.append(_dated(ev, resource))
+            add_event("bone-health", resource, ev, "DXA bone density", "dxa")
 
     # Narrative, scanned once: NSM words, osteoporosis drugs named in notes, DXA words, program words.
     for resource, ref, element, body in _narratives(record):
@@ -148,11 +166,15 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
                 break
         for state, m in ctx.scan(_DXA_TEXT, body):
             if state in ctx.TRIED:
-                dxa.append(_dated(ctx.text_ev(ref, element, body, m), resource))
+                ev = ctx.text_ev(ref, element, body, m)
+                dxa.append(_dated(ev, resource))
+                add_event("bone-health", resource, ev, "DXA bone density", "dxa")
                 break
         for state, m in ctx.scan(_PROGRAM_TEXT, body):
             if state in ctx.TRIED:
-                program.append(_dated(ctx.text_ev(ref, element, body, m), resource))
+                ev = ctx.text_ev(ref, element, body, m)
+                program.append(_dated(ev, resource))
+                add_event("bone-health", resource, ev, "osteoporosis education / program", "program")
                 break
 
     return {
@@ -163,6 +185,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
         ),
         "anticoagulants": _anticoagulant_fact(anticoagulants),
         "nsm_start": _nsm_start(nsm_dates),
+        "events": sorted(dict.fromkeys(events), key=lambda e: (e.day, e.kind, e.label)),
     }
 
 

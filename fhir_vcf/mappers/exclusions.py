@@ -250,7 +250,8 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
     facts: dict[str, Any] = {
         "infection": _combine(signals["infection"], "infection (osteomyelitis, discitis, epidural abscess)"),
         "pregnancy": _pregnancy(signals["pregnancy"], sex),
-        "cement_allergy": _combine(signals["cement_allergy"], "allergy to bone cement (PMMA) or contrast"),
+        "cement_allergy": _combine(signals["cement_allergy"], "allergy to bone cement (PMMA) or contrast",
+                                   "among the allergies recorded"),
         "coagulopathy": _coagulopathy(signals["coagulopathy"], thrombophilia),
         "instability": _combine(signals["instability"], "spinal instability"),
         "myelopathy": _combine(signals["myelopathy"], "myelopathy or cord compression"),
@@ -347,7 +348,10 @@ def _number(obs: Any) -> float | None:
 # --- facts ---
 
 
-def _combine(signals: _Signals, label: str) -> Fact[bool]:
+_READ_IN_TEXT = "in the conditions, findings, reports or notes"
+
+
+def _combine(signals: _Signals, label: str, where: str = _READ_IN_TEXT) -> Fact[bool]:
     positive = _unique(signals.positive)
     if positive and signals.denied:
         return Fact.conflict(f"{label}: a coded finding says no, other sources say yes",
@@ -358,7 +362,8 @@ def _combine(signals: _Signals, label: str) -> Fact[bool]:
         return Fact.conflict(f"{label} mentioned as possible or past: a reviewer must decide",
                              *signals.open_questions())
     against = _unique(signals.denied + signals.negated)
-    return Fact.absent(*against, value=False, note=("" if against else f"no {label} on record"))
+    # The note says what was looked for and where, so that "absent" reads as a finding, not a shrug.
+    return Fact.absent(*against, value=False, note=("" if against else f"no {label} {where}"))
 
 
 def _coagulopathy(signals: _Signals, thrombophilia: list[Evidence]) -> Fact[bool]:
@@ -374,7 +379,7 @@ def _coagulopathy(signals: _Signals, thrombophilia: list[Evidence]) -> Fact[bool
 def _pregnancy(signals: _Signals, sex: str | None) -> Fact[bool]:
     if signals.positive and (sex or "").lower() == "male":
         return Fact.conflict(_PREGNANCY_EXCLUSION_NOTE, *_unique(signals.positive))
-    return _combine(signals, "pregnancy")
+    return _combine(signals, "pregnancy", "coded in the conditions or a pregnancy status")
 
 
 def _pain_elsewhere(signals: _Signals, generators: list[Evidence]) -> Fact[bool]:
@@ -394,7 +399,8 @@ def _pain_elsewhere(signals: _Signals, generators: list[Evidence]) -> Fact[bool]
     if generators:
         return Fact.conflict("radiculopathy/stenosis on record: is the fracture the pain generator?",
                              *_unique(generators))
-    return Fact.absent(*_unique(signals.negated), value=False, note="no other pain generator on record")
+    return Fact.absent(*_unique(signals.negated), value=False,
+                       note="no radiculopathy, stenosis or other pain generator on the problem list or in the notes")
 
 
 def _latest_inr(found: list[tuple[Any, float, Evidence]]) -> Fact[float]:

@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from fhir_vcf.facts import Evidence, Method
+from fhir_vcf.facts import EpisodeEvent, Evidence, Method
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import common, sites, text
 from fhir_vcf.mappers.codes import dicom, finding, snomed
+from fhir_vcf.mappers.describe import label_of
 from fhir_vcf.mappers.imaging_signals import ImagingScan, Signal, SignalSource
 from fhir_vcf.mappers.imaging_text import analyze_text
 
@@ -127,6 +128,8 @@ def scan_imaging(record: Any) -> ImagingScan:
         if stir:
             line += ", STIR"
         scan.lines.append((day or date.min, line))
+        if day is not None:
+            scan.events.append(EpisodeEvent("imaging", day, ref, label_of(study, record), primary or ""))
         for value, element in _study_texts(study):
             analyze_text(scan, source, element, value)
 
@@ -161,6 +164,8 @@ def scan_imaging(record: Any) -> ImagingScan:
             if summary:
                 line += ": " + (summary if len(summary) <= 80 else summary[:79] + "…")
             scan.lines.append((source.day or date.min, line))
+            if source.day is not None:
+                scan.events.append(EpisodeEvent("imaging", source.day, ref, label_of(report, record), modality or ""))
 
     for obs in record.of_type("Observation"):
         _observation(scan, record, obs, studies, reports, result_of)

@@ -216,4 +216,4 @@ def retropulsion_fact(signals: list[Signal], codes: list[Evidence]) -> Fact[bool
         return Fact.present(True, *evidence)
     if negative:
         return Fact.absent(*(s.evidence for s in negative), value=False)
-    return Fact.absent(value=False, note="record read: no sign of retropulsion or canal compromise")
+    return Fact.absent(value=False, note="no retropulsion or canal compromise described in the imaging read")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from fhir_vcf.facts import Evidence
+from fhir_vcf.facts import EpisodeEvent, Evidence
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers.fractures import SeenEvent
 
@@ -57,6 +57,7 @@ class ImagingScan:
     signals: list[Signal] = field(default_factory=list)
     lines: list[tuple[date, str]] = field(default_factory=list)
     texts: list[tuple[str, str, str]] = field(default_factory=list)  # (ref, element, text) for context terms
+    events: list[EpisodeEvent] = field(default_factory=list)  # dated studies and imaging reports (timeline)
 
     def seen_events(self) -> list[SeenEvent]:
         """Imaging that shows a fracture, dated, for the onset check."""

@@ -4,7 +4,8 @@
 the spec's MUSTs and the stricter house rules that peer services break (see
 `shared/docs/cds-hooks.md`): a uuid on every card and suggestion, `selectionBehavior` whenever
 suggestions exist, at most one recommended suggestion under `at-most-one`, no `null` or empty
-values anywhere except `cards: []`, links not repeated from `detail`, complete proposed CarePlans.
+values anywhere except `cards: []`, links not repeated from `detail`, complete proposed CarePlans,
+a `detail` of at most DETAIL_MAX characters.
 The tests use it and so does the replay tool, against any CDS service's answers.
 """
 
@@ -21,6 +22,9 @@ SELECTION_BEHAVIORS = frozenset({"at-most-one", "any"})
 ACTION_TYPES = frozenset({"create", "update", "delete"})
 LINK_TYPES = frozenset({"absolute", "smart"})
 SUMMARY_MAX = 140  # "SHALL be less than 140 characters"
+# House rule (issue 12): an EHR side panel shows a short detail well; the criteria table belongs on
+# the explanation page, linked from the card.
+DETAIL_MAX = 600
 
 
 def _is_uuid(value: Any) -> bool:
@@ -140,6 +144,8 @@ def _check_card(card: Any, where: str) -> list[str]:
     detail = card.get("detail")
     if "detail" in card and not isinstance(detail, str):
         problems.append(f"{where}.detail: must be a Markdown string")
+    elif isinstance(detail, str) and len(detail) > DETAIL_MAX:
+        problems.append(f"{where}.detail: {len(detail)} characters; keep it to {DETAIL_MAX} and link the rest")
     if card.get("indicator") not in INDICATORS:
         problems.append(f"{where}.indicator: must be info, warning or critical (got {card.get('indicator')!r})")
 

@@ -4,7 +4,8 @@ No clinical logic here: the decision, technique, levels, criteria, missing items
 proposed CarePlan all come from the evaluation object (the public contract). This module only
 chooses words, the indicator and the suggestion shape, and guarantees the card rules checked by
 `fhir_vcf.outputs.card_rules.validate_cards` (uuid everywhere, summary < 140 characters,
-`selectionBehavior` with suggestions, no null or empty values).
+`selectionBehavior` with suggestions, no null or empty values, a detail of at most DETAIL_LIMIT
+characters). The detail is deliberately short: the whole explanation is one link away.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from fhir_vcf.outputs import explain
 
 SUMMARY_LIMIT = 139  # the spec: "less than 140 characters"
 
@@ -94,18 +97,6 @@ def _shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
     return text[: limit - 1].rstrip(" ,;:-") + "…"
 
 
-def _cell(value: Any) -> str:
-    """One Markdown table cell: no pipes or line breaks can break the row."""
-    if isinstance(value, (list, tuple)):
-        value = ", ".join(str(v) for v in value)
-    text = " ".join(str(value if value is not None else "").split())
-    return text.replace("\\", "\\\\").replace("|", "\\|") or "—"
-
-
-def _line(value: Any) -> str:
-    return " ".join(str(value).split())
-
-
 def _is_absolute(criterion: Mapping[str, Any]) -> bool:
     """The policy labels each exclusion absolute or relative; the card only reads that label."""
     return criterion.get("kind") == "exclusion" and criterion.get("exclusionKind") == "absolute"
@@ -167,56 +158,88 @@ def summary_for(evaluation: Mapping[str, Any], order: OrderContext | None) -> st
     return _shorten(text)
 
 
+DETAIL_LIMIT = 600  # characters of Markdown: what an EHR side panel shows well (issue 12); the page has the rest
+_REASON_LIMIT = 160  # characters of one driving criterion's reason in the detail
+_ITEM_LIMIT = 110  # characters of one missing item or flag
+MISSING_SHOWN = 3
+
+
+def _clip(text: Any, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip(" ,;:-") + "…"
+
+
 def detail_for(evaluation: Mapping[str, Any], order: OrderContext | None) -> str:
-    """GitHub Markdown: the decision line, technique advice, the criteria table, missing, flags."""
+    """GitHub Markdown of at most DETAIL_LIMIT characters: the decision, the order's warnings, the one
+    or two criteria that drive the decision, up to three missing items. Everything else is one click
+    away on the explanation page ("Open the full explanation"). When the words do not fit, the
+    reasons are shortened first, so the structure (and every warning) always survives."""
+    for reason_limit in (_REASON_LIMIT, 100, 60):
+        text = _detail(evaluation, order, reason_limit)
+        if len(text) <= DETAIL_LIMIT:
+            return text
+    return _clip_lines(text, DETAIL_LIMIT)
+
+
+def _detail(evaluation: Mapping[str, Any], order: OrderContext | None, reason_limit: int) -> str:
     decision = DECISION_WORDS.get(str(evaluation.get("decision")), str(evaluation.get("decision")))
-    lines = []
     head = [f"**Decision:** {decision}"]
-    if evaluation.get("policy"):
-        head.append(f"**Policy:** {evaluation['policy']}")
-    if evaluation.get("asOf"):
-        head.append(f"**As of:** {evaluation['asOf']}")
     if evaluation.get("levels"):
         head.append(f"**Levels:** {_levels_text(evaluation['levels'])}")
-    lines.append(" · ".join(head))
-    if evaluation.get("decisionReason"):
-        lines += ["", _line(evaluation["decisionReason"])]
+    if evaluation.get("asOf"):
+        head.append(f"**As of:** {evaluation['asOf']}")
+    if evaluation.get("policy"):
+        head.append(f"**Policy:** {evaluation['policy']}")
+    required = [" · ".join(head)]
     advice = evaluation.get("technique")
-    technique_line = f"**Technique advice:** {advice}" if advice else ""
-    if advice and evaluation.get("techniqueReason"):
-        technique_line += f" ({_line(evaluation['techniqueReason'])})"
-    if order:
-        technique_line += f" · **Ordered:** {order.technique} ({order.reference})"
-    if technique_line:
-        lines += ["", technique_line.lstrip(" ·")]
-    if order and technique_mismatch(evaluation, order):
-        lines += [
-            "",
-            f"> The order is for **{order.technique}** but the findings favour **{advice}**."
-            " Check the technique before signing.",
-        ]
     excluded = absolute_exclusions_present(evaluation)
     if excluded and order and order.signing:
-        lines += ["", f"> **Absolute exclusion present ({', '.join(excluded)}).** Augmentation is not appropriate."]
-
-    criteria = [c for c in evaluation.get("criteria", []) if isinstance(c, Mapping)]
-    if criteria:
-        lines += ["", "| id | criterion | status | reason | evidence |", "|---|---|---|---|---|"]
-        for c in criteria:
-            title = c.get("title", "")
-            if _is_absolute(c):
-                title = f"{title} (absolute)"
-            lines.append(
-                f"| {_cell(c.get('id'))} | {_cell(title)} | {_cell(c.get('status'))} | "
-                f"{_cell(c.get('reason'))} | {_cell(c.get('evidence') or '')} |"
-            )
+        required += ["", f"> **Absolute exclusion present ({', '.join(excluded)}).** Augmentation is not appropriate."]
+    if order and technique_mismatch(evaluation, order):
+        required += ["", f"> The order is for **{order.technique}** but the findings favour **{advice}**."
+                         " Check the technique before signing."]
+    drivers = explain.drivers(evaluation)
+    if drivers:
+        required += ["", *(f"- **{c.get('id')} {_clip(c.get('title', ''), 60)}** ({explain.status_words(c).lower()}): "
+                           f"{_clip(c.get('reason', ''), reason_limit)}" for c in drivers)]
+    elif evaluation.get("decisionReason"):
+        required += ["", _clip(evaluation["decisionReason"], reason_limit)]
+    if (advice and advice != "none") or order:
+        technique_line = f"**Technique advice:** {advice}" if advice and advice != "none" else ""
+        if order:
+            technique_line += f" · **Ordered:** {order.technique} ({_clip(order.reference, 60)})"
+        required += ["", technique_line.lstrip(" ·")]
     missing = [m for m in evaluation.get("missing", []) if m]
     if missing:
-        lines += ["", "**Missing**", *[f"- {' '.join(str(m).split())}" for m in missing]]
+        shown = [f"- {_clip(m, min(_ITEM_LIMIT, reason_limit))}" for m in missing[:MISSING_SHOWN]]
+        if len(missing) > MISSING_SHOWN:
+            shown.append(f"- and {len(missing) - MISSING_SHOWN} more in the full explanation")
+        required += ["", "**Missing**", *shown]
+    text = "\n".join(required)
+    # Optional, while room remains: the technique's reason and the flags a reviewer should see.
+    why = str(evaluation.get("techniqueReason") or "")
+    if advice and advice != "none" and why:
+        why = why.removeprefix(f"{advice}:").strip()  # "vertebroplasty: simple fracture ..." names it already
+        text = _fit(text, text.replace(f"**Technique advice:** {advice}",
+                                       f"**Technique advice:** {advice} ({_clip(why, 140)})", 1))
     flags = [f for f in evaluation.get("flags", []) if f]
     if flags:
-        lines += ["", "**Flags**", *[f"- {' '.join(str(f).split())}" for f in flags]]
-    return "\n".join(lines)
+        text = _fit(text, text + "\n\n**Flags**\n" + "\n".join(f"- {_clip(f, _ITEM_LIMIT)}" for f in flags[:2]))
+    return text
+
+
+def _fit(current: str, longer: str) -> str:
+    return longer if len(longer) <= DETAIL_LIMIT else current
+
+
+def _clip_lines(text: str, limit: int) -> str:
+    """Whole lines while they fit, then an ellipsis line: Markdown never cut inside a construct."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if len("\n".join([*out, line, "…"])) > limit:
+            break
+        out.append(line)
+    return "\n".join([*out, "…"])
 
 
 def prune_empty(value: Any) -> Any:
@@ -280,10 +303,15 @@ def suggestions_for(evaluation: Mapping[str, Any], order: OrderContext | None) -
     return [suggestion]
 
 
-def _links(source: CardSource, detail: str) -> list[dict[str, str]]:
+EXPLANATION_LABEL = "Open the full explanation"
+
+
+def _links(source: CardSource, detail: str, explanation_url: str | None = None) -> list[dict[str, str]]:
+    """The explanation page first (what a clinician opens), then the policy's public text."""
     links = []
     seen: set[str] = set()
-    for label, url in ((source.guideline_label, source.guideline_url), (source.criteria_label, source.criteria_url)):
+    for label, url in ((EXPLANATION_LABEL, explanation_url), (source.guideline_label, source.guideline_url),
+                       (source.criteria_label, source.criteria_url)):
         if url and url not in seen and url not in detail:
             links.append({"label": label, "url": url, "type": "absolute"})
             seen.add(url)
@@ -291,9 +319,18 @@ def _links(source: CardSource, detail: str) -> list[dict[str, str]]:
 
 
 def render_card(
-    evaluation: Mapping[str, Any], *, source: CardSource | None = None, order: OrderContext | None = None
+    evaluation: Mapping[str, Any],
+    *,
+    source: CardSource | None = None,
+    order: OrderContext | None = None,
+    explanation_url: str | None = None,
+    evaluation_id: str | None = None,
 ) -> dict[str, Any]:
-    """One card for one evaluation (a patient, or one draft augmentation order)."""
+    """One card for one evaluation (a patient, or one draft augmentation order).
+
+    `explanation_url`: the signed link to this evaluation's page (service/pages.py), offered first
+    among the links; `evaluation_id`: the kept evaluation's id, in the machine-readable extension.
+    """
     source = source or CardSource()
     indicator = indicator_for(evaluation, order)
     detail = detail_for(evaluation, order)
@@ -316,6 +353,7 @@ def render_card(
             "levels": list(evaluation.get("levels") or ()),
             "asOf": evaluation.get("asOf"),
             "request": order.reference if order else None,
+            "evaluation": evaluation_id,
         }},
     }
     suggestions = suggestions_for(evaluation, order)
@@ -325,20 +363,33 @@ def render_card(
     # Always offered: the EHR then sends a coded reason with an `overridden` feedback.
     reasons = INFO_OVERRIDE_REASONS if indicator == "info" else OVERRIDE_REASONS
     card["overrideReasons"] = [dict(r) for r in reasons]
-    links = _links(source, detail)
+    links = _links(source, detail, explanation_url)
     if links:
         card["links"] = links
     return prune_empty(card)
 
 
 def render_cards(
-    evaluations: Sequence[tuple[Mapping[str, Any], OrderContext | None]], *, source: CardSource | None = None
+    evaluations: Sequence[tuple[Mapping[str, Any], OrderContext | None]],
+    *,
+    source: CardSource | None = None,
+    explanations: Sequence[tuple[str, str] | None] = (),
 ) -> dict[str, Any]:
-    """The whole response body: `{"cards": [...]}` (possibly empty)."""
-    return {"cards": [render_card(ev, source=source, order=order) for ev, order in evaluations]}
+    """The whole response body: `{"cards": [...]}` (possibly empty).
+
+    `explanations[i]`: (evaluation id, page URL) of evaluation i when it was kept, else None.
+    """
+    cards = []
+    for i, (ev, order) in enumerate(evaluations):
+        kept = explanations[i] if i < len(explanations) else None
+        cards.append(render_card(ev, source=source, order=order, evaluation_id=kept[0] if kept else None,
+                                 explanation_url=kept[1] if kept else None))
+    return {"cards": cards}
 
 
 __all__ = [
+    "DETAIL_LIMIT",
+    "EXPLANATION_LABEL",
     "INFO_OVERRIDE_REASONS",
     "OVERRIDE_REASONS",
     "CardSource",

@@ -6,16 +6,26 @@ policyTitle, decisionReason, techniqueReason, route, request, and per criterion 
 (element and code/text method behind each reference), exclusionKind (absolute | relative, from the
 policy), missing, applied (false when the coding route sets a criterion aside) and review (true when a
 `conflict` is a coding/scope route to review rather than contradicting sources).
+
+Added for the explanation page (issue 12): status `not-applied` (a criterion the coding route sets
+aside; `applied: false` stays), per criterion `sourceUrl` and per evidenceDetail item `resource`
+(what the resource is, in the record's words) and `date`; `patientDetail` (name, birth date, gender,
+identifiers as the record gives them), `policySources` (the documents the policy cites) and
+`timeline` (the dated episode: onsets, pain scores, imaging, orders, treatments and the fracture-age
+windows), so that a page or a reviewer can draw the episode from the evaluation alone.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
-from fhir_vcf.facts import FractureFacts
+from fhir_vcf.facts import FractureFacts, ResourceLabel, Status
 from fhir_vcf.outputs.careplan import build_careplan
 from fhir_vcf.rules.judgement import CriterionResult, Judgement
 from fhir_vcf.rules.policy import Policy
+
+NOT_APPLIED = "not-applied"  # the status of a criterion the coding route sets aside
 
 
 def render_evaluation(judgement: Judgement, facts: FractureFacts, policy: Policy) -> dict[str, Any]:
@@ -30,7 +40,7 @@ def render_evaluation(judgement: Judgement, facts: FractureFacts, policy: Policy
         "techniqueReason": judgement.technique_reason,
         "levels": list(judgement.levels),
         "route": judgement.route,
-        "criteria": [render_criterion(c) for c in judgement.criteria],
+        "criteria": [render_criterion(c, policy, facts.resources) for c in judgement.criteria],
         "missing": list(judgement.missing),
         "flags": list(judgement.flags),
     }
@@ -42,27 +52,137 @@ def render_evaluation(judgement: Judgement, facts: FractureFacts, policy: Policy
             request["deletedCodes"] = list(req.deleted_codes)
         out["request"] = request
     out["carePlan"] = build_careplan(judgement, facts, policy)
+    detail = patient_detail(facts)
+    if detail:
+        out["patientDetail"] = detail
+    out["policySources"] = [
+        {k: v for k, v in (("id", s.id), ("citation", s.citation), ("url", s.url)) if v} for s in policy.sources
+    ]
+    out["timeline"] = render_timeline(judgement, facts, policy)
     return out
 
 
-def render_criterion(c: CriterionResult) -> dict[str, Any]:
+def patient_detail(facts: FractureFacts) -> dict[str, Any]:
+    """Who the evaluation is about, as the record names them (for a person checking the right patient)."""
+    out: dict[str, Any] = {}
+    if facts.patient_name:
+        out["name"] = facts.patient_name
+    if facts.birth_date is not None:
+        out["birthDate"] = facts.birth_date.isoformat()
+    if facts.sex:
+        out["gender"] = facts.sex
+    if facts.patient_identifiers:
+        out["identifiers"] = list(facts.patient_identifiers)
+    return out
+
+
+def _day(value: date | datetime | None) -> str | None:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    return value.isoformat() if isinstance(value, date) else None
+
+
+def _label(resources: dict[str, ResourceLabel], reference: str | None) -> ResourceLabel | None:
+    return resources.get(reference) if reference else None
+
+
+def render_timeline(judgement: Judgement, facts: FractureFacts, policy: Policy) -> dict[str, Any]:
+    """The dated episode, oldest first in each list (see docs/design.md, "The evaluation object").
+
+    onset: one entry per fracture level with an agreed onset (conflicting onsets are left out: the
+    criteria say why). windows: the policy's fracture-age limits counted from the earliest onset, so
+    a picture can shade the acute and subacute spans.
+    """
+    resources = facts.resources
+    onsets: list[dict[str, Any]] = []
+    by_day: dict[str, tuple[list[str], list[str]]] = {}  # one onset per day: its levels and references
+    for level, fact in facts.onset.items():
+        if fact.status is Status.PRESENT and fact.value is not None:
+            levels, references = by_day.setdefault(_day(fact.value) or "", ([], []))
+            levels.append(level)
+            references.extend(r for r in fact.references if r not in references)
+    for day, (levels, references) in sorted(by_day.items()):
+        entry: dict[str, Any] = {"date": day, "levels": levels}
+        if references:
+            entry["references"] = references
+        onsets.append(entry)
+
+    pain = []
+    for score in facts.pain_scores:
+        item: dict[str, Any] = {"date": _day(score.when), "value": score.value, "scale": score.scale,
+                                "setting": score.setting, "reference": score.reference}
+        encounter = _label(resources, score.encounter)
+        if score.encounter:
+            item["encounter"] = score.encounter
+        if encounter is not None:
+            item["encounterLabel"] = encounter.label
+        if score.level:
+            item["level"] = score.level
+        pain.append(item)
+
+    orders = []
+    for req in facts.requests:
+        order: dict[str, Any] = {"reference": req.reference, "status": req.status, "technique": req.technique,
+                                 "levels": list(req.levels)}
+        if req.authored is not None:
+            order["date"] = req.authored.isoformat()
+        if facts.request is not None and req.reference == facts.request.reference:
+            order["judged"] = True
+        orders.append({k: v for k, v in order.items() if v not in ([], "")})
+
+    events: dict[str, list[dict[str, Any]]] = {"imaging": [], "treatment": [], "bone-health": []}
+    for event in facts.events:
+        item = {"date": event.day.isoformat(), "label": event.label, "reference": event.reference}
+        if event.detail:
+            item["detail"] = event.detail
+        events.setdefault(event.kind, []).append(item)
+
+    out: dict[str, Any] = {"onset": onsets, "painScores": pain, "imaging": events["imaging"], "orders": orders,
+                           "treatments": events["treatment"], "boneHealth": events["bone-health"]}
+    rule = policy.fracture_age
+    if rule.enabled and onsets:
+        out["windows"] = {"from": onsets[0]["date"], "acuteBelowDays": rule.acute_below_days.value,
+                          "maxDays": rule.max_days.value, "source": rule.source}
+    symptoms = policy.symptoms
+    if symptoms.enabled:
+        thresholds = {"outpatient": symptoms.min_score.value, "source": symptoms.source}
+        if symptoms.hospitalized_min_score is not None and symptoms.hospitalized_min_score.value is not None:
+            thresholds["hospitalized"] = symptoms.hospitalized_min_score.value
+        out["painThresholds"] = thresholds
+    return out
+
+
+def render_criterion(
+    c: CriterionResult, policy: Policy | None = None, resources: dict[str, ResourceLabel] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": c.id,
         "title": c.title,
         "kind": c.kind,
-        "status": c.status,
+        # A criterion set aside by the coding route is neither met nor failed: say so (issue 12).
+        "status": c.status if c.applied else NOT_APPLIED,
         "reason": c.reason,
         "evidence": c.references,
         "source": c.source,
     }
+    cited = policy.source_for(c.source) if policy is not None else None
+    if cited is not None and cited.url:
+        out["sourceUrl"] = cited.url
     if c.exclusion_kind:
         out["exclusionKind"] = c.exclusion_kind
     if c.evidence:
-        out["evidenceDetail"] = [
-            {k: v for k, v in (("reference", e.reference), ("element", e.element), ("method", str(e.method)),
-                               ("found", e.found)) if v}
-            for e in c.evidence
-        ]
+        resources = resources or {}
+        details = []
+        for e in c.evidence:
+            item = {k: v for k, v in (("reference", e.reference), ("element", e.element), ("method", str(e.method)),
+                                      ("found", e.found)) if v}
+            label = resources.get(e.reference)
+            if label is not None:
+                item["resource"] = label.label
+                if label.day is not None:
+                    item["date"] = label.day.isoformat()
+            details.append(item)
+        out["evidenceDetail"] = details
     if c.missing:
         out["missing"] = list(c.missing)
     if not c.applied:

@@ -44,15 +44,29 @@ def fact_exclusion(facts: FractureFacts, rule: ExclusionRule) -> CriterionResult
     if fact.status is Status.PRESENT and fact.value is False:
         status = ABSENT
     if status == PRESENT:
-        reason = f"{rule.title.lower()}: {found_text(fact) or 'documented'}"
+        reason = f"found: {found_text(fact) or 'documented'}"
     elif status == ABSENT:
-        reason = f"{rule.title}: none documented"
+        reason = absent_reason(fact)
     elif status == CONFLICT:
         reason = f"conflicting records: {fact.note or found_text(fact)}"
     else:
         reason = f"not known whether {rule.title.lower()} applies"
     missing = [f"documentation of whether {rule.title.lower()} applies"] if status == UNKNOWN else []
     return _result(rule, status, reason, fact, missing=missing)
+
+
+def absent_reason(fact: Fact) -> str:
+    """What the record shows when an exclusion is absent, never its title again (issue: "Pain not
+    primarily from the fracture: none documented" beside a report saying "No retropulsion").
+
+    With evidence: the statements that rule it out ("ruled out: 'No retropulsion' (DiagnosticReport/x)"),
+    after the mapper's note when it has one ("pain attributed to the fracture: ..."). Without: the
+    mapper's account of what it looked for ("no infection (osteomyelitis, discitis, ...) on record").
+    """
+    if fact.evidence:
+        said = ", ".join(dict.fromkeys(f"{e.found} ({e.reference})" if e.found else e.reference for e in fact.evidence))
+        return f"{fact.note}: {said}" if fact.note else f"ruled out in the record: {said}"
+    return fact.note or "the record was read: no code or text suggests it"
 
 
 def _waiver(facts: FractureFacts, rule: ExclusionRule, route: str) -> str:

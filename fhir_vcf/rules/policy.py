@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -383,6 +384,15 @@ class Policy:
             raise ValueError("keys 'level.review_first' and 'level.review_last' go together")
         return self
 
+    def source_for(self, text: str) -> Source | None:
+        """The listed source a criterion's `source` text cites: the `sources[].id` named first in it.
+
+        "LCD L34106, inclusion 1a" cites LCD; "A56572: level limit waived" cites A56572. So each
+        criterion links to the published text behind it (its `url`) without repeating the URL.
+        """
+        found = [(m.start(), s) for s in self.sources if (m := _cited_id(s.id).search(text or ""))]
+        return min(found, key=lambda pair: pair[0])[1] if found else None
+
     def exclusion(self, check: str) -> ExclusionRule | None:
         """The first enabled exclusion judged by `check` (e.g. "level-count"), if the policy has one."""
         return next((x for x in self.exclusions if x.enabled and x.check == check), None)
@@ -558,6 +568,11 @@ def _fact_fields() -> set[str]:
         # Only single facts (Fact[...]), not per-level dicts or tuples of them.
         _FACT_FIELDS.update(name for name, hint in hints.items() if str(hint).startswith("fhir_vcf.facts.Fact["))
     return _FACT_FIELDS
+
+
+@functools.lru_cache(maxsize=256)
+def _cited_id(source_id: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w-]){re.escape(source_id)}(?![\w-])")
 
 
 def _camel(name: str) -> str:

@@ -27,6 +27,7 @@ from fhir_vcf.errors import ConfigError, InputError, NotFoundError, UpstreamErro
 from fhir_vcf.record import PatientRecord, load_document
 from fhir_vcf.service import problems
 from fhir_vcf.service.ops import record_decisions
+from fhir_vcf.service.pages import with_page_links
 from fhir_vcf.sources.fhir_server import FhirClient, TokenSource
 from fhir_vcf.sources.files import parse_json
 from fhir_vcf.sources.prefetch import PREFETCH_TEMPLATES, build_record, resolve_template
@@ -171,7 +172,7 @@ def post_evaluations() -> Response:
     records = load_document(document, source="request body")
     evaluations = [_evaluate(record, as_of=as_of, policy=policy) for record in records]
     record_decisions(evaluations, policy_id)
-    return jsonify({"evaluations": evaluations})
+    return jsonify({"evaluations": with_page_links(evaluations, "api")})
 
 
 # --- the EHR's FHIR server ------------------------------------------------------------------------
@@ -305,7 +306,7 @@ def _evaluate_patient(patient_id: str) -> tuple[dict[str, Any], date, str, Upstr
 def get_patient_evaluation(patient_id: str) -> Response:
     """Evaluate a patient read from the configured FHIR server."""
     evaluation, *_ = _evaluate_patient(patient_id)
-    return jsonify(evaluation)
+    return jsonify(with_page_links([evaluation], "api")[0])
 
 
 # --- POST /patients/{id}/careplans ---------------------------------------------------------------

@@ -38,6 +38,7 @@ from fhir_vcf.evaluation import ordered_technique
 from fhir_vcf.outputs.cards import CardSource, OrderContext, render_cards
 from fhir_vcf.service.ops import record_decisions
 from fhir_vcf.service.outcomes import JSON, error_paths, operation_outcome
+from fhir_vcf.service.pages import keep_for_pages
 from fhir_vcf.sources.prefetch import (
     PREFETCH_TEMPLATES,
     ForbiddenServer,
@@ -340,19 +341,22 @@ def _allowed_servers() -> list[str]:
 
 
 def _card_source() -> CardSource:
+    """Who the card is from, and the policy's public text (its first cited source with a URL).
+
+    No link to `/api/v1/policies/...` any more: it opened the private policies API as raw JSON. The
+    criteria, explained for a person, are on the evaluation's page (`keep_for_pages`).
+    """
     from fhir_vcf.service.registry import services
 
-    svc = services()
-    policy = svc.default_policy
-    urls = [s.url for s in getattr(policy, "sources", ()) if getattr(s, "url", "")]
-    base = (svc.settings.public_base_url or request.url_root).rstrip("/")
+    policy = services().default_policy
+    cited = [s for s in getattr(policy, "sources", ()) if getattr(s, "url", "")]
+    url = cited[0].url if cited else None
+    name = cited[0].citation.split(" (")[0][:80] if cited else policy.id
     return CardSource(
         label=f"fhir-vcf: {getattr(policy, 'title', policy.id)}"[:120],
-        url=urls[0] if urls else None,
-        guideline_url=urls[0] if urls else None,
-        guideline_label=f"Coverage policy {policy.id}",
-        criteria_url=f"{base}/api/v1/policies/{policy.id}",
-        criteria_label="The criteria this service applies",
+        url=url,
+        guideline_url=url,
+        guideline_label=f"Policy text: {name}",
     )
 
 
@@ -503,7 +507,8 @@ def invoke(service_id: str) -> Response:
 
     record_decisions([ev for ev, _ in evaluations], policy.id)
     _annotate_log(service, context, [ev for ev, _ in evaluations], policy.id)
-    response = render_cards(evaluations, source=_card_source())
+    explanations = keep_for_pages([ev for ev, _ in evaluations], service.hook)
+    response = render_cards(evaluations, source=_card_source(), explanations=explanations)
     return _finish(service, data, context, response["cards"], [ev for ev, _ in evaluations], started)
 
 
@@ -540,6 +545,7 @@ def _finish(
         patient=f"Patient/{context['patientId']}",
         decision=",".join(decisions) or None,
         cards=[IssuedCard.from_card(card) for card in cards],  # what feedback may name (service.feedback)
+        card_decisions={card["uuid"]: str(ev.get("decision")) for card, ev in zip(cards, evaluations, strict=False)},
         duration_ms=elapsed_ms,
         status=200,
     )

@@ -603,6 +603,8 @@ def demo_banner(base_url: str, *, samples: Path | None = None, command: str | No
             f"    curl -s '{fhir}/$cds-hooks-request?patient={p}&hook=order-sign' \\",
             f"      | curl -s -H 'Content-Type: application/json' -d @- {base}/cds-services/{sign}",
             f"  REST API evaluation      curl -s {base}/api/v1/patients/{p}/evaluation",
+            "  explanation page         open a card's \"Open the full explanation\" link (or an evaluation's",
+            "                           explanationUrl) in a browser: the decision explained, printable",
             f"  CarePlan write-back      curl -s -X POST {base}/api/v1/patients/{p}/careplans",
             f"  demo FHIR endpoint       curl -s '{fhir}/CarePlan?patient={p}'",
             f"  API explorer             {base}/docs/",

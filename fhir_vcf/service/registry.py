@@ -29,6 +29,8 @@ class Services:
     fhir_client: `fhir_client(base_url, token) -> FhirClient` with the service's timeouts and page cap
       (Settings.fhir_connect_timeout / fhir_read_timeout / fhir_max_pages); tests may swap it.
     store: the audit + feedback store (`fhir_vcf.store.Store`), opened and migrated at start-up.
+    kept / links: the kept evaluations (`fhir_vcf.kept.KeptEvaluations`) and the page-link signer
+      (`fhir_vcf.kept.LinkSigner`); both None when no evaluation key is configured (pages off).
     extras: a place for other blueprints' shared objects (JWKS cache, SMART token provider, ...),
       keyed by the owning module's name.
     """
@@ -38,6 +40,8 @@ class Services:
     default_policy: Policy
     fhir_client: ClientFactory
     store: Any = None
+    kept: Any = None
+    links: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

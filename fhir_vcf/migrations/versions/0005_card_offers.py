@@ -1,7 +1,7 @@
 """audit_card: the suggestions and override reasons each card offered
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-01-15
 
 Feedback may accept only a suggestion the card carried and give only an override reason the card
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """demo_resource: resources written to the demo FHIR endpoint (demo mode only)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-01-20
 
 `serve --demo` accepts the CarePlan write-back on `/demo/fhir` (conditional create), so that the
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
