@@ -7,9 +7,10 @@
 #   docker build --build-arg PORT=9000 -t fhir-vcf . && docker run --rm -p 9000:9000 fhir-vcf
 #
 # Configuration only through FHIR_VCF_* environment variables (docs/configuration.md), read by
-# `fhir-vcf serve` at start-up and passed through as they are (the worker count and the other
-# gunicorn settings included); secrets (FHIR_VCF_FHIR_TOKEN, a SMART private key file) are passed
-# at run time, never baked in.
+# `fhir-vcf serve` at start-up and passed through as they are: the CMD fixes nothing but the
+# address, so the worker count (by default from the container's CPU quota), the threads, the port
+# and every other serving setting follow `docker run -e FHIR_VCF_...`. Secrets (FHIR_VCF_FHIR_TOKEN,
+# a SMART private key file) are passed at run time, never baked in.
 #
 # Reproducible: the base image is pinned by digest (python:3.11-slim, Python 3.11.15 on Debian 13
 # "trixie", the multi-platform index digest as docker-library/repo-info records it; bump it

@@ -241,22 +241,26 @@ def _serve(
         extra = demo_overrides(overrides, host, port)
         options["raw_env"] = [f"FHIR_VCF_{k.upper()}={v}" for k, v in extra.items()]
         options["post_worker_init"] = _banner_when_all_workers_are_up(
-            demo_banner(local_base_url(host, port), samples=samples_dir(settings)), workers, err)
+            demo_banner(local_base_url(host, port), samples=samples_dir(settings)), workers, err,
+            then=options.get("post_worker_init"))
     FhirVcfApplication(overrides, options).run()
     return EXIT_OK
 
 
-def _banner_when_all_workers_are_up(banner: str, workers: int, err: TextIO) -> Any:
+def _banner_when_all_workers_are_up(banner: str, workers: int, err: TextIO, *, then: Any = None) -> Any:
     """A gunicorn `post_worker_init` hook printing `banner` once, when the last of the first
     `workers` workers has loaded the app: the port is bound and every worker answers, and the
     start-up lines (gunicorn's "Booting worker ...") are above it, so that what follows the banner
     is the log of the requests one makes with it. A worker started later (a replacement) prints
-    nothing. The count is shared through memory the master allocates before forking."""
+    nothing. The count is shared through memory the master allocates before forking. `then`, a
+    `post_worker_init` hook set already, runs first (the worker is ready when it returns)."""
     import multiprocessing
 
     booted = multiprocessing.Value("i", 0)
 
     def post_worker_init(worker: Any) -> None:
+        if callable(then):
+            then(worker)
         with booted.get_lock():
             booted.value += 1
             last = booted.value == workers

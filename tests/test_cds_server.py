@@ -238,3 +238,11 @@ def test_child_exit_marks_the_worker_dead(monkeypatch, tmp_path):
     server._child_exit(None, SimpleNamespace(pid=4242))
     assert dead == [4242]
 
+
+
+def test_the_banner_hook_runs_an_existing_worker_hook_first():
+    ran = []
+    err = io.StringIO()
+    hook = server._banner_when_all_workers_are_up("BANNER\n", 1, err, then=lambda worker: ran.append(worker))
+    hook("worker-1")
+    assert ran == ["worker-1"] and err.getvalue() == "BANNER\n"

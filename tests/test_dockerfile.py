@@ -173,6 +173,12 @@ def test_port_bind_expose_and_healthcheck_come_from_one_variable():
     assert "--port" not in json.loads(cmd)  # serve reads FHIR_VCF_PORT
 
 
+def test_the_cmd_leaves_serving_settings_to_the_environment():
+    """Workers, threads and the rest come from FHIR_VCF_* at run time: the CMD fixes only the address."""
+    (cmd,) = [r for w, r in stages()[-1] if w == "CMD"]
+    assert json.loads(cmd) == ["fhir-vcf", "serve", "--host", "0.0.0.0"]
+
+
 def test_the_healthcheck_command_answers_against_a_running_service(tmp_path):
     from werkzeug.serving import make_server
 
