@@ -81,13 +81,30 @@ def test_descriptions_are_escaped(client) -> None:
 GUIDES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
+def shell_blocks(markdown: str) -> list[str]:
+    """The fenced blocks marked bash or sh: the commands a reader copies."""
+    blocks, current, language = [], None, ""
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            if current is None:
+                current, language = [], line.strip().strip("`").strip()
+            else:
+                if language in {"bash", "sh"}:
+                    blocks.append("\n".join(current))
+                current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
 @pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
 def test_guides_use_scratch_folders_and_one_port(guide: Path) -> None:
     """A newcomer runs the guides' commands as printed: scratch files in a `mktemp -d` folder (never a
     fixed /tmp path another user or run may hold), and one port, 8080, the one `serve` prints."""
-    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", guide.read_text(), re.S)
-    for block in blocks:
+    for block in shell_blocks(guide.read_text()):
         assert "/tmp/" not in block, f"{guide.name}: a fixed /tmp path; use WORK=$(mktemp -d)"
+        written = re.findall(r"(?<![0-9&-])> *([\w./-]+)", block)  # `> file`: not `2>`, `&>` or `->`
+        assert not [w for w in written if w != "/dev/null"], f"{guide.name}: writes {written}; into \"$WORK/...\""
         ports = set(re.findall(r"(?:127\.0\.0\.1|localhost):(\d+)", block)) | set(re.findall(r"--port (\d+)", block))
         assert ports <= {"8080"}, f"{guide.name}: ports {sorted(ports)}; the guides use 8080 only"
         if "$WORK" in block:
