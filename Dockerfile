@@ -8,7 +8,8 @@
 #
 # Configuration only through FHIR_VCF_* environment variables (docs/configuration.md), read by
 # `fhir-vcf serve` at start-up and passed through as they are: the CMD fixes nothing but the
-# address, so the worker count (by default from the container's CPU quota), the threads, the port
+# address, so the worker count (FHIR_VCF_WORKERS, by default from the container's CPU quota), the
+# threads (FHIR_VCF_THREADS), the port
 # and every other serving setting follow `docker run -e FHIR_VCF_...`. Secrets (FHIR_VCF_FHIR_TOKEN,
 # a SMART private key file) are passed at run time, never baked in.
 #

@@ -17,9 +17,10 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from fhir_vcf.config import Settings
-from fhir_vcf.errors import ConfigError, InputError, UpstreamError
+from fhir_vcf.errors import ConfigError, InputError, Unavailable, UpstreamError
 from fhir_vcf.rules.policy import load_policies
 from fhir_vcf.service.registry import EXTENSION_KEY, Services, fhir_client_factory
+from fhir_vcf.sources.fhir_server import FetchSlots
 
 CDS_PREFIX = "/cds-services"
 log = logging.getLogger(__name__)
@@ -54,12 +55,16 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         policies=policies,
         default_policy=default,
         fhir_client=fhir_client_factory(settings),
+        fetch_slots=FetchSlots(settings.fhir_max_concurrent_fetches),
     )
     app.extensions[EXTENSION_KEY] = svc
 
     from fhir_vcf import store as store_module
 
     svc.store = store_module.init_app(app, settings)
+    from fhir_vcf import logs
+
+    logs.set_patient_key(svc.store.patient_key)  # the log's patient hashes: the audit's key (keyed, per install)
     svc.kept, svc.links = _explanation_pages(settings, svc.store)
 
     from fhir_vcf.service import api, cds_hooks, demo_fhir, docs, feedback, ops, pages
@@ -144,6 +149,15 @@ def _register_error_handlers(app: Flask) -> None:
             return outcomes.operation_outcome(504 if exc.timeout else 502, outcomes.EXCEPTION, str(exc),
                                               media_type=outcomes.JSON)
         return problems.from_upstream_error(exc)
+
+    @app.errorhandler(Unavailable)
+    def _unavailable(exc: Unavailable) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)}
+        if _under_cds_hooks():
+            return outcomes.operation_outcome(503, outcomes.TRANSIENT, str(exc), headers=headers,
+                                              media_type=outcomes.JSON)
+        return problems.problem(503, str(exc), type_=problems.TYPE_UNAVAILABLE, title="Temporarily unavailable",
+                                headers=headers)
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception) -> Response:

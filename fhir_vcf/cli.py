@@ -263,7 +263,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=_port, default=None,
                    help=f"port to listen on (default: {PORT_ENV} when set, else {DEFAULT_PORT})")
     p.add_argument("--workers", type=_workers, default=None,
-                   help="gunicorn worker processes, 4 threads each (default: 2 x CPUs + 1, max 8)")
+                   help="gunicorn worker processes (default: FHIR_VCF_WORKERS, else one per CPU the container may use; "
+                        "FHIR_VCF_THREADS threads each)")
     p.add_argument("--demo", action="store_true",
                    help="also serve the sample patients at /demo/fhir, and print curl commands to try "
                    "(same as FHIR_VCF_DEMO=true; never in production)")
@@ -315,12 +316,13 @@ def _add_db(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from fhir_vcf.store import create_store_engine, head_revision, migrate, read_revision
+    from fhir_vcf.store import create_store_engine, head_revision, migrate, read_revision, unbounded
 
     url = args.database_url or Settings.from_env().database_url
     engine = create_store_engine(url)
     try:
-        revision = migrate(engine) if args.action == "upgrade" else read_revision(engine)
+        with unbounded():  # a migration may run longer than a request's database deadline
+            revision = migrate(engine) if args.action == "upgrade" else read_revision(engine)
     finally:
         engine.dispose()
     head = head_revision()

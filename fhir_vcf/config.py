@@ -52,6 +52,29 @@ class Settings:
     fhir_connect_timeout: float = 1.0
     fhir_read_timeout: float = 2.0
     fhir_max_pages: int = 5
+    # The whole fetch phase of one call (every key, page and retry): room for the evaluation inside
+    # the EHR's 5-second budget (Da Vinci CRD; CDS Hooks asks for ~500 ms).
+    fhir_fetch_budget_seconds: float = 3.5
+    # One FHIR response on the wire (Content-Length or counted), and all responses of one call after
+    # decompression: a 50 MB page or a gzip bomb is cut off, not held in memory.
+    fhir_max_response_bytes: int = 10 * 1024 * 1024
+    fhir_max_decoded_bytes: int = 32 * 1024 * 1024
+    # Calls of one worker process fetching from FHIR servers at once; more are answered 503 at once,
+    # so calls stuck on a slow server leave request threads to calls with a complete prefetch.
+    fhir_max_concurrent_fetches: int = 4
+    # Patients evaluated per REST API request (POST /api/v1/evaluations); more is a 413.
+    max_patients_per_request: int = 100
+    # Seconds to open a database connection, and for one statement (or a SQLite lock wait).
+    database_connect_timeout: float = 2.0
+    database_statement_timeout: float = 2.0
+    # Take the JWT `aud` from the request's Host header when FHIR_VCF_PUBLIC_BASE_URL is unset. Only
+    # behind a proxy that sets Host itself: a caller could otherwise forge it (demo mode implies it).
+    trust_host_header: bool = False
+    # `fhir-vcf serve`: worker processes (unset: the CPUs this container may use), threads per
+    # worker, and the seconds a client has to send a whole request (headers and body).
+    workers: int | None = None
+    threads: int = 8
+    request_read_timeout: float = 10.0
     # Serve the sample patients on a read-only FHIR endpoint at /demo/fhir and allow it as fhirServer.
     demo: bool = False
     # The folder of sample Bundles demo mode serves; default: samples/ of the source checkout.
@@ -115,8 +138,17 @@ class Settings:
             )
         if self.demo_dates not in DEMO_DATES:
             raise ConfigError(f"{PREFIX}DEMO_DATES: expected {' or '.join(DEMO_DATES)}, got {self.demo_dates!r}")
-        if self.max_body_bytes <= 0:
-            raise ConfigError(f"{PREFIX}MAX_BODY_BYTES must be a positive number of bytes")
+        for name in ("max_body_bytes", "fhir_max_response_bytes", "fhir_max_decoded_bytes",
+                     "fhir_max_concurrent_fetches", "max_patients_per_request", "threads", "fhir_max_pages"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be a positive number")
+        for name in ("fhir_connect_timeout", "fhir_read_timeout", "fhir_fetch_budget_seconds",
+                     "database_connect_timeout", "database_statement_timeout", "request_read_timeout"):
+            value = getattr(self, name)
+            if not (0 < value < 3600):
+                raise ConfigError(f"{PREFIX}{name.upper()} must be a number of seconds above 0 (and below 3600)")
+        if self.workers is not None and self.workers <= 0:
+            raise ConfigError(f"{PREFIX}WORKERS must be a positive number")
         if self.smart_client_id and not (self.smart_token_url and self.smart_private_key):
             raise ConfigError(
                 f"{PREFIX}SMART_CLIENT_ID needs {PREFIX}SMART_TOKEN_URL and {PREFIX}SMART_PRIVATE_KEY"
@@ -158,7 +190,7 @@ def _check_page_settings(settings: Settings) -> None:
 
 def _parse(name: str, raw: str, kind: Any) -> Any:
     var = PREFIX + name.upper()
-    kind = str(kind)
+    kind = str(kind).removesuffix(" | None")
     if kind.startswith("tuple"):
         return tuple(part.strip().rstrip("/") if "://" in part else part.strip()
                      for part in raw.split(",") if part.strip())

@@ -63,3 +63,13 @@ class UpstreamError(FhirVcfError):
 
 class NotFoundError(UpstreamError):
     """The FHIR server answered 404 / 410 for a resource we needed (e.g. the patient)."""
+
+
+class Unavailable(FhirVcfError):
+    """The service cannot answer this now but may in a moment: every transport answers 503 with
+    `Retry-After` (the database does not answer, every upstream fetch slot is taken). Never a 401:
+    a client told its credentials are bad would not retry."""
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

@@ -12,36 +12,59 @@ would leak a token forever. So every record that reaches our handler goes throug
 - JWTs (`eyJ….….…`), `Bearer …` values, `Authorization:` header values, and `access_token` /
   `client_assertion` / `password`-style fields become `[REDACTED]`, and so does the token of an
   explanation-page link (`/explanations/<token>`);
-- patient ids (`Patient/123`, `patients/123` in API paths, `patientId: 123`) become
-  `#` + the first 12 hex digits of their sha256, so lines about one patient still correlate;
+- patient ids (`Patient/123`, `patients/123` in API paths, `patientId: 123`, `?patient=123` in a
+  logged URL), whatever characters they hold, become `#` + 12 hex digits of a *keyed* HMAC-SHA256
+  (`patient_hash`), so lines about one patient still correlate but a table of hashed known ids
+  cannot reverse them. The key is the store's per-install secret (`set_patient_key`, wired by the
+  app factory), the same one the audit's `patient_hash` uses, so a log line's hash is the first 12
+  hex digits of the audit row's; until it is set (the command line), a random per-process key;
 - HumanName parts (`"family": …`, `"given": [...]`) are removed;
-- extras that are not in `SAFE_FIELDS` are dropped rather than printed; a `patient` extra is
-  printed only as `patient_hash`.
+- every extra passed to the logger is printed (none is silently dropped), each value redacted as
+  above; an extra whose *name* says it is a secret or a name part (`token`, `authorization`,
+  `family`, ...) is printed as `[REDACTED]`; a `patient` extra is printed only as `patient_hash`.
 
 The request id comes from a well-formed incoming `X-Request-ID` (so a trace crosses the EHR, a
-proxy and us) or is generated, and is echoed in the response's `X-Request-ID` header.
+proxy and us) or is generated, and is echoed in the response's `X-Request-ID` header. It lives in a
+context variable for the length of the request, so lines written by the threads a request starts
+(the FHIR fetches: `contextvars.copy_context().run`) carry it too. A W3C `traceparent` header is
+accepted (`trace_id` on every line) and propagated to the FHIR servers the request calls
+(`trace_headers`: the same trace id, a new parent id per call; `tracestate` passed on unchanged);
+without one, the request starts a trace of its own.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import hmac
 import json
 import logging
 import re
+import secrets
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fhir_vcf.errors import ConfigError
 
 REQUEST_ID_HEADER = "X-Request-ID"
+TRACEPARENT_HEADER = "traceparent"
+TRACESTATE_HEADER = "tracestate"
 # Letters, digits and . _ : - only, at most 128: an id can never inject a line break or markup.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+# W3C Trace Context level 1, section 3.2: version-traceid-parentid-flags, lower-case hex; version ff
+# and all-zero ids are invalid. A later version may append fields after the flags ("-...").
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?$")
+# tracestate (section 3.3): list-members of printable ASCII, at most 512 characters passed on.
+_TRACESTATE = re.compile(r"^[\x20-\x7e]{1,512}$")
 
-# Extras printed when a record carries them (`log.info(..., extra={"status": 502})`); others dropped.
+# The fields the app itself sets on its lines (`log.info(..., extra={"status": 502})`), kept in this
+# order first; any other extra is printed after them, redacted (see `JsonFormatter`).
 SAFE_FIELDS = (
     "endpoint",
     "method",
@@ -56,7 +79,21 @@ SAFE_FIELDS = (
     "patient_hash",
     "keys",
     "count",
+    "cards",
+    "hookInstance",
+    "skipped",
+    "trace_id",
 )
+
+# Extras whose name says their value is a secret or a part of a person's name: printed as [REDACTED].
+_SECRET_FIELD = re.compile(
+    r"(?i)(token|authori[sz]ation|password|secret|assertion|jwt|cookie|api[_-]?key|family|given|"
+    r"prefix|suffix|birth|address|telecom|^name$)"
+)
+# The attributes every LogRecord has: not extras.
+_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime", "request_id", "taskName",
+}
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDACTED = "[REDACTED]"
@@ -76,23 +113,55 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # An explanation page's link is its credential (service/pages.py): a path that carries one is cut.
     (re.compile(r"(/explanations/)[^\s\"'?#<>]+"), r"\1" + REDACTED),
 )
+# An id runs to the next delimiter, whatever it holds: FHIR ids are [A-Za-z0-9-.] (R4 datatypes,
+# "id"), but a caller may send `_`, `%`-escapes or anything else, and a pattern that stopped at the
+# first unexpected character would print the rest of the id (as urllib3's DEBUG lines showed).
+_ID = r"[^\s/?&#\"'<>,;()\[\]{}\\]+"
 _PATIENT_PATTERNS = (
-    re.compile(r"(\bPatient/)([A-Za-z0-9\-.]{1,64})"),
-    re.compile(r"(\bpatients/)([A-Za-z0-9\-.]{1,64})"),
-    re.compile(r"(?i)(\bpatient_?id[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9\-.]{1,64})"),
-    # FHIR search parameters in logged URLs (urllib3's retry warnings print them):
+    re.compile(r"(\bPatient(?:/|%2[Ff]))(" + _ID + ")"),
+    re.compile(r"(\bpatients/)(" + _ID + ")"),
+    re.compile(r"(?i)(\bpatient_?id[\"']?\s*[:=]\s*[\"']?)(" + _ID + ")"),
+    # FHIR search parameters in logged URLs (urllib3's DEBUG and retry lines print them):
     # "Encounter?patient=p-1", "&subject=Patient%2Fp-1", "patient=Patient/p-1".
-    re.compile(r"([?&](?:patient|subject)=(?:Patient(?:/|%2F))?)([A-Za-z0-9\-.]{1,64})"),
+    re.compile(r"([?&](?:patient|subject)(?::[A-Za-z]+)?=)(?!Patient(?:/|%2[Ff]))(" + _ID + ")"),
 )
 
 _HANDLER_MARK = "_fhir_vcf_json_handler"
+_TOKEN_KEY = "fhir_vcf.log_context"
 _request_log = logging.getLogger("fhir_vcf.request")
 
 
+# The key of the patient hashes: random per process until the app sets the store's (set_patient_key).
+_patient_key: bytes = secrets.token_bytes(32)
+
+
+def set_patient_key(key: bytes) -> None:
+    """Key the log's patient hashes with the store's per-install secret (called by the app factory).
+
+    Process-wide on purpose: the redaction filter hashes ids in every line, whoever writes it.
+    """
+    global _patient_key
+    _patient_key = bytes(key)
+
+
+def patient_reference(value: str) -> str:
+    """"123", "Patient/123" → "Patient/123": the one form both the log and the audit hash."""
+    value = value.strip()
+    if "Patient/" in value:
+        value = value.rsplit("Patient/", 1)[-1]
+    return f"Patient/{value}"
+
+
+def keyed_patient_hash(key: bytes, value: str) -> str:
+    """Hex HMAC-SHA256 of the patient reference (surrogates and any other code point hashed, never
+    an encoding error: an id that cannot be hashed must not cost a log line or an audit row)."""
+    message = patient_reference(value).encode("utf-8", "surrogatepass")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def patient_hash(value: str) -> str:
-    """`#` + 12 hex digits of sha256 of the patient id; "Patient/123" and "123" hash alike."""
-    pid = value.rsplit("Patient/", 1)[-1] if "Patient/" in value else value
-    return "#" + hashlib.sha256(pid.encode("utf-8")).hexdigest()[:12]
+    """`#` + 12 hex digits of the keyed hash of the patient id; "Patient/123" and "123" hash alike."""
+    return "#" + keyed_patient_hash(_patient_key, value)[:12]
 
 
 def redact(text: str) -> str:
@@ -104,20 +173,97 @@ def redact(text: str) -> str:
     return text
 
 
-def _clean(value: Any) -> Any:
+def _clean(value: Any, name: str = "") -> Any:
+    if name and _SECRET_FIELD.search(name):
+        return REDACTED
     if isinstance(value, str):
         return redact(value)
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [_clean(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): _clean(v, str(k)) for k, v in value.items()}
     if isinstance(value, int | float | bool) or value is None:
         return value
     return redact(str(value))
 
 
+# --- the request context: request id and W3C trace, for every thread the request starts -------------
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What every log line of a request carries, and what its outgoing FHIR calls propagate."""
+
+    request_id: str
+    trace_id: str
+    trace_flags: str = "00"
+    tracestate: str | None = None
+
+
+_context: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("fhir_vcf_request", default=None)
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str] | None:
+    """(trace id, flags) of a valid W3C `traceparent`, else None (then a new trace is started)."""
+    match = _TRACEPARENT.match((value or "").strip())
+    if match is None:
+        return None
+    version, trace_id, parent_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    return trace_id, flags
+
+
+def new_context(
+    request_id: str | None = None, traceparent: str | None = None, tracestate: str | None = None
+) -> RequestContext:
+    """The context of a request: its id, and the caller's trace when `traceparent` is valid (its
+    `tracestate` is kept only then, W3C section 3.3), else a new trace."""
+    trace = parse_traceparent(traceparent)
+    state = (tracestate or "").strip()
+    return RequestContext(
+        request_id=request_id or uuid.uuid4().hex,
+        trace_id=trace[0] if trace else uuid.uuid4().hex,
+        trace_flags=trace[1] if trace else "00",
+        tracestate=state if trace and _TRACESTATE.match(state) else None,
+    )
+
+
+@contextmanager
+def request_context(
+    request_id: str | None = None, traceparent: str | None = None, tracestate: str | None = None
+) -> Iterator[RequestContext]:
+    """Bind a request id and trace to this context (and the threads that copy it) for a block."""
+    context = new_context(request_id, traceparent, tracestate)
+    token = _context.set(context)
+    try:
+        yield context
+    finally:
+        _context.reset(token)
+
+
+def current_context() -> RequestContext | None:
+    return _context.get()
+
+
+def trace_headers() -> dict[str, str]:
+    """`traceparent` (and `tracestate`) for an outgoing call made on behalf of the current request:
+    the request's trace id with a new parent id (W3C Trace Context, section 3.2.2.4); empty outside
+    a request."""
+    context = _context.get()
+    if context is None:
+        return {}
+    headers = {TRACEPARENT_HEADER: f"00-{context.trace_id}-{secrets.token_hex(8)}-{context.trace_flags}"}
+    if context.tracestate:
+        headers[TRACESTATE_HEADER] = context.tracestate
+    return headers
+
+
 def current_request_id() -> str | None:
-    """The id of the request being served on this thread, if any."""
+    """The id of the request being served in this context (this thread, or one it started), if any."""
+    context = _context.get()
+    if context is not None:
+        return context.request_id
     try:
         from flask import g, has_app_context
     except ImportError:  # pragma: no cover - Flask is a dependency
@@ -139,6 +285,9 @@ class RedactionFilter(logging.Filter):
         record.args = None
         if not getattr(record, "request_id", None):
             record.request_id = current_request_id()
+        if not getattr(record, "trace_id", None):
+            context = _context.get()
+            record.trace_id = context.trace_id if context is not None else None
         patient = record.__dict__.pop("patient", None)
         if isinstance(patient, str) and patient and not getattr(record, "patient_hash", None):
             record.patient_hash = patient_hash(patient)
@@ -165,10 +314,14 @@ class JsonFormatter(logging.Formatter):
         patient = record.__dict__.get("patient")
         if isinstance(patient, str) and patient and "patient_hash" not in payload:
             payload["patient_hash"] = patient_hash(patient)
+        for name, value in record.__dict__.items():  # every other extra: printed, never silently dropped
+            if name in _RECORD_ATTRS or name in payload or name == "patient" or name.startswith("_"):
+                continue
+            payload[name] = _clean(value, name)
         if record.exc_info:
             payload["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
             payload["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(payload, ensure_ascii=False, default=str)
+        return json.dumps(payload, default=str)  # ASCII: a lone surrogate is escaped, never a write error
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -228,39 +381,15 @@ def annotate(**fields: Any) -> None:
             extra[key] = value
 
 
-def _sniff_fields(response: Any, request: Any) -> dict[str, Any]:
-    """Decision, hook and service from the exchange itself, for views that did not annotate().
-
-    Reads only JSON bodies already in memory (never a stream) and only the fields of the public
-    contracts: `decision` / `patient` of an evaluation, the fhir-vcf card extension, the `hook`.
-    """
-    found: dict[str, Any] = {}
+def _path_fields(request: Any) -> dict[str, Any]:
+    """The CDS service from the path, for views that did not annotate(). Bodies are never re-read
+    here: the request is parsed once by its view, and the decision comes from `annotate`."""
     path = request.path or ""
     if path.startswith("/cds-services/"):
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2:
-            found["service"] = parts[1]
-        body = request.get_json(silent=True) if request.is_json else None
-        if isinstance(body, Mapping) and isinstance(body.get("hook"), str):
-            found["hook"] = body["hook"]
-    if response.direct_passthrough or not response.is_json:
-        return found
-    if (response.content_length or 0) > 2_000_000:
-        return found
-    data = response.get_json(silent=True)
-    if isinstance(data, Mapping):
-        if isinstance(data.get("decision"), str):
-            found["decision"] = data["decision"]
-            if isinstance(data.get("patient"), str):
-                found["patient_hash"] = patient_hash(data["patient"])
-        cards = data.get("cards")
-        if isinstance(cards, list):
-            decisions = [d for d in (card_decision(c) for c in cards) if d]
-            if len(decisions) == 1:
-                found["decision"] = decisions[0]
-            elif decisions:
-                found["decisions"] = decisions
-    return found
+            return {"service": parts[1]}
+    return {}
 
 
 def card_decision(card: Any) -> str | None:
@@ -289,6 +418,19 @@ def init_logging(app: Any, settings: Any) -> None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         g.request_started = time.perf_counter()
+        context = new_context(
+            g.request_id, request.headers.get(TRACEPARENT_HEADER), request.headers.get(TRACESTATE_HEADER)
+        )
+        # On the request itself, not on `g`: a request made from inside another (the same app, so
+        # the same app context and `g`) must not overwrite the outer one's token.
+        request.environ[_TOKEN_KEY] = _context.set(context)
+
+    @app.teardown_request
+    def _end_request(_exc: BaseException | None) -> None:
+        token = request.environ.pop(_TOKEN_KEY, None)
+        if token is not None:
+            with suppress(ValueError):  # set in another context (cannot happen in WSGI): nothing to undo
+                _context.reset(token)
 
     @app.after_request
     def _finish_request(response: Any) -> Any:
@@ -303,12 +445,9 @@ def init_logging(app: Any, settings: Any) -> None:
         }
         if started is not None:
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        try:
-            sniffed = _sniff_fields(response, request)
-        except Exception:  # logging must never break a response
-            sniffed = {}
-        fields.update({k: v for k, v in sniffed.items() if k not in g.get("log_fields", {})})
-        fields.update(g.get("log_fields", {}))
+        annotated = g.get("log_fields", {})
+        fields.update({k: v for k, v in _path_fields(request).items() if k not in annotated})
+        fields.update(annotated)
         # 500 is our failure; 502-504 are an upstream's (already logged by the FHIR client).
         status = response.status_code
         level = logging.ERROR if status == 500 else logging.WARNING if status >= 500 else logging.INFO
@@ -343,12 +482,21 @@ __all__ = [
     "SAFE_FIELDS",
     "JsonFormatter",
     "RedactionFilter",
+    "RequestContext",
     "annotate",
     "card_decision",
     "configure_root",
+    "current_context",
     "current_request_id",
     "gunicorn_logconfig",
     "init_logging",
+    "keyed_patient_hash",
+    "new_context",
+    "parse_traceparent",
     "patient_hash",
+    "patient_reference",
     "redact",
+    "request_context",
+    "set_patient_key",
+    "trace_headers",
 ]

@@ -27,6 +27,26 @@ to another worker is refused there too. Expired rows are purged opportunisticall
 `JTI_PURGE_SECONDS` per process); an expired row not yet purged does not block a new token with
 the same id, as the in-memory cache forgets it too.
 
+Budgets. A database that is down, locked or hung must cost a request seconds, not forever: a
+connection is opened within `connect_timeout` (libpq `connect_timeout`; the pool waits no longer
+for a free one), a statement runs within `statement_timeout` (PostgreSQL `statement_timeout` and
+`lock_timeout`; SQLite's busy timeout, the time a writer waits for the lock), and on PostgreSQL a
+watchdog shuts down the socket of a connection whose server stops answering altogether (a
+server-side timeout cannot fire then). Every failure is a `StoreError`, which the transports answer
+with 503 and Retry-After.
+
+The audit write. One row per hook call, committed before the answer leaves, so a worker killed
+after answering cannot lose it; it must cost well under a millisecond. SQLite runs in WAL mode
+with `synchronous=NORMAL`: a commit appends to the write-ahead log without an fsync (the log is
+synced at checkpoints). What a crash can lose: a killed worker process, nothing committed (the
+log is in the operating system's page cache); only an operating-system crash or power loss can
+lose the transactions committed since the last checkpoint (SQLite's documented WAL/NORMAL
+durability; the database stays consistent). On PostgreSQL the audit transaction sets
+`synchronous_commit = off`: the same guarantee (a worker's death loses nothing the server has
+acknowledged; a *server* crash can lose the audit rows of the last ~0.6 s, three
+`wal_writer_delay`s) without waiting for a WAL flush. Feedback and the JWT replay cache keep full
+durability.
+
 Migrations. Alembic revisions shipped in the package (`fhir_vcf/migrations/versions/`, one head):
 at start-up `migrate` upgrades the database to the newest one in a single transaction, so a failed
 upgrade leaves the database as it was and never loses stored feedback; `fhir-vcf db upgrade` does
@@ -40,14 +60,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import logging
+import math
 import os
 import secrets
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +83,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from fhir_vcf.errors import ConfigError, FhirVcfError
+from fhir_vcf.logs import keyed_patient_hash
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -81,7 +105,8 @@ class _AlembicChatter(logging.Filter):
 logging.getLogger("alembic.runtime.migration").addFilter(_AlembicChatter())
 
 EXTENSION = "fhir_vcf_store"
-SQLITE_BUSY_TIMEOUT_SECONDS = 10.0  # how long a SQLite writer waits for another one
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 2.0
+DEFAULT_STATEMENT_TIMEOUT_SECONDS = 2.0  # also SQLite's busy timeout: how long a writer waits for another one
 JTI_PURGE_SECONDS = 60.0  # at most one purge of expired jwt_replay rows per process per minute
 KEY_LENGTH = 255  # jwt_replay.issuer / jti: longer values are stored as their SHA-256
 _LATEST_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z: an absurd `exp` is clamped, not a crash
@@ -195,6 +220,9 @@ feedback = sa.Table(
     sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_interaction"),
     sa.Index("ix_feedback_audit_id", "audit_id"),
 )
+
+_INSERT_AUDIT = audit.insert()
+_INSERT_AUDIT_CARD = audit_card.insert()
 
 # 0003: JWT ids already used (CDS Hooks replay protection), shared by every worker.
 jwt_replay = sa.Table(
@@ -359,6 +387,8 @@ def migrate(engine: Engine, target: str = "head", *, config: AlembicConfig | Non
         try:
             with _alembic_lock, engine.begin() as conn:
                 config.attributes["connection"] = conn
+                if conn.dialect.name == "postgresql":  # a migration may run longer than a request's statement
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
                 try:
                     if target == "head" and default and current_revision(conn) == _default_head():
                         return _default_head()  # the common restart: nothing to do, no scripts loaded
@@ -400,16 +430,95 @@ def engine_url(database_url: str) -> URL:
     return url
 
 
-def create_store_engine(database_url: str) -> Engine:
+class _DatabaseWatch:
+    """Shuts down the socket of a checked-out PostgreSQL connection still checked out past its deadline:
+    a hung server (it accepts, then never answers) fails the blocked call at once instead of holding
+    the request thread, and the connection is then thrown away (`handle_error` below)."""
+
+    def __init__(self, dbapi_connection: Any, seconds: float) -> None:
+        self.expired = False
+        self._connection = dbapi_connection
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.expired = True
+        _shutdown_connection(self._connection)
+
+
+def _shutdown_connection(dbapi_connection: Any) -> None:
+    """Shut the socket of a psycopg connection down (its public `pgconn.socket` descriptor)."""
+    with suppress(Exception):
+        fd = dbapi_connection.pgconn.socket
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+# Set while the schema is migrated: a migration may legitimately hold its connection, and run a
+# statement, longer than a request may (start-up, before any request).
+_UNBOUNDED: ContextVar[bool] = ContextVar("fhir_vcf_database_unbounded", default=False)
+_WATCH_KEY = "fhir_vcf_watch"
+
+
+@contextmanager
+def unbounded() -> Iterator[None]:
+    """No deadline for the connections checked out in this block (schema migrations)."""
+    token = _UNBOUNDED.set(True)
+    try:
+        yield
+    finally:
+        _UNBOUNDED.reset(token)
+
+
+def create_store_engine(
+    database_url: str,
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_SECONDS,
+) -> Engine:
     url = engine_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
+        milliseconds = max(1, int(statement_timeout * 1000))
+        options = " ".join(filter(None, (str(url.query.get("options") or ""),
+                                         f"-c statement_timeout={milliseconds}", f"-c lock_timeout={milliseconds}")))
+        engine = sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_timeout=connect_timeout,
+            # libpq counts whole seconds (and at least 2); the options apply from the session's start.
+            connect_args={"connect_timeout": max(2, math.ceil(connect_timeout)), "options": options},
+        )
+
+        deadline = connect_timeout + statement_timeout + 1.0
+
+        @event.listens_for(engine, "checkout")
+        def _watched(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+            if not _UNBOUNDED.get():
+                record.info[_WATCH_KEY] = _DatabaseWatch(dbapi_connection, deadline)
+
+        @event.listens_for(engine, "checkin")
+        def _unwatched(_dbapi_connection: Any, record: Any) -> None:
+            watch = record.info.pop(_WATCH_KEY, None) if record is not None else None
+            if watch is not None:
+                watch.cancel()
+
+        @event.listens_for(engine, "handle_error")
+        def _hung(context: Any) -> None:
+            watch = context.connection.info.get(_WATCH_KEY) if context.connection is not None else None
+            if watch is not None and watch.expired:
+                context.is_disconnect = True  # the socket was shut down: never reuse this connection
+
+        return engine
     in_memory = url.database in (None, "", ":memory:")
     if not in_memory:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+        connect_args={"check_same_thread": False, "timeout": statement_timeout},
         # One shared connection for an in-memory database, else every connection sees an empty one.
         poolclass=StaticPool if in_memory else None,
     )
@@ -418,9 +527,14 @@ def create_store_engine(database_url: str) -> Engine:
     # transactional (pysqlite otherwise commits before DDL and breaks savepoints). IMMEDIATE takes
     # the write lock up front: two deferred transactions that read, then write, would otherwise
     # deadlock and one fail at once with "database is locked" instead of waiting its turn.
+    # WAL with synchronous=NORMAL: a commit costs an append to the log, no fsync (see the module
+    # docstring for what a crash can lose); readers never wait for the writer.
     @event.listens_for(engine, "connect")
     def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        if not in_memory:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
@@ -480,10 +594,15 @@ def _from_epoch(seconds: float) -> datetime:
 
 
 def _replay_key(value: str) -> str:
-    """An issuer or jti as stored: itself, or its SHA-256 when longer than the column (still unique)."""
-    if len(value) <= KEY_LENGTH:
-        return value
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    """An issuer or jti as stored: itself, or its SHA-256 when longer than the column or not storable
+    text (a lone surrogate: the database driver cannot encode it). Still unique."""
+    try:
+        value.encode("utf-8")
+        if len(value) <= KEY_LENGTH and "\x00" not in value:
+            return value
+    except UnicodeEncodeError:
+        pass
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _patient_reference(patient: str) -> str:
@@ -500,11 +619,22 @@ class Store:
     `ping()`, which answers False.
     """
 
-    def __init__(self, database_url: str, *, patient_salt: str | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        patient_salt: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_SECONDS,
+    ) -> None:
         self.url = engine_url(database_url)
-        self.engine = create_store_engine(database_url)
+        self.engine = create_store_engine(
+            database_url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+        )
+        self._postgres = self.url.get_backend_name() == "postgresql"
         try:
-            self.version = migrate(self.engine)
+            with unbounded():
+                self.version = migrate(self.engine)
         except StoreError:
             self.engine.dispose()
             raise
@@ -531,9 +661,18 @@ class Store:
                 pass  # another worker created it first; use theirs
             return conn.execute(query).scalar_one()
 
+    @property
+    def patient_key(self) -> bytes:
+        """The per-install key of the patient hashes (the logs hash with it too: `logs.set_patient_key`)."""
+        return self._salt
+
     def patient_hash(self, patient: str) -> str:
-        """HMAC-SHA256 of `Patient/<id>` (a bare id gets the `Patient/` prefix) with the install salt."""
-        return hmac.new(self._salt, _patient_reference(patient).encode(), hashlib.sha256).hexdigest()
+        """HMAC-SHA256 of `Patient/<id>` (a bare id gets the `Patient/` prefix) with the install salt.
+
+        Any string hashes, lone surrogates included: an id that cannot be encoded must not cost the
+        call its audit row."""
+        return keyed_patient_hash(self._salt, _patient_reference(patient))
+
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -581,9 +720,13 @@ class Store:
         }
         try:
             with self.engine.begin() as conn:
-                audit_id = conn.execute(audit.insert().values(**values)).inserted_primary_key[0]
+                if self._postgres:  # see the module docstring: survives the worker, not a server crash
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                # One constant statement with its values as parameters: SQLAlchemy compiles it once and
+                # caches it (`.values(**row)` built a new statement, and its cache key, on every call).
+                audit_id = conn.execute(_INSERT_AUDIT, values).inserted_primary_key[0]
                 if issued:
-                    conn.execute(audit_card.insert(), [
+                    conn.execute(_INSERT_AUDIT_CARD, [
                         _card_row(audit_id, c, per_card.get(c.uuid, fallback)) for c in issued.values()
                     ])
         except SQLAlchemyError as exc:
@@ -802,7 +945,8 @@ _lazy_lock = threading.Lock()
 
 def init_app(app: Flask, settings: Settings) -> Store:
     """Open (and migrate) the store at start-up and keep it in `app.extensions["fhir_vcf_store"]`."""
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, connect_timeout=settings.database_connect_timeout,
+                  statement_timeout=settings.database_statement_timeout)
     app.extensions[EXTENSION] = store
     return store
 

@@ -41,6 +41,7 @@ def rs() -> Key:
 
 def make_app(tmp_path: Path, issuers: dict[str, Any] | None, **overrides: Any) -> Flask:
     """Stub CDS Hooks views under /cds-services, wired exactly as create_app wires auth."""
+    overrides.setdefault("trust_host_header", True)  # aud from the test client's Host, as before issue 10
     settings = Settings(
         trusted_issuers=issuers_file(tmp_path, issuers) if issuers else None, **overrides
     ).validated()
@@ -262,8 +263,31 @@ def test_jku_on_allowlist_used_and_jku_off_allowlist_refused(tmp_path: Path, ec:
     assert [call.request.url for call in responses.calls] == [allowed]  # the attacker URL never fetched
 
 
-def test_jku_refused_when_issuer_has_no_jku_allowlist(app: Flask, ec: Key) -> None:
+def test_jku_refused_when_issuer_has_no_jku_allowlist(tmp_path: Path, ec: Key) -> None:
+    app = make_app(tmp_path, {ISSUER: {"jwks_url": JWKS_URL}})  # no inline key to fall back on
     assert_bare_401(post(app, mint(ec, AUD, headers={"jku": JWKS_URL})))
+
+
+@responses.activate
+def test_inline_keys_are_used_when_the_token_carries_a_jku(tmp_path: Path, ec: Key) -> None:
+    """Issue 13.2: an offline deployment trusts a client that sends `jku` through its inline keys
+    (kid matched first); a jku off the allowlist is never fetched, and a kid it lacks is refused."""
+    app = make_app(tmp_path, {ISSUER: {"jwks": jwks(ec)}})
+    assert post(app, mint(ec, AUD, headers={"jku": "https://ehr.example.org/jwks.json"})).status_code == 200
+    assert_bare_401(post(app, mint(ec_key("not-inline"), AUD, headers={"jku": "https://ehr.example.org/jwks.json"})))
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_allowed_jku_is_fetched_only_when_no_inline_key_matches(tmp_path: Path, ec: Key) -> None:
+    inline, remote = ec_key("inline-1"), ec_key("remote-1")
+    allowed = "https://ehr.example.org/jwks/current"
+    endpoint = responses.get(allowed, json=jwks(remote))
+    app = make_app(tmp_path, {ISSUER: {"jwks": jwks(inline), "jku": [allowed]}})
+    assert post(app, mint(inline, AUD, headers={"jku": allowed})).status_code == 200
+    assert endpoint.call_count == 0
+    assert post(app, mint(remote, AUD, headers={"jku": allowed})).status_code == 200
+    assert endpoint.call_count == 1
 
 
 @responses.activate
@@ -370,7 +394,8 @@ def test_cors_lets_a_browser_send_and_read_the_request_id(tmp_path: Path, ec: Ke
 
     origin = "https://ehr-ui.example.org"
     app = create_app({"database_url": "sqlite://", "cors_origins": (origin,),
-                      "trusted_issuers": issuers_file(tmp_path, {ISSUER: {"jwks": jwks(ec)}})})
+                      "trusted_issuers": issuers_file(tmp_path, {ISSUER: {"jwks": jwks(ec)}}),
+                      "trust_host_header": True})
     client = app.test_client()
     preflight = client.options(SERVICE, headers={
         "Origin": origin, "Access-Control-Request-Method": "POST",
@@ -459,7 +484,14 @@ def test_spec_example_refused_when_issuer_untrusted(tmp_path: Path, ec: Key) -> 
 
 def test_spec_example_refused_when_jku_not_allowlisted(tmp_path: Path) -> None:
     with pytest.raises(AuthError, match="jku"):
+        spec_trust(tmp_path, {"jwks_url": "https://ehr.example.org/keys"}).verify(SPEC_TOKEN, SPEC_AUD)
+
+
+@responses.activate
+def test_spec_example_with_inline_keys_is_checked_without_fetching_its_jku(tmp_path: Path) -> None:
+    with pytest.raises(AuthError, match="ExpiredSignatureError"):  # the inline key verifies it; exp is 2015
         spec_trust(tmp_path, {"jwks": SPEC_JWKS}).verify(SPEC_TOKEN, SPEC_AUD)
+    assert len(responses.calls) == 0
 
 
 @responses.activate

@@ -190,12 +190,41 @@ def test_absent_prefetch_without_fhir_server_is_412(client, calls):
 
 
 @responses.activate
-def test_fhir_server_not_on_allowlist_is_refused_and_nothing_fetched(client, calls):
+def test_fhir_server_not_on_allowlist_with_data_to_fetch_is_412_and_nothing_fetched(client, calls):
+    """Issue 13.1: a fhirServer off the allowlist is never contacted; when the prefetch lacks data, 412."""
     body = hook_request(fhirServer="http://10.0.0.5/internal", fhirAuthorization={
         "access_token": TOKEN, "token_type": "Bearer"})
     response = post(client, "vcf-patient-view", body)
-    assert response.status_code == 403
-    assert response.json["issue"][0]["code"] == "forbidden"
+    assert response.status_code == 412
+    assert response.json["issue"][0]["code"] == "incomplete"
+    assert "not on this service's list of allowed FHIR servers" in response.json["issue"][0]["diagnostics"]
+    assert len(responses.calls) == 0 and calls == []
+
+
+@responses.activate
+def test_complete_prefetch_is_answered_when_fhir_server_is_not_allowed(client, calls, caplog):
+    """Issue 13.1 (the Sandbox sends its own fhirServer): the prefetch is complete, so the call is
+    answered; nothing is fetched, the token is not used, and a warning says so."""
+    caplog.set_level(logging.WARNING)
+    body = hook_request(prefetch=full_prefetch(), fhirServer="https://sandbox.example/fhir",
+                        fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer"})
+    response = post(client, "vcf-patient-view", body)
+    assert response.status_code == 200
+    assert len(responses.calls) == 0 and len(calls) == 1
+    assert any("not on the allowlist" in r.getMessage() for r in caplog.records)
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("server", ["https://user:pw@ehr.example.org/fhir", "https://ehr.example.org/fhir?@evil.test",
+                                    "https://ehr.example.org/fhir#@evil.test", "ftp://ehr.example.org/fhir",
+                                    "https://ehr.example.org\\@evil.test/fhir"])
+@responses.activate
+def test_malformed_fhir_server_is_400_even_with_a_complete_prefetch(client, calls, server):
+    body = hook_request(prefetch=full_prefetch(), fhirServer=server,
+                        fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer"})
+    response = post(client, "vcf-patient-view", body)
+    assert response.status_code == 400
+    assert response.json["issue"][0]["expression"] == ["fhirServer"]
     assert len(responses.calls) == 0 and calls == []
 
 
@@ -464,7 +493,7 @@ def test_forged_host_header_cannot_widen_the_demo_allowlist(settings, calls):
     body = hook_request(fhirServer="http://metadata.internal/demo/fhir",
                         fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer"})
     response = client.post("/cds-services/vcf-patient-view", json=body, headers={"Host": "metadata.internal"})
-    assert outcome_of(response, 403)["code"] == "forbidden"
+    assert outcome_of(response, 412)["code"] == "incomplete"  # not allowed: nothing fetched (issue 13.1)
     assert len(responses.calls) == 0 and calls == []
 
 

@@ -76,6 +76,7 @@ def test_jti_cache_shared_when_several_workers(monkeypatch, tmp_path, caplog, wo
 
     monkeypatch.setenv("FHIR_VCF_DATABASE_URL", "sqlite://")
     monkeypatch.setenv("FHIR_VCF_TRUSTED_ISSUERS", issuers_file(tmp_path, {ISSUER: {"jwks": jwks(ec_key())}}))
+    monkeypatch.setenv("FHIR_VCF_PUBLIC_BASE_URL", "https://cds.example.org")  # the JWT aud (issue 10)
     if env:
         monkeypatch.setenv("FHIR_VCF_JTI_CACHE", env)
     else:

@@ -256,6 +256,7 @@ def secured(tmp_path: Path, key: Key) -> Flask:
         tmp_path,
         trusted_issuers=issuers_file(tmp_path, {ISSUER: {"jwks": jwks(key)}}),
         cors_origins=(ORIGIN,),
+        trust_host_header=True,
     )
 
 

@@ -23,6 +23,7 @@ from trust_support import BASE, ISSUER, bearer, ec_key, issuers_file, jwks, mint
 
 from fhir_vcf import store as store_module
 from fhir_vcf.config import Settings
+from fhir_vcf.errors import Unavailable
 from fhir_vcf.service import auth
 from fhir_vcf.service.auth import AuthError, DatabaseReplayCache, ReplayCache, Trust, load_issuers
 from fhir_vcf.store import Store, jwt_replay
@@ -133,7 +134,7 @@ def test_a_token_replayed_to_another_worker_is_refused(workers: tuple[Store, Sto
 def test_database_failure_refuses_the_token(workers: tuple[Store, Store], tmp_path: Path) -> None:
     first, _ = workers
     first.engine = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")  # nothing listens on 1
-    with pytest.raises(AuthError, match="unavailable"):
+    with pytest.raises(Unavailable, match="unavailable"):  # a 503 the EHR can retry, never a 401
         trust(tmp_path, DatabaseReplayCache(first)).verify(mint(KEY, AUD), AUD)
 
 
@@ -142,7 +143,8 @@ def test_database_failure_refuses_the_token(workers: tuple[Store, Store], tmp_pa
 
 def make_app(tmp_path: Path, **overrides: Any) -> Flask:
     """A stub CDS Hooks service wired as create_app wires auth (which opens the store if needed)."""
-    settings = Settings(trusted_issuers=issuers_file(tmp_path, {ISSUER: {"jwks": jwks(KEY)}}), **overrides).validated()
+    settings = Settings(trusted_issuers=issuers_file(tmp_path, {ISSUER: {"jwks": jwks(KEY)}}),
+                        trust_host_header=True, **overrides).validated()
     app = Flask(__name__)
     app.extensions["fhir_vcf"] = SimpleNamespace(settings=settings)
     cds = Blueprint("cds_hooks", __name__, url_prefix="/cds-services")
@@ -184,7 +186,7 @@ def test_the_app_uses_its_own_store_for_the_jti_cache(tmp_path: Path) -> None:
 
     app = create_app({
         "database_url": f"sqlite:///{tmp_path / 'app.db'}", "jti_cache": "database",
-        "trusted_issuers": issuers_file(tmp_path, {ISSUER: {"jwks": jwks(KEY)}}),
+        "trusted_issuers": issuers_file(tmp_path, {ISSUER: {"jwks": jwks(KEY)}}), "trust_host_header": True,
     })
     try:
         cache = app.extensions[auth.EXTENSION].replay_cache

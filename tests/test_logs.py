@@ -22,11 +22,13 @@ def app():
     @app.get("/api/v1/patients/<pid>/evaluation")
     def evaluation(pid):
         log.info("evaluating %s with Authorization: Bearer %s", f"Patient/{pid}", JWT)
+        annotate(decision="eligible", patient=f"Patient/{pid}")  # what the API views do: no body re-read
         return jsonify({"patient": f"Patient/{pid}", "decision": "eligible"})
 
     @app.post("/cds-services/<sid>")
     def hook(sid):
-        annotate(decision="needs-review", patient=f"Patient/{request.json['context']['patientId']}")
+        annotate(decision="needs-review", hook=request.json["hook"],
+                 patient=f"Patient/{request.json['context']['patientId']}")
         log.warning("headers were %s", dict(request.headers))
         return jsonify({"cards": []})
 
@@ -108,14 +110,95 @@ def test_redact():
     assert patient_hash("Patient/p-9") == patient_hash("p-9") and len(patient_hash("x")) == 13
 
 
-def test_unknown_extras_are_dropped(capsys):
+def test_every_extra_is_printed_redacted_never_dropped(capsys):
+    """Issue 13.10: a field passed to the logger shows up; its value is redacted, and a field named
+    like a secret or a name part shows only [REDACTED]."""
     from fhir_vcf.logs import configure_root
 
     configure_root("INFO")
-    log.info("hello", extra={"status": 201, "family": "Smith", "patient": "Patient/p-5"})
+    log.info("hello", extra={"status": 201, "family": "Smith", "patient": "Patient/p-5", "hookInstance": "h-1",
+                             "cards": 2, "access_token": "tok-9", "where": "Patient/p-6 at ?patient=p_7"})
     (record,) = lines(capsys)
-    assert record["status"] == 201 and "family" not in record and "Smith" not in json.dumps(record)
-    assert record["patient_hash"] == patient_hash("p-5") and "p-5" not in json.dumps(record)
+    text = json.dumps(record)
+    assert record["status"] == 201 and record["hookInstance"] == "h-1" and record["cards"] == 2
+    assert record["family"] == "[REDACTED]" and record["access_token"] == "[REDACTED]"
+    assert "Smith" not in text and "tok-9" not in text
+    assert record["patient_hash"] == patient_hash("p-5") and "p-5" not in text
+    assert "p-6" not in text and "p_7" not in text and patient_hash("p_7") in record["where"]
+
+
+def test_patient_hashes_are_keyed():
+    """An unsalted SHA-256 of an id can be reversed by hashing known ids; the keyed hash cannot."""
+    import hashlib
+
+    from fhir_vcf import logs
+
+    before = patient_hash("p-1")
+    assert before[1:] != hashlib.sha256(b"p-1").hexdigest()[:12]
+    assert before[1:] != hashlib.sha256(b"Patient/p-1").hexdigest()[:12]
+    old = logs._patient_key
+    try:
+        logs.set_patient_key(b"k" * 32)
+        assert patient_hash("p-1") != before
+        assert patient_hash("p-1")[1:] == logs.keyed_patient_hash(b"k" * 32, "Patient/p-1")[:12]
+        assert patient_hash("\ud800") == patient_hash("Patient/\ud800")  # a lone surrogate hashes too
+    finally:
+        logs.set_patient_key(old)
+
+
+@pytest.mark.parametrize("pid", ["p_secret_1", "p%20secret", "p:secret", "p~secret!x", "P@secret"])
+def test_redaction_covers_every_id_character(pid):
+    """A patient id runs to the next delimiter, whatever it holds (urllib3 DEBUG lines leaked the part
+    after a `_`)."""
+    lines_ = [f'"GET /fhir/Condition?patient={pid}&_count=100 HTTP/1.1" 200 512',
+              f"send: b'GET /fhir/Patient/{pid} HTTP/1.1'", f"patientId={pid}", f"/api/v1/patients/{pid}/x",
+              f"Observation?subject=Patient%2F{pid}"]
+    for line in lines_:
+        out = redact(line)
+        assert "secret" not in out, (line, out)
+
+
+def test_traceparent_is_accepted_logged_and_propagated(app, capsys):
+    from fhir_vcf.logs import trace_headers
+
+    seen = {}
+
+    @app.get("/trace")
+    def trace():
+        seen.update(trace_headers())
+        log.info("inside")
+        return jsonify({})
+
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    app.test_client().get("/trace", headers={"traceparent": parent, "tracestate": "ehr=abc"})
+    records = lines(capsys)
+    assert {r.get("trace_id") for r in records} == {"0af7651916cd43dd8448eb211c80319c"}
+    version, trace_id, span, flags = seen["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", "0af7651916cd43dd8448eb211c80319c", "01")
+    assert span != "b7ad6b7169203331" and len(span) == 16  # our own parent id for the outgoing call
+    assert seen["tracestate"] == "ehr=abc"
+
+
+@pytest.mark.parametrize("bad", ["garbage", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                                 "00-00000000000000000000000000000000-b7ad6b7169203331-01"])
+def test_a_bad_traceparent_starts_a_new_trace(app, capsys, bad):
+    app.test_client().get("/api/v1/patients/p-1/evaluation", headers={"traceparent": bad})
+    (trace,) = {r.get("trace_id") for r in lines(capsys)}
+    assert trace and len(trace) == 32 and trace not in bad
+
+
+def test_threads_a_request_starts_log_its_request_id(app, capsys):
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    @app.get("/threads")
+    def threads():
+        with ThreadPoolExecutor(2) as pool:
+            pool.submit(contextvars.copy_context().run, log.info, "from a fetch thread").result()
+        return jsonify({})
+
+    rid = app.test_client().get("/threads").headers[REQUEST_ID_HEADER]
+    assert [r["request_id"] for r in lines(capsys)] == [rid, rid]
 
 
 def test_gunicorn_logconfig_uses_the_json_handler():
@@ -137,3 +220,17 @@ def test_the_service_logs_json_with_request_ids(capsys):
     assert response.headers[REQUEST_ID_HEADER] == "trace-7"
     done = [r for r in lines(capsys) if r["logger"] == "fhir_vcf.request"]
     assert done and done[-1]["request_id"] == "trace-7" and done[-1]["endpoint"] == "/healthz"
+
+
+def test_a_request_made_inside_another_leaves_no_context_behind(app):
+    """A request served inside another one (same app, so the same `g`) must not leak its log context."""
+    from fhir_vcf import logs
+
+    @app.get("/outer")
+    def outer():
+        app.test_client().get("/api/v1/patients/p-1/evaluation")
+        return jsonify({"inner_done": logs.current_request_id() is not None})
+
+    with app.app_context():
+        assert app.test_client().get("/outer").json == {"inner_done": True}
+    assert logs.current_context() is None

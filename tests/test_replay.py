@@ -359,7 +359,8 @@ def test_against_a_server_that_requires_jwts(stub, served, tmp_path):
     signer = Signer(pem.read_bytes(), "https://ehr.example.org")
     issuers = tmp_path / "issuers.json"
     issuers.write_text(json.dumps({"https://ehr.example.org": {"jwks": {"keys": [signer.public_jwk]}}}))
-    base = served(create_app({"database_url": "sqlite://", "trusted_issuers": str(issuers)}))
+    base = served(create_app({"database_url": "sqlite://", "trusted_issuers": str(issuers),
+                              "trust_host_header": True}))
 
     code, out, err = replay(str(TWO), "--against", base)
     assert code == 2 and "answered 401" in err  # unsigned: even discovery is refused

@@ -135,7 +135,9 @@ class InProcess(Transport):
         if app is None:
             from fhir_vcf.app import create_app
 
-            app = create_app({"database_url": "sqlite://"})
+            # In-process, the Host header is the test client's own: nothing to forge, so the JWT
+            # audience may come from it (FHIR_VCF_TRUSTED_ISSUERS needs an audience source).
+            app = create_app({"database_url": "sqlite://", "trust_host_header": True})
         self.app = app
         self.client = app.test_client()
 

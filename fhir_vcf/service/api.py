@@ -9,12 +9,15 @@ fails when a route and the document disagree.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -22,15 +25,16 @@ from urllib.parse import quote
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
+from fhir_vcf import logs
 from fhir_vcf.dates import parse_as_of, today_utc
 from fhir_vcf.errors import ConfigError, InputError, NotFoundError, UpstreamError
-from fhir_vcf.record import PatientRecord, load_document
+from fhir_vcf.record import PatientRecord, entries_of, load_resources, relative_reference
 from fhir_vcf.service import problems
 from fhir_vcf.service.ops import record_decisions
 from fhir_vcf.service.pages import with_page_links
-from fhir_vcf.sources.fhir_server import FhirClient, TokenSource
+from fhir_vcf.sources.fhir_server import ByteBudget, FhirClient, TokenSource
 from fhir_vcf.sources.files import parse_json
-from fhir_vcf.sources.prefetch import PREFETCH_TEMPLATES, build_record, resolve_template
+from fhir_vcf.sources.prefetch import PREFETCH_TEMPLATES, bind_entries, build_record, resolve_template
 from fhir_vcf.sources.smart_backend import SmartBackendAuth
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")  # errors: app.py's handlers answer with problems
@@ -155,7 +159,10 @@ def _evaluate(record: PatientRecord, *, as_of: date, policy: Any) -> dict[str, A
 
 @bp.post("/evaluations")
 def post_evaluations() -> Response:
-    """Evaluate every patient in a posted Bundle (any type) or single resource."""
+    """Evaluate every patient in a posted Bundle (any type) or single resource (at most
+    `Settings.max_patients_per_request` of them)."""
+    from fhir_vcf.service.registry import services
+
     if request.mimetype not in JSON_MEDIA_TYPES:
         return problems.problem(
             415,
@@ -169,10 +176,38 @@ def post_evaluations() -> Response:
     if errors:
         raise InputError("not a FHIR resource: expected a JSON object with a resourceType", source="request body",
                          element="resourceType" if isinstance(document, dict) else None)
-    records = load_document(document, source="request body")
+    entries = entries_of(document, source="request body")
+    limit = services().settings.max_patients_per_request
+    if count_patients(entries) > limit:
+        return problems.problem(
+            413, f"the document holds more than {limit} patients; send at most {limit} per request "
+            "(FHIR_VCF_MAX_PATIENTS_PER_REQUEST), or use the population tools for a whole population",
+            type_=problems.TYPE_TOO_MANY_PATIENTS, title="Too many patients", limit=limit,
+        )
+    records = load_resources(entries, source="request body")
     evaluations = [_evaluate(record, as_of=as_of, policy=policy) for record in records]
     record_decisions(evaluations, policy_id)
+    if len(evaluations) == 1:
+        logs.annotate(decision=evaluations[0].get("decision"), patient=evaluations[0].get("patient"))
     return jsonify({"evaluations": with_page_links(evaluations, "api")})
+
+
+def count_patients(entries: list[tuple[str | None, Mapping[str, Any], str]]) -> int:
+    """How many patients a document's raw entries name (Patient resources and the distinct patient
+    references of the others), counted before anything is validated or evaluated: the cost of a
+    request grows with it, and one request must not hold a worker thread for minutes."""
+    named: set[str] = set()
+    for _full_url, resource, label in entries:
+        if resource.get("resourceType") == "Patient":
+            named.add(label)
+            continue
+        for element in ("subject", "patient"):
+            pointer = resource.get(element)
+            reference = pointer.get("reference") if isinstance(pointer, Mapping) else None
+            if isinstance(reference, str):
+                named.add(relative_reference(reference))
+                break
+    return len(named)
 
 
 # --- the EHR's FHIR server ------------------------------------------------------------------------
@@ -260,34 +295,50 @@ def patient_queries(patient_id: str) -> dict[str, str]:
     return {key: query for key, query in resolved.items() if query}
 
 
-def _search(upstream: Upstream, query: str) -> list[dict[str, Any]]:
+def _search(upstream: Upstream, query: str, deadline: float, budget: ByteBudget) -> list[dict[str, Any]]:
     try:
-        return upstream.client().search(query)
+        return upstream.client().budgeted(deadline=deadline, byte_budget=budget).search(query)
     except NotFoundError as exc:  # a search that 404s is a server failure, not a missing patient
         raise UpstreamError(str(exc), upstream_status=exc.upstream_status) from None
 
 
 def fetch_record(upstream: Upstream, patient_id: str) -> PatientRecord:
-    """Read the Patient (NotFoundError when the server has none), then search the rest concurrently."""
+    """Read the Patient (NotFoundError when the server has none), then search the rest concurrently.
+
+    The same budgets as a CDS Hooks fetch: one deadline and one decompressed-bytes budget for the
+    whole read, a fetch slot of this worker, and only resources proven to be this patient's kept
+    (`fhir_vcf.sources.binding`; another Patient is the server's error, a 502).
+    """
+    from fhir_vcf.service.registry import services
+
+    settings = services().settings
+    slots = services().fetch_slots
+    deadline = time.monotonic() + settings.fhir_fetch_budget_seconds
+    budget = ByteBudget(settings.fhir_max_decoded_bytes)
     queries = patient_queries(patient_id)
     patient_query = queries.pop("patient", f"Patient/{patient_id}")
-    client = upstream.client()
-    patient = client.get(patient_query)
-    if patient.get("resourceType") != "Patient":
-        raise UpstreamError(
-            f"FHIR server {client.upstream} answered a Patient read with a {patient.get('resourceType')}"
-        )
-    entries: list[tuple[str | None, Mapping[str, Any], str, str]] = [
-        (None, patient, f"Patient/{patient_id}", "FHIR server")
-    ]
-    with ThreadPoolExecutor(max_workers=MAX_FETCH_WORKERS, thread_name_prefix="api-fetch") as pool:
-        futures = {key: pool.submit(_search, upstream, query) for key, query in queries.items()}
-        for key, future in futures.items():  # in template order: the first failure wins, deterministically
-            for resource in future.result():
-                rid = resource.get("id")
-                label = f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) else str(key)
-                entries.append((None, resource, label, f"FHIR server ({key})"))
-    return build_record(entries, patient_id)
+    with slots.slot() if slots is not None else nullcontext():
+        client = upstream.client().budgeted(deadline=deadline, byte_budget=budget)
+        patient = client.get(patient_query)
+        if patient.get("resourceType") != "Patient":
+            raise UpstreamError(
+                f"FHIR server {client.upstream} answered a Patient read with a {patient.get('resourceType')}"
+            )
+        entries: list[tuple[str | None, Mapping[str, Any], str, str]] = [
+            (None, patient, f"Patient/{patient_id}", "FHIR server")
+        ]
+        with ThreadPoolExecutor(max_workers=MAX_FETCH_WORKERS, thread_name_prefix="api-fetch") as pool:
+            futures = {
+                key: pool.submit(contextvars.copy_context().run, _search, upstream, query, deadline, budget)
+                for key, query in queries.items()
+            }
+            for key, future in futures.items():  # in template order: the first failure wins, deterministically
+                for resource in future.result():
+                    rid = resource.get("id")
+                    label = f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) else str(key)
+                    entries.append((None, resource, label, f"FHIR server ({key})"))
+    bound, _skipped = bind_entries(entries, patient_id, fhir_server=upstream.base_url)
+    return build_record(bound, patient_id)
 
 
 def _evaluate_patient(patient_id: str) -> tuple[dict[str, Any], date, str, Upstream]:
@@ -306,6 +357,7 @@ def _evaluate_patient(patient_id: str) -> tuple[dict[str, Any], date, str, Upstr
 def get_patient_evaluation(patient_id: str) -> Response:
     """Evaluate a patient read from the configured FHIR server."""
     evaluation, *_ = _evaluate_patient(patient_id)
+    logs.annotate(decision=evaluation.get("decision"), patient=evaluation.get("patient"))
     return jsonify(with_page_links([evaluation], "api")[0])
 
 

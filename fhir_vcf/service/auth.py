@@ -9,23 +9,34 @@ optional `jku`), with claims `iss`, `aud` (the exact URL called), `exp`, `iat`, 
   are refused outright: with HS256 a public key could be misused as the shared secret);
 - `iss` is one of the trusted issuers in `Settings.trusted_issuers` (a JSON file:
   issuer → `{"jwks_url": ...}` or `{"jwks": {...}}`, optional `"jku": [allowed URLs]`);
-- a `jku` header is honoured only when that exact URL is on the issuer's `jku` list (else the
-  token is refused: fetching keys from a URL the caller chose would let anyone sign);
-- keys come from the issuer's JWKS: a URL is fetched through `PyJWKClient` (cached for
+- keys: the issuer's inline set (`jwks`, `PyJWKSet`) is searched for the `kid` first, also when
+  the token carries a `jku` (an offline deployment can trust a client that sends one); then a
+  `jku` header is followed only when that exact URL is on the issuer's `jku` list (a `jku` off the
+  list with no inline key is refused: fetching keys from a URL the caller chose would let anyone
+  sign); then the issuer's `jwks_url`. URLs are fetched through `PyJWKClient` (cached for
   `JWKS_CACHE_SECONDS`, refetched once on an unknown `kid` so key rotation works, with a
-  cool-down so random `kid`s cannot make us hammer the EHR), or an inline set (`PyJWKSet`);
-- `aud` must equal the URL called: `Settings.public_base_url` + the request path when set
-  (behind a proxy), else Flask's `request.base_url`; a trailing slash, scheme/host case and a
-  default port do not matter;
-- `exp`, `iat` and `jti` are required; `iat` may not be in the future; both with
-  `Settings.jwt_leeway_seconds` of clock skew;
+  cool-down so random `kid`s cannot make us hammer the EHR);
+- the key must fit the algorithm (RSA for RS*/PS*, the matching EC curve for ES*) and, when the
+  JWK declares an `alg`, be that one: a mismatch is a 401, never a 500;
+- `aud` must equal the URL called: `Settings.public_base_url` + the request path; the request's
+  own URL (its Host header) only when `Settings.trust_host_header` says a proxy sets Host, or in
+  demo mode. Without either, `init_app` refuses to start, since a forged Host would make a token
+  minted for another service acceptable here. A trailing slash, scheme/host case and a default
+  port do not matter;
+- `exp`, `iat` and `jti` are required; `exp` and `iat` must be JSON numbers (not strings), `iat`
+  may not be in the future and `exp` at most `MAX_TOKEN_LIFETIME_SECONDS` (5 minutes) ahead; both
+  with `Settings.jwt_leeway_seconds` of clock skew;
 - a `jti` already seen from the same issuer is refused until the token expires (plus leeway).
   `Settings.jti_cache` says where the seen pairs live: `memory` (`ReplayCache`: bounded,
   thread-safe, this process only) or `database` (`DatabaseReplayCache`: the store's `jwt_replay`
   table, one atomic insert-or-fail per token, shared by every worker and every instance on the
   database). A per-process cache cannot catch a replay that lands on another gunicorn worker, so
   `fhir-vcf serve` with more than one worker uses `database` unless `memory` is set explicitly.
-  When the database cannot answer, the token is refused (fail closed).
+  When the database cannot answer, the call is answered 503 with Retry-After (`Unavailable`):
+  the token is not accepted unchecked (fail closed), and not called bad either (a 401 would tell
+  the EHR its credentials are wrong). The jti is recorded last, after every other check, and
+  only for a request routed to a real view: a trailing-slash redirect, a 404 or a 405 never uses
+  up the token the EHR will send again to the right URL.
 
 Any failure answers a bare `401` with `WWW-Authenticate: Bearer` and an empty body: the reason
 is logged at INFO for the operator, never returned to the caller and never with the token.
@@ -42,7 +53,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import inspect
 import logging
 import threading
 import time
@@ -58,7 +68,7 @@ from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWTError
 
 from fhir_vcf.config import read_trusted_issuers
-from fhir_vcf.errors import ConfigError
+from fhir_vcf.errors import ConfigError, Unavailable
 from fhir_vcf.logs import REQUEST_ID_HEADER
 from fhir_vcf.sources.prefetch import normalise_base
 
@@ -84,6 +94,8 @@ JWKS_TIMEOUT_SECONDS = 2.0  # a hook should answer in ~500 ms; a cached JWKS mak
 JWKS_CACHE_SECONDS = 300.0
 JWKS_REFRESH_COOLDOWN_SECONDS = 30.0  # minimum gap between refetches forced by an unknown kid
 REPLAY_CACHE_SIZE = 100_000
+# CDS Hooks 2.0, "Trusting CDS Clients": the JWT's exp is no more than 5 minutes in the future.
+MAX_TOKEN_LIFETIME_SECONDS = 300
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -169,7 +181,7 @@ class DatabaseReplayCache:
             return self.store.remember_jti(issuer, jti, expires, now=now)
         except StoreError as exc:
             log.warning("auth: jti replay cache unavailable: %s", exc)
-            raise AuthError("jti replay cache (database) unavailable", issuer=issuer) from None
+            raise Unavailable("the JWT replay cache (database) is unavailable; retry shortly", retry_after=5) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +193,26 @@ class _RequestsJWKClient(PyJWKClient):
 
     `requests` gives the same timeouts and proxies as the rest of the service (and lets tests mock
     the JWKS URL with `responses`). Redirects are not followed: the allowlisted URL is the one used.
+    `declared` keeps each key's own `alg` member (by kid), read from the JSON fetched, so the
+    algorithm check needs no private attribute of PyJWT's; for the same reason the refetch on an
+    unknown `kid` and its cool-down are kept here (`get_signing_key`, on PyJWKClient's public
+    `get_signing_keys` / `match_kid`), timed from this class's own `fetched_at`.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.declared: dict[str, str] = {}
+        self.fetched_at = float("-inf")
+        self.lock = threading.Lock()
+
+    def get_signing_key(self, kid: str) -> PyJWK:
+        with self.lock:
+            key = self.match_kid(self.get_signing_keys(), kid)
+            if key is None and time.monotonic() - self.fetched_at >= JWKS_REFRESH_COOLDOWN_SECONDS:
+                key = self.match_kid(self.get_signing_keys(refresh=True), kid)  # the EHR may have rotated its key
+            if key is None:
+                raise PyJWKClientError("no key with this kid in the JWKS")
+            return key
 
     def fetch_data(self) -> Any:
         try:
@@ -196,18 +227,25 @@ class _RequestsJWKClient(PyJWKClient):
             raise PyJWKClientConnectionError(f"JWKS fetch failed ({type(exc).__name__})") from exc
         if not isinstance(data, dict):
             raise PyJWKClientError("The JWKS endpoint did not return a JSON object")
+        self.declared = _declared_algorithms(data)
+        self.fetched_at = time.monotonic()
         if self.jwk_set_cache is not None:
             self.jwk_set_cache.put(data)
-        if hasattr(self, "_last_successful_fetch"):  # PyJWT >= 2.10 refresh cool-down bookkeeping
-            self._last_successful_fetch = time.monotonic()
         return data
 
 
-def _jwk_client(url: str) -> PyJWKClient:
-    kwargs: dict[str, Any] = {"cache_jwk_set": True, "lifespan": JWKS_CACHE_SECONDS, "timeout": JWKS_TIMEOUT_SECONDS}
-    if "cooldown_duration" in inspect.signature(PyJWKClient.__init__).parameters:
-        kwargs["cooldown_duration"] = JWKS_REFRESH_COOLDOWN_SECONDS
-    return _RequestsJWKClient(url, **kwargs)
+def _jwk_client(url: str) -> _RequestsJWKClient:
+    return _RequestsJWKClient(url, cache_jwk_set=True, lifespan=JWKS_CACHE_SECONDS, timeout=JWKS_TIMEOUT_SECONDS)
+
+
+def _declared_algorithms(jwk_set: Any) -> dict[str, str]:
+    """kid → the `alg` a JWK declares itself, for the keys that declare one."""
+    keys = jwk_set.get("keys") if isinstance(jwk_set, dict) else None
+    declared: dict[str, str] = {}
+    for key in keys if isinstance(keys, list) else ():
+        if isinstance(key, dict) and isinstance(key.get("kid"), str) and isinstance(key.get("alg"), str):
+            declared[key["kid"]] = key["alg"]
+    return declared
 
 
 @dataclass
@@ -218,6 +256,7 @@ class Issuer:
     jwks_url: str | None = None
     jwks: PyJWKSet | None = None
     jku: frozenset[str] = field(default_factory=frozenset)
+    declared: dict[str, str] = field(default_factory=dict)  # kid → the inline JWK's own `alg`
 
 
 def _normalise_issuer(iss: str) -> str:
@@ -255,7 +294,9 @@ def load_issuers(path: str) -> dict[str, Issuer]:
             raise ConfigError(f"{var}: issuer {iss!r}: 'jku' must be a list of URLs")
         for url in jku:
             _require_http_url(var, iss, url)
-        issuers[_normalise_issuer(iss)] = Issuer(iss=iss, jwks_url=jwks_url, jwks=jwks, jku=frozenset(jku))
+        declared = _declared_algorithms(entry.get("jwks"))
+        issuers[_normalise_issuer(iss)] = Issuer(iss=iss, jwks_url=jwks_url, jwks=jwks, jku=frozenset(jku),
+                                                 declared=declared)
     return issuers
 
 
@@ -276,42 +317,53 @@ class Trust:
         self.issuers = {_normalise_issuer(k): v for k, v in issuers.items()}
         self.leeway = leeway
         self.replay_cache: SeenTokens = replay_cache if replay_cache is not None else ReplayCache()
-        self._clients: dict[str, PyJWKClient] = {}
+        self._clients: dict[str, _RequestsJWKClient] = {}
         self._clients_lock = threading.Lock()
 
     @classmethod
     def from_file(cls, path: str, *, leeway: int = 30, replay_cache: SeenTokens | None = None) -> Trust:
         return cls(load_issuers(path), leeway=leeway, replay_cache=replay_cache)
 
-    def _client(self, url: str) -> PyJWKClient:
+    def _client(self, url: str) -> _RequestsJWKClient:
         with self._clients_lock:
             client = self._clients.get(url)
             if client is None:
                 client = self._clients[url] = _jwk_client(url)
             return client
 
-    def _signing_key(self, issuer: Issuer, header: Mapping[str, Any], kid: str) -> PyJWK:
-        jku = header.get("jku")
-        try:
-            if jku is not None:
-                if not isinstance(jku, str) or jku not in issuer.jku:
-                    raise AuthError("jku header is not on the issuer's allowlist", issuer=issuer.iss)
-                return self._client(jku).get_signing_key(kid)
-            if issuer.jwks_url:
-                return self._client(issuer.jwks_url).get_signing_key(kid)
-        except PyJWKClientConnectionError as exc:
-            log.warning("auth: JWKS of issuer %s unavailable: %s", issuer.iss, exc)
-            raise AuthError("JWKS unavailable", issuer=issuer.iss) from None
-        except PyJWKClientError:
-            raise AuthError("no key with this kid in the issuer's JWKS", issuer=issuer.iss) from None
+    def _signing_key(self, issuer: Issuer, header: Mapping[str, Any], kid: str) -> tuple[PyJWK, str | None]:
+        """(the key, the `alg` its JWK declares or None): inline keys first, then an allowed `jku`,
+        then the issuer's `jwks_url`."""
         if issuer.jwks is not None:
             for key in issuer.jwks.keys:
                 if key.key_id == kid and key.public_key_use in ("sig", None):
-                    return key
-        raise AuthError("no key with this kid in the issuer's JWKS", issuer=issuer.iss)
+                    return key, issuer.declared.get(kid)
+        jku = header.get("jku")
+        url = None
+        if jku is not None:
+            if not isinstance(jku, str) or jku not in issuer.jku:
+                raise AuthError("jku header is not on the issuer's allowlist and no inline key has this kid",
+                                issuer=issuer.iss)
+            url = jku
+        elif issuer.jwks_url:
+            url = issuer.jwks_url
+        if url is None:
+            raise AuthError("no key with this kid in the issuer's JWKS", issuer=issuer.iss)
+        client = self._client(url)
+        try:
+            key = client.get_signing_key(kid)
+        except PyJWKClientConnectionError as exc:
+            log.warning("auth: JWKS of issuer %s unavailable: %s", issuer.iss, exc)
+            raise AuthError("JWKS unavailable", issuer=issuer.iss) from None
+        except (PyJWKClientError, PyJWTError):
+            raise AuthError("no key with this kid in the issuer's JWKS", issuer=issuer.iss) from None
+        return key, client.declared.get(kid)
 
     def verify(self, token: str, audience: str) -> dict[str, Any]:
-        """The token's claims if it passes every check, else AuthError with the reason."""
+        """The token's claims if it passes every check, else AuthError with the reason.
+
+        The jti is recorded last, so a token refused for any other reason is not used up.
+        """
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -330,11 +382,16 @@ class Trust:
         issuer = self.issuers.get(_normalise_issuer(iss)) if isinstance(iss, str) else None
         if issuer is None:
             raise AuthError("untrusted or missing iss")
+        for claim in ("exp", "iat"):
+            value = unverified.get(claim)
+            if claim in unverified and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise AuthError(f"{claim} is not a number", issuer=issuer.iss)
 
-        key = self._signing_key(issuer, header, kid)
-        declared = getattr(key, "_jwk_data", {}).get("alg")  # the JWK's own "alg", when it names one
+        key, declared = self._signing_key(issuer, header, kid)
         if declared and declared != alg:
             raise AuthError("alg does not match the key's alg", issuer=issuer.iss)
+        if not key_fits(key, alg):
+            raise AuthError(f"the key with this kid is not a key for {alg}", issuer=issuer.iss)
         try:
             claims = jwt.decode(
                 token,
@@ -346,11 +403,15 @@ class Trust:
             )
         except PyJWTError as exc:
             raise AuthError(f"{type(exc).__name__}: {exc}", issuer=issuer.iss) from None
+        except (ValueError, TypeError, AttributeError) as exc:  # a key PyJWT cannot use for alg: still a 401
+            raise AuthError(f"the key cannot verify {alg} ({type(exc).__name__})", issuer=issuer.iss) from None
 
         now = time.time()
         iat = claims["iat"]
-        if not isinstance(iat, int | float) or iat > now + self.leeway:
+        if iat > now + self.leeway:
             raise AuthError("iat is in the future", issuer=issuer.iss)
+        if claims["exp"] > now + MAX_TOKEN_LIFETIME_SECONDS + self.leeway:
+            raise AuthError(f"exp is more than {MAX_TOKEN_LIFETIME_SECONDS} s ahead", issuer=issuer.iss)
         aud = claims["aud"]
         auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         expected = normalise_base(audience)  # the same URL comparison as the fhirServer allowlist
@@ -364,16 +425,41 @@ class Trust:
         return claims
 
 
+# The key each JWS algorithm needs (RFC 7518 section 3.1): RSA for RS*/PS*, EC on the named curve for ES*.
+_EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+
+
+def key_fits(key: PyJWK, alg: str) -> bool:
+    """Whether `key` is the kind of key `alg` verifies with (PyJWK's public `key`, `key_type`)."""
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+    public = key.key
+    if alg.startswith(("RS", "PS")):
+        return key.key_type == "RSA" and isinstance(public, RSAPublicKey)
+    if alg in _EC_CURVES:
+        return key.key_type == "EC" and isinstance(public, EllipticCurvePublicKey) and \
+            public.curve.name == _EC_CURVES[alg]
+    return False
+
+
 # ---------------------------------------------------------------------------------------------
 # Flask wiring
 
 
 def expected_audience(settings: Settings | None = None) -> str:
-    """The URL the caller must have put in `aud`: public base URL + path, else the request's URL."""
+    """The URL the caller must have put in `aud`: public base URL + path; else (Host trusted, see
+    `host_header_trusted`) the request's own URL."""
     base = settings.public_base_url if settings is not None else None
     if base:
         return base.rstrip("/") + request.path
     return request.base_url
+
+
+def host_header_trusted(settings: Settings) -> bool:
+    """Whether the audience may come from the Host header: explicitly trusted (a proxy sets Host),
+    or demo mode (loopback, for trying the service)."""
+    return bool(settings.trust_host_header or settings.demo)
 
 
 def unauthorized() -> Response:
@@ -426,6 +512,10 @@ def _before_request() -> Response | None:
     g.jwt_claims = None
     if request.method == "OPTIONS" or not _protected():
         return None  # CORS preflight carries no Authorization header by design
+    if request.routing_exception is not None:
+        # A trailing-slash redirect (308), 404 or 405: no view will run, so the token is not checked
+        # here and its jti not used up; the EHR sends it again to the URL it is redirected to.
+        return None
     return check_request()
 
 
@@ -461,16 +551,20 @@ def replay_cache(app: Flask, settings: Settings) -> SeenTokens:
 def init_app(app: Flask, settings: Settings) -> Trust | None:
     """Load the trusted issuers and protect `/cds-services*`; trust unset = auth off (warned)."""
     if settings.trusted_issuers:
+        if not settings.public_base_url and not host_header_trusted(settings):
+            raise ConfigError(
+                "FHIR_VCF_TRUSTED_ISSUERS needs FHIR_VCF_PUBLIC_BASE_URL (the URL EHRs call, which their JWT's "
+                "aud must name), or FHIR_VCF_TRUST_HOST_HEADER=true when a proxy in front sets the Host header: "
+                "an aud taken from a Host header the caller chose would accept tokens minted for other services"
+            )
         trust: Trust | None = Trust.from_file(
             settings.trusted_issuers, leeway=settings.jwt_leeway_seconds, replay_cache=replay_cache(app, settings)
         )
         app.extensions[EXTENSION] = trust
         log.info("auth: JWT required on %s for %d trusted issuer(s)", PROTECTED_PREFIX, len(trust.issuers))
         if not settings.public_base_url:
-            log.warning(
-                "auth: FHIR_VCF_PUBLIC_BASE_URL is not set; JWT aud is checked against the URL as this "
-                "process sees it, which behind a proxy differs from the URL the EHR called"
-            )
+            log.warning("auth: JWT aud is checked against the URL in the request's Host header "
+                        "(FHIR_VCF_TRUST_HOST_HEADER or demo mode); set FHIR_VCF_PUBLIC_BASE_URL in production")
     else:
         trust = None
         app.extensions.pop(EXTENSION, None)

@@ -11,9 +11,18 @@ As-of date: today (UTC) in production. In demo mode only, the request extension
 and `/demo/fhir/$cds-hooks-request` send it); each card states the date in its own `fhir-vcf`
 extension.
 
-Every error is a 4xx/5xx with an OperationOutcome body naming what is wrong; no stack trace ever
-leaves the service. The access token from `fhirAuthorization` is passed to the FHIR client and
-nowhere else: not logged, not stored, not echoed.
+`fhirServer`: a malformed value (userinfo, a query or fragment, not http(s)) is a 400; one that is
+not on the allowlist is never contacted and its token never used, but a call whose prefetch is
+complete is still answered (a warning is logged); when data must be fetched from it, 412.
+
+Every resource that reaches the evaluation is proven to be the context patient's
+(`fhir_vcf.sources.binding`); a prefetch holding another Patient is a 400.
+
+Every call to a service writes one audit row, whatever its outcome (200, 4xx, 412, 503), before the
+answer leaves: when the row cannot be written the answer is a 503 with Retry-After, never a card
+without its audit row. Every error is a 4xx/5xx with an OperationOutcome body naming what is wrong;
+no stack trace ever leaves the service. The access token from `fhirAuthorization` is passed to the
+FHIR client and nowhere else: not logged, not stored, not echoed.
 """
 
 from __future__ import annotations
@@ -21,9 +30,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,18 +43,20 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, vali
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from fhir_vcf.dates import parse_as_of, today_utc
-from fhir_vcf.errors import InputError
+from fhir_vcf.errors import InputError, Unavailable
 from fhir_vcf.evaluation import ordered_technique
 from fhir_vcf.outputs.cards import CardSource, OrderContext, render_cards
 from fhir_vcf.service.ops import record_decisions
 from fhir_vcf.service.outcomes import JSON, error_paths, operation_outcome
 from fhir_vcf.service.pages import keep_for_pages
+from fhir_vcf.sources.files import parse_json
 from fhir_vcf.sources.prefetch import (
     PREFETCH_TEMPLATES,
     ForbiddenServer,
+    InvalidServer,
     PrefetchUnavailable,
     check_fhir_server,
-    record_from_request,
+    request_record,
 )
 from fhir_vcf.store import IssuedCard
 
@@ -109,7 +121,8 @@ def augmentation_orders(draft_orders: Mapping[str, Any] | None) -> dict[str, tup
     if not isinstance(draft_orders, Mapping):
         return found
     if draft_orders.get("resourceType") == "Bundle":
-        entries = [e for e in draft_orders.get("entry", []) if isinstance(e, Mapping)]
+        listed = draft_orders.get("entry")
+        entries = [e for e in listed if isinstance(e, Mapping)] if isinstance(listed, list) else []
     else:
         entries = [{"resource": draft_orders}]
     for position, entry in enumerate(entries):
@@ -167,12 +180,21 @@ class HookRequestSchema(Schema):
             raise ValidationError("fhirServer is required when fhirAuthorization is present", "fhirServer")
 
 
+# FHIR R4 `id` datatype (https://hl7.org/fhir/R4/datatypes.html#id): what `context.patientId` is
+# ("The FHIR Patient.id of the current patient in context", hooks library STU1). It goes into
+# fetch URLs, references and logs, so nothing else is accepted.
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
 class PatientViewContext(Schema):
     class Meta:
         unknown = INCLUDE
 
     # hooks library STU1 1.0.1: userId and patientId are required in all three contexts.
-    patientId = fields.String(required=True, validate=validate.Length(min=1))
+    patientId = fields.String(
+        required=True,
+        validate=validate.Regexp(FHIR_ID, error="must be a FHIR id: 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"),
+    )
     userId = fields.String(required=True, validate=validate.Length(min=1))
     encounterId = fields.String(allow_none=True)
 
@@ -185,6 +207,9 @@ class OrderSignContext(PatientViewContext):
         orders = data.get("draftOrders")
         if isinstance(orders, Mapping) and orders.get("resourceType") != "Bundle":
             raise ValidationError("must be a FHIR Bundle", "draftOrders")
+        entries = orders.get("entry") if isinstance(orders, Mapping) else None
+        if entries is not None and not (isinstance(entries, list) and all(isinstance(e, Mapping) for e in entries)):
+            raise ValidationError({"entry": ["must be an array of Bundle entry objects"]}, "draftOrders")
 
 
 class OrderSelectContext(OrderSignContext):
@@ -242,16 +267,42 @@ def _refused(exc: Refused) -> Response:
 # --- audit (JWT trust is app-wide: fhir_vcf.service.auth checks /cds-services* before any view) ------
 
 
-def _audit(**fields_: Any) -> None:
-    """One audit row per answered hook call: `Services.store.record_call(...)` (fhir_vcf.store; the
-    store keeps only a salted hash of the patient). An audit failure is logged and does not take
-    the clinician's card away."""
-    from fhir_vcf.service.registry import services
+@dataclass
+class CallAudit:
+    """What the audit row of one call will say, filled in as the call is understood.
 
-    try:
-        services().store.record_call(**fields_)
-    except Exception:
-        log.exception("could not record the CDS Hooks call in the audit store")
+    Written once, whatever the outcome (`write`): one row per call to a service, so a refused or
+    failed call is as visible to an auditor as an answered one. The store keeps only a keyed hash
+    of the patient (`fhir_vcf.store`).
+    """
+
+    service: HookService
+    started: float
+    hook_instance: str | None = None
+    patient: str | None = None
+    decisions: list[str] = field(default_factory=list)
+    card_uuids: list[str] = field(default_factory=list)
+    suggestion_uuids: list[str] = field(default_factory=list)
+    card_decisions: dict[str, str] = field(default_factory=dict)
+    cards: list[IssuedCard] = field(default_factory=list)  # with what each card offered
+
+    def write(self, status: int) -> None:
+        """Record the row; `Unavailable` (503, Retry-After) when the database cannot take it: the
+        answer must not leave without its audit row."""
+        from fhir_vcf.service.registry import services
+        from fhir_vcf.store import StoreError
+
+        try:
+            services().store.record_call(
+                hook=self.service.hook, service_id=self.service.id, hook_instance=self.hook_instance,
+                patient=self.patient, decision=",".join(self.decisions) or None, card_uuids=self.card_uuids,
+                suggestion_uuids=self.suggestion_uuids, duration_ms=_ms(self.started), status=status,
+                card_decisions=self.card_decisions, cards=self.cards,
+            )
+        except StoreError as exc:
+            log.error("could not record the CDS Hooks call in the audit store: %s", exc)
+            raise Unavailable("the audit store is unavailable; the call was not answered, retry shortly",
+                              retry_after=5) from None
 
 
 # --- discovery -------------------------------------------------------------------------------------
@@ -286,13 +337,15 @@ def discovery() -> Response:
 
 
 def _parse_body() -> dict[str, Any]:
+    """The request body, parsed once (`sources.files.parse_json`: no lone surrogate, NUL or number
+    Python cannot hold gets past it)."""
     from fhir_vcf.service.registry import services
 
     limit = services().settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _refuse(413, "too-costly", f"the request body is larger than {limit} bytes")
     try:
-        raw = request.get_data()
+        raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise _refuse(413, "too-costly", f"the request body is larger than {limit} bytes") from None
     if len(raw) > limit:
@@ -300,12 +353,9 @@ def _parse_body() -> dict[str, Any]:
     if not raw.strip():
         raise _refuse(400, "structure", "the request body is empty; expected a CDS Hooks request object")
     try:
-        body = json.loads(raw)
-    except RecursionError:  # absurdly deep nesting: not a CDS Hooks request, and not our failure
-        raise _refuse(400, "structure", "the request body is nested too deeply to be a CDS Hooks request") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise _refuse(400, "structure", f"the request body is not valid JSON{where}") from None
+        body = parse_json(raw, source="request body")
+    except InputError as exc:
+        raise _refuse(400, "structure", f"the request body is not valid JSON or not text: {exc.message}") from None
     if not isinstance(body, dict):
         raise _refuse(400, "structure", "the request body must be a JSON object")
     return body
@@ -428,12 +478,33 @@ def invoke(service_id: str) -> Response:
     service = SERVICES.get(service_id)
     if service is None:
         return outcome(404, "not-found", f"no CDS service {service_id!r} here; see GET /cds-services")
+    audit = CallAudit(service, started)
+    try:
+        response = _answer(service, audit)
+    except Refused as exc:
+        response = exc.response
+    except Unavailable as exc:
+        response = unavailable(exc)
+    except Exception:
+        audit.write(500)  # the app's handler logs the failure and answers 500
+        raise
+    audit.write(response.status_code)
+    return response
 
+
+def unavailable(exc: Unavailable) -> Response:
+    """503 with Retry-After: the EHR may retry the call (the database or the fetch slots are busy)."""
+    return operation_outcome(503, "transient", str(exc), media_type=JSON,
+                             headers={"Retry-After": str(exc.retry_after)})
+
+
+def _answer(service: HookService, audit: CallAudit) -> Response:
     body = _parse_body()
     try:
         data = HookRequestSchema().load(body)
     except ValidationError as exc:
         raise _schema_refusal(exc) from None
+    audit.hook_instance = str(data["hookInstance"])
     hook = data["hook"]
     if hook != service.hook:
         raise _refuse(400, "not-supported", f"service {service.id} serves the {service.hook} hook, not {hook!r}",
@@ -442,18 +513,17 @@ def invoke(service_id: str) -> Response:
         context = CONTEXT_SCHEMAS[hook]().load(data["context"])
     except ValidationError as exc:
         raise _schema_refusal(exc, "context") from None
+    audit.patient = f"Patient/{context['patientId']}"
+    from fhir_vcf import logs
+
+    logs.annotate(hook=service.hook, service=service.id, patient=audit.patient)
 
     from fhir_vcf.service.registry import services
 
     svc = services()
     as_of = as_of_for(body, demo=svc.settings.demo)  # a bad date is refused before anything is fetched
-    fhir_server = data.get("fhirServer")
-    if fhir_server:
-        try:
-            check_fhir_server(fhir_server, _allowed_servers())
-        except ForbiddenServer as exc:
-            raise _refuse(403, "forbidden", str(exc), ["fhirServer"]) from None
-    token = (data.get("fhirAuthorization") or {}).get("access_token")
+    fhir_server, not_allowed = _fhir_server(data.get("fhirServer"))
+    token = (data.get("fhirAuthorization") or {}).get("access_token") if fhir_server else None
 
     orders: dict[str, tuple[str, list[str]]] = {}
     if hook in ORDER_HOOKS:
@@ -462,26 +532,28 @@ def invoke(service_id: str) -> Response:
             selected = set(context["selections"])
             orders = {ref: v for ref, v in orders.items() if selected & set(v[1])}
         if not orders:  # an unrelated order: nothing to say, nothing fetched
-            return _finish(service, data, context, [], [], started)
+            return _finish(service, data, audit, [], [])
 
     try:
-        record = record_from_request(
+        bound = request_record(
             context=context,
             prefetch=data.get("prefetch"),
             fhir_server=fhir_server,
             token=token,
             client_factory=svc.fhir_client,
+            budget=svc.settings.fhir_fetch_budget_seconds,
+            slots=svc.fetch_slots,
+            not_allowed=not_allowed,
         )
     except PrefetchUnavailable as exc:
         log.warning("CDS Hooks prefetch unavailable", extra={"keys": list(exc.keys), "hook": hook})
-        _audit(hook=service.hook, service_id=service.id, hook_instance=str(data["hookInstance"]),
-               patient=f"Patient/{context['patientId']}", duration_ms=_ms(started), status=412)
         raise _refuse(412, "incomplete", f"required data is unavailable: {exc}",
                       [f"prefetch.{k}" for k in exc.keys] or None) from None
-    except ForbiddenServer as exc:
-        raise _refuse(403, "forbidden", str(exc), ["fhirServer"]) from None
     except InputError as exc:
         raise _refuse(400, "invalid", str(exc)) from None
+    record = bound.record
+    if bound.skipped:
+        logs.annotate(skipped=dict(bound.skipped))
 
     policy = svc.default_policy
     evaluations: list[tuple[Mapping[str, Any], OrderContext | None]] = []
@@ -509,7 +581,23 @@ def invoke(service_id: str) -> Response:
     _annotate_log(service, context, [ev for ev, _ in evaluations], policy.id)
     explanations = keep_for_pages([ev for ev, _ in evaluations], service.hook)
     response = render_cards(evaluations, source=_card_source(), explanations=explanations)
-    return _finish(service, data, context, response["cards"], [ev for ev, _ in evaluations], started)
+    return _finish(service, data, audit, response["cards"], [ev for ev, _ in evaluations])
+
+
+def _fhir_server(value: str | None) -> tuple[str | None, str | None]:
+    """(the allowlisted fhirServer or None, why it may not be used or None). A malformed value is a
+    400; one off the allowlist is not contacted and its token not used (CDS Hooks: "only contact
+    servers on a configured allowlist"), but the call goes on with what the prefetch holds."""
+    if not value:
+        return None, None
+    try:
+        return check_fhir_server(value, _allowed_servers()), None
+    except InvalidServer as exc:
+        raise _refuse(400, "invalid", str(exc), ["fhirServer"]) from None
+    except ForbiddenServer as exc:
+        log.warning("fhirServer is not on the allowlist: answering from the prefetch alone; nothing is fetched "
+                    "and the access token is not used", extra={"upstream": urlsplit(value).netloc})
+        return None, str(exc)
 
 
 def _annotate_log(
@@ -531,27 +619,17 @@ def _ms(started: float) -> float:
 def _finish(
     service: HookService,
     data: Mapping[str, Any],
-    context: Mapping[str, Any],
+    audit: CallAudit,
     cards: list[dict[str, Any]],
     evaluations: list[Mapping[str, Any]],
-    started: float,
 ) -> Response:
-    elapsed_ms = _ms(started)
-    decisions = list(dict.fromkeys(str(ev.get("decision")) for ev in evaluations))
-    _audit(
-        hook=service.hook,
-        service_id=service.id,
-        hook_instance=str(data["hookInstance"]),
-        patient=f"Patient/{context['patientId']}",
-        decision=",".join(decisions) or None,
-        cards=[IssuedCard.from_card(card) for card in cards],  # what feedback may name (service.feedback)
-        card_decisions={card["uuid"]: str(ev.get("decision")) for card, ev in zip(cards, evaluations, strict=False)},
-        duration_ms=elapsed_ms,
-        status=200,
-    )
-    log.info(
-        "CDS Hooks call answered",
-        extra={"service": service.id, "hookInstance": str(data["hookInstance"]), "cards": len(cards),
-               "ms": elapsed_ms},
-    )
+    audit.decisions = list(dict.fromkeys(str(ev.get("decision")) for ev in evaluations))
+    audit.card_uuids = [card["uuid"] for card in cards]
+    audit.cards = [IssuedCard.from_card(card) for card in cards]  # what feedback may name (service.feedback)
+    audit.card_decisions = {card["uuid"]: str(ev.get("decision")) for card, ev in zip(cards, evaluations, strict=False)}
+    audit.suggestion_uuids = [s["uuid"] for card in cards for s in card.get("suggestions", [])]
+    from fhir_vcf import logs
+
+    # On the call's one `request` log line (fhir_vcf.logs), not a line of its own.
+    logs.annotate(hookInstance=str(data["hookInstance"]), cards=len(cards))
     return _json({"cards": cards})

@@ -26,8 +26,9 @@ Answers:
   cards audited before that was remembered are checked for existence only. One bad item stores
   nothing.
 - `404` (OperationOutcome) for a service id we do not serve.
-- `503` (OperationOutcome, `transient`) when the database fails: the EHR may retry safely. A
-  value the database refuses as such is not a 503 (a retry would fail again) but a 400.
+- `503` (OperationOutcome, `transient`, `Retry-After`) when the database fails, is locked or
+  hung past its timeouts: the EHR may retry safely. Never a 401. A value the database refuses as
+  such is not a 503 (a retry would fail again) but a 400.
 
 `GET /cds-services/{id}/feedback/{card}` reads back what was stored for one card of that service:
 `{"card", "service", "feedback": [{outcome, outcomeTimestamp, acceptedSuggestions?,
@@ -41,7 +42,6 @@ The free-text `userComment` is never logged and not stored (see `fhir_vcf.store`
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -53,6 +53,7 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.exceptions import HTTPException
 
+from fhir_vcf.errors import InputError
 from fhir_vcf.service.cds_hooks import SERVICES
 from fhir_vcf.service.outcomes import (
     CODE_INVALID,
@@ -67,6 +68,7 @@ from fhir_vcf.service.outcomes import (
     internal_error,
     operation_outcome,
 )
+from fhir_vcf.sources.files import parse_json
 from fhir_vcf.store import Store, StoreError, StoreValueError, current_store
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("feedback", __name__, url_prefix="/cds-services")
 
 MAX_ITEMS = 1000  # one request reports the cards of a few hook calls, not thousands
+RETRY_AFTER_SECONDS = 5  # a database that failed: long enough for a restart or failover to finish
 
 # RFC 3339 section 5.6 date-time: full date, "T", full time with a mandatory offset.
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -195,12 +198,10 @@ def _not_issued(store: Store, service_id: str, items: Sequence[Mapping[str, Any]
 def receive_feedback(service_id: str) -> Response | tuple[Response, int]:
     if service_id not in SERVICES:
         return operation_outcome(404, NOT_FOUND, f"No CDS service with id {service_id[:80]!r}.")
-    try:
-        body = json.loads(request.get_data(cache=False) or b"")
-    except ValueError:
-        return operation_outcome(400, STRUCTURE, "The request body is not valid JSON.")
-    except RecursionError:
-        return operation_outcome(400, STRUCTURE, "The request body is nested too deeply.")
+    try:  # one parse; lone surrogates, NUL and unholdable numbers are a 400, never a database error
+        body = parse_json(request.get_data(cache=False) or b" ", source="request body")
+    except InputError as exc:
+        return operation_outcome(400, STRUCTURE, f"The request body is not valid JSON or not text: {exc.message}")
     try:
         data = _SCHEMA.load(body)
     except ValidationError as exc:
@@ -218,7 +219,8 @@ def receive_feedback(service_id: str) -> Response | tuple[Response, int]:
         return operation_outcome(400, INVALID, "The feedback holds a value the database cannot store.")
     except StoreError as exc:
         log.error("feedback: %s", exc)
-        return operation_outcome(503, TRANSIENT, "Feedback could not be stored; retry later.")
+        return operation_outcome(503, TRANSIENT, "Feedback could not be stored; retry later.",
+                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     log.info("feedback: service %s: %d stored, %d duplicate(s)", service_id, stored, duplicates)
     return jsonify({}), 200
 
@@ -259,7 +261,8 @@ def read_feedback(service_id: str, card: str) -> Response:
             return operation_outcome(404, NOT_FOUND, f"Service {service_id} issued no card with this uuid.")
     except StoreError as exc:
         log.error("feedback: %s", exc)
-        return operation_outcome(503, TRANSIENT, "Feedback could not be read; retry later.")
+        return operation_outcome(503, TRANSIENT, "Feedback could not be read; retry later.",
+                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     return jsonify({"card": card_uuid, "service": service_id, "feedback": [feedback_item(r) for r in rows]})
 
 

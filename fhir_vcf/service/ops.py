@@ -38,6 +38,7 @@ REPOSITORY_DOCUMENT = _PACKAGE_DIR.parent / "openapi.yaml"
 PACKAGE_DOCUMENT = _PACKAGE_DIR / "openapi.yaml"
 OPENAPI_MEDIA_TYPE = "application/yaml"
 UNMATCHED = "<unmatched>"
+READY_RETRY_AFTER_SECONDS = 5
 
 
 def openapi_document() -> bytes:
@@ -129,6 +130,8 @@ def readyz() -> Response:
         body["failed"] = failed
     response = jsonify(body)
     response.status_code = 200 if ready else 503
+    if not ready:
+        response.headers["Retry-After"] = str(READY_RETRY_AFTER_SECONDS)
     return response
 
 

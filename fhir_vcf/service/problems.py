@@ -114,6 +114,19 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
             ("decision",),
         ),
         ProblemType(
+            "too-many-patients", "Too many patients", (413,),
+            "A posted document holds more patients than one request may (`FHIR_VCF_MAX_PATIENTS_PER_REQUEST`); "
+            "nothing was evaluated.",
+            "Send at most `limit` patients per request, or use the population tools for a whole population.",
+            ("limit",),
+        ),
+        ProblemType(
+            "temporarily-unavailable", "Temporarily unavailable", (503,),
+            "The service cannot answer right now: its database failed, is locked or did not answer in time, or "
+            "this worker is already fetching for as many calls as it may (`FHIR_VCF_FHIR_MAX_CONCURRENT_FETCHES`).",
+            "Retry after the number of seconds in the `Retry-After` header; nothing was changed.",
+        ),
+        ProblemType(
             "internal-error", "Internal error", (500,),
             "The service failed. The error is logged with the request id (`X-Request-ID`); no detail "
             "leaves the service.",
@@ -135,6 +148,8 @@ TYPE_UPSTREAM_TIMEOUT = PROBLEM_TYPES["upstream-timeout"].uri
 TYPE_NOT_CONFIGURED = PROBLEM_TYPES["fhir-server-not-configured"].uri
 TYPE_NO_CAREPLAN = PROBLEM_TYPES["no-careplan"].uri
 TYPE_INTERNAL = PROBLEM_TYPES["internal-error"].uri
+TYPE_UNAVAILABLE = PROBLEM_TYPES["temporarily-unavailable"].uri
+TYPE_TOO_MANY_PATIENTS = PROBLEM_TYPES["too-many-patients"].uri
 
 
 def problem(

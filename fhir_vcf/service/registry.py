@@ -14,7 +14,7 @@ from flask import current_app
 
 from fhir_vcf.config import Settings
 from fhir_vcf.rules.policy import Policy
-from fhir_vcf.sources.fhir_server import FhirClient
+from fhir_vcf.sources.fhir_server import FetchSlots, FhirClient
 from fhir_vcf.sources.prefetch import ClientFactory
 
 EXTENSION_KEY = "fhir_vcf"
@@ -28,6 +28,8 @@ class Services:
     policies / default_policy: every loaded policy by id, and the service default (FHIR_VCF_POLICY).
     fhir_client: `fhir_client(base_url, token) -> FhirClient` with the service's timeouts and page cap
       (Settings.fhir_connect_timeout / fhir_read_timeout / fhir_max_pages); tests may swap it.
+    fetch_slots: how many calls of this process may fetch from FHIR servers at once
+      (Settings.fhir_max_concurrent_fetches; one app per gunicorn worker, so per worker).
     store: the audit + feedback store (`fhir_vcf.store.Store`), opened and migrated at start-up.
     kept / links: the kept evaluations (`fhir_vcf.kept.KeptEvaluations`) and the page-link signer
       (`fhir_vcf.kept.LinkSigner`); both None when no evaluation key is configured (pages off).
@@ -39,6 +41,7 @@ class Services:
     policies: dict[str, Policy]
     default_policy: Policy
     fhir_client: ClientFactory
+    fetch_slots: FetchSlots | None = None
     store: Any = None
     kept: Any = None
     links: Any = None
@@ -51,14 +54,16 @@ def services() -> Services:
 
 def fhir_client_factory(settings: Settings) -> ClientFactory:
     """FhirClients for caller-named servers (CDS Hooks `fhirServer`), one per call: the token is
-    per request and must never outlive it."""
+    per request and must never outlive it. Each has the service's timeouts, page cap and size caps."""
 
-    def make(base_url: str, token: str | None) -> FhirClient:
+    def make(base_url: str, token: Any) -> FhirClient:
         return FhirClient(
             base_url,
             token=token,
             timeout=(settings.fhir_connect_timeout, settings.fhir_read_timeout),
             max_pages=settings.fhir_max_pages,
+            max_response_bytes=settings.fhir_max_response_bytes,
+            max_decoded_bytes=settings.fhir_max_decoded_bytes,
         )
 
     return make

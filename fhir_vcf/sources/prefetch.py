@@ -9,10 +9,22 @@ Each prefetch key arrives in one of four states (CDS Hooks 2.0, "Prefetch"), and
   `fhirAuthorization`, the template's tokens resolved here;
 - **an OperationOutcome** in place of data: the EHR failed → treated as absent.
 
-Required data that is absent and cannot be fetched (no `fhirServer`, a server failure or timeout)
-raises `PrefetchUnavailable` (the blueprint answers 412). A `fhirServer` that is not on the
-allowlist raises `ForbiddenServer` before anything is fetched: the URL comes from the caller, and
-without the allowlist anyone could make the service send requests (with tokens) to internal hosts.
+Required data that is absent and cannot be fetched (no `fhirServer`, a `fhirServer` not on the
+allowlist, a server failure or timeout) raises `PrefetchUnavailable` (the blueprint answers 412).
+`check_fhir_server` sorts a caller's `fhirServer` into allowed, not allowed (`ForbiddenServer`:
+nothing is sent to it, and its token is not used; a complete prefetch is still answered) and
+malformed (`InvalidServer`, 400: userinfo, a query or fragment, a backslash). The URL comes from
+the caller: without the allowlist anyone could make the service send requests, with tokens, to
+internal hosts. Every request then goes through `FhirClient`'s one guarded path (the URL checked
+after normalisation, no redirects, the token only under the base, deadline and byte budgets).
+
+Before anything reaches the record, `fhir_vcf.sources.binding` keeps only the resources proven to
+belong to `context.patientId` (`request_record` returns the counts of the others, by reason). A
+prefetched Patient that is another patient refuses the request (400); a fetched one, 412.
+
+The fetch phase has one deadline (`budget`); each key is fetched on its own thread (which carries
+the request's log context: request id and trace), and no request of it outlives the deadline.
+`FetchSlots` bounds how many calls of a process fetch at once.
 
 The access token lives only in the FhirClient's Authorization header: it is never logged, stored,
 or put into an error message.
@@ -20,19 +32,23 @@ or put into an error message.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from fhir_vcf.errors import FhirVcfError, InputError, UpstreamError
 from fhir_vcf.record import PatientRecord, entries_of, load_resources
-from fhir_vcf.sources.fhir_server import FhirClient
+from fhir_vcf.sources.binding import PatientMismatch, bind_to_patient
+from fhir_vcf.sources.fhir_server import ByteBudget, FetchSlots, FhirBase, FhirClient, UnsafeUrl, next_link
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +96,11 @@ class PrefetchUnavailable(FhirVcfError):
 
 
 class ForbiddenServer(FhirVcfError):
-    """`fhirServer` is not on the allowlist: refused before anything is sent to it."""
+    """`fhirServer` is not on the allowlist: nothing is sent to it and its token is not used."""
+
+
+class InvalidServer(ForbiddenServer):
+    """`fhirServer` is not a usable FHIR base URL (userinfo, a query or fragment, not http(s)...): 400."""
 
 
 def normalise_base(url: str) -> str:
@@ -103,19 +123,21 @@ def normalise_base(url: str) -> str:
 
 
 def check_fhir_server(fhir_server: str, allowed: Iterable[str]) -> str:
-    """The normalised `fhirServer` if it is on the allowlist; else ForbiddenServer."""
+    """The normalised `fhirServer` if it is on the allowlist; InvalidServer when it is not a usable
+    base URL, ForbiddenServer when it is one but not allowed.
+
+    Both sides are normalised by the HTTP client's own parser (`FhirBase`), so `?@`, `#@`,
+    `user:pw@` and `\\@` forms cannot make a URL pass for an allowed one.
+    """
     try:
-        wanted = normalise_base(fhir_server)
-        scheme = urlsplit(wanted).scheme
-    except ValueError:
-        raise ForbiddenServer("fhirServer is not a valid URL") from None
-    if scheme not in {"http", "https"}:
-        raise ForbiddenServer("fhirServer must be an http(s) URL")
+        wanted = FhirBase.parse(fhir_server).url
+    except UnsafeUrl as exc:
+        raise InvalidServer(f"fhirServer is not a usable FHIR base URL: {exc}") from None
     allowed_set = set()
     for base in allowed:
         try:
-            allowed_set.add(normalise_base(base))
-        except ValueError:
+            allowed_set.add(FhirBase.parse(base).url)
+        except UnsafeUrl:
             continue
     if wanted not in allowed_set:
         raise ForbiddenServer(
@@ -169,13 +191,7 @@ def _is_outcome(value: Any) -> bool:
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
-    links = bundle.get("link")
-    if not isinstance(links, list):
-        return None
-    for link in links:
-        if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]
-    return None
+    return next_link(bundle)
 
 
 def plan_prefetch(
@@ -209,26 +225,14 @@ def plan_prefetch(
     return plan
 
 
-def _on_server(url: str, server: str) -> bool:
-    """Whether a (next-page) URL stays on the normalised `server` base: relative URLs do."""
-    if "://" not in url:
-        return True
-    try:
-        target = normalise_base(url)
-    except ValueError:
-        return False
-    return target == server or target.startswith(server + "/")
-
-
 def _fetch_one(
-    client: FhirClient, query: str, *, is_next: bool, key: str, server: str, stop: threading.Event | None = None
+    client: FhirClient, query: str, *, is_next: bool, key: str, stop: threading.Event | None = None
 ) -> list[Mapping[str, Any]]:
     """The resources behind one key: a read, a search across pages, or the rest of a paged Bundle.
 
-    Pages are followed here rather than inside the client so that every `next` link is checked
-    against `fhirServer` before the bearer token is sent to it (a server's answer must not be
-    able to send our caller's token elsewhere), and so that a cut at the page cap is logged.
-    `stop` is set once the call has been answered (budget spent): no further page is requested.
+    Pages are followed here rather than inside the client so that a cut at the page cap is logged;
+    the client refuses any `next` link outside `fhirServer` (after normalisation) before the bearer
+    token is sent anywhere. `stop` is set once the call has been answered: no further page.
     """
     try:
         if not (is_next or "?" in query or "/" not in query):  # a read: Patient/123
@@ -239,27 +243,33 @@ def _fetch_one(
         while True:
             if stop is not None and stop.is_set():
                 raise UpstreamError("fetch abandoned: the time budget is spent")
-            page = client.get(url)
+            try:
+                page = client.get(url)
+            except UnsafeUrl:
+                if url == query and not is_next:
+                    raise
+                raise UpstreamError(
+                    "fhirServer answered a next link outside its base (another server or path); it was not followed"
+                ) from None
             pages += 1
             if page.get("resourceType") != "Bundle":
                 resources.append(page)
                 break
-            entries = [e for e in page.get("entry", []) if isinstance(e, Mapping)]
-            resources.extend(e["resource"] for e in entries if isinstance(e.get("resource"), dict))
-            url = _next_link(page)
-            if not url:
+            entries = page.get("entry")
+            for entry in entries if isinstance(entries, list) else ():
+                if isinstance(entry, Mapping) and isinstance(entry.get("resource"), dict):
+                    resources.append(entry["resource"])
+            next_url = _next_link(page)
+            if not next_url:
                 break
             if pages >= client.max_pages:
                 log.warning("prefetch key %s: stopped after %d page(s) (FHIR_VCF_FHIR_MAX_PAGES); older entries unread",
                             key, pages)
                 break
-            if not _on_server(url, server):
-                raise UpstreamError("fhirServer answered a next link to another server; it was not followed")
+            url = next_url
         return [r for r in resources if isinstance(r, Mapping) and not _is_outcome(r)]
     finally:
-        session = getattr(client, "session", None)
-        if session is not None:
-            session.close()
+        client.close()
 
 
 def fetch_missing(
@@ -269,12 +279,16 @@ def fetch_missing(
     token: str | None,
     client_factory: ClientFactory,
     budget: float = FETCH_BUDGET_SECONDS,
+    slots: FetchSlots | None = None,
+    not_allowed: str | None = None,
 ) -> list[tuple[str | None, Mapping[str, Any], str, str]]:
     """Fetch the absent keys and the remaining pages of present ones, concurrently, within `budget`.
 
-    Raises PrefetchUnavailable when required data cannot be had. A present Bundle's `next` link is
-    followed only when it points at the (allowlisted) `fhirServer`; without a server to ask, the
-    pages the EHR sent are used as they are.
+    Raises PrefetchUnavailable when required data cannot be had, and `Unavailable` (503) when every
+    fetch slot of this process is taken. A present Bundle's `next` link is followed only when it is
+    under the (allowlisted) `fhirServer`; without a server to ask, the pages the EHR sent are used
+    as they are. `not_allowed` says why there is no server to ask (a fhirServer off the allowlist),
+    for the 412's message.
     """
     if plan.unavailable:
         raise PrefetchUnavailable(
@@ -282,33 +296,51 @@ def fetch_missing(
             keys=plan.unavailable,
         )
     jobs: dict[str, tuple[str, bool]] = {key: (query, False) for key, query in plan.to_fetch.items()}
-    server = normalise_base(fhir_server) if fhir_server else None
+    base = FhirBase.parse(fhir_server) if fhir_server else None
     for key, url in plan.to_page.items():
-        if server is None:
+        if base is None:
             log.warning("prefetch key %s is paged but there is no fhirServer to follow it; using the pages sent", key)
             continue
-        if not _on_server(url, server):
+        try:
+            base.resolve(url)
+        except UnsafeUrl:
             raise PrefetchUnavailable(
-                f"prefetch.{key}: its next link does not point at fhirServer; refusing to follow it", keys=[key]
-            )
+                f"prefetch.{key}: its next link is not under fhirServer; refusing to follow it", keys=[key]
+            ) from None
         jobs[key] = (url, True)
     if not jobs:
         return []
     if not fhir_server:
+        reason = f"; {not_allowed}" if not_allowed else " and there is no fhirServer to fetch it from"
         raise PrefetchUnavailable(
-            "required data is absent from prefetch and there is no fhirServer to fetch it from",
-            keys=sorted(plan.to_fetch),
+            f"required data is absent from prefetch{reason}", keys=sorted(plan.to_fetch),
         )
 
+    with slots.slot() if slots is not None else nullcontext():
+        return _fetch_all(jobs, fhir_server=fhir_server, token=token, client_factory=client_factory, budget=budget)
+
+
+def _fetch_all(
+    jobs: Mapping[str, tuple[str, bool]],
+    *,
+    fhir_server: str,
+    token: str | None,
+    client_factory: ClientFactory,
+    budget: float,
+) -> list[tuple[str | None, Mapping[str, Any], str, str]]:
     found: list[tuple[str | None, Mapping[str, Any], str, str]] = []
     started = time.monotonic()
+    deadline = started + budget
     stop = threading.Event()
+    clients = {key: client_factory(fhir_server, token) for key in jobs}
+    shared = ByteBudget(next(iter(clients.values())).byte_budget.limit)  # one decompressed-bytes budget per call
     pool = ThreadPoolExecutor(max_workers=min(MAX_FETCH_WORKERS, len(jobs)), thread_name_prefix="prefetch")
     try:
         futures = {
             pool.submit(
-                _fetch_one, client_factory(fhir_server, token), query,
-                is_next=is_next, key=key, server=server or "", stop=stop,
+                contextvars.copy_context().run,  # the request id and trace follow the fetch into its thread
+                _fetch_one, clients[key].budgeted(deadline=deadline, byte_budget=shared), query,
+                is_next=is_next, key=key, stop=stop,
             ): key
             for key, (query, is_next) in jobs.items()
         }
@@ -338,7 +370,7 @@ def fetch_missing(
             for resource in future.result():
                 found.append((None, resource, _label(resource), f"fhirServer ({key})"))
     finally:
-        stop.set()  # fetches still running after the budget request no further page
+        stop.set()  # fetches still running after the budget request no further page (and their deadline cuts them)
         pool.shutdown(wait=False, cancel_futures=True)
         log.info("prefetch fetched %d key(s) in %.3f s", len(jobs), time.monotonic() - started)
     return found
@@ -395,7 +427,42 @@ def build_record(
     return record
 
 
-def record_from_request(
+@dataclass
+class RequestRecord:
+    """The context patient's record, and the resources set aside because they could not be proven
+    to be that patient's (counts by reason: `fhir_vcf.sources.binding.SKIP_REASONS`)."""
+
+    record: PatientRecord
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def bind_entries(
+    entries: list[tuple[str | None, Mapping[str, Any], str, str]], patient_id: str, *, fhir_server: str | None
+) -> tuple[list[tuple[str | None, Mapping[str, Any], str, str]], Counter[str]]:
+    """The entries of the context patient only (`fhir_vcf.sources.binding`), and the skip counts.
+
+    Another Patient: a 400 (InputError) when the caller sent it, a 412 (PrefetchUnavailable) when the
+    server answered with it. A draft order for another patient is the caller's error too (400).
+    """
+    try:
+        binding = bind_to_patient(entries, patient_id, fhir_server=fhir_server)
+    except PatientMismatch as exc:
+        if (exc.source or "").startswith("fhirServer"):
+            raise PrefetchUnavailable(f"fhirServer answered with another patient's record ({exc.message})",
+                                      keys=[(exc.source or "").partition("(")[2].rstrip(")")]) from None
+        raise
+    drafts = [(label, reason) for label, source, reason in binding.dropped if source == "context.draftOrders"]
+    if drafts:
+        label, reason = drafts[0]
+        raise InputError(f"a draft order must be for context.patientId ({reason})", source="context.draftOrders",
+                         resource=label)
+    if binding.skipped:
+        log.warning("set aside %d resource(s) not proven to be the context patient's",
+                    sum(binding.skipped.values()), extra={"skipped": dict(binding.skipped)})
+    return binding.entries, binding.skipped
+
+
+def request_record(
     *,
     context: Mapping[str, Any],
     prefetch: Mapping[str, Any] | None,
@@ -404,19 +471,30 @@ def record_from_request(
     client_factory: ClientFactory,
     templates: Mapping[str, str] = PREFETCH_TEMPLATES,
     budget: float = FETCH_BUDGET_SECONDS,
-) -> PatientRecord:
-    """The context patient's record: prefetch, plus what had to be fetched, plus draft orders.
+    slots: FetchSlots | None = None,
+    not_allowed: str | None = None,
+) -> RequestRecord:
+    """The context patient's record (prefetch, plus what had to be fetched, plus draft orders, each
+    proven to be that patient's) and the counts of what was set aside.
 
-    The caller has already checked `fhir_server` against the allowlist.
+    `fhir_server` is None unless it is on the allowlist (the caller checks it); `not_allowed` then
+    says why, for the 412 when data must be fetched.
     """
     patient_id = context["patientId"]
     plan = plan_prefetch(prefetch, context, templates)
     entries = list(plan.entries)
     entries.extend(
-        fetch_missing(plan, fhir_server=fhir_server, token=token, client_factory=client_factory, budget=budget)
+        fetch_missing(plan, fhir_server=fhir_server, token=token, client_factory=client_factory, budget=budget,
+                      slots=slots, not_allowed=not_allowed)
     )
     entries.extend(draft_entries(context.get("draftOrders"), patient_id))
-    return build_record(entries, patient_id)
+    bound, skipped = bind_entries(entries, patient_id, fhir_server=fhir_server)
+    return RequestRecord(build_record(bound, patient_id), skipped)
+
+
+def record_from_request(**kwargs: Any) -> PatientRecord:
+    """`request_record(...)`'s record alone."""
+    return request_record(**kwargs).record
 
 
 __all__ = [
@@ -424,7 +502,10 @@ __all__ = [
     "PREFETCH_TEMPLATES",
     "ClientFactory",
     "ForbiddenServer",
+    "InvalidServer",
     "PrefetchUnavailable",
+    "RequestRecord",
+    "bind_entries",
     "build_record",
     "check_fhir_server",
     "draft_entries",
@@ -432,5 +513,6 @@ __all__ = [
     "normalise_base",
     "plan_prefetch",
     "record_from_request",
+    "request_record",
     "resolve_template",
 ]
