@@ -9,9 +9,9 @@
 # Configuration only through FHIR_VCF_* environment variables (docs/configuration.md), read by
 # `fhir-vcf serve` at start-up and passed through as they are: the CMD fixes nothing but the
 # address, so the worker count (FHIR_VCF_WORKERS, by default from the container's CPU quota), the
-# threads (FHIR_VCF_THREADS), the port
-# and every other serving setting follow `docker run -e FHIR_VCF_...`. Secrets (FHIR_VCF_FHIR_TOKEN,
-# a SMART private key file) are passed at run time, never baked in.
+# threads (FHIR_VCF_THREADS), the port and every other serving setting follow `docker run -e
+# FHIR_VCF_...`; gunicorn's control socket is off. Secrets (FHIR_VCF_FHIR_TOKEN, a SMART private key
+# file) are passed at run time, never baked in.
 #
 # Reproducible: the base image is pinned by digest (python:3.11-slim, Python 3.11.15 on Debian 13
 # "trixie", the multi-platform index digest as docker-library/repo-info records it; bump it
