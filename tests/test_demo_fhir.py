@@ -280,3 +280,12 @@ def test_a_configured_origin_keeps_its_own_answer(demo_dir):
     response = client.get("/cds-services", headers={"Origin": ehr})
     assert response.headers["Access-Control-Allow-Origin"] == ehr
     assert response.headers.getlist("Access-Control-Allow-Origin") == [ehr]  # one answer, not two
+
+
+def test_the_demo_keeps_a_bounded_number_of_written_resources(client, monkeypatch):
+    from fhir_vcf.service import demo_fhir
+
+    monkeypatch.setattr(demo_fhir, "MAX_WRITTEN", 2)
+    plain = {k: v for k, v in CAREPLAN.items() if k != "identifier"}
+    assert [client.post("/demo/fhir/CarePlan", json=plain).status_code for _ in range(3)] == [201, 201, 400]
+    assert client.get("/demo/fhir/CarePlan").get_json()["total"] == 2
