@@ -67,10 +67,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     logs.set_patient_key(svc.store.patient_key)  # the log's patient hashes: the audit's key (keyed, per install)
     svc.kept, svc.links = _explanation_pages(settings, svc.store)
 
-    from fhir_vcf.service import api, cds_hooks, demo_fhir, feedback, ops, pages
+    from fhir_vcf.service import api, cds_hooks, demo_fhir, docs, feedback, ops, pages
 
     for blueprint in (cds_hooks.bp, feedback.bp, api.bp, ops.bp, pages.bp):
         app.register_blueprint(blueprint)
+    docs.init_app(app)  # /docs (Swagger UI, bundled assets) and the /problems pages
     if settings.demo:
         app.register_blueprint(demo_fhir.bp)
     _init_optional(app, settings)

@@ -6,6 +6,8 @@
     fhir-vcf replay PATH... [--hook H] [--against URL] ...         (fhir_vcf.replay)
     fhir-vcf screen SOURCE --out DIR | audit SOURCE --out DIR | synth --patients N --out DIR
                                                                    (fhir_vcf.population)
+    fhir-vcf db upgrade|current [--database-url URL]               (fhir_vcf.store, Alembic)
+    fhir-vcf --version
 
 No clinical logic lives here. Exit codes: 0 when every input was evaluated; 2 for a usage error, a
 bad policy, or when any input could not be evaluated (the rest are still evaluated and printed; each
@@ -26,6 +28,7 @@ from typing import Any, TextIO
 from fhir_vcf.config import Settings
 from fhir_vcf.dates import as_of_argument, today_utc
 from fhir_vcf.errors import FhirVcfError, InputError
+from fhir_vcf.version import __version__
 
 EXIT_OK = 0
 EXIT_ERROR = 2  # usage errors, bad policies and inputs that could not be evaluated alike
@@ -97,50 +100,72 @@ def _run_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     failed = False
     first = True
     pages: list[dict[str, Any]] = []  # --format html: every evaluation goes on one page, written at the end
-    for path in files:
-        source = str(path)
-        try:
-            records = load_file(path)
-        except InputError as exc:
-            print(str(exc), file=err)  # already names the file, the resource and the element
-            failed = True
-            continue
-        except FhirVcfError as exc:
-            print(_prefixed(source, exc), file=err)
-            failed = True
-            continue
-        except Exception as exc:  # a bug, not bad input: say so in one line, never a traceback
-            _error(err, f"internal error evaluating {source}: {type(exc).__name__}")
-            failed = True
-            continue
-        if not records:  # e.g. an empty searchset or a lone Practitioner: nothing was evaluated
-            print(f"{source}: no patient found (nothing to evaluate)", file=err)
-            failed = True
-            continue
-        for record in records:
+    with _progress(files, err) as bar:
+
+        def say(line: str) -> None:  # one stderr line, the progress bar kept below it
+            with bar.external_write_mode(file=err):
+                print(line, file=err)
+
+        for path in bar:
+            source = str(path)
             try:
-                evaluation = _evaluate(record, as_of=as_of, policy=policy)
-                if args.format == "html":
-                    pages.append(evaluation)
-                    continue
-                text = _render(evaluation, args.format, render_text)
+                records = load_file(path)
+            except InputError as exc:
+                say(str(exc))  # already names the file, the resource and the element
+                failed = True
+                continue
             except FhirVcfError as exc:
-                print(_prefixed(source, exc), file=err)
+                say(_prefixed(source, exc))
                 failed = True
                 continue
-            except Exception as exc:
-                _error(err, f"internal error evaluating {source}: {type(exc).__name__}")
+            except Exception as exc:  # a bug, not bad input: say so in one line, never a traceback
+                say(f"fhir-vcf: internal error evaluating {source}: {type(exc).__name__}")
                 failed = True
                 continue
-            if args.format == "text" and not first:
-                out.write("\n")
-            out.write(text)
-            out.flush()
-            first = False
+            if not records:  # e.g. an empty searchset or a lone Practitioner: nothing was evaluated
+                say(f"{source}: no patient found (nothing to evaluate)")
+                failed = True
+                continue
+            for record in records:
+                try:
+                    evaluation = _evaluate(record, as_of=as_of, policy=policy)
+                    if args.format == "html":
+                        pages.append(evaluation)
+                        continue
+                    text = _render(evaluation, args.format, render_text)
+                except FhirVcfError as exc:
+                    say(_prefixed(source, exc))
+                    failed = True
+                    continue
+                except Exception as exc:
+                    say(f"fhir-vcf: internal error evaluating {source}: {type(exc).__name__}")
+                    failed = True
+                    continue
+                with bar.external_write_mode(file=err):
+                    if args.format == "text" and not first:
+                        out.write("\n")
+                    out.write(text)
+                    out.flush()
+                first = False
     if pages:
         out.write(_html(pages, args))
         out.flush()
     return EXIT_ERROR if failed else EXIT_OK
+
+
+# Progress is for people: shown on stderr only when it is a terminal, and only once a run has
+# lasted this long (a few files never show a bar).
+PROGRESS_DELAY_SECONDS = 2.0
+
+
+def _progress(files: Sequence[Any], err: TextIO) -> Any:
+    """tqdm over the files on `err`; silent (no output at all) when `err` is not a terminal, so logs,
+    pipes and CI see only the results and the error lines."""
+    from tqdm import tqdm
+
+    interactive = bool(getattr(err, "isatty", lambda: False)())
+    return tqdm(files, file=err, disable=not interactive, delay=PROGRESS_DELAY_SECONDS, unit="file",
+                desc="evaluate", leave=False, dynamic_ncols=True)
 
 
 def _html(evaluations: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -177,11 +202,18 @@ def _add_policies(sub: argparse._SubParsersAction) -> None:
         description="List the built-in policies: id, then title. FHIR_VCF_POLICY_FILES is not read here; "
         "to try a policy file, pass it to `fhir-vcf evaluate --policy FILE`.",
     )
+    p.add_argument("--schema", action="store_true",
+                   help="print the JSON Schema of a policy file instead (as docs/policy.schema.json and "
+                   "GET /api/v1/policies/schema)")
     p.set_defaults(handler=_run_policies)
 
 
 def _run_policies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from fhir_vcf.rules.policy import load_policies
+    from fhir_vcf.rules.policy import load_policies, policy_json_schema
+
+    if args.schema:
+        out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
+        return EXIT_OK
 
     try:
         policies = load_policies()
@@ -195,6 +227,11 @@ def _run_policies(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 # --------------------------------------------------------------------------- serve
+
+# The port `serve` listens on without --port: one variable for the container's bind, EXPOSE and
+# HEALTHCHECK (Dockerfile), and for anyone else who configures through the environment.
+PORT_ENV = "FHIR_VCF_PORT"
+DEFAULT_PORT = 8080
 
 
 def _port(value: str) -> int:
@@ -225,7 +262,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "variables (docs/configuration.md); a bad value stops the start with exit status 2.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("--port", type=_port, default=None,
+                   help=f"port to listen on (default: {PORT_ENV} when set, else {DEFAULT_PORT})")
     p.add_argument("--workers", type=_workers, default=None,
                    help="gunicorn worker processes (default: FHIR_VCF_WORKERS, else one per CPU the container may use; "
                         "FHIR_VCF_THREADS threads each)")
@@ -238,7 +276,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from fhir_vcf.server import serve  # gunicorn is imported only when serving
 
-    return serve(host=args.host, port=args.port, workers=args.workers, demo=args.demo, err=err)
+    port = args.port
+    if port is None:
+        try:
+            port = _port(os.environ.get(PORT_ENV) or str(DEFAULT_PORT))
+        except argparse.ArgumentTypeError as exc:
+            _error(err, f"{PORT_ENV}: {exc}")
+            return EXIT_ERROR
+    return serve(host=args.host, port=port, workers=args.workers, demo=args.demo, err=err)
 
 
 # --------------------------------------------------------------------------- replay
@@ -259,6 +304,44 @@ def _add_population(sub: argparse._SubParsersAction) -> None:
     add_population_parsers(sub)
 
 
+# --------------------------------------------------------------------------- db
+
+
+def _add_db(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "db",
+        help="database migrations: upgrade, current",
+        description="The store's schema migrations (Alembic revisions shipped with fhir-vcf). The service "
+        "also upgrades the database when it starts; `db upgrade` does it ahead of a deployment. A database "
+        "from a release before Alembic is recognised and upgraded without loss.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (
+        ("upgrade", "upgrade the database to this release's newest revision (one transaction)"),
+        ("current", "print the database's revision and this release's newest one; change nothing"),
+    ):
+        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        action.add_argument("--database-url", metavar="URL",
+                            help="the database (default: FHIR_VCF_DATABASE_URL, else sqlite:///var/fhir-vcf.db)")
+        action.set_defaults(handler=_run_db)
+
+
+def _run_db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from fhir_vcf.store import create_store_engine, head_revision, migrate, read_revision, unbounded
+
+    url = args.database_url or Settings.from_env().database_url
+    engine = create_store_engine(url)
+    try:
+        with unbounded():  # a migration may run longer than a request's database deadline
+            revision = migrate(engine) if args.action == "upgrade" else read_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    state = "(head)" if revision == head else f"(head: {head}; upgrade pending)"
+    out.write(f"{revision or 'none'} {state}\n")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser and entry point
 
 # name → adds its sub-parser, which sets `handler(args, out, err) -> int`.
@@ -268,6 +351,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "serve": _add_serve,
     "replay": _add_replay,
     "population": _add_population,  # screen, audit, synth
+    "db": _add_db,
 }
 
 
@@ -277,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explained vertebral-augmentation (vertebroplasty / kyphoplasty) coverage decisions "
         "from FHIR R4 records.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS.values():
         add(sub)

@@ -21,6 +21,7 @@ PREFIX = "FHIR_VCF_"
 # SMART Backend Services client assertions: the two algorithms the spec requires servers to support.
 SMART_ALGORITHMS = ("RS384", "ES384")
 JTI_CACHES = ("memory", "database")
+DEMO_DATES = ("today", "as-written")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Settings:
     demo: bool = False
     # The folder of sample Bundles demo mode serves; default: samples/ of the source checkout.
     demo_dir: str | None = None
+    # Demo mode's dates: "today" moves each sample patient's record so that the date its
+    # expectations were written for (expected.json `asOf`) is today; "as-written" serves the files as they are.
+    demo_dates: str = "today"
     jwt_leeway_seconds: int = 30
     # Where the JWT `jti` replay cache lives: "memory" (this process only) or "database" (the
     # store's jwt_replay table, shared by every worker and instance on the database). Unset: memory,
@@ -132,6 +136,8 @@ class Settings:
                 f"{PREFIX}JTI_CACHE: expected {' or '.join(JTI_CACHES)}, got {self.jti_cache!r} "
                 "(memory: this process only; database: shared by every worker through FHIR_VCF_DATABASE_URL)"
             )
+        if self.demo_dates not in DEMO_DATES:
+            raise ConfigError(f"{PREFIX}DEMO_DATES: expected {' or '.join(DEMO_DATES)}, got {self.demo_dates!r}")
         for name in ("max_body_bytes", "fhir_max_response_bytes", "fhir_max_decoded_bytes",
                      "fhir_max_concurrent_fetches", "max_patients_per_request", "threads", "fhir_max_pages"):
             if getattr(self, name) <= 0:

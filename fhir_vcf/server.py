@@ -316,7 +316,14 @@ class FhirVcfApplication(BaseApplication):
     def load(self) -> Any:
         from fhir_vcf.app import create_app
 
-        app = create_app(self.overrides)
+        # The master built (and logged) the same app before forking: a worker saying it all again
+        # would only bury the demo banner and the first requests. Errors still show.
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            app = create_app(self.overrides)
+        finally:
+            logging.disable(previous)
         app.wsgi_app = ReadBody(app.wsgi_app, app.extensions["fhir_vcf"].settings.max_body_bytes)  # type: ignore[method-assign]
         return app
 
@@ -445,7 +452,7 @@ def _serve(
         workers = workers or default_workers(Settings.from_env().updated(overrides))
         jti_cache = _jti_cache(overrides, workers)
         from fhir_vcf.app import create_app
-        from fhir_vcf.service.demo_fhir import demo_banner, demo_overrides, local_base_url
+        from fhir_vcf.service.demo_fhir import demo_banner, demo_overrides, local_base_url, samples_dir
 
         app = create_app(overrides)  # validate everything once, in the master, before forking
         settings = app.extensions["fhir_vcf"].settings
@@ -472,15 +479,35 @@ def _serve(
         # set), through the workers' environment; then the URLs to try first.
         extra = demo_overrides(overrides, host, port)
         options["raw_env"] = [f"FHIR_VCF_{k.upper()}={v}" for k, v in extra.items()]
-        banner = demo_banner(local_base_url(host, port))
+        options["post_worker_init"] = _banner_when_all_workers_are_up(
+            demo_banner(local_base_url(host, port), samples=samples_dir(settings)), workers, err,
+            then=options.get("post_worker_init"))
+    FhirVcfApplication(overrides, options).run()
+    return EXIT_OK
 
-        def when_ready(server: Any) -> None:  # after gunicorn has bound the port: the URLs work now
+
+def _banner_when_all_workers_are_up(banner: str, workers: int, err: TextIO, *, then: Any = None) -> Any:
+    """A gunicorn `post_worker_init` hook printing `banner` once, when the last of the first
+    `workers` workers has loaded the app: the port is bound and every worker answers, and the
+    start-up lines (gunicorn's "Booting worker ...") are above it, so that what follows the banner
+    is the log of the requests one makes with it. A worker started later (a replacement) prints
+    nothing. The count is shared through memory the master allocates before forking. `then`, a
+    `post_worker_init` hook set already, runs first (the worker is ready when it returns)."""
+    import multiprocessing
+
+    booted = multiprocessing.Value("i", 0)
+
+    def post_worker_init(worker: Any) -> None:
+        if callable(then):
+            then(worker)
+        with booted.get_lock():
+            booted.value += 1
+            last = booted.value == workers
+        if last:
             err.write(banner)
             err.flush()
 
-        options["when_ready"] = when_ready
-    FhirVcfApplication(overrides, options).run()
-    return EXIT_OK
+    return post_worker_init
 
 
 def gunicorn_options(settings: Any, host: str, port: int, workers: int) -> dict[str, Any]:

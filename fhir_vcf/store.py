@@ -47,14 +47,18 @@ acknowledged; a *server* crash can lose the audit rows of the last ~0.6 s, three
 `wal_writer_delay`s) without waiting for a WAL flush. Feedback and the JWT replay cache keep full
 durability.
 
-Migrations. `MIGRATIONS` is an ordered list; at start-up every step newer than the recorded
-`schema_version` runs, together with its `schema_version` row, in one transaction, so a failed
-upgrade leaves the database as it was and never loses stored feedback. Never edit a released
-step; append a new one.
+Migrations. Alembic revisions shipped in the package (`fhir_vcf/migrations/versions/`, one head):
+at start-up `migrate` upgrades the database to the newest one in a single transaction, so a failed
+upgrade leaves the database as it was and never loses stored feedback; `fhir-vcf db upgrade` does
+the same on demand. A database from before Alembic (releases that recorded `schema_version` 1-3)
+is stamped with the equivalent revision first. Never edit a released revision; add one
+(docs/migrations.md). The Table objects below are the schema the newest revision leaves, which
+`tests/test_migrations.py` compares with the migrated database.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -75,18 +79,30 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from fhir_vcf.errors import ConfigError, FhirVcfError
 from fhir_vcf.logs import keyed_patient_hash
 
 if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
     from flask import Flask
 
     from fhir_vcf.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _AlembicChatter(logging.Filter):
+    """Alembic says which dialect it drives at every migration context ("Context impl SQLiteImpl.",
+    "Will assume ... DDL."): noise in a service's log. Its "Running upgrade ..." lines stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Context impl", "Will assume"))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_AlembicChatter())
 
 EXTENSION = "fhir_vcf_store"
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 2.0
@@ -100,19 +116,55 @@ class StoreError(FhirVcfError):
     """The database failed (unreachable, locked, newer schema); the message holds no row data."""
 
 
+class StoreValueError(StoreError):
+    """The database refused a value as such (e.g. PostgreSQL and a NUL character): sending the same
+    data again fails again, so a caller answers 4xx, not "retry later"."""
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    """A card as the service issued it: what feedback about it may name.
+
+    `suggestion_ids` / `override_reasons` are None when unknown (a card audited before revision
+    0004 remembered them); an empty tuple means the card offered none.
+    """
+
+    uuid: str
+    suggestion_ids: tuple[str, ...] | None = None
+    override_reasons: tuple[tuple[str | None, str], ...] | None = None
+
+    @classmethod
+    def from_card(cls, card: Mapping[str, Any]) -> IssuedCard:
+        """From a CDS Hooks 2.0 card: its `uuid`, each suggestion's `uuid`, each `overrideReasons` Coding."""
+        suggestions = tuple(
+            str(s["uuid"]) for s in card.get("suggestions") or () if isinstance(s, Mapping) and s.get("uuid")
+        )
+        reasons = tuple(
+            (r.get("system"), str(r["code"]))
+            for r in card.get("overrideReasons") or ()
+            if isinstance(r, Mapping) and r.get("code")
+        )
+        return cls(_canonical_uuid(card["uuid"]), suggestions, reasons)
+
+    def offers_suggestion(self, suggestion_id: str) -> bool:
+        """Whether the card carried a suggestion with this uuid (any letter case)."""
+        if self.suggestion_ids is None:
+            return True
+        return _canonical_uuid(suggestion_id) in {_canonical_uuid(s) for s in self.suggestion_ids}
+
+    def offers_reason(self, system: str | None, code: str) -> bool:
+        """Whether the card offered this override reason (a Coding matches on system and code;
+        a reason sent without a system matches on the code alone)."""
+        if self.override_reasons is None:
+            return True
+        return any(code == c and (system is None or system == s) for s, c in self.override_reasons)
+
+
 # ---------------------------------------------------------------------------------------------
-# The current schema (the latest migration's result). Queries use these Table objects; the
-# migrations below build each version's tables from their own frozen definitions.
+# The current schema (what the newest revision leaves). Queries use these Table objects; each
+# revision defines the tables it touches as they were at that revision.
 
 metadata = sa.MetaData()
-
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("description", sa.String(200), nullable=False),
-    sa.Column("applied", sa.DateTime, nullable=False),
-)
 
 store_meta = sa.Table(
     "store_meta",
@@ -137,13 +189,16 @@ audit = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
 )
 
-# v2: one row per card of an audited call, so feedback finds its call by card uuid with an index.
+# 0002: one row per card of an audited call, so feedback finds its call by card uuid with an index.
 audit_card = sa.Table(
     "audit_card",
     metadata,
     sa.Column("audit_id", sa.Integer, sa.ForeignKey("audit.id"), primary_key=True),
     sa.Column("card_uuid", sa.String(128), primary_key=True),
-    sa.Column("decision", sa.String(32)),  # v4: the card's own decision (a call may have several)
+    sa.Column("decision", sa.String(32)),  # 0004: the card's own decision (a call may have several)
+    # 0005: what the card offered, for checking its feedback (NULL for cards issued before: unknown).
+    sa.Column("suggestion_ids", sa.JSON),
+    sa.Column("override_reasons", sa.JSON),  # [[system, code], ...]
     sa.Index("ix_audit_card_card_uuid", "card_uuid"),
 )
 
@@ -161,14 +216,15 @@ feedback = sa.Table(
     sa.Column("user_comment_present", sa.Boolean, nullable=False),
     sa.Column("outcome_timestamp", sa.DateTime, nullable=False),
     sa.Column("received", sa.DateTime, nullable=False),
-    sa.Column("audit_id", sa.Integer),  # v2
+    sa.Column("audit_id", sa.Integer),  # 0002
     sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_interaction"),
+    sa.Index("ix_feedback_audit_id", "audit_id"),
 )
 
 _INSERT_AUDIT = audit.insert()
 _INSERT_AUDIT_CARD = audit_card.insert()
 
-# v3: JWT ids already used (CDS Hooks replay protection), shared by every worker.
+# 0003: JWT ids already used (CDS Hooks replay protection), shared by every worker.
 jwt_replay = sa.Table(
     "jwt_replay",
     metadata,
@@ -180,7 +236,7 @@ jwt_replay = sa.Table(
 )
 
 
-# v4: evaluations kept to be shown on the explanation page (fhir_vcf.kept): encrypted, purged.
+# 0004: evaluations kept to be shown on the explanation page (fhir_vcf.kept): encrypted, purged.
 kept_evaluation = sa.Table(
     "kept_evaluation",
     metadata,
@@ -192,183 +248,169 @@ kept_evaluation = sa.Table(
     sa.Index("ix_kept_evaluation_expires", "expires"),
 )
 
+# 0006: resources written to the demo FHIR endpoint (demo mode only; fhir_vcf.service.demo_fhir).
+demo_resource = sa.Table(
+    "demo_resource",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(64), nullable=False),
+    sa.Column("condition", sa.String(1024)),  # the normalised If-None-Exist query it was created under
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("resource_type", "resource_id", name="uq_demo_resource_id"),
+    sa.UniqueConstraint("resource_type", "condition", name="uq_demo_resource_condition"),
+)
+
 
 # ---------------------------------------------------------------------------------------------
-# Migrations
+# Migrations (Alembic; the revisions are fhir_vcf/migrations/versions/*.py)
 
+# The package's migration scripts, as an Alembic package resource (works from a wheel too).
+SCRIPT_LOCATION = "fhir_vcf:migrations"
 
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    description: str
-    apply: Callable[[Connection], None]
-
-
-def _v1(conn: Connection) -> None:
-    """The first released schema: audit (card uuids only as JSON), feedback, store_meta."""
-    v1 = sa.MetaData()
-    sa.Table(
-        "store_meta", v1,
-        sa.Column("key", sa.String(64), primary_key=True),
-        sa.Column("value", sa.String(256), nullable=False),
-    )
-    sa.Table(
-        "audit", v1,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("created", sa.DateTime, nullable=False),
-        sa.Column("hook", sa.String(64), nullable=False),
-        sa.Column("hook_instance", sa.String(64)),
-        sa.Column("service_id", sa.String(128), nullable=False),
-        sa.Column("patient_hash", sa.String(64)),
-        sa.Column("decision", sa.String(200)),
-        sa.Column("card_uuids", sa.JSON, nullable=False),
-        sa.Column("suggestion_uuids", sa.JSON, nullable=False),
-        sa.Column("duration_ms", sa.Float),
-        sa.Column("status", sa.Integer, nullable=False),
-    )
-    sa.Table(
-        "feedback", v1,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("card_uuid", sa.String(128), nullable=False),
-        sa.Column("service_id", sa.String(128), nullable=False),
-        sa.Column("outcome", sa.String(16), nullable=False),
-        sa.Column("accepted_suggestions", sa.JSON, nullable=False),
-        sa.Column("override_code", sa.String(256)),
-        sa.Column("override_system", sa.String(512)),
-        sa.Column("override_display", sa.String(512)),
-        sa.Column("user_comment_present", sa.Boolean, nullable=False),
-        sa.Column("outcome_timestamp", sa.DateTime, nullable=False),
-        sa.Column("received", sa.DateTime, nullable=False),
-        sa.UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_interaction"),
-    )
-    v1.create_all(conn)
-
-
-def _v2(conn: Connection) -> None:
-    """Join feedback to its audited call: the audit_card index table and feedback.audit_id, backfilled."""
-    v2 = sa.MetaData()  # audit_card as v2 made it (frozen: v4 adds a column to the live definition)
-    sa.Table(
-        "audit_card", v2,
-        sa.Column("audit_id", sa.Integer, sa.ForeignKey("audit.id"), primary_key=True),
-        sa.Column("card_uuid", sa.String(128), primary_key=True),
-        sa.Index("ix_audit_card_card_uuid", "card_uuid"),
-    )
-    sa.Table("audit", v2, sa.Column("id", sa.Integer, primary_key=True))  # the foreign key's target
-    v2.tables["audit_card"].create(conn)
-    # ALTER TABLE ... ADD COLUMN is the same on SQLite and PostgreSQL; the type comes from the dialect.
-    column_type = sa.Integer().compile(dialect=conn.dialect)
-    preparer = conn.dialect.identifier_preparer
-    conn.execute(
-        sa.text(f"ALTER TABLE {preparer.quote('feedback')} ADD COLUMN {preparer.quote('audit_id')} {column_type}")
-    )
-    sa.Index("ix_feedback_audit_id", feedback.c.audit_id).create(conn)
-    rows = conn.execute(sa.select(audit.c.id, audit.c.card_uuids)).all()
-    links = {(row.id, _canonical_uuid(card)) for row in rows for card in (row.card_uuids or []) if card}
-    if links:
-        conn.execute(audit_card.insert(), [{"audit_id": a, "card_uuid": c} for a, c in sorted(links)])
-    latest = (
-        sa.select(sa.func.max(audit_card.c.audit_id))
-        .where(audit_card.c.card_uuid == feedback.c.card_uuid)
-        .scalar_subquery()
-    )
-    conn.execute(feedback.update().where(feedback.c.audit_id.is_(None)).values(audit_id=latest))
-
-
-def _v3(conn: Connection) -> None:
-    """The shared JWT replay cache: jwt_replay (issuer, jti) → expires_at. Nothing else changes."""
-    v3 = sa.MetaData()
-    sa.Table(
-        "jwt_replay", v3,
-        sa.Column("issuer", sa.String(255), nullable=False),
-        sa.Column("jti", sa.String(255), nullable=False),
-        sa.Column("expires_at", sa.DateTime, nullable=False),
-        sa.PrimaryKeyConstraint("issuer", "jti", name="pk_jwt_replay"),
-        sa.Index("ix_jwt_replay_expires_at", "expires_at"),
-    )
-    v3.create_all(conn)
-
-
-def _v4(conn: Connection) -> None:
-    """Explanation pages: the kept_evaluation table, and each card's own decision in audit_card
-    (backfilled from its call when the call had one decision) for the governance view."""
-    v4 = sa.MetaData()
-    sa.Table(
-        "kept_evaluation", v4,
-        sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("created", sa.DateTime, nullable=False),
-        sa.Column("expires", sa.DateTime, nullable=False),
-        sa.Column("source", sa.String(32), nullable=False),
-        sa.Column("ciphertext", sa.Text, nullable=False),
-        sa.Index("ix_kept_evaluation_expires", "expires"),
-    )
-    v4.create_all(conn)
-    column_type = sa.String(32).compile(dialect=conn.dialect)
-    preparer = conn.dialect.identifier_preparer
-    conn.execute(
-        sa.text(f"ALTER TABLE {preparer.quote('audit_card')} ADD COLUMN {preparer.quote('decision')} {column_type}")
-    )
-    single = (
-        sa.select(audit.c.decision)
-        .where(audit.c.id == audit_card.c.audit_id, ~audit.c.decision.contains(","))
-        .scalar_subquery()
-    )
-    conn.execute(audit_card.update().values(decision=single))
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "audit, feedback, store_meta", _v1),
-    Migration(2, "audit_card index table; feedback.audit_id joined through the card uuid", _v2),
-    Migration(3, "jwt_replay: JWT ids already used, shared by every worker", _v3),
-    Migration(4, "kept_evaluation (explanation pages); audit_card.decision (governance view)", _v4),
+# Before Alembic, releases recorded their schema in `schema_version` (versions 1-4, one row per step).
+# Such a database is stamped with the Alembic revision of the same schema, then upgraded; the
+# legacy table is kept as it was (never written again), so nothing an older release left is lost.
+LEGACY_REVISIONS = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
+legacy_schema_version = sa.Table(
+    "schema_version",
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("applied", sa.DateTime, nullable=False),
 )
-SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
-def current_version(conn: Connection) -> int:
-    """The recorded schema version (0 for an empty database)."""
+def alembic_config(*, extra_version_locations: Sequence[str] = ()) -> AlembicConfig:
+    """Alembic's configuration in code (no ini file to find at run time).
+
+    `extra_version_locations` adds folders of revisions (tests use it to append a broken one).
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.set_main_option("path_separator", "os")
+    if extra_version_locations:
+        from alembic.script import ScriptDirectory
+
+        own = ScriptDirectory.from_config(config).versions
+        config.set_main_option("version_locations", os.pathsep.join([own, *extra_version_locations]))
+    return config
+
+
+def head_revision(config: AlembicConfig | None = None) -> str:
+    """The newest revision this release knows (one head: docs/migrations.md)."""
+    from alembic.script import ScriptDirectory
+
+    if config is None:
+        return _default_head()
+    return ScriptDirectory.from_config(config).get_current_head() or ""
+
+
+@functools.cache
+def _default_head() -> str:
+    """The package's head revision, read once per process (the scripts do not change while it runs)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The database's Alembic revision; a legacy database reads as its equivalent; None when empty."""
+    from alembic.runtime.migration import MigrationContext
+
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is not None:
+        return revision
+    legacy = _legacy_version(conn)
+    return LEGACY_REVISIONS.get(legacy, str(legacy)) if legacy else None
+
+
+def read_revision(engine: Engine, read: Callable[[Connection], str | None] = current_revision) -> str | None:
+    """`current_revision` on a connection of its own, a database failure as StoreError."""
+    try:
+        with engine.connect() as conn:
+            return read(conn)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"store: cannot read the schema revision ({type(exc).__name__})") from exc
+
+
+def _legacy_version(conn: Connection) -> int:
     if not sa.inspect(conn).has_table("schema_version"):
         return 0
-    return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+    return conn.execute(sa.select(sa.func.max(legacy_schema_version.c.version))).scalar() or 0
 
 
-def migrate(engine: Engine, target: int | None = None) -> int:
-    """Bring the database to `target` (default: the latest); return the version reached.
+def _stamp_legacy(conn: Connection, config: AlembicConfig) -> None:
+    """A database an older release migrated by hand gets the Alembic revision of its schema."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
 
-    All pending steps run in one transaction. Two workers starting together may race: the loser
-    fails on the schema_version primary key (or an existing table), rolls back, re-reads the
-    version and finds nothing left to do.
+    if MigrationContext.configure(conn).get_current_revision() is not None:
+        return
+    legacy = _legacy_version(conn)
+    if not legacy:
+        return
+    revision = LEGACY_REVISIONS.get(legacy)
+    if revision is None:
+        raise StoreError(
+            f"store: the database schema is version {legacy}, newer than this release knows; upgrade fhir-vcf"
+        )
+    log.info("store: legacy schema version %d is Alembic revision %s", legacy, revision)
+    command.stamp(config, revision)
+
+
+# Alembic keeps the running migration in module-level state (`alembic.context`), so two threads of
+# one process must not migrate at once (tests start several stores in threads); processes are
+# kept apart by the database itself (see `migrate`).
+_alembic_lock = threading.Lock()
+
+
+def migrate(engine: Engine, target: str = "head", *, config: AlembicConfig | None = None) -> str:
+    """Bring the database to `target` (default: the newest revision); return the revision reached.
+
+    Everything runs in one transaction on one connection (Alembic's documented recipe for sharing
+    a connection; SQLite's DDL is transactional through the engine's BEGIN recipe below), so a
+    failed upgrade leaves the database as it was and never loses stored feedback. Two workers
+    starting together may race: the loser fails on an existing table or the alembic_version row,
+    rolls back, and on its retry finds nothing left to do.
     """
-    latest = MIGRATIONS[-1].version
-    target = latest if target is None else target
+    from alembic import command
+    from alembic.util import CommandError
+
+    default = config is None
+    config = config or alembic_config()
     attempts = 3
     for attempt in range(1, attempts + 1):
         try:
-            with engine.begin() as conn:
+            with _alembic_lock, engine.begin() as conn:
+                config.attributes["connection"] = conn
                 if conn.dialect.name == "postgresql":  # a migration may run longer than a request's statement
                     conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
-                schema_version.create(conn, checkfirst=True)
-                version = current_version(conn)
-                if version > latest:
-                    raise StoreError(
-                        f"store: the database schema is version {version}, newer than this release "
-                        f"({latest}); upgrade fhir-vcf"
-                    )
-                for step in MIGRATIONS:
-                    if version < step.version <= target:
-                        log.info("store: migrating schema to version %d (%s)", step.version, step.description)
-                        step.apply(conn)
-                        conn.execute(
-                            schema_version.insert().values(
-                                version=step.version, description=step.description, applied=_utcnow()
-                            )
-                        )
-                        version = step.version
-                return version
+                try:
+                    if target == "head" and default and current_revision(conn) == _default_head():
+                        return _default_head()  # the common restart: nothing to do, no scripts loaded
+                    _stamp_legacy(conn, config)
+                    command.upgrade(config, target)
+                    return current_revision(conn) or ""
+                finally:
+                    config.attributes.pop("connection", None)
+        except CommandError as exc:  # e.g. a revision this release does not know: a newer database
+            raise StoreError(
+                f"store: cannot migrate the database ({_first_line(exc)}); is it newer than this release? "
+                "upgrade fhir-vcf"
+            ) from None
         except SQLAlchemyError as exc:
             if attempt == attempts:
                 raise StoreError(f"store: schema migration failed: {type(exc).__name__}") from exc
             log.warning("store: migration attempt %d failed (%s); retrying", attempt, type(exc).__name__)
     raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,6 +557,16 @@ def _utc_naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+def _card_row(audit_id: int, card: IssuedCard, decision: str | None) -> dict[str, Any]:
+    return {
+        "audit_id": audit_id,
+        "card_uuid": card.uuid,
+        "decision": decision,
+        "suggestion_ids": None if card.suggestion_ids is None else list(card.suggestion_ids),
+        "override_reasons": None if card.override_reasons is None else [list(r) for r in card.override_reasons],
+    }
+
+
 def _canonical_uuid(value: Any) -> str:
     """Lower-case hyphenated form of a UUID; anything else stripped and lower-cased."""
     text = str(value).strip()
@@ -590,7 +642,7 @@ class Store:
         self._next_jti_purge = float("-inf")
         self._purge_lock = threading.Lock()
         log.info(
-            "store: %s ready at schema version %d",
+            "store: %s ready at schema revision %s",
             self.url.render_as_string(hide_password=True),
             self.version,
         )
@@ -634,19 +686,26 @@ class Store:
         decision: str | None = None,
         card_uuids: Iterable[str] = (),
         suggestion_uuids: Iterable[str] = (),
+        cards: Iterable[IssuedCard] = (),
+        card_decisions: Mapping[str, str] | None = None,
         duration_ms: float | None = None,
         status: int = 200,
-        card_decisions: Mapping[str, str] | None = None,
     ) -> int:
         """Record one hook call; return its audit id. `patient` is the raw reference: only its hash is kept.
 
+        `cards` are the cards answered, with what each offered (feedback is checked against it);
+        `card_uuids` / `suggestion_uuids` name cards and suggestions without those details.
         `card_decisions` (card uuid → decision) files each card under its own decision for the
         governance view; a card without one takes the call's decision when the call has only one.
         """
-        cards = list(dict.fromkeys(_canonical_uuid(c) for c in card_uuids if c))
         per_card = {_canonical_uuid(k): v[:32] for k, v in (card_decisions or {}).items() if v}
         fallback = decision[:32] if decision and "," not in decision else None
-        suggestions = list(dict.fromkeys(str(s) for s in suggestion_uuids if s))
+        issued = {c.uuid: c for c in cards}
+        for uuid_ in card_uuids:
+            if uuid_:
+                issued.setdefault(_canonical_uuid(uuid_), IssuedCard(_canonical_uuid(uuid_)))
+        suggestion_ids = [*suggestion_uuids, *(s for c in issued.values() for s in c.suggestion_ids or ())]
+        suggestions = list(dict.fromkeys(str(s) for s in suggestion_ids if s))
         values = {
             "created": _utcnow(),
             "hook": hook[:64],
@@ -654,7 +713,7 @@ class Store:
             "service_id": service_id[:128],
             "patient_hash": self.patient_hash(patient) if patient else None,
             "decision": decision[:200] if decision else None,
-            "card_uuids": cards,
+            "card_uuids": list(issued),
             "suggestion_uuids": suggestions,
             "duration_ms": None if duration_ms is None else round(float(duration_ms), 3),
             "status": int(status),
@@ -666,9 +725,9 @@ class Store:
                 # One constant statement with its values as parameters: SQLAlchemy compiles it once and
                 # caches it (`.values(**row)` built a new statement, and its cache key, on every call).
                 audit_id = conn.execute(_INSERT_AUDIT, values).inserted_primary_key[0]
-                if cards:
+                if issued:
                     conn.execute(_INSERT_AUDIT_CARD, [
-                        {"audit_id": audit_id, "card_uuid": c, "decision": per_card.get(c, fallback)} for c in cards
+                        _card_row(audit_id, c, per_card.get(c.uuid, fallback)) for c in issued.values()
                     ])
         except SQLAlchemyError as exc:
             raise StoreError(f"store: could not record the hook call ({type(exc).__name__})") from exc
@@ -696,6 +755,8 @@ class Store:
                         duplicates += 1
                     else:
                         stored += 1
+        except DataError as exc:
+            raise StoreValueError(f"store: the database refused a feedback value ({type(exc).__name__})") from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"store: could not store feedback ({type(exc).__name__})") from exc
         return stored, duplicates
@@ -787,21 +848,89 @@ class Store:
             return False
         return True
 
-    def feedback_for(self, card_uuid: str) -> list[dict[str, Any]]:
-        """Feedback rows stored for one card, oldest first (for tests and operations)."""
+    def feedback_for(self, card_uuid: str, service_id: str | None = None) -> list[dict[str, Any]]:
+        """Feedback rows stored for one card (sent to `service_id`, when given), oldest first."""
+        query = sa.select(feedback).where(feedback.c.card_uuid == _canonical_uuid(card_uuid))
+        if service_id is not None:
+            query = query.where(feedback.c.service_id == service_id)
+        try:
+            with self.engine.connect() as conn:
+                return [dict(row._mapping) for row in conn.execute(query.order_by(feedback.c.id))]
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not read feedback ({type(exc).__name__})") from exc
+
+    def issued_card(self, card_uuid: str, service_id: str) -> IssuedCard | None:
+        """The card `service_id` issued with this uuid (its latest audited call), else None."""
         query = (
-            sa.select(feedback)
-            .where(feedback.c.card_uuid == _canonical_uuid(card_uuid))
-            .order_by(feedback.c.id)
+            sa.select(audit_card.c.card_uuid, audit_card.c.suggestion_ids, audit_card.c.override_reasons)
+            .join(audit, audit.c.id == audit_card.c.audit_id)
+            .where(audit_card.c.card_uuid == _canonical_uuid(card_uuid), audit.c.service_id == service_id)
+            .order_by(audit_card.c.audit_id.desc())
+            .limit(1)
         )
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+        except DataError as exc:
+            raise StoreValueError(f"store: the database refused a card uuid ({type(exc).__name__})") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not read the card ({type(exc).__name__})") from exc
+        if row is None:
+            return None
+        return IssuedCard(
+            row.card_uuid,
+            None if row.suggestion_ids is None else tuple(str(s) for s in row.suggestion_ids),
+            None if row.override_reasons is None else tuple((s, str(c)) for s, c in row.override_reasons),
+        )
 
     def audit_row(self, audit_id: int) -> dict[str, Any] | None:
         """One audit row (for tests and operations)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(audit).where(audit.c.id == audit_id)).first()
         return dict(row._mapping) if row else None
+
+    # -- the demo FHIR endpoint's written resources (demo mode only) ------------------------------
+
+    def demo_resources(self) -> tuple[int, list[dict[str, Any]]]:
+        """(the latest write's sequence number, every written resource), oldest first."""
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(demo_resource.c.seq, demo_resource.c.body)
+                                    .order_by(demo_resource.c.seq)).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not read the demo resources ({type(exc).__name__})") from exc
+        return (rows[-1].seq if rows else 0), [dict(row.body) for row in rows]
+
+    def demo_latest(self) -> int:
+        """The latest write's sequence number (0 when nothing was written): a cheap change check."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(sa.func.max(demo_resource.c.seq))).scalar() or 0
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not read the demo resources ({type(exc).__name__})") from exc
+
+    def demo_create(self, resource: Mapping[str, Any], condition: str | None) -> bool:
+        """Store a resource written to the demo endpoint; False when one with the same `condition`
+        (or type and id) is stored already, by an earlier or a concurrent call."""
+        values = {
+            "resource_type": str(resource["resourceType"])[:64],
+            "resource_id": str(resource["id"])[:64],
+            "condition": condition[:1024] if condition else None,
+            "body": dict(resource),
+            "created": _utcnow(),
+        }
+        try:
+            with self.engine.begin() as conn:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(demo_resource.insert().values(**values))
+                except IntegrityError:
+                    return False
+        except DataError as exc:
+            raise StoreValueError(f"store: the database refused a value ({type(exc).__name__})") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store: could not store the demo resource ({type(exc).__name__})") from exc
+        return True
 
     def dispose(self) -> None:
         """Close pooled connections (tests; the app keeps its store for its lifetime)."""
@@ -840,15 +969,19 @@ def current_store() -> Store:
 
 
 __all__: Sequence[str] = (
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "Migration",
+    "SCRIPT_LOCATION",
+    "IssuedCard",
     "Store",
     "StoreError",
+    "StoreValueError",
+    "alembic_config",
+    "current_revision",
     "current_store",
     "engine_url",
+    "head_revision",
     "init_app",
     "jwt_replay",
     "kept_evaluation",
     "migrate",
+    "read_revision",
 )

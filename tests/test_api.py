@@ -21,6 +21,7 @@ from fhir_vcf.errors import UpstreamError
 from fhir_vcf.service import api
 from fhir_vcf.service.registry import services
 from fhir_vcf.sources.smart_backend import CLIENT_ASSERTION_TYPE, SmartBackendAuth
+from fhir_vcf.version import __version__
 
 AS_OF = "2025-06-30"
 EXPECTED = json.loads((SAMPLES / "expected.json").read_text())
@@ -504,7 +505,7 @@ def test_unknown_policy_read_is_404(client) -> None:
 def test_healthz(client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
+    assert response.get_json() == {"status": "ok", "version": __version__}
 
 
 def test_readyz_ok(client) -> None:
@@ -556,7 +557,7 @@ def test_metrics_label_by_url_rule_and_count_decisions(client, fake_core) -> Non
     assert 'endpoint="/api/v1/patients/<path:patient_id>/evaluation"' in text
     assert "some-patient-id" not in text  # raw paths never become labels
     assert 'fhir_vcf_decisions_total{decision="insufficient-data",policy="cms-lcd-pva"}' in text
-    assert "fhir_vcf_http_request_seconds_bucket" in text
+    assert "fhir_vcf_http_request_duration_seconds_bucket" in text
 
 
 def test_openapi_document_is_served_from_the_repository_file(client) -> None:

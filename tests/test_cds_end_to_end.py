@@ -31,11 +31,14 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from fhir_vcf.app import create_app
 from fhir_vcf.config import Settings
+from fhir_vcf.dates import today_utc
 from fhir_vcf.store import current_store
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 EXPECTED = json.loads((SAMPLES / "expected.json").read_text())
-AS_OF = "2025-06-30"  # the date every sample is written for
+AS_OF = "2025-06-30"  # the date every sample is written for (expected.json)
+# The EHR here sends no as-of date, as real EHRs do: the service evaluates as of today, and the demo
+# endpoint serves each sample moved so that its documented decision holds today.
 PATIENT = "p-tanaka"  # eligible, with a draft kyphoplasty order for T12-L1
 OTHER_PATIENT = "p-moreau"  # eligible at L1, no augmentation order
 TOKEN = f"e2e-access-token-{uuid.uuid4().hex}"  # the EHR's FHIR access token: must never be logged or stored
@@ -70,6 +73,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
         public_base_url=base,  # the JWT audience, and (demo) the allowed fhirServer base
         trusted_issuers=issuers_file(tmp, {ISSUER: {"jwks": jwks(key)}}),
         cors_origins=(BROWSER_EHR,),
+        fhir_base_url=f"{base}/demo/fhir",  # the REST API's EHR: the demo endpoint, as `serve --demo` sets it
     ))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -122,8 +126,7 @@ class Ehr:
                                       "entry": [{"resource": d} for d in drafts]}
             if hook == "order-select":
                 context["selections"] = [f"ServiceRequest/{d['id']}" for d in drafts]
-        body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context,
-                                "extension": {"fhir-vcf": {"asOf": AS_OF}}}
+        body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}
         keys = sorted(service["prefetch"])
         if mode == "partial":
             keys = keys[::2]
@@ -185,7 +188,7 @@ def test_each_hook_with_full_partial_and_no_prefetch(server: SimpleNamespace, eh
             explanation = links["Open the full explanation"]  # the page, at the public base
             assert explanation.startswith(f"{server.base}/explanations/")
             assert card["source"]["url"] in links.values()  # and the policy's public text
-            assert card["extension"]["fhir-vcf"]["asOf"] == AS_OF
+            assert card["extension"]["fhir-vcf"]["asOf"] == today_utc().isoformat()
             assert card["extension"]["fhir-vcf"]["decision"] == expected["decision"]
         verdicts[mode] = [verdict(c) for c in cards]
         page = requests.get(explanation, timeout=10)  # the link opens the page with no EHR credential
@@ -271,6 +274,18 @@ def test_feedback_for_a_returned_card_is_stored_once(server: SimpleNamespace, eh
     with server.app.app_context():
         (row,) = current_store().feedback_for(card["uuid"])
     assert row["accepted_suggestions"] == [suggestion["uuid"]]
+    read = ehr.call("GET", f"/cds-services/{service['id']}/feedback/{card['uuid']}")
+    assert read.status_code == 200
+    assert [f["acceptedSuggestions"] for f in read.json()["feedback"]] == [[{"id": suggestion["uuid"]}]]
+    # only what the card offered: its own override reasons, not another suggestion
+    reason = card["overrideReasons"][0]
+    override = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2025-06-30T10:05:00Z",
+                "overrideReason": {"reason": {"system": reason["system"], "code": reason["code"]}}}
+    assert ehr.call("POST", f"/cds-services/{service['id']}/feedback", {"feedback": [override]}).status_code == 200
+    stranger = {**feedback["feedback"][0], "acceptedSuggestions": [{"id": str(uuid.uuid4())}],
+                "outcomeTimestamp": "2025-06-30T10:06:00Z"}
+    refused = ehr.call("POST", f"/cds-services/{service['id']}/feedback", {"feedback": [stranger]})
+    assert refused.status_code == 400
 
 
 def test_bad_expired_replayed_or_misaddressed_jwts_are_refused(server: SimpleNamespace, ehr: Ehr) -> None:
@@ -302,8 +317,29 @@ def test_a_browser_ehr_on_a_configured_origin_may_call(server: SimpleNamespace, 
     ok = requests.options(url, headers={"Origin": BROWSER_EHR, **preflight}, timeout=10)
     assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == BROWSER_EHR
     assert ok.headers.get("Access-Control-Allow-Origin") != "*"
-    other = requests.options(url, headers={"Origin": "https://evil.example", **preflight}, timeout=10)
-    assert "Access-Control-Allow-Origin" not in other.headers
+    # This server is in demo mode and the browser is on this machine: any origin may call (the CDS
+    # Hooks Sandbox's, for one). Outside demo mode only configured origins may (test_feedback, test_auth).
+    other = requests.options(url, headers={"Origin": "https://sandbox.example", **preflight}, timeout=10)
+    assert other.headers["Access-Control-Allow-Origin"] == "*"
     body = ehr.request(service, PATIENT, "full")
     call = requests.post(url, json=body, timeout=10, headers={"Origin": BROWSER_EHR, **bearer(mint(server.key, url))})
     assert call.status_code == 200 and call.headers["Access-Control-Allow-Origin"] == BROWSER_EHR
+
+
+def test_the_careplan_write_back_round_trips_through_the_demo_endpoint(server: SimpleNamespace, ehr: Ehr) -> None:
+    """`serve --demo`: the REST API evaluates a sample patient as of today (no asOf), writes the proposed
+    CarePlan to the demo FHIR endpoint with a conditional create, and a retry finds it instead of adding one."""
+    url = f"{server.base}/api/v1/patients/{OTHER_PATIENT}/careplans"
+    first = requests.post(url, timeout=20)
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["created"] is True and body["evaluation"]["decision"] == "eligible"
+    assert body["evaluation"]["asOf"] == today_utc().isoformat()
+    plan_id = body["carePlan"]["id"]
+    assert "/demo/fhir/CarePlan/" in first.headers["Location"]
+    again = requests.post(url, timeout=20)
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert again.json()["carePlan"]["id"] == plan_id
+    stored = ehr.fhir(f"CarePlan?patient={OTHER_PATIENT}")
+    assert [e["resource"]["id"] for e in stored["entry"]] == [plan_id]
+    assert CarePlan.model_validate(ehr.fhir(f"CarePlan/{plan_id}"))

@@ -111,11 +111,30 @@ def test_demo_banner_printed_with_the_urls(monkeypatch):
     monkeypatch.setattr(server.FhirVcfApplication, "run", lambda self: started.append(self))
     err = io.StringIO()
     assert server.serve("0.0.0.0", 8097, 1, True, err=err) == 0
-    assert err.getvalue() == "", "the banner waits until gunicorn has bound the port"
-    started[0].cfg.when_ready(None)
+    assert err.getvalue() == "", "the banner waits until the workers answer"
+    started[0].cfg.post_worker_init(None)
     banner = err.getvalue()
     assert "http://127.0.0.1:8097/demo/fhir" in banner and "curl -s http://127.0.0.1:8097/healthz" in banner
     assert started[0].cfg.raw_env == ["FHIR_VCF_FHIR_BASE_URL=http://127.0.0.1:8097/demo/fhir"]
+
+
+def test_the_banner_waits_for_the_last_of_the_first_workers(monkeypatch):
+    """Printed once, after every worker has booted (their start-up lines above it), never again
+    when gunicorn replaces a worker."""
+    monkeypatch.setenv("FHIR_VCF_DATABASE_URL", "sqlite://")
+    monkeypatch.delenv("FHIR_VCF_FHIR_BASE_URL", raising=False)
+    started = []
+    monkeypatch.setattr(server.FhirVcfApplication, "run", lambda self: started.append(self))
+    err = io.StringIO()
+    assert server.serve("127.0.0.1", 8098, 3, True, err=err) == 0
+    hook = started[0].cfg.post_worker_init
+    hook(None)
+    hook(None)
+    assert err.getvalue() == ""
+    hook(None)
+    assert err.getvalue().count("fhir-vcf 0.1.0 demo") == 1
+    hook(None)  # a replacement worker
+    assert err.getvalue().count("fhir-vcf 0.1.0 demo") == 1
 
 
 def test_a_port_in_use_is_one_clear_line(monkeypatch):
@@ -220,3 +239,11 @@ def test_child_exit_marks_the_worker_dead(monkeypatch, tmp_path):
     server._child_exit(None, SimpleNamespace(pid=4242))
     assert dead == [4242]
 
+
+
+def test_the_banner_hook_runs_an_existing_worker_hook_first():
+    ran = []
+    err = io.StringIO()
+    hook = server._banner_when_all_workers_are_up("BANNER\n", 1, err, then=lambda worker: ran.append(worker))
+    hook("worker-1")
+    assert ran == ["worker-1"] and err.getvalue() == "BANNER\n"

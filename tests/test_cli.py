@@ -7,6 +7,7 @@ end-to-end replay of the samples is in test_samples.py.
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import date
 from pathlib import Path
@@ -314,3 +315,49 @@ def test_text_format_of_real_samples_fits_100_columns_with_source_and_decision_r
     assert sum(line.startswith("why:") for line in lines) == sum(line.startswith("patient:") for line in lines) > 20
     assert "source:   LCD L34106, exclusion 11 (relative)" in out
     assert "not-applied" in out  # the malignant route's I1 and I5 (samples/malignant-myeloma-four-levels.json)
+
+
+# --- version and progress ---------------------------------------------------------------------------
+
+
+def test_version(capsys):
+    from fhir_vcf.version import __version__
+
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0 and out.strip() == f"fhir-vcf {__version__}"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _evaluate_many(tmp_path: Path, err: io.StringIO, monkeypatch: pytest.MonkeyPatch,
+                   files: int = 6) -> tuple[int, str]:
+    for n in range(files):
+        _write(tmp_path / f"b{n}.json", _bundle(_patient(f"p{n}"), _condition(f"c{n}", f"p{n}")))
+    _write(tmp_path / "broken.json", "{")
+    monkeypatch.setattr(cli, "PROGRESS_DELAY_SECONDS", 0)
+    out = _Terminal()
+    args = cli.build_parser().parse_args(["evaluate", str(tmp_path)])
+    return args.handler(args, out, err), out.getvalue()
+
+
+def test_progress_on_a_terminal_keeps_results_and_errors_clean(tmp_path, monkeypatch, stub_core):
+    err = _Terminal()
+    code, out = _evaluate_many(tmp_path, err, monkeypatch)
+    assert code == 2  # broken.json
+    assert [json.loads(line)["patient"] for line in out.splitlines()] == [f"Patient/p{n}" for n in range(6)]
+    assert "\r" not in out  # the bar never lands in the results
+    progress = err.getvalue()
+    assert "evaluate" in progress and "/7" in progress and "file" in progress  # a bar over the 7 files
+    assert any(line.startswith(f"{tmp_path / 'broken.json'}: invalid JSON") for line in progress.split("\r"))
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(tmp_path, monkeypatch, stub_core):
+    err = io.StringIO()
+    code, out = _evaluate_many(tmp_path, err, monkeypatch)
+    assert code == 2 and len(out.splitlines()) == 6
+    assert err.getvalue().splitlines() == [
+        line for line in err.getvalue().splitlines() if line.startswith(str(tmp_path / "broken.json"))]
+    assert len(err.getvalue().splitlines()) == 1

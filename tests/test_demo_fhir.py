@@ -54,7 +54,10 @@ def test_metadata_is_a_capability_statement(client):
     assert response.status_code == 200 and response.mimetype == FHIR_JSON
     body = response.get_json()
     assert body["resourceType"] == "CapabilityStatement" and body["fhirVersion"] == "4.0.1"
-    assert {r["type"] for r in body["rest"][0]["resource"]} == {"Patient", "Observation"}
+    resources = {r["type"]: r for r in body["rest"][0]["resource"]}
+    assert set(resources) == {"Patient", "Observation", "CarePlan"}  # CarePlan: the write-back
+    assert {"code": "create"} in resources["CarePlan"]["interaction"] and resources["CarePlan"]["conditionalCreate"]
+    assert {"code": "create"} not in resources["Patient"]["interaction"]
 
 
 def test_read(client):
@@ -178,3 +181,111 @@ def test_serve_demo_points_the_rest_api_at_the_demo_endpoint(monkeypatch):
     monkeypatch.setenv("FHIR_VCF_FHIR_BASE_URL", "https://ehr.example.org/fhir")
     assert demo_overrides({"demo": True}, "0.0.0.0", 8080) == {}
     assert local_base_url("::1", 80) == "http://[::1]:80"
+
+
+# --- the CarePlan write-back ----------------------------------------------------------------------------
+
+CAREPLAN = {
+    "resourceType": "CarePlan", "status": "draft", "intent": "proposal",
+    "subject": {"reference": "Patient/d1"},
+    "identifier": [{"system": "urn:fhir-vcf:careplan", "value": "abc"}],
+}
+CONDITION = {"If-None-Exist": "identifier=urn:fhir-vcf:careplan|abc"}
+
+
+def test_conditional_create_creates_once_then_answers_the_match(client):
+    first = client.post("/demo/fhir/CarePlan", json=CAREPLAN, headers=CONDITION)
+    assert first.status_code == 201 and first.mimetype == FHIR_JSON
+    created = first.get_json()
+    assert created["meta"]["versionId"] == "1" and created["id"]
+    assert first.headers["Location"].endswith(f"/demo/fhir/CarePlan/{created['id']}/_history/1")
+    again = client.post("/demo/fhir/CarePlan", json=CAREPLAN, headers=CONDITION)
+    assert again.status_code == 200 and again.get_json()["id"] == created["id"]  # nothing created
+    assert client.get(f"/demo/fhir/CarePlan/{created['id']}").get_json()["identifier"] == CAREPLAN["identifier"]
+    found = client.get("/demo/fhir/CarePlan?patient=d1").get_json()
+    assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == created["id"]
+
+
+def test_plain_creates_add_and_an_ambiguous_condition_is_412(client):
+    plain = {k: v for k, v in CAREPLAN.items() if k != "identifier"}
+    assert client.post("/demo/fhir/CarePlan", json=plain).status_code == 201
+    assert client.post("/demo/fhir/CarePlan", json=plain).status_code == 201
+    ambiguous = client.post("/demo/fhir/CarePlan", json=plain, headers={"If-None-Exist": "patient=d1"})
+    assert ambiguous.status_code == 412 and ambiguous.get_json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(("body", "headers", "status"), [
+    ({k: v for k, v in CAREPLAN.items() if k != "subject"}, {}, 400),  # not a valid FHIR R4 CarePlan
+    ({**CAREPLAN, "period": {"start": "yesterday"}}, {}, 400),
+    ({**CAREPLAN, "resourceType": "Patient"}, {}, 400),
+    (CAREPLAN, {"If-None-Exist": "colour=blue"}, 400),  # a condition the endpoint cannot evaluate
+    (CAREPLAN, {"If-None-Exist": "date=yesterday"}, 400),
+])
+def test_bad_writes_are_refused_with_an_operation_outcome(client, body, headers, status):
+    response = client.post("/demo/fhir/CarePlan", json=body, headers=headers)
+    assert response.status_code == status and response.get_json()["resourceType"] == "OperationOutcome"
+    assert client.get("/demo/fhir/CarePlan").get_json()["total"] == 0
+
+
+def test_writes_need_json_and_only_careplans_are_written(client):
+    assert client.post("/demo/fhir/CarePlan", data="<CarePlan/>", content_type="application/xml").status_code == 415
+    refused = client.put("/demo/fhir/CarePlan/x", json=CAREPLAN)
+    assert refused.status_code == 405
+    assert client.post("/demo/fhir/CarePlan", json=CAREPLAN).headers.get("Allow") is None
+    assert client.delete("/demo/fhir/CarePlan").headers["Allow"] == "GET, POST"
+
+
+def test_every_worker_sees_what_another_wrote(demo_dir, tmp_path):
+    """Two apps on one database, as two gunicorn workers: a write on one is read on the other."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    one = create_app({"demo": True, "demo_dir": str(demo_dir), "database_url": url}).test_client()
+    two = create_app({"demo": True, "demo_dir": str(demo_dir), "database_url": url}).test_client()
+    created = one.post("/demo/fhir/CarePlan", json=CAREPLAN, headers=CONDITION).get_json()
+    assert two.get(f"/demo/fhir/CarePlan/{created['id']}").status_code == 200
+    assert two.post("/demo/fhir/CarePlan", json=CAREPLAN, headers=CONDITION).status_code == 200
+
+
+# --- CORS for browsers on this machine ------------------------------------------------------------------
+
+PREFLIGHT = {"Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "content-type, authorization"}
+
+
+@pytest.mark.parametrize("path", ["/cds-services", "/cds-services/vcf-patient-view", "/demo/fhir/CarePlan",
+                                  "/cds-services/vcf-patient-view/feedback"])
+def test_demo_answers_cors_for_any_origin_from_loopback(client, path):
+    preflight = client.options(path, headers=PREFLIGHT)
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "Access-Control-Allow-Credentials" not in preflight.headers
+    call = client.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
+    assert call.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_no_cors_for_callers_on_the_network_or_other_paths_or_outside_demo(client):
+    remote = client.options("/cds-services/vcf-patient-view", headers=PREFLIGHT,
+                            environ_base={"REMOTE_ADDR": "192.0.2.10"})
+    assert "Access-Control-Allow-Origin" not in remote.headers
+    other = client.get("/api/v1/policies", headers={"Origin": "https://sandbox.cds-hooks.org"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    plain = create_app({"database_url": "sqlite://"}).test_client()
+    assert "Access-Control-Allow-Origin" not in plain.options("/cds-services", headers=PREFLIGHT).headers
+
+
+def test_a_configured_origin_keeps_its_own_answer(demo_dir):
+    ehr = "https://ehr-ui.example.org"
+    client = create_app({"demo": True, "demo_dir": str(demo_dir), "database_url": "sqlite://",
+                         "cors_origins": (ehr,)}).test_client()
+    response = client.get("/cds-services", headers={"Origin": ehr})
+    assert response.headers["Access-Control-Allow-Origin"] == ehr
+    assert response.headers.getlist("Access-Control-Allow-Origin") == [ehr]  # one answer, not two
+
+
+def test_the_demo_keeps_a_bounded_number_of_written_resources(client, monkeypatch):
+    from fhir_vcf.service import demo_fhir
+
+    monkeypatch.setattr(demo_fhir, "MAX_WRITTEN", 2)
+    plain = {k: v for k, v in CAREPLAN.items() if k != "identifier"}
+    assert [client.post("/demo/fhir/CarePlan", json=plain).status_code for _ in range(3)] == [201, 201, 400]
+    assert client.get("/demo/fhir/CarePlan").get_json()["total"] == 2

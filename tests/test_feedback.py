@@ -16,7 +16,7 @@ from trust_support import BASE, ISSUER, Key, bearer, ec_key, issuers_file, jwks,
 
 from fhir_vcf.app import create_app
 from fhir_vcf.config import Settings
-from fhir_vcf.store import StoreError, current_store
+from fhir_vcf.store import IssuedCard, StoreError, StoreValueError, current_store
 
 SERVICE = "vcf-patient-view"
 URL = f"/cds-services/{SERVICE}/feedback"
@@ -44,9 +44,27 @@ OVERRIDDEN_WITH_REASON = {
 }
 
 
+REASON_SYSTEM = "https://example.com/cds-hooks/override-reason-system"
+# The cards the spec's examples refer to, as if this service had issued them (feedback about a card
+# the service never issued is refused): what each offered.
+ISSUED = [
+    IssuedCard(ACCEPTED["card"], ("e56e1945-20b3-4393-8503-a1a20fd73152",), ()),
+    IssuedCard(OVERRIDDEN["card"], (), (("urn:x", "c1"),)),
+    IssuedCard(OVERRIDDEN_WITH_REASON["card"], (), ((REASON_SYSTEM, "d7ecf885"),)),
+]
+
+
+def issue(app: Flask, *cards: IssuedCard, service_id: str = SERVICE) -> None:
+    """Audit a hook call of `service_id` that answered with `cards`."""
+    with app.app_context():
+        current_store().record_call(hook="patient-view", service_id=service_id, cards=cards)
+
+
 def make_app(tmp_path: Path, **overrides: Any) -> Flask:
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'var' / 'fb.db'}", **overrides))
     app.testing = True
+    for service_id in ("vcf-patient-view", "vcf-order-select", "vcf-order-sign"):
+        issue(app, *ISSUED, service_id=service_id)
     return app
 
 
@@ -284,3 +302,143 @@ def test_absurdly_nested_json_is_a_400_not_a_500(app: Flask) -> None:
     response = send(app, "[" * 100_000 + "]" * 100_000)
     assert response.status_code == 400
     assert response.get_json()["issue"][0]["code"] == "structure"
+
+
+# --- only what the service issued ------------------------------------------------------------------------
+
+
+def issues(response) -> list[tuple[str, str]]:
+    return [(i["code"], i["expression"][0]) for i in response.get_json()["issue"]]
+
+
+def test_unknown_card_is_refused_and_nothing_stored(app: Flask) -> None:
+    never_issued = "5c9d1e0f-3f0e-4c38-9d0a-6f1d2b7e0c11"
+    response = send(app, {"feedback": [OVERRIDDEN, {**OVERRIDDEN, "card": never_issued}]})
+    assert response.status_code == 400
+    assert response.mimetype == "application/fhir+json"
+    assert issues(response) == [("not-found", "feedback[1].card")]
+    assert stored(app, OVERRIDDEN["card"]) == []  # one bad item stores nothing
+
+
+def test_a_card_of_another_service_is_unknown_here(tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'fb.db'}"))
+    card = "7d7c1f55-0d4b-4f43-9a55-57a4b1a7a6e2"
+    issue(app, IssuedCard(card, (), ()), service_id="vcf-order-sign")
+    assert send(app, {"feedback": [{**OVERRIDDEN, "card": card}]}).status_code == 400
+    ok = send(app, {"feedback": [{**OVERRIDDEN, "card": card}]}, url="/cds-services/vcf-order-sign/feedback")
+    assert ok.status_code == 200
+
+
+def test_a_suggestion_the_card_did_not_carry_is_refused(app: Flask) -> None:
+    other = {"id": "0f3f9a8e-1c47-4d0c-9d84-2a9e5c2d1b77"}
+    response = send(app, {"feedback": [{**ACCEPTED, "acceptedSuggestions": [ACCEPTED["acceptedSuggestions"][0],
+                                                                            other]}]})
+    assert response.status_code == 400
+    assert issues(response) == [("invalid", "feedback[0].acceptedSuggestions[1].id")]
+    upper = {"id": ACCEPTED["acceptedSuggestions"][0]["id"].upper()}  # a UUID in capitals is the same UUID
+    assert send(app, {"feedback": [{**ACCEPTED, "acceptedSuggestions": [upper]}]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [
+        ({"system": REASON_SYSTEM, "code": "d7ecf885"}, 200),
+        ({"code": "d7ecf885"}, 200),  # no system: matched on the code the card offered
+        ({"system": "https://elsewhere.example/reasons", "code": "d7ecf885"}, 400),
+        ({"system": REASON_SYSTEM, "code": "made-up"}, 400),
+    ],
+)
+def test_an_override_reason_must_be_one_the_card_offered(app: Flask, reason: dict[str, str], status: int) -> None:
+    item = {**OVERRIDDEN_WITH_REASON, "overrideReason": {"reason": reason}}
+    response = send(app, {"feedback": [item]})
+    assert response.status_code == status
+    if status == 400:
+        assert issues(response) == [("code-invalid", "feedback[0].overrideReason.reason")]
+
+
+def test_a_card_that_offered_no_reasons_takes_none(app: Flask) -> None:
+    item = {**ACCEPTED, "outcome": "overridden", "acceptedSuggestions": None,
+            "overrideReason": {"reason": {"code": "d7ecf885"}}}
+    assert issues(send(app, {"feedback": [item]})) == [("code-invalid", "feedback[0].overrideReason.reason")]
+    comment_only = {**item, "overrideReason": {"userComment": "not now"}}
+    assert send(app, {"feedback": [comment_only]}).status_code == 200
+
+
+def test_a_card_audited_without_its_offers_is_checked_for_existence_only(app: Flask) -> None:
+    """Cards audited before revision 0004 remembered no suggestions or reasons: unknown, not none."""
+    card = "2b0b6c1d-8e3e-4a4e-8f55-0c7a9d1e2f33"
+    with app.app_context():
+        current_store().record_call(hook="patient-view", service_id=SERVICE, card_uuids=[card])
+    item = {**ACCEPTED, "card": card, "acceptedSuggestions": [{"id": "any-id"}]}
+    assert send(app, {"feedback": [item]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"overrideReason": {"reason": {"code": "d7ecf885\x00"}}},
+        {"overrideReason": {"reason": {"code": "d7ecf885", "system": "urn:\x00x"}}},
+        {"overrideReason": {"userComment": "a\x00b"}},
+    ],
+)
+def test_nul_characters_are_a_400_not_a_retry_later(app: Flask, change: dict[str, Any]) -> None:
+    response = send(app, {"feedback": [{**OVERRIDDEN_WITH_REASON, **change}]})
+    assert response.status_code == 400  # refused as input (the JSON reader, else the schema), never a 503
+    assert response.get_json()["issue"][0]["code"] in {"structure", "invalid"}
+    assert stored(app, OVERRIDDEN_WITH_REASON["card"]) == []
+
+
+def test_a_value_the_database_refuses_is_a_400(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever slips past the checks and is refused by the database as a value (PostgreSQL: a NUL)
+    is permanent: 400, never the 503 that tells the EHR to retry."""
+    with app.app_context():
+        store = current_store()
+
+    def refuse(*_: Any) -> Any:
+        raise StoreValueError("store: the database refused a feedback value (DataError)")
+
+    monkeypatch.setattr(store, "store_feedback", refuse)
+    response = send(app, {"feedback": [OVERRIDDEN]})
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["code"] == "invalid"
+
+
+# --- reading it back -------------------------------------------------------------------------------------
+
+
+def read_back(app: Flask, card: str, service_id: str = SERVICE, **kwargs: Any):
+    return app.test_client().get(f"/cds-services/{service_id}/feedback/{card}", **kwargs)
+
+
+def test_stored_feedback_reads_back_per_card(app: Flask) -> None:
+    assert read_back(app, ACCEPTED["card"]).get_json() == {
+        "card": ACCEPTED["card"], "service": SERVICE, "feedback": []}  # issued, no feedback yet
+    send(app, {"feedback": [ACCEPTED, OVERRIDDEN_WITH_REASON]})
+    send(app, {"feedback": [{**OVERRIDDEN_WITH_REASON, "outcomeTimestamp": "2020-12-11T00:05:00+01:00"}]})
+    body = read_back(app, ACCEPTED["card"].upper()).get_json()
+    (accepted,) = body["feedback"]
+    assert accepted["outcome"] == "accepted" and accepted["outcomeTimestamp"] == "2020-12-11T00:00:00Z"
+    assert accepted["acceptedSuggestions"] == ACCEPTED["acceptedSuggestions"]
+    assert "overrideReason" not in accepted and accepted["received"].endswith("Z")
+    response = read_back(app, OVERRIDDEN_WITH_REASON["card"])
+    assert response.mimetype == "application/json"
+    first, second = response.get_json()["feedback"]
+    assert first["overrideReason"] == {"reason": {"system": REASON_SYSTEM, "code": "d7ecf885"},
+                                       "userCommentGiven": True}
+    assert "clinician entered comment" not in response.get_data(as_text=True)  # never stored
+    assert second["outcomeTimestamp"] == "2020-12-10T23:05:00Z"
+
+
+def test_read_back_of_unknown_cards_services_and_malformed_uuids(app: Flask) -> None:
+    assert read_back(app, "5c9d1e0f-3f0e-4c38-9d0a-6f1d2b7e0c11").status_code == 404
+    assert read_back(app, ACCEPTED["card"], service_id="no-such-service").status_code == 404
+    bad = read_back(app, "not-a-uuid")
+    assert bad.status_code == 400 and bad.get_json()["issue"][0]["expression"] == ["card"]
+
+
+def test_read_back_needs_the_same_jwt(secured: Flask, key: Key) -> None:
+    issue(secured, *ISSUED)
+    url = f"/cds-services/{SERVICE}/feedback/{ACCEPTED['card']}"
+    assert read_back(secured, ACCEPTED["card"]).status_code == 401
+    ok = read_back(secured, ACCEPTED["card"], headers=bearer(mint(key, BASE + url)))
+    assert ok.status_code == 200 and ok.get_json()["card"] == ACCEPTED["card"]

@@ -8,6 +8,7 @@ set before any import, sharing one folder as the workers of `fhir-vcf serve` do.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import textwrap
 from pathlib import Path
 
 from fhir_vcf import create_app
+from fhir_vcf.metrics import ServiceProcesses
+from fhir_vcf.version import __version__
 
 WORKER = textwrap.dedent(
     """
@@ -56,15 +59,47 @@ def test_metrics_are_summed_over_worker_processes(tmp_path: Path) -> None:
     run_worker(2, "exit", tmp_path)  # a worker that served two calls, then exited
     text = run_worker(3, "scrape", tmp_path)  # another worker answers the scrape
     assert sample(text, "fhir_vcf_http_requests_total", HEALTHZ) == 5.0
-    assert sample(text, "fhir_vcf_http_request_seconds_count", 'endpoint="/healthz"') == 5.0
-    assert len(list(tmp_path.glob("counter_*.db"))) == 2  # one file per worker process
+    assert sample(text, "fhir_vcf_http_request_duration_seconds_count", 'endpoint="/healthz"') == 5.0
+    counter_files = sorted(tmp_path.glob("counter_*.db"))
+    assert len(counter_files) == 2  # one file per worker process
     assert "python_info" not in text  # only the multiprocess collector: no per-process duplicates
+    # process metrics for the live processes only, one series each: the exited worker is not one
+    pids = set(re.findall(r'^process_resident_memory_bytes\{pid="(\d+)"\} ', text, re.MULTILINE))
+    scraper = re.search(r'^process_start_time_seconds\{pid="(\d+)"\}', text, re.MULTILINE)
+    assert scraper is not None and pids == {scraper.group(1)}
+    exited = {f.stem.rsplit("_", 1)[1] for f in counter_files} - pids
+    assert len(exited) == 1
+    assert re.search(r'^process_cpu_seconds_total\{pid="\d+"\} ', text, re.MULTILINE)
+    assert sample(text, "fhir_vcf_build_info", f'python="{platform.python_version()}",version="{__version__}"') == 1.0
+
+
+def test_process_metrics_cover_the_parent_and_siblings_not_strangers(tmp_path: Path) -> None:
+    """The gunicorn layout: a master with workers, each leaving metric files (the master's build-info
+    gauge). Here this test process plays a worker: its parent is included, an unrelated live process
+    (pid 1, init; or a child of ours, no sibling) with a planted file is not, nor a dead pid."""
+    sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        for pid in (os.getppid(), sibling.pid, 1, 999_999_999):
+            (tmp_path / f"counter_{pid}.db").write_bytes(b"")
+        collector = ServiceProcesses(str(tmp_path))
+        found = collector.pids()
+        assert os.getpid() in found and os.getppid() in found
+        assert 1 not in found or os.getppid() == 1
+        assert 999_999_999 not in found
+        assert sibling.pid not in found
+        names = {m.name for m in collector.collect()}
+        assert {"process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds"} <= names
+    finally:
+        sibling.kill()
+        sibling.wait()
 
 
 def test_without_the_variable_each_process_counts_alone() -> None:
     text = run_worker(3, "scrape", None)
     assert sample(text, "fhir_vcf_http_requests_total", HEALTHZ) == 3.0
     assert "python_info" in text  # the plain default registry (with its platform collector)
+    assert re.search(r"^process_resident_memory_bytes \S+$", text, re.MULTILINE)  # this process, unlabelled
+    assert sample(text, "fhir_vcf_build_info", f'python="{platform.python_version()}",version="{__version__}"') == 1.0
 
 
 def test_in_process_metrics_use_the_default_registry() -> None:

@@ -48,6 +48,9 @@ def openapi() -> OpenAPI:
             "application/problem+json": _json,
             "application/fhir+json": _json,
             "application/yaml": _text,
+            "application/schema+json": _json,
+            "text/css": _text,
+            "text/javascript": _text,
             "text/html": _text,
         }
     )
@@ -63,9 +66,19 @@ def fhir_server() -> Iterator[FakeFhirServer]:
         yield server
 
 
+# A card the app "issued" (audited), so that feedback about it is accepted.
+ISSUED_CARD = "9368d37b-283f-44a0-93ea-547cebab93ed"
+
+
 @pytest.fixture
 def app(tmp_path: Path, fhir_server: FakeFhirServer):
-    return make_app(tmp_path, demo=True, fhir_base_url=BASE, admin_token=ADMIN)
+    from fhir_vcf.store import IssuedCard, current_store
+
+    app = make_app(tmp_path, demo=True, fhir_base_url=BASE, admin_token=ADMIN)
+    with app.app_context():
+        current_store().record_call(hook="patient-view", service_id="vcf-patient-view",
+                                    cards=[IssuedCard(ISSUED_CARD, (), ())])
+    return app
 
 
 def _normalise(path: str) -> str:
@@ -139,9 +152,16 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/readyz", {}, 200),
     ("GET", "/metrics", {}, 200),
     ("GET", "/openapi.yaml", {}, 200),
+    ("GET", "/docs/", {}, 200),
+    ("GET", "/docs/swagger-ui.css", {}, 200),
+    ("GET", "/docs/no-such-asset.js", {}, 404),
+    ("GET", "/problems", {}, 200),
+    ("GET", "/problems/invalid-input", {}, 200),
+    ("GET", "/problems/no-such-type", {}, 404),
     ("GET", "/api/v1/policies", {}, 200),
     ("GET", "/api/v1/policies/cms-lcd-pva", {}, 200),
     ("GET", "/api/v1/policies/acme", {}, 404),
+    ("GET", "/api/v1/policies/schema", {}, 200),
     ("POST", f"/api/v1/evaluations?asOf={AS_OF}",
      {"data": (ROOT / "samples" / "two-patients.json").read_bytes(), "content_type": "application/fhir+json"}, 200),
     ("POST", f"/api/v1/evaluations?asOf={AS_OF}", {"data": (ROOT / "samples" / SAMPLE).read_bytes(),
@@ -159,8 +179,13 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/cds-services/no-such-service", {"json": _hook_request()}, 404),
     ("POST", "/cds-services/vcf-patient-view", {"json": {"hook": "patient-view"}}, 400),
     ("POST", "/cds-services/vcf-patient-view/feedback",
-     {"json": {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
+     {"json": {"feedback": [{"card": ISSUED_CARD, "outcome": "overridden",
                              "outcomeTimestamp": "2025-06-30T14:02:00Z"}]}}, 200),
+    ("POST", "/cds-services/vcf-patient-view/feedback",
+     {"json": {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
+                             "outcomeTimestamp": "2025-06-30T14:02:00Z"}]}}, 400),
+    ("GET", f"/cds-services/vcf-patient-view/feedback/{ISSUED_CARD}", {}, 200),
+    ("GET", f"/cds-services/vcf-patient-view/feedback/{uuid.uuid4()}", {}, 404),
     ("GET", "/explanations/not-a-link-we-made", {}, 404),
     ("GET", "/governance", AS_ADMIN, 200),
     ("GET", "/governance?weeks=4", {}, 401),
@@ -173,6 +198,9 @@ SCENARIOS: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/demo/fhir/Patient/p-tanaka", {}, 200),
     ("GET", "/demo/fhir/Patient/nobody", {}, 404),
     ("GET", "/demo/fhir/$cds-hooks-request?patient=p-tanaka", {}, 200),
+    ("POST", "/demo/fhir/CarePlan", {"json": {"resourceType": "CarePlan", "status": "draft", "intent": "proposal",
+                                              "subject": {"reference": "Patient/p-tanaka"}}}, 201),
+    ("POST", "/demo/fhir/Patient", {"json": {"resourceType": "Patient"}}, 405),
 ]
 
 
@@ -213,7 +241,7 @@ def test_every_operation_has_a_scenario() -> None:
                   for method in item if method in METHODS}
     covered = set()
     for method, url, _, _ in SCENARIOS:
-        path = url.split("?")[0]
+        path = _normalise(url.split("?")[0])
         for doc_method, doc_path in documented:
             pattern = "^" + re.escape(doc_path).replace(r"\{\}", "[^/]+") + "$"
             if doc_method == method and re.match(pattern, path):

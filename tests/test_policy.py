@@ -155,3 +155,97 @@ def test_policy_is_frozen():
     lcd = load_policies()["cms-lcd-pva"]
     with pytest.raises(AttributeError):
         lcd.id = "x"  # type: ignore[misc]
+
+
+# --- the declarative schema, published for policy authors ---------------------------------------------
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "policy.schema.json"
+
+
+def test_the_published_schema_is_the_generated_one():
+    """docs/policy.schema.json is regenerated with `fhir-vcf policies --schema > docs/policy.schema.json`."""
+    from fhir_vcf.rules.policy import policy_json_schema
+
+    assert json.loads(SCHEMA_FILE.read_text()) == policy_json_schema()
+
+
+def test_the_schema_is_served_and_printed(tmp_path, capsys):
+    from api_support import make_app
+
+    from fhir_vcf.cli import main
+
+    response = make_app(tmp_path).test_client().get("/api/v1/policies/schema")
+    assert response.status_code == 200 and response.mimetype == "application/schema+json"
+    assert response.get_data(as_text=True) == SCHEMA_FILE.read_text()
+    assert main(["policies", "--schema"]) == 0
+    assert capsys.readouterr().out == SCHEMA_FILE.read_text()
+
+
+@pytest.mark.parametrize("name", ["cms-lcd-pva", "commercial-strict", "nice-ta279"])
+def test_every_builtin_policy_is_valid_against_the_published_schema(name):
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(yaml.safe_load((BUILTIN_DIR / f"{name}.yaml").read_text()), schema,
+                        cls=jsonschema.Draft202012Validator)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d.update(colour="red"),
+    lambda d: d["symptoms"].update(min_score={"value": "seven", "source": "x"}),
+    lambda d: d["symptoms"].update(min_score=-1),
+    lambda d: d["level"].update(first={"value": "Q9", "source": "x"}),
+    lambda d: d["exclusions"]["X2"].update(kind="sometimes"),
+    lambda d: d["fracture_age"].update(enabled="yes"),
+    lambda d: d.pop("symptoms"),
+    lambda d: d.update(sources=[]),
+])
+def test_an_editor_with_the_schema_flags_what_the_service_refuses(tmp_path, mutate):
+    import jsonschema
+
+    data = _raw()
+    mutate(data)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()), cls=jsonschema.Draft202012Validator)
+    with pytest.raises(PolicyError):
+        load_policy(str(_write(tmp_path, data)), {})
+
+
+def test_the_level_pattern_says_what_is_level_says():
+    import re
+
+    from fhir_vcf.levels import ALL_LEVELS, is_level
+    from fhir_vcf.rules.policy import LEVEL_PATTERN
+
+    candidates = [*ALL_LEVELS, "C0", "C8", "T0", "T13", "L0", "L6", "S0", "S6", "Q1", "t12", "T1 ", "L"]
+    for label in candidates:
+        assert bool(re.match(LEVEL_PATTERN, label)) == is_level(label), label
+
+
+def test_bare_values_take_their_section_source_and_numbers_written_as_codes_are_text(tmp_path):
+    data = _raw()
+    data["fracture_age"]["max_days"] = 90
+    data["coding"]["deleted_cpt"] = {"value": [22520, "72291"], "source": "AMA CPT"}
+    policy = load_policy(str(_write(tmp_path, data)), {})
+    assert policy.fracture_age.max_days.value == 90
+    assert policy.fracture_age.max_days.source == data["fracture_age"]["source"]
+    assert policy.coding.deleted_cpt.value == ("22520", "72291")
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d.update(id="schema"),
+     "key 'id': is reserved (/api/v1/policies/schema is the JSON Schema), got 'schema'"),
+    (lambda d: d["symptoms"].update(min_score=True), "key 'symptoms.min_score.value': must be a number, got True"),
+    (lambda d: d["fracture_age"].update(max_days=4.5),
+     "key 'fracture_age.max_days.value': must be a whole number, got 4.5"),
+    (lambda d: d["exclusions"]["X4"].update(limit={"value": None, "source": "x"}),
+     "key 'exclusions.X4.limit': is required for check level-count"),
+])
+def test_errors_say_what_is_wrong_with_which_key(tmp_path, mutate, message):
+    data = _raw()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(PolicyError) as err:
+        load_policy(str(path), {})
+    assert str(err.value) == f"{path}: {message}"

@@ -241,6 +241,40 @@ def test_junit_has_one_testcase_per_row(stub, tmp_path):
     assert cases[0].find("failure") is not None and cases[1].find("failure") is None
 
 
+def test_junit_reports_skipped_and_errored_cases_as_such(stub, tmp_path, monkeypatch):
+    """An order hook not sent is <skipped>, a call the service answered with an error status is
+    <error>, an unusable input file is <error>: none of them passes, none is a failed answer."""
+    from fhir_vcf.errors import InputError
+
+    def evaluate(record, **options):
+        if record.patient.endswith("p-two-b-costa"):
+            raise InputError("the record cannot be read", source="prefetch.conditions")
+        return stub(record, **options)
+
+    monkeypatch.setattr(cds_hooks, "evaluate_record", evaluate)
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    junit = tmp_path / "replay.xml"
+    expect = expectations(tmp_path, {"Patient/p-two-a-berg": "not-eligible"})
+    code, _, _ = replay(str(TWO), str(bad), "--hook", "all", "--expect", expect, "--junit", str(junit))
+    assert code == 2  # an unusable input file
+    suite = ET.parse(junit).getroot()
+    assert {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")} == {
+        "tests": "7", "failures": "1", "errors": "2", "skipped": "4"}
+    outcome = {}
+    for case in suite.findall("testcase"):
+        kinds = [child.tag for child in case if child.tag != "system-out"]
+        outcome[(case.get("classname"), case.get("name"))] = kinds[0] if kinds else "passed"
+    assert outcome[("two-patients.json", "Patient/p-two-a-berg patient-view")] == "failure"  # wrong decision
+    assert outcome[("two-patients.json", "Patient/p-two-b-costa patient-view")] == "error"  # HTTP 400
+    assert outcome[("broken.json", "")] == "error"
+    skipped = [key for key, kind in outcome.items() if kind == "skipped"]
+    assert sorted(name for _, name in skipped) == [f"Patient/{p} {h}" for p in ("p-two-a-berg", "p-two-b-costa")
+                                                  for h in ("order-select", "order-sign")]
+    error = suite.find("testcase[@name='Patient/p-two-b-costa patient-view']/error")
+    assert error is not None and error.get("message").startswith("HTTP 400")
+
+
 def test_bad_file_exits_2_with_one_line(stub, tmp_path):
     bad = tmp_path / "broken.json"
     bad.write_text("{not json")

@@ -33,6 +33,7 @@ POSITIVE_MAY_BE_400 = {
     ("POST", "/cds-services/{id}/feedback"),
     ("GET", "/demo/fhir/{type}"),
     ("GET", "/demo/fhir/$cds-hooks-request"),
+    ("POST", "/demo/fhir/{type}"),  # only CarePlan may be written: any other type is a documented 405
 }
 
 

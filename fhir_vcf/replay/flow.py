@@ -44,15 +44,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
-from fhir_vcf.dates import as_of_argument, parse_as_of
+from fhir_vcf.dates import as_of_argument
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
 from fhir_vcf.outputs.cards import DECISION_WORDS
 from fhir_vcf.replay.output import Progress, Row, junit_xml, render_table, summary
 from fhir_vcf.replay.transport import InProcess, Remote, ReplayInputError, Signer, Transport, outcome_text
 from fhir_vcf.sources import hook_request
+from fhir_vcf.sources.expectations import Expectation, load_expectations
 from fhir_vcf.sources.hook_request import EXTENSION, HOOKS, ORDER_HOOKS, USER_ID
 from fhir_vcf.sources.memory import MemoryFhir
 
@@ -162,46 +163,6 @@ def card_problems(response: Any) -> list[str]:
 # --- running --------------------------------------------------------------------------------------
 
 
-class Expectation(NamedTuple):
-    """One patient's expected decision, and the as-of date it was written for (when stated)."""
-
-    decision: str
-    as_of: date | None = None
-
-
-def load_expectations(path: str | Path) -> dict[str, dict[str, Expectation]]:
-    """`samples/expected.json`: file name → "Patient/id" → {"decision": ..., "asOf"?: ...}.
-
-    An entry's `asOf` is the date its decision holds on: replay evaluates it as of that date unless
-    `--as-of` says otherwise, so a saved bundle replays to the same answer forever. Other members
-    (`levels`, `why`, ...) are ignored here.
-    """
-    from fhir_vcf.sources.files import parse_json
-
-    source = str(path)
-    try:
-        data = parse_json(Path(path).read_bytes(), source=source)
-    except OSError as exc:
-        raise ReplayInputError(f"{source}: cannot read the expectations file ({exc.strerror})") from None
-    if not isinstance(data, Mapping):
-        raise ReplayInputError(f"{source}: expected an object of file name → patient → {{\"decision\": ...}}")
-    found: dict[str, dict[str, Expectation]] = {}
-    for name, patients in data.items():
-        if not isinstance(patients, Mapping):
-            raise ReplayInputError(f"{source}: {name}: expected an object of patient → {{\"decision\": ...}}")
-        for patient, expectation in patients.items():
-            decision = expectation.get("decision") if isinstance(expectation, Mapping) else None
-            if not isinstance(decision, str):
-                raise ReplayInputError(f"{source}: {name} {patient}: no decision")
-            raw_as_of = expectation.get("asOf")
-            try:
-                as_of = parse_as_of(raw_as_of) if raw_as_of is not None else None
-            except ValueError:
-                raise ReplayInputError(f"{source}: {name} {patient}: asOf {raw_as_of!r} is not YYYY-MM-DD") from None
-            found.setdefault(Path(name).name, {})[patient] = Expectation(decision, as_of)
-    return found
-
-
 def replay_patient(
     transport: Transport,
     store: MemoryFhir,
@@ -226,9 +187,11 @@ def replay_patient(
     row.seconds = time.perf_counter() - started
     if answer.status != 200:
         row.problems.append(f"HTTP {answer.status}: {outcome_text(answer)}")
+        row.error = row.problems[-1]
         return row
     if answer.body is None:
         row.problems.append("the response is not JSON")
+        row.error = row.problems[-1]
         return row
     row.problems += card_problems(answer.body)
     cards = [c for c in answer.body.get("cards") or [] if isinstance(c, Mapping)]
@@ -256,8 +219,9 @@ def run(
     expectations: Mapping[str, Mapping[str, Expectation]] | None,
     err: TextIO,
     on_row: Callable[[Row], None] = lambda row: None,
-) -> tuple[list[Row], int, int]:
-    """Replay every file; returns (rows, bad input files, skipped order hooks)."""
+) -> tuple[list[Row], list[Row], list[Row]]:
+    """Replay every file; returns (rows of the calls made, unusable input files, skipped order hooks):
+    the last two as rows that say why, for JUnit."""
     from fhir_vcf.record import load_document
     from fhir_vcf.sources.files import bundle_files, parse_json
 
@@ -274,7 +238,14 @@ def run(
 
     progress = Progress(len(files), err)
     rows: list[Row] = []
-    bad = skipped = 0
+    bad: list[Row] = []
+    skipped: list[Row] = []
+
+    def unusable(path: Path, reason: str) -> None:
+        progress.clear()
+        print(reason, file=err)
+        bad.append(Row(file=path.name, patient="", hook="", error=reason))
+
     for index, path in enumerate(files, 1):
         progress.show(index, path.name)
         source = str(path)
@@ -282,31 +253,24 @@ def run(
             document = parse_json(path.read_bytes(), source=source)
             records = load_document(document, source=source)
         except FileNotFoundError:
-            progress.clear()
-            print(f"{source}: no such file", file=err)
-            bad += 1
+            unusable(path, f"{source}: no such file")
             continue
         except OSError as exc:
-            progress.clear()
-            print(f"{source}: cannot read the file ({exc.strerror})", file=err)
-            bad += 1
+            unusable(path, f"{source}: cannot read the file ({exc.strerror})")
             continue
         except InputError as exc:
-            progress.clear()
-            print(str(exc), file=err)
-            bad += 1
+            unusable(path, str(exc))
             continue
         store = MemoryFhir.from_bundles([document])
         patients = [store.canonical(r.patient) for r in records if store.canonical(r.patient).startswith("Patient/")]
         if not patients:
-            progress.clear()
-            print(f"{source}: no patient found (nothing to replay)", file=err)
-            bad += 1
+            unusable(path, f"{source}: no patient found (nothing to replay)")
             continue
         for patient in patients:
             for hook in hooks:
                 if hook in ORDER_HOOKS and not draft_orders(store, patient.split("/", 1)[1]):
-                    skipped += 1
+                    skipped.append(Row(file=path.name, patient=patient, hook=hook,
+                                       skipped="no draft vertebral augmentation order for this order hook"))
                     continue
                 expectation = (expectations or {}).get(path.name, {}).get(patient)
 
@@ -407,12 +371,12 @@ def run_replay(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
         return EXIT_INPUT
     if args.format == "table":
         out.write(render_table(rows))
-        out.write(summary(rows, bad, skipped) + "\n")
+        out.write(summary(rows, len(bad), len(skipped)) + "\n")
     else:
-        print(summary(rows, bad, skipped), file=err)
+        print(summary(rows, len(bad), len(skipped)), file=err)
     if args.junit:
         try:
-            Path(args.junit).write_bytes(junit_xml(rows))
+            Path(args.junit).write_bytes(junit_xml(rows, skipped=skipped, unusable=bad))
         except OSError as exc:
             print(f"fhir-vcf replay: --junit: cannot write {args.junit} ({exc.strerror})", file=err)
             return EXIT_INPUT

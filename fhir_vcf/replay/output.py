@@ -17,7 +17,13 @@ PROGRESS_THRESHOLD = 20  # bundles; above this, progress is shown even when stde
 
 @dataclass
 class Row:
-    """One bundle + patient + hook: what the service decided and what is wrong with the answer."""
+    """One bundle + patient + hook: what the service decided and what is wrong with the answer.
+
+    Beside passing or failing, a case may not have run: `skipped` says why it was not sent (an
+    order hook for a patient without a draft augmentation order), `error` why no answer could be
+    judged (the service answered an error status or no JSON, or the input file is unusable). JUnit
+    reports the two as <skipped> and <error>, not as failures of the service's answer.
+    """
 
     file: str
     patient: str
@@ -26,6 +32,8 @@ class Row:
     expected: str | None = None
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: str | None = None
+    error: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -112,24 +120,34 @@ def summary(rows: Sequence[Row], bad: int, skipped: int) -> str:
     return text
 
 
-def junit_xml(rows: Sequence[Row], *, name: str = "fhir-vcf replay") -> bytes:
-    """JUnit XML: one testcase per row (classname = file, name = patient + hook)."""
-    failures = sum(1 for r in rows if not r.passed)
+def junit_xml(rows: Sequence[Row], *, skipped: Sequence[Row] = (), unusable: Sequence[Row] = (),
+              name: str = "fhir-vcf replay") -> bytes:
+    """JUnit XML: one testcase per case (classname = file, name = patient + hook), each as what it
+    was: passed; <failure> (an answer that breaks the card rules or the expectation); <error> (no
+    answer to judge: an error status, no JSON, an unusable input file); <skipped> (not sent)."""
+    cases = [*rows, *skipped, *unusable]
+    errors = sum(1 for r in cases if r.error)
+    failures = sum(1 for r in rows if not r.error and not r.passed)
     suite = ET.Element(
         "testsuite",
         name=name,
-        tests=str(len(rows)),
+        tests=str(len(cases)),
         failures=str(failures),
-        errors="0",
-        skipped="0",
-        time=f"{sum(r.seconds for r in rows):.3f}",
+        errors=str(errors),
+        skipped=str(len(skipped)),
+        time=f"{sum(r.seconds for r in cases):.3f}",
     )
-    for row in rows:
+    for row in cases:
         case = ET.SubElement(
-            suite, "testcase", classname=row.file, name=f"{row.patient} {row.hook}", time=f"{row.seconds:.3f}"
+            suite, "testcase", classname=row.file, name=f"{row.patient} {row.hook}".strip(), time=f"{row.seconds:.3f}"
         )
         data = row.to_json()
-        if not row.passed:
+        if row.skipped:
+            ET.SubElement(case, "skipped", message=short(row.skipped, 300))
+        elif row.error:
+            error = ET.SubElement(case, "error", message=short(row.error, 300))
+            error.text = "\n".join(data["problems"]) or row.error
+        elif not row.passed:
             failure = ET.SubElement(case, "failure", message=short("; ".join(data["problems"]), 300))
             failure.text = "\n".join(data["problems"])
         ET.SubElement(case, "system-out").text = json.dumps(data)

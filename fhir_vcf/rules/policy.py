@@ -6,9 +6,13 @@ clinical number is a *cited* item, `{value: ..., source: "..."}`, so that `Polic
 by the REST API) shows analysts exactly what runs and where each number comes from. A bare value is
 accepted too and inherits the `source` of its section.
 
-Bad files raise `PolicyError` naming the file and the offending key.
+The schema is declarative: the classes below are pydantic dataclasses (frozen, unknown keys
+refused), and pydantic validates a file against them. Bad files raise `PolicyError` naming the
+file and the offending key (`symptoms.min_score.value: must be a number`). The same classes give
+the JSON Schema policy authors can check their files with (`policy_json_schema()`: served at
+`/api/v1/policies/schema`, published as `docs/policy.schema.json`).
 
-Schema (YAML or JSON; unknown keys are errors; a "cited" item is `{value, source, note?}` or a bare
+Shape (YAML or JSON; unknown keys are errors; a "cited" item is `{value, source, note?}` or a bare
 value inheriting the section's `source`):
 
     id: cms-lcd-pva                  # a word; what --policy / ?policy= name
@@ -35,31 +39,98 @@ value inheriting the section's `source`):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic.json_schema import SkipJsonSchema
 
 from fhir_vcf.errors import PolicyError
-from fhir_vcf.levels import is_level
+from fhir_vcf.levels import ALL_LEVELS, is_level
 
 BUILTIN_DIR = Path(__file__).parent / "policies"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when libyaml is there; both are safe
+RESERVED_IDS = frozenset({"schema"})  # `/api/v1/policies/schema` is the JSON Schema, not a policy
+
+# Every class: frozen (the rules share one Policy between threads) and closed (a misspelt key is an
+# error, not a silently ignored setting).
+_CONFIG = ConfigDict(extra="forbid")
 
 
-@dataclass(frozen=True)
+# --------------------------------------------------------------------------- value types
+
+
+def _word(value: str) -> str:
+    if not value.strip() or any(c.isspace() for c in value):
+        raise ValueError("must be a non-empty word, e.g. cms-lcd-pva")
+    if value in RESERVED_IDS:
+        raise ValueError("is reserved (/api/v1/policies/schema is the JSON Schema)")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _level(value: str) -> str:
+    if not is_level(value):
+        raise ValueError("must be a vertebral level such as T1 or L5")
+    return value
+
+
+def _code(value: Any) -> Any:
+    """A code may be written as a number in YAML (`- 22520`); it is kept as its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+PolicyId = Annotated[StrictStr, AfterValidator(_word), Field(pattern=r"^\S+$")]
+Text = Annotated[StrictStr, AfterValidator(_not_blank), Field(min_length=1)]
+Count = Annotated[StrictInt, Field(ge=0)]
+Number = Annotated[float, Strict(), Field(ge=0)]  # an int is a number too; a bool is not
+# The JSON Schema pattern says the same as levels.is_level (tests/test_policy.py checks both agree).
+LEVEL_PATTERN = r"^(C[1-7]|T([1-9]|1[0-2])|L[1-5]|S[1-5])$"
+Level = Annotated[StrictStr, AfterValidator(_level), Field(json_schema_extra={"pattern": LEVEL_PATTERN})]
+Code = Annotated[
+    StrictStr, BeforeValidator(_code, json_schema_input_type=str | int), AfterValidator(str.strip),
+    AfterValidator(_not_blank),
+]
+Codes = tuple[Code, ...]
+
+
+# --------------------------------------------------------------------------- cited values
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class Cited:
     """One policy value and the text it comes from (e.g. "LCD L34106, inclusion 1a")."""
 
     value: Any
-    source: str
-    note: str = ""
+    source: Annotated[Text, Field(description="The text this value comes from, e.g. 'LCD L34106, inclusion 1a'.")]
+    note: StrictStr = ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": _jsonable(self.value), "source": self.source}
@@ -68,85 +139,133 @@ class Cited:
         return out
 
 
-def _kind(kind: str) -> dict[str, str]:
-    """Field metadata: the policy-file type of a field.
-
-    kinds: bool, int, str, level, codes (list of strings), cited:<int|float|bool|level|codes> with a
-    trailing "?" when null is allowed (e.g. "no minimum NSM duration").
-    """
-    return {"kind": kind}
+# One class per kind of value, so that the JSON Schema names them plainly (CitedCount, ...).
+@dataclass(frozen=True, config=_CONFIG)
+class CitedCount(Cited):
+    value: Count
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
+class CitedCountOrNull(Cited):
+    value: Count | None
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class CitedNumber(Cited):
+    value: Number
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class CitedNumberOrNull(Cited):
+    value: Number | None
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class CitedFlag(Cited):
+    value: StrictBool
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class CitedLevel(Cited):
+    value: Level
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class CitedCodes(Cited):
+    value: Codes
+
+
+def _cite(raw: Any, info: ValidationInfo) -> Any:
+    """A bare value, or a cited item without `source`, takes the section's `source`."""
+    section_source = info.data.get("source", "")
+    if isinstance(raw, Mapping):
+        return raw if "source" in raw else {**raw, "source": section_source}
+    return {"value": raw, "source": section_source}
+
+
+def _cited(kind: type[Cited], bare: Any) -> Any:
+    """The annotation of a cited field: `{value, source, note?}` or a bare value (JSON Schema: either)."""
+    return Annotated[kind, BeforeValidator(_cite, json_schema_input_type=kind | bare)]
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class Source:
-    id: str
-    citation: str
-    url: str = field(default="", metadata=_kind("str"))
+    """A document the `source` strings refer to."""
+
+    id: Text
+    citation: Text
+    url: StrictStr = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class Criterion:
-    """What every criterion section has: whether it applies, its title, and its citation."""
+    """What every criterion section has: whether it applies, its title, and its citation.
 
-    enabled: bool = field(metadata=_kind("bool"))
-    title: str = field(metadata=_kind("str"))
-    source: str = field(metadata=_kind("str"))
+    `source` comes first: a bare value in the section inherits it (pydantic validates fields in order).
+    """
+
+    source: Text
+    enabled: StrictBool
+    title: Text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class FractureAgeRule(Criterion):
     """I1: days from symptom onset to the as-of date."""
 
-    acute_below_days: Cited = field(metadata=_kind("cited:int"))  # acute: d < this
-    max_days: Cited = field(metadata=_kind("cited:int"))  # subacute up to and including this; beyond: chronic
+    acute_below_days: _cited(CitedCount, Count)  # acute: d < this
+    max_days: _cited(CitedCount, Count)  # subacute up to and including this; beyond: chronic
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class LevelRule(Criterion):
     """I2: the levels the policy covers, and a sub-range that only earns a flag."""
 
-    first: Cited = field(metadata=_kind("cited:level"))
-    last: Cited = field(metadata=_kind("cited:level"))
-    review_first: Cited | None = field(default=None, metadata=_kind("cited:level?"))
-    review_last: Cited | None = field(default=None, metadata=_kind("cited:level?"))
-    review_flag: str = field(default="", metadata=_kind("str"))
+    first: _cited(CitedLevel, Level)
+    last: _cited(CitedLevel, Level)
+    review_first: _cited(CitedLevel, Level) | None = None
+    review_last: _cited(CitedLevel, Level) | None = None
+    review_flag: StrictStr = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class AcuityRule(Criterion):
     """I3: acuity shown by advanced imaging (MRI edema / bone-scan uptake)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class SymptomRule(Criterion):
     """I4: pain despite non-surgical management (NSM), on the hospitalized or outpatient path."""
 
     # null: no separate hospitalized path; every patient goes the outpatient way.
-    hospitalized_min_score: Cited = field(metadata=_kind("cited:float?"))
-    min_score: Cited = field(metadata=_kind("cited:float"))
-    require_nsm: Cited = field(metadata=_kind("cited:bool"))
-    nsm_min_days: Cited = field(metadata=_kind("cited:int?"))
+    hospitalized_min_score: _cited(CitedNumberOrNull, Number | None)
+    min_score: _cited(CitedNumber, Number)
+    require_nsm: _cited(CitedFlag, StrictBool)
+    nsm_min_days: _cited(CitedCountOrNull, Count | None)
     # true: worsening pain, or stable pain with `supporting_min` of A-D, is needed as well.
-    require_trend: Cited = field(metadata=_kind("cited:bool"))
-    supporting_min: Cited = field(metadata=_kind("cited:int"))
-    height_loss_above_percent: Cited = field(metadata=_kind("cited:float"))
-    rdq_above: Cited = field(metadata=_kind("cited:int"))
+    require_trend: _cited(CitedFlag, StrictBool)
+    supporting_min: _cited(CitedCount, Count)
+    height_loss_above_percent: _cited(CitedNumber, Number)
+    rdq_above: _cited(CitedCount, Count)
     # The malignant route asks only for a painful lesion unresponsive to medical therapy.
-    malignant_min_score: Cited = field(metadata=_kind("cited:float"))
+    malignant_min_score: _cited(CitedNumber, Number)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class ContinuumRule(Criterion):
     """I5: referral for bone-density evaluation and an osteoporosis treatment/education program."""
 
-    require_dxa: Cited = field(metadata=_kind("cited:bool"))
-    require_program: Cited = field(metadata=_kind("cited:bool"))
+    require_dxa: _cited(CitedFlag, StrictBool)
+    require_program: _cited(CitedFlag, StrictBool)
 
 
 EXCLUSION_CHECKS = ("fact", "level-count", "coagulation")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class ExclusionRule:
     """One exclusion. `check` says how it is judged:
 
@@ -156,40 +275,56 @@ class ExclusionRule:
     coagulation: the fact named by `fact` (a coded coagulopathy) or the latest INR above `limit`.
     """
 
-    id: str
-    enabled: bool = field(metadata=_kind("bool"))
-    kind: str = field(metadata=_kind("str"))  # absolute | relative
-    title: str = field(metadata=_kind("str"))
-    source: str = field(metadata=_kind("str"))
-    check: str = field(default="fact", metadata=_kind("str"))
-    fact: str = field(default="", metadata=_kind("str"))
-    limit: Cited | None = field(default=None, metadata=_kind("cited:float?"))
-    waived_for_codes: Cited | None = field(default=None, metadata=_kind("cited:codes?"))
+    source: Text
+    enabled: StrictBool
+    kind: Literal["absolute", "relative"]
+    title: Text
+    check: Literal["fact", "level-count", "coagulation"] = "fact"
+    fact: Annotated[StrictStr, Field(description="For fact/coagulation: a FractureFacts field, e.g. infection.")] = ""
+    limit: _cited(CitedNumberOrNull, Number | None) | None = Field(default=None, validate_default=True)
+    waived_for_codes: _cited(CitedCodes, Codes) | None = None
+    # The key of the exclusion in the file's `exclusions` mapping (X1, ...), filled in from it.
+    id: StrictStr = ""
+
+    @field_validator("fact")
+    @classmethod
+    def _names_a_fact(cls, fact: str, info: ValidationInfo) -> str:
+        if info.data.get("check", "fact") in {"fact", "coagulation"} and fact not in _fact_fields():
+            raise ValueError("must name a fracture fact (e.g. infection)")
+        return fact
+
+    @field_validator("limit")
+    @classmethod
+    def _limit_when_counted(cls, limit: Cited | None, info: ValidationInfo) -> Cited | None:
+        check = info.data.get("check")
+        if check in {"level-count", "coagulation"} and (limit is None or limit.value is None):
+            raise ValueError(f"is required for check {check}")
+        return limit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class CodingRule(Criterion):
     """S1: which coding route the fracture takes (osteoporotic, malignant, review, traumatic)."""
 
-    osteoporotic_codes: Cited = field(metadata=_kind("cited:codes"))
+    osteoporotic_codes: _cited(CitedCodes, Codes)
     # ICD-10-CM checks (7th character, M48.5- with osteoporosis); off for non-US policies.
-    icd_checks: Cited = field(metadata=_kind("cited:bool"))
-    review_seventh: Cited = field(metadata=_kind("cited:codes"))
-    malignant_route: Cited = field(metadata=_kind("cited:bool"))
-    malignant_fracture_codes: Cited = field(metadata=_kind("cited:codes"))
-    malignant_neoplasm_codes: Cited = field(metadata=_kind("cited:codes"))
-    traumatic_prefixes: Cited = field(metadata=_kind("cited:codes"))
-    collapsed_nec_prefixes: Cited = field(metadata=_kind("cited:codes"))
-    deleted_cpt: Cited = field(metadata=_kind("cited:codes"))
+    icd_checks: _cited(CitedFlag, StrictBool)
+    review_seventh: _cited(CitedCodes, Codes)
+    malignant_route: _cited(CitedFlag, StrictBool)
+    malignant_fracture_codes: _cited(CitedCodes, Codes)
+    malignant_neoplasm_codes: _cited(CitedCodes, Codes)
+    traumatic_prefixes: _cited(CitedCodes, Codes)
+    collapsed_nec_prefixes: _cited(CitedCodes, Codes)
+    deleted_cpt: _cited(CitedCodes, Codes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class TechniqueRule:
     """Technique advice (not coverage): when kyphoplasty's height restoration is worth it."""
 
-    source: str = field(metadata=_kind("str"))
-    kyphoplasty_height_loss_above_percent: Cited = field(metadata=_kind("cited:float"))
-    vertebra_plana_flag: str = field(default="", metadata=_kind("str"))
+    source: Text
+    kyphoplasty_height_loss_above_percent: _cited(CitedNumber, Number)
+    vertebra_plana_flag: StrictStr = ""
 
 
 _SECTIONS: dict[str, type] = {
@@ -201,17 +336,29 @@ _SECTIONS: dict[str, type] = {
     "coding": CodingRule,
     "technique": TechniqueRule,
 }
-_TOP_KEYS = {"id", "title", "version", "description", "sources", "exclusions", *_SECTIONS}
 _FACT_FIELDS: set[str] = set()  # filled lazily from FractureFacts (import kept local: base module)
 
 
-@dataclass(frozen=True)
+def _exclusions_by_id(raw: Any) -> Any:
+    """The file maps exclusion ids to rules (`X1: {...}`); the Policy holds them in order, each with its id."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("must map exclusion ids (X1, ...) to their rules")
+    return [{**rule, "id": str(xid)} if isinstance(rule, Mapping) else rule for xid, rule in raw.items()]
+
+
+Exclusions = Annotated[
+    tuple[ExclusionRule, ...],
+    BeforeValidator(_exclusions_by_id, json_schema_input_type=dict[str, ExclusionRule]),
+]
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class Policy:
-    id: str
-    title: str
-    version: str
-    description: str
-    sources: tuple[Source, ...]
+    """A coverage policy, as the rules read it."""
+
+    id: Annotated[PolicyId, Field(description="What --policy and ?policy= name, e.g. cms-lcd-pva.")]
+    title: Text
+    sources: Annotated[tuple[Source, ...], Field(min_length=1)]
     fracture_age: FractureAgeRule
     level: LevelRule
     acuity: AcuityRule
@@ -219,8 +366,23 @@ class Policy:
     continuum_of_care: ContinuumRule
     coding: CodingRule
     technique: TechniqueRule
-    exclusions: tuple[ExclusionRule, ...]
-    file: str = field(default="", compare=False)
+    exclusions: Exclusions
+    version: StrictStr = ""
+    description: StrictStr = ""
+    file: SkipJsonSchema[str] = dataclasses.field(default="", init=False, compare=False)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        age = self.fracture_age
+        if age.acute_below_days.value > age.max_days.value + 1:
+            raise ValueError(f"key 'fracture_age.acute_below_days' ({age.acute_below_days.value}) is beyond "
+                             f"'fracture_age.max_days' ({age.max_days.value})")
+        rule = self.level
+        if ALL_LEVELS.index(rule.first.value) > ALL_LEVELS.index(rule.last.value):
+            raise ValueError(f"key 'level.first' ({rule.first.value}) is below 'level.last' ({rule.last.value})")
+        if (rule.review_first is None) != (rule.review_last is None):
+            raise ValueError("keys 'level.review_first' and 'level.review_last' go together")
+        return self
 
     def source_for(self, text: str) -> Source | None:
         """The listed source a criterion's `source` text cites: the `sources[].id` named first in it.
@@ -228,7 +390,7 @@ class Policy:
         "LCD L34106, inclusion 1a" cites LCD; "A56572: level limit waived" cites A56572. So each
         criterion links to the published text behind it (its `url`) without repeating the URL.
         """
-        found = [(m.start(), s) for s in self.sources if (m := _word(s.id).search(text or ""))]
+        found = [(m.start(), s) for s in self.sources if (m := _cited_id(s.id).search(text or ""))]
         return min(found, key=lambda pair: pair[0])[1] if found else None
 
     def exclusion(self, check: str) -> ExclusionRule | None:
@@ -253,6 +415,20 @@ class Policy:
             out[_camel(name)] = _section_dict(getattr(self, name))
         out["exclusions"] = [_section_dict(x) for x in self.exclusions]
         return out
+
+
+_POLICY = TypeAdapter(Policy)
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy file (draft 2020-12), for policy authors and their editors."""
+    schema = _POLICY.json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "fhir-vcf coverage policy",
+        "description": "A coverage policy file (YAML or JSON) for fhir-vcf: docs/policies.md.",
+    }
 
 
 # --------------------------------------------------------------------------- loading
@@ -311,119 +487,77 @@ def parse_policy_file(path: Path) -> Policy:
 
 
 def policy_from_dict(data: Any, *, file: str = "<policy>") -> Policy:
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         raise PolicyError(f"{file}: a policy must be a mapping at the top level")
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise PolicyError(f"{file}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_TOP_KEYS))})")
-    for key in ("id", "title", *_SECTIONS, "exclusions", "sources"):
-        if key not in data:
-            raise PolicyError(f"{file}: missing key {key!r}")
-    policy_id = data["id"]
-    if not isinstance(policy_id, str) or not policy_id.strip() or any(c.isspace() for c in policy_id):
-        raise PolicyError(f"{file}: key 'id' must be a non-empty word, e.g. cms-lcd-pva")
-    sections = {name: _build(cls, data[name], name, file) for name, cls in _SECTIONS.items()}
-    sources = data["sources"]
-    if not isinstance(sources, list) or not sources:
-        raise PolicyError(f"{file}: key 'sources' must be a non-empty list of {{id, citation}}")
-    source_objs = tuple(_build(Source, s, f"sources[{i}]", file) for i, s in enumerate(sources))
-    exclusions = data["exclusions"]
-    if not isinstance(exclusions, dict):
-        raise PolicyError(f"{file}: key 'exclusions' must map exclusion ids (X1, ...) to their rules")
-    excl = tuple(_build(ExclusionRule, dict(raw, id=xid) if isinstance(raw, dict) else raw, f"exclusions.{xid}", file)
-                 for xid, raw in exclusions.items())
-    for x in excl:
-        _check_exclusion(x, file)
-    policy = Policy(
-        id=policy_id,
-        title=_require_str(data["title"], "title", file),
-        version=str(data.get("version", "")),
-        description=str(data.get("description", "")),
-        sources=source_objs,
-        exclusions=excl,
-        file=file,
-        **sections,
-    )
-    _check_levels(policy, file)
+    try:
+        policy = _POLICY.validate_python(data)
+    except ValidationError as exc:
+        raise PolicyError(f"{file}: {_first_problem(exc, data)}") from None
+    object.__setattr__(policy, "file", file)  # where it came from, for messages (not part of the policy)
     return policy
 
 
-# --------------------------------------------------------------------------- validation helpers
+# --------------------------------------------------------------------------- errors naming the key
+
+_MESSAGES = {
+    "missing": "missing key",
+    "extra_forbidden": "unknown key (not in the policy schema: docs/policy.schema.json)",
+    "unexpected_keyword_argument": "unknown key (not in the policy schema: docs/policy.schema.json)",
+    "bool_type": "must be true or false",
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "greater_than_equal": "must not be negative",
+    "dataclass_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "tuple_type": "must be a list",
+    "too_short": "must not be empty",
+    "literal_error": None,  # pydantic's own words list the allowed values
+}
 
 
-def _build(cls: type, raw: Any, where: str, file: str) -> Any:
-    if not isinstance(raw, dict):
-        raise PolicyError(f"{file}: key {where!r} must be a mapping")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise PolicyError(f"{file}: unknown key '{where}.{unknown[0]}'")
-    section_source = raw.get("source", "")
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        key = f"{where}.{f.name}"
-        if f.name not in raw:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise PolicyError(f"{file}: missing key {key!r}")
+def _first_problem(exc: ValidationError, data: Mapping[str, Any]) -> str:
+    """`key 'symptoms.min_score.value': must be a number, got 'seven'` from pydantic's first error."""
+    error = exc.errors(include_url=False)[0]
+    path = _key_path(error["loc"], data)
+    message = _MESSAGES.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
+    message = message.replace("Input should be", "must be")
+    quiet = {"missing", "extra_forbidden", "unexpected_keyword_argument"}
+    shown_input = error.get("input")
+    if path and error["type"] not in quiet and shown_input is not None and not isinstance(shown_input, Mapping):
+        shown = repr(shown_input)
+        message += f", got {shown if len(shown) <= 60 else shown[:57] + '...'}"
+    return f"key '{path}': {message}" if path else message
+
+
+def _key_path(loc: tuple[Any, ...], data: Any) -> str:
+    """pydantic's location as the file's keys: exclusions by their id (X2), list items as [i]."""
+    parts: list[str] = []
+    node: Any = data
+    for i, step in enumerate(loc):
+        if isinstance(step, int):
+            if i == 1 and loc[0] == "exclusions" and isinstance(data.get("exclusions"), Mapping):
+                ids = list(data["exclusions"])
+                step_key: Any = ids[step] if step < len(ids) else step
+                parts.append(f".{step_key}")
+                node = data["exclusions"].get(step_key)
+                continue
+            parts.append(f"[{step}]")
+            node = node[step] if isinstance(node, list) and step < len(node) else None
             continue
-        kind = f.metadata.get("kind", "str")
-        values[f.name] = _convert(raw[f.name], kind, key, file, section_source)
-    return cls(**values)
+        if not isinstance(step, str) or (isinstance(node, Mapping) and step not in node and step not in _field_names()):
+            continue  # pydantic's own markers (function-after[...], ...)
+        parts.append(f".{step}" if parts else step)
+        node = node.get(step) if isinstance(node, Mapping) else None
+    return "".join(parts).lstrip(".")
 
 
-def _convert(raw: Any, kind: str, key: str, file: str, section_source: str) -> Any:
-    nullable = kind.endswith("?")
-    kind = kind.rstrip("?")
-    if kind.startswith("cited:"):
-        inner = kind.split(":", 1)[1]
-        if isinstance(raw, dict):
-            extra = sorted(set(raw) - {"value", "source", "note"})
-            if extra:
-                raise PolicyError(f"{file}: unknown key '{key}.{extra[0]}' (a cited item has value, source, note)")
-            if "value" not in raw:
-                raise PolicyError(f"{file}: missing key '{key}.value'")
-            value, source, note = raw["value"], raw.get("source", section_source), raw.get("note", "")
-        else:
-            value, source, note = raw, section_source, ""
-        if not isinstance(source, str) or not source.strip():
-            raise PolicyError(f"{file}: key '{key}' needs a 'source' (the text this value comes from)")
-        if value is None and not nullable:
-            raise PolicyError(f"{file}: key '{key}' must not be null")
-        converted = None if value is None else _convert(value, inner, key, file, section_source)
-        return Cited(converted, source, str(note))
-    if raw is None:
-        if nullable:
-            return None
-        raise PolicyError(f"{file}: key '{key}' must not be null")
-    if kind == "bool":
-        if not isinstance(raw, bool):
-            raise PolicyError(f"{file}: key '{key}' must be true or false, got {raw!r}")
-        return raw
-    if kind in {"int", "float"}:
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or (kind == "int" and raw != int(raw)):
-            raise PolicyError(f"{file}: key '{key}' must be a {'whole ' if kind == 'int' else ''}number, got {raw!r}")
-        if raw < 0:
-            raise PolicyError(f"{file}: key '{key}' must not be negative, got {raw!r}")
-        return int(raw) if kind == "int" else float(raw)
-    if kind == "str":
-        if not isinstance(raw, str):
-            raise PolicyError(f"{file}: key '{key}' must be a string, got {raw!r}")
-        return raw
-    if kind == "level":
-        if not isinstance(raw, str) or not is_level(raw):
-            raise PolicyError(f"{file}: key '{key}' must be a vertebral level such as T1 or L5, got {raw!r}")
-        return raw
-    if kind == "codes":
-        if not isinstance(raw, list) or not all(isinstance(c, str | int) and str(c).strip() for c in raw):
-            raise PolicyError(f"{file}: key '{key}' must be a list of codes, got {raw!r}")
-        return tuple(str(c).strip() for c in raw)
-    raise PolicyError(f"{file}: key '{key}' has an unsupported type {kind}")  # pragma: no cover
-
-
-def _require_str(value: Any, key: str, file: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise PolicyError(f"{file}: key {key!r} must be a non-empty string")
-    return value
+@functools.cache
+def _field_names() -> frozenset[str]:
+    names: set[str] = set()
+    for cls in (Policy, Source, Cited, ExclusionRule, *_SECTIONS.values()):
+        names.update(f.name for f in dataclasses.fields(cls))
+    return frozenset(names)
 
 
 def _fact_fields() -> set[str]:
@@ -436,34 +570,8 @@ def _fact_fields() -> set[str]:
     return _FACT_FIELDS
 
 
-def _check_exclusion(x: ExclusionRule, file: str) -> None:
-    where = f"exclusions.{x.id}"
-    if x.kind not in {"absolute", "relative"}:
-        raise PolicyError(f"{file}: key '{where}.kind' must be absolute or relative, got {x.kind!r}")
-    if x.check not in EXCLUSION_CHECKS:
-        raise PolicyError(f"{file}: key '{where}.check' must be one of {', '.join(EXCLUSION_CHECKS)}, got {x.check!r}")
-    if x.check in {"fact", "coagulation"} and x.fact not in _fact_fields():
-        raise PolicyError(f"{file}: key '{where}.fact' must name a fracture fact (e.g. infection), got {x.fact!r}")
-    if x.check in {"level-count", "coagulation"} and (x.limit is None or x.limit.value is None):
-        raise PolicyError(f"{file}: key '{where}.limit' is required for check {x.check}")
-
-
-def _check_levels(policy: Policy, file: str) -> None:
-    from fhir_vcf.levels import position
-
-    age = policy.fracture_age
-    if age.acute_below_days.value > age.max_days.value + 1:
-        raise PolicyError(f"{file}: key 'fracture_age.acute_below_days' ({age.acute_below_days.value}) is beyond "
-                          f"'fracture_age.max_days' ({age.max_days.value})")
-    rule = policy.level
-    if position(rule.first.value) > position(rule.last.value):
-        raise PolicyError(f"{file}: key 'level.first' ({rule.first.value}) is below 'level.last' ({rule.last.value})")
-    if (rule.review_first is None) != (rule.review_last is None):
-        raise PolicyError(f"{file}: keys 'level.review_first' and 'level.review_last' go together")
-
-
 @functools.lru_cache(maxsize=256)
-def _word(source_id: str) -> re.Pattern[str]:
+def _cited_id(source_id: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-]){re.escape(source_id)}(?![\w-])")
 
 
@@ -474,7 +582,7 @@ def _camel(name: str) -> str:
 
 def _section_dict(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in fields(obj):
+    for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if value is None or value == "":
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import json
 import re
 import threading
 import time
@@ -437,6 +438,18 @@ def list_policies() -> Response:
             "policies": [svc.policies[pid].to_dict() for pid in sorted(svc.policies)],
         }
     )
+
+
+SCHEMA_MEDIA_TYPE = "application/schema+json"
+
+
+@bp.get("/policies/schema")
+def policy_schema() -> Response:
+    """The JSON Schema of a policy file (`fhir_vcf.rules.policy.policy_json_schema`), for authors.
+    A literal route: Werkzeug matches it before `/policies/<id>`, and no policy may be named "schema"."""
+    from fhir_vcf.rules.policy import policy_json_schema
+
+    return Response(json.dumps(policy_json_schema(), indent=2) + "\n", mimetype=SCHEMA_MEDIA_TYPE)
 
 
 @bp.get("/policies/<path:policy_id>")

@@ -58,6 +58,7 @@ from fhir_vcf.sources.prefetch import (
     check_fhir_server,
     request_record,
 )
+from fhir_vcf.store import IssuedCard
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +284,7 @@ class CallAudit:
     card_uuids: list[str] = field(default_factory=list)
     suggestion_uuids: list[str] = field(default_factory=list)
     card_decisions: dict[str, str] = field(default_factory=dict)
+    cards: list[IssuedCard] = field(default_factory=list)  # with what each card offered
 
     def write(self, status: int) -> None:
         """Record the row; `Unavailable` (503, Retry-After) when the database cannot take it: the
@@ -295,7 +297,7 @@ class CallAudit:
                 hook=self.service.hook, service_id=self.service.id, hook_instance=self.hook_instance,
                 patient=self.patient, decision=",".join(self.decisions) or None, card_uuids=self.card_uuids,
                 suggestion_uuids=self.suggestion_uuids, duration_ms=_ms(self.started), status=status,
-                card_decisions=self.card_decisions,
+                card_decisions=self.card_decisions, cards=self.cards,
             )
         except StoreError as exc:
             log.error("could not record the CDS Hooks call in the audit store: %s", exc)
@@ -623,6 +625,7 @@ def _finish(
 ) -> Response:
     audit.decisions = list(dict.fromkeys(str(ev.get("decision")) for ev in evaluations))
     audit.card_uuids = [card["uuid"] for card in cards]
+    audit.cards = [IssuedCard.from_card(card) for card in cards]  # what feedback may name (service.feedback)
     audit.card_decisions = {card["uuid"]: str(ev.get("decision")) for card, ev in zip(cards, evaluations, strict=False)}
     audit.suggestion_uuids = [s["uuid"] for card in cards for s in card.get("suggestions", [])]
     from fhir_vcf import logs

@@ -23,6 +23,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from fhir_vcf.metrics import DECISIONS, LATENCY, REQUESTS, exposition
+from fhir_vcf.version import __version__
 
 bp = Blueprint("ops", __name__)
 
@@ -99,8 +100,9 @@ def _install(state: Any) -> None:
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """Alive: the process answers. Checks nothing else, so a slow database never restarts it."""
-    return jsonify({"status": "ok"})
+    """Alive: the process answers. Checks nothing else, so a slow database never restarts it.
+    The release is named, so that a rolling upgrade can be watched from outside."""
+    return jsonify({"status": "ok", "version": __version__})
 
 
 @bp.get("/readyz")

@@ -28,6 +28,7 @@ JSON = "application/json"
 INVALID = "invalid"  # content invalid against the specification
 STRUCTURE = "structure"  # not parseable (malformed JSON)
 REQUIRED = "required"  # a required element is missing
+CODE_INVALID = "code-invalid"  # a code not in the set it must come from
 NOT_FOUND = "not-found"
 NOT_SUPPORTED = "not-supported"
 FORBIDDEN = "forbidden"

@@ -8,9 +8,20 @@ Supported (the CDS Hooks 2.0 prefetch query subset, plus what a FHIR client need
 
 - reads: `Type/id`;
 - type searches: `Type?patient=…`, `subject=…` (reference: `123`, `Patient/123` or an absolute
-  URL), `_id`, token equality on `status`, `category`, `code`, `clinical-status`,
-  `verification-status`, `intent` (`code`, `system|code`, `|code`, comma = OR, `:not`),
-  `date` with the prefixes eq/ne/lt/gt/le/ge (on the resource's clinical date);
+  URL), `_id`, `identifier` (`system|value`), token equality on `status`, `category`, `code`, `clinical-status`,
+  `verification-status`, `intent` (`code`, `system|code`, `|code`, comma = OR, `:not`);
+- date searches (`date`, `_lastUpdated`, and the R4 date parameters of the types the service
+  reads: `onset-date`, `recorded-date`, `authoredon`, `authored`, `occurrence`, `started`,
+  `issued`, `effective`, ...) by the FHIR R4 rules for dates ("Search", 3.1.1.4.2 / 3.1.1.5.4):
+  a value stands for the range its precision implies (`2025` = the whole year, `2025-06-30` = the
+  day, `...T10:00Z` = that minute), a Period for its whole span (open ended without `end`), and
+  each prefix compares those ranges: `eq` the search range contains the target's, `ne` it does
+  not, `gt`/`lt` the target's reaches above/below the search range, `ge`/`le` that or contained,
+  `sa`/`eb` the target lies wholly after/before it, `ap` they overlap once the search range is
+  widened by 10 % of its distance from now. Repeated parameters AND, comma-separated values OR.
+  A time without a zone is taken as UTC (this store's time zone). For `date` on a type whose R4
+  definition has none (Condition, MedicationRequest, ...), the resource's clinical date stands in:
+  what EHR sandboxes do, so that a prefetch template written for one still gets an answer;
 - `_count` and `_sort` (`date`, `-date`, `_id`, `_lastUpdated`, comma-separated keys).
 
 Parameters outside that list are reported as ignored (FHIR's lenient handling) rather than
@@ -26,7 +37,7 @@ import copy
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -67,7 +78,45 @@ DATE_PATHS: tuple[tuple[str, ...], ...] = (
     ("created",),
 )
 
-_DATE_PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb")
+# FHIR R4 "Search", 3.1.1.4 prefixes (all of them apply to dates).
+_DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+AP_FRACTION = 0.1  # FHIR R4 search, `ap`: "10% of the gap between now and the date" (recommended)
+
+# Date search parameters → the elements they read, per resource type (FHIR R4 search parameter
+# definitions; `[x]` choices written out). `*` is every type.
+DATE_PARAMS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("*", "_lastUpdated"): ("meta.lastUpdated",),
+    ("AllergyIntolerance", "date"): ("recordedDate",),
+    ("CarePlan", "date"): ("period",),
+    ("CareTeam", "date"): ("period",),
+    ("ClinicalImpression", "date"): ("date",),
+    ("Composition", "date"): ("date",),
+    ("Consent", "date"): ("dateTime",),
+    ("DiagnosticReport", "date"): ("effectiveDateTime", "effectivePeriod"),
+    ("DiagnosticReport", "issued"): ("issued",),
+    ("DocumentReference", "date"): ("date",),
+    ("Encounter", "date"): ("period",),
+    ("EpisodeOfCare", "date"): ("period",),
+    ("FamilyMemberHistory", "date"): ("date",),
+    ("Flag", "date"): ("period",),
+    ("Immunization", "date"): ("occurrenceDateTime",),
+    ("List", "date"): ("date",),
+    ("Observation", "date"): ("effectiveDateTime", "effectivePeriod", "effectiveInstant"),
+    ("Procedure", "date"): ("performedDateTime", "performedPeriod"),
+    ("RiskAssessment", "date"): ("occurrenceDateTime", "occurrencePeriod"),
+    ("SupplyRequest", "date"): ("authoredOn",),
+    ("Condition", "onset-date"): ("onsetDateTime", "onsetPeriod"),
+    ("Condition", "recorded-date"): ("recordedDate",),
+    ("Condition", "abatement-date"): ("abatementDateTime", "abatementPeriod"),
+    ("ImagingStudy", "started"): ("started",),
+    ("MedicationAdministration", "effective-time"): ("effectiveDateTime", "effectivePeriod"),
+    ("MedicationRequest", "authoredon"): ("authoredOn",),
+    ("MedicationStatement", "effective"): ("effectiveDateTime", "effectivePeriod"),
+    ("ServiceRequest", "authored"): ("authoredOn",),
+    ("ServiceRequest", "occurrence"): ("occurrenceDateTime", "occurrencePeriod"),
+    ("DeviceRequest", "event-date"): ("occurrenceDateTime", "occurrencePeriod"),
+}
+
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
 
@@ -120,6 +169,94 @@ def clinical_date(resource: Mapping[str, Any]) -> datetime | None:
     return None
 
 
+# A FHIR date, dateTime or instant, with the parts its precision has (FHIR R4 datatypes).
+_FHIR_DATE = re.compile(
+    r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
+    r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?"
+    r"(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+Range = tuple["datetime | None", "datetime | None"]  # [low, high): None is unbounded
+
+
+def date_range(value: Any) -> Range | None:
+    """The range a FHIR date/dateTime/instant stands for, by its precision: `2025` → the year,
+    `2025-06` → the month, `2025-06-30` → the day, `2025-06-30T10:00Z` → that minute, and so on
+    down to the fraction of a second written. None when `value` is no FHIR date."""
+    if not isinstance(value, str):
+        return None
+    match = _FHIR_DATE.match(value.strip())
+    if not match:
+        return None
+    part = match.groupdict()
+    zone = UTC
+    if part["zone"] and part["zone"] != "Z":
+        sign = 1 if part["zone"][0] == "+" else -1
+        hours, minutes = int(part["zone"][1:3]), int(part["zone"][4:6])
+        zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        year = int(part["year"])
+        if part["month"] is None:
+            return datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
+        month = int(part["month"])
+        if part["day"] is None:
+            low = datetime(year, month, 1, tzinfo=zone)
+            return low, (datetime(year + 1, 1, 1, tzinfo=zone) if month == 12
+                         else datetime(year, month + 1, 1, tzinfo=zone))
+        low = datetime(year, month, int(part["day"]), tzinfo=zone)
+        if part["hour"] is None:
+            return low, low + timedelta(days=1)
+        low = low.replace(hour=int(part["hour"]), minute=int(part["minute"]))
+        if part["second"] is None:
+            return low, low + timedelta(minutes=1)
+        low = low.replace(second=int(part["second"]))
+        if part["fraction"] is None:
+            return low, low + timedelta(seconds=1)
+        digits = part["fraction"][:6]
+        low = low.replace(microsecond=int(digits.ljust(6, "0")))
+        return low, low + timedelta(microseconds=10 ** (6 - len(digits)))
+    except ValueError:  # 2025-02-30, hour 25, ...
+        return None
+
+
+def element_range(value: Any) -> Range | None:
+    """The range of a date element's value: a date/dateTime/instant, or a Period (its whole span;
+    a missing `start` or `end` leaves that side open, as FHIR R4 says of a Period)."""
+    if isinstance(value, Mapping):
+        start, end = date_range(value.get("start")), date_range(value.get("end"))
+        if start is None and end is None:
+            return None
+        return (start[0] if start else None), (end[1] if end else None)
+    return date_range(value)
+
+
+def _element(resource: Mapping[str, Any], path: str) -> Any:
+    value: Any = resource
+    for step in path.split("."):
+        value = value.get(step) if isinstance(value, Mapping) else None
+    return value
+
+
+def _clinical_date_range(resource: Mapping[str, Any]) -> Range | None:
+    """The stand-in for `date` on a type with no R4 `date` parameter: the first clinical date found
+    (DATE_PATHS' order), a Period as a whole."""
+    seen: set[str] = set()
+    for path in DATE_PATHS:
+        name = path[0]
+        if name in seen:
+            continue
+        seen.add(name)
+        found = element_range(resource.get(name))
+        if found is not None:
+            return found
+    return None
+
+
+def date_param_paths(resource_type: str, name: str) -> tuple[str, ...] | None:
+    """The elements a date parameter reads on a type; None when it is no date parameter there."""
+    return DATE_PARAMS.get((resource_type, name)) or DATE_PARAMS.get(("*", name))
+
+
 def _relative(reference: str) -> str:
     """"http://x/fhir/Patient/1" → "Patient/1": record.py's one definition of reference forms
     (imported here, not at the top, so that `fhir-vcf --help` does not load the FHIR models)."""
@@ -152,6 +289,18 @@ def _token_matches(element: Any, wanted: str) -> bool:
         if code and have_code != code:
             continue
         if system is None or (system == "" and not have_system) or system == have_system:
+            return True
+    return False
+
+
+def _identifier_matches(identifiers: Any, wanted: str) -> bool:
+    """`identifier=[system]|[value]` or `identifier=[value]` (FHIR R4 token search on Identifier)."""
+    system, _, value = wanted.rpartition("|") if "|" in wanted else (None, "", wanted)
+    items = identifiers if isinstance(identifiers, list) else [identifiers]
+    for item in items:
+        if not isinstance(item, Mapping) or (value and item.get("value") != value):
+            continue
+        if system is None or (system == "" and not item.get("system")) or system == item.get("system"):
             return True
     return False
 
@@ -258,6 +407,11 @@ class MemoryFhir:
                 ids = set(value.split(","))
                 result.matches = [r for r in result.matches if r.get("id") in ids]
                 result.applied.append((raw_name, value))
+            elif name == "identifier" and not modifier:
+                wanted_ids = [v for v in value.split(",") if v]
+                result.matches = [r for r in result.matches
+                                  if any(_identifier_matches(r.get("identifier"), w) for w in wanted_ids)]
+                result.applied.append((raw_name, value))
             elif name in TOKEN_PARAMS and modifier in {"", "not"}:
                 wanted = [v for v in value.split(",") if v]
                 element = TOKEN_PARAMS[name]
@@ -269,9 +423,17 @@ class MemoryFhir:
 
                 result.matches = [r for r in result.matches if keep(r)]
                 result.applied.append((raw_name, value))
-            elif name == "date" and not modifier:
-                test = _date_test(value)
-                result.matches = [r for r in result.matches if test(clinical_date(r))]
+            elif not modifier and (date_param_paths(resource_type, name) or name == "date"):
+                tests = [_date_test(v) for v in value.split(",")]  # a comma is OR (FHIR R4 search)
+                paths = date_param_paths(resource_type, name)
+
+                def keep_dated(r: dict[str, Any], tests: list[Callable[[Range], bool]] = tests,
+                               paths: tuple[str, ...] | None = paths) -> bool:
+                    ranges = ([element_range(_element(r, p)) for p in paths] if paths
+                              else [_clinical_date_range(r)])
+                    return any(test(found) for found in ranges if found is not None for test in tests)
+
+                result.matches = [r for r in result.matches if keep_dated(r)]
                 result.applied.append((raw_name, value))
             else:
                 result.ignored.append(raw_name)
@@ -355,28 +517,36 @@ def _non_negative(name: str, value: str) -> int:
     return number
 
 
-def _date_test(value: str) -> Callable[[datetime | None], bool]:
+def _date_test(value: str, *, now: datetime | None = None) -> Callable[[Range], bool]:
+    """The FHIR R4 meaning of one date search value (`ge2025-06-10`) as a test on a target range."""
     prefix = value[:2] if value[:2] in _DATE_PREFIXES else "eq"
     raw = value[2:] if value[:2] in _DATE_PREFIXES else value
-    point = parse_instant(raw)
-    if point is None:
-        raise QueryError(f"date: {value!r} is not a FHIR date", source="query")
-    day_only = len(raw) <= 10
+    searched = date_range(raw)
+    if searched is None:
+        raise QueryError(f"date: {value!r} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or a dateTime)",
+                         source="query")
+    low, high = searched
+    assert low is not None and high is not None
+    if prefix == "ap":
+        gap = abs((now or datetime.now(UTC)) - low) * AP_FRACTION
+        low, high = low - gap, high + gap
 
-    def test(moment: datetime | None) -> bool:
-        if moment is None:
-            return False
-        left = moment.date() if day_only else moment
-        right = point.date() if day_only else point
+    def test(target: Range) -> bool:
+        t_low, t_high = target
+        below = t_low is None or t_low < low  # the target reaches below the search range
+        above = t_high is None or t_high > high  # ... or above it
+        contained = not below and not above
+        overlaps = (t_low is None or t_low < high) and (t_high is None or t_high > low)
         return {
-            "eq": left == right,
-            "ne": left != right,
-            "lt": left < right,
-            "eb": left < right,
-            "le": left <= right,
-            "gt": left > right,
-            "sa": left > right,
-            "ge": left >= right,
+            "eq": contained,
+            "ne": not contained,
+            "gt": above,
+            "lt": below,
+            "ge": above or contained,
+            "le": below or contained,
+            "sa": t_low is not None and t_low >= high,
+            "eb": t_high is not None and t_high <= low,
+            "ap": overlaps,
         }[prefix]
 
     return test
@@ -400,10 +570,13 @@ def _sorted(resources: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 
 
 __all__ = [
+    "DATE_PARAMS",
     "MemoryFhir",
     "QueryError",
     "SearchResult",
     "clinical_date",
+    "date_range",
+    "element_range",
     "parse_instant",
     "parse_query",
     "searchset",
