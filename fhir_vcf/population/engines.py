@@ -231,8 +231,10 @@ class DaskEngine:
             if self.scheduler:
                 client = Client(self.scheduler, timeout="20s")
             else:
+                # Ports: the scheduler's and the workers' are picked free; ":0" does the same for the
+                # scheduler's HTTP server (None would still try the fixed 8787).
                 cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit=self.memory_limit,
+                                       dashboard_address=":0", memory_limit=self.memory_limit,
                                        silence_logs=40, local_directory=str(work / "dask"))
                 client = Client(cluster)
         except (OSError, TimeoutError) as exc:
