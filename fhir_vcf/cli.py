@@ -4,6 +4,8 @@
     fhir-vcf policies
     fhir-vcf serve [--host H] [--port P] [--workers N] [--demo]   (fhir_vcf.server)
     fhir-vcf replay PATH... [--hook H] [--against URL] ...         (fhir_vcf.replay)
+    fhir-vcf screen SOURCE --out DIR | audit SOURCE --out DIR | synth --patients N --out DIR
+                                                                   (fhir_vcf.population)
     fhir-vcf db upgrade|current [--database-url URL]               (fhir_vcf.store, Alembic)
     fhir-vcf --version
 
@@ -293,6 +295,15 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     add_replay_parser(sub)
 
 
+# --------------------------------------------------------------------------- screen, audit, synth
+
+
+def _add_population(sub: argparse._SubParsersAction) -> None:
+    from fhir_vcf.population.commands import add_population_parsers  # sets handler(args, out, err)
+
+    add_population_parsers(sub)
+
+
 # --------------------------------------------------------------------------- db
 
 
@@ -339,6 +350,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "policies": _add_policies,
     "serve": _add_serve,
     "replay": _add_replay,
+    "population": _add_population,  # screen, audit, synth
     "db": _add_db,
 }
 

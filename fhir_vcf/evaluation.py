@@ -13,6 +13,7 @@ from typing import Any
 from fhir_vcf.dates import check_as_of
 from fhir_vcf.errors import InputError
 from fhir_vcf.mappers import map_record
+from fhir_vcf.mappers.common import clinical_date
 from fhir_vcf.mappers.requests import map_request
 from fhir_vcf.outputs.evaluation import render_evaluation
 from fhir_vcf.record import PatientRecord, validate_resource
@@ -62,3 +63,19 @@ def ordered_technique(resource: Mapping[str, Any]) -> str | None:
     record.add(model, label)
     request = map_request(record, model)
     return request.technique if request else None
+
+
+def performed_augmentations(record: PatientRecord) -> list[tuple[str, date | None]]:
+    """(reference, day performed) of each completed vertebral-augmentation Procedure of a record.
+
+    Recognised by the mapper's own rule for orders (CPT 22510-22515, a deleted code, or the words,
+    negation-aware), so that an audit picks exactly the procedures the evaluation can judge as its
+    request. The day is the clinical date (`performed[x]`, input profile rule 4); None when the
+    Procedure has none, which the caller reports rather than guesses.
+    """
+    found = []
+    for procedure in record.of_type("Procedure"):
+        if procedure.status != "completed" or map_request(record, procedure) is None:
+            continue
+        found.append((record.ref(procedure), clinical_date(procedure)[0]))
+    return found

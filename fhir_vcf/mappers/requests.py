@@ -142,9 +142,17 @@ def map_request(record: Any, resource: Any) -> ProcedureRequest | None:
         method=method,
         deleted_codes=tuple(dict.fromkeys(deleted)),
         reasons=tuple(r for r in reasons if r),
-        authored=common.as_date(getattr(resource, "authoredOn", None)),
+        authored=_authored(resource),
         evidence=tuple(evidence),
     )
+
+
+def _authored(resource: Any) -> date | None:
+    """When the order was written; for a performed Procedure judged as the request (an audit), the day
+    it was performed (input profile, rule 4: the clinical date)."""
+    if resource.get_resource_type() == "Procedure":
+        return common.clinical_date(resource)[0]
+    return common.as_date(getattr(resource, "authoredOn", None))
 
 
 def map_requests(
@@ -155,9 +163,14 @@ def map_requests(
     The judged one is the request named by `request` ("ServiceRequest/x", any reference form the
     record resolves) when it is an augmentation request; otherwise the latest draft/active one by
     authoredOn (bundle order breaks ties, the later entry winning); None when there is none.
+    `request` may also name a performed augmentation Procedure: an audit judges the procedure done
+    as if it were the order, on the documentation of its day (its code, levels and reasons are read
+    by the same rule as an order's).
     """
     found: list[tuple[Any, ProcedureRequest]] = []
-    for resource in record.of_type("ServiceRequest"):
+    named = record.resolve(request) if request else None
+    procedures = [named] if named is not None and named.get_resource_type() == "Procedure" else []
+    for resource in [*record.of_type("ServiceRequest"), *procedures]:
         mapped = map_request(record, resource)
         if mapped is not None:
             found.append((resource, mapped))
