@@ -28,6 +28,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
@@ -67,16 +68,17 @@ def record_bytes(total: int) -> bytes:
     return json.dumps(record_bundle(total)).encode()
 
 
-def peak_rss(mode: str, total: int) -> int:
-    """Max RSS (KiB) of a fresh process: `parse` only parses the record; `full` loads and evaluates it."""
-    out = subprocess.run([sys.executable, __file__, "--memory-child", mode, "--resources", str(total)],
+def peak_rss(mode: str, path: Path) -> tuple[int, int]:
+    """(max RSS, max RSS before the work) in KiB of a fresh process reading the record file at `path`:
+    `parse` only parses it; `full` loads and evaluates it. Both import the same modules first."""
+    out = subprocess.run([sys.executable, __file__, "--memory-child", mode, "--record-file", str(path)],
                          check=True, capture_output=True, text=True).stdout.split()
     return int(out[0]), int(out[1])
 
 
-def memory_child(mode: str, total: int) -> None:
-    raw = record_bytes(total)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # after imports and building the bytes
+def memory_child(mode: str, path: Path) -> None:
+    raw = path.read_bytes()
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # after imports and reading the bytes
     if mode == "parse":
         parsed = json.loads(raw)
         del parsed
@@ -91,10 +93,10 @@ def main() -> int:
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--per-patient", type=int, default=100)
     parser.add_argument("--memory-child", choices=["parse", "full"], help=argparse.SUPPRESS)
-    parser.add_argument("--resources", type=int, default=10_000, help=argparse.SUPPRESS)
+    parser.add_argument("--record-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, args.resources)
+        memory_child(args.memory_child, args.record_file)
         return 0
 
     rows: list[tuple[str, str, str]] = []
@@ -110,7 +112,10 @@ def main() -> int:
                  f"{full_10k / full_1k:.1f}x", "<= 11x"))
     print(rows[-1], flush=True)
 
-    (parse_peak, parse_base), (full_peak, full_base) = peak_rss("parse", 10_000), peak_rss("full", 10_000)
+    with tempfile.TemporaryDirectory(prefix="bench-record-") as tmp:
+        path = Path(tmp) / "record.json"
+        path.write_bytes(large)
+        (parse_peak, parse_base), (full_peak, full_base) = peak_rss("parse", path), peak_rss("full", path)
     rows.append(("peak memory, 10,000 resources, vs a parse-only process",
                  f"{full_peak / 1024:.0f} MiB vs {parse_peak / 1024:.0f} MiB = {full_peak / parse_peak:.2f}x; above "
                  f"imports {(full_peak - full_base) / 1024:.0f} vs {(parse_peak - parse_base) / 1024:.0f} MiB = "
