@@ -37,9 +37,12 @@ class Element:
     """A FHIR element or resource read from JSON; attributes as the R4B models name them.
 
     Present elements live in the instance `__dict__` (plain attribute reads); any other element the
-    type defines reads as None, like an unset model field; a name the type lacks is an AttributeError.
+    type defines reads as None from the class, like an unset model field; a name the type lacks is an
+    AttributeError. `_memo` holds what the mappers derive from a resource (its clinical date, its
+    codings), computed once per resource (`fhir_vcf.mappers.common`); None until first asked.
     """
 
+    __slots__ = ("__dict__", "__weakref__", "_memo")
     model_fields: ClassVar[dict[str, Any]] = {}
     __resource_type__: ClassVar[str] = ""
     _model: ClassVar[type]
@@ -69,6 +72,7 @@ class Element:
 def _rebuild(model: type, state: dict[str, Any]) -> Element:
     node = _table(model).node.__new__(_table(model).node)
     node.__dict__.update(state)
+    node._memo = None
     return node
 
 
@@ -148,7 +152,10 @@ def _table(model: type) -> _Table:
         prefix for prefix, names in choices.items()
         if (model.model_fields[names[0]].json_schema_extra or {}).get("one_of_many_required") is True
     )
+    absent = {name: None for name in model.model_fields if not hasattr(Element, name)}
     node = type(model.__name__, (Element,), {
+        **absent,  # an absent element is a class attribute: reading it costs a dict miss, not a call
+        "__slots__": (),
         "model_fields": model.model_fields,
         "__resource_type__": getattr(model, "__resource_type__", model.__name__),
         "_model": model,
@@ -230,6 +237,7 @@ def _read(data: Any, table: _Table, depth: int) -> Element:
             raise NotValid
     node = table.node.__new__(table.node)
     node.__dict__ = out
+    node._memo = None
     return node
 
 

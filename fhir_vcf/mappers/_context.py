@@ -74,6 +74,23 @@ def compile_terms(patterns: Iterable[str]) -> re.Pattern[str]:
     return re.compile(r"\b(?:" + "|".join(f"(?:{p})" for p in patterns) + r")\b", re.IGNORECASE)
 
 
+_GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+
+
+def any_term(patterns: Iterable[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One pattern that matches a text wherever any of `patterns` would: a prefilter, so that a text
+    none of a family's terms can match costs one pass, not one per term. None when the patterns
+    cannot be joined without changing their meaning (different flags, group back-references)."""
+    patterns = list(patterns)
+    if not patterns or len({p.flags for p in patterns}) != 1 or any(
+            _GROUP_REFERENCE.search(p.pattern) for p in patterns):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), patterns[0].flags)
+    except re.error:  # e.g. one group name in two patterns
+        return None
+
+
 def scan(pattern: re.Pattern[str], body: str | None) -> Iterator[tuple[str, re.Match[str]]]:
     """(reading, match) for each match of the pattern in the text."""
     if not body:
@@ -195,8 +212,16 @@ def _medication_of(resource: Any, record: Any) -> Any:
     return target if target is not None and target.get_resource_type() == "Medication" else None
 
 
+_ANY_NAME: dict[int, tuple[Mapping[str, re.Pattern[str]], re.Pattern[str] | None]] = {}
+
+
 def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, re.Match[str]]]:
     """(canonical name, match) for each name pattern found, not negated, in a medication text."""
+    joined = _ANY_NAME.get(id(names))
+    if joined is None or joined[0] is not names:
+        joined = _ANY_NAME[id(names)] = (names, any_term(names.values()))
+    if joined[1] is not None and not joined[1].search(body):
+        return []
     found = []
     for name, pattern in names.items():
         for state, m in scan(pattern, body):

@@ -236,6 +236,8 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
             continue
         if resource.get_resource_type() == "Condition" and not ctx.is_current_condition(resource, as_of):
             continue
+        if _ANY_EXCLUSION_TEXT is not None and not _ANY_EXCLUSION_TEXT.search(body):
+            continue  # none of the terms below occurs: one pass instead of one per family
         for key, pattern in _TEXT.items():
             _read_text(signals[key], pattern, ref, element, body)
         for key, pattern in _NORMAL.items():
@@ -261,6 +263,11 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
         "inr": _latest_inr(inr),
     }
     return facts
+
+
+# Every family the free-text loop above scans for, joined (a prefilter; `ctx.any_term`).
+_ANY_EXCLUSION_TEXT = ctx.any_term([*_TEXT.values(), *_NORMAL.values(), _INSTABILITY, _PAIN_ELSEWHERE,
+                                    _PAIN_AT_FRACTURE])
 
 
 # --- readers ---
