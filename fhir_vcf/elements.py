@@ -80,14 +80,42 @@ def _rebuild(model: type, state: dict[str, Any]) -> Element:
 _PRIMITIVE, _COMPLEX, _RESOURCE = 0, 1, 2
 
 
+class _Primitive:
+    """A primitive type's conversion (the model's own `TypeAdapter`), remembering short strings.
+
+    Codes, systems, units and dates repeat across every resource of a feed; their conversion is a
+    pure function of the text, and its results (str, date, datetime, Decimal, ...) are immutable,
+    so each distinct short text is converted once per process. Bounded: past `LIMIT` texts, new
+    ones are converted but not kept.
+    """
+
+    LIMIT = 50_000
+    __slots__ = ("seen", "validate")
+
+    def __init__(self, adapter: TypeAdapter) -> None:
+        self.validate = adapter.validator.validate_python
+        self.seen: dict[str, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        if type(value) is not str or len(value) > 64:
+            return self.validate(value)
+        found = self.seen.get(value, self)
+        if found is self:
+            found = self.validate(value)
+            if len(self.seen) < self.LIMIT:
+                self.seen[value] = found
+        return found
+
+
 @dataclass(slots=True)
 class _Field:
     name: str  # the attribute ("class_fhir")
     kind: int
     many: bool
-    adapter: TypeAdapter | None  # primitives: the model's own type
+    convert: _Primitive | None  # primitives: the model's own type
     model: type | None  # complex: the element's model class
     choice: str | None  # the choice group ("value" for valueQuantity)
+    table: _Table | None = None  # complex: the element table of `model`, once first needed
 
 
 @dataclass(slots=True)
@@ -101,7 +129,7 @@ class _Table:
 
 
 _TABLES: dict[type, _Table] = {}
-_ADAPTERS: dict[Any, TypeAdapter] = {}
+_PRIMITIVES: dict[str, _Primitive] = {}
 
 
 def _core(annotation: Any) -> tuple[Any, bool]:
@@ -118,11 +146,11 @@ def _core(annotation: Any) -> tuple[Any, bool]:
             return annotation, many
 
 
-def _adapter(annotation: Any) -> TypeAdapter:
+def _primitive(annotation: Any) -> _Primitive:
     key = repr(annotation)
-    found = _ADAPTERS.get(key)
+    found = _PRIMITIVES.get(key)
     if found is None:
-        found = _ADAPTERS[key] = TypeAdapter(annotation)
+        found = _PRIMITIVES[key] = _Primitive(TypeAdapter(annotation))
     return found
 
 
@@ -140,7 +168,7 @@ def _table(model: type) -> _Table:
             kind = _RESOURCE if target.__name__ in {"Resource", "DomainResource"} else _COMPLEX
             fields[info.alias or name] = _Field(name, kind, many, None, target, choice)
         else:
-            fields[info.alias or name] = _Field(name, _PRIMITIVE, many, _adapter(info.annotation), None, choice)
+            fields[info.alias or name] = _Field(name, _PRIMITIVE, many, _primitive(info.annotation), None, choice)
     probe = model.model_construct()
     by_name = {f.name: key for key, f in fields.items()}
     required = [(key, f.kind, None) for key, f in fields.items()
@@ -170,13 +198,21 @@ def _is_resource(model: type) -> bool:
     return any(base.__name__ == "Resource" and base.__module__.endswith(".resource") for base in model.__mro__)
 
 
+_MODELS: dict[str, type | None] = {}
+
+
 def _model_of(rtype: Any) -> type | None:
     if not isinstance(rtype, str) or not rtype:
         return None
+    if rtype in _MODELS:
+        return _MODELS[rtype]
     try:
-        return get_fhir_model_class(rtype)
+        found = get_fhir_model_class(rtype)
     except (ValueError, KeyError, TypeError):
-        return None
+        found = None
+    if len(_MODELS) < 1000:  # bounded: the names come from the input
+        _MODELS[rtype] = found
+    return found
 
 
 def read_resource(data: dict[str, Any]) -> Element:
@@ -210,7 +246,7 @@ def _read(data: Any, table: _Table, depth: int) -> Element:
             continue
         if f.kind == _PRIMITIVE:
             try:
-                value = f.adapter.validate_python(value)  # type: ignore[union-attr]
+                value = f.convert(value)  # type: ignore[misc]
             except ValidationError:
                 raise NotValid from None
         elif f.many:
@@ -249,4 +285,7 @@ def _item(value: Any, f: _Field, depth: int) -> Element:
         if model is None:
             raise NotValid
         return _read(value, _table(model), depth + 1)
-    return _read(value, _table(f.model), depth + 1)  # type: ignore[arg-type]
+    table = f.table
+    if table is None:
+        table = f.table = _table(f.model)  # type: ignore[arg-type]
+    return _read(value, table, depth + 1)
