@@ -69,6 +69,16 @@ class Element:
         return _rebuild, (type(self)._model, dict(self.__dict__))
 
 
+class Elements(list):
+    """A list of complex elements (`code.coding`, `category`): a list, with the same `_memo` as an Element."""
+
+    __slots__ = ("_memo",)
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__(items)
+        self._memo = None
+
+
 def _rebuild(model: type, state: dict[str, Any]) -> Element:
     node = _table(model).node.__new__(_table(model).node)
     node.__dict__.update(state)
@@ -252,7 +262,7 @@ def _read(data: Any, table: _Table, depth: int) -> Element:
         elif f.many:
             if type(value) is not list:
                 raise NotValid
-            value = [_item(item, f, depth) for item in value]
+            value = Elements([_item(item, f, depth) for item in value])
         else:
             value = _item(value, f, depth)
         if f.choice is not None:

@@ -150,12 +150,13 @@ def test_a_joined_family_matches_exactly_where_one_of_its_terms_does(family):
                        exclusions._PAIN_ELSEWHERE, exclusions._PAIN_AT_FRACTURE],
         "analgesics": list(care._ANALGESIC_NAMES.values()),
     }[family]
-    joined = ctx.any_term(patterns)
-    assert joined is not None
+    joined = ctx.TermFilter(patterns)
+    assert joined.pattern is not None
     texts = _texts()
     hits = 0
     for body in texts:
         expected = any(p.search(body) for p in patterns)
-        assert (joined.search(body) is not None) == expected, body
+        assert (joined.pattern.search(body) is not None) == expected == joined.may_match(body), body
+        assert joined.may_match(body) == expected  # and again, remembered
         hits += expected
     assert 0 < hits < len(texts)  # the texts exercise both answers

@@ -77,11 +77,36 @@ def compile_terms(patterns: Iterable[str]) -> re.Pattern[str]:
 _GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 
 
-def any_term(patterns: Iterable[re.Pattern[str]]) -> re.Pattern[str] | None:
-    """One pattern that matches a text wherever any of `patterns` would: a prefilter, so that a text
-    none of a family's terms can match costs one pass, not one per term. None when the patterns
-    cannot be joined without changing their meaning (different flags, group back-references)."""
-    patterns = list(patterns)
+class TermFilter:
+    """Whether a text can hold a term of a family: one pass of the terms joined into one pattern,
+    instead of one pass per term, and remembered for short texts (a vital sign's name, a drug's
+    display, a visit type recur on every visit of a record). A text it passes is then read term by
+    term as before; a text it stops holds none of the terms, so nothing is lost.
+    """
+
+    SHORT = 200  # longer texts (report prose) are searched every time
+    LIMIT = 50_000  # short texts remembered per family, at most
+
+    def __init__(self, patterns: Iterable[re.Pattern[str]]) -> None:
+        self.pattern = _joined(list(patterns))
+        self._seen: dict[str, bool] = {}
+
+    def may_match(self, body: str) -> bool:
+        if self.pattern is None:
+            return True
+        if len(body) > self.SHORT:
+            return self.pattern.search(body) is not None
+        found = self._seen.get(body)
+        if found is None:
+            found = self.pattern.search(body) is not None
+            if len(self._seen) < self.LIMIT:
+                self._seen[body] = found
+        return found
+
+
+def _joined(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One pattern matching wherever any of `patterns` would; None when they cannot be joined without
+    changing their meaning (different flags, group back-references)."""
     if not patterns or len({p.flags for p in patterns}) != 1 or any(
             _GROUP_REFERENCE.search(p.pattern) for p in patterns):
         return None
@@ -212,15 +237,15 @@ def _medication_of(resource: Any, record: Any) -> Any:
     return target if target is not None and target.get_resource_type() == "Medication" else None
 
 
-_ANY_NAME: dict[int, tuple[Mapping[str, re.Pattern[str]], re.Pattern[str] | None]] = {}
+_ANY_NAME: dict[int, tuple[Mapping[str, re.Pattern[str]], TermFilter]] = {}
 
 
 def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, re.Match[str]]]:
     """(canonical name, match) for each name pattern found, not negated, in a medication text."""
     joined = _ANY_NAME.get(id(names))
     if joined is None or joined[0] is not names:
-        joined = _ANY_NAME[id(names)] = (names, any_term(names.values()))
-    if joined[1] is not None and not joined[1].search(body):
+        joined = _ANY_NAME[id(names)] = (names, TermFilter(names.values()))
+    if not joined[1].may_match(body):
         return []
     found = []
     for name, pattern in names.items():

@@ -149,7 +149,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     for resource, ref, element, body in _narratives(record):
         if common.after(resource, as_of) or _not_done(resource):
             continue
-        if _ANY_CARE_TEXT is not None and not _ANY_CARE_TEXT.search(body):
+        if not _ANY_CARE_TEXT.may_match(body):
             continue  # none of the terms below occurs: one pass instead of one per family
         for kind, pattern in _TEXT_KINDS.items():
             for state, m in ctx.scan(pattern, body):
@@ -191,8 +191,8 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     }
 
 
-# Every family the narrative loop above scans for, joined (a prefilter; `ctx.any_term`).
-_ANY_CARE_TEXT = ctx.any_term([*_TEXT_KINDS.values(), _ANALGESIC_TEXT, _OSTEOPOROSIS_TEXT, _DXA_TEXT, _PROGRAM_TEXT])
+# Every family the narrative loop above scans for, joined (a prefilter; `ctx.TermFilter`).
+_ANY_CARE_TEXT = ctx.TermFilter([*_TEXT_KINDS.values(), _ANALGESIC_TEXT, _OSTEOPOROSIS_TEXT, _DXA_TEXT, _PROGRAM_TEXT])
 
 
 def _nsm_start(dated: list[tuple[date, Evidence]]) -> Fact[date]:

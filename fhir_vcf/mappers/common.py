@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
-from fhir_vcf.elements import Element
+from fhir_vcf.elements import Element, Elements
 from fhir_vcf.facts import Coding, Evidence, Method
 from fhir_vcf.mappers.codes.systems import system_alias
 
@@ -18,7 +18,7 @@ def memo_of(node: Any) -> dict[str, Any] | None:
     """The cache of what the mappers derive from one element of the record (see `fhir_vcf.elements`),
     so that a date or a coding is worked out once per record however many mappers ask; None for
     models built elsewhere (tests, a draft order), which are simply read again."""
-    if not isinstance(node, Element):
+    if not isinstance(node, Element | Elements):
         return None
     memo = node._memo
     if memo is None:

@@ -236,7 +236,7 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
             continue
         if resource.get_resource_type() == "Condition" and not ctx.is_current_condition(resource, as_of):
             continue
-        if _ANY_EXCLUSION_TEXT is not None and not _ANY_EXCLUSION_TEXT.search(body):
+        if not _ANY_EXCLUSION_TEXT.may_match(body):
             continue  # none of the terms below occurs: one pass instead of one per family
         for key, pattern in _TEXT.items():
             _read_text(signals[key], pattern, ref, element, body)
@@ -265,8 +265,8 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
     return facts
 
 
-# Every family the free-text loop above scans for, joined (a prefilter; `ctx.any_term`).
-_ANY_EXCLUSION_TEXT = ctx.any_term([*_TEXT.values(), *_NORMAL.values(), _INSTABILITY, _PAIN_ELSEWHERE,
+# Every family the free-text loop above scans for, joined (a prefilter; `ctx.TermFilter`).
+_ANY_EXCLUSION_TEXT = ctx.TermFilter([*_TEXT.values(), *_NORMAL.values(), _INSTABILITY, _PAIN_ELSEWHERE,
                                     _PAIN_AT_FRACTURE])
 
 
