@@ -255,14 +255,21 @@ def _read(data: Any, table: _Table, depth: int) -> Element:
         if value is None:
             continue
         if f.kind == _PRIMITIVE:
+            convert = f.convert
             try:
-                value = f.convert(value)  # type: ignore[misc]
+                if type(value) is str and len(value) <= 64:  # `_Primitive.__call__`, inlined: the hot path
+                    found = convert.seen.get(value, convert)  # type: ignore[union-attr]
+                    value = convert(value) if found is convert else found  # type: ignore[misc]
+                else:
+                    value = convert.validate(value)  # type: ignore[union-attr]
             except ValidationError:
                 raise NotValid from None
         elif f.many:
             if type(value) is not list:
                 raise NotValid
             value = Elements([_item(item, f, depth) for item in value])
+        elif f.table is not None and type(value) is dict:  # a complex element whose table is known
+            value = _read(value, f.table, depth + 1)
         else:
             value = _item(value, f, depth)
         if f.choice is not None:
