@@ -24,6 +24,7 @@ Nothing is asserted (exit 0): absolute figures move with the machine; the ratios
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import subprocess
@@ -49,9 +50,11 @@ POLICY = load_policies()["cms-lcd-pva"]
 
 
 def cpu(fn: Callable[[], Any], repeat: int) -> float:
-    """Best CPU seconds of `repeat` runs of fn."""
+    """Best CPU seconds of `repeat` runs of fn, each started on a collected heap (so that no run pays
+    for the garbage of the one before: json.loads right after an evaluation took twice its time)."""
     best = float("inf")
     for _ in range(repeat):
+        gc.collect()
         started = time.process_time()
         fn()
         best = min(best, time.process_time() - started)
