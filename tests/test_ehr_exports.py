@@ -76,6 +76,22 @@ def test_the_cli_gives_the_expected_decisions(capsys):
     EXPORTS.cli_matches(capsys)
 
 
+def test_a_cds_hooks_replay_gives_the_expected_decisions():
+    """Through the service as an EHR calls it: the prefetch (with its `documentReferences` key) is
+    filled from each Bundle, so a report that is only a DocumentReference reaches the record too."""
+    import argparse
+    import io
+
+    from fhir_vcf.replay.flow import add_replay_parser, run_replay
+
+    parser = argparse.ArgumentParser(prog="fhir-vcf")
+    add_replay_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["replay", str(FOLDER), "--expect", str(FOLDER / "expected.json")])
+    out, err = io.StringIO(), io.StringIO()
+    assert run_replay(args, out, err) == 0, out.getvalue() + err.getvalue()
+    assert out.getvalue().strip().splitlines()[-1] == f"{len(EXPORTS.cases)} passed, 0 failed"
+
+
 # ---------------------------------------------------------------- each representation alone decides
 
 
@@ -390,3 +406,27 @@ def test_set_aside_resources_are_counted_on_their_own_patient():
         source="t")
     counts = {r.patient: dict(r.skipped) for r in records}
     assert counts == {"Patient/p1": {"entered-in-error": 2}, "Patient/p2": {"entered-in-error": 1}}
+
+
+def test_a_cds_hooks_record_reports_another_patients_resources_with_the_loaders_own():
+    """Resources of another patient (set aside by the patient binding), a duplicate, an entered-in-error
+    one and an OperationOutcome of the search: all in the evaluation's `skipped`."""
+    from fhir_vcf.config import Settings
+    from fhir_vcf.service.registry import fhir_client_factory
+    from fhir_vcf.sources.prefetch import PREFETCH_TEMPLATES, request_record
+
+    def pain(oid: str, subject: str, **kw: Any) -> dict[str, Any]:
+        out = observation(oid, coding("loinc", "72514-3"), effective="2025-06-10", value=8, **kw)
+        return {**out, "subject": {"reference": subject}}
+
+    prefetch: dict[str, Any] = {key: {"resourceType": "Bundle", "type": "searchset"} for key in PREFETCH_TEMPLATES}
+    prefetch["patient"] = {"resourceType": "Patient", "id": "p1"}
+    prefetch["observations"] = {"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"resource": pain("o1", "Patient/p1")}, {"resource": pain("o1", "Patient/p1")},
+        {"resource": pain("o2", "Patient/p2")}, {"resource": pain("o3", "Patient/p1", status="entered-in-error")},
+        {"resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "processing"}]},
+         "search": {"mode": "outcome"}}]}
+    bound = request_record(context={"patientId": "p1"}, prefetch=prefetch, fhir_server=None, token=None,
+                           client_factory=fhir_client_factory(Settings()))
+    got = evaluate_record(bound.record, as_of=AS_OF, policy=POLICY)
+    assert got["skipped"] == {"duplicate": 1, "entered-in-error": 1, "other-patient": 1, "type-not-read": 1}

@@ -71,6 +71,9 @@ PREFETCH_TEMPLATES: dict[str, str] = {
     "allergyIntolerances": "AllergyIntolerance?patient={{context.patientId}}&_count=100",
     "deviceRequests": "DeviceRequest?patient={{context.patientId}}&_count=100",
     "carePlans": "CarePlan?patient={{context.patientId}}&_count=100",
+    # Radiology reports and clinic notes as documents (input profile, "report text"); superseded and
+    # entered-in-error ones are set aside, and counted, by the loader.
+    "documentReferences": "DocumentReference?patient={{context.patientId}}&_count=100&_sort=-date",
 }
 
 # The whole fetch phase must leave room for the evaluation inside the EHR's 5-second budget
