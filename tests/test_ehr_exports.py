@@ -430,3 +430,20 @@ def test_a_cds_hooks_record_reports_another_patients_resources_with_the_loaders_
                            client_factory=fhir_client_factory(Settings()))
     got = evaluate_record(bound.record, as_of=AS_OF, policy=POLICY)
     assert got["skipped"] == {"duplicate": 1, "entered-in-error": 1, "other-patient": 1, "type-not-read": 1}
+
+
+def test_openapi_documents_every_skip_reason():
+    """The contract names the field and each reason the code can give (openapi.yaml, Evaluation.skipped)."""
+    import yaml
+
+    from fhir_vcf import record as loader
+    from fhir_vcf.sources.binding import SKIP_REASONS
+
+    schema = yaml.safe_load((FOLDER.parent.parent / "openapi.yaml").read_text())["components"]["schemas"]
+    skipped = schema["Evaluation"]["properties"]["skipped"]
+    assert skipped["additionalProperties"]["type"] == "integer"
+    reasons = {value for name, value in vars(loader).items() if name.isupper() and isinstance(value, str)
+               and value.replace("-", "").isalpha() and value.islower()}
+    assert {"entered-in-error", "superseded", "after-as-of", "type-not-read"} <= reasons
+    for reason in reasons | set(SKIP_REASONS):
+        assert f"`{reason}`" in skipped["description"], reason
