@@ -177,15 +177,26 @@ class Assertion(NamedTuple):
             text = ("…" if cut_a > a else "") + text[cut_a - a : cut_b - a] + ("…" if cut_b < b else "")
         return " ".join(text.split()).strip(" .;")
 
+    def why(self) -> str:
+        """What decided the status, for a reader: "negation 'no'", "section INDICATION (question)",
+        "pseudo-trigger 'no change in'", or "no trigger"."""
+        if self.decided_by == "section" and self.section is not None:
+            return f"section {self.section.header.strip().upper()} ({self.section.kind})"
+        if self.trigger is not None:
+            return f"{_LABEL.get(self.trigger.category, self.trigger.category)} '{' '.join(self.trigger.text.split())}'"
+        return "no trigger"
+
+    def said(self) -> str:
+        """The quote with what decided it, for an evidence line: "'No change in the L1 marrow edema'
+        (pseudo-trigger 'No change in' → affirmed)"; a plain affirmed statement is just its quote."""
+        if self.decided_by == "default" and self.trigger is None:
+            return f"'{self.quote()}'"
+        return f"'{self.quote()}' ({self.why()} → {self.status})"
+
     def explain(self) -> str:
         """One line a reviewer can read: "'No change in the L1 marrow edema': pseudo-trigger 'no
         change in' → affirmed"."""
-        if self.decided_by == "section" and self.section is not None:
-            why = f"section {self.section.header.strip().upper()} ({self.section.kind})"
-        elif self.trigger is not None:
-            why = f"{_LABEL.get(self.trigger.category, self.trigger.category)} '{' '.join(self.trigger.text.split())}'"
-        else:
-            why = "no trigger"
+        why = self.why()
         where = f"; elsewhere: '{' '.join(self.elsewhere.text.split())}'" if self.elsewhere is not None else ""
         return f"'{self.quote()}': {why} → {self.status}{where}"
 

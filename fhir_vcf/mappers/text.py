@@ -339,8 +339,10 @@ def _height_words(sentence: str) -> bool:
     return bool(_HEIGHT_CONTEXT.search(sentence))
 
 
-def find_height_loss_percent(text: str | None, *, context: str | None = None) -> list[float]:
-    """Percentages stated as height loss: "35% height loss", "loss of 40% of height", "40 percent collapse".
+def height_loss_percents(text: str | None, *, context: str | None = None) -> list[tuple[float, int, int]]:
+    """(value, start, end) of each percentage stated as height loss: "35% height loss", "loss of 40% of
+    height", "40 percent collapse". What the text asserts of it (negated, hedged) is the assertion
+    reader's to say, at (start, end).
 
     A percentage counts only with height-loss wording within the same clause, so "90% oxygen
     saturation" or "T-score at 5th percentile" never becomes a height loss. `context` is the sentence a
@@ -348,7 +350,7 @@ def find_height_loss_percent(text: str | None, *, context: str | None = None) ->
     """
     if not text:
         return []
-    values = []
+    values: list[tuple[float, int, int]] = []
     in_context = context is not None and _height_words(context)
     worded_clauses: dict[tuple[int, int], bool] = {}  # one search per clause, not per percentage
     for m in _PERCENT.finditer(text):
@@ -366,8 +368,8 @@ def find_height_loss_percent(text: str | None, *, context: str | None = None) ->
         if low is not None:
             value = min(value, float(low["low"]))
         worded = worded_clauses[key] or in_context
-        if worded and 0 <= value <= 100 and not is_negated(text, m.start(), m.end()):
-            values.append(value)
+        if worded and 0 <= value <= 100:
+            values.append((value, m.start(), m.end()))
     return values
 
 
