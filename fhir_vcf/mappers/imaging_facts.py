@@ -10,8 +10,8 @@ age; an MRI without edema ("healed", "sclerotic", "chronic") says it is old.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 
 from fhir_vcf.facts import Evidence, Fact, Status
