@@ -336,7 +336,7 @@ class TextReading:
                 distance = len(_WORD.findall(text, t1, start))
                 backward = False
             elif t0 >= end and rule.backward is not None:
-                if end < _backward_limit(stops, a, t0, effect):
+                if end < _backward_limit(text, stops, a, t0, effect):
                     continue
                 distance = len(_WORD.findall(text, end, t0))
                 backward = True
@@ -415,13 +415,18 @@ def _inside_brackets(text: str, pos: int) -> bool:
     return depth > 0
 
 
-def _backward_limit(stops: list[tuple[int, int, frozenset[str]]], sentence_start: int, t0: int, effect: str) -> int:
-    """Where a backward scope that ends at t0 starts at the earliest: the sentence's start or the end
-    of a termination word for its category."""
+def _backward_limit(text: str, stops: list[tuple[int, int, frozenset[str]]], sentence_start: int, t0: int,
+                    effect: str) -> int:
+    """Where a backward scope that ends at t0 starts at the earliest: the sentence's start, the end of a
+    termination word for its category, or, for a trigger inside brackets, the opening bracket ("PVP T12
+    (L1 not to be treated)" denies L1, not T12)."""
     limit = sentence_start
     for _, s1, ends in stops:
         if limit < s1 <= t0 and (not ends or effect in ends):
             limit = s1
+    opening = text.rfind("(", limit, t0)
+    if opening != -1 and text.find(")", opening, t0) == -1 and text[opening + 1 : t0].strip():
+        limit = opening + 1  # not a bracket that holds only the trigger: "pneumonia (cannot be excluded)"
     return limit
 
 
@@ -487,7 +492,7 @@ def _scope_of(text: str, stops: list, sentence: tuple[int, int], t0: int, t1: in
             if len(words) > window:
                 end = list(_WORD.finditer(text, t1, end))[window - 1].end() if window else t1
         return t1, end
-    start = _backward_limit(stops, a, t0, rule.effect)
+    start = _backward_limit(text, stops, a, t0, rule.effect)
     window = rule.backward
     if window is not None and window < rules.UNLIMITED:
         words = list(_WORD.finditer(text, start, t0))
