@@ -233,17 +233,14 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
             continue
         if resource.get_resource_type() == "Condition" and not ctx.is_current_condition(resource, as_of):
             continue
-        for key, pattern in _TEXT.items():
-            _read_text(signals[key], pattern, ref, element, body)
-        for key, pattern in _NORMAL.items():
-            for _, said in assertion.scan(pattern, body):
-                if said.status == AFFIRMED:  # "strength 5/5 throughout": evidence the deficit is absent
-                    signals[key].negated.append(ctx.text_ev(ref, element, said))
-        _read_instability(signals["instability"], ref, element, body)
-        _read_text(signals["pain_elsewhere"], _PAIN_ELSEWHERE, ref, element, body)
-        for _, said in assertion.scan(_PAIN_AT_FRACTURE, body):
-            if said.status == AFFIRMED:
-                signals["pain_elsewhere"].denied.append(ctx.text_ev(ref, element, said))
+        for mention in exclusion_mentions(body):
+            target, said = signals[mention.key], mention.assertion
+            ev = ctx.text_ev(ref, element, said)
+            if mention.kind == TERM:
+                target.add(said, _term(mention.match), ev)
+            elif said.status == AFFIRMED:
+                # "strength 5/5 throughout": the deficit is absent; "pain concordant with the fracture": X1 is
+                (target.negated if mention.kind == NORMAL else target.denied).append(ev)
 
     facts: dict[str, Any] = {
         "infection": _combine(signals["infection"], "infection (osteomyelitis, discitis, epidural abscess)"),
@@ -270,23 +267,52 @@ def _matches(coding: Any, icd: tuple[str, ...], sct: dict[str, str]) -> bool:
     return coding.system == "snomed" and coding.code in sct
 
 
+# What an exclusion word says (`ExclusionMention.kind`): the exclusion itself, a statement that its
+# finding is normal ("strength 5/5 throughout"), or that the pain is the fracture's (X1).
+TERM, NORMAL, AT_FRACTURE = "term", "normal", "at-fracture"
+
+
+@dataclass(frozen=True)
+class ExclusionMention:
+    """One exclusion word in a text and what the text asserts of it."""
+
+    key: str  # the exclusion fact: infection, myelopathy, neurologic_deficit, ...
+    kind: str  # TERM, NORMAL or AT_FRACTURE
+    match: re.Match[str]
+    assertion: Assertion
+
+
+def exclusion_mentions(body: str | None) -> list[ExclusionMention]:
+    """Every exclusion word of a text (terms of `exclusion-terms.yaml`, spinal instability, the pain's
+    attribution), in reading order, each with its assertion. The mapper's one way of reading exclusion
+    text, for any report or note ("INDICATION: r/o discitis" is the question the report answers:
+    hypothetical, no finding)."""
+    if not body:
+        return []
+    found = [ExclusionMention(key, TERM, m, said)
+             for key, pattern in (*_TEXT.items(), ("pain_elsewhere", _PAIN_ELSEWHERE))
+             for m, said in assertion.scan(pattern, body)]
+    found += [ExclusionMention(key, NORMAL, m, said) for key, pattern in _NORMAL.items()
+              for m, said in assertion.scan(pattern, body)]
+    found += [ExclusionMention("pain_elsewhere", AT_FRACTURE, m, said)
+              for m, said in assertion.scan(_PAIN_AT_FRACTURE, body)]
+    found += [ExclusionMention("instability", TERM, m, assertion.read_mention(body, m.start(), m.end()))
+              for m in _INSTABILITY.finditer(body) if _spinal(body, m)]
+    return sorted(found, key=lambda x: x.match.start())
+
+
+def _spinal(body: str, m: re.Match[str]) -> bool:
+    """Instability words count only about the spine ("unstable angina" is not spinal instability)."""
+    a = max(body.rfind(sep, 0, m.start()) for sep in ".;\n") + 1
+    b = min((i for i in (body.find(sep, m.end()) for sep in ".;\n") if i != -1), default=len(body))
+    near = body[max(a, m.start() - 40) : min(b, m.end() + 40)]
+    tail = body[m.end() : min(b, m.end() + 25)]
+    head = body[max(a, m.start() - 25) : m.start()]
+    return bool(_SPINE_CONTEXT.search(near)) and not _NOT_SPINE.search(tail) and not _NOT_SPINE.search(head)
+
+
 def _read_text(signals: _Signals, pattern: re.Pattern[str], ref: str, element: str, body: str) -> None:
-    """Every mention of the terms, by its assertion ("INDICATION: r/o discitis" is the question the
-    report answers: hypothetical, no finding)."""
     for m, said in assertion.scan(pattern, body):
-        signals.add(said, _term(m), ctx.text_ev(ref, element, said))
-
-
-def _read_instability(signals: _Signals, ref: str, element: str, body: str) -> None:
-    for m in _INSTABILITY.finditer(body):
-        a = max(body.rfind(sep, 0, m.start()) for sep in ".;\n") + 1
-        b = min((i for i in (body.find(sep, m.end()) for sep in ".;\n") if i != -1), default=len(body))
-        near = body[max(a, m.start() - 40) : min(b, m.end() + 40)]
-        tail = body[m.end() : min(b, m.end() + 25)]
-        head = body[max(a, m.start() - 25) : m.start()]
-        if not _SPINE_CONTEXT.search(near) or _NOT_SPINE.search(tail) or _NOT_SPINE.search(head):
-            continue
-        said = assertion.read_mention(body, m.start(), m.end())
         signals.add(said, _term(m), ctx.text_ev(ref, element, said))
 
 
