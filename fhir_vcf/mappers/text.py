@@ -178,12 +178,6 @@ def find_levels(text: str | None) -> list[str]:
     return sort_levels(label for _, _, labels in level_mentions(text) for label in labels)
 
 
-def snippet(text: str, start: int, end: int, width: int = 40) -> str:
-    a = max(0, start - width)
-    b = min(len(text), end + width)
-    return ("…" if a else "") + " ".join(text[a:b].split()) + ("…" if b < len(text) else "")
-
-
 _PERCENT = re.compile(
     r"(?P<value>\d{1,3}(?:\.\d+)?)\s*(?:%|percent|per\s*cent)", re.IGNORECASE
 )
