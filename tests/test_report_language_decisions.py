@@ -171,10 +171,12 @@ def test_a_criterion_decided_by_prose_quotes_the_sentence_and_the_trigger(tmp_pa
     (i3,) = [c for c in evaluation["criteria"] if c["id"] == "I3"]
     assert "'No change in the L1 marrow edema' (MRI 2025-06-05): edema present at L1" in i3["reason"]
     found = [d["found"] for d in i3["evidenceDetail"] if d.get("method") == "text"]
+    assert "(affirmed: pseudo-trigger 'No change in')" in i3["reason"]
     assert any("No change in the L1 marrow edema" in f and "'no change in'" in f.lower() for f in found), found
 
 
 def test_an_exclusion_decided_by_prose_quotes_the_trigger(tmp_path: Path) -> None:
     evaluation = _evaluate(_with_conclusion(f"{ACUTE} Possible discitis at T12-L1."), tmp_path)
     (x2,) = [c for c in evaluation["criteria"] if c["id"] == "X2"]
-    assert "Possible discitis at T12-L1" in x2["reason"] and "'possible'" in x2["reason"].lower()
+    assert "'Possible discitis at T12-L1' (possible: 'Possible')" in x2["reason"]
+    assert x2["evidenceDetail"][0]["found"] == "'Possible discitis at T12-L1' (possible: 'Possible')"

@@ -187,11 +187,23 @@ class Assertion(NamedTuple):
         return "no trigger"
 
     def said(self) -> str:
-        """The quote with what decided it, for an evidence line: "'No change in the L1 marrow edema'
-        (pseudo-trigger 'No change in' → affirmed)"; a plain affirmed statement is just its quote."""
+        """The quote with what decided it, short enough for an evidence line: "'No change in the L1
+        marrow edema' (affirmed: pseudo-trigger 'No change in')", "'No retropulsion' (negated: 'No')";
+        a plain affirmed statement is just its quote."""
         if self.decided_by == "default" and self.trigger is None:
             return f"'{self.quote()}'"
-        return f"'{self.quote()}' ({self.why()} → {self.status})"
+        return f"'{self.quote()}' ({self.decided()})"
+
+    def decided(self) -> str:
+        """The status and what decided it, in a few words: "negated: 'No'", "affirmed: pseudo-trigger
+        'No change in'", "hypothetical: section INDICATION"."""
+        if self.decided_by == "section" and self.section is not None:
+            return f"{self.status}: section {self.section.header.strip().upper()}"
+        if self.trigger is None:
+            return self.status
+        word = " ".join(self.trigger.text.split())
+        kind = "pseudo-trigger " if self.trigger.category == PSEUDO else ""
+        return f"{self.status}: {kind}'{word}'"
 
     def explain(self) -> str:
         """One line a reviewer can read: "'No change in the L1 marrow edema': pseudo-trigger 'no

@@ -108,13 +108,13 @@ def _acuity(level: str, signals: list[Signal], unassigned_refs: frozenset[str] =
         )
     if positive:
         value = "marrow-edema" if any(s.acuity_value == "marrow-edema" for s in positive) else "increased-uptake"
-        return Fact.present(value, *(s.evidence for s in positive), note=_prose(positive, level))
+        return Fact.present(value, *_distinct(positive), note=_prose(positive, level))
     if negative:
-        return Fact.absent(*(s.evidence for s in negative), value="no-edema", note=_prose(negative, level))
+        return Fact.absent(*_distinct(negative), value="no-edema", note=_prose(negative, level))
     hedged = [s for s in signals if s.kind == "uncertain" and s.value == "acuity" and s.advanced]
     if hedged:
         # "Possible marrow edema at L1", "edema cannot be assessed (motion)": neither yes nor no.
-        return Fact(status=Status.UNKNOWN, value="hedged", evidence=tuple(s.evidence for s in hedged),
+        return Fact(status=Status.UNKNOWN, value="hedged", evidence=tuple(_distinct(hedged)),
                     note=_prose(hedged, level))
     # An MRI / bone scan report that describes the fracture at the level but neither affirms nor denies
     # edema or uptake there leaves acuity unknown: only an explicit statement decides (input profile,
@@ -155,7 +155,7 @@ _MODALITY_NAMES = {"MR": "MRI", "NM": "bone scan", "PT": "PET", "CT": "CT", "DX"
 
 def _prose(signals: list[Signal], level: str) -> str:
     """What the report sentences behind an acuity fact say, quoted: "'No change in the L1 marrow edema'
-    (MRI 2025-06-09): edema present at L1 (pseudo-trigger 'No change in' → affirmed)". One line per
+    (MRI 2025-06-09): edema present at L1 (affirmed: pseudo-trigger 'No change in')". One line per
     sentence (a sentence naming edema and "acute" is quoted once); coded findings need no quote."""
     quoted: dict[tuple[str, tuple[int, int]], str] = {}
     for s in sorted((s for s in signals if s.assertion is not None), key=lambda s: s.note == "age word"):
@@ -165,19 +165,30 @@ def _prose(signals: list[Signal], level: str) -> str:
         if key in quoted:
             continue
         mention = " ".join(said.mention.lower().split())
+        at = ", ".join(s.levels) or level  # "T12 and L1 with edema": one statement of both levels
         if s.kind == "uncertain":
-            finding = f"{mention} at {level} neither affirmed nor denied"
+            finding = f"{mention} at {at} neither affirmed nor denied"
         elif s.note == "age word":
-            finding = f"{mention} fracture at {level}" + ("" if s.value else ": not acute")
+            finding = f"{mention} fracture at {at}" + ("" if s.value else ": not acute")
         elif s.value:
-            finding = f"{'edema' if s.acuity_value == 'marrow-edema' else 'increased uptake'} present at {level}"
+            finding = f"{'edema' if s.acuity_value == 'marrow-edema' else 'increased uptake'} present at {at}"
         else:
-            finding = f"{mention} {'resolved' if said.status == 'resolved' else 'absent'} at {level}"
+            finding = f"{mention} {'resolved' if said.status == 'resolved' else 'absent'} at {at}"
         where = " ".join(x for x in (_MODALITY_NAMES.get(s.modality or "", s.modality or "imaging"),
                                      s.day.isoformat() if s.day else "undated") if x)
-        why = "" if said.decided_by == "default" else f" ({said.why()} → {said.status})"
+        why = "" if said.decided_by == "default" else f" ({said.decided()})"
         quoted[key] = f"'{said.quote()}' ({where}): {finding}{why}"
     return "; ".join(list(quoted.values())[:3])
+
+
+def _distinct(signals: list[Signal]) -> list[Evidence]:
+    """One evidence line per element read: a sentence that says "no retropulsion, no canal compromise"
+    or "acute fracture with edema" is one piece of evidence, not two (text signals); coded ones all stay."""
+    seen: dict[tuple[str, str, str], Evidence] = {}
+    for s in signals:
+        key = (s.evidence.reference, s.evidence.element, "" if s.from_text else s.evidence.found)
+        seen.setdefault(key, s.evidence)
+    return list(seen.values())
 
 
 def _same_resource_age_words_only(positive: list[Signal], negative: list[Signal]) -> bool:
@@ -243,7 +254,7 @@ def retropulsion_fact(signals: list[Signal], codes: list[Evidence], open_signals
     if positive or codes:
         pos_refs = {s.evidence.reference for s in positive} | {e.reference for e in codes}
         other = [s for s in negative if s.evidence.reference not in pos_refs]
-        evidence = [*codes, *(s.evidence for s in positive)]
+        evidence = [*codes, *_distinct(positive)]
         if other:
             return Fact.conflict(
                 "retropulsion/canal compromise affirmed in "
@@ -251,14 +262,14 @@ def retropulsion_fact(signals: list[Signal], codes: list[Evidence], open_signals
                 + " and denied in "
                 + ", ".join(dict.fromkeys(s.evidence.reference for s in other)),
                 *evidence,
-                *(s.evidence for s in other),
+                *_distinct(other),
                 value=True,
             )
         return Fact.present(True, *evidence)
     if open_signals and not negative:
         said = "; ".join(dict.fromkeys(s.evidence.found for s in open_signals))
         return Fact.conflict(f"retropulsion/canal compromise mentioned as possible or past: {said}: a reviewer must "
-                             "decide", *(s.evidence for s in open_signals))
+                             "decide", *_distinct(list(open_signals)))
     if negative:
-        return Fact.absent(*(s.evidence for s in negative), value=False)
+        return Fact.absent(*_distinct(negative), value=False)
     return Fact.absent(value=False, note="no retropulsion or canal compromise described in the imaging read")

@@ -157,12 +157,12 @@ def acuity(facts: FractureFacts, policy: Policy, levels: list[str], route: str) 
 def _acuity_at(facts: FractureFacts, level: str) -> Outcome:
     fact: Fact = facts.acuity.get(level) or Fact.unknown()
     evidence = list(fact.evidence)
-    # A fact read from report prose carries the quoted sentence in its note: the reason quotes it too.
-    quoted = f"; {fact.note}" if fact.note else ""
+    # A fact read from report prose carries the quoted sentence in its note, which then is the reason:
+    # "'No change in the L1 marrow edema' (MRI 2025-06-09): edema present at L1 (...)".
     if fact.status is Status.PRESENT:
-        return Outcome(MET, ACUITY_WORDS.get(str(fact.value), f"acuity shown ({fact.value})") + quoted, evidence)
+        return Outcome(MET, fact.note or ACUITY_WORDS.get(str(fact.value), f"acuity shown ({fact.value})"), evidence)
     if fact.status is Status.ABSENT:
-        return Outcome(NOT_MET, "advanced imaging shows no marrow edema or uptake (healed or chronic)" + quoted,
+        return Outcome(NOT_MET, fact.note or "advanced imaging shows no marrow edema or uptake (healed or chronic)",
                        evidence)
     if fact.status is Status.CONFLICT:
         return Outcome(CONFLICT, f"imaging disagrees on acuity ({fact.note or 'sources disagree'})", evidence)
