@@ -8,7 +8,7 @@
                                                                    (fhir_vcf.population)
     fhir-vcf db upgrade|current [--database-url URL]               (fhir_vcf.store, Alembic)
     fhir-vcf read-text "SENTENCE..." [--modality MR] [--format text|json]
-                                                                   (fhir_vcf.mappers.report_text)
+                                                                   (fhir_vcf.evaluation.read_text)
     fhir-vcf --version
 
 No clinical logic lives here. Exit codes: 0 when every input was evaluated; 2 for a usage error, a
@@ -367,26 +367,25 @@ def _add_read_text(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_read_text(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from fhir_vcf.mappers.report_text import fact_name, read_report_text
+    from fhir_vcf.evaluation import read_text
 
     value = sys.stdin.read() if args.text == ["-"] else " ".join(args.text)
     if not value.strip():
         _error(err, "read-text: no text to read")
         return EXIT_ERROR
-    findings = read_report_text(value, modality=None if args.modality == "none" else args.modality)
+    findings = read_text(value, modality=None if args.modality == "none" else args.modality)
     if args.format == "json":
-        out.write(json.dumps([f.as_dict() for f in findings], indent=2, ensure_ascii=False) + "\n")
+        out.write(json.dumps(findings, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
     if not findings:
         out.write("no finding the mappers read (no edema, fracture, height, retropulsion or exclusion words)\n")
         return EXIT_OK
     for f in findings:
-        said = f.assertion
-        levels = ", ".join(f.levels) or "-"
-        out.write(f"{levels}  {f.criterion} {fact_name(f.fact)}: {f.reading}\n")
-        out.write(f"    '{' '.join(said.mention.split())}' is {said.status}: {said.why()}")
-        out.write(f"; scope '{f.scope}'\n" if f.scope else "\n")
-        out.write(f"    in '{said.quote()}'\n")
+        mention = " ".join(f["mention"].split())
+        out.write(f"{', '.join(f['levels']) or '-'}  {f['criterion']} {f['name']}: {f['reading']}\n")
+        out.write(f"    '{mention}' is {f['assertion']}: {f['why']}")
+        out.write(f"; scope '{f['scope']}'\n" if f["scope"] else "\n")
+        out.write(f"    in '{f['sentence']}'\n")
     return EXIT_OK
 
 

@@ -59,9 +59,9 @@ class TextFinding:
         said = self.assertion
         trigger = said.trigger
         return {
-            "fact": self.fact, "criterion": self.criterion, "reading": self.reading, "levels": list(self.levels),
-            "mention": said.mention, "span": [said.start, said.end], "assertion": said.status,
-            "decidedBy": said.decided_by,
+            "fact": self.fact, "name": fact_name(self.fact), "criterion": self.criterion, "reading": self.reading,
+            "levels": list(self.levels), "mention": said.mention, "span": [said.start, said.end],
+            "assertion": said.status, "decidedBy": said.decided_by, "why": said.why(),
             "trigger": None if trigger is None else {"text": trigger.text, "category": trigger.category,
                                                      "span": [trigger.start, trigger.end], "family": trigger.family},
             "scope": self.scope, "section": said.section.header if said.section is not None else None,
