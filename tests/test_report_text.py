@@ -94,3 +94,52 @@ def test_bad_input_is_a_clear_error(args: tuple[str, ...]) -> None:
 def test_a_text_with_nothing_to_read_says_so() -> None:
     code, out, _ = _cli("read-text", "Mild degenerative disc disease.")
     assert code == 0 and out.startswith("no finding the mappers read")
+
+
+# Issue 9: infection and neurologic deficits as notes write them (input profile, rows "infection" and
+# "myelopathy / cord / neuro"); what the exclusions mapper makes of each, written from the profile.
+EXAM_WORDS = [
+    ("Strength: 4/5 in the left hip flexors.", "neurologic_deficit", "present"),
+    ("4+/5 right EHL and ankle dorsiflexion.", "neurologic_deficit", "present"),
+    ("RLE 4/5 throughout.", "neurologic_deficit", "present"),
+    ("Hip flexion 3/5 on the right.", "neurologic_deficit", "present"),
+    ("Left quadriceps weakness.", "neurologic_deficit", "present"),
+    ("Weak left dorsiflexors.", "neurologic_deficit", "present"),
+    ("Paraparesis since yesterday.", "neurologic_deficit", "present"),
+    ("Sensory level at T10.", "neurologic_deficit", "present"),
+    ("Saddle anesthesia on exam.", "neurologic_deficit", "present"),
+    ("Hyperreflexia and sustained clonus at the ankles.", "neurologic_deficit", "present"),
+    ("Reflexes diminished at the ankles.", "neurologic_deficit", "present"),
+    ("Decreased rectal tone.", "neurologic_deficit", "present"),
+    ("Urinary retention requiring a catheter.", "neurologic_deficit", "present"),
+    ("Motor strength 5/5 in all extremities.", "neurologic_deficit", "absent (normal)"),
+    ("Motor: 5/5 bilateral LE.", "neurologic_deficit", "absent (normal)"),
+    ("Sensation intact to light touch.", "neurologic_deficit", "absent (normal)"),
+    ("Denies numbness or weakness of the legs.", "neurologic_deficit", "absent"),
+    ("No bowel or bladder incontinence.", "neurologic_deficit", "absent"),
+    ("Possible left foot drop.", "neurologic_deficit", "conflict: a reviewer decides"),
+    ("Return if leg weakness develops.", "neurologic_deficit", "no fact"),
+    ("Clinical sepsis.", "infection", "present"),
+    ("Patient appears septic.", "infection", "present"),
+    ("Known MRSA bacteremia.", "infection", "present"),
+    ("Blood cultures positive for S. aureus.", "infection", "present"),
+    ("Superficial surgical site infection of the laminectomy incision.", "infection", "present"),
+    ("Postoperative wound infection.", "infection", "present"),
+    ("No signs of sepsis.", "infection", "absent"),
+    ("Bacteremia has resolved.", "infection", "absent"),
+    ("History of urosepsis in 2019.", "infection", "conflict: a reviewer decides"),
+    ("r/o sepsis", "infection", "no fact"),
+]
+
+
+@pytest.mark.parametrize(("words", "fact", "reading"), EXAM_WORDS, ids=[w for w, _, _ in EXAM_WORDS])
+def test_exam_and_infection_words(words: str, fact: str, reading: str) -> None:
+    found = [(f.fact, f.reading) for f in read_report_text(words, modality=None)]
+    assert found and set(found) == {(fact, reading)}
+
+
+@pytest.mark.parametrize("words", ["Aseptic loosening of the hip prosthesis.", "Pain 4/5 with walking.",
+                                   "Legs 5/5."])
+def test_words_that_are_no_exclusion(words: str) -> None:
+    assert [(f.fact, f.reading) for f in read_report_text(words, modality=None)
+            if f.reading == "present"] == []
