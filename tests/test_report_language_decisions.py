@@ -180,3 +180,24 @@ def test_an_exclusion_decided_by_prose_quotes_the_trigger(tmp_path: Path) -> Non
     (x2,) = [c for c in evaluation["criteria"] if c["id"] == "X2"]
     assert "'Possible discitis at T12-L1' (possible: 'Possible')" in x2["reason"]
     assert x2["evidenceDetail"][0]["found"] == "'Possible discitis at T12-L1' (possible: 'Possible')"
+
+
+# With the sample's coded marrow-edema finding kept: the report and the code must agree (clinical rules,
+# "Decision": the record contradicting itself is a conflict, needs review).
+WITH_CODE = [
+    ("code and pseudo-negation agree", "No change in the L1 marrow edema.", "eligible", {"I3": "met"}),
+    ("code and report disagree", "L1 compression fracture without marrow edema.", "needs-review", {"I3": "conflict"}),
+    ("code and a silent report", "Compression fracture of L1.", "eligible", {"I3": "met"}),
+    ("code beside a hedge", "Possible marrow edema at L1.", "eligible", {"I3": "met"}),
+]
+
+
+@pytest.mark.parametrize(("case", "conclusion", "decision", "statuses"), WITH_CODE, ids=[c[0] for c in WITH_CODE])
+def test_the_report_beside_the_coded_finding(case: str, conclusion: str, decision: str, statuses: dict[str, str],
+                                             tmp_path: Path) -> None:
+    bundle = json.loads(SAMPLE.read_text())
+    for entry in bundle["entry"]:
+        if entry["resource"]["id"] == MRI_REPORT:
+            entry["resource"]["conclusion"] = conclusion
+    evaluation = _evaluate(bundle, tmp_path)
+    assert (evaluation["decision"], {k: _statuses(evaluation)[k] for k in statuses}) == (decision, statuses)
