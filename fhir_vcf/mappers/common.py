@@ -8,7 +8,9 @@ from typing import Any
 
 from fhir_vcf.elements import Element, Elements
 from fhir_vcf.facts import Coding, Evidence, Method
+from fhir_vcf.mappers.codes.icd10cm import spelled
 from fhir_vcf.mappers.codes.systems import system_alias
+from fhir_vcf.record import attachment_text, attachments
 
 # Condition.clinicalStatus values that mean "no longer current" (input profile, rule 3).
 HISTORICAL_STATUSES = frozenset({"inactive", "resolved", "remission"})
@@ -48,7 +50,10 @@ def _codings(concept: Any, element: str) -> Iterator[tuple[Coding, str]]:
         prefix = f"{element}[{i}]" if isinstance(concept, list) else element
         for j, c in enumerate(getattr(cc, "coding", None) or []):
             if c.code:
-                yield Coding(system_alias(c.system), c.code, c.display or ""), f"{prefix}.coding[{j}]"
+                system = system_alias(c.system)
+                # ICD-10-CM in one spelling for every mapper and rule: "m8008xa" → "M80.08XA" (input profile).
+                code = spelled(c.code) if system == "icd-10-cm" else c.code
+                yield Coding(system, code, c.display or ""), f"{prefix}.coding[{j}]"
 
 
 def texts(concept: Any, element: str = "code") -> Iterator[tuple[str, str]]:
@@ -112,10 +117,12 @@ _DATE_ELEMENTS = (
     "started",
     "occurrenceDateTime",
     "period.start",
+    "context.period.start",  # DocumentReference: the time of the service the document is about
     "recordedDate",
     "dateAsserted",
     "issued",
     "created",
+    "date",  # DocumentReference: when the document was made (input profile, "report text")
 )
 _DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[str, ...], ...]] = {}
 
@@ -156,8 +163,8 @@ def clinical_date(resource: Any) -> tuple[date | None, str]:
 def _clinical_date(resource: Any) -> tuple[date | None, str]:
     for path in _date_elements(type(resource)):
         value = getattr(resource, path[0])
-        if value is not None and len(path) == 2:
-            value = getattr(value, path[1])
+        for name in path[1:]:
+            value = getattr(value, name, None) if value is not None else None
         day = as_date(value)
         if day is not None:
             return day, ".".join(path)
@@ -185,6 +192,7 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
     wanted = types or (
         "Condition",
         "DiagnosticReport",
+        "DocumentReference",
         "Observation",
         "ImagingStudy",
         "Procedure",
@@ -211,7 +219,9 @@ def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:
         yield "code.text", code.text
     for text, element in notes(resource):
         yield element, text
-    for name in ("conclusion", "valueString", "description"):
+    for value, element in report_texts(resource):
+        yield element, value
+    for name in ("valueString", "description"):
         value = field(resource, name)
         if value:
             yield name, value
@@ -221,3 +231,16 @@ def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:
     for i, reason in enumerate(field(resource, "reasonCode") or []):
         if reason.text:
             yield f"reasonCode[{i}].text", reason.text
+
+
+def report_texts(resource: Any) -> Iterator[tuple[str, str]]:
+    """(text, element) of a report: a DiagnosticReport's `conclusion` and plain-text `presentedForm`,
+    a DocumentReference's plain-text `content[].attachment` (input profile, "report text": one reading
+    for all three, dated by the resource's clinical date)."""
+    conclusion = field(resource, "conclusion")
+    if conclusion:
+        yield conclusion, "conclusion"
+    for attachment, element in attachments(resource):
+        value = attachment_text(attachment)
+        if value:
+            yield value, element
