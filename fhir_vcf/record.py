@@ -1,9 +1,11 @@
 """PatientRecord: one patient's validated resources, with reference resolution.
 
 Whatever the source (a Bundle file, CDS Hooks prefetch, a FHIR server), the resources end up in
-`load_resources`, which validates the types the mappers read with the R4B models, indexes every
-form a reference can take (`Type/id`, an absolute URL, a `urn:uuid:` fullUrl) and groups the
-resources by the patient they belong to. A Bundle nested in the Bundle is read through.
+`load_resources`, which sets aside what carries no clinical meaning (types no mapper reads, records
+in error, cancelled or refuted: decided from the JSON, before any check), reads the rest as
+`fhir_vcf.elements` Elements (checked against the R4B definitions, without building the models),
+indexes every form a reference can take (`Type/id`, an absolute URL, a `urn:uuid:` fullUrl) and
+groups the resources by the patient they belong to. A Bundle nested in the Bundle is read through.
 
 Every problem with the input is an InputError naming the resource and the element, in words a
 sender can act on ("Observation/x valueQuantity.value: invalid Observation: 'abc' is not a valid
