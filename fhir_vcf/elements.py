@@ -95,11 +95,12 @@ class _Primitive:
 
     Codes, systems, units and dates repeat across every resource of a feed; their conversion is a
     pure function of the text, and its results (str, date, datetime, Decimal, ...) are immutable,
-    so each distinct short text is converted once per process. Bounded: past `LIMIT` texts, new
-    ones are converted but not kept.
+    so each distinct short text is converted once while it is remembered. Bounded (the texts come
+    from the input): at `LIMIT` texts the memory is emptied and refills with what recurs (~2 MiB
+    at most per primitive type, a few dozen types).
     """
 
-    LIMIT = 50_000
+    LIMIT = 10_000
     __slots__ = ("seen", "validate")
 
     def __init__(self, adapter: TypeAdapter) -> None:
@@ -112,8 +113,9 @@ class _Primitive:
         found = self.seen.get(value, self)
         if found is self:
             found = self.validate(value)
-            if len(self.seen) < self.LIMIT:
-                self.seen[value] = found
+            if len(self.seen) >= self.LIMIT:
+                self.seen.clear()
+            self.seen[value] = found
         return found
 
 

@@ -160,3 +160,18 @@ def test_a_joined_family_matches_exactly_where_one_of_its_terms_does(family):
         assert joined.may_match(body) == expected  # and again, remembered
         hits += expected
     assert 0 < hits < len(texts)  # the texts exercise both answers
+
+
+def test_remembered_texts_stay_bounded_and_answers_stay_right(monkeypatch):
+    # Both memories hold texts from the input: bounded, emptied when full, never a different answer.
+    words = ctx.TermFilter([ctx.compile_terms(["kyphoplasty"])])
+    monkeypatch.setattr(ctx.TermFilter, "LIMIT", 5)
+    for i in range(12):
+        assert words.may_match(f"s/p kyphoplasty {i}") and not words.may_match(f"knee {i}")
+        assert len(words._seen) <= 5
+    from fhir_vcf.elements import _Primitive
+
+    monkeypatch.setattr(_Primitive, "LIMIT", 5)
+    for i in range(1, 13):
+        obs = read_resource({**OBSERVATION, "effectiveDateTime": f"2025-06-{i:02d}"})
+        assert obs.effectiveDateTime == date(2025, 6, i)

@@ -45,7 +45,7 @@ class TermFilter:
     """
 
     SHORT = 200  # longer texts (report prose) are searched every time
-    LIMIT = 50_000  # short texts remembered per family, at most
+    LIMIT = 10_000  # short texts remembered per family; then the memory is emptied and refills (~3 MiB)
 
     def __init__(self, patterns: Iterable[re.Pattern[str]]) -> None:
         self.pattern = _joined(list(patterns))
@@ -59,8 +59,9 @@ class TermFilter:
         found = self._seen.get(body)
         if found is None:
             found = self.pattern.search(body) is not None
-            if len(self._seen) < self.LIMIT:
-                self._seen[body] = found
+            if len(self._seen) >= self.LIMIT:
+                self._seen.clear()
+            self._seen[body] = found
         return found
 
 
