@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
-from fhir_vcf.dates import check_as_of
+from fhir_vcf.clinical_time import check_as_of
 from fhir_vcf.errors import InputError
 from fhir_vcf.mappers import map_record
 from fhir_vcf.mappers.common import clinical_date
@@ -28,7 +28,7 @@ def evaluate_record(
 
     `request` names the ServiceRequest to judge ("ServiceRequest/abc"), as when a CDS Hooks
     order-select names its selection; by default the latest draft or active augmentation request.
-    An as-of date no decision can hold on (`fhir_vcf.dates.check_as_of`) is an InputError.
+    An as-of date no decision can hold on (`fhir_vcf.clinical_time.check_as_of`) is an InputError.
     """
     try:
         check_as_of(as_of)
