@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
@@ -45,7 +45,7 @@ class DayRange:
 
     first: date
     last: date
-    written: str = ""
+    written: str = field(default="", compare=False)  # words, not a value: "2025-06-02T10:00Z" is the day 2025-06-02
 
     @classmethod
     def day(cls, day: date, written: str = "") -> DayRange:
@@ -115,11 +115,12 @@ class When:
         return self.first_day > as_of
 
     def within(self, start: When, end: When | None) -> bool:
-        """Inside the period start..end (end None: still open). To the instant when all three carry a
-        time; otherwise by calendar days as written (a date has no offset to compare instants with)."""
+        """Certainly inside the period start..end (end None: still open). To the instant when all three
+        carry a time; otherwise by calendar days as written (a date has no offset to compare instants
+        with). A month or a year at either side places nothing inside it unless it must be."""
         if self.timed and start.timed and (end is None or end.timed):
-            return start.earliest <= self.earliest and (end is None or self.latest <= end.latest)
-        return start.first_day <= self.first_day and (end is None or self.last_day <= end.last_day)
+            return start.latest <= self.earliest and (end is None or self.latest <= end.earliest)
+        return start.last_day <= self.first_day and (end is None or self.last_day <= end.first_day)
 
     def __str__(self) -> str:
         return self.written
@@ -201,14 +202,12 @@ def after_birth(birth: date, amount: int, unit: str) -> date:
     return birth + timedelta(weeks=amount) if kind == "weeks" else birth + timedelta(days=amount)
 
 
-def age_days(birth: DayRange, low: float | None, high: float | None, unit: str, written: str) -> DayRange:
-    """The days on which a person born in `birth` was aged low..high whole units (both ends inclusive:
-    "aged 70" runs from the 70th birthday to the day before the 71st). A missing end is open."""
-    first = date.min if low is None else after_birth(birth.first, int(low), unit)
-    if high is None:
-        last = date.max
-    else:
-        last = after_birth(birth.last, int(high) + 1, unit) - timedelta(days=1)
+def age_days(birth: DayRange, low: tuple[int, str] | None, high: tuple[int, str] | None, written: str) -> DayRange:
+    """The days on which a person born within `birth` was aged low..high (whole units, UCUM a / mo / wk
+    / d, both ends inclusive: "aged 70" runs from the 70th birthday to the day before the 71st). A
+    missing end is open."""
+    first = date.min if low is None else after_birth(birth.first, *low)
+    last = date.max if high is None else after_birth(birth.last, high[0] + 1, high[1]) - timedelta(days=1)
     return DayRange(first, last, written)
 
 

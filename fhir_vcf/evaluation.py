@@ -13,7 +13,7 @@ from typing import Any
 from fhir_vcf.clinical_time import check_as_of
 from fhir_vcf.errors import InputError
 from fhir_vcf.mappers import map_record
-from fhir_vcf.mappers.common import clinical_date
+from fhir_vcf.mappers.common import clinical_day
 from fhir_vcf.mappers.requests import map_request
 from fhir_vcf.outputs.evaluation import render_evaluation
 from fhir_vcf.record import PatientRecord, validate_resource
@@ -77,5 +77,5 @@ def performed_augmentations(record: PatientRecord) -> list[tuple[str, date | Non
     for procedure in record.of_type("Procedure"):
         if procedure.status != "completed" or map_request(record, procedure) is None:
             continue
-        found.append((record.ref(procedure), clinical_date(procedure)[0]))
+        found.append((record.ref(procedure), clinical_day(procedure)))
     return found

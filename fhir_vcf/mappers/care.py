@@ -97,7 +97,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     events: list[EpisodeEvent] = []
 
     def add_event(kind: str, resource: Any, ev: Evidence, label: str, detail: str = "") -> None:
-        day, _ = common.clinical_date(resource)
+        day = common.clinical_day(resource)
         if day is not None and day <= as_of:
             events.append(EpisodeEvent(kind, day, ev.reference, label, detail))
     nsm: dict[str, list[Evidence]] = {}
@@ -113,7 +113,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
         ev = _dated(ev, resource)
         if _recent(resource, window_start):
             nsm.setdefault(kind, []).append(ev)
-            day, _ = common.clinical_date(resource)
+            day = common.clinical_day(resource)
             if day is not None:
                 nsm_dates.append((day, ev))
         else:
@@ -198,8 +198,9 @@ def _nsm_start(dated: list[tuple[date, Evidence]]) -> Fact[date]:
 
 
 def _dated(ev: Evidence, resource: Any) -> Evidence:
-    day, _ = common.clinical_date(resource)
-    if day is None or str(day) in ev.found:
+    found, _ = common.clinical_when(resource)
+    day = str(found.days) if found is not None else ""
+    if not day or day in ev.found:
         return ev
     return Evidence(ev.reference, ev.element, ev.method, f"{ev.found}, {day}")
 
@@ -220,17 +221,18 @@ def _not_taken(med: Any) -> bool:
 
 
 def _recent(resource: Any, window_start: date) -> bool:
-    """Dated in the NSM window, or still active; undated resources count (they cannot be placed)."""
-    day, _ = common.clinical_date(resource)
-    if day is None or day >= window_start:
+    """Dated in the NSM window (a month or a year that reaches into it counts), or still active; undated
+    resources count (they cannot be placed)."""
+    found, _ = common.clinical_when(resource)
+    if found is None or found.last_day >= window_start:
         return True
     if resource.get_resource_type().startswith("Medication"):
         status = getattr(resource, "status", None)
         if status in _ACTIVE_MEDICATION:
             return True
         period = getattr(resource, "effectivePeriod", None)
-        end = common.as_date(getattr(period, "end", None))
-        return end is not None and end >= window_start
+        end = common.when(resource, getattr(period, "end", None), "effectivePeriod.end")
+        return end is not None and end.last_day >= window_start
     return False
 
 

@@ -92,7 +92,7 @@ def scan_imaging(record: Any) -> ImagingScan:
 
     for study in record.of_type("ImagingStudy"):
         ref = record.ref(study)
-        day = common.as_date(study.started) or common.clinical_date(study)[0]
+        day = common.clinical_day(study)
         mods = _modality_of_codings(study.modality or [])
         series_levels: list[str] = []
         stir = False
@@ -135,7 +135,7 @@ def scan_imaging(record: Any) -> ImagingScan:
 
     for report in record.of_type("DiagnosticReport"):
         ref = record.ref(report)
-        day = common.clinical_date(report)[0]
+        day = common.clinical_day(report)
         linked = [studies[r] for r in (_target_ref(record, x) for x in report.imagingStudy or []) if r in studies]
         modality = _primary(s.modality for s in linked if s.modality)
         if modality is None:
@@ -177,7 +177,7 @@ def scan_imaging(record: Any) -> ImagingScan:
             if levels and not common.is_historical(cond):
                 ev = Evidence(ref, "code", Method.CODE, f"SNOMED CT 79654002 (edema) at {', '.join(levels)}")
                 scan.signals.append(
-                    Signal("acuity", True, tuple(levels), common.clinical_date(cond)[0], None, ev,
+                    Signal("acuity", True, tuple(levels), common.clinical_day(cond), None, ev,
                            advanced=True, acuity_value="marrow-edema")
                 )
     return scan
@@ -238,7 +238,7 @@ def _observation(
     levels, _, _ = sites.body_site_levels(ref, obs.bodySite)
     if not levels and link is not None:
         levels = list(link.fallback_levels)
-    day = common.clinical_date(obs)[0] or (link.day if link else None)
+    day = common.clinical_day(obs) or (link.day if link else None)
     modality = link.modality if link else None
     source = SignalSource(ref, day, modality, tuple(levels))
     lv = tuple(levels)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from fhir_vcf.config import Settings
 from fhir_vcf.clinical_time import as_of_argument, today_utc
+from fhir_vcf.config import Settings
 from fhir_vcf.errors import FhirVcfError
 from fhir_vcf.population import ENGINES
 
