@@ -135,12 +135,24 @@ def parse(value: object) -> When | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return _instant(value, value.isoformat())
+        # Keyed with the offset: 23:30-05:00 and 04:30Z are equal datetimes but not the same local day.
+        return _parse_datetime(value, value.utcoffset())
     if isinstance(value, date):
-        return _days(value, value, value.isoformat())
+        return _parse_date(value)
     if isinstance(value, str):
         return _parse_text(value.strip())
     raise ValueError(f"{value!r} is not a FHIR date, dateTime or instant")
+
+
+# Every mapper asks for the same resources' dates: read each value once (an evaluation reads thousands).
+@lru_cache(maxsize=8192)
+def _parse_datetime(value: datetime, offset: timedelta | None) -> When:
+    return _instant(value, value.isoformat())
+
+
+@lru_cache(maxsize=8192)
+def _parse_date(value: date) -> When:
+    return _days(value, value, value.isoformat())
 
 
 @lru_cache(maxsize=8192)
