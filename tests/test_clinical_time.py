@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhir_vcf import clinical_time
 from fhir_vcf.clinical_time import DayRange, age_days, parse
@@ -128,3 +130,27 @@ def test_the_as_of_date_is_read_here_too():
     assert clinical_time.parse_as_of("2025-06-30") == date(2025, 6, 30)
     with pytest.raises(ValueError):
         clinical_time.parse_as_of("2025-06")
+
+
+@given(local=st.datetimes(min_value=datetime(1950, 1, 1), max_value=datetime(2090, 12, 31)),
+       minutes=st.integers(min_value=-12 * 60, max_value=14 * 60))
+def test_any_offset_keeps_its_own_date_and_its_instant(local, minutes):
+    """Whatever the offset, the day as written is the local date and the instant is local minus the offset."""
+    sign, hours, mins = "-" if minutes < 0 else "+", abs(minutes) // 60, abs(minutes) % 60
+    written = f"{local.strftime('%Y-%m-%dT%H:%M:%S')}{sign}{hours:02d}:{mins:02d}"
+    found = parse(written)
+    assert found.days == DayRange.day(local.date())
+    assert found.earliest == local.replace(microsecond=0, tzinfo=UTC) - timedelta(minutes=minutes)
+    as_model_gives = parse(datetime.fromisoformat(written))  # the same value parsed by a model first
+    assert (as_model_gives.earliest, as_model_gives.days) == (found.earliest, found.days)
+
+
+def test_a_date_that_is_no_date_names_the_resource_and_element():
+    from types import SimpleNamespace
+
+    from fhir_vcf.errors import InputError
+    from fhir_vcf.mappers import common
+
+    with pytest.raises(InputError) as info:
+        common.when(SimpleNamespace(id="x"), "2025-02-30", "onsetDateTime")
+    assert info.value.element == "onsetDateTime" and "2025-02-30" in str(info.value)
