@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any, TextIO
 
+from fhir_vcf.arguments import whole_number
 from fhir_vcf.clinical_time import as_of_argument, today_utc
 from fhir_vcf.config import Settings
 from fhir_vcf.errors import FhirVcfError, InputError
@@ -234,24 +235,8 @@ PORT_ENV = "FHIR_VCF_PORT"
 DEFAULT_PORT = 8080
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        port = 0
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"invalid port {value!r}: expected 1-65535")
-    return port
-
-
-def _workers(value: str) -> int:
-    try:
-        workers = int(value)
-    except ValueError:
-        workers = 0
-    if workers < 1:
-        raise argparse.ArgumentTypeError(f"invalid worker count {value!r}: expected 1 or more")
-    return workers
+_port = whole_number("port", 1, 65535)
+_workers = whole_number("worker count")
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:

@@ -51,15 +51,15 @@ def ensure_chromium() -> str | None:
     return None if Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists() else "apt-get installed no chromium"
 
 
-def free_port() -> int:
-    for port in PORTS:
+def free_port(ports: range = PORTS) -> int:
+    for port in ports:
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 18400-18499")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 class _QuietHandler(WSGIRequestHandler):

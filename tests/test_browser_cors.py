@@ -9,14 +9,13 @@ open to other origins, is the control: the browser must refuse it.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-from browser_support import browser, live_server  # noqa: F401 (fixtures)
+from browser_support import browser, free_port, live_server  # noqa: F401 (fixtures)
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
@@ -51,17 +50,6 @@ run().catch(e => { document.body.textContent = String(e); document.title = "fail
 </script></body></html>"""
 
 
-def free_port() -> int:
-    for port in SANDBOX_PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18560-18599")
-
-
 @pytest.fixture(scope="module")
 def client_page(live_server) -> Iterator[SimpleNamespace]:  # noqa: F811
     html = PAGE % {"base": json.dumps(live_server.base)}
@@ -69,7 +57,7 @@ def client_page(live_server) -> Iterator[SimpleNamespace]:  # noqa: F811
     def app(environ, start_response):
         return Response(html, mimetype="text/html")(environ, start_response)
 
-    port = free_port()
+    port = free_port(SANDBOX_PORTS)
     httpd = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -21,32 +21,13 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from fhir_vcf.arguments import share, whole_number
 from fhir_vcf.clinical_time import as_of_argument, today_utc
 from fhir_vcf.config import Settings
 from fhir_vcf.errors import FhirVcfError
 from fhir_vcf.population import ENGINES
 
 EXIT_OK, EXIT_ERROR = 0, 2
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"invalid number {value!r}: expected 1 or more")
-    return number
-
-
-def _share(value: str) -> float:
-    try:
-        share = float(value)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise argparse.ArgumentTypeError(f"invalid share {value!r}: expected a number from 0 to 1")
-    return share
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -57,7 +38,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"a built-in policy id or a YAML/JSON policy file (default: {Settings.policy})")
     p.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: processes on this machine (default); dask: a Dask distributed cluster")
-    p.add_argument("--workers", type=_positive, metavar="N",
+    p.add_argument("--workers", type=whole_number("number"), metavar="N",
                    help="processes (local) or LocalCluster workers (dask); default: one per core")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --engine dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster)")
@@ -93,12 +74,12 @@ def add_population_parsers(sub: Any) -> None:
         "synth", help="write a synthetic population as Bulk Data NDJSON",
         description="Write N synthetic patients, one NDJSON file per resource type; the same seed gives the "
         "same bytes.")
-    synth.add_argument("--patients", type=_positive, required=True, metavar="N")
+    synth.add_argument("--patients", type=whole_number("number"), required=True, metavar="N")
     synth.add_argument("--out", required=True, metavar="DIR")
     synth.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default: 1)")
     synth.add_argument("--as-of", type=as_of_argument, default=date(2025, 6, 30), metavar="YYYY-MM-DD",
                        help="the date the episodes are current at (default: 2025-06-30)")
-    synth.add_argument("--vcf-share", type=_share, metavar="P",
+    synth.add_argument("--vcf-share", type=share, metavar="P",
                        help="the share of patients with a fracture episode, 0-1 (default: by age and sex, "
                        "about 2 %%)")
     synth.set_defaults(handler=run_synth)
