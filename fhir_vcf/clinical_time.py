@@ -8,7 +8,8 @@ every mapper reads a timestamp the same way:
   instant (04:30 UTC on 20 May) on the local day 19 May; `2025-05-19` is that whole day; `2025-04`
   the whole month; `2025` the whole year.
 - "Latest", "before", "after" and trends compare instants, offsets included: `09:00-05:00` is after
-  `13:00Z`. A date written without a time has no offset; for ordering it is taken as that day in UTC.
+  `13:00Z`. A date written without a time has no offset: against it only calendar days tell an order
+  (`before`), and a sort places it as that day in UTC.
 - Day counts use the calendar dates as written (`DayRange`): an onset of 19 May 23:30 in Chicago is
   19 May, whatever the UTC date. A partial date counts as the range of its days, and a rule decides
   only when the whole range falls on one side of its threshold.
@@ -107,8 +108,11 @@ class When:
         return self.earliest, self.latest
 
     def before(self, other: When) -> bool:
-        """Certainly before: every instant of this one precedes every instant of the other."""
-        return self.latest < other.earliest
+        """Certainly before. Two times of day compare as instants; a date (or a month, a year) has no
+        offset, so against it only the calendar days as written can tell: the same day has no order."""
+        if self.timed and other.timed:
+            return self.latest < other.earliest
+        return self.last_day < other.first_day
 
     def after_day(self, as_of: date) -> bool:
         """Wholly after the as-of date (its first day as written is later)."""

@@ -71,6 +71,15 @@ def test_a_month_and_a_day_inside_it_have_no_order():
     assert parse("2025-05").before(day)
 
 
+def test_a_date_without_a_time_orders_only_by_calendar_days():
+    """A date has no offset: 20:00 in Chicago on 23 June (01:00 UTC on 24 June) may be before or after
+    "2025-06-23"; "2025-06-22" is certainly before 00:30 in Tokyo on 23 June (15:30 UTC on 22 June)."""
+    day, evening = parse("2025-06-23"), parse("2025-06-23T20:00:00-05:00")
+    assert not day.before(evening) and not evening.before(day)
+    assert parse("2025-06-22").before(parse("2025-06-23T00:30:00+09:00"))
+    assert parse("2025-06-22T23:30:00-05:00").before(day)
+
+
 def test_a_partial_date_names_no_single_day():
     assert parse("2025-06").day is None
     assert parse("2025-06-10T08:00:00+02:00").day == date(2025, 6, 10)
