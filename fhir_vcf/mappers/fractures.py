@@ -241,15 +241,15 @@ def _onset(ref: str, resource: Any, birth: DayRange | None) -> _Onset:
             return _dated(ref, "onsetPeriod.start", start)
         end = common.when(resource, getattr(period, "end", None), "onsetPeriod.end")
         if end is not None:  # began on or before the end of the period, no earlier bound
-            days = DayRange(date.min, end.last_day, f"onset period ending {end.written}")
+            days = DayRange(date.min, end.last_day, f"period ending {end.written}")
             return _Onset(days, "onsetPeriod.end", Evidence(ref, "onsetPeriod.end", Method.CODE, str(days)))
     age = common.field(resource, "onsetAge")
     age_range = common.field(resource, "onsetRange")
     if age is not None:
-        return _aged(ref, "onsetAge", age, age, f"onsetAge {_age_words(age)}", birth)
+        return _aged(ref, "onsetAge", age, age, f"age {_age_words(age)}", birth)
     low, high = getattr(age_range, "low", None), getattr(age_range, "high", None)
     if low is not None or high is not None:
-        written = f"onsetRange {_age_words(low) if low else '…'} to {_age_words(high) if high else '…'}"
+        written = f"age {_age_words(low) if low else '…'} to {_age_words(high) if high else '…'}"
         return _aged(ref, "onsetRange", low, high, written, birth)
     raw = common.field(resource, "onsetString")
     if raw:
@@ -274,9 +274,9 @@ def _aged(ref: str, element: str, low: Any, high: Any, written: str, birth: DayR
     """The days of an onset given as an age (or a range of ages): it needs the birth date."""
     bounds = [_age_bound(q) if q is not None else None for q in (low, high)]
     if any(q is not None and b is None for q, b in zip((low, high), bounds, strict=True)):
-        return _undated(ref, element, Method.CODE, f"{written}: an age in a unit the service cannot count")
+        return _undated(ref, element, Method.CODE, f"onset at {written}, a unit the service cannot count")
     if birth is None:
-        return _undated(ref, element, Method.CODE, f"{written}: an age, and the patient's birth date is not on record")
+        return _undated(ref, element, Method.CODE, f"onset at {written}, and the patient's birth date is not on record")
     days = clinical_time.age_days(birth, bounds[0], bounds[1], written)
     return _Onset(days, element, Evidence(ref, element, Method.CODE, f"{written}, born {birth}: {days.isoformat()}"))
 

@@ -90,15 +90,16 @@ def _age_at(facts: FractureFacts, policy: Policy, level: str) -> Outcome:
         status, label = _age_band(fewest, acute, limit)
         return Outcome(status, f"{anchor} {onset}, {fewest} days before the as-of date: {label}", evidence,
                        flags=flags)
-    (low_status, low_label), (high_status, high_label) = _age_band(fewest, acute, limit), _age_band(most, acute, limit)
+    (low_status, _), (high_status, _) = _age_band(fewest, acute, limit), _age_band(most, acute, limit)
+    bands = " or ".join(label for label, lo, hi in (("acute", 0, acute - 1), ("subacute", acute, limit),
+                                                    (f"chronic (more than {limit} days)", limit + 1, most))
+                        if lo <= most and fewest <= hi)
     days = f"at least {fewest}" if onset.first == date.min else f"{fewest} to {most}"
     span = f"{anchor} {onset}, {days} days before the as-of date"
     if low_status == high_status:
-        label = low_label if low_label == high_label else f"{low_label} or {high_label}"
-        return Outcome(low_status, f"{span}: {label} on every day of the range", evidence, flags=flags)
-    return Outcome(UNKNOWN, f"{span}: {low_label} or {high_label} depending on the day (limit {limit} days)",
-                   evidence, flags=flags,
-                   missing=[f"the exact symptom onset date of the {level} fracture (recorded only as "
+        return Outcome(low_status, f"{span}: {bands} on every day of the range", evidence, flags=flags)
+    return Outcome(UNKNOWN, f"{span}: {bands} depending on the day", evidence, flags=flags,
+                   missing=[f"the exact symptom onset date of the {level} fracture (documented only as "
                             f"{onset}; {limit} days before the as-of date is "
                             f"{(facts.as_of - timedelta(days=limit)).isoformat()})"])
 
