@@ -126,9 +126,6 @@ class When:
             return start.latest <= self.earliest and (end is None or self.latest <= end.earliest)
         return start.last_day <= self.first_day and (end is None or self.last_day <= end.first_day)
 
-    def __str__(self) -> str:
-        return self.written
-
 
 def parse(value: object) -> When | None:
     """A FHIR date / dateTime / instant (a string, a `date` or a `datetime`) as a When; None for None.
