@@ -16,7 +16,6 @@ from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Method
 from fhir_vcf.mappers import common, text
 from fhir_vcf.mappers.codes.systems import VOCABULARY_NAMES
-from fhir_vcf.mappers.common import field
 
 AFFIRMED = "affirmed"
 NEGATED = "negated"
@@ -112,13 +111,13 @@ def timestamp(resource: Any) -> tuple[When | None, str]:
     effective[x] first, `issued` as a last resort (input profile, rule 4).
     """
     for element in ("effectiveDateTime", "effectiveInstant"):
-        value = field(resource, element)
+        value = getattr(resource, element, None)
         if value is not None:
             return common.when(resource, value, element), element
-    start = getattr(field(resource, "effectivePeriod"), "start", None)
+    start = getattr(getattr(resource, "effectivePeriod", None), "start", None)
     if start is not None:
         return common.when(resource, start, "effectivePeriod.start"), "effectivePeriod.start"
-    issued = field(resource, "issued")
+    issued = getattr(resource, "issued", None)
     if issued is not None:
         return common.when(resource, issued, "issued"), "issued"
     return common.clinical_when(resource)
@@ -131,8 +130,8 @@ def is_current_condition(condition: Any, as_of: date) -> bool:
     past it may not have happened yet)."""
     if common.is_historical(condition) or common.after(condition, as_of):
         return False
-    abated = common.when(condition, field(condition, "abatementDateTime"), "abatementDateTime") or common.when(
-        condition, getattr(field(condition, "abatementPeriod"), "end", None), "abatementPeriod.end"
+    abated = common.when(condition, getattr(condition, "abatementDateTime", None), "abatementDateTime") or common.when(
+        condition, getattr(getattr(condition, "abatementPeriod", None), "end", None), "abatementPeriod.end"
     )
     return not (abated is not None and abated.last_day <= as_of)
 

@@ -231,10 +231,10 @@ def _onset(ref: str, resource: Any, birth: DayRange | None) -> _Onset:
     A documented onset that gives no date is never replaced by the recorded date: the record says when
     it began, in words the service cannot place, and a person must give the date.
     """
-    value = common.field(resource, "onsetDateTime")
+    value = getattr(resource, "onsetDateTime", None)
     if value is not None:
         return _dated(ref, "onsetDateTime", common.when(resource, value, "onsetDateTime"))
-    period = common.field(resource, "onsetPeriod")
+    period = getattr(resource, "onsetPeriod", None)
     if period is not None:
         start = common.when(resource, getattr(period, "start", None), "onsetPeriod.start")
         if start is not None:
@@ -243,22 +243,22 @@ def _onset(ref: str, resource: Any, birth: DayRange | None) -> _Onset:
         if end is not None:  # began on or before the end of the period, no earlier bound
             days = DayRange(date.min, end.last_day, f"period ending {end.written}")
             return _Onset(days, "onsetPeriod.end", Evidence(ref, "onsetPeriod.end", Method.CODE, str(days)))
-    age = common.field(resource, "onsetAge")
-    age_range = common.field(resource, "onsetRange")
+    age = getattr(resource, "onsetAge", None)
+    age_range = getattr(resource, "onsetRange", None)
     if age is not None:
         return _aged(ref, "onsetAge", age, age, f"age {_age_words(age)}", birth)
     low, high = getattr(age_range, "low", None), getattr(age_range, "high", None)
     if low is not None or high is not None:
         written = f"age {_age_words(low) if low else '…'} to {_age_words(high) if high else '…'}"
         return _aged(ref, "onsetRange", low, high, written, birth)
-    raw = common.field(resource, "onsetString")
+    raw = getattr(resource, "onsetString", None)
     if raw:
         days = parse_onset_string(raw)
         if days is None:
             return _undated(ref, "onsetString", Method.TEXT, f"'{raw}' names no date")
         found = f"'{raw}' read as {days.isoformat()}"
         return _Onset(days, "onsetString", Evidence(ref, "onsetString", Method.TEXT, found))
-    recorded = common.when(resource, common.field(resource, "recordedDate"), "recordedDate")
+    recorded = common.when(resource, getattr(resource, "recordedDate", None), "recordedDate")
     if recorded is not None:
         return _Onset(recorded.days, "recordedDate", Evidence(
             ref, "recordedDate", Method.CODE, f"{recorded.days} (recorded date, no onset documented)"))
@@ -393,7 +393,7 @@ def scan_conditions(record: Any, *, reasons: frozenset[str] = frozenset()) -> Fr
     """
     scan = FractureScan()
     patient = getattr(record, "patient_resource", None)
-    birth = common.when(patient, common.field(patient, "birthDate"), "birthDate") if patient is not None else None
+    birth = common.when(patient, getattr(patient, "birthDate", None), "birthDate") if patient is not None else None
     for resource in record.of_type("Condition"):
         ref = record.ref(resource)
         current = not common.is_historical(resource)
