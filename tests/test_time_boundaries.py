@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fhir_builders import coding, condition, encounter, observation, patient, record, vertebra
+from fhir_builders import coding, condition, encounter, observation, patient, record, service_request, vertebra
 from rules_support import crit, run
 from test_rules_boundaries import AS_OF, CARE, mri, vcf
 
@@ -239,3 +239,27 @@ def test_the_latest_inr_is_picked_by_instant():
                         unit="{INR}")
     j = judge(late, early)
     assert (crit(j, "X6").status, j.decision) == ("present", "not-eligible"), crit(j, "X6").reason
+
+
+# ---------------------------------------------------------------- the latest augmentation order by instant
+
+
+def test_the_latest_draft_order_is_picked_by_instant():
+    """Two draft orders: kyphoplasty L1 written at 22:00 Chicago on 28 June (03:00 UTC on 29 June), T12 at
+    01:00 UTC on 29 June. The L1 order is the later one, so it is judged: L1 has no documented fracture
+    (I2 not met). By calendar date as written the T12 order would be judged."""
+    kypho = coding("cpt", "22514")
+    orders = [service_request("sr-l1", kypho, status="draft", authored="2025-06-28T22:00:00-05:00",
+                              body_sites=[vertebra("L1")]),
+              service_request("sr-t12", kypho, status="draft", authored="2025-06-29T01:00:00Z",
+                              body_sites=[vertebra("T12")])]
+    facts = map_record(record(patient(), vcf(), *mri(), *CARE, *orders), as_of=AS_OF)
+    assert facts.request is not None and facts.request.reference == "ServiceRequest/sr-l1"
+    j = run(facts)
+    assert (j.levels, crit(j, "I2").status, j.decision) == (("L1",), "not-met", "not-eligible")
+
+
+def test_an_onset_age_in_a_unit_that_cannot_be_counted_asks_for_the_date():
+    j = judge(fracture=fracture_with(onsetAge={"value": 8, "unit": "decades"}))
+    assert i1(j) == ("unknown", "insufficient-data")
+    assert "cannot count" in crit(j, "I1").reason
