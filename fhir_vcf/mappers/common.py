@@ -89,11 +89,12 @@ _DATE_ELEMENTS = (
     "issued",
     "created",
 )
-_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[str, ...], ...]] = {}
+_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[str, str | None, str], ...]] = {}
 
 
-def _date_elements(model: type) -> tuple[tuple[str, ...], ...]:
-    """The date elements a model class really has, split into attribute paths (cached per class).
+def _date_elements(model: type) -> tuple[tuple[str, str | None, str], ...]:
+    """The date elements a model class really has, as (attribute, sub-attribute or None, element path),
+    cached per class.
 
     Asking a pydantic model for an attribute it lacks is slow (it raises inside __getattr__), and
     this runs for every resource of every evaluation.
@@ -101,7 +102,8 @@ def _date_elements(model: type) -> tuple[tuple[str, ...], ...]:
     found = _DATE_ELEMENTS_BY_TYPE.get(model)
     if found is None:
         fields = getattr(model, "model_fields", {})
-        found = tuple(tuple(e.split(".")) for e in _DATE_ELEMENTS if e.split(".")[0] in fields)
+        found = tuple((*e.split(".", 1), e) if "." in e else (e, None, e)
+                      for e in _DATE_ELEMENTS if e.split(".")[0] in fields)
         _DATE_ELEMENTS_BY_TYPE[model] = found
     return found
 
@@ -117,12 +119,11 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
     Never meta.lastUpdated: a record re-saved today is not a fracture seen today.
     """
-    for path in _date_elements(type(resource)):
-        value = getattr(resource, path[0])
-        if value is not None and len(path) == 2:
-            value = getattr(value, path[1])
+    for name, part, element in _date_elements(type(resource)):
+        value = getattr(resource, name)
+        if value is not None and part is not None:
+            value = getattr(value, part)
         if value is not None:
-            element = ".".join(path)
             return when(resource, value, element), element
     return None, ""
 
