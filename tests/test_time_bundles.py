@@ -39,3 +39,12 @@ def test_a_range_onset_is_drawn_as_a_range_on_the_timeline():
     onset = DATES.evaluations("onset-april-2025-straddles-84.json")["Patient/partial-april"]["timeline"]["onset"]
     assert onset == [{"date": "2025-04-01", "dateTo": "2025-04-30", "written": "2025-04", "levels": ["T12"],
                       "references": ["Condition/vcf"]}]
+
+
+def test_a_range_onset_reads_as_a_range_and_draws_no_windows():
+    from fhir_vcf.outputs.timeline import timeline_items
+
+    evaluation = DATES.evaluations("onset-age-80-straddles-84.json")["Patient/age-80"]
+    assert "windows" not in evaluation["timeline"]  # acute/subacute spans from an unknown day would mislead
+    onset = [what for _, what, _ in timeline_items(evaluation) if what.startswith("Symptom onset")]
+    assert onset == ["Symptom onset T12, between 2025-03-01 and 2026-02-28 (age 80 years)"]
