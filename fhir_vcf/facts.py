@@ -239,7 +239,8 @@ class FractureFacts:
     - rdq: Fact[int] latest Roland-Morris total.
     - nsm: Fact[tuple[str, ...]] the kinds of non-surgical management found: "analgesic",
       "anti-osteoporosis", "brace", "physical-therapy", "rest", "conservative-text".
-    - nsm_start: Fact[date] the earliest dated NSM counted, for policies that require a duration.
+    - nsm_start: Fact[DayRange] the days the earliest dated NSM counted can have begun (one day, or a
+      range when its date is a month or a year), for policies that require a duration.
     - dxa, osteoporosis_program: Fact[bool] (the two halves of the continuum of care).
     - osteoporosis: Fact[bool]; malignancy: Fact[tuple[str, ...]] of neoplasm codes or text terms;
       myeloma: Fact[bool].
@@ -283,7 +284,7 @@ class FractureFacts:
     pain_scores: tuple[PainScore, ...] = ()
     rdq: Fact[int] = field(default_factory=Fact.unknown)
     nsm: Fact[tuple[str, ...]] = field(default_factory=Fact.unknown)
-    nsm_start: Fact[date] = field(default_factory=Fact.unknown)
+    nsm_start: Fact[DayRange] = field(default_factory=Fact.unknown)
     dxa: Fact[bool] = field(default_factory=Fact.unknown)
     osteoporosis_program: Fact[bool] = field(default_factory=Fact.unknown)
     pain_elsewhere: Fact[bool] = field(default_factory=Fact.unknown)

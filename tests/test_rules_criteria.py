@@ -329,5 +329,20 @@ def test_commercial_nsm_duration_unprovable_is_unknown():
 
 @pytest.mark.parametrize(("days", "status"), [(27, "not-met"), (28, "met")])
 def test_commercial_nsm_duration_when_the_start_is_known(days, status):
-    facts = _commercial(nsm_start=Fact.present(AS_OF - timedelta(days=days)))
+    facts = _commercial(nsm_start=Fact.present(DayRange.day(AS_OF - timedelta(days=days))))
     assert crit(run(facts, "commercial-strict"), "I4").status == status
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "status"),
+    # 28 days of NSM required (commercial-strict); as of 2025-06-30.
+    [(date(2025, 5, 1), date(2025, 5, 31), "met"),  # 30-60 days: enough on every day
+     (date(2025, 6, 1), date(2025, 6, 30), "unknown"),  # 0-29 days: the exact start decides
+     (date(2025, 6, 10), date(2025, 6, 20), "not-met")],  # 10-20 days: too short on every day
+)
+def test_commercial_nsm_duration_from_a_start_known_as_a_range(first, last, status):
+    facts = _commercial(nsm_start=Fact.present(DayRange(first, last, "a month")))
+    j = run(facts, "commercial-strict")
+    assert crit(j, "I4").status == status, crit(j, "I4").reason
+    if status == "unknown":
+        assert any("exact start date of non-surgical management" in m for m in j.missing), j.missing

@@ -315,13 +315,20 @@ def _nsm(facts: FractureFacts, policy: Policy) -> Outcome:
         return Outcome(MET, f"despite non-surgical management ({kinds})", ev)
     start = facts.nsm_start
     if start.status is Status.PRESENT and start.value is not None:
-        days = (facts.as_of - start.value).days
+        # A start known only as a range decides when every day of it does (input profile, "Dates and times").
+        fewest, most = start.value.days_to(facts.as_of)
+        days = f"{fewest}" if fewest == most else f"{fewest} to {most}"
         ev.extend(start.evidence)
-        if days >= min_days:
+        if fewest >= min_days:
             return Outcome(MET, f"non-surgical management ({kinds}) since {start.value}, {days} days "
                            f">= {min_days}", ev)
-        return Outcome(NOT_MET, f"non-surgical management ({kinds}) since {start.value}, {days} days "
-                       f"< {min_days}", ev)
+        if most < min_days:
+            return Outcome(NOT_MET, f"non-surgical management ({kinds}) since {start.value}, {days} days "
+                           f"< {min_days}", ev)
+        return Outcome(UNKNOWN, f"non-surgical management ({kinds}) since {start.value}, {days} days "
+                       f"({min_days} required)", ev,
+                       missing=[f"the exact start date of non-surgical management ({min_days} days required; "
+                                f"documented only as {start.value})"])
     return Outcome(UNKNOWN, f"non-surgical management ({kinds}) documented, duration unknown (>= {min_days} days "
                    "required)", ev,
                    missing=[f"the start date of non-surgical management ({min_days} days required)"])
