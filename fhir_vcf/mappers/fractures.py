@@ -415,7 +415,8 @@ def scan_conditions(record: Any, *, reasons: frozenset[str] = frozenset()) -> Fr
                         )
         if not current:
             continue
-        fracture = _fracture(scan, ref, resource, code_texts, note_texts, reasons, birth.days if birth else None)
+        fracture = _fracture(record, scan, ref, resource, code_texts, note_texts, reasons,
+                             birth.days if birth else None)
         if fracture is not None:
             scan.fractures.append(fracture)
     return scan
@@ -444,6 +445,7 @@ def _coded_as_something_else(resource: Any) -> bool:
 
 
 def _fracture(
+    record: Any,
     scan: FractureScan,
     ref: str,
     resource: Any,
