@@ -262,6 +262,9 @@ class FractureFacts:
     - resources: reference → ResourceLabel for every visible resource, so outputs can name evidence.
     - events: dated imaging, treatment and bone-health events of the record, oldest first, for the
       timeline of the explanation page (context only: no rule reads them).
+    - skipped: reason → number of resources (or attachments) set aside unread: entered in error,
+      superseded documents, unsupported attachments, another patient's, dated after as_of... (issue 9:
+      nothing is dropped without a trace; no rule reads it).
     """
 
     patient: str
@@ -306,6 +309,7 @@ class FractureFacts:
     patient_identifiers: tuple[str, ...] = ()
     resources: dict[str, ResourceLabel] = field(default_factory=dict)
     events: tuple[EpisodeEvent, ...] = ()
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def fracture_levels(self) -> list[str]:

@@ -12,8 +12,10 @@ FHIR decimal"), never a pydantic message or a traceback.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,8 +45,29 @@ USED_TYPES: frozenset[str] = frozenset(
         "DeviceRequest",
         "AllergyIntolerance",
         "CarePlan",
+        "DocumentReference",
     }
 )
+
+# Why a resource (or a part of one) was set aside: the keys of `PatientRecord.skipped`, which the
+# evaluation reports as `skipped` (issue 9: nothing is dropped without a trace). The sources add their
+# own (`fhir_vcf.sources.binding.SKIP_REASONS`: resources not proven to be the patient's) and the
+# mappers one more (`AFTER_AS_OF`).
+ENTERED_IN_ERROR = "entered-in-error"  # status or verificationStatus entered-in-error, docStatus too
+CANCELLED = "cancelled"
+REFUTED = "refuted"  # verificationStatus refuted
+SUPERSEDED = "superseded"  # a DocumentReference replaced by a newer version (status superseded)
+UNSUPPORTED_ATTACHMENT = "unsupported-attachment-type"  # an attachment that is not text/plain (counted each)
+ATTACHMENT_NOT_INLINE = "attachment-not-inline"  # text/plain by `url` only: nothing is fetched (counted each)
+NO_READABLE_TEXT = "document-without-readable-text"  # a DocumentReference none of whose attachments is read
+TYPE_NOT_READ = "type-not-read"  # a resource type no mapper reads (Practitioner, OperationOutcome, Claim...)
+DUPLICATE = "duplicate"  # an earlier copy of the same Type/id, replaced by the later one (CDS Hooks)
+AFTER_AS_OF = "after-as-of"  # dated after the evaluation's as-of date (counted by the mappers' view)
+
+# Report text is read from plain-text attachments only (input profile, "report text": "other content
+# types are ignored"), inline base64 `data` only, and at most this many characters of each.
+READABLE_CONTENT_TYPE = "text/plain"
+MAX_ATTACHMENT_TEXT = 20_000
 
 # Where each used type points at its patient.
 _PATIENT_ELEMENTS = ("subject", "patient")
@@ -66,6 +89,7 @@ class PatientRecord:
     resources: dict[str, list[Resource]] = field(default_factory=lambda: defaultdict(list))
     index: dict[str, Resource] = field(default_factory=dict)
     refs: dict[int, str] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)  # what was set aside, by reason (see above)
 
     def of_type(self, *types: str) -> list[Resource]:
         found: list[Resource] = []
@@ -287,12 +311,17 @@ def load_resources(
     """Validate the used types, index every reference form, and group resources by patient."""
     index: dict[str, Resource] = {}
     validated: list[tuple[Resource, str]] = []
+    set_aside: list[tuple[str | None, str]] = []  # (the patient reference it names, reason)
     for full_url, data, label in entries:
         if data.get("resourceType") not in USED_TYPES:
+            set_aside.append((_raw_patient(data), TYPE_NOT_READ))
             continue
         resource = validate_resource(data, source=source, label=label)
-        if _is_noise(resource):
+        reason = skip_reason(resource)
+        if reason is not None:
+            set_aside.append((_raw_patient(data), reason))
             continue
+        set_aside.extend((_raw_patient(data), why) for why in attachment_skips(resource))
         ref = f"{resource.get_resource_type()}/{resource.id}" if resource.id else (full_url or label)
         for key in filter(None, (ref, full_url, full_url and relative_reference(full_url))):
             index.setdefault(key, resource)
@@ -326,14 +355,96 @@ def load_resources(
         (only,) = records.values()
         for resource, ref in unfiled:
             only.add(resource, ref)
+    # What was set aside is counted on the record of the patient it names; with one patient in the
+    # input, everything is that patient's. In an input of several patients, a set-aside resource that
+    # names none of them (a Practitioner, an OperationOutcome) is nobody's, and counted on no record.
+    for pointer, reason in set_aside:
+        target = records.get(patient_key(pointer)) if pointer else None
+        if target is None and len(records) == 1:
+            target = next(iter(records.values()))
+        if target is not None:
+            target.skipped[reason] += 1
     return list(records.values())
 
 
-def _is_noise(resource: Resource) -> bool:
-    """Resources recorded in error, cancelled or refuted carry no clinical meaning (input profile, rule 3)."""
+def _raw_patient(data: Mapping[str, Any]) -> str | None:
+    """The patient reference a raw resource names (`subject` or `patient`), or None."""
+    for element in _PATIENT_ELEMENTS:
+        pointer = data.get(element)
+        if isinstance(pointer, Mapping) and isinstance(pointer.get("reference"), str) and pointer["reference"]:
+            return pointer["reference"]
+    return None
+
+
+def skip_reason(resource: Resource) -> str | None:
+    """Why a resource carries no clinical meaning, or None (input profile, rule 3 and "report text").
+
+    Recorded in error, cancelled or refuted; a DocumentReference superseded by a newer version, whose
+    document was entered in error, or with no attachment the service can read.
+    """
     status = getattr(resource, "status", None)
-    if status in {"entered-in-error", "cancelled"}:
-        return True
+    if status == "entered-in-error":
+        return ENTERED_IN_ERROR
+    if status == "cancelled":
+        return CANCELLED
     verification = getattr(resource, "verificationStatus", None)
     codes = {c.code for c in (getattr(verification, "coding", None) or [])}
-    return bool(codes & {"entered-in-error", "refuted"})
+    if "entered-in-error" in codes:
+        return ENTERED_IN_ERROR
+    if "refuted" in codes:
+        return REFUTED
+    if resource.get_resource_type() == "DocumentReference":
+        if status == "superseded":
+            return SUPERSEDED
+        if getattr(resource, "docStatus", None) == "entered-in-error":
+            return ENTERED_IN_ERROR
+        contents = getattr(resource, "content", None) or []
+        if not any(attachment_text(getattr(c, "attachment", None)) for c in contents):
+            return NO_READABLE_TEXT
+    return None
+
+
+def attachments(resource: Resource) -> list[tuple[Any, str]]:
+    """(attachment, element) of a DiagnosticReport's presentedForm or a DocumentReference's content."""
+    rtype = resource.get_resource_type()
+    if rtype == "DiagnosticReport":
+        return [(a, f"presentedForm[{i}]") for i, a in enumerate(getattr(resource, "presentedForm", None) or [])]
+    if rtype == "DocumentReference":
+        return [(getattr(c, "attachment", None), f"content[{i}].attachment")
+                for i, c in enumerate(getattr(resource, "content", None) or [])]
+    return []
+
+
+def attachment_problem(attachment: Any) -> str | None:
+    """Why an attachment's text is not read (a skip reason), or None when it is."""
+    content_type = (getattr(attachment, "contentType", None) or "").split(";")[0].strip().lower()
+    if content_type != READABLE_CONTENT_TYPE:
+        return UNSUPPORTED_ATTACHMENT
+    if not getattr(attachment, "data", None):
+        return ATTACHMENT_NOT_INLINE
+    return None
+
+
+def attachment_skips(resource: Resource) -> list[str]:
+    """A skip reason for each attachment of a read resource that is not read (a PDF beside the text)."""
+    return [why for a, _ in attachments(resource) if a is not None and (why := attachment_problem(a)) is not None]
+
+
+def attachment_text(attachment: Any) -> str | None:
+    """The text of a plain-text attachment with inline `data` (base64; the R4B model decodes it, a
+    lighter representation may keep the string), decoded as its charset says (UTF-8 by default)."""
+    if attachment is None or attachment_problem(attachment) is not None:
+        return None
+    data = attachment.data
+    if isinstance(data, str):
+        try:
+            data = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    charset = re.search(r"charset\s*=\s*\"?([\w.:-]+)", attachment.contentType or "", re.IGNORECASE)
+    try:
+        text = data[: MAX_ATTACHMENT_TEXT * 4].decode(charset[1] if charset else "utf-8", errors="replace")
+    except LookupError:  # an unknown charset name
+        text = data[: MAX_ATTACHMENT_TEXT * 4].decode("utf-8", errors="replace")
+    text = text[:MAX_ATTACHMENT_TEXT]
+    return text if text.strip() else None

@@ -23,7 +23,7 @@ from fhir_vcf.mappers.imaging import scan_imaging
 from fhir_vcf.mappers.imaging_facts import imaging_facts, retropulsion_fact
 from fhir_vcf.mappers.requests import map_requests
 from fhir_vcf.mappers.symptoms import map_symptoms
-from fhir_vcf.record import PatientRecord
+from fhir_vcf.record import AFTER_AS_OF, PatientRecord
 
 __all__ = ["VisibleRecord", "map_record"]
 
@@ -49,6 +49,10 @@ class VisibleRecord:
                 self._cache[t] = [r for r in self._record.of_type(t) if not common.after(r, self._as_of)]
             found.extend(self._cache[t])
         return found
+
+    def hidden(self) -> int:
+        """How many resources of the record this view hides (dated after the as-of date)."""
+        return sum(len(self._record.of_type(t)) - len(self.of_type(t)) for t in list(self._record.resources))
 
     @property
     def patient_resource(self) -> Any:
@@ -162,7 +166,18 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
         patient_identifiers=patient_identifiers(patient),
         resources=describe_resources(view),
         events=tuple(sorted(dict.fromkeys([*img.events, *care["events"]]), key=lambda e: (e.day, e.kind, e.label))),
+        skipped=_skipped(record, view),
     )
+
+
+def _skipped(record: PatientRecord, view: VisibleRecord) -> dict[str, int]:
+    """What the evaluation did not read, by reason: what the sources and the loader set aside
+    (`PatientRecord.skipped`) and what the as-of date hides."""
+    counts = dict(record.skipped)
+    hidden = view.hidden()
+    if hidden:
+        counts[AFTER_AS_OF] = counts.get(AFTER_AS_OF, 0) + hidden
+    return dict(sorted(counts.items()))
 
 
 def _is_dxa(view: VisibleRecord, ref: str) -> bool:

@@ -10,7 +10,9 @@ from fhir_vcf import clinical_time
 from fhir_vcf.clinical_time import When
 from fhir_vcf.errors import InputError
 from fhir_vcf.facts import Coding, Evidence, Method
+from fhir_vcf.mappers.codes.icd10cm import spelled
 from fhir_vcf.mappers.codes.systems import system_alias
+from fhir_vcf.record import attachment_text, attachments
 
 # Condition.clinicalStatus values that mean "no longer current" (input profile, rule 3).
 HISTORICAL_STATUSES = frozenset({"inactive", "resolved", "remission"})
@@ -25,7 +27,10 @@ def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]
         prefix = f"{element}[{i}]" if isinstance(concept, list) else element
         for j, c in enumerate(getattr(cc, "coding", None) or []):
             if c.code:
-                yield Coding(system_alias(c.system), c.code, c.display or ""), f"{prefix}.coding[{j}]"
+                system = system_alias(c.system)
+                # ICD-10-CM in one spelling for every mapper and rule: "m8008xa" → "M80.08XA" (input profile).
+                code = spelled(c.code) if system == "icd-10-cm" else c.code
+                yield Coding(system, code, c.display or ""), f"{prefix}.coding[{j}]"
 
 
 def texts(concept: Any, element: str = "code") -> Iterator[tuple[str, str]]:
@@ -84,17 +89,18 @@ _DATE_ELEMENTS = (
     "started",
     "occurrenceDateTime",
     "period.start",
+    "context.period.start",  # DocumentReference: the time of the service the document is about
     "recordedDate",
     "dateAsserted",
     "issued",
     "created",
+    "date",  # DocumentReference: when the document was made (input profile, "report text")
 )
-_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[str, str | None, str], ...]] = {}
+_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[tuple[str, ...], str], ...]] = {}
 
 
-def _date_elements(model: type) -> tuple[tuple[str, str | None, str], ...]:
-    """The date elements a model class really has, as (attribute, sub-attribute or None, element path),
-    cached per class.
+def _date_elements(model: type) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """The date elements a model class really has, as (attribute path, element), cached per class.
 
     Asking a pydantic model for an attribute it lacks is slow (it raises inside __getattr__), and
     this runs for every resource of every evaluation.
@@ -102,8 +108,7 @@ def _date_elements(model: type) -> tuple[tuple[str, str | None, str], ...]:
     found = _DATE_ELEMENTS_BY_TYPE.get(model)
     if found is None:
         fields = getattr(model, "model_fields", {})
-        found = tuple((*e.split(".", 1), e) if "." in e else (e, None, e)
-                      for e in _DATE_ELEMENTS if e.split(".")[0] in fields)
+        found = tuple((tuple(e.split(".")), e) for e in _DATE_ELEMENTS if e.split(".")[0] in fields)
         _DATE_ELEMENTS_BY_TYPE[model] = found
     return found
 
@@ -119,10 +124,10 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
     Never meta.lastUpdated: a record re-saved today is not a fracture seen today.
     """
-    for name, part, element in _date_elements(type(resource)):
-        value = getattr(resource, name)
-        if value is not None and part is not None:
-            value = getattr(value, part)
+    for path, element in _date_elements(type(resource)):
+        value = getattr(resource, path[0])
+        for name in path[1:]:
+            value = getattr(value, name, None) if value is not None else None
         if value is not None:
             return when(resource, value, element), element
     return None, ""
@@ -157,6 +162,7 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
     wanted = types or (
         "Condition",
         "DiagnosticReport",
+        "DocumentReference",
         "Observation",
         "ImagingStudy",
         "Procedure",
@@ -171,7 +177,9 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
             yield resource, ref, "code.text", code.text
         for text, element in notes(resource):
             yield resource, ref, element, text
-        for name in ("conclusion", "valueString", "description"):
+        for value, element in report_texts(resource):
+            yield resource, ref, element, value
+        for name in ("valueString", "description"):
             value = field(resource, name)
             if value:
                 yield resource, ref, name, value
@@ -181,3 +189,16 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
         for i, reason in enumerate(field(resource, "reasonCode") or []):
             if reason.text:
                 yield resource, ref, f"reasonCode[{i}].text", reason.text
+
+
+def report_texts(resource: Any) -> Iterator[tuple[str, str]]:
+    """(text, element) of a report: a DiagnosticReport's `conclusion` and plain-text `presentedForm`,
+    a DocumentReference's plain-text `content[].attachment` (input profile, "report text": one reading
+    for all three, dated by the resource's clinical date)."""
+    conclusion = field(resource, "conclusion")
+    if conclusion:
+        yield conclusion, "conclusion"
+    for attachment, element in attachments(resource):
+        value = attachment_text(attachment)
+        if value:
+            yield value, element

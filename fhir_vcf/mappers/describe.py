@@ -14,6 +14,7 @@ from typing import Any
 from fhir_vcf.facts import ResourceLabel
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import common
+from fhir_vcf.mappers.codes.encounter_class import PATIENT_CLASS_WORDS
 
 LABEL_MAX = 80  # characters of a label: a code text can be a paragraph
 
@@ -89,7 +90,8 @@ def patient_identifiers(patient: Any, limit: int = 3) -> tuple[str, ...]:
 def _encounter_label(encounter: Any) -> str:
     klass = getattr(encounter, "class_fhir", None)  # R4B's name for `class`
     code = getattr(klass, "code", None) if klass is not None else None
-    words = ENCOUNTER_CLASS_WORDS.get(code or "", "")
+    v2 = common.system_alias(getattr(klass, "system", None)) == "v2-0004" if klass is not None else False
+    words = (PATIENT_CLASS_WORDS if v2 else ENCOUNTER_CLASS_WORDS).get(code or "", "")
     kind = _first_text(common.field(encounter, "type"), "type")
     if words and kind and kind.lower() != words:
         return f"{words} ({kind})"

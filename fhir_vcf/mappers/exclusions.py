@@ -136,7 +136,8 @@ _PREGNANCY_EXCLUSION_NOTE = "pregnancy coded on a male patient"
 
 # Where exclusions are written. ServiceRequests are left out: an order's text is the question
 # ("MRI to evaluate for discitis"), not the answer. Allergies are read on their own (X5).
-_TEXT_TYPES = ("Condition", "DiagnosticReport", "Observation", "ImagingStudy", "Procedure", "CarePlan")
+_TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observation", "ImagingStudy", "Procedure",
+               "CarePlan")
 
 
 @dataclass
@@ -248,7 +249,8 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
                 signals["pain_elsewhere"].denied.append(ctx.text_ev(ref, element, body, m))
 
     facts: dict[str, Any] = {
-        "infection": _combine(signals["infection"], "infection (osteomyelitis, discitis, epidural abscess)"),
+        "infection": _combine(signals["infection"], "infection (osteomyelitis, discitis, epidural abscess, "
+                              "sepsis, bacteremia, surgical-site infection)"),
         "pregnancy": _pregnancy(signals["pregnancy"], sex),
         "cement_allergy": _combine(signals["cement_allergy"], "allergy to bone cement (PMMA) or contrast",
                                    "among the allergies recorded"),

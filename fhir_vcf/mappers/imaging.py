@@ -9,8 +9,6 @@ record.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable
 from datetime import date
@@ -25,7 +23,6 @@ from fhir_vcf.mappers.imaging_signals import ImagingScan, Signal, SignalSource
 from fhir_vcf.mappers.imaging_text import analyze_text
 
 _MODALITY_ORDER = ("MR", "NM", "PT", "CT", "DX", "CR", "RF")
-_MAX_TEXT = 20_000  # characters of a presentedForm read; reports are short, attachments may not be
 
 _I = re.IGNORECASE
 # Report kinds in words (code.text, category, displays) when no study link or LOINC code says.
@@ -67,20 +64,6 @@ def _modality_from_words(*values: str | None) -> str | None:
             if pattern.search(value):
                 return modality
     return None
-
-
-def _attachment_text(attachment: Any) -> str | None:
-    """Plain-text report content (the R4B model has already decoded the base64 `data`)."""
-    content_type = (getattr(attachment, "contentType", None) or "").lower()
-    data = getattr(attachment, "data", None)
-    if not data or not content_type.startswith("text/plain"):
-        return None
-    if isinstance(data, str):
-        try:
-            data = base64.b64decode(data)
-        except (binascii.Error, ValueError):
-            return None
-    return data[:_MAX_TEXT].decode("utf-8", errors="replace")
 
 
 def scan_imaging(record: Any) -> ImagingScan:
@@ -133,24 +116,28 @@ def scan_imaging(record: Any) -> ImagingScan:
         for value, element in _study_texts(study):
             analyze_text(scan, source, element, value)
 
-    for report in record.of_type("DiagnosticReport"):
+    # Reports: DiagnosticReports, and DocumentReferences (radiology and clinic notes as attachments),
+    # read alike (input profile, "report text"); a document's kind is its `type`.
+    for report in record.of_type("DiagnosticReport", "DocumentReference"):
         ref = record.ref(report)
         day = common.clinical_day(report)
-        linked = [studies[r] for r in (_target_ref(record, x) for x in report.imagingStudy or []) if r in studies]
+        kind = common.field(report, "code") or common.field(report, "type")
+        study_links = common.field(report, "imagingStudy") or []
+        linked = [studies[r] for r in (_target_ref(record, x) for x in study_links) if r in studies]
         modality = _primary(s.modality for s in linked if s.modality)
         if modality is None:
-            for coding, _ in common.codings(report.code, "code"):
+            for coding, _ in common.codings(kind, "code"):
                 if coding.system == "loinc" and coding.code in dicom.REPORT_LOINC_MODALITY:
                     modality = dicom.REPORT_LOINC_MODALITY[coding.code]
                     break
         if modality is None:
-            words = [v for v, _ in common.texts(report.code, "code")]
+            words = [v for v, _ in common.texts(kind, "code")]
             words += [v for v, _ in common.texts(report.category or [], "category")]
             modality = _modality_from_words(*words)
         fallback = next((s.fallback_levels for s in linked if s.fallback_levels), ())
         source = SignalSource(ref, day or next((s.day for s in linked if s.day), None), modality, fallback, report=True)
         reports[ref] = source
-        for result in report.result or []:
+        for result in common.field(report, "result") or []:
             target = _target_ref(record, result)
             if target:
                 result_of[target] = source
@@ -158,7 +145,7 @@ def scan_imaging(record: Any) -> ImagingScan:
         for value, element in report_texts:
             analyze_text(scan, source, element, value)
             scan.texts.append((ref, element, value))
-        if modality or report.imagingStudy:
+        if modality or study_links:
             summary = next((v for v, e in report_texts if e == "conclusion"), "")
             line = f"{modality or 'imaging'} report {source.day.isoformat() if source.day else 'undated'} ({ref})"
             if summary:
@@ -198,14 +185,10 @@ def _study_texts(study: Any) -> Iterable[tuple[str, str]]:
 
 
 def _report_texts(report: Any) -> Iterable[tuple[str, str]]:
-    if report.conclusion:
-        yield report.conclusion, "conclusion"
-    for value, element in common.texts(report.conclusionCode or [], "conclusionCode"):
-        yield value, element
-    for i, attachment in enumerate(report.presentedForm or []):
-        value = _attachment_text(attachment)
-        if value:
-            yield value, f"presentedForm[{i}]"
+    """The report's text (conclusion, presentedForm, a document's attachments: `common.report_texts`),
+    then its coded conclusions' words."""
+    yield from common.report_texts(report)
+    yield from common.texts(common.field(report, "conclusionCode") or [], "conclusionCode")
 
 
 def _observation(

@@ -16,23 +16,15 @@ from fhir_vcf.facts import Evidence, Fact, Method, PainScore
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import common, text
-from fhir_vcf.mappers.codes import finding, loinc, snomed
+from fhir_vcf.mappers.codes import encounter_class, finding, loinc, snomed
 
 # The episode when no fracture onset is known: the last 12 weeks (facts.py, `pain_scores`; the
 # subacute limit of clinical rules I1).
 DEFAULT_EPISODE_DAYS = 84
 
-# Encounter.class (v3 ActCode) → setting (input profile, "hospitalized").
-SETTINGS = {
-    "IMP": "hospitalized",
-    "ACUTE": "hospitalized",
-    "NONAC": "hospitalized",
-    "AMB": "ambulatory",
-    "EMER": "ambulatory",
-    "VR": "ambulatory",
-    "HH": "ambulatory",
-    "OBSENC": "observation",
-}
+# Encounter.class → setting, by vocabulary (codes/encounter_class.py: v3 ActCode, the input profile's
+# "hospitalized"; HL7 v2 table 0004 patient class, issue 9).
+SETTINGS = {"act-code": encounter_class.ACT_CODE, "v2-0004": encounter_class.PATIENT_CLASS}
 # Observation statuses whose value counts (a registered result has no value yet).
 _RESULT_STATUSES = frozenset({"preliminary", "final", "amended", "corrected"})
 # The value of a coded pain Observation written as a string: "8", "8/10", "NRS 8/10", "8 out of 10",
@@ -70,9 +62,7 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
             continue
         # In the episode only when wholly inside it: a score dated "2025-06" may predate a 10 June onset.
         if when is not None and start <= when.first_day:
-            score = _pain_score(record, obs, when, stays)
-            if score is not None:
-                scores.append(score)
+            scores.extend(_pain_scores(record, obs, when, stays))
         value = _rdq_coded(record, obs)
         if value is not None:
             rdq.append(value)
@@ -94,52 +84,90 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
 # --- pain scores ---
 
 
-def _pain_score(record: Any, obs: Any, when: When, stays: list[_Stay]) -> PainScore | None:
-    scale = None
-    for coding, _ in common.codings(obs.code):
-        if coding.system == "loinc" and coding.code in loinc.PAIN_SCORES:
-            scale = coding.code
-            break
+def _pain_scores(record: Any, obs: Any, when: When, stays: list[_Stay]) -> list[PainScore]:
+    """The scores of one Observation: its own value, and each pain-coded `component` of a panel
+    (input profile, "pain score": "the score as a component of a panel Observation")."""
     if _elsewhere(obs):
-        return None
-    value: float | None = None
-    label = ""
+        return []
+    found: list[tuple[float, str]] = []
+    scale = _pain_code(obs.code)
     if scale is not None:
         value, label = _coded_value(obs, scale)
+        if value is not None:
+            found.append((value, label))
     elif obs.valueString:
-        found = text.find_score(obs.valueString, _PAIN_LABELS, maximum=10)
-        if found:
-            value, label = float(found[0]), "NRS"
-    if value is None:
-        return None
+        numbers = text.find_score(obs.valueString, _PAIN_LABELS, maximum=10)
+        if numbers:
+            found.append((float(numbers[0]), "NRS"))
+    for component in common.field(obs, "component") or []:
+        code = _pain_code(getattr(component, "code", None))
+        if code is not None:
+            value, label = _coded_value(component, code)
+            if value is not None:
+                found.append((value, label))
+    if not found:
+        return []
     setting, encounter = _setting_of(record, obs, when, stays)
-    return PainScore(
-        reference=record.ref(obs),
-        value=value,
-        scale=label,
-        when=when,
-        setting=setting,
-        encounter=encounter,
-        level=_level(obs),
-    )
+    level = _level(obs)
+    return [PainScore(reference=record.ref(obs), value=value, scale=label, when=when, setting=setting,
+                      encounter=encounter, level=level) for value, label in found]
+
+
+def _pain_code(concept: Any) -> str | None:
+    """The LOINC pain-score code of a CodeableConcept (an Observation's or a component's), if any."""
+    for coding, _ in common.codings(concept):
+        if coding.system == "loinc" and coding.code in loinc.PAIN_SCORES:
+            return coding.code
+    return None
+
+
+def _answer_value(concept: Any) -> float | None:
+    """The number a coded answer of the 0-10 list gives (`valueCodeableConcept`), or None.
+
+    A LOINC answer code (LA…) is read by its numeric display, checked against the answer list
+    (codes/loinc.py PAIN_ANSWERS) when the code is listed: a listed code whose display names another
+    number is a contradiction, not read. An ordinal-value extension on the coding gives the number
+    too. One number, or none: two codings that disagree are not read.
+    """
+    numbers: set[float] = set()
+    for coding in getattr(concept, "coding", None) or []:
+        code = (getattr(coding, "code", None) or "").strip()
+        display = (getattr(coding, "display", None) or "").strip()
+        shown = float(display) if re.fullmatch(r"\d{1,2}", display) else None
+        ordinal = next((float(e.valueDecimal) for e in getattr(coding, "extension", None) or []
+                        if e.url == loinc.ORDINAL_VALUE_EXTENSION and e.valueDecimal is not None), None)
+        if common.system_alias(getattr(coding, "system", None)) == "loinc" and code.upper().startswith("LA"):
+            listed = loinc.PAIN_ANSWERS.get(code.upper())
+            if listed is not None and shown is not None and shown != listed:
+                return None
+            number = listed if listed is not None else shown
+            if number is not None:
+                numbers.add(number)
+        if ordinal is not None:
+            numbers.add(ordinal)
+    return numbers.pop() if len(numbers) == 1 else None
 
 
 def _coded_value(obs: Any, code: str) -> tuple[float | None, str]:
-    """The 0-10 value of a coded pain Observation and its scale label, or (None, "") if unreadable.
+    """The 0-10 value of a coded pain Observation (or component) and its scale label, or (None, "").
 
     VAS (38214-3) is 0-100 mm: divided by 10 unless the unit says cm, or the value is ≤ 10 with a
     unit-less / "{score}" reading (a VAS charted on a 0-10 line). A value outside its scale is
-    dropped rather than clipped: the mapper never invents a number.
+    dropped rather than clipped: the mapper never invents a number. A coded answer
+    (`valueCodeableConcept`) is an answer of the 0-10 list, for every scale.
     """
     unit = ""
+    value_string = common.field(obs, "valueString")
     if obs.valueInteger is not None:
         raw = float(obs.valueInteger)
     elif obs.valueQuantity is not None and obs.valueQuantity.value is not None:
         raw = float(obs.valueQuantity.value)
         unit = (obs.valueQuantity.code or obs.valueQuantity.unit or "").strip().lower()
-    elif obs.valueString and (m := _string_score(obs.valueString)):
+    elif value_string and (m := _string_score(value_string)):
         raw = float(m["value"])
         unit = "mm" if m["den"] == "100" else ("{score}" if m["den"] else "")
+    elif obs.valueCodeableConcept is not None and (answer := _answer_value(obs.valueCodeableConcept)) is not None:
+        raw, unit = answer, "{score}"
     else:
         return None, ""
     if raw < 0:
@@ -170,12 +198,13 @@ def _string_score(value: str) -> re.Match[str] | None:
 
 
 def _setting(encounter: Any) -> str | None:
+    """The setting an Encounter's class says. A code without a system is read as ActCode (the R4
+    binding); a v2-0004 code only with its system ("I" alone could be anything)."""
     cls = getattr(encounter, "class_fhir", None)
     if cls is None or not cls.code:
         return None
-    if cls.system and common.system_alias(cls.system) != "act-code":
-        return None
-    return SETTINGS.get(cls.code.upper())
+    vocabulary = common.system_alias(cls.system) if cls.system else "act-code"
+    return SETTINGS.get(vocabulary, {}).get(cls.code.strip().upper())
 
 
 @dataclass(frozen=True)

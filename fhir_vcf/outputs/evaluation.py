@@ -13,6 +13,10 @@ aside; `applied: false` stays), per criterion `sourceUrl` and per evidenceDetail
 identifiers as the record gives them), `policySources` (the documents the policy cites) and
 `timeline` (the dated episode: onsets, pain scores, imaging, orders, treatments and the fracture-age
 windows), so that a page or a reviewer can draw the episode from the evaluation alone.
+
+Added for real feeds (issue 9): `skipped`, reason → count of the resources (or attachments) the
+evaluation set aside unread (entered in error, superseded documents, attachments not in plain text,
+another patient's, dated after the as-of date, types never read...); `{}` when nothing was.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ def render_evaluation(judgement: Judgement, facts: FractureFacts, policy: Policy
         {k: v for k, v in (("id", s.id), ("citation", s.citation), ("url", s.url)) if v} for s in policy.sources
     ]
     out["timeline"] = render_timeline(judgement, facts, policy)
+    out["skipped"] = dict(facts.skipped)
     return out
 
 

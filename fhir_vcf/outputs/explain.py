@@ -215,3 +215,11 @@ __all__ = [
     "status_words",
     "summary_sentence",
 ]
+
+
+def skipped_text(evaluation: Mapping[str, Any]) -> str:
+    """What the evaluation set aside unread, in one line ("1 entered-in-error, 2 type-not-read"), or ""."""
+    counts = evaluation.get("skipped")
+    if not isinstance(counts, Mapping):
+        return ""
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items() if isinstance(n, int) and n > 0)

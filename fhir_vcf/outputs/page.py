@@ -132,6 +132,7 @@ def section(evaluation: Mapping[str, Any], index: int = 1) -> dict[str, Any]:
         "groups": [(name, [_criterion_row(c, evaluation) for c in rows]) for name, rows in explain.grouped(criteria)],
         "missing": [m for m in evaluation.get("missing") or () if m],
         "flags": [f for f in evaluation.get("flags") or () if f],
+        "skipped": explain.skipped_text(evaluation),
         "activities": explain.careplan_activities(evaluation),
         "sources": [{"id": s.get("id", ""), "citation": s.get("citation", ""), "url": s.get("url", "")}
                     for s in evaluation.get("policySources") or () if isinstance(s, Mapping)],

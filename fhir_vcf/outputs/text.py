@@ -85,6 +85,9 @@ def render_text(evaluation: dict[str, Any]) -> str:
                 lines.extend(_wrap(str(item), "  - ", "    "))
         else:
             lines.append(f"{title}: none")
+    skipped = explain.skipped_text(evaluation)
+    if skipped:
+        lines += ["", *_wrap(skipped, "not read: ", " " * len("not read: "))]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 

@@ -337,8 +337,10 @@ def fetch_record(upstream: Upstream, patient_id: str) -> PatientRecord:
                     rid = resource.get("id")
                     label = f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) else str(key)
                     entries.append((None, resource, label, f"FHIR server ({key})"))
-    bound, _skipped = bind_entries(entries, patient_id, fhir_server=upstream.base_url)
-    return build_record(bound, patient_id)
+    bound, skipped = bind_entries(entries, patient_id, fhir_server=upstream.base_url)
+    record = build_record(bound, patient_id)
+    record.skipped.update(skipped)  # reported in the evaluation's `skipped`
+    return record
 
 
 def _evaluate_patient(patient_id: str) -> tuple[dict[str, Any], date, str, Upstream]:

@@ -46,7 +46,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from fhir_vcf.errors import FhirVcfError, InputError, UpstreamError
-from fhir_vcf.record import PatientRecord, entries_of, load_resources
+from fhir_vcf.record import DUPLICATE, PatientRecord, entries_of, load_resources
 from fhir_vcf.sources.binding import PatientMismatch, bind_to_patient
 from fhir_vcf.sources.fhir_server import ByteBudget, FetchSlots, FhirBase, FhirClient, UnsafeUrl, next_link
 
@@ -71,6 +71,9 @@ PREFETCH_TEMPLATES: dict[str, str] = {
     "allergyIntolerances": "AllergyIntolerance?patient={{context.patientId}}&_count=100",
     "deviceRequests": "DeviceRequest?patient={{context.patientId}}&_count=100",
     "carePlans": "CarePlan?patient={{context.patientId}}&_count=100",
+    # Radiology reports and clinic notes as documents (input profile, "report text"); superseded and
+    # entered-in-error ones are set aside, and counted, by the loader.
+    "documentReferences": "DocumentReference?patient={{context.patientId}}&_count=100&_sort=-date",
 }
 
 # The whole fetch phase must leave room for the evaluation inside the EHR's 5-second budget
@@ -403,27 +406,28 @@ def build_record(
     """One validated record for the context patient; later entries replace earlier ones with the
     same Type/id (so a draft order wins over its stored copy, a fetched page over nothing)."""
     unique: dict[str, tuple[str | None, Mapping[str, Any], str]] = {}
-    anonymous = 0
+    anonymous = duplicates = 0
     for full_url, resource, label, source in entries:
         rid = resource.get("id")
         if isinstance(rid, str) and rid:
             key = f"{resource.get('resourceType')}/{rid}"
-            unique.pop(key, None)
+            duplicates += unique.pop(key, None) is not None
         else:
             anonymous += 1
             key = f"#{anonymous}"
         unique[key] = (full_url, resource, f"{label} in {source}")
     wanted = f"Patient/{patient_id}"
     records = load_resources(unique.values(), source="CDS Hooks request")
-    for record in records:
-        if record.patient == wanted:
-            return record
+    record = next((r for r in records if r.patient == wanted), None)
     others = [r for r in records if r.patient != wanted]
-    if len(others) == 1 and not others[0].patient.startswith("Patient/"):
-        return others[0]  # e.g. a Patient without id filed under its fullUrl
-    record = PatientRecord(patient=wanted, source="CDS Hooks request")
-    if records:
-        record.index.update(records[0].index)
+    if record is None and len(others) == 1 and not others[0].patient.startswith("Patient/"):
+        record = others[0]  # e.g. a Patient without id filed under its fullUrl
+    if record is None:
+        record = PatientRecord(patient=wanted, source="CDS Hooks request")
+        if records:
+            record.index.update(records[0].index)
+    if duplicates:
+        record.skipped[DUPLICATE] += duplicates
     return record
 
 
@@ -489,7 +493,9 @@ def request_record(
     )
     entries.extend(draft_entries(context.get("draftOrders"), patient_id))
     bound, skipped = bind_entries(entries, patient_id, fhir_server=fhir_server)
-    return RequestRecord(build_record(bound, patient_id), skipped)
+    record = build_record(bound, patient_id)
+    record.skipped.update(skipped)  # the evaluation reports them with the loader's own (issue 9)
+    return RequestRecord(record, skipped)
 
 
 def record_from_request(**kwargs: Any) -> PatientRecord:

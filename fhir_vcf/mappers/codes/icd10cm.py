@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
+# An ICD-10-CM code: a letter, two characters, then up to four after the dot (ICD-10-CM Official
+# Guidelines, "Code structure"). Feeds send "M80.08XA", "M8008XA" and "m80.08xa" (input profile,
+# "ICD-10-CM spelling").
+_SHAPE = re.compile(r"[A-Z][0-9][0-9A-Z](?:[0-9A-Z]{1,4})?")
+
+
+def spelled(code: str) -> str:
+    """The code as the tabular list writes it: upper case, the dot after the third character
+    ("m8008xa" → "M80.08XA"). A string that is not shaped like an ICD-10-CM code is only trimmed and
+    upper-cased (never matched by guess)."""
+    key = code.replace(".", "").replace(" ", "").strip().upper()
+    if not _SHAPE.fullmatch(key):
+        return code.strip().upper()
+    return key if len(key) == 3 else f"{key[:3]}.{key[3:]}"
+
 # Codes are compared without dots and upper-cased ("M80.08XA" -> "M8008XA"); entries are prefixes.
 # Vertebral fracture Conditions and the kind each says (input profile, "fracture"; clinical rules,
 # "Scope and coding routes").
@@ -54,10 +71,19 @@ RADICULOPATHY = ("M54.1",  # radiculopathy (clinical rules X1: "documented radic
                  "M51.1")  # thoracic/lumbar disc disorders *with radiculopathy* (ICD-10-CM tabular)
 SPINAL_STENOSIS = ("M48.0",)  # spinal stenosis
 
-# X2 infection (input profile, "infection").
+# X2 infection (input profile, "infection"; clinical rules X2 "osteomyelitis, discitis, or active
+# systemic or surgical-site infection").
 INFECTION = ("M46.2",  # osteomyelitis of vertebra
              "M46.3",  # infection of intervertebral disc (pyogenic)
-             "M46.4")  # discitis, unspecified
+             "M46.4",  # discitis, unspecified
+             # active systemic infection (input profile, "infection": sepsis / bacteremia)
+             "A40",  # streptococcal sepsis
+             "A41",  # other sepsis
+             "R65.2",  # severe sepsis (R65.20 without, R65.21 with septic shock)
+             "R78.81",  # bacteremia
+             # surgical-site infection (input profile, "infection": T81.4-, infection following a procedure;
+             # ICD-10-CM FY2022 T81.40-T81.49: superficial/deep incisional, organ/space SSI, sepsis after a procedure)
+             "T81.4")
 
 # X3 pregnancy (input profile, "pregnancy": Z33.1 or the O chapter O00-O9A, every code starting "O").
 # Z34 (supervision of normal pregnancy) and Z3A (weeks of gestation) are only ever coded in pregnancy.

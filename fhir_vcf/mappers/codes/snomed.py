@@ -71,6 +71,12 @@ INFECTION = {
     "2304001": "intraspinal abscess",
     "302935008": "spinal epidural abscess",
     "202756004": "pyogenic infection of vertebra",
+    # active systemic infection (input profile, "infection"; clinical rules X2)
+    "91302008": "sepsis",
+    "5758002": "bacteremia",
+    # surgical-site infection: the SNOMED CT concept 433202001 "Surgical site infection (disorder)", the
+    # counterpart of the profile's ICD-10-CM T81.4- (the profile names no SNOMED code for it)
+    "433202001": "surgical site infection",
 }
 
 # X3 pregnancy (input profile: 77386006; 72892002 "normal pregnancy" is a child concept).

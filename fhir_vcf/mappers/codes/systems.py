@@ -12,6 +12,9 @@ HCPCS_CMS = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 ACT_CODE_OLD = "http://hl7.org/fhir/v3/ActCode"
+# HL7 v2 table 0004 Patient Class, as some interfaces fill Encounter.class (issue 9); the old URI too.
+PATIENT_CLASS = "http://terminology.hl7.org/CodeSystem/v2-0004"
+PATIENT_CLASS_OLD = "http://hl7.org/fhir/v2/0004"
 FINDING = "urn:fhir-vcf:finding"
 
 _ALIASES = {
@@ -25,6 +28,8 @@ _ALIASES = {
     DICOM: "dicom",
     ACT_CODE: "act-code",
     ACT_CODE_OLD: "act-code",
+    PATIENT_CLASS: "v2-0004",
+    PATIENT_CLASS_OLD: "v2-0004",
     FINDING: "finding",
 }
 
@@ -38,6 +43,7 @@ VOCABULARY_NAMES = {
     "hcpcs": "HCPCS",
     "dicom": "DICOM",
     "act-code": "ActCode",
+    "v2-0004": "HL7 v2 Patient Class",
     "finding": "finding",
 }
 
