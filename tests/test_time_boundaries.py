@@ -263,3 +263,18 @@ def test_an_onset_age_in_a_unit_that_cannot_be_counted_asks_for_the_date():
     j = judge(fracture=fracture_with(onsetAge={"value": 8, "unit": "decades"}))
     assert i1(j) == ("unknown", "insufficient-data")
     assert "cannot count" in crit(j, "I1").reason
+
+
+def test_components_of_one_panel_are_not_asked_for_their_times():
+    """Two pain components of one panel Observation share its time by definition: no question of order."""
+    panel = {"resourceType": "Observation", "id": "panel", "status": "final",
+             "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2025-06-23T09:10:00-05:00",
+             "encounter": {"reference": "Encounter/e2"},
+             "code": {"coding": [{"system": "http://loinc.org", "code": "38208-5"}]},
+             "component": [{"code": {"coding": [NRS]}, "valueInteger": 7},
+                           {"code": {"coding": [{"system": "http://loinc.org", "code": "38214-3"}]},
+                            "valueQuantity": {"value": 40, "unit": "mm", "system": "http://unitsofmeasure.org",
+                                              "code": "mm"}}]}
+    j = judge(panel, symptoms=[encounter("e2", "AMB", start="2025-06-23T09:00:00-05:00",
+                                         end="2025-06-23T10:00:00-05:00")])
+    assert not any("date and time each pain score" in m for m in j.missing), j.missing

@@ -222,8 +222,10 @@ def symptoms(facts: FractureFacts, policy: Policy, levels: list[str], route: str
     outcome = _symptoms_if_latest(facts, policy, levels, route, latest)
     # "Latest" is decided on instants: a score whose time overlaps the latest one's (two scores dated
     # "2025-06", or one day written without a time) may be the later. Decide only when every such
-    # order gives the same answer (input profile, "Dates and times").
-    rivals = [s for s in facts.pain_scores[:-1] if not s.when.before(latest.when)]
+    # order gives the same answer (input profile, "Dates and times"). Components of one panel
+    # Observation share its time by definition: their order is the record's, not a question of dates.
+    rivals = [s for s in facts.pain_scores[:-1]
+              if s.reference != latest.reference and not s.when.before(latest.when)]
     for rival in rivals:
         other = _symptoms_if_latest(facts, policy, levels, route, rival)
         if other.status != outcome.status:
