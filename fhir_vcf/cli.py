@@ -7,6 +7,8 @@
     fhir-vcf screen SOURCE --out DIR | audit SOURCE --out DIR | synth --patients N --out DIR
                                                                    (fhir_vcf.population)
     fhir-vcf db upgrade|current [--database-url URL]               (fhir_vcf.store, Alembic)
+    fhir-vcf read-text "SENTENCE..." [--modality MR] [--format text|json]
+                                                                   (fhir_vcf.evaluation.read_text)
     fhir-vcf --version
 
 No clinical logic lives here. Exit codes: 0 when every input was evaluated; 2 for a usage error, a
@@ -327,6 +329,51 @@ def _run_db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- read-text
+
+MODALITIES = ("MR", "NM", "PT", "CT", "DX", "CR", "none")
+
+
+def _add_read_text(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "read-text",
+        help="show what the mappers take from a report text, and why",
+        description="Read report text as the mappers read a DiagnosticReport conclusion and print each finding "
+        "they take from it: the level, the fact and criterion it feeds, the assertion (affirmed, negated, "
+        "possible, historical, resolved, hypothetical, other-person), the trigger that decided it and its scope.",
+    )
+    p.add_argument("text", nargs="+", metavar="TEXT", help="the report text (several arguments are joined by spaces; "
+                   "'-' reads it from standard input)")
+    p.add_argument("--modality", choices=MODALITIES, default="MR",
+                   help="the report's modality, DICOM code (default: MR; edema in a CT or radiograph report shows "
+                   "no acuity; 'none' for a clinic note)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="text (a table) or json (a list)")
+    p.set_defaults(handler=_run_read_text)
+
+
+def _run_read_text(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from fhir_vcf.evaluation import read_text
+
+    value = sys.stdin.read() if args.text == ["-"] else " ".join(args.text)
+    if not value.strip():
+        _error(err, "read-text: no text to read")
+        return EXIT_ERROR
+    findings = read_text(value, modality=None if args.modality == "none" else args.modality)
+    if args.format == "json":
+        out.write(json.dumps(findings, indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    if not findings:
+        out.write("no finding the mappers read (no edema, fracture, height, retropulsion or exclusion words)\n")
+        return EXIT_OK
+    for f in findings:
+        mention = " ".join(f["mention"].split())
+        out.write(f"{', '.join(f['levels']) or '-'}  {f['criterion']} {f['name']}: {f['reading']}\n")
+        out.write(f"    '{mention}' is {f['assertion']}: {f['why']}")
+        out.write(f"; scope '{f['scope']}'\n" if f["scope"] else "\n")
+        out.write(f"    in '{f['sentence']}'\n")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser and entry point
 
 # name → adds its sub-parser, which sets `handler(args, out, err) -> int`.
@@ -337,6 +384,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "replay": _add_replay,
     "population": _add_population,  # screen, audit, synth
     "db": _add_db,
+    "read-text": _add_read_text,
 }
 
 

@@ -14,6 +14,7 @@ from fhir_vcf.clinical_time import check_as_of
 from fhir_vcf.errors import InputError
 from fhir_vcf.mappers import map_record
 from fhir_vcf.mappers.common import clinical_day
+from fhir_vcf.mappers.report_text import read_report_text
 from fhir_vcf.mappers.requests import map_request
 from fhir_vcf.outputs.evaluation import render_evaluation
 from fhir_vcf.record import PatientRecord, validate_resource
@@ -37,6 +38,12 @@ def evaluate_record(
     facts = map_record(record, as_of=as_of, request=request)
     judgement = judge(facts, policy)
     return render_evaluation(judgement, facts, policy)
+
+
+def read_text(value: str, *, modality: str | None = "MR") -> list[dict[str, Any]]:
+    """What the mappers take from one report text, each finding with its level, assertion, trigger
+    and scope (`fhir-vcf read-text`; `fhir_vcf.mappers.report_text`)."""
+    return [finding.as_dict() for finding in read_report_text(value, modality=modality)]
 
 
 def evaluate_records(

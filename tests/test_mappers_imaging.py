@@ -98,12 +98,15 @@ def test_no_edema_or_old_on_mri_text(conclusion):
     assert f.acuity["T12"].value == "no-edema"
 
 
-def test_mri_report_describing_fracture_without_edema_is_absent():
+def test_mri_report_describing_fracture_silent_on_edema_leaves_acuity_unknown():
+    # Input profile, "I3 and silence": only an explicit statement (no edema, chronic, healed) makes I3
+    # not met; a report that names the level and says nothing of edema leaves it unknown.
     f = facts(fracture(), mri(),
               diagnostic_report("r", text="MRI spine", effective="2025-06-05", studies=["ImagingStudy/mri"],
                                 conclusion="T12 compression fracture with 30% height loss."))
-    assert f.acuity["T12"].status is Status.ABSENT
-    assert "mentions no edema" in f.acuity["T12"].note
+    assert f.acuity["T12"].status is Status.UNKNOWN
+    assert "states neither edema nor uptake" in f.acuity["T12"].note
+    assert f.acuity["T12"].references == ["DiagnosticReport/r"]
 
 
 def test_radiograph_only():
@@ -193,7 +196,7 @@ def test_soft_tissue_edema_is_not_marrow_edema():
     f = facts(fracture(), mri(), diagnostic_report("r", text="MRI", effective="2025-06-05",
                                                    studies=["ImagingStudy/mri"],
                                                    conclusion="T12 fracture. Paraspinal soft tissue edema."))
-    assert f.acuity["T12"].status is Status.ABSENT  # described fracture, no marrow edema
+    assert f.acuity["T12"].status is Status.UNKNOWN  # described fracture, silent on marrow edema
 
 
 # ---------------------------------------------------------------- height loss, progression
@@ -548,7 +551,10 @@ def test_no_other_fracture_sentence_does_not_touch_the_level():
     conclusion = "Acute T12 fracture with edema. No other acute fracture."
     f = facts(fracture(), mri(), diagnostic_report("r", text="MRI", effective="2025-06-05",
                                                    studies=["ImagingStudy/mri"], conclusion=conclusion))
-    assert f.acuity["T12"].status is Status.PRESENT and len(f.acuity["T12"].evidence) == 2
+    # One evidence line: the sentence that affirms edema (its "acute" and "edema" are one statement);
+    # the "no other" sentence is not about T12.
+    assert f.acuity["T12"].status is Status.PRESENT
+    assert [e.found for e in f.acuity["T12"].evidence] == ["'Acute T12 fracture with edema'"]
 
 
 def test_stable_burst_fracture_is_not_a_statement_about_progression():

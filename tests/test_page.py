@@ -187,7 +187,9 @@ def test_each_criterion_has_status_words_icon_reason_readable_evidence_and_linke
     assert 'href="https://www.cms.gov/medicare-coverage-database/view/lcd.aspx?lcdid=34106"' in row
     assert "LCD L34106, inclusion 1d" in row
     row = re.search(r'<tr id="[^"]+-I3".*?</tr>', html, re.S).group(0)
-    assert "MRI spine, 2025-06-05: " in row and "STIR hyperintense bone marrow edema" in row
+    # The reason quotes the report's sentence (issue 8); the evidence line names the report, not the quote again.
+    assert "MRI spine, 2025-06-05" in row and "STIR hyperintense bone marrow edema" in row
+    assert row.count("STIR hyperintense bone marrow edema") == 1
 
 
 def test_an_exclusion_ruled_out_by_a_report_says_so(moreau):

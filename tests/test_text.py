@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from fhir_vcf.mappers import text
+from fhir_vcf.mappers import assertion, text
 
 
 @pytest.mark.parametrize(
@@ -91,14 +93,15 @@ def test_mri_sequence_beside_a_real_level():
     ],
 )
 def test_negation(sentence, term, negated):
+    # The mappers' one reader (assertion.py) decides negation; these are the first round's cases.
     start = sentence.index(term)
-    assert text.is_negated(sentence, start, start + len(term)) is negated
+    assert (assertion.read_mention(sentence, start, start + len(term)).status == "negated") is negated
 
 
-def test_mentions_split_affirmed_and_negated():
-    affirmed, negated = text.mentions("Marrow edema at T12. No marrow edema at L1.", [r"marrow\s+edema"])
-    assert [m.start for m in affirmed] == [0]
-    assert len(negated) == 1 and "L1" in negated[0].snippet
+def test_scan_reads_each_mention_of_a_term():
+    found = [(m.start(), said.status) for m, said in assertion.scan(
+        re.compile(r"marrow\s+edema", re.IGNORECASE), "Marrow edema at T12. No marrow edema at L1.")]
+    assert found == [(0, "affirmed"), (24, "negated")]
 
 
 @pytest.mark.parametrize(
@@ -123,7 +126,10 @@ def test_mentions_split_affirmed_and_negated():
     ],
 )
 def test_height_loss_percent(value, found):
-    assert text.find_height_loss_percent(value) == found
+    # What the report affirms: the percentages worded as height loss, less those the reader negates.
+    stated = [v for v, a, b in text.height_loss_percents(value)
+              if assertion.read_mention(value, a, b).status == "affirmed"]
+    assert stated == found
 
 
 @pytest.mark.parametrize(
@@ -168,7 +174,7 @@ def test_level_mentions_group_lists(value, groups):
 )
 def test_hedging(sentence, term, hedged):
     start = sentence.index(term)
-    assert text.is_hedged(sentence, start, start + len(term)) is hedged
+    assert (assertion.read_mention(sentence, start, start + len(term)).status == "possible") is hedged
 
 
 # Disc notation: two adjacent levels named as a disc ("L4-L5 disc", "disc bulge at L5-S1", "the L4-5
@@ -218,7 +224,7 @@ def test_ordinal_vertebra_names(value, levels):
     assert text.find_levels(value) == levels
 
 
-def test_a_query_mark_hedges_the_term_after_it():
-    assert text.is_hedged("INDICATION: ?discitis", 13, 21)
-    assert text.is_hedged("INDICATION: ? discitis", 14, 22)
-    assert not text.is_hedged("What? Discitis at T11-T12.", 6, 14)
+def test_a_query_mark_in_the_indication_is_the_question_not_a_finding():
+    assert assertion.read_mention("INDICATION: ?discitis", 13, 21).status == "hypothetical"
+    assert assertion.read_mention("INDICATION: ? discitis", 14, 22).status == "hypothetical"
+    assert assertion.read_mention("What? Discitis at T11-T12.", 6, 14).status == "affirmed"

@@ -110,7 +110,7 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
     agreed = {lv: f.value.first for lv, f in onset.items() if f.status is Status.PRESENT and f.value is not None}
     found = imaging_facts(img, keys, single_level, agreed)
     context = scan.context_facts()
-    retropulsion = retropulsion_fact(found["retropulsion_signals"], scan.unstable_burst)
+    retropulsion = retropulsion_fact(found["retropulsion_signals"], scan.unstable_burst, found["retropulsion_open"])
 
     # The episode opens at the earliest day a clinical onset can be. A recordedDate is when the diagnosis
     # was entered, often after the visits that scored the pain: it never opens the episode (the default

@@ -1,8 +1,8 @@
 """Helpers shared by the context mappers (symptoms, care, exclusions).
 
 Small readers that the three modules need and `common.py` does not hold: ICD-10-CM prefix
-matching, clinical timestamps (a date *and* time where the record has one), medication names,
-and a three-way reading of a text mention (affirmed / negated / hedged).
+matching, clinical timestamps (a date *and* time where the record has one), medication names, and
+the treatments a text states as given (read by the one assertion reader, `assertion.py`).
 """
 
 from __future__ import annotations
@@ -14,73 +14,25 @@ from typing import Any
 
 from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Method
-from fhir_vcf.mappers import common, text
+from fhir_vcf.mappers import assertion, common
+from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, Assertion
 from fhir_vcf.mappers.codes.systems import VOCABULARY_NAMES
 
-AFFIRMED = "affirmed"
-NEGATED = "negated"
-HEDGED = "hedged"
-HISTORICAL = "historical"
-# Readings under which a treatment counts as tried (a past course is still NSM; dates decide recency).
+# Assertions under which a treatment counts as tried (a past course is still NSM; dates decide recency).
+# "Declined PT", "never tried a brace", "if pain persists, start a TLSO" are no treatment given.
 TRIED = frozenset({AFFIRMED, HISTORICAL})
 
-# Negations the shared list lacks: a refused or never-done treatment is not a treatment tried.
-_EXTRA_NEGATION_BEFORE = re.compile(
-    r"\b(?:declined|declines|refused|refuses|never|not\s+(?:yet\s+)?(?:tried|started|ordered|done|received))"
-    r"\b[^.;:\n]{0,30}$",
-    re.IGNORECASE,
-)
-_EXTRA_NEGATION_AFTER = re.compile(
-    r"^\s*(?:(?:has|have|was|were|is|are)\s+)?(?:not|never)\s+(?:yet\s+)?(?:been\s+)?"
-    r"(?:done|performed|ordered|obtained|completed|started|tried|given)\b|^\s*(?:was\s+|were\s+)?declined\b|"
-    r"^\s*(?:(?:has|have)\s+been\s+|was\s+|were\s+|is\s+)?(?:ruled\s+out|excluded)\b",
-    re.IGNORECASE,
-)
 
-
-# A past condition: "history of discitis", "h/o cord compression", "prior osteomyelitis".
-# "Prior" / "previous" only right before the term: "compared with prior study, new cord compression"
-# is a new finding.
-_HISTORY_BEFORE = re.compile(
-    r"(?:\b(?:history\s+of|hx\s+of|h/o|remote|previously\s+treated|s/p|status\s+post)\b[^.;:\n]{0,25}"
-    r"|\b(?:prior|previous|past|old)\s+(?:\w+\s+)?)$",
-    re.IGNORECASE,
-)
-
-
-def reading(body: str, start: int, end: int) -> str:
-    """How the text treats the mention body[start:end]: affirmed, negated, hedged or historical.
-
-    Hedged: "possible", "cannot rule out", "r/o", "evaluate for", "consider" (the question is open).
-    Historical: "history of", "prior", "remote" (true once, not necessarily now).
-    """
-    before = body[max(0, start - 60) : start]
-    after = body[end : end + 40]
-    # Hedging first: "cannot rule out" contains the negation "rule out" but means the opposite.
-    if text.is_hedged(body, start, end):
-        return HEDGED
-    if (
-        text.is_negated(body, start, end)
-        or _EXTRA_NEGATION_BEFORE.search(before)
-        or _EXTRA_NEGATION_AFTER.match(after)
-    ):
-        return NEGATED
-    if _HISTORY_BEFORE.search(before):
-        return HISTORICAL
-    return AFFIRMED
+def tried(pattern: re.Pattern[str], body: str | None) -> Iterator[tuple[re.Match[str], Assertion]]:
+    """(match, assertion) for each mention of the pattern the text states as given (`TRIED`)."""
+    for m, said in assertion.scan(pattern, body):
+        if said.status in TRIED:
+            yield m, said
 
 
 def compile_terms(patterns: Iterable[str]) -> re.Pattern[str]:
     """One case-insensitive pattern matching any of the terms as whole words."""
     return re.compile(r"\b(?:" + "|".join(f"(?:{p})" for p in patterns) + r")\b", re.IGNORECASE)
-
-
-def scan(pattern: re.Pattern[str], body: str | None) -> Iterator[tuple[str, re.Match[str]]]:
-    """(reading, match) for each match of the pattern in the text."""
-    if not body:
-        return
-    for m in pattern.finditer(body):
-        yield reading(body, m.start(), m.end()), m
 
 
 def icd_key(code: str) -> str:
@@ -101,8 +53,9 @@ def code_ev(ref: str, element: str, coding: Any) -> Evidence:
     return common.code_evidence(ref, element, coding, vocabulary(coding.system))
 
 
-def text_ev(ref: str, element: str, body: str, m: re.Match[str]) -> Evidence:
-    return Evidence(ref, element, Method.TEXT, text.snippet(body, m.start(), m.end()))
+def text_ev(ref: str, element: str, said: Assertion) -> Evidence:
+    """Text evidence quotes the sentence and what decided its assertion (issue 8: explanations quote)."""
+    return Evidence(ref, element, Method.TEXT, said.said())
 
 
 def timestamp(resource: Any) -> tuple[When | None, str]:
@@ -185,12 +138,11 @@ def _medication_of(resource: Any, record: Any) -> Any:
     return target if target is not None and target.get_resource_type() == "Medication" else None
 
 
-def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, re.Match[str]]]:
-    """(canonical name, match) for each name pattern found, not negated, in a medication text."""
+def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, Assertion]]:
+    """(canonical name, assertion) for each name pattern a medication text states as given."""
     found = []
     for name, pattern in names.items():
-        for state, m in scan(pattern, body):
-            if state in TRIED:
-                found.append((name, m))
-                break
+        for _, said in tried(pattern, body):
+            found.append((name, said))
+            break
     return found

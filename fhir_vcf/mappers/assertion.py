@@ -177,15 +177,38 @@ class Assertion(NamedTuple):
             text = ("…" if cut_a > a else "") + text[cut_a - a : cut_b - a] + ("…" if cut_b < b else "")
         return " ".join(text.split()).strip(" .;")
 
+    def why(self) -> str:
+        """What decided the status, for a reader: "negation 'no'", "section INDICATION (question)",
+        "pseudo-trigger 'no change in'", or "no trigger"."""
+        if self.decided_by == "section" and self.section is not None:
+            return f"section {self.section.header.strip().upper()} ({self.section.kind})"
+        if self.trigger is not None:
+            return f"{_LABEL.get(self.trigger.category, self.trigger.category)} '{' '.join(self.trigger.text.split())}'"
+        return "no trigger"
+
+    def said(self) -> str:
+        """The quote with what decided it, short enough for an evidence line: "'No change in the L1
+        marrow edema' (affirmed: pseudo-trigger 'No change in')", "'No retropulsion' (negated: 'No')";
+        a plain affirmed statement is just its quote."""
+        if self.decided_by == "default" and self.trigger is None:
+            return f"'{self.quote()}'"
+        return f"'{self.quote()}' ({self.decided()})"
+
+    def decided(self) -> str:
+        """The status and what decided it, in a few words: "negated: 'No'", "affirmed: pseudo-trigger
+        'No change in'", "hypothetical: section INDICATION"."""
+        if self.decided_by == "section" and self.section is not None:
+            return f"{self.status}: section {self.section.header.strip().upper()}"
+        if self.trigger is None:
+            return self.status
+        word = " ".join(self.trigger.text.split())
+        kind = "pseudo-trigger " if self.trigger.category == PSEUDO else ""
+        return f"{self.status}: {kind}'{word}'"
+
     def explain(self) -> str:
         """One line a reviewer can read: "'No change in the L1 marrow edema': pseudo-trigger 'no
         change in' → affirmed"."""
-        if self.decided_by == "section" and self.section is not None:
-            why = f"section {self.section.header.strip().upper()} ({self.section.kind})"
-        elif self.trigger is not None:
-            why = f"{_LABEL.get(self.trigger.category, self.trigger.category)} '{' '.join(self.trigger.text.split())}'"
-        else:
-            why = "no trigger"
+        why = self.why()
         where = f"; elsewhere: '{' '.join(self.elsewhere.text.split())}'" if self.elsewhere is not None else ""
         return f"'{self.quote()}': {why} → {self.status}{where}"
 
@@ -325,7 +348,7 @@ class TextReading:
                 distance = len(_WORD.findall(text, t1, start))
                 backward = False
             elif t0 >= end and rule.backward is not None:
-                if end < _backward_limit(stops, a, t0, effect):
+                if end < _backward_limit(text, stops, a, t0, effect):
                     continue
                 distance = len(_WORD.findall(text, end, t0))
                 backward = True
@@ -404,13 +427,18 @@ def _inside_brackets(text: str, pos: int) -> bool:
     return depth > 0
 
 
-def _backward_limit(stops: list[tuple[int, int, frozenset[str]]], sentence_start: int, t0: int, effect: str) -> int:
-    """Where a backward scope that ends at t0 starts at the earliest: the sentence's start or the end
-    of a termination word for its category."""
+def _backward_limit(text: str, stops: list[tuple[int, int, frozenset[str]]], sentence_start: int, t0: int,
+                    effect: str) -> int:
+    """Where a backward scope that ends at t0 starts at the earliest: the sentence's start, the end of a
+    termination word for its category, or, for a trigger inside brackets, the opening bracket ("PVP T12
+    (L1 not to be treated)" denies L1, not T12)."""
     limit = sentence_start
     for _, s1, ends in stops:
         if limit < s1 <= t0 and (not ends or effect in ends):
             limit = s1
+    opening = text.rfind("(", limit, t0)
+    if opening != -1 and text.find(")", opening, t0) == -1 and text[opening + 1 : t0].strip():
+        limit = opening + 1  # not a bracket that holds only the trigger: "pneumonia (cannot be excluded)"
     return limit
 
 
@@ -476,7 +504,7 @@ def _scope_of(text: str, stops: list, sentence: tuple[int, int], t0: int, t1: in
             if len(words) > window:
                 end = list(_WORD.finditer(text, t1, end))[window - 1].end() if window else t1
         return t1, end
-    start = _backward_limit(stops, a, t0, rule.effect)
+    start = _backward_limit(text, stops, a, t0, rule.effect)
     window = rule.backward
     if window is not None and window < rules.UNLIMITED:
         words = list(_WORD.finditer(text, start, t0))

@@ -151,32 +151,28 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
         if common.after(resource, as_of) or _not_done(resource):
             continue
         for kind, pattern in _TEXT_KINDS.items():
-            for state, m in ctx.scan(pattern, body):
-                if state in ctx.TRIED and (kind != "brace" or _spinal_brace(body, m)):
-                    add_nsm(kind, resource, ctx.text_ev(ref, element, body, m))
+            for m, said in ctx.tried(pattern, body):
+                if kind != "brace" or _spinal_brace(body, m):
+                    add_nsm(kind, resource, ctx.text_ev(ref, element, said))
                     break
-        for state, m in ctx.scan(_ANALGESIC_TEXT, body):
-            if state in ctx.TRIED:
-                add_nsm("analgesic", resource, ctx.text_ev(ref, element, body, m))
-                break
-        for state, m in ctx.scan(_OSTEOPOROSIS_TEXT, body):
-            if state in ctx.TRIED:
-                ev = ctx.text_ev(ref, element, body, m)
-                program.append(_dated(ev, resource))
-                add_nsm("anti-osteoporosis", resource, ev)
-                break
-        for state, m in ctx.scan(_DXA_TEXT, body):
-            if state in ctx.TRIED:
-                ev = ctx.text_ev(ref, element, body, m)
-                dxa.append(_dated(ev, resource))
-                add_event("bone-health", resource, ev, "DXA bone density", "dxa")
-                break
-        for state, m in ctx.scan(_PROGRAM_TEXT, body):
-            if state in ctx.TRIED:
-                ev = ctx.text_ev(ref, element, body, m)
-                program.append(_dated(ev, resource))
-                add_event("bone-health", resource, ev, "osteoporosis education / program", "program")
-                break
+        for _, said in ctx.tried(_ANALGESIC_TEXT, body):
+            add_nsm("analgesic", resource, ctx.text_ev(ref, element, said))
+            break
+        for _, said in ctx.tried(_OSTEOPOROSIS_TEXT, body):
+            ev = ctx.text_ev(ref, element, said)
+            program.append(_dated(ev, resource))
+            add_nsm("anti-osteoporosis", resource, ev)
+            break
+        for _, said in ctx.tried(_DXA_TEXT, body):
+            ev = ctx.text_ev(ref, element, said)
+            dxa.append(_dated(ev, resource))
+            add_event("bone-health", resource, ev, "DXA bone density", "dxa")
+            break
+        for _, said in ctx.tried(_PROGRAM_TEXT, body):
+            ev = ctx.text_ev(ref, element, said)
+            program.append(_dated(ev, resource))
+            add_event("bone-health", resource, ev, "osteoporosis education / program", "program")
+            break
 
     return {
         "nsm": _nsm_fact(nsm, older),
@@ -262,10 +258,10 @@ def _medication(record: Any, med: Any) -> dict[str, list[tuple[str, Evidence]]]:
                 found[family].append((name, ctx.code_ev(ref, path, coding)))
     for body, path in ctx.medication_texts(med, record):
         for family, _, names in tables:
-            for name, m in ctx.match_names(names, body):
+            for name, said in ctx.match_names(names, body):
                 if (family, name) not in seen:
                     seen.add((family, name))
-                    found[family].append((name, ctx.text_ev(ref, path, body, m)))
+                    found[family].append((name, ctx.text_ev(ref, path, said)))
     return found
 
 

@@ -1,10 +1,13 @@
 """Exclusions read from Conditions, findings, allergies, labs and text (clinical rules X1-X3, X5-X10).
 
 Each exclusion is a Fact[bool]: PRESENT = the exclusion applies (with evidence); ABSENT = the record
-was read and holds no sign of it (evidence: any negated mention or coded "no"); CONFLICT = the
-sources disagree, or the text only raises the possibility ("possible discitis", "cannot rule out
-cord compression"), so that a reviewer decides. The mapper never judges eligibility: the INR is
-reported as a number, the limit is the policy's.
+was read and holds no sign of it (evidence: any negated or resolved mention or coded "no"); CONFLICT =
+the sources disagree, or the text only raises the possibility or the past ("possible discitis",
+"history of osteomyelitis"), so that a reviewer decides. Text is read by the one assertion reader
+(input profile, "Reading report text"): hypothetical ("if pain persists, assess for discitis") and
+other-person ("mother had osteomyelitis") mentions are no facts. The words of each exclusion are data
+(`exclusion-terms.yaml`). The mapper never judges eligibility: the INR is reported as a number, the
+limit is the policy's.
 """
 
 from __future__ import annotations
@@ -12,11 +15,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from fhir_vcf.errors import ConfigError
 from fhir_vcf.facts import Evidence, Fact, Method, Status
 from fhir_vcf.mappers import _context as ctx
-from fhir_vcf.mappers import common, text
+from fhir_vcf.mappers import assertion, common
+from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, NEGATED, POSSIBLE, RESOLVED, Assertion
 from fhir_vcf.mappers.codes import finding, icd10cm, loinc, rxnorm, snomed
 
 KEYS = (
@@ -46,45 +54,32 @@ _OTHER_GENERATORS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
 )
 _FINDINGS = {finding.NEUROLOGIC_DEFICIT: "neurologic_deficit", finding.SPINAL_INSTABILITY: "instability"}
 
-# Exclusions in words (input profile; rule 6: case-insensitive, negation-aware). Pregnancy and
-# coagulopathy are read from codes only: "pregnancy test negative" and "no bleeding disorder"
-# are too easily misread.
-_TEXT: dict[str, re.Pattern[str]] = {
-    "infection": ctx.compile_terms([
-        r"(?:vertebral\s+)?osteomyelitis", r"(?:spondylo)?dis[ck]itis", r"(?:spinal\s+)?epidural\s+abscess",
-        r"paraspinal\s+abscess", r"psoas\s+abscess",
-        # A phlegmon is the infection before it liquefies into an abscess.
-        r"(?:epidural|paraspinal|paravertebral|psoas)\s+phlegmon",
-    ]),
-    "myelopathy": ctx.compile_terms([
-        r"myelopathy", r"(?:spinal\s+)?cord\s+compression", r"compression\s+of\s+the\s+(?:spinal\s+)?cord",
-        r"cauda\s+equina\s+(?:syndrome|compression)", r"conus\s+medullaris\s+syndrome",
-    ]),
-    "neurologic_deficit": ctx.compile_terms([
-        r"neurologic(?:al)?\s+deficits?", r"neuro\s+deficits?", r"focal\s+(?:neurologic(?:al)?\s+)?deficits?",
-        r"foot\s+drop", r"saddle\s+(?:an(?:a)?esthesia|hyp(?:o)?(?:a)?esthesia|numbness|paresthesias?)",
-        # "LLE" / "RLE" / "BLE": left / right / bilateral lower extremity, as exam notes write it.
-        r"(?:focal|motor|leg|lower[\s\-]extremity|lower[\s\-]limb|bilateral\s+lower\s+extremity|"
-        r"[LRB]LE|quadriceps|ankle|hip\s+flexor)\s+weakness",
-        r"weakness\s+(?:of|in)\s+(?:the\s+)?(?:left\s+|right\s+|both\s+|bilateral\s+)?"
-        r"(?:legs?|lower\s+(?:extremit(?:y|ies)|limbs?)|feet|foot|ankles?|[LRB]LEs?)",
-    ]),
-    "neural_impingement": ctx.compile_terms([
-        r"neural\s+impingement", r"(?:exiting\s+|traversing\s+)?nerve\s+root\s+(?:impingement|compression)",
-        r"impinge(?:s|ment)?\s+(?:on|upon|of)\s+the\s+(?:\w+\s+){0,3}nerve\s+roots?",
-        r"compress(?:es|ion\s+of)\s+the\s+(?:\w+\s+){0,3}nerve\s+roots?",
-        # the participle, as reports write it: "foraminal narrowing impinging the exiting L1 nerve root"
-        r"(?:impinging|compressing)\s+(?:on\s+|upon\s+)?the\s+(?:\w+\s+){0,3}nerve\s+roots?",
-        r"foraminal\s+(?:stenosis|narrowing)\s+with\s+(?:\w+\s+){0,2}impingement",
-    ]),
-}
-# Affirmative statements of normality that count as evidence of absence.
-_NORMAL: dict[str, re.Pattern[str]] = {
-    "neurologic_deficit": ctx.compile_terms([
-        r"neuro(?:logically|logic(?:al)?\s+exam(?:ination)?(?:\s+is)?|\s+exam)?\s+(?:grossly\s+)?intact",
-        r"non[\s\-]?focal\s+neuro(?:logic(?:al)?)?\s+exam(?:ination)?",
-    ]),
-}
+TERMS_PATH = Path(__file__).with_name("exclusion-terms.yaml")
+
+
+def load_terms(path: Path = TERMS_PATH) -> tuple[dict[str, re.Pattern[str]], dict[str, re.Pattern[str]]]:
+    """(exclusion key → its terms, exclusion key → its statements of normality) from the terms file,
+    each compiled into one pattern. Pregnancy and coagulopathy are read from codes only: "pregnancy
+    test negative" and "no bleeding disorder" are too easily misread."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    terms: dict[str, list[str]] = {}
+    normal: dict[str, list[str]] = {}
+    for key, families in (data.get("exclusions") or {}).items():
+        if key not in KEYS:
+            raise ConfigError(f"{path.name}: unknown exclusion {key!r}; expected one of {', '.join(KEYS)}")
+        for family in families:
+            if not str(family.get("cite") or "").strip() or not family.get("terms"):
+                raise ConfigError(f"{path.name}: {key}: every family needs a cite and terms")
+            (normal if family.get("normal") else terms).setdefault(key, []).extend(family["terms"])
+    try:
+        return ({k: ctx.compile_terms(v) for k, v in terms.items()},
+                {k: ctx.compile_terms(v) for k, v in normal.items()})
+    except re.error as exc:
+        raise ConfigError(f"{path.name}: a term is not a valid regular expression: {exc}") from None
+
+
+# Exclusions in words, and the statements that they are not there ("strength 5/5 throughout").
+_TEXT, _NORMAL = load_terms()
 # Instability words count only with a spine word nearby ("unstable angina" is not spinal instability).
 _INSTABILITY = re.compile(r"\b(?:unstable|instability)\b", re.IGNORECASE)
 _SPINE_CONTEXT = re.compile(
@@ -101,7 +96,7 @@ _NOT_SPINE = re.compile(
 # X1: the pain attributed to something other than the fracture, or to the fracture.
 # The subject is how notes name the complaint ("pain", "LBP", "Sx", "symptoms"); the words between the
 # verb and the generator may be levels ("L4-5") or abbreviations ("w/"), never a negation: "Sx are not
-# due to the stenosis" must stay unread (a negation inside the match is invisible to `ctx.reading`).
+# due to the stenosis" must stay unread (a negation inside the match is invisible to the assertion reader).
 _NOT_NEGATION = r"(?!(?:not|never|no)\b)"
 _PAIN_ELSEWHERE = ctx.compile_terms([
     r"(?:pain|LBP|sx|symptoms?)\s+(?:is\s+|are\s+|was\s+|were\s+)?"
@@ -151,14 +146,16 @@ class _Signals:
     hedged: list[tuple[str, Evidence]] = field(default_factory=list)
     negated_terms: set[str] = field(default_factory=set)
 
-    def add(self, state: str, term: str, ev: Evidence) -> None:
-        if state == ctx.AFFIRMED:
+    def add(self, said: Assertion, term: str, ev: Evidence) -> None:
+        """One mention, by what the text asserts of it (input profile, "Reading report text")."""
+        if said.status == AFFIRMED:
             self.positive.append(ev)
-        elif state == ctx.NEGATED:
+        elif said.status in (NEGATED, RESOLVED):
             self.negated.append(ev)
             self.negated_terms.add(term)
-        else:  # hedged or historical
+        elif said.status in (POSSIBLE, HISTORICAL):
             self.hedged.append((term, ev))
+        # hypothetical ("if pain persists, assess for discitis") or someone else's: no fact at all
 
     def open_questions(self) -> list[Evidence]:
         return _unique([ev for term, ev in self.hedged if term not in self.negated_terms])
@@ -194,9 +191,9 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
         if not any(e.reference == ref for e in generators):
             # A Condition named only in words ("Lumbar radiculopathy") is on the problem list all the same.
             for body, path in common.texts(condition.code):
-                for state, m in ctx.scan(_GENERATOR_TEXT, body):
-                    if state == ctx.AFFIRMED:
-                        generators.append(ctx.text_ev(ref, path, body, m))
+                for _, said in assertion.scan(_GENERATOR_TEXT, body):
+                    if said.status == AFFIRMED:
+                        generators.append(ctx.text_ev(ref, path, said))
                         break
 
     for allergy in record.of_type("AllergyIntolerance"):
@@ -237,16 +234,14 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
             continue
         if resource.get_resource_type() == "Condition" and not ctx.is_current_condition(resource, as_of):
             continue
-        for key, pattern in _TEXT.items():
-            _read_text(signals[key], pattern, ref, element, body)
-        for key, pattern in _NORMAL.items():
-            for m in pattern.finditer(body):
-                signals[key].negated.append(ctx.text_ev(ref, element, body, m))
-        _read_instability(signals["instability"], ref, element, body)
-        _read_text(signals["pain_elsewhere"], _PAIN_ELSEWHERE, ref, element, body)
-        for state, m in ctx.scan(_PAIN_AT_FRACTURE, body):
-            if state == ctx.AFFIRMED:
-                signals["pain_elsewhere"].denied.append(ctx.text_ev(ref, element, body, m))
+        for mention in exclusion_mentions(body):
+            target, said = signals[mention.key], mention.assertion
+            ev = ctx.text_ev(ref, element, said)
+            if mention.kind == TERM:
+                target.add(said, _term(mention.match), ev)
+            elif said.status == AFFIRMED:
+                # "strength 5/5 throughout": the deficit is absent; "pain concordant with the fracture": X1 is
+                (target.negated if mention.kind == NORMAL else target.denied).append(ev)
 
     facts: dict[str, Any] = {
         "infection": _combine(signals["infection"], "infection (osteomyelitis, discitis, epidural abscess, "
@@ -274,31 +269,53 @@ def _matches(coding: Any, icd: tuple[str, ...], sct: dict[str, str]) -> bool:
     return coding.system == "snomed" and coding.code in sct
 
 
+# What an exclusion word says (`ExclusionMention.kind`): the exclusion itself, a statement that its
+# finding is normal ("strength 5/5 throughout"), or that the pain is the fracture's (X1).
+TERM, NORMAL, AT_FRACTURE = "term", "normal", "at-fracture"
+
+
+@dataclass(frozen=True)
+class ExclusionMention:
+    """One exclusion word in a text and what the text asserts of it."""
+
+    key: str  # the exclusion fact: infection, myelopathy, neurologic_deficit, ...
+    kind: str  # TERM, NORMAL or AT_FRACTURE
+    match: re.Match[str]
+    assertion: Assertion
+
+
+def exclusion_mentions(body: str | None) -> list[ExclusionMention]:
+    """Every exclusion word of a text (terms of `exclusion-terms.yaml`, spinal instability, the pain's
+    attribution), in reading order, each with its assertion. The mapper's one way of reading exclusion
+    text, for any report or note ("INDICATION: r/o discitis" is the question the report answers:
+    hypothetical, no finding)."""
+    if not body:
+        return []
+    found = [ExclusionMention(key, TERM, m, said)
+             for key, pattern in (*_TEXT.items(), ("pain_elsewhere", _PAIN_ELSEWHERE))
+             for m, said in assertion.scan(pattern, body)]
+    found += [ExclusionMention(key, NORMAL, m, said) for key, pattern in _NORMAL.items()
+              for m, said in assertion.scan(pattern, body)]
+    found += [ExclusionMention("pain_elsewhere", AT_FRACTURE, m, said)
+              for m, said in assertion.scan(_PAIN_AT_FRACTURE, body)]
+    found += [ExclusionMention("instability", TERM, m, assertion.read_mention(body, m.start(), m.end()))
+              for m in _INSTABILITY.finditer(body) if _spinal(body, m)]
+    return sorted(found, key=lambda x: x.match.start())
+
+
+def _spinal(body: str, m: re.Match[str]) -> bool:
+    """Instability words count only about the spine ("unstable angina" is not spinal instability)."""
+    a = max(body.rfind(sep, 0, m.start()) for sep in ".;\n") + 1
+    b = min((i for i in (body.find(sep, m.end()) for sep in ".;\n") if i != -1), default=len(body))
+    near = body[max(a, m.start() - 40) : min(b, m.end() + 40)]
+    tail = body[m.end() : min(b, m.end() + 25)]
+    head = body[max(a, m.start() - 25) : m.start()]
+    return bool(_SPINE_CONTEXT.search(near)) and not _NOT_SPINE.search(tail) and not _NOT_SPINE.search(head)
+
+
 def _read_text(signals: _Signals, pattern: re.Pattern[str], ref: str, element: str, body: str) -> None:
-    questions: list[tuple[int, int]] | None = None
-    for state, m in ctx.scan(pattern, body):
-        if state == ctx.HEDGED:
-            questions = text.question_spans(body) if questions is None else questions
-            if any(a <= m.start() < b for a, b in questions):
-                continue  # "INDICATION: r/o discitis": the question the report answers, not a finding
-        ev = ctx.text_ev(ref, element, body, m)
-        signals.add(state, _term(m), ev)
-
-
-def _read_instability(signals: _Signals, ref: str, element: str, body: str) -> None:
-    for m in _INSTABILITY.finditer(body):
-        a = max(body.rfind(sep, 0, m.start()) for sep in ".;\n") + 1
-        b = min((i for i in (body.find(sep, m.end()) for sep in ".;\n") if i != -1), default=len(body))
-        near = body[max(a, m.start() - 40) : min(b, m.end() + 40)]
-        tail = body[m.end() : min(b, m.end() + 25)]
-        head = body[max(a, m.start() - 25) : m.start()]
-        if not _SPINE_CONTEXT.search(near) or _NOT_SPINE.search(tail) or _NOT_SPINE.search(head):
-            continue
-        state = ctx.reading(body, m.start(), m.end())
-        if state == ctx.HEDGED and any(a <= m.start() < b for a, b in text.question_spans(body)):
-            continue
-        ev = ctx.text_ev(ref, element, body, m)
-        signals.add(state, _term(m), ev)
+    for m, said in assertion.scan(pattern, body):
+        signals.add(said, _term(m), ctx.text_ev(ref, element, said))
 
 
 def _provisional(condition: Any) -> bool:
@@ -360,9 +377,10 @@ def _combine(signals: _Signals, label: str, where: str = _READ_IN_TEXT) -> Fact[
                              *positive, *_unique(signals.denied), value=None)
     if positive:
         return Fact.present(True, *positive)
-    if signals.open_questions():
-        return Fact.conflict(f"{label} mentioned as possible or past: a reviewer must decide",
-                             *signals.open_questions())
+    questions = signals.open_questions()
+    if questions:
+        said = "; ".join(dict.fromkeys(f"{e.found} ({e.reference})" for e in questions))
+        return Fact.conflict(f"{label} mentioned as possible or past: {said}: a reviewer must decide", *questions)
     against = _unique(signals.denied + signals.negated)
     # The note says what was looked for and where, so that "absent" reads as a finding, not a shrug.
     return Fact.absent(*against, value=False, note=("" if against else f"no {label} {where}"))

@@ -19,7 +19,8 @@ from fhir_vcf import clinical_time
 from fhir_vcf.clinical_time import DayRange, When
 from fhir_vcf.facts import Coding, Evidence, Fact, Fracture, Method
 from fhir_vcf.levels import sort_levels
-from fhir_vcf.mappers import common, sites, text
+from fhir_vcf.mappers import assertion, common, sites, text
+from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, Assertion
 from fhir_vcf.mappers.codes import icd10cm, snomed
 
 # Two onsets for the same level further apart than this disagree (fracture-mapper brief; the
@@ -188,11 +189,18 @@ def _fracture_codes(ref: str, resource: Any) -> tuple[list[tuple[str, Coding, st
     return kinds, levels, seventh, burst
 
 
+def _states(said: Assertion) -> bool:
+    """Whether the text states the mention of the patient as fact: affirmed, or true before ("old
+    healed T8 fracture", "history of osteoporosis"). Negated, resolved, possible, hypothetical and
+    other-person mentions state nothing about the patient's fracture (input profile, "Reading report text")."""
+    return said.status in (AFFIRMED, HISTORICAL)
+
+
 def _text_kind(values: Iterable[str]) -> str | None:
     joined = " ".join(values)
     for kind, pattern in _TEXT_KINDS:
         m = pattern.search(joined)
-        if m and not text.is_negated(joined, m.start(), m.end()):
+        if m and _states(assertion.read_mention(joined, m.start(), m.end())):
             return kind
     return None
 
@@ -203,8 +211,8 @@ def _text_fracture(values: list[tuple[str, str]], *, vertebral_site: bool = Fals
     ("Pathological fracture, other site" at bodySite T12)."""
     for value, element in values:
         spinal: bool | None = vertebral_site or None  # read once per text, not once per fracture word
-        for m in _FRACTURE_WORD.finditer(value):
-            if text.is_negated(value, m.start(), m.end()) or text.is_hedged(value, m.start(), m.end()):
+        for _, said in assertion.scan(_FRACTURE_WORD, value):
+            if not _states(said):
                 continue
             if spinal is None:
                 spinal = bool(_VERTEBRAL.search(value) or text.find_levels(value))
@@ -362,17 +370,16 @@ def context_text(
             # "osteoporotic" in a radiology report describes bone, not a diagnosis; only Conditions
             # and DXA conclusions ("consistent with osteoporosis") are read, via `conditions=True`.
             continue
-        for m in pattern.finditer(value):
-            if text.is_hedged(value, m.start(), m.end()):
-                continue  # "suspicious for metastasis": neither present nor absent
-            ev = Evidence(ref, element, Method.TEXT, f"'{text.snippet(value, m.start(), m.end())}'")
+        for m, said in assertion.scan(pattern, value):
+            ev = Evidence(ref, element, Method.TEXT, said.said())
             normal = signals is scan.kyphosis and _normal_curve(value, m.start(), m.end())
-            if normal or text.is_negated(value, m.start(), m.end()):
+            if normal or said.evidence == "absent":
                 signals.negated.append(ev)
-            else:
+            elif _states(said):
                 signals.affirmed.append(ev)
                 if term_value:
                     signals.values.append(m.group(0).lower())
+            # possible ("suspicious for metastasis"), hypothetical or someone else's: neither present nor absent
 
 
 # "Normal thoracic kyphosis" is the spine's physiological curve, not a kyphotic deformity.
@@ -408,11 +415,9 @@ def scan_conditions(record: Any, *, reasons: frozenset[str] = frozenset()) -> Fr
                 context_text(scan, ref, element, value, skip_malignancy=coded_malignancy)
         else:
             for value, element in code_texts + note_texts:
-                for m in _HEALED.finditer(value):
-                    if not text.is_negated(value, m.start(), m.end()):
-                        scan.healed.affirmed.append(
-                            Evidence(ref, element, Method.TEXT, f"'{text.snippet(value, m.start(), m.end())}'")
-                        )
+                for _, said in assertion.scan(_HEALED, value):
+                    if _states(said):
+                        scan.healed.affirmed.append(Evidence(ref, element, Method.TEXT, said.said()))
         if not current:
             continue
         fracture = _fracture(record, scan, ref, resource, code_texts, note_texts, reasons,
@@ -431,7 +436,7 @@ def _is_healed_condition(resource: Any, code_texts: list[tuple[str, str]]) -> bo
     for value, _ in code_texts:
         m = _HEALED.search(value)
         # "Compression fx L1; old healed T8 fx" is a current L1 fracture that also mentions an old one.
-        if m and not text.is_negated(value, m.start(), m.end()) and not _current_sentences(value):
+        if m and _states(assertion.read_mention(value, m.start(), m.end())) and not _current_sentences(value):
             return True
     return False
 
@@ -553,11 +558,11 @@ def _fracture_text_levels(value: str) -> list[str]:
 def _fracture_sentences(value: str) -> list[tuple[str, bool]]:
     """(sentence, about an earlier fracture) for each sentence of the text that affirms a fracture."""
     about = []
+    read = assertion.reading(value).read
     for m in _SENTENCE.finditer(value):
-        sentence = m.group(0)
-        mentions = [f for f in _ABOUT_FRACTURE.finditer(sentence) if not text.is_negated(sentence, f.start(), f.end())]
-        if mentions:
-            earlier = any(not text.is_negated(sentence, h.start(), h.end())
+        sentence, at = m.group(0), m.start()
+        if any(_states(read(at + f.start(), at + f.end())) for f in _ABOUT_FRACTURE.finditer(sentence)):
+            earlier = any(read(at + h.start(), at + h.end()).evidence != "absent"
                           for pattern in (_HEALED, _EARLIER) for h in pattern.finditer(sentence))
             about.append((sentence, earlier))
     return about

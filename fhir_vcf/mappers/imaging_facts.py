@@ -10,6 +10,7 @@ age; an MRI without edema ("healed", "sclerotic", "chronic") says it is old.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -65,6 +66,7 @@ def imaging_facts(
         "vertebra_plana": _flag(by_kind.get("plana", []), "vertebra plana"),
         "intravertebral_cleft": _flag(by_kind.get("cleft", []), "an intravertebral cleft"),
         "retropulsion_signals": by_kind.get("retropulsion", []),
+        "retropulsion_open": [s for s in by_kind.get("uncertain", []) if s.value == "retropulsion"],
         "imaging": lines,
     }
 
@@ -106,19 +108,26 @@ def _acuity(level: str, signals: list[Signal], unassigned_refs: frozenset[str] =
         )
     if positive:
         value = "marrow-edema" if any(s.acuity_value == "marrow-edema" for s in positive) else "increased-uptake"
-        return Fact.present(value, *(s.evidence for s in positive))
+        return Fact.present(value, *_distinct(positive), note=_prose(positive, level))
     if negative:
-        return Fact.absent(*(s.evidence for s in negative), value="no-edema")
-    # A report whose edema statement names no level cannot be read as "no edema here".
+        return Fact.absent(*_distinct(negative), value="no-edema", note=_prose(negative, level))
+    hedged = [s for s in signals if s.kind == "uncertain" and s.value == "acuity" and s.advanced]
+    if hedged:
+        # "Possible marrow edema at L1", "edema cannot be assessed (motion)": neither yes nor no.
+        return Fact(status=Status.UNKNOWN, value="hedged", evidence=tuple(_distinct(hedged)),
+                    note=_prose(hedged, level))
+    # An MRI / bone scan report that describes the fracture at the level but neither affirms nor denies
+    # edema or uptake there leaves acuity unknown: only an explicit statement decides (input profile,
+    # "I3 and silence"). A report whose edema statement names no level is no statement about this one.
     advanced_seen = [
         s for s in signals
         if s.kind == "seen" and s.advanced and s.report_text and s.evidence.reference not in unassigned_refs
     ]
     if advanced_seen:
-        return Fact.absent(
+        return Fact.unknown(
+            f"the advanced imaging report describes the fracture at {level} and states neither edema nor "
+            "uptake there",
             *(s.evidence for s in advanced_seen),
-            value="no-edema",
-            note=f"advanced imaging report describes the fracture at {level} and mentions no edema or uptake",
         )
     advanced_studied = [s for s in signals if s.kind == "studied" and s.advanced]
     anatomic = [
@@ -139,6 +148,47 @@ def _acuity(level: str, signals: list[Signal], unassigned_refs: frozenset[str] =
         return Fact(status=Status.UNKNOWN, value="radiograph-only",
                     evidence=tuple(s.evidence for s in anatomic + old_words), note=note)
     return Fact.unknown(f"no imaging of {level}")
+
+
+_MODALITY_NAMES = {"MR": "MRI", "NM": "bone scan", "PT": "PET", "CT": "CT", "DX": "radiograph", "CR": "radiograph"}
+
+
+def _prose(signals: list[Signal], level: str) -> str:
+    """What the report sentences behind an acuity fact say, quoted: "'No change in the L1 marrow edema'
+    (MRI 2025-06-09): edema present at L1 (affirmed: pseudo-trigger 'No change in')". One line per
+    sentence (a sentence naming edema and "acute" is quoted once); coded findings need no quote."""
+    quoted: dict[tuple[str, tuple[int, int]], str] = {}
+    for s in sorted((s for s in signals if s.assertion is not None), key=lambda s: s.note == "age word"):
+        said = s.assertion
+        assert said is not None
+        key = (s.evidence.reference, said.sentence)
+        if key in quoted:
+            continue
+        mention = " ".join(said.mention.lower().split())
+        at = ", ".join(s.levels) or level  # "T12 and L1 with edema": one statement of both levels
+        if s.kind == "uncertain":
+            finding = f"{mention} at {at} neither affirmed nor denied"
+        elif s.note == "age word":
+            finding = f"{mention} fracture at {at}" + ("" if s.value else ": not acute")
+        elif s.value:
+            finding = f"{'edema' if s.acuity_value == 'marrow-edema' else 'increased uptake'} present at {at}"
+        else:
+            finding = f"{mention} {'resolved' if said.status == 'resolved' else 'absent'} at {at}"
+        where = " ".join(x for x in (_MODALITY_NAMES.get(s.modality or "", s.modality or "imaging"),
+                                     s.day.isoformat() if s.day else "undated") if x)
+        why = "" if said.decided_by == "default" else f" ({said.decided()})"
+        quoted[key] = f"'{said.quote()}' ({where}): {finding}{why}"
+    return "; ".join(list(quoted.values())[:3])
+
+
+def _distinct(signals: list[Signal]) -> list[Evidence]:
+    """One evidence line per element read: a sentence that says "no retropulsion, no canal compromise"
+    or "acute fracture with edema" is one piece of evidence, not two (text signals); coded ones all stay."""
+    seen: dict[tuple[str, str, str], Evidence] = {}
+    for s in signals:
+        key = (s.evidence.reference, s.evidence.element, "" if s.from_text else s.evidence.found)
+        seen.setdefault(key, s.evidence)
+    return list(seen.values())
 
 
 def _same_resource_age_words_only(positive: list[Signal], negative: list[Signal]) -> bool:
@@ -194,15 +244,17 @@ def _flag(signals: list[Signal], what: str) -> Fact[bool]:
     return Fact.absent(value=False, note=f"record read: no sign of {what}")
 
 
-def retropulsion_fact(signals: list[Signal], codes: list[Evidence]) -> Fact[bool]:
+def retropulsion_fact(signals: list[Signal], codes: list[Evidence], open_signals: Sequence[Signal] = ()) -> Fact[bool]:
     """X11: retropulsion or canal compromise. A code (unstable burst) or an affirmed statement is
-    PRESENT; affirmed in one resource and denied in another is a CONFLICT; only denials are ABSENT."""
+    PRESENT; affirmed in one resource and denied in another is a CONFLICT; stated only as possible or
+    past ("possible retropulsion", `open_signals`) and denied nowhere is a CONFLICT too (a person must
+    look: input profile); only denials are ABSENT."""
     positive = [s for s in signals if s.value]
     negative = [s for s in signals if not s.value]
     if positive or codes:
         pos_refs = {s.evidence.reference for s in positive} | {e.reference for e in codes}
         other = [s for s in negative if s.evidence.reference not in pos_refs]
-        evidence = [*codes, *(s.evidence for s in positive)]
+        evidence = [*codes, *_distinct(positive)]
         if other:
             return Fact.conflict(
                 "retropulsion/canal compromise affirmed in "
@@ -210,10 +262,14 @@ def retropulsion_fact(signals: list[Signal], codes: list[Evidence]) -> Fact[bool
                 + " and denied in "
                 + ", ".join(dict.fromkeys(s.evidence.reference for s in other)),
                 *evidence,
-                *(s.evidence for s in other),
+                *_distinct(other),
                 value=True,
             )
         return Fact.present(True, *evidence)
+    if open_signals and not negative:
+        said = "; ".join(dict.fromkeys(s.evidence.found for s in open_signals))
+        return Fact.conflict(f"retropulsion/canal compromise mentioned as possible or past: {said}: a reviewer must "
+                             "decide", *_distinct(list(open_signals)))
     if negative:
-        return Fact.absent(*(s.evidence for s in negative), value=False)
+        return Fact.absent(*_distinct(negative), value=False)
     return Fact.absent(value=False, note="no retropulsion or canal compromise described in the imaging read")

@@ -14,6 +14,7 @@ from typing import Any
 
 from fhir_vcf.facts import EpisodeEvent, Evidence
 from fhir_vcf.levels import sort_levels
+from fhir_vcf.mappers.assertion import Assertion
 from fhir_vcf.mappers.fractures import SeenEvent
 
 
@@ -23,7 +24,8 @@ class Signal:
 
     kind: "acuity" (value True = edema/uptake, False = none/old), "seen" (the fracture is shown),
       "studied" (a study covers the level), "height" (value = percent), "progression", "plana",
-      "cleft", "retropulsion" (value bool).
+      "cleft", "retropulsion" (value bool); "uncertain" (value = the kind the text leaves open:
+      "acuity", "retropulsion"; "possible marrow edema", "edema cannot be assessed").
     acuity_value: "marrow-edema" | "increased-uptake" for positive acuity.
     advanced: the statement comes from (or by its words implies) MRI / bone scan / SPECT / PET.
     """
@@ -39,6 +41,7 @@ class Signal:
     note: str = ""
     from_text: bool = False
     report_text: bool = False  # read from a report's conclusion / presented form (a radiologist's reading)
+    assertion: Assertion | None = None  # for a text signal: what the sentence asserts, and why
 
 
 @dataclass

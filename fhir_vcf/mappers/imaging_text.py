@@ -3,8 +3,12 @@ descriptions, finding notes) read into `Signal`s.
 
 Each text is cut into sentences and each sentence into comma-separated parts with the levels each
 names, so that "acute T12 fracture, chronic L1 deformity" gives T12 and L1 their own statements.
-The cue patterns carry the input profile's vocabulary; negated or hedged statements are never
-read as affirmed.
+The cue patterns carry the input profile's vocabulary; what each mention asserts is read by the one
+assertion reader (`assertion.py`, on the whole text, so that sections count) and decides as the input
+profile says ("Reading report text"): only affirmed mentions are current facts; negated and resolved ones
+are evidence of absence; possible ones leave the question open (an "uncertain" signal); historical,
+hypothetical and other-person mentions are not this study's findings. Every text signal carries its
+assertion, so that an explanation can quote the sentence and the trigger.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import re
 from typing import Any
 
 from fhir_vcf.facts import Evidence, Method
-from fhir_vcf.mappers import text
+from fhir_vcf.mappers import assertion, text
+from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, NEGATED, POSSIBLE, RESOLVED, Assertion
 from fhir_vcf.mappers.codes import dicom
 from fhir_vcf.mappers.imaging_signals import ImagingScan, Signal, SignalSource
 
@@ -178,6 +183,7 @@ def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: s
     whole_levels = text.find_levels(value)
     text_default = tuple(whole_levels) if len(whole_levels) == 1 else source.fallback_levels
     advanced_source = source.modality in dicom.ADVANCED
+    reading = assertion.reading(value)
     for sm in _SENTENCE.finditer(value):
         sentence = sm.group(0)
         if not _ANY_CUE.search(sentence):
@@ -193,53 +199,72 @@ def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: s
                 continue
             levels = tuple(carried or (sentence_levels if len(sentence_levels) == 1 else ()) or text_default)
             groups = text.level_mentions(segment) if len(seg_levels) > 1 else []
-            _segment_signals(scan, source, element, sentence, start, segment, levels, bool(seg_levels),
-                             advanced_source, groups if len(groups) > 1 else [])
+            _segment_signals(scan, source, element, reading, sm.start() + start, sentence, segment, levels,
+                             bool(seg_levels), advanced_source, groups if len(groups) > 1 else [])
         if "%" in sentence or "percent" in sentence.lower():
-            _percent_change(scan, source, element, sentence,
+            _percent_change(scan, source, element, reading, sm.start(), sentence,
                             tuple(sentence_levels if len(sentence_levels) == 1 else text_default))
 
 
 def _percent_change(
-    scan: ImagingScan, source: SignalSource, element: str, sentence: str, levels: tuple[str, ...]
+    scan: ImagingScan, source: SignalSource, element: str, reading: assertion.TextReading, base: int, sentence: str,
+    levels: tuple[str, ...],
 ) -> None:
     """Progression stated as two height-loss percentages in one sentence (later larger: progression)."""
     if not _HEIGHT_WORDS.search(sentence):
         return
     for pattern in _PERCENT_CHANGE:
         for m in pattern.finditer(sentence):
+            said = reading.read(base + m.start(), base + m.end())
+            if said.status not in (AFFIRMED, HISTORICAL):
+                continue  # "if height loss goes from 20% to 30%": no measurement
             earlier, later = float(m["a"]), float(m["b"])
-            snippet = text.snippet(sentence, m.start(), m.end())
-            ev = Evidence(source.ref, element, Method.TEXT, f"'{snippet}'")
+            ev = Evidence(source.ref, element, Method.TEXT, said.said())
             scan.signals.append(Signal("progression", later > earlier, levels, source.day, source.modality, ev,
                                        note=f"height loss {earlier:g} % -> {later:g} %", from_text=True,
-                                       report_text=source.report))
+                                       report_text=source.report, assertion=said))
+
+
+# What a mention is worth to an imaging fact (input profile, "Reading report text").
+YES, NO, OPEN = "yes", "no", "open"
+
+
+def verdict(said: Assertion) -> str:
+    """YES for an affirmed mention; NO for a negated or resolved one (unless it is about other places
+    than the named ones: "no other abnormal uptake"); OPEN for a possible one; "" for a mention that
+    is no finding of this study (historical, hypothetical, another person's)."""
+    if said.status == AFFIRMED:
+        return YES
+    if said.status in (NEGATED, RESOLVED):
+        return "" if said.elsewhere is not None else NO
+    return OPEN if said.status == POSSIBLE else ""
+
+
+def _describes_age(said: Assertion) -> bool:
+    """An age word ("chronic", "healed") is itself a statement about the fracture: affirmed, or made
+    historical only by another age word ("old healed"), not by a COMPARISON section or a prior study."""
+    return said.status == AFFIRMED or (said.status == HISTORICAL and said.decided_by == "trigger")
 
 
 def _segment_signals(
     scan: ImagingScan,
     source: SignalSource,
     element: str,
+    reading: assertion.TextReading,
+    base: int,
     sentence: str,
-    offset: int,
     segment: str,
     levels: tuple[str, ...],
     names_level: bool,
     advanced_source: bool,
     groups: list[tuple[int, int, list[str]]] | None = None,
 ) -> None:
-    """The signals of one part of a sentence. With several separate level mentions in the part
-    ("T12 with 35% height loss and L1 with 20%"), each statement belongs to the nearest mention
-    before it (else the first after it)."""
-    def ev(m: re.Match[str]) -> Evidence:
-        snippet = text.snippet(sentence, offset + m.start(), offset + m.end())
-        return Evidence(source.ref, element, Method.TEXT, f"'{snippet}'")
+    """The signals of one part of a sentence (`base`: where the part starts in the text read). With
+    several separate level mentions in the part ("T12 with 35% height loss and L1 with 20%"), each
+    statement belongs to the nearest mention before it (else the first after it)."""
 
-    def negated(m: re.Match[str]) -> bool:
-        return text.is_negated(sentence, offset + m.start(), offset + m.end())
-
-    def hedged(m: re.Match[str]) -> bool:
-        return text.is_hedged(sentence, offset + m.start(), offset + m.end())
+    def read(m: re.Match[str]) -> Assertion:
+        return reading.read(base + m.start(), base + m.end())
 
     def levels_at(pos: int) -> tuple[str, ...]:
         if not groups:
@@ -248,11 +273,16 @@ def _segment_signals(
         chosen = before[-1] if before else groups[0]
         return tuple(chosen[2])
 
-    def add(kind: str, value: Any, m: re.Match[str], at: tuple[str, ...] | None = None, **kw: Any) -> None:
+    def add(kind: str, value: Any, said: Assertion, at: tuple[str, ...] | None = None, **kw: Any) -> None:
+        ev = Evidence(source.ref, element, Method.TEXT, said.said())
         scan.signals.append(
-            Signal(kind, value, at or levels_at(m.start()), source.day, source.modality, ev(m), from_text=True,
-                   report_text=source.report, **kw)
+            Signal(kind, value, at or levels_at(said.start - base), source.day, source.modality, ev, from_text=True,
+                   report_text=source.report, assertion=said, **kw)
         )
+
+    def add_open(kind: str, said: Assertion, **kw: Any) -> None:
+        """A possible mention: the question stays open (never read as yes or no)."""
+        add("uncertain", kind, said, **kw)
 
     low = segment.lower()
 
@@ -271,65 +301,78 @@ def _segment_signals(
             for m in pattern.finditer(segment):
                 if pattern is _EDEMA and _SOFT_TISSUE.search(segment[max(0, m.start() - 50) : m.start()]):
                     continue
-                if hedged(m):
-                    continue
-                is_neg = negated(m)
+                said = read(m)
+                found = verdict(said)
                 # Edema words in a CT or radiograph report ("suggestion of marrow edema on dual-energy
                 # maps") are not the MRI / bone scan acuity of clinical rules I3.
-                add("acuity", not is_neg, m, advanced=source.modality not in dicom.ANATOMIC,
-                    acuity_value=None if is_neg else value_name)
+                advanced = source.modality not in dicom.ANATOMIC
+                if found == OPEN:
+                    add_open("acuity", said, advanced=advanced)
+                elif found:
+                    add("acuity", found == YES, said, advanced=advanced,
+                        acuity_value=value_name if found == YES else None)
     if fracture_context:
         positive_value = "increased-uptake" if source.modality in {"NM", "PT"} else "marrow-edema"
         if "acute" in low:
             for m in _ACUTE.finditer(segment):
-                if hedged(m):
-                    continue
-                is_neg = negated(m)
-                add("acuity", not is_neg, m, advanced=advanced_source,
-                    acuity_value=None if is_neg else positive_value, note="age word")
+                said = read(m)
+                found = verdict(said)
+                if found == OPEN:
+                    add_open("acuity", said, advanced=advanced_source, note="age word")
+                elif found:
+                    add("acuity", found == YES, said, advanced=advanced_source,
+                        acuity_value=positive_value if found == YES else None, note="age word")
         if has("chronic", "healed", "sclerotic", "remote", "old"):
             for m in _CHRONIC.finditer(segment):
-                if not negated(m) and not hedged(m):
-                    add("acuity", False, m, advanced=advanced_source, note="age word")
+                said = read(m)
+                if _describes_age(said):
+                    add("acuity", False, said, advanced=advanced_source, note="age word")
+                elif said.status == POSSIBLE:
+                    add_open("acuity", said, advanced=advanced_source, note="age word")
         for m in _SEEN.finditer(segment):
-            if not negated(m):
-                add("seen", True, m, advanced=advanced_source)
+            said = read(m)
+            if said.status == AFFIRMED or (said.status == HISTORICAL and said.decided_by == "trigger"):
+                add("seen", True, said, advanced=advanced_source)
                 break
     if has("%", "percent", "per cent"):
         # "T12 30%, L1 20% height loss": a part naming a level takes its height words from the sentence.
-        found = []
-        for pct_value in text.find_height_loss_percent(segment, context=sentence if names_level else None):
-            m = re.search(re.escape(f"{pct_value:g}"), segment) or re.search(r"\d", segment)
-            if m:
-                found.append((pct_value, m))
-        shared = [(v, m) for v, m in found if len(levels_at(m.start())) > 1]
+        found_pct = []
+        for pct_value, p0, p1 in text.height_loss_percents(segment, context=sentence if names_level else None):
+            said = reading.read(base + p0, base + p1)
+            if said.status == AFFIRMED:
+                found_pct.append((pct_value, said))
+        shared = [(v, said) for v, said in found_pct if len(levels_at(said.start - base)) > 1]
         if len({v for v, _ in shared}) > 1:
             # Several percentages for one list of levels: paired in order only with "respectively",
             # otherwise no percentage can be tied to a level (never a number the text does not give it).
-            group = levels_at(shared[0][1].start())
+            group = levels_at(shared[0][1].start - base)
             if "respectively" in low and len(shared) == len(group) and all(
-                    levels_at(m.start()) == group for _, m in shared):
-                for (v, m), level in zip(shared, group, strict=True):
-                    add("height", v, m, at=(level,))
-            found = [(v, m) for v, m in found if len(levels_at(m.start())) <= 1]
-        for pct_value, m in found:
-            add("height", pct_value, m)
+                    levels_at(said.start - base) == group for _, said in shared):
+                for (v, said), level in zip(shared, group, strict=True):
+                    add("height", v, said, at=(level,))
+            found_pct = [(v, said) for v, said in found_pct if len(levels_at(said.start - base)) <= 1]
+        for pct_value, said in found_pct:
+            add("height", pct_value, said)
     if has("mild", "moderate", "severe", "genant"):
         for m in _GENANT_WORDS.finditer(segment):
-            if negated(m):
+            said = read(m)
+            if said.status != AFFIRMED:
                 continue
             grade = (m["grade"] or _GENANT_GRADE.get(m["number"] or "", "")).lower()
             if grade in GENANT:
                 number, note = GENANT[grade]
-                add("height", number, m, note=note)
+                add("height", number, said, note=note)
     if has("further", "progress", "interval", "increas", "worsen"):
         for m in _PROGRESSION.finditer(segment):
-            if not hedged(m):
-                add("progression", not negated(m), m)
+            said = read(m)
+            found = verdict(said)
+            if found in (YES, NO):
+                add("progression", found == YES, said)
     if has("stable", "unchanged", "interval"):
         for m in _STABLE.finditer(segment):
-            if not negated(m):
-                add("progression", False, m)
+            said = read(m)
+            if said.status == AFFIRMED:
+                add("progression", False, said)
     for pattern, kind, words in (
         (_PLANA, "plana", ("plana",)),
         (_CLEFT, "cleft", ("cleft", "vacuum", "mmell", "intravertebral")),
@@ -337,15 +380,19 @@ def _segment_signals(
     ):
         if has(*words):
             for m in pattern.finditer(segment):
-                if hedged(m):
-                    continue
                 if "canal" in m.group(0).lower() and not (
                     fracture_context or "retropuls" in low or (names_level and not _DISC_LEVEL.search(segment))
                 ):
                     continue  # "disc bulge at L4-5 with canal compromise": degenerative, not the fracture
-                add(kind, not negated(m), m)
+                said = read(m)
+                found = verdict(said)
+                if found in (YES, NO):
+                    add(kind, found == YES, said)
+                elif kind == "retropulsion" and (found == OPEN or said.status == HISTORICAL):
+                    # An exclusion (X11) raised as possible or past: a person must look (input profile).
+                    add_open(kind, said)
     if "intact" in low:
         for m in _RETRO_INTACT.finditer(segment):
-            if not negated(m):
-                add("retropulsion", False, m)
-
+            said = read(m)
+            if said.status == AFFIRMED:
+                add("retropulsion", False, said)

@@ -15,7 +15,8 @@ from typing import Any
 from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Method, ProcedureRequest
 from fhir_vcf.levels import sort_levels
-from fhir_vcf.mappers import common, sites, text
+from fhir_vcf.mappers import assertion, common, sites, text
+from fhir_vcf.mappers.assertion import HISTORICAL, OTHER_PERSON, Assertion
 from fhir_vcf.mappers.codes import cpt
 
 # Statuses that are judged by default; "on-hold" is listed but judged only when named (a paused
@@ -30,38 +31,28 @@ _TECHNIQUE_TEXT = (
 
 
 def _technique_from_text(value: str) -> set[str]:
-    return {name for name, pattern in _TECHNIQUE_TEXT if pattern.search(value) and not _negated(pattern, value)}
+    """The techniques an order's words ask for: a first mention the text does not deny ("no kyphoplasty")."""
+    found = set()
+    for name, pattern in _TECHNIQUE_TEXT:
+        m = pattern.search(value)
+        if m and assertion.read_mention(value, m.start(), m.end()).evidence != "absent":
+            found.add(name)
+    return found
 
 
-def _negated(pattern: re.Pattern[str], value: str) -> bool:
-    m = pattern.search(value)
-    return bool(m) and text.is_negated(value, m.start(), m.end())
-
-
-# Words after a level in an order's text that take it out of the order: "(L1 not to be treated)".
-_NOT_ORDERED_AFTER = re.compile(
-    # a few words may sit between ("L1 chronic - not to be treated"), but no other level
-    r"^(?:(?![CTLS]\d)[^.;()\n]){0,25}?\b(?:is\s+|will\s+)?not\s+(?:to\s+be\s+|being\s+)?"
-    r"(?:treated|included|augmented|injected|done)\b"
-    r"|^\s*(?:excluded|deferred)\b",
-    re.IGNORECASE,
-)
-# A level named as history ("prior L1 kyphoplasty 2023", "s/p L1 PVP") is no level of this order.
-_HISTORY_BEFORE = re.compile(r"\b(?:prior|previous|s/p|status\s+post|h/o|hx|history\s+of)\s*$", re.IGNORECASE)
+def _ordered(said: Assertion) -> bool:
+    """Whether an order's text asks for the level it names: not a negated ("not L1"), excluded ("L1 not
+    to be treated", "L2 deferred") or past ("prior L1 kyphoplasty", "s/p L1 PVP") one (input profile,
+    rule 6; the phrases are in assertion-triggers.yaml)."""
+    return said.evidence != "absent" and said.status not in (HISTORICAL, OTHER_PERSON)
 
 
 def _ordered_levels(value: str | None) -> list[str]:
-    """The levels an order's text asks to treat: not the negated ("not L1"), excluded ("L1 not to be
-    treated") or historical ("prior L1 kyphoplasty") ones (input profile, rule 6)."""
+    """The levels an order's text asks to treat."""
     if not value:
         return []
-    found = []
-    for start, end, levels in text.level_mentions(value):
-        if text.is_negated(value, start, end) or _NOT_ORDERED_AFTER.match(value[end : end + 40]):
-            continue
-        if _HISTORY_BEFORE.search(value[max(0, start - 30) : start]):
-            continue
-        found.extend(levels)
+    read = assertion.reading(value).read
+    found = [lv for start, end, levels in text.level_mentions(value) if _ordered(read(start, end)) for lv in levels]
     return sort_levels(found)
 
 

@@ -15,7 +15,7 @@ from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Fact, Method, PainScore
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import _context as ctx
-from fhir_vcf.mappers import common, text
+from fhir_vcf.mappers import assertion, common, text
 from fhir_vcf.mappers.codes import encounter_class, finding, loinc, snomed
 
 # The episode when no fracture onset is known: the last 12 weeks (facts.py, `pain_scores`; the
@@ -72,11 +72,13 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
         if resource.get_resource_type() == "Observation" and _rdq_coded(record, resource) is not None:
             continue  # the coded value already counts
         found = text.find_score(body, _RDQ_LABELS, maximum=_RDQ_MAX)
-        if found:
+        m = _RDQ_MENTION.search(body)
+        said = assertion.read_mention(body, m.start(), m.end()) if found and m else None
+        # "If the RDQ exceeds 17, ...", "RDQ not done": no score of this patient (input profile, "Reading
+        # report text": hypothetical and negated mentions are no facts).
+        if said is not None and said.evidence in ("present", "uncertain"):
             when, _ = ctx.timestamp(resource)
-            m = _RDQ_MENTION.search(body)
-            ev = Evidence(ref, element, Method.TEXT, text.snippet(body, m.start(), m.end()))
-            rdq.append((when, found[-1], ev))
+            rdq.append((when, found[-1], Evidence(ref, element, Method.TEXT, said.said())))
     scores.sort(key=lambda s: s.when.order)  # instants, offsets included (input profile, "Dates and times")
     return {"pain_scores": tuple(scores), "rdq": _latest_rdq(rdq, start)}
 

@@ -1,8 +1,9 @@
-"""Reading facts out of free text: levels, percentages, scores, and whether a mention is negated.
+"""Reading facts out of free text: levels, percentages and scores.
 
 Real feeds state findings in report text as often as in codes (input profile, rules 1 and 6). The
-parsers here are deliberately conservative: they never invent a level or a number, they treat a
-negated mention as evidence of absence, and they are case-insensitive.
+parsers here are deliberately conservative: they never invent a level or a number, and they are
+case-insensitive. What the text asserts of a mention (negated, hedged, historical, ...) is the one
+assertion reader's to say (`assertion.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import bisect
 import functools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from fhir_vcf.levels import SACRUM, is_level, level_range, position, sort_levels
 
@@ -97,52 +97,6 @@ def _is_mri_sequence(text: str, label: str, start: int, end: int) -> bool:
         return False
     return bool(_MRI_SEQUENCE.match(text, end) or _MRI_PLANE_BEFORE.search(text[max(0, start - 20) : start]))
 
-NEGATIONS = (
-    r"no",
-    r"not",
-    r"without",
-    r"negative for",
-    r"neg for",  # report shorthand: "Neg for discitis"
-    r"neg. for",
-    r"w/o",  # "without": "fx w/o retropulsion"
-    r"absence of",
-    r"absent",
-    r"free of",
-    r"denies",
-    r"ruled out",
-    r"rule out",
-    r"r/o",
-    r"no evidence of",
-    r"no sign of",
-    r"no signs of",
-    r"resolved",
-    r"resolution of",
-)
-# A negation governs the mention when it sits in the same clause, a few words before it.
-_NEGATION_BEFORE = re.compile(
-    r"\b(?:" + "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in NEGATIONS) + r")\b(?P<gap>[^.;:\n]{0,40})$",
-    re.IGNORECASE,
-)
-# "... edema: none", "... edema is absent", "edema not seen".
-_NEGATION_AFTER = re.compile(
-    r"^\s*(?:is|are|was|were)?\s*(?::\s*none|absent|not\s+(?:seen|present|identified|demonstrated)|negative)\b",
-    re.IGNORECASE,
-)
-# Words that end the scope of a preceding negation: "no fracture but marrow edema at T12".
-_SCOPE_BREAK = re.compile(r"\b(?:but|however|although|yet|with|and\s+(?:there\s+is|shows?))\b", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Mention:
-    """One occurrence of a term in text: where it is and whether the text negates it."""
-
-    term: str
-    start: int
-    end: int
-    negated: bool
-    snippet: str
-
-
 def _label(region: str, number: str) -> str:
     letter = "T" if region.lower() == "th" else region.upper()
     return f"{letter}{int(number)}"
@@ -224,105 +178,6 @@ def find_levels(text: str | None) -> list[str]:
     return sort_levels(label for _, _, labels in level_mentions(text) for label in labels)
 
 
-def is_negated(text: str, start: int, end: int) -> bool:
-    """Whether the mention text[start:end] is negated within its clause."""
-    before = text[max(0, start - 60) : start]
-    m = _NEGATION_BEFORE.search(before)
-    if m and not _SCOPE_BREAK.search(m["gap"]):
-        return True
-    return bool(_NEGATION_AFTER.match(text[end : end + 40]))
-
-
-# Uncertainty a few words before or just after a mention: "possible marrow edema", "suspicious for
-# metastasis", "cannot rule out retropulsion", "edema versus artifact". A hedged mention is neither
-# affirmed nor negated: it is evidence of nothing (input profile, rule 6: never invent).
-_HEDGE_BEFORE = re.compile(
-    r"\b(?:possible|possibly|probable|suspected|suspect|suspicious\s+(?:of|for)|suspicion\s+(?:of|for)|"
-    r"concern(?:ing)?\s+for|questionable|question\s+of|equivocal(?:\s+for)?|may\s+represent|"
-    r"cannot\s+(?:be\s+)?(?:rule[sd]?\s+out|exclude[sd]?)|can't\s+(?:rule\s+out|exclude)|"
-    # what a study could not show is no finding: "cannot assess marrow edema on CT", "unable to evaluate for"
-    r"(?:cannot|can't|could\s+not|unable\s+to|difficult\s+to)\s+(?:be\s+)?(?:assess|evaluat|determin|characteriz)\w*|"
-    r"limited\s+(?:assessment|evaluation)\s+(?:of|for)|"
-    r"not\s+(?:be\s+)?(?:ruled\s+out|excluded)|differential\s+(?:includes|diagnosis)|evaluat(?:e|ion)\s+for|"
-    r"worrisome\s+for|likely|versus|vs\.?|rule\s+out|r/o|to\s+exclude|consider(?:ing)?)"
-    r"(?=\W)[^.;:\n]{0,30}$"
-    r"|(?:^|(?<=[\s:(]))\?\s?$",  # "?discitis", "Indication: ? fracture": a query (not "What? ...")
-    re.IGNORECASE,
-)
-_HEDGE_AFTER = re.compile(
-    r"^\s*(?:\?|(?:is\s+|are\s+)?(?:not|cannot\s+be)\s+(?:ruled\s+out|excluded)|is\s+possible|"
-    r"(?:is\s+|are\s+)?(?:cannot\s+be\s+|could\s+not\s+be\s+|not\s+(?:well\s+)?)(?:assessed|evaluated|characterized)|"
-    r"is\s+suspected|versus|vs\.?)",
-    re.IGNORECASE,
-)
-
-
-# Report sections that pose the question the report answers: "INDICATION: r/o discitis", "CLINICAL
-# HISTORY: evaluate for cord compression", "Reason for exam: ?fracture". A section runs to the next
-# answer header ("FINDINGS:", "IMPRESSION:", ...), else to the end of its line; with neither, it is
-# not set apart (the question may run into the answer).
-_QUESTION_HEADER = re.compile(
-    r"\b(?:clinical\s+(?:history|information|indications?|question|details)|history|indications?"
-    r"|reason\s+for\s+(?:exam(?:ination)?|study|referral|request|scan))\s*:",
-    re.IGNORECASE,
-)
-_ANSWER_HEADER = re.compile(
-    r"\b(?:findings?|impressions?|conclusions?|results?|opinion|interpretation|technique|comparison|report)\s*:",
-    re.IGNORECASE,
-)
-
-
-def question_spans(text: str | None) -> list[tuple[int, int]]:
-    """Where a report's question sections (indication, clinical history, reason for exam) lie."""
-    if not text or ":" not in text:
-        return []
-    spans = []
-    answer: re.Match[str] | None = None
-    searched = False
-    for m in _QUESTION_HEADER.finditer(text):
-        # The next answer header after this question is the one found for the previous question when
-        # it lies beyond this one (or there was none): searching again for each header is quadratic.
-        if not searched or (answer is not None and answer.start() < m.end()):
-            answer = _ANSWER_HEADER.search(text, m.end())
-            searched = True
-        line_end = text.find("\n", m.end())
-        end = answer.start() if answer else line_end
-        if end != -1:
-            spans.append((m.start(), end))
-    return spans
-
-
-def is_hedged(text: str, start: int, end: int) -> bool:
-    """Whether the mention text[start:end] is stated as uncertain within its clause."""
-    return bool(_HEDGE_BEFORE.search(text[max(0, start - 60) : start]) or _HEDGE_AFTER.match(text[end : end + 40]))
-
-
-def snippet(text: str, start: int, end: int, width: int = 40) -> str:
-    a = max(0, start - width)
-    b = min(len(text), end + width)
-    return ("…" if a else "") + " ".join(text[a:b].split()) + ("…" if b < len(text) else "")
-
-
-def find_terms(text: str | None, patterns: Iterable[str]) -> list[Mention]:
-    """Each match of any pattern (regular expressions, matched case-insensitively on word bounds)."""
-    if not text:
-        return []
-    mentions = []
-    for pattern in patterns:
-        for m in re.finditer(rf"\b(?:{pattern})", text, re.IGNORECASE):
-            mentions.append(
-                Mention(m.group(0), m.start(), m.end(), is_negated(text, m.start(), m.end()),
-                        snippet(text, m.start(), m.end()))
-            )
-    return sorted(mentions, key=lambda mention: mention.start)
-
-
-def mentions(text: str | None, patterns: Iterable[str]) -> tuple[list[Mention], list[Mention]]:
-    """(affirmed, negated) mentions of the patterns in text."""
-    found = find_terms(text, patterns)
-    return [m for m in found if not m.negated], [m for m in found if m.negated]
-
-
 _PERCENT = re.compile(
     r"(?P<value>\d{1,3}(?:\.\d+)?)\s*(?:%|percent|per\s*cent)", re.IGNORECASE
 )
@@ -339,8 +194,10 @@ def _height_words(sentence: str) -> bool:
     return bool(_HEIGHT_CONTEXT.search(sentence))
 
 
-def find_height_loss_percent(text: str | None, *, context: str | None = None) -> list[float]:
-    """Percentages stated as height loss: "35% height loss", "loss of 40% of height", "40 percent collapse".
+def height_loss_percents(text: str | None, *, context: str | None = None) -> list[tuple[float, int, int]]:
+    """(value, start, end) of each percentage stated as height loss: "35% height loss", "loss of 40% of
+    height", "40 percent collapse". What the text asserts of it (negated, hedged) is the assertion
+    reader's to say, at (start, end).
 
     A percentage counts only with height-loss wording within the same clause, so "90% oxygen
     saturation" or "T-score at 5th percentile" never becomes a height loss. `context` is the sentence a
@@ -348,7 +205,7 @@ def find_height_loss_percent(text: str | None, *, context: str | None = None) ->
     """
     if not text:
         return []
-    values = []
+    values: list[tuple[float, int, int]] = []
     in_context = context is not None and _height_words(context)
     worded_clauses: dict[tuple[int, int], bool] = {}  # one search per clause, not per percentage
     for m in _PERCENT.finditer(text):
@@ -366,8 +223,8 @@ def find_height_loss_percent(text: str | None, *, context: str | None = None) ->
         if low is not None:
             value = min(value, float(low["low"]))
         worded = worded_clauses[key] or in_context
-        if worded and 0 <= value <= 100 and not is_negated(text, m.start(), m.end()):
-            values.append(value)
+        if worded and 0 <= value <= 100:
+            values.append((value, m.start(), m.end()))
     return values
 
 

@@ -129,6 +129,7 @@ def evidence_lines(criterion: Mapping[str, Any], evaluation: Mapping[str, Any]) 
     if not details:
         return [EvidenceLine(str(ref), str(ref)) for ref in criterion.get("evidence") or ()]
     settings = _pain_settings(evaluation)
+    reason = str(criterion.get("reason") or "")
     by_ref: dict[str, list[Mapping[str, Any]]] = {}
     for item in details:
         by_ref.setdefault(str(item.get("reference", "")), []).append(item)
@@ -140,7 +141,9 @@ def evidence_lines(criterion: Mapping[str, Any], evaluation: Mapping[str, Any]) 
             continue
         first = items[0]
         resource, day = str(first.get("resource") or ""), str(first.get("date") or "")
-        found = list(dict.fromkeys(f for f in (_strip_date(str(i.get("found") or ""), day) for i in items) if f))
+        # A quotation the reason already makes (a criterion decided by prose) is not printed twice.
+        found = list(dict.fromkeys(f for f in (_strip_date(str(i.get("found") or ""), day) for i in items)
+                                   if f and not (f.startswith("'") and f in reason)))
         if len(found) > FOUND_PER_LINE:  # a line stays a line: the rest is counted, the elements listed
             found = [*found[:FOUND_PER_LINE], f"and {len(found) - FOUND_PER_LINE} more"]
         found = [f if len(f) <= FOUND_MAX else f[: FOUND_MAX - 1].rstrip() + "…" for f in found]

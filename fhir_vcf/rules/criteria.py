@@ -179,15 +179,23 @@ def acuity(facts: FractureFacts, policy: Policy, levels: list[str], route: str) 
 def _acuity_at(facts: FractureFacts, level: str) -> Outcome:
     fact: Fact = facts.acuity.get(level) or Fact.unknown()
     evidence = list(fact.evidence)
+    # A fact read from report prose carries the quoted sentence in its note, which then is the reason:
+    # "'No change in the L1 marrow edema' (MRI 2025-06-09): edema present at L1 (...)".
     if fact.status is Status.PRESENT:
-        return Outcome(MET, ACUITY_WORDS.get(str(fact.value), f"acuity shown ({fact.value})"), evidence)
+        return Outcome(MET, fact.note or ACUITY_WORDS.get(str(fact.value), f"acuity shown ({fact.value})"), evidence)
     if fact.status is Status.ABSENT:
-        return Outcome(NOT_MET, "advanced imaging shows no marrow edema or uptake (healed or chronic)", evidence)
+        return Outcome(NOT_MET, fact.note or "advanced imaging shows no marrow edema or uptake (healed or chronic)",
+                       evidence)
     if fact.status is Status.CONFLICT:
         return Outcome(CONFLICT, f"imaging disagrees on acuity ({fact.note or 'sources disagree'})", evidence)
     missing = [ACUITY_MISSING.format(level=level)]
     if fact.value == "radiograph-only":
         reason = "radiograph/CT shows the fracture, not its acuity: MRI with STIR or bone scan needed"
+    elif fact.value == "hedged":
+        studies = ", ".join(fact.references)
+        reason = f"the report does not settle acuity at {level}: {fact.note}"
+        missing = [f"a report that states whether there is marrow edema (STIR) or increased uptake at {level} "
+                   f"({studies})"]
     elif fact.evidence:
         # An MRI / bone scan of the level is on file but nothing states edema or its absence: asking for
         # "an MRI" would be wrong; the radiologist's statement is what is missing.
