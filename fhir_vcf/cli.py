@@ -28,8 +28,8 @@ from datetime import date
 from typing import Any, TextIO
 
 from fhir_vcf.arguments import whole_number
+from fhir_vcf.clinical_time import as_of_argument, today_utc
 from fhir_vcf.config import Settings
-from fhir_vcf.dates import as_of_argument, today_utc
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.version import __version__
 

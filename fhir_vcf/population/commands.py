@@ -22,8 +22,8 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from fhir_vcf.arguments import share, whole_number
+from fhir_vcf.clinical_time import as_of_argument, today_utc
 from fhir_vcf.config import Settings
-from fhir_vcf.dates import as_of_argument, today_utc
 from fhir_vcf.errors import FhirVcfError
 from fhir_vcf.population import ENGINES
 
