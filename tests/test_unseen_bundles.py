@@ -16,6 +16,8 @@ import pytest
 from expected_bundles import ExpectedFolder
 
 UNSEEN = ExpectedFolder(Path(__file__).resolve().parent / "data" / "unseen")
+# A third round, shaped like EHR exports, each record at its own as-of date (README beside it).
+EXPORTS = ExpectedFolder(Path(__file__).resolve().parent / "data" / "unseen-exports")
 
 
 def test_expected_lists_every_fixture_and_each_says_why():
@@ -44,3 +46,15 @@ def test_unseen_decision_and_levels(name, patient):
 def test_the_cli_gives_the_same_decisions_and_levels(capsys):
     """The product promise: `fhir-vcf evaluate <dir> --as-of 2025-06-30 --format json` on these bundles."""
     UNSEEN.cli_matches(capsys)
+
+
+def test_the_export_shaped_round_lists_every_record_and_says_why():
+    EXPORTS.check_the_listing()
+    assert len(EXPORTS.files) == 24
+
+
+@pytest.mark.parametrize(("name", "patient"), EXPORTS.cases, ids=[n for n, _ in EXPORTS.cases])
+def test_export_shaped_decision_and_levels(name, patient):
+    expected, got = EXPORTS.expected[name][patient], EXPORTS.evaluations(name)[patient]
+    context = EXPORTS.context(name, patient)
+    assert (got["decision"], got["levels"]) == (expected["decision"], expected["levels"]), context
