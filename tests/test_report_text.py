@@ -96,6 +96,16 @@ def test_a_text_with_nothing_to_read_says_so() -> None:
     assert code == 0 and out.startswith("no finding the mappers read")
 
 
+@pytest.mark.parametrize("sentence", ["No evidence of fracture at L2.", "Rule out pathologic fracture at T10."])
+def test_a_fracture_not_affirmed_is_no_finding_and_the_message_does_not_deny_the_word(sentence: str) -> None:
+    # Input profile, "Reading report text": only an affirmed mention is a current fact; a denied or
+    # asked-about fracture shows no level as fractured. The message must not claim the text has no
+    # fracture word (it has one), but say why nothing was taken.
+    code, out, _ = _cli("read-text", sentence)
+    assert code == 0 and out.startswith("no finding the mappers read")
+    assert "no edema, fracture" not in out and "a fracture only when the text affirms it" in out
+
+
 # Issue 9: infection and neurologic deficits as notes write them (input profile, rows "infection" and
 # "myelopathy / cord / neuro"); what the exclusions mapper makes of each, written from the profile.
 EXAM_WORDS = [
