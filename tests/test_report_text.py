@@ -37,6 +37,16 @@ def test_the_trigger_and_scope_are_given() -> None:
     assert finding.scope == "The L1 marrow edema"
 
 
+def test_an_acute_age_word_is_not_shown_as_edema_seen() -> None:
+    # "Acute L1 fracture" on an MRI feeds I3 as acuity (the age word), but names no edema: the
+    # reading must say what it was read from, not "marrow edema present".
+    acuity = [f for f in read_report_text("Acute L1 fracture.") if f.fact == "acuity"]
+    assert [(f.reading, f.levels, f.assertion.mention) for f in acuity] == [
+        ("acute (age word, read as marrow edema)", ("L1",), "Acute")]
+    (scan,) = [f for f in read_report_text("Acute T12 fracture.", modality="NM") if f.fact == "acuity"]
+    assert scan.reading == "acute (age word, read as increased uptake)"
+
+
 def test_edema_in_a_clinic_note_or_ct_is_no_acuity() -> None:
     (ct,) = read_report_text("Marrow edema at L1 on dual-energy maps.", modality="CT")
     assert ct.reading.endswith("(not MRI / bone scan: no acuity)")
