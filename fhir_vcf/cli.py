@@ -363,7 +363,9 @@ def _run_read_text(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(json.dumps(findings, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
     if not findings:
-        out.write("no finding the mappers read (no edema, fracture, height, retropulsion or exclusion words)\n")
+        # "No evidence of fracture at L2" holds the word but no fact: a fracture counts only when affirmed.
+        out.write("no finding the mappers read (they take edema, acuity, height, retropulsion and exclusion "
+                  "words, and a fracture only when the text affirms it)\n")
         return EXIT_OK
     for f in findings:
         mention = " ".join(f["mention"].split())

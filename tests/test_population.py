@@ -260,6 +260,16 @@ def test_cli_synth_screen_and_audit(tmp_path: Path, capsys) -> None:
         assert (tmp_path / "s" / name).exists() and (tmp_path / "a" / name).exists()
 
 
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path: Path, capsys) -> None:
+    # As for `evaluate` (README): a bar only on a terminal, never in a log file or a pipe.
+    write_population(tmp_path / "pop", 12, seed=SEED, vcf_share=SHARE)
+    assert main(["screen", str(tmp_path / "pop"), "--out", str(tmp_path / "s"), "--as-of", "2025-06-30",
+                 "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "12 patients read" in captured.out
+    assert "\r" not in captured.err and "judging" not in captured.err and "reading" not in captured.err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["screen", "nowhere", "--out", "x"], "not a folder of Bulk Data NDJSON files"),
     (["screen", ".", "--out", "x", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
