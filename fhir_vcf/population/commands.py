@@ -132,7 +132,8 @@ def run_population(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     decisions = ", ".join(f"{k} {v}" for k, v in report.summary.to_dict()["decisions"].items())
     out.write(f"{report.patients} patients read, {report.rows} {unit} ({decisions or 'none'}); "
               f"{report.bad_lines} malformed lines, {report.errors} not evaluated; {report.seconds:.1f} s\n")
-    out.write(f"outputs in {report.out}: evaluations.jsonl table.parquet table.csv summary.html summary.json\n")
+    written = sorted(f"{p.name}/" if p.is_dir() else p.name for p in Path(report.out).iterdir())
+    out.write(f"outputs in {report.out}: {' '.join(written)}\n")
     return EXIT_OK
 
 
