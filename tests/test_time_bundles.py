@@ -22,13 +22,7 @@ def test_expected_lists_every_fixture_and_each_says_why():
 
 @pytest.mark.parametrize(("name", "patient"), DATES.cases, ids=[f"{n}:{p}" for n, p in DATES.cases])
 def test_time_decides_as_the_rules_say(name, patient):
-    expected = DATES.expected[name][patient]
-    got = DATES.evaluations(name)[patient]
-    context = DATES.context(name, patient)
-    assert got["decision"] == expected["decision"], context
-    assert got["levels"] == expected["levels"], context
-    for words in expected.get("missing", ()):
-        assert any(words in item for item in got["missing"]), (context, got["missing"])
+    DATES.assert_case(name, patient)
 
 
 def test_the_cli_gives_the_same_decisions(capsys):
