@@ -43,6 +43,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     Raises ConfigError / PolicyError (and the store's StoreError) at start-up, before any request.
     """
     settings = _settings_from(config)
+    from fhir_vcf import logs
+
+    # The JSON handler before anything can log: a start-up warning (no evaluation keys, trust off)
+    # must be a JSON line like the rest, not Python's bare last-resort text.
+    logs.configure_root(settings.log_level or "INFO")
     policies = load_policies(settings.policy_files)
     default = policies.get(settings.policy)
     if default is None:
@@ -62,8 +67,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     from fhir_vcf import store as store_module
 
     svc.store = store_module.init_app(app, settings)
-    from fhir_vcf import logs
-
     logs.set_patient_key(svc.store.patient_key)  # the log's patient hashes: the audit's key (keyed, per install)
     svc.kept, svc.links = _explanation_pages(settings, svc.store)
 

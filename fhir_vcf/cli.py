@@ -28,8 +28,8 @@ from datetime import date
 from typing import Any, TextIO
 
 from fhir_vcf.arguments import whole_number
+from fhir_vcf.clinical_time import as_of_argument, today_utc
 from fhir_vcf.config import Settings
-from fhir_vcf.dates import as_of_argument, today_utc
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.version import __version__
 
@@ -363,7 +363,9 @@ def _run_read_text(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(json.dumps(findings, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
     if not findings:
-        out.write("no finding the mappers read (no edema, fracture, height, retropulsion or exclusion words)\n")
+        # "No evidence of fracture at L2" holds the word but no fact: a fracture counts only when affirmed.
+        out.write("no finding the mappers read (they take edema, acuity, height, retropulsion and exclusion "
+                  "words, and a fracture only when the text affirms it)\n")
         return EXIT_OK
     for f in findings:
         mention = " ".join(f["mention"].split())

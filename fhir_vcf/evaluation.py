@@ -10,10 +10,10 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
-from fhir_vcf.dates import check_as_of
+from fhir_vcf.clinical_time import check_as_of
 from fhir_vcf.errors import InputError
 from fhir_vcf.mappers import map_record
-from fhir_vcf.mappers.common import clinical_date
+from fhir_vcf.mappers.common import clinical_day
 from fhir_vcf.mappers.report_text import read_report_text
 from fhir_vcf.mappers.requests import map_request
 from fhir_vcf.outputs.evaluation import render_evaluation
@@ -29,7 +29,7 @@ def evaluate_record(
 
     `request` names the ServiceRequest to judge ("ServiceRequest/abc"), as when a CDS Hooks
     order-select names its selection; by default the latest draft or active augmentation request.
-    An as-of date no decision can hold on (`fhir_vcf.dates.check_as_of`) is an InputError.
+    An as-of date no decision can hold on (`fhir_vcf.clinical_time.check_as_of`) is an InputError.
     """
     try:
         check_as_of(as_of)
@@ -84,5 +84,5 @@ def performed_augmentations(record: PatientRecord) -> list[tuple[str, date | Non
     for procedure in record.of_type("Procedure"):
         if procedure.status != "completed" or map_request(record, procedure) is None:
             continue
-        found.append((record.ref(procedure), clinical_date(procedure)[0]))
+        found.append((record.ref(procedure), clinical_day(procedure)))
     return found

@@ -16,10 +16,11 @@ Status meanings, for every fact:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from fhir_vcf.clinical_time import DayRange, When
 from fhir_vcf.levels import sort_levels
 
 V = TypeVar("V")
@@ -112,9 +113,16 @@ class Fracture:
       "compression" (SNOMED 42942008 or text "compression fracture" with no etiology),
       "hemangioma" / "other" for non-osteoporotic, non-malignant indications.
     levels: head to foot; empty when the Condition names no level.
-    onset: the clinical onset (onsetDateTime, onsetPeriod.start, a parseable onsetString); None if none.
-    onset_element: which element gave `onset` ("onsetDateTime", "onsetPeriod.start", "onsetString",
-      "recordedDate" when only the recorded date was available - the rules flag that).
+    onset: the days the clinical onset can be, as written (`fhir_vcf.clinical_time.DayRange`): one day
+      for a complete date, a month for "2025-04", a year for "2025", the ages' days for onsetAge /
+      onsetRange (with the birth date), "on or before" for an onsetPeriod with an end only. None when
+      no onset can be read.
+    onset_element: which element gave `onset` ("onsetDateTime", "onsetPeriod.start", "onsetPeriod.end",
+      "onsetAge", "onsetRange", "onsetString", "recordedDate" when only the recorded date was
+      available - the rules flag that). Set with `onset` None when an onset is documented but gives
+      no date (onsetString "3 weeks ago", onsetAge with no birth date): the recorded date is then
+      not used in its place.
+    onset_note: why a documented onset gave no date, quoting it ("" otherwise).
     seventh: the ICD-10-CM 7th character ("A", "S", "D", "G", "K", "P") when coded, else "".
     """
 
@@ -122,11 +130,12 @@ class Fracture:
     kind: str
     codes: tuple[Coding, ...]
     levels: tuple[str, ...]
-    onset: date | None
+    onset: DayRange | None
     onset_element: str
     method: Method
     seventh: str = ""
     evidence: tuple[Evidence, ...] = ()
+    onset_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,12 +144,14 @@ class PainScore:
 
     setting: "hospitalized" (encounter class IMP/ACUTE/NONAC), "ambulatory" (AMB/EMER/VR/HH),
       "observation" (OBSENC: needs review), "unknown" (no encounter found).
+    when: when it was taken, as an interval of instants (`fhir_vcf.clinical_time.When`): scores are
+      ordered by instant, offsets included, and two scores whose intervals overlap have no known order.
     """
 
     reference: str
     value: float
     scale: str  # "NRS" | "VAS"
-    when: datetime | date
+    when: When
     setting: str
     encounter: str | None = None
     level: str | None = None  # the level the score was taken for, when stated
@@ -211,9 +222,11 @@ class FractureFacts:
     `acuity_unassigned` and the levels remain UNKNOWN.
 
     Value conventions:
-    - onset[level]: Fact[date]; CONFLICT when sources for that level disagree (two onsets more than
-      14 days apart, or a radiograph/CT showing the fracture before the recorded onset); the note
-      says "recorded date used, no onset documented" when only recordedDate was available.
+    - onset[level]: Fact[DayRange] (one day, or the range a partial date / an age names; the rules
+      decide the fracture age only when the whole range falls on one side of a threshold); CONFLICT
+      when sources for that level disagree (two onsets more than 14 days apart, or a radiograph/CT
+      showing the fracture before the recorded onset); the note says "recorded date used, no onset
+      documented" when only recordedDate was available.
     - acuity[level]: Fact[str]; PRESENT with value "marrow-edema" or "increased-uptake"; ABSENT with
       value "no-edema" (advanced imaging without edema/uptake, or "healed", "chronic", "sclerotic");
       UNKNOWN with value "radiograph-only" (DX/CR/CT shows the fracture only) or None (no imaging).
@@ -226,7 +239,8 @@ class FractureFacts:
     - rdq: Fact[int] latest Roland-Morris total.
     - nsm: Fact[tuple[str, ...]] the kinds of non-surgical management found: "analgesic",
       "anti-osteoporosis", "brace", "physical-therapy", "rest", "conservative-text".
-    - nsm_start: Fact[date] the earliest dated NSM counted, for policies that require a duration.
+    - nsm_start: Fact[DayRange] the days the earliest dated NSM counted can have begun (one day, or a
+      range when its date is a month or a year), for policies that require a duration.
     - dxa, osteoporosis_program: Fact[bool] (the two halves of the continuum of care).
     - osteoporosis: Fact[bool]; malignancy: Fact[tuple[str, ...]] of neoplasm codes or text terms;
       myeloma: Fact[bool].
@@ -258,7 +272,7 @@ class FractureFacts:
     sex: str | None = None
     birth_date: date | None = None
     fractures: tuple[Fracture, ...] = ()
-    onset: dict[str, Fact[date]] = field(default_factory=dict)
+    onset: dict[str, Fact[DayRange]] = field(default_factory=dict)
     acuity: dict[str, Fact[str]] = field(default_factory=dict)
     acuity_unassigned: tuple[Fact[str], ...] = ()
     height_loss: dict[str, Fact[float]] = field(default_factory=dict)
@@ -273,7 +287,7 @@ class FractureFacts:
     pain_scores: tuple[PainScore, ...] = ()
     rdq: Fact[int] = field(default_factory=Fact.unknown)
     nsm: Fact[tuple[str, ...]] = field(default_factory=Fact.unknown)
-    nsm_start: Fact[date] = field(default_factory=Fact.unknown)
+    nsm_start: Fact[DayRange] = field(default_factory=Fact.unknown)
     dxa: Fact[bool] = field(default_factory=Fact.unknown)
     osteoporosis_program: Fact[bool] = field(default_factory=Fact.unknown)
     pain_elsewhere: Fact[bool] = field(default_factory=Fact.unknown)

@@ -46,6 +46,25 @@ class ExpectedFolder:
         return (f"{name} {patient}: expected {expected['decision']} ({expected.get('why')}); got {got['decision']} "
                 f"({got['decisionReason']}); criteria {summary}; missing {got['missing']}")
 
+    def assert_case(self, name: str, patient: str) -> None:
+        """The decision and levels as expected, and each optional expectation the entry states."""
+        expected, got = self.expected[name][patient], self.evaluations(name)[patient]
+        context = self.context(name, patient)
+        assert (got["decision"], got["levels"]) == (expected["decision"], expected["levels"]), context
+        for words in expected.get("missing", ()):
+            assert any(words.lower() in item.lower() for item in got["missing"]), (context, got["missing"])
+        if "skipped" in expected:
+            assert got["skipped"] == expected["skipped"], context
+        if "technique" in expected:
+            assert got["technique"] == expected["technique"], context
+        if "request_technique" in expected:
+            assert got["request"]["technique"] == expected["request_technique"], context
+        if "flag" in expected:
+            assert any(expected["flag"].lower() in f.lower() for f in got["flags"]), (context, got["flags"])
+        if "message" in expected:
+            said = " ".join([got["decisionReason"], *got["missing"]])
+            assert expected["message"] in said, (context, said)
+
     def check_the_listing(self) -> None:
         """expected.json names every file and every patient in it, each with a decision, asOf and why."""
         assert sorted(self.expected) == sorted(self.files)

@@ -8,9 +8,11 @@ height loss 30 %, DXA and an alendronate order documented, every exclusion read 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+from fhir_vcf import clinical_time
+from fhir_vcf.clinical_time import DayRange
 from fhir_vcf.facts import Coding, Evidence, Fact, Fracture, FractureFacts, Method, PainScore, ProcedureRequest
 
 AS_OF = date(2025, 6, 30)
@@ -27,14 +29,16 @@ def fracture(level: str = "T12", *, ref: str | None = None, kind: str = "osteopo
     ref = ref or f"Condition/vcf-{level.lower()}"
     seventh = code[7] if system == "icd-10-cm" and len(code) == 8 else ""
     return Fracture(reference=ref, kind=kind, codes=(Coding(system, code),) if code else (),
-                    levels=levels if levels is not None else (level,), onset=onset, onset_element=onset_element,
+                    levels=levels if levels is not None else (level,),
+                    onset=DayRange.day(onset) if onset is not None else None, onset_element=onset_element,
                     method=Method.CODE, seventh=seventh, evidence=(ev(ref, "code", f"{system} {code}"),))
 
 
 def score(value: float, when: date, *, setting: str = "ambulatory", scale: str = "NRS", ref: str | None = None,
           encounter: str | None = "Encounter/amb-1") -> PainScore:
     return PainScore(reference=ref or f"Observation/pain-{when.isoformat()}", value=value, scale=scale,
-                     when=datetime(when.year, when.month, when.day, 10, 0), setting=setting, encounter=encounter)
+                     when=clinical_time.parse(datetime(when.year, when.month, when.day, 10, 0, tzinfo=UTC)),
+                     setting=setting, encounter=encounter)
 
 
 def absent(ref: str = "Patient/123") -> Fact:
@@ -44,7 +48,8 @@ def absent(ref: str = "Patient/123") -> Fact:
 def per_level(levels: tuple[str, ...], onset: date = ONSET, acuity: str = "marrow-edema",
               height: float | None = 30.0) -> dict[str, Any]:
     return {
-        "onset": {lv: Fact.present(onset, ev(f"Condition/vcf-{lv.lower()}", "onsetDateTime", onset.isoformat()))
+        "onset": {lv: Fact.present(DayRange.day(onset), ev(f"Condition/vcf-{lv.lower()}", "onsetDateTime",
+                                                           onset.isoformat()))
                   for lv in levels},
         "acuity": {lv: Fact.present(acuity, ev("Observation/edema-" + lv.lower(), "valueBoolean", acuity))
                    for lv in levels},

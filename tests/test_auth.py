@@ -416,6 +416,18 @@ def test_cors_lets_a_browser_send_and_read_the_request_id(tmp_path: Path, ec: Ke
         assert "x-request-id" in exposed
 
 
+@pytest.mark.parametrize("demo, says", [(False, "browsers on other origins cannot call the service"),
+                                         (True, "demo mode: browsers on this machine may call")])
+def test_the_cors_start_up_line_matches_what_the_mode_allows(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                             demo: bool, says: str) -> None:
+    # serve --demo answers loopback browsers from any origin (demo_fhir.init_demo_cors): its log
+    # must not say that browsers on other origins cannot call it.
+    caplog.set_level(logging.INFO, logger="fhir_vcf.service.auth")
+    make_app(tmp_path, None, demo=demo)
+    cors = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cors:")]
+    assert len(cors) == 1 and says in cors[0]
+
+
 def test_no_cors_headers_without_configured_origins(app: Flask) -> None:
     response = app.test_client().options(
         SERVICE, headers={"Origin": "https://ehr-ui.example.org", "Access-Control-Request-Method": "POST"}

@@ -69,7 +69,7 @@ def client_page(live_server) -> Iterator[SimpleNamespace]:  # noqa: F811
 
 
 def test_a_browser_client_on_another_origin_uses_the_demo_with_no_setting(browser, client_page):  # noqa: F811
-    from fhir_vcf.dates import today_utc
+    from fhir_vcf.clinical_time import today_utc
 
     browser.get(client_page.url)
     deadline = time.monotonic() + 30

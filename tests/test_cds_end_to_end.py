@@ -30,8 +30,8 @@ from trust_support import ISSUER, bearer, ec_key, issuers_file, jwks, mint
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from fhir_vcf.app import create_app
+from fhir_vcf.clinical_time import today_utc
 from fhir_vcf.config import Settings
-from fhir_vcf.dates import today_utc
 from fhir_vcf.store import current_store
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -16,7 +16,7 @@ import pytest
 from api_support import make_app
 from cards import assert_valid_cards
 
-from fhir_vcf.dates import today_utc
+from fhir_vcf.clinical_time import today_utc
 from fhir_vcf.service import cds_hooks
 from fhir_vcf.sources.timeshift import shift_resource, shift_value
 

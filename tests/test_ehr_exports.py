@@ -50,12 +50,7 @@ def test_every_export_is_expected_and_the_set_covers_the_decisions():
 
 @pytest.mark.parametrize(("name", "patient"), EXPORTS.cases, ids=[f"{n}:{p}" for n, p in EXPORTS.cases])
 def test_export_decision_levels_and_skipped(name, patient):
-    expected = EXPORTS.expected[name][patient]
-    got = EXPORTS.evaluations(name)[patient]
-    context = EXPORTS.context(name, patient)
-    assert got["decision"] == expected["decision"], context
-    assert got["levels"] == expected["levels"], context
-    assert got["skipped"] == expected["skipped"], context
+    EXPORTS.assert_case(name, patient)
 
 
 def test_the_exports_are_export_shaped():

@@ -24,7 +24,7 @@ from fhir_vcf.mappers import care, exclusions
 from fhir_vcf.record import USED_TYPES, load_document, validate_resource
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLES = sorted(p for folder in ("samples", "tests/data/unseen", "tests/data/realistic")
+BUNDLES = sorted(p for folder in ("samples", "tests/data/unseen", "tests/data/unseen-exports", "tests/data/realistic")
                  for p in (ROOT / folder).glob("*.json") if p.name != "expected.json")
 
 

@@ -17,6 +17,7 @@ from fhir_builders import (
     service_request,
 )
 
+from fhir_vcf.clinical_time import DayRange
 from fhir_vcf.facts import Method, Status
 from fhir_vcf.mappers.care import map_care
 
@@ -313,6 +314,16 @@ def test_nsm_start_is_the_earliest_dated_nsm_in_the_window():
         procedure("p", coding("snomed", "91251008"), performed="2025-05-20"),
         medication_request("old", coding("rxnorm", "5640"), authored="2019-01-01", status="completed"),
     )
-    assert out["nsm_start"].value == date(2025, 5, 20)
+    assert out["nsm_start"].value == DayRange.day(date(2025, 5, 20))
     assert out["nsm_start"].references == ["Procedure/p"]
     assert care()["nsm_start"].status is Status.UNKNOWN
+
+
+def test_nsm_dated_by_a_month_starts_within_that_month():
+    """Acetaminophen "2025-05" (1-31 May) and physical therapy on 20 May: the earliest NSM began between
+    1 May and 20 May."""
+    out = care(
+        medication_request("a", coding("rxnorm", "161"), authored="2025-05"),
+        procedure("p", coding("snomed", "91251008"), performed="2025-05-20"),
+    )
+    assert out["nsm_start"].value == DayRange(date(2025, 5, 1), date(2025, 5, 20))

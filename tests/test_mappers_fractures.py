@@ -19,6 +19,7 @@ from fhir_builders import (
     vertebra,
 )
 
+from fhir_vcf.clinical_time import DayRange
 from fhir_vcf.facts import FractureFacts, Method, Status
 from fhir_vcf.mappers import map_record
 from fhir_vcf.mappers.fractures import parse_onset_string
@@ -44,8 +45,8 @@ def test_coded_osteoporotic_fracture_with_body_site():
     assert fracture.levels == ("T12",)
     assert fracture.seventh == "A"
     assert fracture.method is Method.CODE
-    assert fracture.onset == date(2025, 6, 2) and fracture.onset_element == "onsetDateTime"
-    assert f.onset["T12"].status is Status.PRESENT and f.onset["T12"].value == date(2025, 6, 2)
+    assert fracture.onset == DayRange.day(date(2025, 6, 2)) and fracture.onset_element == "onsetDateTime"
+    assert f.onset["T12"].status is Status.PRESENT and f.onset["T12"].value == DayRange.day(date(2025, 6, 2))
     assert f.osteoporosis.status is Status.PRESENT  # implied by M80.-
 
 
@@ -226,9 +227,12 @@ def test_onset_period_and_string():
     )
     by_ref = {fr.reference: fr for fr in f.fractures}
     assert by_ref["Condition/a"].onset_element == "onsetPeriod.start"
-    assert by_ref["Condition/b"].onset == date(2025, 6, 4)
+    assert by_ref["Condition/b"].onset == DayRange.day(date(2025, 6, 4))
     assert by_ref["Condition/b"].onset_element == "onsetString"
     assert f.onset["T12"].evidence[0].method is Method.TEXT
+
+
+JUNE_2025 = DayRange(date(2025, 6, 1), date(2025, 6, 30))
 
 
 @pytest.mark.parametrize(
@@ -241,21 +245,24 @@ def test_onset_period_and_string():
         ("June 2, 2025", date(2025, 6, 2)),
         ("2 June 2025", date(2025, 6, 2)),
         ("Sept 3rd, 2025", date(2025, 9, 3)),
-        ("June 2025", None),  # no day: not invented
-        ("2025-06", None),
+        ("June 2025", JUNE_2025),  # no day: the month, never an invented day (input profile, "Dates and times")
+        ("2025-06", JUNE_2025),
+        ("2025", DayRange(date(2025, 1, 1), date(2025, 12, 31))),
+        ("late 2025", None),  # a year inside words is no date
         ("3 weeks ago", None),
         ("02/30/2025", None),
         ("", None),
     ],
 )
 def test_parse_onset_string(value, parsed):
-    assert parse_onset_string(value) == parsed
+    found = parse_onset_string(value)
+    assert found == (DayRange.day(parsed) if isinstance(parsed, date) else parsed)
 
 
 def test_recorded_date_fallback_is_flagged():
     f = facts(condition("c", M80, recorded="2025-06-05", body_sites=[vertebra("T12")]))
     (fracture,) = f.fractures
-    assert fracture.onset == date(2025, 6, 5) and fracture.onset_element == "recordedDate"
+    assert fracture.onset == DayRange.day(date(2025, 6, 5)) and fracture.onset_element == "recordedDate"
     assert f.onset["T12"].status is Status.PRESENT
     assert f.onset["T12"].note == "recorded date used, no onset documented"
 
@@ -273,7 +280,7 @@ def test_two_onsets_more_than_14_days_apart_conflict():
     )
     fact = f.onset["T12"]
     assert fact.status is Status.CONFLICT
-    assert fact.value == date(2025, 4, 1)
+    assert fact.value == DayRange.day(date(2025, 4, 1))
     assert set(fact.references) == {"Condition/a", "Condition/b"}
 
 
@@ -283,7 +290,7 @@ def test_two_onsets_within_14_days_agree_on_the_earliest():
         condition("b", M80, onset="2025-06-14", body_sites=[vertebra("T12")]),
     )
     assert f.onset["T12"].status is Status.PRESENT
-    assert f.onset["T12"].value == date(2025, 6, 1)
+    assert f.onset["T12"].value == DayRange.day(date(2025, 6, 1))
 
 
 def test_radiograph_showing_the_fracture_months_before_onset_conflicts():
@@ -492,4 +499,4 @@ def test_onset_at_the_first_representable_day_does_not_overflow():
         condition("c", M80, onset="0001-01-01", body_sites=[vertebra("T12")]),
         diagnostic_report("xr", text="XR spine", effective="2025-02-10", conclusion="T12 compression fracture."),
     )
-    assert f.onset["T12"].value == date(1, 1, 1)
+    assert f.onset["T12"].value == DayRange.day(date(1, 1, 1))

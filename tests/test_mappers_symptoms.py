@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from fhir_builders import coding, concept, encounter, observation, record, vertebra
@@ -127,8 +127,9 @@ def test_datetime_kept_and_level_from_body_site():
         nrs("a", 8, effective="2025-06-10T08:30:00Z", body_site=vertebra("T12")),
         nrs("b", 7, effective="2025-06-11", body_site=concept(text="L1 vertebra")),
     )
-    assert isinstance(found[0].when, datetime) and found[0].level == "T12"
-    assert found[1].when == date(2025, 6, 11) and found[1].level == "L1"
+    assert found[0].when.timed and found[0].when.earliest == datetime(2025, 6, 10, 8, 30, tzinfo=UTC)
+    assert found[0].level == "T12"
+    assert not found[1].when.timed and found[1].when.day == date(2025, 6, 11) and found[1].level == "L1"
 
 
 def test_labelled_text_pain_score_only():

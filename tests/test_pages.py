@@ -110,6 +110,22 @@ def test_a_link_from_another_install_opens_nothing(tmp_path):
     assert other.test_client().get(page_path(card)).status_code == 404
 
 
+def test_the_warning_without_keys_is_a_json_log_line(tmp_path):
+    # In a fresh process (as under `fhir-vcf serve`), before any request: docs/configuration.md
+    # promises JSON log lines, and this warning came out as bare text before the handler existed.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_VCF_")}
+    code = f"from fhir_vcf.app import create_app; create_app({{'database_url': 'sqlite:///{tmp_path / 'w.db'}'}})"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]  # every line is JSON
+    assert any("explanation pages are off" in line["message"] and line["level"] == "WARNING" for line in lines)
+
+
 def test_without_keys_outside_demo_there_are_no_links_and_no_pages(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'off.db'}"))

@@ -253,11 +253,25 @@ def test_cli_synth_screen_and_audit(tmp_path: Path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["patients"] == 30
     assert main(["screen", str(tmp_path / "pop"), "--out", str(tmp_path / "s"), "--as-of", "2025-06-30",
                  "--workers", "1", "--no-progress"]) == 0
-    assert "30 patients read" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "30 patients read" in said
+    (line,) = [line for line in said.splitlines() if line.startswith("outputs in ")]
+    listed = line.split(": ", 1)[1].split()
+    assert listed == sorted(p.name + ("/" if p.is_dir() else "") for p in (tmp_path / "s").iterdir())
     assert main(["audit", str(tmp_path / "pop"), "--out", str(tmp_path / "a"), "--workers", "1",
                  "--no-progress"]) == 0
     for name in ("evaluations.jsonl", "table.parquet", "table.csv", "summary.html"):
         assert (tmp_path / "s" / name).exists() and (tmp_path / "a" / name).exists()
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path: Path, capsys) -> None:
+    # As for `evaluate` (README): a bar only on a terminal, never in a log file or a pipe.
+    write_population(tmp_path / "pop", 12, seed=SEED, vcf_share=SHARE)
+    assert main(["screen", str(tmp_path / "pop"), "--out", str(tmp_path / "s"), "--as-of", "2025-06-30",
+                 "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "12 patients read" in captured.out
+    assert "\r" not in captured.err and "judging" not in captured.err and "reading" not in captured.err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -25,13 +25,7 @@ def test_every_fixture_is_expected_and_the_set_covers_every_decision():
 
 @pytest.mark.parametrize(("name", "patient"), REALISTIC.cases, ids=[f"{n}:{p}" for n, p in REALISTIC.cases])
 def test_realistic_decision_and_levels(name, patient):
-    expected = REALISTIC.expected[name][patient]
-    got = REALISTIC.evaluations(name)[patient]
-    context = REALISTIC.context(name, patient)
-    assert got["decision"] == expected["decision"], context
-    assert got["levels"] == expected["levels"], context
-    for word in expected.get("missing", ()):
-        assert any(word.lower() in item.lower() for item in got["missing"]), (context, got["missing"])
+    REALISTIC.assert_case(name, patient)
 
 
 def test_meta_last_updated_after_the_as_of_date_hides_nothing():

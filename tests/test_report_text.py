@@ -37,6 +37,16 @@ def test_the_trigger_and_scope_are_given() -> None:
     assert finding.scope == "The L1 marrow edema"
 
 
+def test_an_acute_age_word_is_not_shown_as_edema_seen() -> None:
+    # "Acute L1 fracture" on an MRI feeds I3 as acuity (the age word), but names no edema: the
+    # reading must say what it was read from, not "marrow edema present".
+    acuity = [f for f in read_report_text("Acute L1 fracture.") if f.fact == "acuity"]
+    assert [(f.reading, f.levels, f.assertion.mention) for f in acuity] == [
+        ("acute (age word, read as marrow edema)", ("L1",), "Acute")]
+    (scan,) = [f for f in read_report_text("Acute T12 fracture.", modality="NM") if f.fact == "acuity"]
+    assert scan.reading == "acute (age word, read as increased uptake)"
+
+
 def test_edema_in_a_clinic_note_or_ct_is_no_acuity() -> None:
     (ct,) = read_report_text("Marrow edema at L1 on dual-energy maps.", modality="CT")
     assert ct.reading.endswith("(not MRI / bone scan: no acuity)")
@@ -94,6 +104,16 @@ def test_bad_input_is_a_clear_error(args: tuple[str, ...]) -> None:
 def test_a_text_with_nothing_to_read_says_so() -> None:
     code, out, _ = _cli("read-text", "Mild degenerative disc disease.")
     assert code == 0 and out.startswith("no finding the mappers read")
+
+
+@pytest.mark.parametrize("sentence", ["No evidence of fracture at L2.", "Rule out pathologic fracture at T10."])
+def test_a_fracture_not_affirmed_is_no_finding_and_the_message_does_not_deny_the_word(sentence: str) -> None:
+    # Input profile, "Reading report text": only an affirmed mention is a current fact; a denied or
+    # asked-about fracture shows no level as fractured. The message must not claim the text has no
+    # fracture word (it has one), but say why nothing was taken.
+    code, out, _ = _cli("read-text", sentence)
+    assert code == 0 and out.startswith("no finding the mappers read")
+    assert "no edema, fracture" not in out and "a fracture only when the text affirms it" in out
 
 
 # Issue 9: infection and neurologic deficits as notes write them (input profile, rows "infection" and

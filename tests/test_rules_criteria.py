@@ -9,6 +9,7 @@ import pytest
 from factories import AS_OF, absent, eligible, ev, fracture, per_level, request, score, two_levels
 from rules_support import crit, run
 
+from fhir_vcf.clinical_time import DayRange
 from fhir_vcf.facts import Fact, FractureFacts, Status
 
 # ---------------------------------------------------------------- I1 fracture age
@@ -40,7 +41,7 @@ def test_i1_recorded_date_is_judged_but_flagged():
 
 
 def test_i1_recorded_date_from_fact_note():
-    onset = {"T12": Fact.present(date(2025, 6, 2), note="recorded date used, no onset documented")}
+    onset = {"T12": Fact.present(DayRange.day(date(2025, 6, 2)), note="recorded date used, no onset documented")}
     j = run(eligible(onset=onset))
     assert any("recorded date" in f for f in j.flags)
 
@@ -67,7 +68,8 @@ def test_i1_onset_after_as_of_is_a_conflict():
 
 
 def test_i1_judged_per_level_one_chronic_level_fails_the_request():
-    facts = two_levels(onset={"T12": Fact.present(date(2025, 6, 2)), "L1": Fact.present(date(2025, 3, 1))})
+    facts = two_levels(onset={"T12": Fact.present(DayRange.day(date(2025, 6, 2))),
+                              "L1": Fact.present(DayRange.day(date(2025, 3, 1)))})
     c = crit(run(facts), "I1")
     assert c.status == "not-met"
     assert "T12: onset 2025-06-02" in c.reason and "L1: onset 2025-03-01, 121 days" in c.reason
@@ -327,5 +329,20 @@ def test_commercial_nsm_duration_unprovable_is_unknown():
 
 @pytest.mark.parametrize(("days", "status"), [(27, "not-met"), (28, "met")])
 def test_commercial_nsm_duration_when_the_start_is_known(days, status):
-    facts = _commercial(nsm_start=Fact.present(AS_OF - timedelta(days=days)))
+    facts = _commercial(nsm_start=Fact.present(DayRange.day(AS_OF - timedelta(days=days))))
     assert crit(run(facts, "commercial-strict"), "I4").status == status
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "status"),
+    # 28 days of NSM required (commercial-strict); as of 2025-06-30.
+    [(date(2025, 5, 1), date(2025, 5, 31), "met"),  # 30-60 days: enough on every day
+     (date(2025, 6, 1), date(2025, 6, 30), "unknown"),  # 0-29 days: the exact start decides
+     (date(2025, 6, 10), date(2025, 6, 20), "not-met")],  # 10-20 days: too short on every day
+)
+def test_commercial_nsm_duration_from_a_start_known_as_a_range(first, last, status):
+    facts = _commercial(nsm_start=Fact.present(DayRange(first, last, "a month")))
+    j = run(facts, "commercial-strict")
+    assert crit(j, "I4").status == status, crit(j, "I4").reason
+    if status == "unknown":
+        assert any("exact start date of non-surgical management" in m for m in j.missing), j.missing

@@ -114,8 +114,8 @@ def test_requested_technique_differing_from_advice_is_flagged():
 
 
 def test_commercial_outpatient_threshold_is_7():
-    facts = eligible(pain_scores=(score(5, eligible().pain_scores[0].when.date()),
-                                  score(6, eligible().pain_scores[1].when.date())))
+    facts = eligible(pain_scores=(score(5, eligible().pain_scores[0].when.day),
+                                  score(6, eligible().pain_scores[1].when.day)))
     assert run(facts).decision == "eligible"
     assert crit(run(facts, "commercial-strict"), "I4").status == "not-met"
 
@@ -128,7 +128,7 @@ def test_commercial_range_is_t5_to_l5():
 
 @pytest.mark.parametrize(("value", "decision"), [(7, "eligible"), (6, "not-eligible")])
 def test_nice_severe_pain_without_trend_or_continuum(value, decision):
-    facts = eligible(pain_scores=(score(value, eligible().pain_scores[1].when.date()),), dxa=Fact.unknown(),
+    facts = eligible(pain_scores=(score(value, eligible().pain_scores[1].when.day),), dxa=Fact.unknown(),
                      kyphosis=absent(), height_loss={})
     j = run(facts, "nice-ta279")
     assert j.decision == decision
@@ -169,7 +169,7 @@ def test_judge_is_deterministic():
 def test_nice_sets_no_level_limit():
     levels = ("T11", "T12", "L1", "L2")
     facts = eligible(fractures=tuple(fracture(lv) for lv in levels), **per_level(levels), request=request(*levels),
-                     pain_scores=(score(8, eligible().pain_scores[1].when.date()),))
+                     pain_scores=(score(8, eligible().pain_scores[1].when.day),))
     assert run(facts).decision == "not-eligible"
     j = run(facts, "nice-ta279")
     assert all(c.id != "X4" for c in j.criteria)

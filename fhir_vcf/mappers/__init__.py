@@ -78,7 +78,8 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
     view = VisibleRecord(record, as_of)
     patient = record.patient_resource
     sex = getattr(patient, "gender", None) if patient is not None else None
-    birth_date = common.as_date(getattr(patient, "birthDate", None)) if patient is not None else None
+    birth = common.when(patient, getattr(patient, "birthDate", None), "birthDate") if patient is not None else None
+    birth_date = birth.day if birth is not None else None
 
     requests, judged = map_requests(view, request=request)
     reasons = frozenset(r for req in requests for r in req.reasons)
@@ -105,15 +106,18 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
     single_level = keys[0] if len(keys) == 1 else None
 
     onset = onset_facts(fractures, keys, img.seen_events())
-    agreed = {lv: f.value for lv, f in onset.items() if f.status is Status.PRESENT and f.value is not None}
+    # The earliest day each agreed onset can be: imaging read before it cannot speak for the fracture.
+    agreed = {lv: f.value.first for lv, f in onset.items() if f.status is Status.PRESENT and f.value is not None}
     found = imaging_facts(img, keys, single_level, agreed)
     context = scan.context_facts()
     retropulsion = retropulsion_fact(found["retropulsion_signals"], scan.unstable_burst, found["retropulsion_open"])
 
-    # The episode opens at the earliest clinical onset. A recordedDate is when the diagnosis was entered,
-    # often after the visits that scored the pain: it never opens the episode (the default window does).
+    # The episode opens at the earliest day a clinical onset can be. A recordedDate is when the diagnosis
+    # was entered, often after the visits that scored the pain: it never opens the episode (the default
+    # window does), nor does an onset with no earlier bound (an onset period with an end only).
     earliest_onset = min(
-        (f.onset for f in fractures if f.onset is not None and f.onset_element != "recordedDate"), default=None
+        (f.onset.first for f in fractures
+         if f.onset is not None and f.onset_element != "recordedDate" and f.onset.first != date.min), default=None
     )
     symptoms = map_symptoms(record, as_of=as_of, episode_start=earliest_onset)
     care = map_care(record, as_of=as_of)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
+from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Method
 from fhir_vcf.mappers import assertion, common
 from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, Assertion
@@ -100,46 +101,35 @@ def text_ev(ref: str, element: str, said: Assertion) -> Evidence:
     return Evidence(ref, element, Method.TEXT, said.said())
 
 
-def timestamp(resource: Any) -> tuple[datetime | date | None, str]:
-    """When an Observation (or any dated resource) was taken, keeping the time where there is one.
+def timestamp(resource: Any) -> tuple[When | None, str]:
+    """When an Observation (or any dated resource) was taken, as an interval of instants.
 
     effective[x] first, `issued` as a last resort (input profile, rule 4).
     """
     for element in ("effectiveDateTime", "effectiveInstant"):
         value = getattr(resource, element, None)
-        if isinstance(value, date):
-            return value, element
-    period = getattr(resource, "effectivePeriod", None)
-    if period is not None and isinstance(getattr(period, "start", None), date):
-        return period.start, "effectivePeriod.start"
+        if value is not None:
+            return common.when(resource, value, element), element
+    start = getattr(getattr(resource, "effectivePeriod", None), "start", None)
+    if start is not None:
+        return common.when(resource, start, "effectivePeriod.start"), "effectivePeriod.start"
     issued = getattr(resource, "issued", None)
-    if isinstance(issued, date):
-        return issued, "issued"
-    day, element = common.clinical_date(resource)
-    return day, element
-
-
-def day_of(value: datetime | date | None) -> date | None:
-    return common.as_date(value)
-
-
-def sort_key(value: datetime | date | None) -> tuple[date, float]:
-    """A key that orders dates and datetimes (aware or naive) together; undated first."""
-    if value is None:
-        return (date.min, -1.0)
-    if isinstance(value, datetime):
-        return (value.date(), value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6)
-    return (value, -0.5)
+    if issued is not None:
+        return common.when(resource, issued, "issued"), "issued"
+    return common.clinical_when(resource)
 
 
 def is_current_condition(condition: Any, as_of: date) -> bool:
-    """A Condition that is current on the as-of date: not historical, not abated, not dated after it."""
+    """A Condition that is current on the as-of date: not historical, not abated, not dated after it.
+
+    Abated when the abatement is wholly on or before the as-of date (a month of abatement that runs
+    past it may not have happened yet)."""
     if common.is_historical(condition) or common.after(condition, as_of):
         return False
-    abated = common.as_date(getattr(condition, "abatementDateTime", None)) or common.as_date(
-        getattr(getattr(condition, "abatementPeriod", None), "end", None)
+    abated = common.when(condition, getattr(condition, "abatementDateTime", None), "abatementDateTime") or common.when(
+        condition, getattr(getattr(condition, "abatementPeriod", None), "end", None), "abatementPeriod.end"
     )
-    return not (abated is not None and abated <= as_of)
+    return not (abated is not None and abated.last_day <= as_of)
 
 
 def finding_code(observation: Any) -> str | None:

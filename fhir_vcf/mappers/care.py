@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
+from fhir_vcf.clinical_time import DayRange
 from fhir_vcf.facts import Coding, EpisodeEvent, Evidence, Fact
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import common
@@ -97,7 +98,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     events: list[EpisodeEvent] = []
 
     def add_event(kind: str, resource: Any, ev: Evidence, label: str, detail: str = "") -> None:
-        day, _ = common.clinical_date(resource)
+        day = common.clinical_day(resource)
         if day is not None and day <= as_of:
             events.append(EpisodeEvent(kind, day, ev.reference, label, detail))
     nsm: dict[str, list[Evidence]] = {}
@@ -105,7 +106,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     program: list[Evidence] = []
     anticoagulants: dict[str, list[Evidence]] = {}
     older: list[Evidence] = []  # NSM found before the window: reported in the note only
-    nsm_dates: list[tuple[date, Evidence]] = []
+    nsm_dates: list[tuple[DayRange, Evidence]] = []
 
     def add_nsm(kind: str, resource: Any, ev: Evidence, name: str = "") -> None:
         # The date goes into the evidence, so that "4 weeks of NSM" can be checked by a reader.
@@ -113,9 +114,9 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
         ev = _dated(ev, resource)
         if _recent(resource, window_start):
             nsm.setdefault(kind, []).append(ev)
-            day, _ = common.clinical_date(resource)
-            if day is not None:
-                nsm_dates.append((day, ev))
+            found, _ = common.clinical_when(resource)
+            if found is not None:
+                nsm_dates.append((found.days, ev))
         else:
             older.append(ev)
 
@@ -191,17 +192,23 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
 _ANY_CARE_TEXT = ctx.TermFilter([*_TEXT_KINDS.values(), _ANALGESIC_TEXT, _OSTEOPOROSIS_TEXT, _DXA_TEXT, _PROGRAM_TEXT])
 
 
-def _nsm_start(dated: list[tuple[date, Evidence]]) -> Fact[date]:
-    """The earliest dated NSM counted: policies that require a duration ("4 weeks of NSM") need it."""
+def _nsm_start(dated: list[tuple[DayRange, Evidence]]) -> Fact[DayRange]:
+    """The days on which the earliest dated NSM counted can have begun: policies that require a duration
+    ("4 weeks of NSM") need it. With a month among the dates ("2025-05") it is a range: no earlier than
+    the earliest first day, no later than the earliest last day."""
     if not dated:
         return Fact.unknown("no dated non-surgical management on record")
-    day, ev = min(dated, key=lambda item: item[0])
-    return Fact.present(day, ev)
+    first, first_ev = min(dated, key=lambda item: item[0].first)
+    last, last_ev = min(dated, key=lambda item: item[0].last)
+    if first == last:
+        return Fact.present(first, first_ev)
+    return Fact.present(DayRange(first.first, last.last, f"between {first} and {last}"), first_ev, last_ev)
 
 
 def _dated(ev: Evidence, resource: Any) -> Evidence:
-    day, _ = common.clinical_date(resource)
-    if day is None or str(day) in ev.found:
+    found, _ = common.clinical_when(resource)
+    day = str(found.days) if found is not None else ""
+    if not day or day in ev.found:
         return ev
     return Evidence(ev.reference, ev.element, ev.method, f"{ev.found}, {day}")
 
@@ -222,17 +229,18 @@ def _not_taken(med: Any) -> bool:
 
 
 def _recent(resource: Any, window_start: date) -> bool:
-    """Dated in the NSM window, or still active; undated resources count (they cannot be placed)."""
-    day, _ = common.clinical_date(resource)
-    if day is None or day >= window_start:
+    """Dated in the NSM window (a month or a year that reaches into it counts), or still active; undated
+    resources count (they cannot be placed)."""
+    found, _ = common.clinical_when(resource)
+    if found is None or found.last_day >= window_start:
         return True
     if resource.get_resource_type().startswith("Medication"):
         status = getattr(resource, "status", None)
         if status in _ACTIVE_MEDICATION:
             return True
         period = getattr(resource, "effectivePeriod", None)
-        end = common.as_date(getattr(period, "end", None))
-        return end is not None and end >= window_start
+        end = common.when(resource, getattr(period, "end", None), "effectivePeriod.end")
+        return end is not None and end.last_day >= window_start
     return False
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
+from fhir_vcf import clinical_time
+from fhir_vcf.clinical_time import When
 from fhir_vcf.elements import Element, Elements
+from fhir_vcf.errors import InputError
 from fhir_vcf.facts import Coding, Evidence, Method
 from fhir_vcf.mappers.codes.icd10cm import spelled
 from fhir_vcf.mappers.codes.systems import system_alias
@@ -95,13 +98,18 @@ def code_evidence(ref: str, element: str, coding: Coding, vocabulary: str) -> Ev
     return Evidence(ref, element, Method.CODE, label)
 
 
-def as_date(value: Any) -> date | None:
-    """A FHIR date/dateTime (already parsed by the R4B models) as a calendar date."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return None
+def when(resource: Any, value: Any, element: str) -> When | None:
+    """A date element's value as clinical time (`fhir_vcf.clinical_time`); a value that is no FHIR
+    date is an input error naming the resource and the element (input profile, rule 5)."""
+    try:
+        return clinical_time.parse(value)
+    except ValueError as exc:
+        raise InputError(str(exc), resource=_reference(resource), element=element) from None
+
+
+def _reference(resource: Any) -> str:
+    kind = resource.get_resource_type() if hasattr(resource, "get_resource_type") else type(resource).__name__
+    return f"{kind}/{getattr(resource, 'id', None) or '?'}"
 
 
 # Where each type keeps its clinical date, most specific first (input profile, rule 4).
@@ -124,11 +132,11 @@ _DATE_ELEMENTS = (
     "created",
     "date",  # DocumentReference: when the document was made (input profile, "report text")
 )
-_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[str, ...], ...]] = {}
+_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[tuple[str, ...], str], ...]] = {}
 
 
-def _date_elements(model: type) -> tuple[tuple[str, ...], ...]:
-    """The date elements a model class really has, split into attribute paths (cached per class).
+def _date_elements(model: type) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """The date elements a model class really has, as (attribute path, element), cached per class.
 
     Asking a pydantic model for an attribute it lacks is slow (it raises inside __getattr__), and
     this runs for every resource of every evaluation.
@@ -136,7 +144,7 @@ def _date_elements(model: type) -> tuple[tuple[str, ...], ...]:
     found = _DATE_ELEMENTS_BY_TYPE.get(model)
     if found is None:
         fields = getattr(model, "model_fields", {})
-        found = tuple(tuple(e.split(".")) for e in _DATE_ELEMENTS if e.split(".")[0] in fields)
+        found = tuple((tuple(e.split(".")), e) for e in _DATE_ELEMENTS if e.split(".")[0] in fields)
         _DATE_ELEMENTS_BY_TYPE[model] = found
     return found
 
@@ -146,29 +154,36 @@ def field(resource: Any, name: str) -> Any:
     return getattr(resource, name) if name in getattr(type(resource), "model_fields", ()) else None
 
 
-def clinical_date(resource: Any) -> tuple[date | None, str]:
-    """The clinical date of a resource and the element it came from (input profile, rule 4).
+def clinical_when(resource: Any) -> tuple[When | None, str]:
+    """The clinical date of a resource, as an interval, and the element it came from (input profile,
+    rule 4). A partial date ("2025-06") is the range it names.
 
     Never meta.lastUpdated: a record re-saved today is not a fracture seen today.
     """
     memo = memo_of(resource)
     if memo is None:
-        return _clinical_date(resource)
-    found = memo.get("clinical_date")
+        return _clinical_when(resource)
+    found = memo.get("clinical_when")
     if found is None:
-        found = memo["clinical_date"] = _clinical_date(resource)
+        found = memo["clinical_when"] = _clinical_when(resource)
     return found
 
 
-def _clinical_date(resource: Any) -> tuple[date | None, str]:
-    for path in _date_elements(type(resource)):
+def _clinical_when(resource: Any) -> tuple[When | None, str]:
+    for path, element in _date_elements(type(resource)):
         value = getattr(resource, path[0])
         for name in path[1:]:
             value = getattr(value, name, None) if value is not None else None
-        day = as_date(value)
-        if day is not None:
-            return day, ".".join(path)
+        if value is not None:
+            return when(resource, value, element), element
     return None, ""
+
+
+def clinical_day(resource: Any) -> date | None:
+    """The one calendar day of a resource's clinical date, as written; None when undated or when the
+    date names a month or a year (no day is invented)."""
+    found, _ = clinical_when(resource)
+    return found.day if found is not None else None
 
 
 def is_historical(condition: Any) -> bool:
@@ -178,9 +193,10 @@ def is_historical(condition: Any) -> bool:
 
 
 def after(resource: Any, as_of: date) -> bool:
-    """Dated after the as-of date: invisible to an evaluation "as of" that day."""
-    day, _ = clinical_date(resource)
-    return day is not None and day > as_of
+    """Dated wholly after the as-of date: invisible to an evaluation "as of" that day. A month or a
+    year that reaches the as-of date stays visible (nothing says it is from the future)."""
+    found, _ = clinical_when(resource)
+    return found is not None and found.after_day(as_of)
 
 
 def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:

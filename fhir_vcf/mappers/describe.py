@@ -130,5 +130,5 @@ def describe_resources(record: Any) -> dict[str, ResourceLabel]:
         for resource in record.of_type(rtype):
             ref = record.ref(resource)
             if ref not in out:
-                out[ref] = ResourceLabel(label_of(resource, record), common.clinical_date(resource)[0])
+                out[ref] = ResourceLabel(label_of(resource, record), common.clinical_day(resource))
     return out

@@ -224,7 +224,7 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
                 if value is not None:
                     when, _ = ctx.timestamp(obs)
                     element = "valueQuantity" if obs.valueQuantity is not None else "valueString"
-                    found = f"LOINC {coding.code} INR {value:g} on {ctx.day_of(when)}"
+                    found = f"LOINC {coding.code} INR {value:g} on {when.days if when else 'an unknown date'}"
                     inr.append((when, value, Evidence(ref, element, Method.CODE, found)))
             elif coding.code == loinc.PREGNANCY_STATUS:
                 _read_pregnancy_status(ref, obs, signals["pregnancy"])
@@ -432,8 +432,8 @@ def _latest_inr(found: list[tuple[Any, float, Evidence]]) -> Fact[float]:
     dated = [f for f in found if f[0] is not None]
     if not dated:
         return Fact.unknown("no INR on record")
-    when, value, ev = max(dated, key=lambda f: ctx.sort_key(f[0]))
-    return Fact.present(value, ev, note=f"latest INR {value:g} on {ctx.day_of(when)}")
+    when, value, ev = max(dated, key=lambda f: f[0].order)  # by instant, offsets included
+    return Fact.present(value, ev, note=f"latest INR {value:g} on {when.days}")
 
 
 def _term(m: re.Match[str]) -> str:

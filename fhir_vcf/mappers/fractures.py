@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
+from fhir_vcf import clinical_time
+from fhir_vcf.clinical_time import DayRange, When
 from fhir_vcf.facts import Coding, Evidence, Fact, Fracture, Method
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import assertion, common, sites, text
@@ -53,7 +55,8 @@ _KYPHOSIS = re.compile(r"\b(?:hyper)?kyphosis\b|\bkyphotic(?:\s+deformity)?", re
 
 # onsetString forms read without guessing: ISO dates, "06/02/2025" (US month/day/year, the
 # convention of the US feeds this service reads; day/month when the first number exceeds 12),
-# "June 2, 2025", "2 June 2025". Partial dates ("2025-06", "June 2025") and relative phrases
+# "June 2, 2025", "2 June 2025"; partial dates are the range they name ("2025-06" and "June 2025" the
+# month, a string that is only a year the year; input profile, "Dates and times"). Relative phrases
 # ("3 weeks ago") give no date: the day would be invented.
 _MONTHS = {
     m: i
@@ -69,26 +72,41 @@ _ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _SLASH = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
 _MONTH_FIRST = re.compile(r"\b([A-Za-z]{3,9})\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b")
 _DAY_FIRST = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+([A-Za-z]{3,9})\.?,?\s+(\d{4})\b")
+_ISO_MONTH = re.compile(r"\b(\d{4})-(\d{2})\b(?!-)")
+_MONTH_YEAR = re.compile(r"\b([A-Za-z]{3,9})\.?,?\s+(\d{4})\b")
+_YEAR_ONLY = re.compile(r"\s*(\d{4})\s*")
 
 
-def parse_onset_string(value: str | None) -> date | None:
-    """A calendar date written in an onsetString, or None when it holds no complete date."""
+def parse_onset_string(value: str | None) -> DayRange | None:
+    """The days an onsetString names (one day, a month or a year), or None when it names none."""
     if not value:
         return None
     try:
         if m := _ISO.search(value):
-            return date(int(m[1]), int(m[2]), int(m[3]))
+            return DayRange.day(date(int(m[1]), int(m[2]), int(m[3])), value)
         if m := _SLASH.search(value):
             first, second, year = int(m[1]), int(m[2]), int(m[3])
             month, day = (second, first) if first > 12 else (first, second)
-            return date(year, month, day)
+            return DayRange.day(date(year, month, day), value)
         if (m := _MONTH_FIRST.search(value)) and m[1].lower() in _MONTHS:
-            return date(int(m[3]), _MONTHS[m[1].lower()], int(m[2]))
+            return DayRange.day(date(int(m[3]), _MONTHS[m[1].lower()], int(m[2])), value)
         if (m := _DAY_FIRST.search(value)) and m[2].lower() in _MONTHS:
-            return date(int(m[3]), _MONTHS[m[2].lower()], int(m[1]))
+            return DayRange.day(date(int(m[3]), _MONTHS[m[2].lower()], int(m[1])), value)
+        if m := _ISO_MONTH.search(value):
+            return DayRange(*_month(int(m[1]), int(m[2])), value)
+        if (m := _MONTH_YEAR.search(value)) and m[1].lower() in _MONTHS:
+            return DayRange(*_month(int(m[2]), _MONTHS[m[1].lower()]), value)
+        if m := _YEAR_ONLY.fullmatch(value):
+            return DayRange(date(int(m[1]), 1, 1), date(int(m[1]), 12, 31), value)
     except ValueError:  # "02/30/2025": not a date
         return None
     return None
+
+
+def _month(year: int, month: int) -> tuple[date, date]:
+    days = clinical_time.parse(f"{year:04d}-{month:02d}")
+    assert days is not None
+    return days.first_day, days.last_day
 
 
 def icd_key(code: str) -> str:
@@ -203,24 +221,100 @@ def _text_fracture(values: list[tuple[str, str]], *, vertebral_site: bool = Fals
     return None
 
 
-def _onset(ref: str, resource: Any) -> tuple[date | None, str, Evidence | None]:
-    onset = common.as_date(getattr(resource, "onsetDateTime", None))
-    if onset:
-        return onset, "onsetDateTime", Evidence(ref, "onsetDateTime", Method.CODE, onset.isoformat())
+@dataclass(frozen=True)
+class _Onset:
+    """What a Condition says of its onset: the days (None when it gives none), the element, the evidence,
+    and why a documented onset gave no date."""
+
+    days: DayRange | None = None
+    element: str = ""
+    evidence: Evidence | None = None
+    note: str = ""
+
+
+def _onset(ref: str, resource: Any, birth: DayRange | None) -> _Onset:
+    """The onset in the profile's order: onset[x] (dateTime, Period, Age, Range, String), then
+    recordedDate only when no onset is documented at all (input profile, "onset"; the rules flag it).
+
+    A documented onset that gives no date is never replaced by the recorded date: the record says when
+    it began, in words the service cannot place, and a person must give the date.
+    """
+    value = getattr(resource, "onsetDateTime", None)
+    if value is not None:
+        return _dated(ref, "onsetDateTime", common.when(resource, value, "onsetDateTime"))
     period = getattr(resource, "onsetPeriod", None)
-    onset = common.as_date(getattr(period, "start", None))
-    if onset:
-        return onset, "onsetPeriod.start", Evidence(ref, "onsetPeriod.start", Method.CODE, onset.isoformat())
+    if period is not None:
+        start = common.when(resource, getattr(period, "start", None), "onsetPeriod.start")
+        if start is not None:
+            return _dated(ref, "onsetPeriod.start", start)
+        end = common.when(resource, getattr(period, "end", None), "onsetPeriod.end")
+        if end is not None:  # began on or before the end of the period, no earlier bound
+            days = DayRange(date.min, end.last_day, f"period ending {end.written}")
+            return _Onset(days, "onsetPeriod.end", Evidence(ref, "onsetPeriod.end", Method.CODE, str(days)))
+    age = getattr(resource, "onsetAge", None)
+    age_range = getattr(resource, "onsetRange", None)
+    if age is not None:
+        return _aged(ref, "onsetAge", age, age, f"age {_age_words(age)}", birth)
+    low, high = getattr(age_range, "low", None), getattr(age_range, "high", None)
+    if low is not None or high is not None:
+        written = f"age {_age_words(low) if low else '…'} to {_age_words(high) if high else '…'}"
+        return _aged(ref, "onsetRange", low, high, written, birth)
     raw = getattr(resource, "onsetString", None)
-    onset = parse_onset_string(raw)
-    if onset:
-        return onset, "onsetString", Evidence(ref, "onsetString", Method.TEXT, f"'{raw}' read as {onset.isoformat()}")
-    recorded = common.as_date(getattr(resource, "recordedDate", None))
-    if recorded:
-        return recorded, "recordedDate", Evidence(
-            ref, "recordedDate", Method.CODE, f"{recorded.isoformat()} (recorded date, no onset documented)"
-        )
-    return None, "", None
+    if raw:
+        days = parse_onset_string(raw)
+        if days is None:
+            return _undated(ref, "onsetString", Method.TEXT, f"'{raw}' names no date")
+        found = f"'{raw}' read as {days.isoformat()}"
+        return _Onset(days, "onsetString", Evidence(ref, "onsetString", Method.TEXT, found))
+    recorded = common.when(resource, getattr(resource, "recordedDate", None), "recordedDate")
+    if recorded is not None:
+        return _Onset(recorded.days, "recordedDate", Evidence(
+            ref, "recordedDate", Method.CODE, f"{recorded.days} (recorded date, no onset documented)"))
+    return _Onset()
+
+
+def _dated(ref: str, element: str, found: When | None) -> _Onset:
+    assert found is not None
+    return _Onset(found.days, element, Evidence(ref, element, Method.CODE, str(found.days)))
+
+
+def _aged(ref: str, element: str, low: Any, high: Any, written: str, birth: DayRange | None) -> _Onset:
+    """The days of an onset given as an age (or a range of ages): it needs the birth date."""
+    bounds = [_age_bound(q) if q is not None else None for q in (low, high)]
+    if any(q is not None and b is None for q, b in zip((low, high), bounds, strict=True)):
+        return _undated(ref, element, Method.CODE, f"onset at {written}, a unit the service cannot count")
+    if birth is None:
+        return _undated(ref, element, Method.CODE, f"onset at {written}, and the patient's birth date is not on record")
+    days = clinical_time.age_days(birth, bounds[0], bounds[1], written)
+    return _Onset(days, element, Evidence(ref, element, Method.CODE, f"{written}, born {birth}: {days.isoformat()}"))
+
+
+def _undated(ref: str, element: str, method: Method, why: str) -> _Onset:
+    note = f"onset documented ({why}); the recorded date is not used in its place"
+    return _Onset(None, element, Evidence(ref, element, method, why), note)
+
+
+def _age_bound(quantity: Any) -> tuple[int, str] | None:
+    """(whole units, UCUM unit) of an Age, or None when its unit is not one of a / mo / wk / d."""
+    value = getattr(quantity, "value", None)
+    unit = _AGE_UNIT_WORDS.get(str(getattr(quantity, "code", None) or getattr(quantity, "unit", None) or "").lower())
+    if value is None or unit is None or value < 0:
+        return None
+    return int(value), unit
+
+
+def _age_words(quantity: Any) -> str:
+    unit = getattr(quantity, "unit", None) or getattr(quantity, "code", None) or ""
+    return f"{getattr(quantity, 'value', '?')} {unit}".strip()
+
+
+# Age units: UCUM codes (FHIR Age) and the words feeds put in `unit`.
+_AGE_UNIT_WORDS = {
+    "a": "a", "yr": "a", "yrs": "a", "year": "a", "years": "a", "y": "a",
+    "mo": "mo", "month": "mo", "months": "mo",
+    "wk": "wk", "week": "wk", "weeks": "wk",
+    "d": "d", "day": "d", "days": "d",
+}
 
 
 def _context_codes(scan: FractureScan, ref: str, resource: Any, current: bool) -> None:
@@ -305,6 +399,8 @@ def scan_conditions(record: Any, *, reasons: frozenset[str] = frozenset()) -> Fr
     names it as its reason.
     """
     scan = FractureScan()
+    patient = getattr(record, "patient_resource", None)
+    birth = common.when(patient, getattr(patient, "birthDate", None), "birthDate") if patient is not None else None
     for resource in record.of_type("Condition"):
         ref = record.ref(resource)
         current = not common.is_historical(resource)
@@ -324,7 +420,8 @@ def scan_conditions(record: Any, *, reasons: frozenset[str] = frozenset()) -> Fr
                         scan.healed.affirmed.append(Evidence(ref, element, Method.TEXT, said.said()))
         if not current:
             continue
-        fracture = _fracture(record, scan, ref, resource, code_texts, note_texts, reasons)
+        fracture = _fracture(record, scan, ref, resource, code_texts, note_texts, reasons,
+                             birth.days if birth else None)
         if fracture is not None:
             scan.fractures.append(fracture)
     return scan
@@ -360,6 +457,7 @@ def _fracture(
     code_texts: list[tuple[str, str]],
     note_texts: list[tuple[str, str]],
     reasons: frozenset[str],
+    birth: DayRange | None,
 ) -> Fracture | None:
     kinds, coded_levels, seventh, burst = _fracture_codes(ref, resource)
     evidence: list[Evidence] = []
@@ -411,19 +509,20 @@ def _fracture(
             levels.extend(found_levels)
             evidence.append(Evidence(ref, element, Method.TEXT, f"levels {', '.join(found_levels)} in '{value}'"))
 
-    onset, onset_element, onset_ev = _onset(ref, resource)
-    if onset_ev is not None:
-        evidence.append(onset_ev)
+    onset = _onset(ref, resource, birth)
+    if onset.evidence is not None:
+        evidence.append(onset.evidence)
     return Fracture(
         reference=ref,
         kind=kind,
         codes=codes,
         levels=tuple(sort_levels(levels)),
-        onset=onset,
-        onset_element=onset_element,
+        onset=onset.days,
+        onset_element=onset.element,
         method=method,
         seventh=seventh,
         evidence=tuple(evidence),
+        onset_note=onset.note,
     )
 
 
@@ -490,7 +589,7 @@ class SeenEvent:
 
 def onset_facts(
     fractures: list[Fracture], keys: list[str], seen: list[SeenEvent]
-) -> dict[str, Fact[date]]:
+) -> dict[str, Fact[DayRange]]:
     """The onset Fact of each key level (see FractureFacts.onset)."""
     by_level: dict[str, list[Fracture]] = {}
     unleveled = [f for f in fractures if not f.levels]
@@ -500,7 +599,7 @@ def onset_facts(
     fracture_levels = sort_levels(level for f in fractures for level in f.levels)
     single_key = keys[0] if len(keys) == 1 else None
     single_fracture_level = fracture_levels[0] if len(fracture_levels) == 1 else single_key
-    out: dict[str, Fact[date]] = {}
+    out: dict[str, Fact[DayRange]] = {}
     for level in keys:
         note_prefix = ""
         candidates = by_level.get(level, [])
@@ -519,23 +618,28 @@ def _onset_evidence(f: Fracture) -> Evidence:
     return ev or Evidence(f.reference, f.onset_element, Method.CODE, str(f.onset))
 
 
-def _level_onset(level: str, candidates: list[Fracture], note_prefix: str) -> Fact[date]:
+def _level_onset(level: str, candidates: list[Fracture], note_prefix: str) -> Fact[DayRange]:
+    """One onset for a level. Onsets that agree (within ONSET_TOLERANCE, ranges by their nearest days)
+    give the most precise one (an exact day before a month); onsets that do not are a conflict.
+    A documented onset that gives no date leaves the onset unknown, the recorded date unused."""
     dated = [f for f in candidates if f.onset is not None and f.onset_element != "recordedDate"]
+    unread = [f for f in candidates if f.onset is None and f.onset_element]
     recorded = [f for f in candidates if f.onset is not None and f.onset_element == "recordedDate"]
     if dated:
-        dated.sort(key=lambda f: f.onset)
-        first, last = dated[0], dated[-1]
+        dated.sort(key=lambda f: (f.onset.first, f.onset.last))
         evidence = [_onset_evidence(f) for f in dated]
-        if last.onset - first.onset > ONSET_TOLERANCE:
-            listed = "; ".join(f"{f.reference} {f.onset.isoformat()}" for f in dated)
-            return Fact.conflict(
-                f"{note_prefix}onsets at {level} differ by {(last.onset - first.onset).days} days: {listed}",
-                *evidence,
-                value=first.onset,
-            )
-        return Fact.present(first.onset, *evidence, note=note_prefix.strip())
+        apart = max(a.onset.gap(b.onset) for a in dated for b in dated)
+        if apart > ONSET_TOLERANCE.days:
+            listed = "; ".join(f"{f.reference} {f.onset}" for f in dated)
+            return Fact.conflict(f"{note_prefix}onsets at {level} differ by {apart} days: {listed}", *evidence,
+                                 value=dated[0].onset)
+        best = min(dated, key=lambda f: (not f.onset.exact, f.onset.first, f.onset.last))
+        return Fact.present(best.onset, *evidence, note=note_prefix.strip())
+    if unread:
+        notes = "; ".join(f"{f.reference}: {f.onset_note}" for f in unread)
+        return Fact.unknown(f"{note_prefix}{notes}", *[_onset_evidence(f) for f in unread])
     if recorded:
-        recorded.sort(key=lambda f: f.onset)
+        recorded.sort(key=lambda f: (f.onset.first, f.onset.last))
         return Fact.present(
             recorded[0].onset,
             *[_onset_evidence(f) for f in recorded],
@@ -549,13 +653,14 @@ def _level_onset(level: str, candidates: list[Fracture], note_prefix: str) -> Fa
     return Fact.unknown(f"no fracture Condition at {level}")
 
 
-def _imaging_conflict(level: str, fact: Fact[date], seen: list[SeenEvent], single: bool) -> Fact[date]:
+def _imaging_conflict(level: str, fact: Fact[DayRange], seen: list[SeenEvent], single: bool) -> Fact[DayRange]:
     onset = fact.value
     assert onset is not None
-    # `onset - e.day`, not `e.day < onset - ONSET_TOLERANCE`: an onset near date.min (a valid
-    # "0001-01-01") would overflow the subtraction of a timedelta.
+    # Against the earliest day the onset can be: imaging is a conflict only when it predates every one.
+    # `onset.first - e.day`, not `e.day < onset.first - ONSET_TOLERANCE`: an onset near date.min (a
+    # valid "0001-01-01", or an onset period with no start) would overflow the subtraction of a timedelta.
     earlier = [
-        e for e in seen if onset - e.day > ONSET_TOLERANCE and (level in e.levels or (not e.levels and single))
+        e for e in seen if onset.first - e.day > ONSET_TOLERANCE and (level in e.levels or (not e.levels and single))
     ]
     if not earlier:
         return fact
@@ -563,7 +668,7 @@ def _imaging_conflict(level: str, fact: Fact[date], seen: list[SeenEvent], singl
     first = earlier[0]
     note = (
         f"{first.label} shows a fracture at {level} on {first.day.isoformat()}, "
-        f"{(onset - first.day).days} days before the recorded onset {onset.isoformat()}"
+        f"{(onset.first - first.day).days} days before the recorded onset {onset}"
     )
     if fact.note:
         note += f" ({fact.note})"

@@ -75,7 +75,7 @@ def scan_imaging(record: Any) -> ImagingScan:
 
     for study in record.of_type("ImagingStudy"):
         ref = record.ref(study)
-        day = common.as_date(study.started) or common.clinical_date(study)[0]
+        day = common.clinical_day(study)
         mods = _modality_of_codings(study.modality or [])
         series_levels: list[str] = []
         stir = False
@@ -120,7 +120,7 @@ def scan_imaging(record: Any) -> ImagingScan:
     # read alike (input profile, "report text"); a document's kind is its `type`.
     for report in record.of_type("DiagnosticReport", "DocumentReference"):
         ref = record.ref(report)
-        day = common.clinical_date(report)[0]
+        day = common.clinical_day(report)
         kind = common.field(report, "code") or common.field(report, "type")
         study_links = common.field(report, "imagingStudy") or []
         linked = [studies[r] for r in (_target_ref(record, x) for x in study_links) if r in studies]
@@ -164,7 +164,7 @@ def scan_imaging(record: Any) -> ImagingScan:
             if levels and not common.is_historical(cond):
                 ev = Evidence(ref, "code", Method.CODE, f"SNOMED CT 79654002 (edema) at {', '.join(levels)}")
                 scan.signals.append(
-                    Signal("acuity", True, tuple(levels), common.clinical_date(cond)[0], None, ev,
+                    Signal("acuity", True, tuple(levels), common.clinical_day(cond), None, ev,
                            advanced=True, acuity_value="marrow-edema")
                 )
     return scan
@@ -221,7 +221,7 @@ def _observation(
     levels, _, _ = sites.body_site_levels(ref, obs.bodySite)
     if not levels and link is not None:
         levels = list(link.fallback_levels)
-    day = common.clinical_date(obs)[0] or (link.day if link else None)
+    day = common.clinical_day(obs) or (link.day if link else None)
     modality = link.modality if link else None
     source = SignalSource(ref, day, modality, tuple(levels))
     lv = tuple(levels)

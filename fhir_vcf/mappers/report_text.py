@@ -95,7 +95,10 @@ def _imaging(s: Signal) -> TextFinding:
     if s.kind == "uncertain":
         reading = "left open" if kind == "acuity" else "conflict: a reviewer decides"
     elif s.kind == "acuity":
-        if s.value:
+        if s.value and s.note == "age word":
+            # "Acute L1 fracture" names no edema: say what the word counts as, not that edema was seen.
+            reading = f"acute (age word, read as {(s.acuity_value or 'acuity').replace('-', ' ')})"
+        elif s.value:
             reading = f"{(s.acuity_value or 'acuity').replace('-', ' ')} present"
         else:
             reading = "old / not acute" if s.note == "age word" else "no edema or uptake"

@@ -10,9 +10,9 @@ a request, so that the rules can reject it with a clear message), or by its word
 from __future__ import annotations
 
 import re
-from datetime import date
 from typing import Any
 
+from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Method, ProcedureRequest
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import assertion, common, sites, text
@@ -133,17 +133,17 @@ def map_request(record: Any, resource: Any) -> ProcedureRequest | None:
         method=method,
         deleted_codes=tuple(dict.fromkeys(deleted)),
         reasons=tuple(r for r in reasons if r),
-        authored=_authored(resource),
+        authored=authored.day if (authored := _authored(resource)) is not None else None,
         evidence=tuple(evidence),
     )
 
 
-def _authored(resource: Any) -> date | None:
-    """When the order was written; for a performed Procedure judged as the request (an audit), the day
+def _authored(resource: Any) -> When | None:
+    """When the order was written; for a performed Procedure judged as the request (an audit), when
     it was performed (input profile, rule 4: the clinical date)."""
     if resource.get_resource_type() == "Procedure":
-        return common.clinical_date(resource)[0]
-    return common.as_date(getattr(resource, "authoredOn", None))
+        return common.clinical_when(resource)[0]
+    return common.when(resource, getattr(resource, "authoredOn", None), "authoredOn")
 
 
 def map_requests(
@@ -174,8 +174,9 @@ def map_requests(
                 judged = mapped
                 break
     if judged is None:
-        candidates = [(i, m) for i, (_, m) in enumerate(found) if m.status in JUDGED_STATUSES]
+        candidates = [(i, m, _authored(r)) for i, (r, m) in enumerate(found) if m.status in JUDGED_STATUSES]
         if candidates:
-            judged = max(candidates, key=lambda c: (c[1].authored or date.min, c[0]))[1]
+            # The latest by instant (offsets included); undated ones before dated ones; then record order.
+            judged = max(candidates, key=lambda c: (c[2] is not None, c[2].order if c[2] else (), c[0]))[1]
     return requests, judged
 

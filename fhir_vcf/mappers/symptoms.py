@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
+from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Fact, Method, PainScore
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import _context as ctx
@@ -52,15 +53,15 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
     start = episode_start if episode_start is not None else as_of - timedelta(days=DEFAULT_EPISODE_DAYS)
     stays = _stays(record)
     scores: list[PainScore] = []
-    rdq: list[tuple[Any, int, Evidence]] = []  # (when, value, evidence)
+    rdq: list[tuple[When | None, int, Evidence]] = []  # (when, value, evidence)
     for obs in record.of_type("Observation"):
         if obs.status not in _RESULT_STATUSES:
             continue
         when, _ = ctx.timestamp(obs)
-        day = ctx.day_of(when)
-        if day is not None and day > as_of:
+        if when is not None and when.after_day(as_of):
             continue
-        if day is not None and start <= day:
+        # In the episode only when wholly inside it: a score dated "2025-06" may predate a 10 June onset.
+        if when is not None and start <= when.first_day:
             scores.extend(_pain_scores(record, obs, when, stays))
         value = _rdq_coded(record, obs)
         if value is not None:
@@ -78,17 +79,17 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
         if said is not None and said.evidence in ("present", "uncertain"):
             when, _ = ctx.timestamp(resource)
             rdq.append((when, found[-1], Evidence(ref, element, Method.TEXT, said.said())))
-    scores.sort(key=lambda s: ctx.sort_key(s.when))
+    scores.sort(key=lambda s: s.when.order)  # instants, offsets included (input profile, "Dates and times")
     return {"pain_scores": tuple(scores), "rdq": _latest_rdq(rdq, start)}
 
 
 # --- pain scores ---
 
 
-def _pain_scores(record: Any, obs: Any, when: Any, stays: list[_Stay]) -> list[PainScore]:
+def _pain_scores(record: Any, obs: Any, when: When, stays: list[_Stay]) -> list[PainScore]:
     """The scores of one Observation: its own value, and each pain-coded `component` of a panel
     (input profile, "pain score": "the score as a component of a panel Observation")."""
-    if when is None or _elsewhere(obs):
+    if _elsewhere(obs):
         return []
     found: list[tuple[float, str]] = []
     scale = _pain_code(obs.code)
@@ -217,8 +218,8 @@ class _Stay:
 
     encounter: Any
     setting: str
-    start: Any
-    end: Any
+    start: When
+    end: When | None
     length: float
 
 
@@ -229,19 +230,17 @@ def _stays(record: Any) -> list[_Stay]:
         if setting is None or e.status == "planned":
             continue
         period = getattr(e, "period", None)
-        start = getattr(period, "start", None)
+        start = common.when(e, getattr(period, "start", None), "period.start")
         if start is None:
             continue  # no start: covers nothing (a stay found by its own reference still counts)
-        end = getattr(period, "end", None)
-        if end is None and e.status not in _OPEN_STATUSES:
-            end = start
-        first, last = common.as_date(start), common.as_date(getattr(period, "end", None))
-        length = float((last - first).days) if first and last else float("inf")
+        written_end = common.when(e, getattr(period, "end", None), "period.end")
+        end = written_end if written_end is not None or e.status in _OPEN_STATUSES else start
+        length = (written_end.latest - start.earliest).total_seconds() if written_end else float("inf")
         stays.append(_Stay(e, setting, start, end, length))
     return stays
 
 
-def _setting_of(record: Any, obs: Any, when: Any, stays: list[_Stay]) -> tuple[str, str | None]:
+def _setting_of(record: Any, obs: Any, when: When, stays: list[_Stay]) -> tuple[str, str | None]:
     """The setting of a score: its own Encounter, else the one Encounter whose period covers it."""
     if obs.encounter is not None:
         target = record.resolve(obs.encounter)
@@ -249,7 +248,7 @@ def _setting_of(record: Any, obs: Any, when: Any, stays: list[_Stay]) -> tuple[s
             setting = _setting(target)
             if setting is not None:
                 return setting, record.ref(target)
-    covering = [s for s in stays if _covers(s.start, s.end, when)]
+    covering = [s for s in stays if when.within(s.start, s.end)]
     settings = {s.setting for s in covering}
     if len(settings) == 1:
         # Several covering encounters of one setting: the shortest stay is the most specific.
@@ -258,22 +257,6 @@ def _setting_of(record: Any, obs: Any, when: Any, stays: list[_Stay]) -> tuple[s
     # None, or covering encounters that disagree (an ED visit and an admission on the same day with
     # no times): the setting stays unknown rather than guessed.
     return "unknown", None
-
-
-def _covers(start: Any, end: Any, when: Any) -> bool:
-    """Whether a period (end None: still open) covers a moment, to the second where both have times."""
-    if isinstance(when, datetime) and isinstance(start, datetime) and (end is None or isinstance(end, datetime)):
-        try:
-            return start <= when and (end is None or when <= end)
-        except TypeError:  # one naive, one aware: fall back to calendar days
-            pass
-    # A partial date ("2025-06", valid FHIR, kept as a string by the R4B models) names no day: an
-    # encounter whose start or end cannot be placed covers nothing (the setting is never guessed).
-    day, first = common.as_date(when), common.as_date(start)
-    last = common.as_date(end) if end is not None else None
-    if day is None or first is None or (end is not None and last is None):
-        return False
-    return first <= day and (last is None or day <= last)
 
 
 # Words of a bodySite that place a pain score on the spine or back (clinical rules I4: the pain of the fracture).
@@ -314,7 +297,7 @@ def _level(obs: Any) -> str | None:
 # --- Roland-Morris ---
 
 
-def _rdq_coded(record: Any, obs: Any) -> tuple[Any, int, Evidence] | None:
+def _rdq_coded(record: Any, obs: Any) -> tuple[When | None, int, Evidence] | None:
     if ctx.finding_code(obs) != finding.RDQ_SCORE:
         return None
     if obs.valueInteger is not None:
@@ -331,17 +314,16 @@ def _rdq_coded(record: Any, obs: Any) -> tuple[Any, int, Evidence] | None:
     return when, int(value), ev
 
 
-def _latest_rdq(found: list[tuple[Any, int, Evidence]], start: date) -> Fact[int]:
-    """The latest RDQ in the episode. A score from before the fracture says nothing about it."""
+def _latest_rdq(found: list[tuple[When | None, int, Evidence]], start: date) -> Fact[int]:
+    """The latest RDQ in the episode (by instant). A score from before the fracture says nothing about it."""
     if not found:
         return Fact.unknown("no Roland-Morris (RDQ) score on record")
-    in_episode = [f for f in found if f[0] is None or ctx.day_of(f[0]) >= start]
+    in_episode = [f for f in found if f[0] is None or f[0].first_day >= start]
     if not in_episode:
-        when, value, ev = max(found, key=lambda f: ctx.sort_key(f[0]))
-        return Fact.unknown(
-            f"the latest Roland-Morris score ({value}, {ctx.day_of(when)}) predates the fracture episode", ev
-        )
+        when, value, ev = max((f for f in found if f[0] is not None), key=lambda f: f[0].order)
+        return Fact.unknown(f"the latest Roland-Morris score ({value}, {when.days}) predates the fracture episode", ev)
     dated = [f for f in in_episode if f[0] is not None]
-    when, value, ev = max(dated or in_episode, key=lambda f: ctx.sort_key(f[0]))
-    note = f"Roland-Morris {value}/24 on {ctx.day_of(when)}" if when is not None else "undated Roland-Morris score"
-    return Fact.present(value, ev, note=note)
+    if not dated:
+        return Fact.present(in_episode[0][1], in_episode[0][2], note="undated Roland-Morris score")
+    when, value, ev = max(dated, key=lambda f: f[0].order)
+    return Fact.present(value, ev, note=f"Roland-Morris {value}/24 on {when.days}")

@@ -21,9 +21,10 @@ another patient's, dated after the as-of date, types never read...); `{}` when n
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
+from fhir_vcf.clinical_time import DayRange
 from fhir_vcf.facts import FractureFacts, ResourceLabel, Status
 from fhir_vcf.outputs.careplan import build_careplan
 from fhir_vcf.rules.judgement import CriterionResult, Judgement
@@ -81,10 +82,14 @@ def patient_detail(facts: FractureFacts) -> dict[str, Any]:
     return out
 
 
-def _day(value: date | datetime | None) -> str | None:
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    return value.isoformat() if isinstance(value, date) else None
+def _days(days: DayRange) -> dict[str, str]:
+    """{"date": the day} for one day; a range (a partial date, an age) adds `dateTo` and the record's own
+    words, so that a picture never draws a month as a day. Open ends take the other end's day."""
+    first = days.first if days.first != date.min else days.last
+    last = days.last if days.last != date.max else days.first
+    if first == last:
+        return {"date": first.isoformat()}
+    return {"date": first.isoformat(), "dateTo": last.isoformat(), "written": days.written or days.isoformat()}
 
 
 def _label(resources: dict[str, ResourceLabel], reference: str | None) -> ResourceLabel | None:
@@ -100,21 +105,21 @@ def render_timeline(judgement: Judgement, facts: FractureFacts, policy: Policy) 
     """
     resources = facts.resources
     onsets: list[dict[str, Any]] = []
-    by_day: dict[str, tuple[list[str], list[str]]] = {}  # one onset per day: its levels and references
+    by_day: dict[DayRange, tuple[list[str], list[str]]] = {}  # one onset per day: its levels and references
     for level, fact in facts.onset.items():
         if fact.status is Status.PRESENT and fact.value is not None:
-            levels, references = by_day.setdefault(_day(fact.value) or "", ([], []))
+            levels, references = by_day.setdefault(fact.value, ([], []))
             levels.append(level)
             references.extend(r for r in fact.references if r not in references)
-    for day, (levels, references) in sorted(by_day.items()):
-        entry: dict[str, Any] = {"date": day, "levels": levels}
+    for days, (levels, references) in sorted(by_day.items(), key=lambda item: (item[0].first, item[0].last)):
+        entry: dict[str, Any] = {**_days(days), "levels": levels}
         if references:
             entry["references"] = references
         onsets.append(entry)
 
     pain = []
     for score in facts.pain_scores:
-        item: dict[str, Any] = {"date": _day(score.when), "value": score.value, "scale": score.scale,
+        item: dict[str, Any] = {**_days(score.when.days), "value": score.value, "scale": score.scale,
                                 "setting": score.setting, "reference": score.reference}
         encounter = _label(resources, score.encounter)
         if score.encounter:
@@ -145,7 +150,7 @@ def render_timeline(judgement: Judgement, facts: FractureFacts, policy: Policy) 
     out: dict[str, Any] = {"onset": onsets, "painScores": pain, "imaging": events["imaging"], "orders": orders,
                            "treatments": events["treatment"], "boneHealth": events["bone-health"]}
     rule = policy.fracture_age
-    if rule.enabled and onsets:
+    if rule.enabled and onsets and "dateTo" not in onsets[0]:  # windows from an exact onset only
         out["windows"] = {"from": onsets[0]["date"], "acuteBelowDays": rule.acute_below_days.value,
                           "maxDays": rule.max_days.value, "source": rule.source}
     symptoms = policy.symptoms

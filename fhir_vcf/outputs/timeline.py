@@ -248,8 +248,9 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl")
         if scale.start <= day <= scale.end:
             x = scale.x(day)
             levels = ", ".join(onset.get("levels") or ())
+            when = f"{day.isoformat()} to {onset['dateTo']}" if onset.get("dateTo") else day.isoformat()
             parts.append(f'<line x1="{x}" y1="18" x2="{x}" y2="{AXIS_Y}" stroke="{COLORS["onset"]}" '
-                         f'stroke-width="2"><title>onset {levels} {day.isoformat()}</title></line>')
+                         f'stroke-width="2"><title>onset {levels} {when}</title></line>')
             parts.append(_text(x + 4, 14, f"onset {levels}".strip(), anchor="start", css="tl-mark",
                                color=COLORS["onset"]))
     x = scale.x(as_of)
@@ -275,8 +276,10 @@ def timeline_items(evaluation: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     timeline = evaluation.get("timeline") or {}
     items: list[tuple[str, str, str]] = []
     for onset in timeline.get("onset") or ():
-        items.append((onset.get("date", ""), f"Symptom onset {', '.join(onset.get('levels') or ())}".strip(),
-                      ", ".join(onset.get("references") or ())))
+        what = f"Symptom onset {', '.join(onset.get('levels') or ())}".strip()
+        if onset.get("dateTo"):  # a partial date or an age: the days it may be, never one invented day
+            what += f", between {onset.get('date')} and {onset['dateTo']} ({onset.get('written', 'a range')})"
+        items.append((onset.get("date", ""), what, ", ".join(onset.get("references") or ())))
     for score in timeline.get("painScores") or ():
         setting = str(score.get("setting") or "unknown")
         where = score.get("encounterLabel") or SETTING_WORDS.get(setting, setting)

@@ -22,8 +22,8 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from fhir_vcf.arguments import share, whole_number
+from fhir_vcf.clinical_time import as_of_argument, today_utc
 from fhir_vcf.config import Settings
-from fhir_vcf.dates import as_of_argument, today_utc
 from fhir_vcf.errors import FhirVcfError
 from fhir_vcf.population import ENGINES
 
@@ -42,7 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="processes (local) or LocalCluster workers (dask); default: one per core")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --engine dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (there is none when stderr is not a terminal)")
     p.add_argument("--export-level", choices=("system", "patient", "group"), default="patient",
                    help="with a server SOURCE: [base]/$export, [base]/Patient/$export (default) or "
                    "[base]/Group/ID/$export")
@@ -118,8 +119,10 @@ def run_population(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         policy = load_policy(args.policy, load_policies())
         folder = _export(args, err) if _is_url(args.source) else Path(args.source)
+        # A bar only on a terminal, as for `evaluate`: in a log file or a pipe it is a line of \r noise.
+        on_terminal = bool(getattr(err, "isatty", lambda: False)())
         engine = make_engine(args.engine, workers=args.workers, scheduler=args.scheduler,
-                             progress=not args.no_progress, err=err)
+                             progress=on_terminal and not args.no_progress, err=err)
         report = run(args.mode, folder, args.out, as_of=args.as_of or today_utc(), policy=policy, engine=engine,
                      all_patients=args.all_patients, source_label=args.source, err=err)
     except FhirVcfError as exc:
@@ -129,7 +132,8 @@ def run_population(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     decisions = ", ".join(f"{k} {v}" for k, v in report.summary.to_dict()["decisions"].items())
     out.write(f"{report.patients} patients read, {report.rows} {unit} ({decisions or 'none'}); "
               f"{report.bad_lines} malformed lines, {report.errors} not evaluated; {report.seconds:.1f} s\n")
-    out.write(f"outputs in {report.out}: evaluations.jsonl table.parquet table.csv summary.html summary.json\n")
+    written = sorted(f"{p.name}/" if p.is_dir() else p.name for p in Path(report.out).iterdir())
+    out.write(f"outputs in {report.out}: {' '.join(written)}\n")
     return EXIT_OK
 
 

@@ -46,7 +46,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
-from fhir_vcf.dates import as_of_argument
+from fhir_vcf.clinical_time import as_of_argument
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
 from fhir_vcf.outputs.cards import DECISION_WORDS

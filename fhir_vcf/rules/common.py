@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
 
 from fhir_vcf.facts import Evidence, Fact, FractureFacts, PainScore, Status
 from fhir_vcf.levels import sort_levels
@@ -79,16 +78,12 @@ def truthy(fact: Fact) -> str:
     return "conflict" if fact.status is Status.CONFLICT else "unknown"
 
 
-def as_date(value: date | datetime) -> date:
-    return value.date() if isinstance(value, datetime) else value
-
-
 def fmt_number(value: float) -> str:
     return f"{value:g}"
 
 
 def fmt_score(score: PainScore) -> str:
-    return f"{score.scale} {fmt_number(score.value)} on {as_date(score.when).isoformat()}"
+    return f"{score.scale} {fmt_number(score.value)} on {score.when.days}"
 
 
 def found_text(fact: Fact) -> str:

@@ -8,6 +8,10 @@ thresholds aside, A56572). All numbers come from the policy.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import date, timedelta
+
+from fhir_vcf.clinical_time import DayRange
 from fhir_vcf.facts import Evidence, Fact, FractureFacts, Method, PainScore, Status
 from fhir_vcf.levels import in_range, position
 from fhir_vcf.rules.common import (
@@ -16,7 +20,6 @@ from fhir_vcf.rules.common import (
     NOT_MET,
     UNKNOWN,
     Outcome,
-    as_date,
     combine,
     fmt_number,
     fmt_score,
@@ -58,34 +61,53 @@ def fracture_age(facts: FractureFacts, policy: Policy, levels: list[str], route:
 
 
 def _age_at(facts: FractureFacts, policy: Policy, level: str) -> Outcome:
+    """Days from onset to the as-of date, counted on the onset's own calendar days. An onset known only
+    as a range (a month, a year, an age) decides only when every day of it gives the same answer
+    (input profile, "Dates and times"); otherwise the fracture age is unknown and the exact date is asked."""
     rule = policy.fracture_age
     fact: Fact = facts.onset.get(level) or Fact.unknown()
     evidence = list(fact.evidence)
     if fact.status is Status.CONFLICT:
         return Outcome(CONFLICT, f"conflicting onset dates ({fact.note or 'sources disagree'})", evidence)
     if fact.status is not Status.PRESENT or fact.value is None:
-        return Outcome(UNKNOWN, "no symptom onset documented", evidence,
+        # A documented onset that names no date says so (and that the recorded date was not used instead).
+        why = fact.note if "onset documented (" in fact.note else "no symptom onset documented"
+        return Outcome(UNKNOWN, why, evidence,
                        missing=[f"the symptom onset date of the {level} fracture (Condition.onsetDateTime)"])
-    onset = as_date(fact.value)
-    days = (facts.as_of - onset).days
+    onset: DayRange = fact.value
     flags = []
     from_recorded = "recorded" in fact.note.lower() or any(
         f.onset_element == "recordedDate" for f in facts.fractures if level in f.levels)
     if from_recorded:
         flags.append(f"{level}: onset taken from the recorded date (no onset documented)")
-    if days < 0:
-        return Outcome(CONFLICT, f"onset {onset.isoformat()} is after the as-of date {facts.as_of.isoformat()}",
-                       evidence, flags=flags)
-    acute, limit = rule.acute_below_days.value, rule.max_days.value
-    if days > limit:
-        status, label = NOT_MET, f"chronic (more than {limit} days)"
-    elif days < acute:
-        status, label = MET, "acute"
-    else:
-        status, label = MET, "subacute"
     anchor = "recorded date" if from_recorded else "onset"
-    return Outcome(status, f"{anchor} {onset.isoformat()}, {days} days before the as-of date: {label}", evidence,
-                   flags=flags)
+    if onset.first > facts.as_of:
+        return Outcome(CONFLICT, f"onset {onset} is after the as-of date {facts.as_of.isoformat()}",
+                       evidence, flags=flags)
+    fewest, most = onset.days_to(facts.as_of)
+    acute, limit = rule.acute_below_days.value, rule.max_days.value
+    if onset.exact:
+        status, label = _age_band(fewest, acute, limit)
+        return Outcome(status, f"{anchor} {onset}, {fewest} days before the as-of date: {label}", evidence,
+                       flags=flags)
+    (low_status, _), (high_status, _) = _age_band(fewest, acute, limit), _age_band(most, acute, limit)
+    bands = " or ".join(label for label, lo, hi in (("acute", 0, acute - 1), ("subacute", acute, limit),
+                                                    (f"chronic (more than {limit} days)", limit + 1, most))
+                        if lo <= most and fewest <= hi)
+    days = f"at least {fewest}" if onset.first == date.min else f"{fewest} to {most}"
+    span = f"{anchor} {onset}, {days} days before the as-of date"
+    if low_status == high_status:
+        return Outcome(low_status, f"{span}: {bands} on every day of the range", evidence, flags=flags)
+    return Outcome(UNKNOWN, f"{span}: {bands} depending on the day", evidence, flags=flags,
+                   missing=[f"the exact symptom onset date of the {level} fracture (documented only as "
+                            f"{onset}; {limit} days before the as-of date is "
+                            f"{(facts.as_of - timedelta(days=limit)).isoformat()})"])
+
+
+def _age_band(days: int, acute: int, limit: int) -> tuple[str, str]:
+    if days > limit:
+        return NOT_MET, f"chronic (more than {limit} days)"
+    return MET, "acute" if days < acute else "subacute"
 
 
 # --------------------------------------------------------------------------- I2 level
@@ -203,18 +225,40 @@ def symptoms(facts: FractureFacts, policy: Policy, levels: list[str], route: str
     if not facts.pain_scores:
         return result("I4", rule.title, INCLUSION, rule.source, UNKNOWN, "no pain score in the fracture episode",
                       missing=[PAIN_SCORE_MISSING])
+    source = f"{rule.source}; A56572" if route == "malignant" else rule.source
     latest = facts.pain_scores[-1]
+    outcome = _symptoms_if_latest(facts, policy, levels, route, latest)
+    # "Latest" is decided on instants: a score whose time overlaps the latest one's (two scores dated
+    # "2025-06", or one day written without a time) may be the later. Decide only when every such
+    # order gives the same answer (input profile, "Dates and times"). Components of one panel
+    # Observation share its time by definition: their order is the record's, not a question of dates.
+    rivals = [s for s in facts.pain_scores[:-1]
+              if s.reference != latest.reference and not s.when.before(latest.when)]
+    for rival in rivals:
+        other = _symptoms_if_latest(facts, policy, levels, route, rival)
+        if other.status != outcome.status:
+            scores = ", ".join(f"{fmt_score(s)} ({s.reference})" for s in (*rivals, latest))
+            outcome = Outcome(
+                UNKNOWN, f"the order of the latest pain scores cannot be told from their dates ({scores}): "
+                f"{outcome.status} if {latest.reference} is the latest ({outcome.reason}), {other.status} if "
+                f"{rival.reference} is ({other.reason})", outcome.evidence + other.evidence,
+                [f"the date and time each pain score was taken ({scores})"])
+            break
+    return result("I4", rule.title, INCLUSION, source, outcome.status, outcome.reason, [outcome])
+
+
+def _symptoms_if_latest(facts: FractureFacts, policy: Policy, levels: list[str], route: str,
+                        latest: PainScore) -> Outcome:
+    """I4 judged with `latest` as the last pain score of the episode (the others before it, in order)."""
+    if latest is not facts.pain_scores[-1]:
+        facts = replace(facts, pain_scores=(*(s for s in facts.pain_scores if s is not latest), latest))
     if route == "malignant":
-        outcome = _painful_lesion(facts, policy, latest)
-        return result("I4", rule.title, INCLUSION, f"{rule.source}; A56572", outcome.status, outcome.reason, [outcome])
-    hospital_min = rule.hospitalized_min_score.value
-    if hospital_min is None or latest.setting == "ambulatory":
-        outcome = _outpatient(facts, policy, levels, latest)
-    elif latest.setting == "hospitalized":
-        outcome = _hospitalized(policy, latest)
-    else:
-        outcome = _either_setting(facts, policy, levels, latest)
-    return result("I4", rule.title, INCLUSION, rule.source, outcome.status, outcome.reason, [outcome])
+        return _painful_lesion(facts, policy, latest)
+    if policy.symptoms.hospitalized_min_score.value is None or latest.setting == "ambulatory":
+        return _outpatient(facts, policy, levels, latest)
+    if latest.setting == "hospitalized":
+        return _hospitalized(policy, latest)
+    return _either_setting(facts, policy, levels, latest)
 
 
 def _score_evidence(*scores: PainScore | None) -> list[Evidence]:
@@ -281,13 +325,20 @@ def _nsm(facts: FractureFacts, policy: Policy) -> Outcome:
         return Outcome(MET, f"despite non-surgical management ({kinds})", ev)
     start = facts.nsm_start
     if start.status is Status.PRESENT and start.value is not None:
-        days = (facts.as_of - as_date(start.value)).days
+        # A start known only as a range decides when every day of it does (input profile, "Dates and times").
+        fewest, most = start.value.days_to(facts.as_of)
+        days = f"{fewest}" if fewest == most else f"{fewest} to {most}"
         ev.extend(start.evidence)
-        if days >= min_days:
-            return Outcome(MET, f"non-surgical management ({kinds}) since {as_date(start.value)}, {days} days "
+        if fewest >= min_days:
+            return Outcome(MET, f"non-surgical management ({kinds}) since {start.value}, {days} days "
                            f">= {min_days}", ev)
-        return Outcome(NOT_MET, f"non-surgical management ({kinds}) since {as_date(start.value)}, {days} days "
-                       f"< {min_days}", ev)
+        if most < min_days:
+            return Outcome(NOT_MET, f"non-surgical management ({kinds}) since {start.value}, {days} days "
+                           f"< {min_days}", ev)
+        return Outcome(UNKNOWN, f"non-surgical management ({kinds}) since {start.value}, {days} days "
+                       f"({min_days} required)", ev,
+                       missing=[f"the exact start date of non-surgical management ({min_days} days required; "
+                                f"documented only as {start.value})"])
     return Outcome(UNKNOWN, f"non-surgical management ({kinds}) documented, duration unknown (>= {min_days} days "
                    "required)", ev,
                    missing=[f"the start date of non-surgical management ({min_days} days required)"])

@@ -26,7 +26,7 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
 from fhir_vcf import logs
-from fhir_vcf.dates import parse_as_of, today_utc
+from fhir_vcf.clinical_time import parse_as_of, today_utc
 from fhir_vcf.errors import ConfigError, InputError, NotFoundError, UpstreamError
 from fhir_vcf.record import PatientRecord, entries_of, load_resources, relative_reference
 from fhir_vcf.service import problems

@@ -597,7 +597,11 @@ def init_cors(app: Flask, settings: Settings) -> None:
 
     origins = _cors_origins(settings.cors_origins)
     if not origins:
-        log.info("cors: no FHIR_VCF_CORS_ORIGINS; browsers on other origins cannot call the service")
+        if settings.demo:  # demo_fhir.init_demo_cors answers loopback browsers from any origin
+            log.info("cors: no FHIR_VCF_CORS_ORIGINS; demo mode: browsers on this machine may call the CDS "
+                     "Hooks and demo FHIR endpoints from any origin, others cannot")
+        else:
+            log.info("cors: no FHIR_VCF_CORS_ORIGINS; browsers on other origins cannot call the service")
         return
     if "*" in origins:
         log.warning("cors: FHIR_VCF_CORS_ORIGINS contains '*': any web page may call the service")

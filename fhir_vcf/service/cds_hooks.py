@@ -42,7 +42,7 @@ from flask import Blueprint, Response, request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from fhir_vcf.dates import parse_as_of, today_utc
+from fhir_vcf.clinical_time import parse_as_of, today_utc
 from fhir_vcf.errors import InputError, Unavailable
 from fhir_vcf.evaluation import ordered_technique
 from fhir_vcf.outputs.cards import CardSource, OrderContext, render_cards

@@ -67,7 +67,7 @@ from urllib.parse import parse_qsl, urlencode
 from fhir.resources.R4B import get_fhir_model_class
 from flask import Blueprint, Flask, Response, current_app, request
 
-from fhir_vcf.dates import parse_as_of
+from fhir_vcf.clinical_time import parse_as_of
 from fhir_vcf.errors import ConfigError, FhirVcfError
 from fhir_vcf.service.outcomes import FHIR_JSON, operation_outcome
 from fhir_vcf.sources.files import bundle_files, parse_json

@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import NamedTuple
 
-from fhir_vcf.dates import parse_as_of
+from fhir_vcf.clinical_time import parse_as_of
 from fhir_vcf.errors import InputError
 
 

@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from fhir_vcf import clinical_time
 from fhir_vcf.errors import InputError
 
 # Token search parameter → the element it reads (FHIR R4 search parameter definitions).
@@ -143,19 +144,16 @@ class QueryError(InputError):
 
 
 def parse_instant(value: Any) -> datetime | None:
-    """A FHIR date/dateTime/instant as an aware datetime (partial dates at their start), else None."""
+    """A FHIR date/dateTime/instant as an aware datetime (partial dates at their start), else None.
+
+    Read by `fhir_vcf.clinical_time`, as the mappers read it: an instant with its offset."""
     if not isinstance(value, str) or not value:
         return None
-    text = value.strip()
-    if re.fullmatch(r"\d{4}", text):
-        text += "-01-01"
-    elif re.fullmatch(r"\d{4}-\d{2}", text):
-        text += "-01"
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        found = clinical_time.parse(value)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return found.earliest if found is not None else None
 
 
 def clinical_date(resource: Mapping[str, Any]) -> datetime | None:
