@@ -35,6 +35,49 @@ def compile_terms(patterns: Iterable[str]) -> re.Pattern[str]:
     return re.compile(r"\b(?:" + "|".join(f"(?:{p})" for p in patterns) + r")\b", re.IGNORECASE)
 
 
+_GROUP_REFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+
+
+class TermFilter:
+    """Whether a text can hold a term of a family: one pass of the terms joined into one pattern,
+    instead of one pass per term, and remembered for short texts (a vital sign's name, a drug's
+    display, a visit type recur on every visit of a record). A text it passes is then read term by
+    term as before; a text it stops holds none of the terms, so nothing is lost.
+    """
+
+    SHORT = 200  # longer texts (report prose) are searched every time
+    LIMIT = 10_000  # short texts remembered per family; then the memory is emptied and refills (~3 MiB)
+
+    def __init__(self, patterns: Iterable[re.Pattern[str]]) -> None:
+        self.pattern = _joined(list(patterns))
+        self._seen: dict[str, bool] = {}
+
+    def may_match(self, body: str) -> bool:
+        if self.pattern is None:
+            return True
+        if len(body) > self.SHORT:
+            return self.pattern.search(body) is not None
+        found = self._seen.get(body)
+        if found is None:
+            found = self.pattern.search(body) is not None
+            if len(self._seen) >= self.LIMIT:
+                self._seen.clear()
+            self._seen[body] = found
+        return found
+
+
+def _joined(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One pattern matching wherever any of `patterns` would; None when they cannot be joined without
+    changing their meaning (different flags, group back-references)."""
+    if not patterns or len({p.flags for p in patterns}) != 1 or any(
+            _GROUP_REFERENCE.search(p.pattern) for p in patterns):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), patterns[0].flags)
+    except re.error:  # e.g. one group name in two patterns
+        return None
+
+
 def icd_key(code: str) -> str:
     return code.replace(".", "").strip().upper()
 
@@ -138,8 +181,16 @@ def _medication_of(resource: Any, record: Any) -> Any:
     return target if target is not None and target.get_resource_type() == "Medication" else None
 
 
+_ANY_NAME: dict[int, tuple[Mapping[str, re.Pattern[str]], TermFilter]] = {}
+
+
 def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, Assertion]]:
     """(canonical name, assertion) for each name pattern a medication text states as given."""
+    joined = _ANY_NAME.get(id(names))
+    if joined is None or joined[0] is not names:
+        joined = _ANY_NAME[id(names)] = (names, TermFilter(names.values()))
+    if not joined[1].may_match(body):
+        return []
     found = []
     for name, pattern in names.items():
         for _, said in tried(pattern, body):

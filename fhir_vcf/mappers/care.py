@@ -150,6 +150,8 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     for resource, ref, element, body in _narratives(record):
         if common.after(resource, as_of) or _not_done(resource):
             continue
+        if not _ANY_CARE_TEXT.may_match(body):
+            continue  # none of the terms below occurs: one pass instead of one per family
         for kind, pattern in _TEXT_KINDS.items():
             for m, said in ctx.tried(pattern, body):
                 if kind != "brace" or _spinal_brace(body, m):
@@ -184,6 +186,10 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
         "nsm_start": _nsm_start(nsm_dates),
         "events": sorted(dict.fromkeys(events), key=lambda e: (e.day, e.kind, e.label)),
     }
+
+
+# Every family the narrative loop above scans for, joined (a prefilter; `ctx.TermFilter`).
+_ANY_CARE_TEXT = ctx.TermFilter([*_TEXT_KINDS.values(), _ANALGESIC_TEXT, _OSTEOPOROSIS_TEXT, _DXA_TEXT, _PROGRAM_TEXT])
 
 
 def _nsm_start(dated: list[tuple[DayRange, Evidence]]) -> Fact[DayRange]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from fhir_vcf import clinical_time
 from fhir_vcf.clinical_time import When
+from fhir_vcf.elements import Element, Elements
 from fhir_vcf.errors import InputError
 from fhir_vcf.facts import Coding, Evidence, Method
 from fhir_vcf.mappers.codes.icd10cm import spelled
@@ -18,8 +19,33 @@ from fhir_vcf.record import attachment_text, attachments
 HISTORICAL_STATUSES = frozenset({"inactive", "resolved", "remission"})
 
 
+_MEMOISED = (Element, Elements)  # a tuple: isinstance checks it faster than a union
+
+
+def memo_of(node: Any) -> dict[str, Any] | None:
+    """The cache of what the mappers derive from one element of the record (see `fhir_vcf.elements`),
+    so that a date or a coding is worked out once per record however many mappers ask; None for
+    models built elsewhere (tests, a draft order), which are simply read again."""
+    if not isinstance(node, _MEMOISED):
+        return None
+    memo = node._memo
+    if memo is None:
+        memo = node._memo = {}
+    return memo
+
+
 def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]:
     """Each coding of a CodeableConcept (or a list of them) as (Coding, element path)."""
+    memo = memo_of(concept)
+    if memo is None:
+        return _codings(concept, element)
+    found = memo.get(("codings", element))
+    if found is None:
+        found = memo[("codings", element)] = list(_codings(concept, element))
+    return iter(found)
+
+
+def _codings(concept: Any, element: str) -> Iterator[tuple[Coding, str]]:
     concepts = concept if isinstance(concept, list) else [concept]
     for i, cc in enumerate(concepts):
         if cc is None:
@@ -35,6 +61,16 @@ def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]
 
 def texts(concept: Any, element: str = "code") -> Iterator[tuple[str, str]]:
     """The human text of a CodeableConcept (or list): `text`, then each coding's display."""
+    memo = memo_of(concept)
+    if memo is None:
+        return _texts(concept, element)
+    found = memo.get(("texts", element))
+    if found is None:
+        found = memo[("texts", element)] = list(_texts(concept, element))
+    return iter(found)
+
+
+def _texts(concept: Any, element: str) -> Iterator[tuple[str, str]]:
     concepts = concept if isinstance(concept, list) else [concept]
     for i, cc in enumerate(concepts):
         if cc is None:
@@ -124,6 +160,16 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
     Never meta.lastUpdated: a record re-saved today is not a fracture seen today.
     """
+    memo = memo_of(resource)
+    if memo is None:
+        return _clinical_when(resource)
+    found = memo.get("clinical_when")
+    if found is None:
+        found = memo["clinical_when"] = _clinical_when(resource)
+    return found
+
+
+def _clinical_when(resource: Any) -> tuple[When | None, str]:
     for path, element in _date_elements(type(resource)):
         value = getattr(resource, path[0])
         for name in path[1:]:
@@ -172,23 +218,35 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
     )
     for resource in record.of_type(*wanted):
         ref = record.ref(resource)
-        code = field(resource, "code")
-        if getattr(code, "text", None):
-            yield resource, ref, "code.text", code.text
-        for text, element in notes(resource):
+        memo = memo_of(resource)
+        found = memo.get("free_texts") if memo is not None else None
+        if found is None:
+            found = list(_free_texts(resource))
+            if memo is not None:
+                memo["free_texts"] = found
+        for element, text in found:
             yield resource, ref, element, text
-        for value, element in report_texts(resource):
-            yield resource, ref, element, value
-        for name in ("valueString", "description"):
-            value = field(resource, name)
-            if value:
-                yield resource, ref, name, value
-        for i, series in enumerate(field(resource, "series") or []):
-            if series.description:
-                yield resource, ref, f"series[{i}].description", series.description
-        for i, reason in enumerate(field(resource, "reasonCode") or []):
-            if reason.text:
-                yield resource, ref, f"reasonCode[{i}].text", reason.text
+
+
+def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:
+    """(element, text) of one resource's narrative-bearing elements, in `free_texts` order."""
+    code = field(resource, "code")
+    if getattr(code, "text", None):
+        yield "code.text", code.text
+    for text, element in notes(resource):
+        yield element, text
+    for value, element in report_texts(resource):
+        yield element, value
+    for name in ("valueString", "description"):
+        value = field(resource, name)
+        if value:
+            yield name, value
+    for i, series in enumerate(field(resource, "series") or []):
+        if series.description:
+            yield f"series[{i}].description", series.description
+    for i, reason in enumerate(field(resource, "reasonCode") or []):
+        if reason.text:
+            yield f"reasonCode[{i}].text", reason.text
 
 
 def report_texts(resource: Any) -> Iterator[tuple[str, str]]:

@@ -289,8 +289,8 @@ def exclusion_mentions(body: str | None) -> list[ExclusionMention]:
     attribution), in reading order, each with its assertion. The mapper's one way of reading exclusion
     text, for any report or note ("INDICATION: r/o discitis" is the question the report answers:
     hypothetical, no finding)."""
-    if not body:
-        return []
+    if not body or not _ANY_EXCLUSION_TEXT.may_match(body):
+        return []  # none of the words below occurs: one pass instead of one per family
     found = [ExclusionMention(key, TERM, m, said)
              for key, pattern in (*_TEXT.items(), ("pain_elsewhere", _PAIN_ELSEWHERE))
              for m, said in assertion.scan(pattern, body)]
@@ -301,6 +301,11 @@ def exclusion_mentions(body: str | None) -> list[ExclusionMention]:
     found += [ExclusionMention("instability", TERM, m, assertion.read_mention(body, m.start(), m.end()))
               for m in _INSTABILITY.finditer(body) if _spinal(body, m)]
     return sorted(found, key=lambda x: x.match.start())
+
+
+# Every family `exclusion_mentions` reads, joined (a prefilter; `ctx.TermFilter`).
+_ANY_EXCLUSION_TEXT = ctx.TermFilter([*_TEXT.values(), *_NORMAL.values(), _INSTABILITY, _PAIN_ELSEWHERE,
+                                      _PAIN_AT_FRACTURE])
 
 
 def _spinal(body: str, m: re.Match[str]) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from fhir_vcf.facts import Evidence, Method
 from fhir_vcf.mappers import assertion, text
+from fhir_vcf.mappers._context import TermFilter
 from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, NEGATED, POSSIBLE, RESOLVED, Assertion
 from fhir_vcf.mappers.codes import dicom
 from fhir_vcf.mappers.imaging_signals import ImagingScan, Signal, SignalSource
@@ -127,6 +128,7 @@ _ANY_CUE = re.compile(
     r"|further|interval|stable|unchanged|mild|moderate|severe|genant|%|percent",
     _I,
 )
+_CUES = TermFilter([_ANY_CUE])  # the same test for a whole text, remembered for short ones
 # A disc space ("L4-5", "L5-S1", "T12/L1"): canal narrowing there is degenerative, not the fracture.
 _DISC_LEVEL = re.compile(r"\b(?:th|[ctls])[\s\-]?\d{1,2}\s*[-/–]\s*(?:(?:th|[ctls])[\s\-]?)?\d{1,2}\b|\bdis[ck]", _I)
 # Sentences end at ".", ";" or a line break; a decimal point ("2.5 cm") does not end one.
@@ -178,7 +180,7 @@ def _comma_pieces(sentence: str) -> list[str]:
 
 def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: str) -> None:
     """Every imaging statement in a text, each attributed to the levels of its part of the sentence."""
-    if not _ANY_CUE.search(value):
+    if not _CUES.may_match(value):
         return  # nothing an imaging fact could come from: skip the sentence work
     whole_levels = text.find_levels(value)
     text_default = tuple(whole_levels) if len(whole_levels) == 1 else source.fallback_levels

@@ -1,0 +1,177 @@
+"""The record's resources are `fhir_vcf.elements` Elements: they must read exactly as the R4B models.
+
+The mappers were written against fhir.resources models; the record now hands them Elements built
+without a model (issue 11). These tests hold the two to each other: same values and Python types
+for every element of every resource in the samples and test bundles, the same refusals for bad
+input (and the same error, worded by the model), and the same attribute behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_vcf.elements import Element, NotValid, read_resource
+from fhir_vcf.errors import InputError
+from fhir_vcf.mappers import _context as ctx
+from fhir_vcf.mappers import care, exclusions
+from fhir_vcf.record import USED_TYPES, load_document, validate_resource
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLES = sorted(p for folder in ("samples", "tests/data/unseen", "tests/data/unseen-exports", "tests/data/realistic")
+                 for p in (ROOT / folder).glob("*.json") if p.name != "expected.json")
+
+
+def _resources(path: Path) -> list[dict[str, Any]]:
+    doc = json.loads(path.read_text())
+    entries = doc.get("entry", []) if doc.get("resourceType") == "Bundle" else [{"resource": doc}]
+    return [e["resource"] for e in entries if e.get("resource", {}).get("resourceType") in USED_TYPES]
+
+
+def _plain(value: Any) -> Any:
+    """Every element, present or not, with its Python type: what a mapper could observe."""
+    if hasattr(type(value), "model_fields"):
+        return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return (type(value).__name__, repr(value)) if value is not None else None
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_resource_reads_as_its_r4b_model(path):
+    for data in _resources(path):
+        model = validate_resource(data, source=path.name, label=str(data.get("id")))
+        assert _plain(read_resource(data)) == _plain(model), data.get("id")
+
+
+OBSERVATION = {"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "NRS"},
+               "subject": {"reference": "Patient/p"}}
+
+# Each: what the R4B model says of it (valid or which element is wrong); the walk must agree.
+EDGES = [
+    ({"valueQuantity": {"value": "1.5"}}, None),
+    ({"valueInteger": 2.0}, None),
+    ({"valueInteger": 2.5}, "valueInteger"),
+    ({"valueInteger": 2**40}, "valueInteger"),
+    ({"status": "  "}, "status"),
+    ({"status": " final"}, "status"),
+    ({"status": None}, "status"),
+    ({"status": None, "_status": {"extension": [{"url": "urn:x", "valueString": "unknown"}]}}, None),
+    ({"code": json.dumps({"text": "x"})}, None),
+    ({"code": "NRS"}, "code"),
+    ({"category": [None]}, "category"),
+    ({"category": {"text": "x"}}, "category"),
+    ({"bodySite": [{"text": "T12"}]}, "bodySite"),
+    ({"effectiveDateTime": "2024-02-30"}, "effectiveDateTime"),
+    ({"effectiveDateTime": "2024-06-01T10:00:00"}, "effectiveDateTime"),
+    ({"issued": "2024-06-01"}, "issued"),
+    ({"effectiveDateTime": "2024", "effectivePeriod": {"start": "2024"}}, "effective[x]"),
+    ({"component": [{"code": {"text": "a"}, "valueInteger": 1, "valueString": "x"}]}, "component[0].value[x]"),
+    ({"component": [{"valueInteger": 1}]}, "component[0].code"),
+    ({"note": [{"text": "a", "authorString": "x", "authorReference": {"reference": "x"}}]}, "note[0].author[x]"),
+    ({"contained": [{"resourceType": "Medication", "id": "m", "code": {"text": "x"}}]}, None),
+    ({"contained": [{"resourceType": "Medication", "id": "m", "bogus": 1}]}, "contained[0].bogus"),
+    ({"contained": [{"resourceType": "Foo", "id": "z"}]}, "contained[0].resourceType"),
+    ({"code": {"coding": [{"code": "x  y"}]}}, "code.coding[0].code"),
+    ({"identifier": [{"value": "v", "_value": {"extension": [{"url": "urn:x", "valueCode": "x"}]}}]}, None),
+    ({"onsetDateTime": "2024"}, "onsetDateTime"),
+    ({"valueTime": "25:00:00"}, "valueTime"),
+]
+
+
+@pytest.mark.parametrize(("extra", "element"), EDGES, ids=[json.dumps(e)[:40] for e, _ in EDGES])
+def test_the_walk_refuses_what_the_model_refuses_and_loading_names_the_element(extra, element):
+    data = {**OBSERVATION, **extra}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": data}]}
+    if element is None:
+        assert _plain(read_resource(data)) == _plain(validate_resource(data, source="x", label="o"))
+        assert load_document(bundle, source="x")
+        return
+    with pytest.raises(NotValid):
+        read_resource(data)
+    with pytest.raises(InputError) as info:
+        load_document(bundle, source="x")
+    assert (info.value.resource, info.value.element) == ("Observation/o", element)
+
+
+def test_elements_read_like_models():
+    enc = read_resource({"resourceType": "Encounter", "id": "e", "status": "finished",
+                         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                         "period": {"start": "2025-06-01T10:00:00+02:00", "end": "2025-06"}})
+    assert isinstance(enc, Element) and enc.get_resource_type() == "Encounter"
+    assert enc.class_fhir.code == "IMP"  # `class` is a Python keyword: the models call it class_fhir
+    assert enc.period.start == datetime.fromisoformat("2025-06-01T10:00:00+02:00")
+    assert enc.period.end == "2025-06"  # a partial dateTime stays a string, as in the models
+    assert enc.subject is None and enc.hospitalization is None  # absent elements of the type
+    with pytest.raises(AttributeError):
+        enc.effectiveDateTime  # noqa: B018  (not an element of Encounter, as with the model)
+    obs = read_resource({**OBSERVATION, "effectiveDateTime": "2025-06-01", "valueQuantity": {"value": 7.5}})
+    assert obs.effectiveDateTime == date(2025, 6, 1) and obs.valueQuantity.value == Decimal("7.5")
+    assert pickle.loads(pickle.dumps(obs)) == obs  # population engines ship records between processes
+
+
+def test_noise_is_skipped_before_it_is_checked():
+    # Recorded in error: never read, so never validated (input profile, rule 3); its bad date is no error.
+    noise = {**OBSERVATION, "status": "entered-in-error", "effectiveDateTime": "yesterday"}
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": {"resourceType": "Patient", "id": "p"}}, {"resource": noise}]}
+    (record,) = load_document(bundle, source="x")
+    assert record.of_type("Observation") == []
+
+
+def _texts() -> list[str]:
+    found = []
+    for path in BUNDLES:
+        for data in _resources(path):
+            found.extend(v for v in _strings(data) if len(v) > 3)
+    return found
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return [node] if isinstance(node, str) else []
+
+
+@pytest.mark.parametrize("family", ["care", "exclusions", "analgesics"])
+def test_a_joined_family_matches_exactly_where_one_of_its_terms_does(family):
+    patterns = {
+        "care": [*care._TEXT_KINDS.values(), care._ANALGESIC_TEXT, care._OSTEOPOROSIS_TEXT, care._DXA_TEXT,
+                 care._PROGRAM_TEXT],
+        "exclusions": [*exclusions._TEXT.values(), *exclusions._NORMAL.values(), exclusions._INSTABILITY,
+                       exclusions._PAIN_ELSEWHERE, exclusions._PAIN_AT_FRACTURE],
+        "analgesics": list(care._ANALGESIC_NAMES.values()),
+    }[family]
+    joined = ctx.TermFilter(patterns)
+    assert joined.pattern is not None
+    texts = _texts()
+    hits = 0
+    for body in texts:
+        expected = any(p.search(body) for p in patterns)
+        assert (joined.pattern.search(body) is not None) == expected == joined.may_match(body), body
+        assert joined.may_match(body) == expected  # and again, remembered
+        hits += expected
+    assert 0 < hits < len(texts)  # the texts exercise both answers
+
+
+def test_remembered_texts_stay_bounded_and_answers_stay_right(monkeypatch):
+    # Both memories hold texts from the input: bounded, emptied when full, never a different answer.
+    words = ctx.TermFilter([ctx.compile_terms(["kyphoplasty"])])
+    monkeypatch.setattr(ctx.TermFilter, "LIMIT", 5)
+    for i in range(12):
+        assert words.may_match(f"s/p kyphoplasty {i}") and not words.may_match(f"knee {i}")
+        assert len(words._seen) <= 5
+    from fhir_vcf.elements import _Primitive
+
+    monkeypatch.setattr(_Primitive, "LIMIT", 5)
+    for i in range(1, 13):
+        obs = read_resource({**OBSERVATION, "effectiveDateTime": f"2025-06-{i:02d}"})
+        assert obs.effectiveDateTime == date(2025, 6, i)
