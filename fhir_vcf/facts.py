@@ -15,6 +15,7 @@ Status meanings, for every fact:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -259,7 +260,8 @@ class FractureFacts:
     - imaging: short readable lines for the studies seen ("MR 2025-06-05 (ImagingStudy/mri-1), STIR").
     - patient_name, patient_identifiers: as the Patient resource gives them (for a page a person
       reads; never logged, never used by the rules).
-    - resources: reference → ResourceLabel for every visible resource, so outputs can name evidence.
+    - resources: reference → ResourceLabel for every visible resource, so outputs can name evidence
+      (labelled when first asked for: `fhir_vcf.mappers.describe.ResourceLabels`).
     - events: dated imaging, treatment and bone-health events of the record, oldest first, for the
       timeline of the explanation page (context only: no rule reads them).
     - skipped: reason → number of resources (or attachments) set aside unread: entered in error,
@@ -307,7 +309,7 @@ class FractureFacts:
     imaging: tuple[str, ...] = ()
     patient_name: str = ""
     patient_identifiers: tuple[str, ...] = ()
-    resources: dict[str, ResourceLabel] = field(default_factory=dict)
+    resources: Mapping[str, ResourceLabel] = field(default_factory=dict)
     events: tuple[EpisodeEvent, ...] = ()
     skipped: dict[str, int] = field(default_factory=dict)
 

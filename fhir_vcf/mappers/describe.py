@@ -9,6 +9,7 @@ them and no rule ever sees them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fhir_vcf.facts import ResourceLabel
@@ -123,12 +124,43 @@ def label_of(resource: Any, record: Any) -> str:
     return _short(words) if words else _FALLBACK.get(rtype, rtype)
 
 
-def describe_resources(record: Any) -> dict[str, ResourceLabel]:
-    """reference → ResourceLabel for every resource the (date-filtered) record shows."""
-    out: dict[str, ResourceLabel] = {}
-    for rtype in _FALLBACK:
-        for resource in record.of_type(rtype):
-            ref = record.ref(resource)
-            if ref not in out:
-                out[ref] = ResourceLabel(label_of(resource, record), common.clinical_day(resource))
-    return out
+class ResourceLabels(Mapping[str, ResourceLabel]):
+    """reference → ResourceLabel for every resource the (date-filtered) record shows, each label worked
+    out when it is first asked for. The outputs ask only for the resources the evaluation cites (its
+    evidence, its onsets), a few dozen of a record's thousands, and a label (the resource's words and
+    its clinical day) was most of what describing every resource cost. Which references are described,
+    and which resource a reference names when two share it (the first of `_FALLBACK`'s types, in record
+    order), are exactly what describing them all gave."""
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+        self._targets: dict[str, Any] | None = None
+        self._labels: dict[str, ResourceLabel] = {}
+
+    def _resources(self) -> dict[str, Any]:
+        if self._targets is None:
+            targets: dict[str, Any] = {}
+            for rtype in _FALLBACK:
+                for resource in self._record.of_type(rtype):
+                    targets.setdefault(self._record.ref(resource), resource)
+            self._targets = targets
+        return self._targets
+
+    def __getitem__(self, reference: str) -> ResourceLabel:
+        label = self._labels.get(reference)
+        if label is None:
+            resource = self._resources()[reference]
+            label = self._labels[reference] = ResourceLabel(label_of(resource, self._record),
+                                                            common.clinical_day(resource))
+        return label
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resources())
+
+    def __len__(self) -> int:
+        return len(self._resources())
+
+
+def describe_resources(record: Any) -> Mapping[str, ResourceLabel]:
+    """reference → ResourceLabel for every resource the (date-filtered) record shows (`ResourceLabels`)."""
+    return ResourceLabels(record)

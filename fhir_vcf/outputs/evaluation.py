@@ -21,6 +21,7 @@ another patient's, dated after the as-of date, types never read...); `{}` when n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -92,7 +93,7 @@ def _days(days: DayRange) -> dict[str, str]:
     return {"date": first.isoformat(), "dateTo": last.isoformat(), "written": days.written or days.isoformat()}
 
 
-def _label(resources: dict[str, ResourceLabel], reference: str | None) -> ResourceLabel | None:
+def _label(resources: Mapping[str, ResourceLabel], reference: str | None) -> ResourceLabel | None:
     return resources.get(reference) if reference else None
 
 
@@ -163,7 +164,7 @@ def render_timeline(judgement: Judgement, facts: FractureFacts, policy: Policy) 
 
 
 def render_criterion(
-    c: CriterionResult, policy: Policy | None = None, resources: dict[str, ResourceLabel] | None = None
+    c: CriterionResult, policy: Policy | None = None, resources: Mapping[str, ResourceLabel] | None = None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": c.id,
