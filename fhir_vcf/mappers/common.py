@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -34,15 +34,21 @@ def memo_of(node: Any) -> dict[str, Any] | None:
     return memo
 
 
-def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]:
-    """Each coding of a CodeableConcept (or a list of them) as (Coding, element path)."""
+def _remembered(concept: Any, key: tuple[str, str], compute: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+    """What `compute` yields for an input element, worked out once and kept on it (models built
+    elsewhere, which have no memo, are simply read again)."""
     memo = memo_of(concept)
     if memo is None:
-        return _codings(concept, element)
-    found = memo.get(("codings", element))
+        return compute()
+    found = memo.get(key)
     if found is None:
-        found = memo[("codings", element)] = list(_codings(concept, element))
+        found = memo[key] = list(compute())
     return iter(found)
+
+
+def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]:
+    """Each coding of a CodeableConcept (or a list of them) as (Coding, element path)."""
+    return _remembered(concept, ("codings", element), lambda: _codings(concept, element))
 
 
 def _codings(concept: Any, element: str) -> Iterator[tuple[Coding, str]]:
@@ -61,13 +67,7 @@ def _codings(concept: Any, element: str) -> Iterator[tuple[Coding, str]]:
 
 def texts(concept: Any, element: str = "code") -> Iterator[tuple[str, str]]:
     """The human text of a CodeableConcept (or list): `text`, then each coding's display."""
-    memo = memo_of(concept)
-    if memo is None:
-        return _texts(concept, element)
-    found = memo.get(("texts", element))
-    if found is None:
-        found = memo[("texts", element)] = list(_texts(concept, element))
-    return iter(found)
+    return _remembered(concept, ("texts", element), lambda: _texts(concept, element))
 
 
 def _texts(concept: Any, element: str) -> Iterator[tuple[str, str]]:
