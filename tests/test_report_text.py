@@ -159,7 +159,8 @@ def test_exam_and_infection_words(words: str, fact: str, reading: str) -> None:
 
 
 @pytest.mark.parametrize("words", ["Aseptic loosening of the hip prosthesis.", "Pain 4/5 with walking.",
-                                   "Legs 5/5."])
+                                   "Legs 5/5.", "Sepsis protocol education given to the family.",
+                                   "Nurse reviewed the sepsis bundle order set.", "Sepsis pathway not activated."])
 def test_words_that_are_no_exclusion(words: str) -> None:
     assert [(f.fact, f.reading) for f in read_report_text(words, modality=None)
             if f.reading == "present"] == []
