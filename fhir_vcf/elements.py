@@ -213,7 +213,8 @@ def _is_resource(model: type) -> bool:
 _MODELS: dict[str, type | None] = {}
 
 
-def _model_of(rtype: Any) -> type | None:
+def model_of(rtype: Any) -> type | None:
+    """The R4B model class of a resource type name, or None when R4B has no such type."""
     if not isinstance(rtype, str) or not rtype:
         return None
     if rtype in _MODELS:
@@ -229,7 +230,7 @@ def _model_of(rtype: Any) -> type | None:
 
 def read_resource(data: dict[str, Any]) -> Element:
     """The resource as an Element, or NotValid when the R4B model would refuse it."""
-    model = _model_of(data.get("resourceType"))
+    model = model_of(data.get("resourceType"))
     if model is None:
         raise NotValid
     return _read(data, _table(model), 0)
@@ -300,7 +301,7 @@ def _item(value: Any, f: _Field, depth: int) -> Element:
     if value is None:
         raise NotValid
     if f.kind == _RESOURCE:
-        model = _model_of(value.get("resourceType") if type(value) is dict else None)
+        model = model_of(value.get("resourceType") if type(value) is dict else None)
         if model is None:
             raise NotValid
         return _read(value, _table(model), depth + 1)

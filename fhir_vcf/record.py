@@ -22,11 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
-from fhir_vcf.elements import NotValid, read_resource
+from fhir_vcf.elements import NotValid, model_of, read_resource
 from fhir_vcf.errors import InputError
 
 # The resource types the mappers read. Anything else is skipped unvalidated: a feed full of
@@ -150,19 +149,9 @@ def _element_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _model(rtype: Any) -> type[Resource] | None:
-    """The R4B model class of a resource type name, or None when R4B has no such type."""
-    if not isinstance(rtype, str) or not rtype:
-        return None
-    try:
-        return get_fhir_model_class(rtype)
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 def _unknown_type(rtype: Any) -> str:
     hint = ""
-    if isinstance(rtype, str) and rtype and _model(rtype[0].upper() + rtype[1:]) is not None:
+    if isinstance(rtype, str) and rtype and model_of(rtype[0].upper() + rtype[1:]) is not None:
         hint = f" (resource types are case-sensitive: did you mean {rtype[0].upper() + rtype[1:]!r}?)"
     return f"unknown FHIR resource type {rtype!r}{hint}"
 
@@ -210,14 +199,14 @@ def _describe(error: Mapping[str, Any], rtype: str) -> tuple[str, tuple[Any, ...
 def validate_resource(data: Mapping[str, Any], *, source: str, label: str) -> Resource:
     """Validate one resource with its R4B model, or raise an InputError naming the element."""
     rtype = data.get("resourceType")
-    model = _model(rtype)
+    model = model_of(rtype)
     if model is None:
         raise InputError(_unknown_type(rtype), source=source, resource=label)
     contained = data.get("contained")
     for i, item in enumerate(contained if isinstance(contained, list) else ()):
         # The R4B models raise KeyError / TypeError (not a validation error) for these.
         ctype = item.get("resourceType") if isinstance(item, Mapping) else None
-        if isinstance(item, Mapping) and _model(ctype) is None:
+        if isinstance(item, Mapping) and model_of(ctype) is None:
             raise InputError(f"invalid {rtype}: contained resource: {_unknown_type(ctype)}", source=source,
                              resource=label, element=f"contained[{i}].resourceType")
     try:
@@ -263,7 +252,7 @@ def entries_of(document: Any, *, source: str) -> list[tuple[str | None, Mapping[
     if not isinstance(rtype, str) or not rtype:
         raise InputError(_no_type(document), source=source)
     if rtype != "Bundle":
-        if _model(rtype) is None:
+        if model_of(rtype) is None:
             raise InputError(_unknown_type(rtype), source=source, element="resourceType")
         return [(None, document, _label(document, None))]
     found: list[tuple[str | None, Mapping[str, Any], str]] = []

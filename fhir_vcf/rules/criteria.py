@@ -70,9 +70,9 @@ def _age_at(facts: FractureFacts, policy: Policy, level: str) -> Outcome:
     if fact.status is Status.CONFLICT:
         return Outcome(CONFLICT, f"conflicting onset dates ({fact.note or 'sources disagree'})", evidence)
     if fact.status is not Status.PRESENT or fact.value is None:
-        # A documented onset that names no date says so (and that the recorded date was not used instead).
-        why = fact.note if "onset documented (" in fact.note else "no symptom onset documented"
-        return Outcome(UNKNOWN, why, evidence,
+        # The mapper's note says why ("no onset documented", "onset documented (3 weeks ago); the recorded
+        # date is not used in its place", "no fracture Condition at L1").
+        return Outcome(UNKNOWN, fact.note or "no symptom onset documented", evidence,
                        missing=[f"the symptom onset date of the {level} fracture (Condition.onsetDateTime)"])
     onset: DayRange = fact.value
     flags = []
