@@ -103,6 +103,9 @@ class _AlembicChatter(logging.Filter):
 
 
 logging.getLogger("alembic.runtime.migration").addFilter(_AlembicChatter())
+# Alembic 1.16+ announces each of its plugins at start-up ("setup plugin alembic.autogenerate..."):
+# seven lines before the demo banner that say nothing about this service.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 EXTENSION = "fhir_vcf_store"
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 2.0

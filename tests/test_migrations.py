@@ -393,3 +393,13 @@ def test_db_commands_report_errors_in_one_line(capsys: pytest.CaptureFixture[str
     assert err.startswith("fhir-vcf: ") and "unsupported database" in err and "Traceback" not in err
     assert main(["db", "current", "--database-url", "postgresql://postgres@127.0.0.1:1/none"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_migration_logs_its_upgrades_not_alembics_chatter(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with caplog.at_level("INFO"):
+        migrate(engine)
+    engine.dispose()
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("alembic")]
+    assert any(m.startswith("Running upgrade") for m in said)
+    assert not [m for m in said if m.startswith(("setup plugin", "Context impl", "Will assume"))]
