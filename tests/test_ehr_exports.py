@@ -423,7 +423,7 @@ def test_a_cds_hooks_record_reports_another_patients_resources_with_the_loaders_
          "search": {"mode": "outcome"}}]}
     bound = request_record(context={"patientId": "p1"}, prefetch=prefetch, fhir_server=None, token=None,
                            client_factory=fhir_client_factory(Settings()))
-    got = evaluate_record(bound.record, as_of=AS_OF, policy=POLICY)
+    got = evaluate_record(bound, as_of=AS_OF, policy=POLICY)
     assert got["skipped"] == {"duplicate": 1, "entered-in-error": 1, "other-patient": 1, "type-not-read": 1}
 
 

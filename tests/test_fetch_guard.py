@@ -24,7 +24,7 @@ from fhir_vcf.sources.prefetch import (
     InvalidServer,
     PrefetchUnavailable,
     check_fhir_server,
-    record_from_request,
+    request_record,
 )
 
 TOKEN = "fetch-guard-token-5f1e"
@@ -68,7 +68,7 @@ def prefetch_without(*keys):
 
 def build(server, prefetch, *, budget=3.0, slots=None, **limits):
     settings = Settings(fhir_connect_timeout=0.5, fhir_read_timeout=0.5, fhir_max_pages=3, **limits)
-    return record_from_request(context={"patientId": "p1", "userId": "Practitioner/dr-1"}, prefetch=prefetch,
+    return request_record(context={"patientId": "p1", "userId": "Practitioner/dr-1"}, prefetch=prefetch,
                                fhir_server=server, token=TOKEN, client_factory=fhir_client_factory(settings),
                                budget=budget, slots=slots)
 

@@ -114,7 +114,7 @@ def test_request_record_returns_the_skip_counts():
         {"resource": obs("o2", {"identifier": {"value": "123"}})}]}
     result = request_record(context={"patientId": "p1"}, prefetch=prefetch, fhir_server=None, token=None,
                             client_factory=fhir_client_factory(Settings()))
-    assert [result.record.ref(o) for o in result.record.of_type("Observation")] == ["Observation/o1"]
+    assert [result.ref(o) for o in result.of_type("Observation")] == ["Observation/o1"]
     assert result.skipped == {IDENTIFIER_ONLY: 1}
 
 

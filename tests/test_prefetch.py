@@ -25,7 +25,7 @@ from fhir_vcf.sources.prefetch import (
     check_fhir_server,
     normalise_base,
     plan_prefetch,
-    record_from_request,
+    request_record,
     resolve_template,
 )
 
@@ -65,7 +65,7 @@ def build(prefetch, *, server=EHR, token=TOKEN, draft_orders=None, budget=3.0):
     context = {"patientId": "p1", "userId": "Practitioner/dr-1"}
     if draft_orders is not None:
         context["draftOrders"] = draft_orders
-    return record_from_request(context=context, prefetch=prefetch, fhir_server=server, token=token,
+    return request_record(context=context, prefetch=prefetch, fhir_server=server, token=token,
                                client_factory=FACTORY, budget=budget)
 
 

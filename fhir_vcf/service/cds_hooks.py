@@ -535,7 +535,7 @@ def _answer(service: HookService, audit: CallAudit) -> Response:
             return _finish(service, data, audit, [], [])
 
     try:
-        bound = request_record(
+        record = request_record(
             context=context,
             prefetch=data.get("prefetch"),
             fhir_server=fhir_server,
@@ -551,9 +551,8 @@ def _answer(service: HookService, audit: CallAudit) -> Response:
                       [f"prefetch.{k}" for k in exc.keys] or None) from None
     except InputError as exc:
         raise _refuse(400, "invalid", str(exc)) from None
-    record = bound.record
-    if bound.skipped:
-        logs.annotate(skipped=dict(bound.skipped))
+    if record.skipped:
+        logs.annotate(skipped=dict(record.skipped))
 
     policy = svc.default_policy
     evaluations: list[tuple[Mapping[str, Any], OrderContext | None]] = []

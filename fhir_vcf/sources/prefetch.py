@@ -431,15 +431,6 @@ def build_record(
     return record
 
 
-@dataclass
-class RequestRecord:
-    """The context patient's record, and the resources set aside because they could not be proven
-    to be that patient's (counts by reason: `fhir_vcf.sources.binding.SKIP_REASONS`)."""
-
-    record: PatientRecord
-    skipped: Counter[str] = field(default_factory=Counter)
-
-
 def bind_entries(
     entries: list[tuple[str | None, Mapping[str, Any], str, str]], patient_id: str, *, fhir_server: str | None
 ) -> tuple[list[tuple[str | None, Mapping[str, Any], str, str]], Counter[str]]:
@@ -477,9 +468,9 @@ def request_record(
     budget: float = FETCH_BUDGET_SECONDS,
     slots: FetchSlots | None = None,
     not_allowed: str | None = None,
-) -> RequestRecord:
+) -> PatientRecord:
     """The context patient's record (prefetch, plus what had to be fetched, plus draft orders, each
-    proven to be that patient's) and the counts of what was set aside.
+    proven to be that patient's); `skipped` counts what was set aside, the binding's reasons included.
 
     `fhir_server` is None unless it is on the allowlist (the caller checks it); `not_allowed` then
     says why, for the 412 when data must be fetched.
@@ -495,12 +486,7 @@ def request_record(
     bound, skipped = bind_entries(entries, patient_id, fhir_server=fhir_server)
     record = build_record(bound, patient_id)
     record.skipped.update(skipped)  # the evaluation reports them with the loader's own (issue 9)
-    return RequestRecord(record, skipped)
-
-
-def record_from_request(**kwargs: Any) -> PatientRecord:
-    """`request_record(...)`'s record alone."""
-    return request_record(**kwargs).record
+    return record
 
 
 __all__ = [
@@ -510,7 +496,6 @@ __all__ = [
     "ForbiddenServer",
     "InvalidServer",
     "PrefetchUnavailable",
-    "RequestRecord",
     "bind_entries",
     "build_record",
     "check_fhir_server",
@@ -518,7 +503,6 @@ __all__ = [
     "fetch_missing",
     "normalise_base",
     "plan_prefetch",
-    "record_from_request",
     "request_record",
     "resolve_template",
 ]
