@@ -20,8 +20,10 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
@@ -63,6 +65,7 @@ UNSUPPORTED_ATTACHMENT = "unsupported-attachment-type"  # an attachment that is 
 ATTACHMENT_NOT_INLINE = "attachment-not-inline"  # text/plain by `url` only: nothing is fetched (counted each)
 NO_READABLE_TEXT = "document-without-readable-text"  # a DocumentReference none of whose attachments is read
 TYPE_NOT_READ = "type-not-read"  # a resource type no mapper reads (Practitioner, OperationOutcome, Claim...)
+ROUTINE_RESULT = "routine-result"  # a vital sign or routine lab result no criterion reads (routine-results.yaml)
 DUPLICATE = "duplicate"  # an earlier copy of the same Type/id, replaced by the later one (CDS Hooks)
 AFTER_AS_OF = "after-as-of"  # dated after the evaluation's as-of date (counted by the mappers' view)
 
@@ -319,6 +322,8 @@ def load_resources(
             set_aside.append((_raw_patient(data), TYPE_NOT_READ))
             continue
         reason = _noise_in_json(data)  # decided before any check: what is never read is never validated
+        if reason is None and routine_result(data):
+            reason = ROUTINE_RESULT
         if reason is None:
             resource = read_validated(data, source=source, label=label)
             reason = skip_reason(resource)
@@ -388,6 +393,57 @@ def _noise_in_json(data: Mapping[str, Any]) -> str | None:
     if "refuted" in codes:
         return REFUTED
     return None
+
+
+def _routine_results(path: Path) -> tuple[frozenset[str], frozenset[str], dict[tuple[str, str], frozenset[str]]]:
+    """(elements, component elements, names by (system, code)) of `routine-results.yaml`."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    names = {(c["system"], c["code"]): frozenset(_name_key(n) for n in c["names"]) for c in data["codes"]}
+    return frozenset(data["elements"]), frozenset(data["component_elements"]), names
+
+
+def _name_key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+_ROUTINE_ELEMENTS, _ROUTINE_COMPONENT_ELEMENTS, _ROUTINE_NAMES = _routine_results(
+    Path(__file__).with_name("routine-results.yaml"))
+
+
+def routine_result(data: Mapping[str, Any]) -> bool:
+    """Whether an Observation is a routine result no criterion reads (`routine-results.yaml` says
+    exactly when): decided from the JSON, so that half of a real record is never validated or mapped.
+    Anything the file does not vouch for (another code, a text of its own, a note, a link) is read."""
+    if data.get("resourceType") != "Observation" or not _ROUTINE_ELEMENTS.issuperset(data):
+        return False
+    if not _routinely_coded(data.get("code")):
+        return False
+    components = data.get("component")
+    if components is None:
+        return True
+    return isinstance(components, list) and all(
+        isinstance(c, Mapping) and _ROUTINE_COMPONENT_ELEMENTS.issuperset(c) and _routinely_coded(c.get("code"))
+        for c in components)
+
+
+def _routinely_coded(concept: Any) -> bool:
+    """A CodeableConcept all of whose codings are routine-result codes, whose text (if any) is one of
+    their names."""
+    if not isinstance(concept, Mapping) or not set(concept) <= {"coding", "text"}:
+        return False
+    codings = concept.get("coding")
+    if not isinstance(codings, list) or not codings:
+        return False
+    names: frozenset[str] = frozenset()
+    for coding in codings:
+        if not isinstance(coding, Mapping) or not set(coding) <= {"system", "code", "display", "version"}:
+            return False
+        found = _ROUTINE_NAMES.get((coding.get("system"), coding.get("code")))  # type: ignore[arg-type]
+        if found is None:
+            return False
+        names |= found
+    text = concept.get("text")
+    return text is None or (isinstance(text, str) and _name_key(text) in names)
 
 
 def _raw_patient(data: Mapping[str, Any]) -> str | None:

@@ -164,7 +164,9 @@ def test_malformed_lines_are_reported_with_file_and_line_and_the_run_goes_on(pop
     obs = source / "Observation.ndjson"
     lines = obs.read_text().splitlines()
     patient = "Patient/" + json.loads(lines[0])["subject"]["reference"].rsplit("/", 1)[1]
-    bad_value = json.loads(lines[0]) | {"valueQuantity": {"value": "abc"}}
+    # A pain score (read by the mappers, so validated; a routine vital sign is set aside unvalidated).
+    bad_value = json.loads(lines[0]) | {"code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+                                        "valueQuantity": {"value": "abc"}}
     lines[1:1] = ["{not json", "[1, 2]", '{"id": "x"}', json.dumps(bad_value),
                   json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})]
     obs.write_text("\n".join(lines) + "\n")
