@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
+from fhir_vcf import collector
 from fhir_vcf.clinical_time import check_as_of
 from fhir_vcf.errors import InputError
 from fhir_vcf.mappers import map_record
@@ -35,9 +36,9 @@ def evaluate_record(
         check_as_of(as_of)
     except ValueError as exc:
         raise InputError(str(exc), element="asOf") from None
-    facts = map_record(record, as_of=as_of, request=request)
-    judgement = judge(facts, policy)
-    return render_evaluation(judgement, facts, policy)
+    with collector.paused():
+        facts = map_record(record, as_of=as_of, request=request)
+        return render_evaluation(judge(facts, policy), facts, policy)
 
 
 def read_text(value: str, *, modality: str | None = "MR") -> list[dict[str, Any]]:

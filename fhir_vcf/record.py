@@ -27,6 +27,7 @@ import yaml
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
+from fhir_vcf import collector
 from fhir_vcf.elements import NotValid, model_of, read_resource
 from fhir_vcf.errors import InputError
 
@@ -314,6 +315,13 @@ def load_resources(
     entries: Iterable[tuple[str | None, Mapping[str, Any], str]], *, source: str
 ) -> list[PatientRecord]:
     """Validate the used types, index every reference form, and group resources by patient."""
+    with collector.paused():
+        return _load_resources(entries, source=source)
+
+
+def _load_resources(
+    entries: Iterable[tuple[str | None, Mapping[str, Any], str]], *, source: str
+) -> list[PatientRecord]:
     index: dict[str, Resource] = {}
     validated: list[tuple[Resource, str]] = []
     set_aside: list[tuple[str | None, str]] = []  # (the patient reference it names, reason)

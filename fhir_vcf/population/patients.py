@@ -178,7 +178,8 @@ _collector_settled = False
 def settle_collector() -> None:
     """Once per process: collect, freeze what the process holds so far (`gc.freeze`), and raise the
     collector's thresholds (`BULK_GC_THRESHOLDS`). For processes that exist to judge patients in bulk
-    only; `evaluate_patient` and the library leave the collector alone."""
+    only; the library itself only pauses the collector while it reads and judges one record
+    (`fhir_vcf.collector`), and gives the caller's setting back."""
     global _collector_settled
     if _collector_settled:
         return
