@@ -175,3 +175,24 @@ def test_remembered_texts_stay_bounded_and_answers_stay_right(monkeypatch):
     for i in range(1, 13):
         obs = read_resource({**OBSERVATION, "effectiveDateTime": f"2025-06-{i:02d}"})
         assert obs.effectiveDateTime == date(2025, 6, i)
+
+
+def test_an_element_of_strings_only_is_read_once_and_shared_and_others_are_not():
+    """Seven in ten elements of a record hold strings only (codings, references, periods) and most
+    repeat: they are read once and shared (`elements._FLAT`). Shared reads are the same values; an
+    element holding a number, or a resource, is read every time."""
+    def observation(rid: str, value: int) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": rid, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+                "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": value}}
+
+    first, second = read_resource(observation("a", 5)), read_resource(observation("b", 5))
+    assert first is not second
+    assert first.subject is second.subject and first.subject.reference == "Patient/p1"
+    assert first.code.coding[0] is second.code.coding[0]
+    assert first.valueQuantity is not second.valueQuantity  # a number: not shared
+    other = read_resource(observation("c", 5) | {"subject": {"reference": "Patient/p2"}})
+    assert other.subject is not first.subject and other.subject.reference == "Patient/p2"
+    with pytest.raises(NotValid):  # a refusal is never remembered as a read
+        read_resource(observation("d", 5) | {"subject": {"reference": "Patient/p1", "display": ""}})
+    assert read_resource(observation("e", 5)).subject is first.subject
