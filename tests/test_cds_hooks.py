@@ -581,3 +581,42 @@ def test_absurdly_nested_json_is_a_400_not_a_500(client):
     response = client.post("/cds-services/vcf-patient-view", data="[" * 100_000 + "]" * 100_000,
                            content_type="application/json")
     assert outcome_of(response, 400)["code"] == "structure"
+
+
+# --- one evaluation at a time per process -----------------------------------------------------------
+
+
+def test_calls_arriving_together_are_evaluated_one_at_a_time(app, calls):
+    """Judging is CPU work: a worker's threads evaluating at once only interleave under the GIL
+    (`Services.evaluation_slot`; measured in bench_serving.py). Four calls sent together all
+    answer, and the core never runs for two of them at once."""
+    import threading
+    import time
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+    answer = calls.result
+
+    def slow(options):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return answer
+
+    calls.result = slow
+    statuses: list[int] = []
+
+    def call() -> None:
+        response = post(app.test_client(), "vcf-patient-view", hook_request(prefetch=full_prefetch()))
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 4 and len(calls) == 4
+    assert most[0] == 1

@@ -150,8 +150,10 @@ def _patient_id(value: str) -> str:
 def _evaluate(record: PatientRecord, *, as_of: date, policy: Any) -> dict[str, Any]:
     # Imported here so that the API module (and the app) load before the clinical core does.
     from fhir_vcf.evaluation import evaluate_record
+    from fhir_vcf.service.registry import services
 
-    return evaluate_record(record, as_of=as_of, policy=policy)
+    with services().evaluation_slot:  # one call of the process judges at a time (`Services`)
+        return evaluate_record(record, as_of=as_of, policy=policy)
 
 
 # --- POST /evaluations ----------------------------------------------------------------------------

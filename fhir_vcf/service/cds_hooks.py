@@ -555,6 +555,19 @@ def _answer(service: HookService, audit: CallAudit) -> Response:
         logs.annotate(skipped=dict(record.skipped))
 
     policy = svc.default_policy
+    with svc.evaluation_slot:
+        evaluations = _judge(hook, record, orders, as_of, policy)
+    record_decisions([ev for ev, _ in evaluations], policy.id)
+    _annotate_log(service, context, [ev for ev, _ in evaluations], policy.id)
+    explanations = keep_for_pages([ev for ev, _ in evaluations], service.hook)
+    response = render_cards(evaluations, source=_card_source(), explanations=explanations)
+    return _finish(service, data, audit, response["cards"], [ev for ev, _ in evaluations])
+
+
+def _judge(hook: str, record: Any, orders: Mapping[str, tuple[str, list[str]]], as_of: date,
+           policy: Any) -> list[tuple[Mapping[str, Any], OrderContext | None]]:
+    """(evaluation, order) for each card the call may show. CPU work only: the caller holds the
+    process's evaluation slot (`Services.evaluation_slot`) and writes nothing while it does."""
     evaluations: list[tuple[Mapping[str, Any], OrderContext | None]] = []
     try:
         if hook == "patient-view":
@@ -575,12 +588,7 @@ def _answer(service: HookService, audit: CallAudit) -> Response:
                 evaluations.append((evaluation, order))
     except InputError as exc:
         raise _refuse(400, "invalid", str(exc)) from None
-
-    record_decisions([ev for ev, _ in evaluations], policy.id)
-    _annotate_log(service, context, [ev for ev, _ in evaluations], policy.id)
-    explanations = keep_for_pages([ev for ev, _ in evaluations], service.hook)
-    response = render_cards(evaluations, source=_card_source(), explanations=explanations)
-    return _finish(service, data, audit, response["cards"], [ev for ev, _ in evaluations])
+    return evaluations
 
 
 def _fhir_server(value: str | None) -> tuple[str | None, str | None]:

@@ -7,6 +7,7 @@ service once answered every request with the first one's cards through such a si
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,11 @@ class Services:
       (Settings.fhir_connect_timeout / fhir_read_timeout / fhir_max_pages); tests may swap it.
     fetch_slots: how many calls of this process may fetch from FHIR servers at once
       (Settings.fhir_max_concurrent_fetches; one app per gunicorn worker, so per worker).
+    evaluation_slot: one call of this process evaluates at a time (`evaluate_record`; nothing written).
+      The worker's threads exist to wait (a FHIR server, a slow client); judging is CPU work, and
+      under the GIL several threads judging at once interleave every 5 ms: measured with
+      `benchmarks/bench_serving.py` (8 threads a worker, concurrency 8), 35 ms CPU a call instead of
+      23 ms with one thread, p95 279 ms instead of 189 ms. Waiting threads do not hold it.
     store: the audit + feedback store (`fhir_vcf.store.Store`), opened and migrated at start-up.
     kept / links: the kept evaluations (`fhir_vcf.kept.KeptEvaluations`) and the page-link signer
       (`fhir_vcf.kept.LinkSigner`); both None when no evaluation key is configured (pages off).
@@ -42,6 +48,7 @@ class Services:
     default_policy: Policy
     fhir_client: ClientFactory
     fetch_slots: FetchSlots | None = None
+    evaluation_slot: Any = field(default_factory=threading.Lock)
     store: Any = None
     kept: Any = None
     links: Any = None
