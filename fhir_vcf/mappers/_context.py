@@ -14,7 +14,7 @@ from typing import Any
 
 from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Method
-from fhir_vcf.mappers import assertion, common
+from fhir_vcf.mappers import assertion, common, text
 from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, Assertion
 from fhir_vcf.mappers.codes.systems import VOCABULARY_NAMES
 
@@ -42,24 +42,28 @@ class TermFilter:
     """Whether a text can hold a term of a family: one pass of the terms joined into one pattern,
     instead of one pass per term, and remembered for short texts (a vital sign's name, a drug's
     display, a visit type recur on every visit of a record). A text it passes is then read term by
-    term as before; a text it stops holds none of the terms, so nothing is lost.
+    term as before; a text it stops holds none of the terms, so nothing is lost. The joined pattern
+    is searched in its lower-case form where that is the same answer (`text.Caseless`).
+    `remember=False` for a family read in report text only, which seldom recurs word for word.
     """
 
     SHORT = 200  # longer texts (report prose) are searched every time
     LIMIT = 10_000  # short texts remembered per family; then the memory is emptied and refills (~3 MiB)
 
-    def __init__(self, patterns: Iterable[re.Pattern[str]]) -> None:
+    def __init__(self, patterns: Iterable[re.Pattern[str]], *, remember: bool = True) -> None:
         self.pattern = _joined(list(patterns))
+        self._search = text.Caseless(self.pattern) if self.pattern is not None else None
+        self._short = self.SHORT if remember else -1
         self._seen: dict[str, bool] = {}
 
     def may_match(self, body: str) -> bool:
-        if self.pattern is None:
+        if self._search is None:
             return True
-        if len(body) > self.SHORT:
-            return self.pattern.search(body) is not None
+        if len(body) > self._short:
+            return self._search.found(body)
         found = self._seen.get(body)
         if found is None:
-            found = self.pattern.search(body) is not None
+            found = self._search.found(body)
             if len(self._seen) >= self.LIMIT:
                 self._seen.clear()
             self._seen[body] = found

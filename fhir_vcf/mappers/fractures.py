@@ -20,6 +20,7 @@ from fhir_vcf.clinical_time import DayRange, When
 from fhir_vcf.facts import Coding, Evidence, Fact, Fracture, Method
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import assertion, common, sites, text
+from fhir_vcf.mappers._context import TermFilter
 from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, Assertion
 from fhir_vcf.mappers.codes import icd10cm, snomed
 
@@ -357,6 +358,8 @@ def context_text(
     scan: FractureScan, ref: str, element: str, value: str, *, conditions: bool = True, skip_malignancy: bool = False
 ) -> None:
     """Etiology context in one piece of text (a Condition's words, a report conclusion)."""
+    if not _ANY_CONTEXT_TERM.may_match(value):
+        return  # none of the five families below occurs: one pass instead of five
     for signals, pattern, term_value in (
         (scan.osteoporosis, _OSTEOPOROSIS, False),
         (scan.malignancy, _MALIGNANCY, True),
@@ -381,6 +384,8 @@ def context_text(
                     signals.values.append(m.group(0).lower())
             # possible ("suspicious for metastasis"), hypothetical or someone else's: neither present nor absent
 
+
+_ANY_CONTEXT_TERM = TermFilter([_OSTEOPOROSIS, _MALIGNANCY, _MYELOMA, _HEALED, _KYPHOSIS], remember=False)
 
 # "Normal thoracic kyphosis" is the spine's physiological curve, not a kyphotic deformity.
 _NORMAL_BEFORE = re.compile(r"\b(?:normal|physiologic\w*|preserved|maintained)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from fhir_vcf.facts import Evidence, Method
+from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import assertion, text
 from fhir_vcf.mappers._context import TermFilter
 from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, NEGATED, POSSIBLE, RESOLVED, Assertion
@@ -61,10 +62,14 @@ _UPTAKE = re.compile(
     r"(?:(?:increased|radiotracer|tracer|radionuclide|osseous|bony)\s+){0,2}(?:uptake|activity|tracer\s+accumulation)",
     _I,
 )
-_ACUITY_CONTEXT = re.compile(r"marrow|\bbone|osseous|vertebr|fractur|compress|collaps|endplate|\bbody\b|spin", _I)
+_ACUITY_CONTEXT = text.Caseless(
+    re.compile(r"marrow|\bbone|osseous|vertebr|fractur|compress|collaps|endplate|\bbody\b|spin", _I)
+)
 _ACUTE = re.compile(r"\b(?:sub)?acute\b", _I)
 _CHRONIC = re.compile(r"\b(?:chronic|healed|sclerotic|remote)\b|(?<![-\w])old\b", _I)
-_FRACTURE_CONTEXT = re.compile(r"fractur|compress|collaps|deformit|wedg|height|vertebr|\bbody\b|endplate|plana", _I)
+_FRACTURE_CONTEXT = text.Caseless(
+    re.compile(r"fractur|compress|collaps|deformit|wedg|height|vertebr|\bbody\b|endplate|plana", _I)
+)
 _SEEN = re.compile(
     r"\b(?:fractur\w*|compression\s+deformit\w*|collapse[sd]?|wedg\w*\s+(?:deformit\w*|compression|fracture)"
     r"|height\s+loss|loss\s+of\s+(?:\w+\s+){0,2}?height|vertebra\s+plana)",
@@ -129,6 +134,7 @@ _ANY_CUE = re.compile(
     _I,
 )
 _CUES = TermFilter([_ANY_CUE])  # the same test for a whole text, remembered for short ones
+_CUE = text.Caseless(_ANY_CUE)  # ... and for each sentence and part of one
 # A disc space ("L4-5", "L5-S1", "T12/L1"): canal narrowing there is degenerative, not the fracture.
 _DISC_LEVEL = re.compile(r"\b(?:th|[ctls])[\s\-]?\d{1,2}\s*[-/–]\s*(?:(?:th|[ctls])[\s\-]?)?\d{1,2}\b|\bdis[ck]", _I)
 # Sentences end at ".", ";" or a line break; a decimal point ("2.5 cm") does not end one.
@@ -143,7 +149,32 @@ _LEADING_LEVEL = re.compile(r"^\s*(?:and\s+)?(?:th|[ctls])[\s\-]?\d", _I)
 _TRAILING_LEVEL = re.compile(r"(?:th|[ctls])[\s\-]?\d{1,2}\s*$", _I)
 
 
-def _segments(sentence: str, has_levels: bool = True) -> list[tuple[int, str, list[str]]]:
+class _Levels:
+    """The level mentions of the pieces of one text (the whole, its sentences, their parts), each
+    distinct piece read once: a text of one sentence, a sentence of one part, is its own piece."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self) -> None:
+        self._read: dict[str, tuple[list[tuple[int, int, list[str]]], list[str]]] = {}
+
+    def _of(self, piece: str) -> tuple[list[tuple[int, int, list[str]]], list[str]]:
+        found = self._read.get(piece)
+        if found is None:
+            mentions = text.level_mentions(piece)
+            found = self._read[piece] = (mentions, sort_levels(lv for _, _, labels in mentions for lv in labels))
+        return found
+
+    def mentions(self, piece: str) -> list[tuple[int, int, list[str]]]:
+        """`text.level_mentions(piece)`."""
+        return self._of(piece)[0]
+
+    def levels(self, piece: str) -> list[str]:
+        """`text.find_levels(piece)`."""
+        return self._of(piece)[1]
+
+
+def _segments(sentence: str, levels: _Levels, has_levels: bool = True) -> list[tuple[int, str, list[str]]]:
     """Comma-separated parts of a sentence with the levels each names; a level list ("T12, L1 and L2")
     stays in one part."""
     if not has_levels:
@@ -157,7 +188,7 @@ def _segments(sentence: str, has_levels: bool = True) -> list[tuple[int, str, li
         else:
             parts.append((offset, piece))
         offset += len(piece) + 1
-    return [(start, piece, text.find_levels(piece)) for start, piece in parts]
+    return [(start, piece, levels.levels(piece)) for start, piece in parts]
 
 
 def _comma_pieces(sentence: str) -> list[str]:
@@ -182,26 +213,30 @@ def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: s
     """Every imaging statement in a text, each attributed to the levels of its part of the sentence."""
     if not _CUES.may_match(value):
         return  # nothing an imaging fact could come from: skip the sentence work
-    whole_levels = text.find_levels(value)
+    found = _Levels()
+    whole_levels = found.levels(value)
     text_default = tuple(whole_levels) if len(whole_levels) == 1 else source.fallback_levels
     advanced_source = source.modality in dicom.ADVANCED
     reading = assertion.reading(value)
+    low = text.ascii_lower(value)  # lower-cased once for the cue searches of every sentence and part
     for sm in _SENTENCE.finditer(value):
-        sentence = sm.group(0)
-        if not _ANY_CUE.search(sentence):
+        # Searched in place (a sentence starts after a separator, so its edges read as in a copy).
+        if not _CUE.found(value, sm.start(), sm.end(), low=low):
             continue
-        sentence_levels = text.find_levels(sentence) if whole_levels else []
+        sentence = sm.group(0)
+        sentence_levels = found.levels(sentence) if whole_levels else []
         if not sentence_levels and _OTHER_LEVELS.search(sentence):
             continue  # "other levels without edema": about no level in question, never the default one
         carried: list[str] = []
-        for start, segment, seg_levels in _segments(sentence, bool(sentence_levels)):
+        for start, segment, seg_levels in _segments(sentence, found, bool(sentence_levels)):
             if seg_levels:
                 carried = seg_levels
-            if not _ANY_CUE.search(segment):
+            at = sm.start() + start
+            if segment is not sentence and not _CUE.found(value, at, at + len(segment), low=low):
                 continue
             levels = tuple(carried or (sentence_levels if len(sentence_levels) == 1 else ()) or text_default)
-            groups = text.level_mentions(segment) if len(seg_levels) > 1 else []
-            _segment_signals(scan, source, element, reading, sm.start() + start, sentence, segment, levels,
+            groups = found.mentions(segment) if len(seg_levels) > 1 else []
+            _segment_signals(scan, source, element, reading, at, sentence, segment, levels,
                              bool(seg_levels), advanced_source, groups if len(groups) > 1 else [])
         if "%" in sentence or "percent" in sentence.lower():
             _percent_change(scan, source, element, reading, sm.start(), sentence,
@@ -292,11 +327,11 @@ def _segment_signals(
         # Cheap substring gates before the (case-insensitive, slower) patterns run.
         return any(w in low for w in words)
 
-    fracture_context = bool(_FRACTURE_CONTEXT.search(segment))
+    fracture_context = _FRACTURE_CONTEXT.found(segment, low=low if segment.isascii() else None)
     # Edema / uptake words count when the words around them are about bone or a level, or when the
     # report is an MRI / bone scan: "pedal edema" in a clinic note or an "FDG-avid node" is not acuity.
     if has("edema", "bme", "hyperintens", "stir", "uptake", "avid", "increased", "activity") and (
-        advanced_source or names_level or _ACUITY_CONTEXT.search(segment) or _ACUITY_CONTEXT.search(sentence)
+        advanced_source or names_level or _ACUITY_CONTEXT.found(segment) or _ACUITY_CONTEXT.found(sentence)
     ):
         for pattern, value_name in ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"),
                                     (_UPTAKE, "increased-uptake")):
