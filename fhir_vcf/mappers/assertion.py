@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from fhir_vcf.mappers import assertion_rules as rules
+from fhir_vcf.mappers import text as text_search
 from fhir_vcf.mappers.assertion_rules import (
     AFFIRMED,
     ELSEWHERE,
@@ -657,13 +658,27 @@ def reading(text: str) -> TextReading:
 
 def scan(pattern: re.Pattern[str], text: str | None) -> Iterator[tuple[re.Match[str], Assertion]]:
     """(match, assertion) for each match of a mapper's term pattern in the text, the text read once."""
-    if not text:
-        return
+    if not text or not _caseless(pattern).found(text):
+        return  # most texts hold none of a family's terms: that answer costs a cheap search
     matches = list(pattern.finditer(text))
     if matches:
         found = reading(text)
         for m in matches:
             yield m, found.read(m.start(), m.end())
+
+
+_CASELESS: dict[int, tuple[re.Pattern[str], text_search.Caseless]] = {}
+
+
+def _caseless(pattern: re.Pattern[str]) -> text_search.Caseless:
+    """The `Caseless` form of a term pattern, made once per pattern (kept by identity: hashing a
+    compiled pattern hashes its whole program)."""
+    known = _CASELESS.get(id(pattern))
+    if known is None or known[0] is not pattern:
+        if len(_CASELESS) >= 1024:  # patterns built at run time (find_score) cannot fill the memory
+            _CASELESS.clear()
+        known = _CASELESS[id(pattern)] = (pattern, text_search.Caseless(pattern))
+    return known[1]
 
 
 def read_mention(text: str, start: int, end: int) -> Assertion:

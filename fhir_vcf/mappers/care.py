@@ -16,6 +16,7 @@ from fhir_vcf.clinical_time import DayRange
 from fhir_vcf.facts import Coding, EpisodeEvent, Evidence, Fact
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import common
+from fhir_vcf.mappers.assertion import Assertion
 from fhir_vcf.mappers.codes import cpt, hcpcs, loinc, rxnorm, snomed
 
 # NSM counts when it belongs to the current episode: dated in the 12 weeks before the as-of date
@@ -107,6 +108,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     anticoagulants: dict[str, list[Evidence]] = {}
     older: list[Evidence] = []  # NSM found before the window: reported in the note only
     nsm_dates: list[tuple[DayRange, Evidence]] = []
+    names_read: dict[tuple[str, str], list[tuple[str, Assertion]]] = {}  # a record repeats its refills
 
     def add_nsm(kind: str, resource: Any, ev: Evidence, name: str = "") -> None:
         # The date goes into the evidence, so that "4 weeks of NSM" can be checked by a reader.
@@ -124,7 +126,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     for med in record.of_type("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
         if common.after(med, as_of) or _not_taken(med):
             continue
-        found = _medication(record, med)
+        found = _medication(record, med, names_read)
         for name, ev in found["analgesic"]:
             add_nsm("analgesic", med, _named(ev, name), name)
         for name, ev in found["osteoporosis"]:
@@ -244,8 +246,10 @@ def _recent(resource: Any, window_start: date) -> bool:
     return False
 
 
-def _medication(record: Any, med: Any) -> dict[str, list[tuple[str, Evidence]]]:
-    """The analgesics, osteoporosis drugs and anticoagulants a medication resource names."""
+def _medication(record: Any, med: Any, names_read: dict[tuple[str, str], list[tuple[str, Assertion]]]
+                ) -> dict[str, list[tuple[str, Evidence]]]:
+    """The analgesics, osteoporosis drugs and anticoagulants a medication resource names. `names_read`
+    holds what each (family, text) gave in this record: its prescriptions repeat the same names."""
     ref = record.ref(med)
     found: dict[str, list[tuple[str, Evidence]]] = {"analgesic": [], "osteoporosis": [], "anticoagulant": []}
     seen: set[tuple[str, str]] = set()
@@ -264,7 +268,10 @@ def _medication(record: Any, med: Any) -> dict[str, list[tuple[str, Evidence]]]:
                 found[family].append((name, ctx.code_ev(ref, path, coding)))
     for body, path in ctx.medication_texts(med, record):
         for family, _, names in tables:
-            for name, said in ctx.match_names(names, body):
+            named = names_read.get((family, body))
+            if named is None:
+                named = names_read[(family, body)] = ctx.match_names(names, body)
+            for name, said in named:
                 if (family, name) not in seen:
                     seen.add((family, name))
                     found[family].append((name, ctx.text_ev(ref, path, said)))

@@ -26,13 +26,13 @@ _MODALITY_ORDER = ("MR", "NM", "PT", "CT", "DX", "CR", "RF")
 
 _I = re.IGNORECASE
 # Report kinds in words (code.text, category, displays) when no study link or LOINC code says.
-_MODALITY_WORDS = (
-    ("MR", re.compile(r"\b(?:mri|mr|magnetic\s+resonance|stir)\b", _I)),
-    ("NM", re.compile(r"\b(?:bone\s+scan|scintigra\w*|spect(?:[-/]ct)?|nuclear\s+medicine|nm)\b", _I)),
-    ("PT", re.compile(r"\b(?:pet(?:[-/]ct)?|positron)\b", _I)),
-    ("CT", re.compile(r"\b(?:ct|computed\s+tomography|cat\s+scan)\b", _I)),
-    ("DX", re.compile(r"\b(?:x-?ray|xr|radiograph\w*|plain\s+films?|dx|cr)\b", _I)),
-)
+_MODALITY_WORDS = tuple((modality, text.Caseless(re.compile(words, _I))) for modality, words in (
+    ("MR", r"\b(?:mri|mr|magnetic\s+resonance|stir)\b"),
+    ("NM", r"\b(?:bone\s+scan|scintigra\w*|spect(?:[-/]ct)?|nuclear\s+medicine|nm)\b"),
+    ("PT", r"\b(?:pet(?:[-/]ct)?|positron)\b"),
+    ("CT", r"\b(?:ct|computed\s+tomography|cat\s+scan)\b"),
+    ("DX", r"\b(?:x-?ray|xr|radiograph\w*|plain\s+films?|dx|cr)\b"),
+))
 
 BOOLEAN_FINDINGS = {
     finding.HEIGHT_LOSS_PROGRESSION: "progression",
@@ -60,8 +60,9 @@ def _modality_from_words(*values: str | None) -> str | None:
     for value in values:
         if not value:
             continue
-        for modality, pattern in _MODALITY_WORDS:
-            if pattern.search(value):
+        low = text.ascii_lower(value)  # one lower-casing for the five families
+        for modality, words in _MODALITY_WORDS:
+            if words.found(value, low=low):
                 return modality
     return None
 

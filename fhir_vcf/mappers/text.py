@@ -24,7 +24,7 @@ from fhir_vcf.levels import SACRUM, is_level, level_range, position, sort_levels
 # to "k", "ı" to "i", which str.lower() does not) and for patterns that lower-casing does not change in
 # meaning (no escapes such as \S or \B, no back-references, inline flags or mixed-case ranges).
 _CHANGED_BY_LOWER = re.compile(r"\\[A-Z0-9xuUN]|\(\?(?!P<|:|=|!|<=|<!)")  # \S, \B, \1, \x4A; inline flags
-_RANGE_ENDS = re.compile(r"(?<!\\)([^\\\[\]])-([^\\\[\]])")
+_CLASS = re.compile(r"\[\^?\]?(?:\\.|[^\]\\])*\]")  # a character class, "[a-z]", "[^\]]"
 _SAME_KIND = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
 # The characters outside ASCII that IGNORECASE matches to an ASCII letter (all of Unicode, checked).
 _FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
@@ -33,10 +33,7 @@ _FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
 def _lowered(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
     """The pattern for lower-cased ASCII text, or None when lower-casing could change its meaning."""
     source = pattern.pattern
-    mixed_range = any(
-        (a.isalnum() or b.isalnum()) and not any(a in kind and b in kind for kind in _SAME_KIND)
-        for a, b in _RANGE_ENDS.findall(source)
-    )
+    mixed_range = any(_mixed_range(c) for c in _CLASS.findall(source))
     if (not pattern.flags & re.IGNORECASE or mixed_range or _CHANGED_BY_LOWER.search(source)
             or _FOLDS_TO_ASCII.intersection(source)):
         return None
@@ -44,6 +41,17 @@ def _lowered(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
         return re.compile(source.lower(), pattern.flags & ~re.IGNORECASE)
     except re.error:  # e.g. two group names that differ only in case
         return None
+
+
+def _mixed_range(char_class: str) -> bool:
+    """Whether a character class may hold a range that lower-casing changes ("[A-z]", "[0-Z]"): any
+    hyphen between two characters that are not both lower-case, both upper-case or both digits."""
+    body = char_class[1:-1]
+    return any(
+        ch == "-" and 0 < i < len(body) - 1 and (body[i - 1].isalnum() or body[i + 1].isalnum())
+        and not any(body[i - 1] in kind and body[i + 1] in kind for kind in _SAME_KIND)
+        for i, ch in enumerate(body)
+    )
 
 
 def ascii_lower(text: str) -> str | None:
