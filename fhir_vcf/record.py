@@ -436,6 +436,21 @@ def _name_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+_CONCEPT_KEYS = frozenset({"coding", "text"})
+_CODING_KEYS = frozenset({"system", "code", "display", "version"})
+_KEYS_OF_NAMES: dict[str, str] = {}  # a display or text as written -> `_name_key` (they recur on every visit)
+
+
+def _key_of_name(text: str) -> str:
+    found = _KEYS_OF_NAMES.get(text)
+    if found is None:
+        found = _name_key(text)
+        if len(_KEYS_OF_NAMES) >= 10_000:  # bounded: the texts come from the input
+            _KEYS_OF_NAMES.clear()
+        _KEYS_OF_NAMES[text] = found
+    return found
+
+
 _ROUTINE = _routine_types(Path(__file__).with_name("routine-resources.yaml"))
 if not {r.reason for r in _ROUTINE.values()} <= {ROUTINE_RESULT, ROUTINE_PRESCRIPTION, ROUTINE_PROBLEM}:
     raise ValueError("routine-resources.yaml names a skip reason record.py does not define")
@@ -444,15 +459,16 @@ if not {r.reason for r in _ROUTINE.values()} <= {ROUTINE_RESULT, ROUTINE_PRESCRI
 def routine_reason(data: Mapping[str, Any]) -> str | None:
     """The skip reason of a routine resource no criterion reads (`routine-resources.yaml` says exactly
     when), or None: decided from the JSON, so that most of a real record is never validated or mapped.
-    Anything the file does not vouch for (another code, a text of its own, a note, a link) is read."""
+    Anything the file does not vouch for (another code, a text of its own, a note, a link) is read.
+    Parsed JSON only (plain dicts and lists): anything else is read."""
     routine = _ROUTINE.get(data.get("resourceType"))  # type: ignore[arg-type]
     if routine is None or not routine.elements.issuperset(data):
         return None
     if not _routinely_coded(data.get(routine.concept), routine):
         return None
     components = data.get("component")
-    if components is not None and not (isinstance(components, list) and all(
-            isinstance(c, Mapping) and routine.component_elements.issuperset(c)
+    if components is not None and not (type(components) is list and all(
+            type(c) is dict and routine.component_elements.issuperset(c)
             and _routinely_coded(c.get("code"), routine) for c in components)):
         return None
     return routine.reason
@@ -461,22 +477,22 @@ def routine_reason(data: Mapping[str, Any]) -> str | None:
 def _routinely_coded(concept: Any, routine: _Routine) -> bool:
     """A CodeableConcept all of whose codings are the type's routine codes, each display (if any) one
     of that code's names, and whose text (if any) is one of their names."""
-    if not isinstance(concept, Mapping) or not set(concept) <= {"coding", "text"}:
+    if type(concept) is not dict or not concept.keys() <= _CONCEPT_KEYS:
         return False
     codings = concept.get("coding")
-    if not isinstance(codings, list) or not codings:
+    if type(codings) is not list or not codings:
         return False
     names: frozenset[str] = frozenset()
     for coding in codings:
-        if not isinstance(coding, Mapping) or not set(coding) <= {"system", "code", "display", "version"}:
+        if type(coding) is not dict or not coding.keys() <= _CODING_KEYS:
             return False
         found = routine.names.get((coding.get("system"), coding.get("code")))  # type: ignore[arg-type]
         display = coding.get("display")
-        if found is None or (display is not None and (not isinstance(display, str) or _name_key(display) not in found)):
+        if found is None or (display is not None and (type(display) is not str or _key_of_name(display) not in found)):
             return False
         names |= found
     text = concept.get("text")
-    return text is None or (isinstance(text, str) and _name_key(text) in names)
+    return text is None or (type(text) is str and _key_of_name(text) in names)
 
 
 def _raw_patient(data: Mapping[str, Any]) -> str | None:
