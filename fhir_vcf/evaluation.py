@@ -18,7 +18,7 @@ from fhir_vcf.mappers.common import clinical_day
 from fhir_vcf.mappers.report_text import read_report_text
 from fhir_vcf.mappers.requests import map_request
 from fhir_vcf.outputs.evaluation import render_evaluation
-from fhir_vcf.record import PatientRecord, validate_resource
+from fhir_vcf.record import PatientRecord, read_validated
 from fhir_vcf.rules import judge
 from fhir_vcf.rules.policy import Policy
 
@@ -64,7 +64,7 @@ def ordered_technique(resource: Mapping[str, Any]) -> str | None:
         return None
     label = f"ServiceRequest/{resource.get('id', 'draft')}"
     try:
-        model = validate_resource(resource, source="draft order", label=label)
+        model = read_validated(resource, source="draft order", label=label)
     except InputError:
         return None
     record = PatientRecord(patient="", source="draft order")

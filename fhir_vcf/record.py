@@ -66,7 +66,11 @@ UNSUPPORTED_ATTACHMENT = "unsupported-attachment-type"  # an attachment that is 
 ATTACHMENT_NOT_INLINE = "attachment-not-inline"  # text/plain by `url` only: nothing is fetched (counted each)
 NO_READABLE_TEXT = "document-without-readable-text"  # a DocumentReference none of whose attachments is read
 TYPE_NOT_READ = "type-not-read"  # a resource type no mapper reads (Practitioner, OperationOutcome, Claim...)
-ROUTINE_RESULT = "routine-result"  # a vital sign or routine lab result no criterion reads (routine-results.yaml)
+# A vital sign or lab result, a prescription, a problem no criterion reads, set aside unvalidated
+# (routine-resources.yaml says which).
+ROUTINE_RESULT = "routine-result"
+ROUTINE_PRESCRIPTION = "routine-prescription"
+ROUTINE_PROBLEM = "routine-problem"
 DUPLICATE = "duplicate"  # an earlier copy of the same Type/id, replaced by the later one (CDS Hooks)
 AFTER_AS_OF = "after-as-of"  # dated after the evaluation's as-of date (counted by the mappers' view)
 
@@ -330,8 +334,8 @@ def _load_resources(
             set_aside.append((_raw_patient(data), TYPE_NOT_READ))
             continue
         reason = _noise_in_json(data)  # decided before any check: what is never read is never validated
-        if reason is None and routine_result(data):
-            reason = ROUTINE_RESULT
+        if reason is None:
+            reason = routine_reason(data)
         if reason is None:
             resource = read_validated(data, source=source, label=label)
             reason = skip_reason(resource)
@@ -403,55 +407,92 @@ def _noise_in_json(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _routine_results(path: Path) -> tuple[frozenset[str], frozenset[str], dict[tuple[str, str], frozenset[str]]]:
-    """(elements, component elements, names by (system, code)) of `routine-results.yaml`."""
+@dataclass(frozen=True)
+class _Routine:
+    """What `routine-resources.yaml` vouches for, for one resource type."""
+
+    reason: str  # the skip reason it is counted under
+    concept: str  # the element holding its code
+    elements: frozenset[str]
+    component_elements: frozenset[str]
+    names: dict[tuple[str, str], frozenset[str]]  # (system, code) -> its names, as `_name_key` gives them
+
+
+def _routine_types(path: Path) -> dict[str, _Routine]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    names = {(c["system"], c["code"]): frozenset(_name_key(n) for n in c["names"]) for c in data["codes"]}
-    return frozenset(data["elements"]), frozenset(data["component_elements"]), names
+    return {
+        rtype: _Routine(
+            reason=spec["reason"],
+            concept=spec["concept"],
+            elements=frozenset(spec["elements"]),
+            component_elements=frozenset(spec.get("component_elements", ())),
+            names={(c["system"], c["code"]): frozenset(_name_key(n) for n in c["names"]) for c in spec["codes"]},
+        )
+        for rtype, spec in data.items()
+    }
 
 
 def _name_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-_ROUTINE_ELEMENTS, _ROUTINE_COMPONENT_ELEMENTS, _ROUTINE_NAMES = _routine_results(
-    Path(__file__).with_name("routine-results.yaml"))
+_CONCEPT_KEYS = frozenset({"coding", "text"})
+_CODING_KEYS = frozenset({"system", "code", "display", "version"})
+_KEYS_OF_NAMES: dict[str, str] = {}  # a display or text as written -> `_name_key` (they recur on every visit)
 
 
-def routine_result(data: Mapping[str, Any]) -> bool:
-    """Whether an Observation is a routine result no criterion reads (`routine-results.yaml` says
-    exactly when): decided from the JSON, so that half of a real record is never validated or mapped.
-    Anything the file does not vouch for (another code, a text of its own, a note, a link) is read."""
-    if data.get("resourceType") != "Observation" or not _ROUTINE_ELEMENTS.issuperset(data):
-        return False
-    if not _routinely_coded(data.get("code")):
-        return False
+def _key_of_name(text: str) -> str:
+    found = _KEYS_OF_NAMES.get(text)
+    if found is None:
+        found = _name_key(text)
+        if len(_KEYS_OF_NAMES) >= 10_000:  # bounded: the texts come from the input
+            _KEYS_OF_NAMES.clear()
+        _KEYS_OF_NAMES[text] = found
+    return found
+
+
+_ROUTINE = _routine_types(Path(__file__).with_name("routine-resources.yaml"))
+if not {r.reason for r in _ROUTINE.values()} <= {ROUTINE_RESULT, ROUTINE_PRESCRIPTION, ROUTINE_PROBLEM}:
+    raise ValueError("routine-resources.yaml names a skip reason record.py does not define")
+
+
+def routine_reason(data: Mapping[str, Any]) -> str | None:
+    """The skip reason of a routine resource no criterion reads (`routine-resources.yaml` says exactly
+    when), or None: decided from the JSON, so that most of a real record is never validated or mapped.
+    Anything the file does not vouch for (another code, a text of its own, a note, a link) is read.
+    Parsed JSON only (plain dicts and lists): anything else is read."""
+    routine = _ROUTINE.get(data.get("resourceType"))  # type: ignore[arg-type]
+    if routine is None or not routine.elements.issuperset(data):
+        return None
+    if not _routinely_coded(data.get(routine.concept), routine):
+        return None
     components = data.get("component")
-    if components is None:
-        return True
-    return isinstance(components, list) and all(
-        isinstance(c, Mapping) and _ROUTINE_COMPONENT_ELEMENTS.issuperset(c) and _routinely_coded(c.get("code"))
-        for c in components)
+    if components is not None and not (type(components) is list and all(
+            type(c) is dict and routine.component_elements.issuperset(c)
+            and _routinely_coded(c.get("code"), routine) for c in components)):
+        return None
+    return routine.reason
 
 
-def _routinely_coded(concept: Any) -> bool:
-    """A CodeableConcept all of whose codings are routine-result codes, whose text (if any) is one of
-    their names."""
-    if not isinstance(concept, Mapping) or not set(concept) <= {"coding", "text"}:
+def _routinely_coded(concept: Any, routine: _Routine) -> bool:
+    """A CodeableConcept all of whose codings are the type's routine codes, each display (if any) one
+    of that code's names, and whose text (if any) is one of their names."""
+    if type(concept) is not dict or not concept.keys() <= _CONCEPT_KEYS:
         return False
     codings = concept.get("coding")
-    if not isinstance(codings, list) or not codings:
+    if type(codings) is not list or not codings:
         return False
     names: frozenset[str] = frozenset()
     for coding in codings:
-        if not isinstance(coding, Mapping) or not set(coding) <= {"system", "code", "display", "version"}:
+        if type(coding) is not dict or not coding.keys() <= _CODING_KEYS:
             return False
-        found = _ROUTINE_NAMES.get((coding.get("system"), coding.get("code")))  # type: ignore[arg-type]
-        if found is None:
+        found = routine.names.get((coding.get("system"), coding.get("code")))  # type: ignore[arg-type]
+        display = coding.get("display")
+        if found is None or (display is not None and (type(display) is not str or _key_of_name(display) not in found)):
             return False
         names |= found
     text = concept.get("text")
-    return text is None or (isinstance(text, str) and _name_key(text) in names)
+    return text is None or (type(text) is str and _key_of_name(text) in names)
 
 
 def _raw_patient(data: Mapping[str, Any]) -> str | None:

@@ -261,3 +261,25 @@ def test_token_never_leaves_the_server_origin_nor_follows_a_redirect(tmp_path: P
         with pytest.raises(UpstreamError, match="answered 302"):
             client(Clock()).export(tmp_path / "b")
         assert all(not c.request.url.startswith(elsewhere) for c in rsps.calls)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"resourceType": "Observation", "id": "o1", "valueQuantity": {"value": 7.25}}',
+    b'{"resourceType": "Observation", "valueQuantity": {"value": NaN}}',  # orjson refuses: not JSON
+    b'{"resourceType": "Observation", "valueInteger": 123456789012345678901234567890}',  # past 64 bits
+    b'{"resourceType": "Observation", "valueString": "\\ud800"}',  # a lone surrogate
+])
+def test_an_ndjson_line_reads_as_the_standard_library_reads_it(raw):
+    """orjson reads the lines; whatever it refuses is read by the standard library, so what is
+    accepted (and refused later, by the loader) is as before."""
+    from fhir_vcf.sources.bulk_ndjson import parse_line
+
+    assert parse_line(raw) == json.loads(raw)
+
+
+def test_an_ndjson_line_that_is_not_json_says_where_as_before():
+    from fhir_vcf.errors import InputError
+    from fhir_vcf.sources.bulk_ndjson import parse_line
+
+    with pytest.raises(InputError, match="Expecting property name enclosed in double quotes at column 2"):
+        parse_line(b"{not json")

@@ -417,3 +417,31 @@ def test_a_fetch_abandoned_at_the_budget_requests_no_further_page():
     for thread in [t for t in threading.enumerate() if t.name.startswith("prefetch")]:
         thread.join(5)
     assert second.call_count == 0
+
+
+def test_the_record_is_built_holding_the_building_slot_and_fetched_without_it():
+    """The service's evaluation slot (one CPU-bound call at a time per worker) is held while the
+    record is bound and built, never while a FHIR server is asked (`Services.evaluation_slot`)."""
+    import contextlib
+    import threading
+
+    slot, seen = threading.Lock(), []
+
+    @contextlib.contextmanager
+    def building():
+        with slot:
+            seen.append("built")
+            yield
+
+    prefetch = full_prefetch()
+    del prefetch["observations"]
+    with responses.RequestsMock() as mock:
+        def answer(request):
+            seen.append("fetched while the slot is " + ("held" if slot.locked() else "free"))
+            return 200, {}, json.dumps(bundle())
+
+        mock.add_callback(responses.GET, f"{EHR}/Observation", callback=answer)
+        record = request_record(context={"patientId": "p1"}, prefetch=prefetch, fhir_server=EHR, token=TOKEN,
+                                client_factory=FACTORY, building=building())
+    assert seen == ["fetched while the slot is free", "built"]
+    assert record.patient == "Patient/p1" and not slot.locked()

@@ -544,6 +544,7 @@ def _answer(service: HookService, audit: CallAudit) -> Response:
             budget=svc.settings.fhir_fetch_budget_seconds,
             slots=svc.fetch_slots,
             not_allowed=not_allowed,
+            building=svc.evaluation_slot,
         )
     except PrefetchUnavailable as exc:
         log.warning("CDS Hooks prefetch unavailable", extra={"keys": list(exc.keys), "hook": hook})

@@ -31,7 +31,8 @@ class Services:
       (Settings.fhir_connect_timeout / fhir_read_timeout / fhir_max_pages); tests may swap it.
     fetch_slots: how many calls of this process may fetch from FHIR servers at once
       (Settings.fhir_max_concurrent_fetches; one app per gunicorn worker, so per worker).
-    evaluation_slot: one call of this process evaluates at a time (`evaluate_record`; nothing written).
+    evaluation_slot: one call of this process builds its record or evaluates at a time (never held
+      while fetching or writing).
       The worker's threads exist to wait (a FHIR server, a slow client); judging is CPU work, and
       under the GIL several threads judging at once interleave every 5 ms: measured with
       `benchmarks/bench_serving.py` (8 threads a worker, concurrency 8), 35 ms CPU a call instead of

@@ -40,7 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -468,12 +468,14 @@ def request_record(
     budget: float = FETCH_BUDGET_SECONDS,
     slots: FetchSlots | None = None,
     not_allowed: str | None = None,
+    building: AbstractContextManager[Any] | None = None,
 ) -> PatientRecord:
     """The context patient's record (prefetch, plus what had to be fetched, plus draft orders, each
     proven to be that patient's); `skipped` counts what was set aside, the binding's reasons included.
 
     `fhir_server` is None unless it is on the allowlist (the caller checks it); `not_allowed` then
-    says why, for the 412 when data must be fetched.
+    says why, for the 412 when data must be fetched. `building`, when given, is held while the record
+    is bound and built (CPU work), not while fetching: the service's evaluation slot.
     """
     patient_id = context["patientId"]
     plan = plan_prefetch(prefetch, context, templates)
@@ -483,8 +485,9 @@ def request_record(
                       slots=slots, not_allowed=not_allowed)
     )
     entries.extend(draft_entries(context.get("draftOrders"), patient_id))
-    bound, skipped = bind_entries(entries, patient_id, fhir_server=fhir_server)
-    record = build_record(bound, patient_id)
+    with building if building is not None else nullcontext():
+        bound, skipped = bind_entries(entries, patient_id, fhir_server=fhir_server)
+        record = build_record(bound, patient_id)
     record.skipped.update(skipped)  # the evaluation reports them with the loader's own (issue 9)
     return record
 
