@@ -2,13 +2,15 @@
 
 Whatever the source (a Bundle file, CDS Hooks prefetch, a FHIR server), the resources end up in
 `load_resources`, which sets aside what carries no clinical meaning (types no mapper reads, records
-in error, cancelled or refuted: decided from the JSON, before any check), reads the rest as
+in error, cancelled or refuted) and what no criterion reads (routine vital signs and lab results,
+everyday chronic prescriptions and problems: `routine-resources.yaml`), all decided from the JSON
+before any check and counted in `PatientRecord.skipped`, reads the rest as
 `fhir_vcf.elements` Elements (checked against the R4B definitions, without building the models),
 indexes every form a reference can take (`Type/id`, an absolute URL, a `urn:uuid:` fullUrl) and
 groups the resources by the patient they belong to. A Bundle nested in the Bundle is read through.
 
-Every problem with the input is an InputError naming the resource and the element, in words a
-sender can act on ("Observation/x valueQuantity.value: invalid Observation: 'abc' is not a valid
+Every problem with a resource that is read is an InputError naming the resource and the element,
+in words a sender can act on ("Observation/x valueQuantity.value: invalid Observation: 'abc' is not a valid
 FHIR decimal"), never a pydantic message or a traceback.
 """
 
