@@ -329,50 +329,64 @@ def _load_resources(
     entries: Iterable[tuple[str | None, Mapping[str, Any], str]], *, source: str
 ) -> list[PatientRecord]:
     index: dict[str, Resource] = {}
-    validated: list[tuple[Resource, str]] = []
-    set_aside: list[tuple[str | None, str]] = []  # (the patient reference it names, reason)
+    validated: list[tuple[Resource, str, str | None]] = []  # (resource, its reference, the patient it names)
+    # What is set aside, counted by (the patient reference it names, reason) in the order first seen:
+    # a record's `skipped` gets its reasons in the same order as one increment per resource gave them.
+    set_aside: dict[tuple[str | None, str], int] = {}
     for full_url, data, label in entries:
-        if data.get("resourceType") not in USED_TYPES:
-            set_aside.append((_raw_patient(data), TYPE_NOT_READ))
-            continue
-        reason = _noise_in_json(data)  # decided before any check: what is never read is never validated
-        if reason is None:
-            reason = routine_reason(data)
+        rtype = data.get("resourceType")
+        if rtype not in USED_TYPES:
+            reason: str | None = TYPE_NOT_READ
+        else:
+            reason = _noise_in_json(data)  # decided before any check: what is never read is never validated
+            if reason is None:
+                reason = routine_reason(data)
         if reason is None:
             resource = read_validated(data, source=source, label=label)
             reason = skip_reason(resource)
         if reason is not None:
-            set_aside.append((_raw_patient(data), reason))
+            key = (_raw_patient(data), reason)
+            set_aside[key] = set_aside.get(key, 0) + 1
             continue
-        set_aside.extend((_raw_patient(data), why) for why in attachment_skips(resource))
-        ref = f"{resource.get_resource_type()}/{resource.id}" if resource.id else (full_url or label)
-        for key in filter(None, (ref, full_url, full_url and relative_reference(full_url))):
-            index.setdefault(key, resource)
-        validated.append((resource, ref))
+        if rtype in _WITH_ATTACHMENTS:
+            for why in attachment_skips(resource):
+                key = (_raw_patient(data), why)
+                set_aside[key] = set_aside.get(key, 0) + 1
+        ref = f"{rtype}/{resource.id}" if resource.id else (full_url or label)
+        if ref:
+            index.setdefault(ref, resource)
+        if full_url:
+            index.setdefault(full_url, resource)
+            index.setdefault(relative_reference(full_url), resource)
+        validated.append((resource, ref, None if rtype == "Patient" else _patient_reference(resource)))
 
-    refs: dict[int, str] = {id(resource): ref for resource, ref in validated}  # shared, like `index`
+    refs: dict[int, str] = {id(resource): ref for resource, ref, _ in validated}  # shared, like `index`
+    keys: dict[str, str] = {}  # reference -> its patient key (most resources of an input name the same patient)
 
     def patient_key(reference: str) -> str:
-        target = index.get(reference) or index.get(relative_reference(reference))
-        if target is not None and target.get_resource_type() == "Patient":
-            return refs[id(target)]
-        return relative_reference(reference)
+        found = keys.get(reference)
+        if found is None:
+            target = index.get(reference) or index.get(relative_reference(reference))
+            if target is not None and target.get_resource_type() == "Patient":
+                found = refs[id(target)]
+            else:
+                found = relative_reference(reference)
+            keys[reference] = found
+        return found
 
     records: dict[str, PatientRecord] = {}
     unfiled: list[tuple[Resource, str]] = []
-    for resource, ref in validated:
+    for resource, ref, pointer in validated:
         if resource.get_resource_type() == "Patient":
             key = ref
+        elif not pointer:
+            unfiled.append((resource, ref))
+            continue
         else:
-            pointer = next(
-                (getattr(resource, e, None) for e in _PATIENT_ELEMENTS if getattr(resource, e, None)), None
-            )
-            value = getattr(pointer, "reference", None)
-            if not value:
-                unfiled.append((resource, ref))
-                continue
-            key = patient_key(value)
-        record = records.setdefault(key, PatientRecord(patient=key, source=source, index=index, refs=refs))
+            key = patient_key(pointer)
+        record = records.get(key)
+        if record is None:
+            record = records[key] = PatientRecord(patient=key, source=source, index=index, refs=refs)
         record.add(resource, ref)
     if len(records) == 1:
         (only,) = records.values()
@@ -381,13 +395,32 @@ def _load_resources(
     # What was set aside is counted on the record of the patient it names; with one patient in the
     # input, everything is that patient's. In an input of several patients, a set-aside resource that
     # names none of them (a Practitioner, an OperationOutcome) is nobody's, and counted on no record.
-    for pointer, reason in set_aside:
+    for (pointer, reason), count in set_aside.items():
         target = records.get(patient_key(pointer)) if pointer else None
         if target is None and len(records) == 1:
             target = next(iter(records.values()))
         if target is not None:
-            target.skipped[reason] += 1
+            target.skipped[reason] += count
     return list(records.values())
+
+
+# The types whose attachments (presentedForm, content) the loader looks at (`attachments`).
+_WITH_ATTACHMENTS = frozenset({"DiagnosticReport", "DocumentReference"})
+
+
+def _patient_reference(resource: Resource) -> Any:
+    """The `reference` of the first of a read resource's patient elements that is set, else None."""
+    for element in _PATIENT_ELEMENTS:
+        pointer = _element(resource, element)
+        if pointer:
+            return getattr(pointer, "reference", None)
+    return None
+
+
+def _element(resource: Resource, name: str) -> Any:
+    """`getattr(resource, name, None)` without raising (and catching) an AttributeError when the type
+    has no such element (a Medication's `subject`, an Observation's `verificationStatus`)."""
+    return getattr(resource, name, None) if name in type(resource).model_fields else None
 
 
 def _noise_in_json(data: Mapping[str, Any]) -> str | None:
@@ -512,12 +545,12 @@ def skip_reason(resource: Resource) -> str | None:
     Recorded in error, cancelled or refuted; a DocumentReference superseded by a newer version, whose
     document was entered in error, or with no attachment the service can read.
     """
-    status = getattr(resource, "status", None)
+    status = _element(resource, "status")
     if status == "entered-in-error":
         return ENTERED_IN_ERROR
     if status == "cancelled":
         return CANCELLED
-    verification = getattr(resource, "verificationStatus", None)
+    verification = _element(resource, "verificationStatus")
     codes = {c.code for c in (getattr(verification, "coding", None) or [])}
     if "entered-in-error" in codes:
         return ENTERED_IN_ERROR
