@@ -284,25 +284,28 @@ def _bundle_entries(
     if not isinstance(entries, list):
         raise InputError("invalid Bundle: entry must be an array", source=source, element=f"{prefix}entry")
     for i, entry in enumerate(entries):
-        where = f"{prefix}entry[{i}]"
-        if not isinstance(entry, Mapping):
-            raise InputError("invalid Bundle: entry must be an object", source=source, element=where)
+        if type(entry) is not dict and not isinstance(entry, Mapping):  # `type`: the ABC check costs more
+            raise InputError("invalid Bundle: entry must be an object", source=source, element=f"{prefix}entry[{i}]")
         resource = entry.get("resource")
         if resource is None:  # e.g. a DELETE in a transaction: nothing to read
             continue
-        if not isinstance(resource, Mapping):
-            raise InputError("not a FHIR resource: expected a JSON object", source=source, element=f"{where}.resource")
+        if type(resource) is not dict and not isinstance(resource, Mapping):
+            raise InputError("not a FHIR resource: expected a JSON object", source=source,
+                             element=f"{prefix}entry[{i}].resource")
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str) or not rtype:
-            raise InputError(_no_type(resource), source=source, element=f"{where}.resource")
+            raise InputError(_no_type(resource), source=source, element=f"{prefix}entry[{i}].resource")
         if rtype == "Bundle":
+            where = f"{prefix}entry[{i}]"
             if depth >= MAX_BUNDLE_NESTING:
                 raise InputError(f"invalid Bundle: Bundles nested more than {MAX_BUNDLE_NESTING} deep",
                                  source=source, element=f"{where}.resource")
             _bundle_entries(resource, source=source, prefix=f"{where}.resource.", depth=depth + 1, found=found)
             continue
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        found.append((full_url, resource, _label(resource, where)))
+        full_url = entry.get("fullUrl")
+        rid = resource.get("id")  # the label as `_label` words it, its position written only when needed
+        label = f"{rtype}/{rid}" if isinstance(rid, str) else f"{prefix}entry[{i}] ({rtype})"
+        found.append((full_url if isinstance(full_url, str) else None, resource, label))
 
 
 def _label(resource: Mapping[str, Any], position: str | None) -> str:
@@ -534,7 +537,8 @@ def _raw_patient(data: Mapping[str, Any]) -> str | None:
     """The patient reference a raw resource names (`subject` or `patient`), or None."""
     for element in _PATIENT_ELEMENTS:
         pointer = data.get(element)
-        if isinstance(pointer, Mapping) and isinstance(pointer.get("reference"), str) and pointer["reference"]:
+        if (type(pointer) is dict or isinstance(pointer, Mapping)) and isinstance(pointer.get("reference"), str) \
+                and pointer["reference"]:
             return pointer["reference"]
     return None
 

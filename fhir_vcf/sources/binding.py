@@ -96,7 +96,7 @@ def _aliases(entries: Iterable[Entry], patient_id: str, server: FhirBase | None)
 
 def _reason(reference: Any, aliases: set[str], patient_id: str) -> str | None:
     """None when `reference` (a Reference object) names the context patient, else why not."""
-    if not isinstance(reference, Mapping):
+    if type(reference) is not dict and not isinstance(reference, Mapping):
         return NO_PATIENT
     literal = reference.get("reference")
     if not isinstance(literal, str) or not literal.strip():
@@ -117,6 +117,9 @@ def _reason(reference: Any, aliases: set[str], patient_id: str) -> str | None:
     return UNRESOLVED if same_id else OTHER_PATIENT
 
 
+_UNKNOWN: Any = object()  # a reason not worked out yet
+
+
 def bind_to_patient(entries: Iterable[Entry], patient_id: str, *, fhir_server: str | None = None) -> Binding:
     """The entries that provably belong to `Patient/<patient_id>`; PatientMismatch for another Patient."""
     entries = list(entries)
@@ -135,6 +138,7 @@ def bind_to_patient(entries: Iterable[Entry], patient_id: str, *, fhir_server: s
             )
     aliases = _aliases(entries, patient_id, server)
     binding = Binding()
+    reasons: dict[str, str | None] = {}  # a literal reference -> its reason (most entries name the same patient)
     for entry in entries:
         _full_url, resource, label, source = entry
         rtype = resource.get("resourceType")
@@ -142,7 +146,13 @@ def bind_to_patient(entries: Iterable[Entry], patient_id: str, *, fhir_server: s
         if rtype == "Patient" or rtype in PATIENTLESS_TYPES or (pointer is None and rtype not in BOUND_TYPES):
             binding.entries.append(entry)
             continue
-        reason = _reason(pointer, aliases, patient_id)
+        literal = pointer.get("reference") if type(pointer) is dict else None
+        if type(literal) is str and literal.strip():  # the reason then depends on the literal alone
+            reason = reasons.get(literal, _UNKNOWN)
+            if reason is _UNKNOWN:
+                reason = reasons[literal] = _reason(pointer, aliases, patient_id)
+        else:
+            reason = _reason(pointer, aliases, patient_id)
         if reason is None:
             binding.entries.append(entry)
         else:
