@@ -134,7 +134,7 @@ class _Field:
 class _Table:
     node: type[Element]
     fields: dict[str, _Field]  # by JSON key (alias)
-    required: tuple[tuple[str, int, str | None], ...]  # (JSON key, kind, key of the `_x` extension sibling)
+    required: tuple[tuple[str, int, str | None], ...]  # (attribute, kind, attribute of the `_x` extension sibling)
     required_choices: tuple[str, ...]
     choices: dict[str, tuple[str, ...]]
     is_resource: bool
@@ -187,6 +187,7 @@ def _table(model: type) -> _Table:
                 if f.kind != _PRIMITIVE and model.model_fields[f.name].is_required()]
     for name, ext in probe.get_required_fields():
         required.append((by_name[name], _PRIMITIVE, by_name.get(ext) if ext else None))
+    required = [(fields[key].name, kind, fields[ext].name if ext else None) for key, kind, ext in required]
     choices = {prefix: tuple(names) for prefix, names in probe.get_one_of_many_fields().items()}
     required_choices = tuple(
         prefix for prefix, names in choices.items()
@@ -228,12 +229,19 @@ def model_of(rtype: Any) -> type | None:
     return found
 
 
+_RESOURCE_TABLES: dict[str, _Table] = {}  # by resource type name (R4B's types only: bounded)
+
+
 def read_resource(data: dict[str, Any]) -> Element:
     """The resource as an Element, or NotValid when the R4B model would refuse it."""
-    model = model_of(data.get("resourceType"))
-    if model is None:
-        raise NotValid
-    return _read(data, _table(model), 0)
+    rtype = data.get("resourceType")
+    table = _RESOURCE_TABLES.get(rtype) if type(rtype) is str else None
+    if table is None:
+        model = model_of(rtype)
+        if model is None:
+            raise NotValid
+        table = _RESOURCE_TABLES[rtype] = _table(model)  # type: ignore[index]
+    return _read(data, table, 0)
 
 
 # Elements whose JSON holds strings only (a coding, a reference, a period, a concept's text: seven in
@@ -297,7 +305,13 @@ def _build(data: dict[str, Any], table: _Table, depth: int) -> Element:
         elif f.many:
             if type(value) is not list:
                 raise NotValid
-            value = Elements([_item(item, f, depth) for item in value])
+            if f.kind == _COMPLEX:  # `_item` without its per-item steps: `_read` refuses a None item too
+                table_of = f.table
+                if table_of is None:
+                    table_of = f.table = _table(f.model)  # type: ignore[arg-type]
+                value = Elements([_read(item, table_of, depth + 1) for item in value])
+            else:
+                value = Elements([_item(item, f, depth) for item in value])
         elif f.table is not None and type(value) is dict:  # a complex element whose table is known
             value = _read(value, f.table, depth + 1)
         else:
@@ -309,10 +323,9 @@ def _build(data: dict[str, Any], table: _Table, depth: int) -> Element:
                 raise NotValid
             chosen.add(f.choice)
         out[f.name] = value
-    for key, kind, ext in table.required:
-        f = fields[key]
-        if out.get(f.name) is None:
-            sibling = out.get(fields[ext].name) if ext else None
+    for name, kind, ext in table.required:
+        if out.get(name) is None:
+            sibling = out.get(ext) if ext else None
             if kind != _PRIMITIVE or not getattr(sibling, "extension", None):
                 raise NotValid
     for prefix in table.required_choices:
