@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from fhir_vcf import collector
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.evaluation import evaluate_record, performed_augmentations
 from fhir_vcf.outputs.table import row as table_row
@@ -113,17 +112,7 @@ def where_of(entries: list, where: Mapping[str, tuple[str, int]]) -> str:
 
 
 def evaluate_patient(patient: str, lines: Sequence[Line], shared: Mapping[str, bytes], job: Job) -> PatientOutcome:
-    """The results of one patient for the job; never raises for bad input.
-
-    The collector is paused once for the whole patient (parsing, loading, judging), not around each
-    step: the parsed lines, the record and its facts are freed by reference counting before the pause
-    ends (they live in `_evaluate_patient`'s frame), so the collection that may follow it finds little
-    to walk, where a pause per step left the living record for the next young collection to walk."""
-    with collector.paused():
-        return _evaluate_patient(patient, lines, shared, job)
-
-
-def _evaluate_patient(patient: str, lines: Sequence[Line], shared: Mapping[str, bytes], job: Job) -> PatientOutcome:
+    """The results of one patient for the job; never raises for bad input."""
     out = PatientOutcome()
     entries, where = _entries(lines, shared, out)
     if job.mode == "audit" and not any(e[1]["resourceType"] == "Procedure" for e in entries):
