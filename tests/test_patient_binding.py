@@ -58,6 +58,23 @@ def test_literal_references_to_the_context_patient_are_kept():
     assert not binding.skipped
 
 
+def test_a_blank_reference_is_judged_by_its_identifier_each_time():
+    """Reasons are worked out once per literal reference, but a blank one says nothing by itself: with an
+    identifier it is identifier-only, without one no patient reference, however often it recurs."""
+    binding = bind_to_patient([
+        entry({"resourceType": "Patient", "id": "p1"}),
+        entry(obs("blank-id", {"reference": " ", "identifier": {"system": "urn:mrn", "value": "1"}})),
+        entry(obs("blank", {"reference": " "})),
+        entry(obs("blank-id-2", {"reference": " ", "identifier": {"system": "urn:mrn", "value": "1"}})),
+        entry(obs("mine", {"reference": "Patient/p1"})),
+        entry(obs("other", {"reference": "Patient/p2"})),
+        entry(obs("mine-2", {"reference": "Patient/p1"})),
+        entry(obs("other-2", {"reference": "Patient/p2"})),
+    ], "p1", fhir_server=EHR)
+    assert kept(binding) == ["Patient/p1", "Observation/mine", "Observation/mine-2"]
+    assert binding.skipped == {IDENTIFIER_ONLY: 2, NO_PATIENT: 1, OTHER_PATIENT: 2}
+
+
 def test_what_cannot_be_proven_is_dropped_and_counted():
     binding = bind_to_patient([
         entry({"resourceType": "Patient", "id": "p1"}),

@@ -375,3 +375,30 @@ def test_load_file_edge_cases(tmp_path):
     bom = tmp_path / "bom.json"
     bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(bundle("collection", entry(patient()))).encode())
     assert [r.patient for r in load_file(bom)] == ["Patient/p1"]
+
+
+def test_what_is_set_aside_is_counted_per_patient_in_the_order_first_seen():
+    """Set-aside resources are counted per (patient, reason) in one go: each record's `skipped` has
+    its reasons in the order they first appear for that patient, and every resource counted once."""
+
+    def obs(oid: str, subject: str, status: str) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": oid, "status": status, "code": {"text": "NRS"},
+                "subject": {"reference": subject}, "valueInteger": 2}
+
+    data = bundle(
+        "collection",
+        entry(patient("a")),
+        entry(patient("b")),
+        entry(obs("b1", "Patient/b", "cancelled")),
+        entry({"resourceType": "Practitioner", "id": "dr"}),
+        entry(obs("a1", "Patient/a", "entered-in-error")),
+        entry({"resourceType": "Claim", "id": "c1", "patient": {"reference": "Patient/a"}}),
+        entry(obs("a2", "Patient/a", "cancelled")),
+        entry(obs("b2", f"{BASE}/Patient/b", "entered-in-error")),
+        entry(obs("a3", "Patient/a", "entered-in-error")),
+        entry(obs("b3", "Patient/b", "cancelled")),
+    )
+    records = {r.patient: r for r in load_document(data, source="two.json")}
+    assert list(records["Patient/a"].skipped.items()) == [("entered-in-error", 2), ("type-not-read", 1),
+                                                          ("cancelled", 1)]
+    assert list(records["Patient/b"].skipped.items()) == [("cancelled", 2), ("entered-in-error", 1)]
