@@ -33,6 +33,10 @@ _MODALITY_WORDS = tuple((modality, text.Caseless(re.compile(words, _I))) for mod
     ("CT", r"\b(?:ct|computed\s+tomography|cat\s+scan)\b"),
     ("DX", r"\b(?:x-?ray|xr|radiograph\w*|plain\s+films?|dx|cr)\b"),
 ))
+# The five families joined: a kind naming none of them (most reports: "CBC panel", "Laboratory") is
+# searched once, not five times.
+_ANY_MODALITY_WORD = text.Caseless(re.compile("|".join(f"(?:{w.pattern.pattern})" for _, w in _MODALITY_WORDS), _I))
+_STIR = re.compile(r"\bstir\b", _I)  # a STIR series, noted on the study's line
 
 BOOLEAN_FINDINGS = {
     finding.HEIGHT_LOSS_PROGRESSION: "progression",
@@ -61,6 +65,8 @@ def _modality_from_words(*values: str | None) -> str | None:
         if not value:
             continue
         low = text.ascii_lower(value)  # one lower-casing for the five families
+        if not _ANY_MODALITY_WORD.found(value, low=low):
+            continue
         for modality, words in _MODALITY_WORDS:
             if words.found(value, low=low):
                 return modality
@@ -88,7 +94,7 @@ def scan_imaging(record: Any) -> ImagingScan:
             desc_levels = text.find_levels(series.description)
             levels = tuple(sort_levels(([level] if level else []) + desc_levels))
             series_levels.extend(levels)
-            if series.description and re.search(r"\bstir\b", series.description, _I):
+            if series.description and _STIR.search(series.description):
                 stir = True
             if levels:
                 method = Method.CODE if level else Method.TEXT
