@@ -262,6 +262,22 @@ def _percent_change(
                                        report_text=source.report, assertion=said))
 
 
+_ACUITY_PATTERNS = ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"), (_UPTAKE, "increased-uptake"))
+# The morphology findings: pattern, signal kind, and the words (in a lower-cased part) it needs.
+_MORPHOLOGY = (
+    (_PLANA, "plana", ("plana",)),
+    (_CLEFT, "cleft", ("cleft", "vacuum", "mmell", "intravertebral")),
+    (_RETRO, "retropulsion", ("retropuls", "canal", "posterior")),
+)
+
+
+def _has_any(low: str, words: tuple[str, ...]) -> bool:
+    for w in words:  # noqa: SIM110 (a plain loop costs half what any() over a generator does)
+        if w in low:
+            return True
+    return False
+
+
 # What a mention is worth to an imaging fact (input profile, "Reading report text").
 YES, NO, OPEN = "yes", "no", "open"
 
@@ -321,24 +337,18 @@ def _segment_signals(
         """A possible mention: the question stays open (never read as yes or no)."""
         add("uncertain", kind, said, **kw)
 
+    # Cheap substring gates before the (case-insensitive, slower) patterns run, written out: a call per
+    # gate, or any() over a generator, costs more than the tests themselves (~100 parts a patient).
     low = segment.lower()
-
-    def has(*words: str) -> bool:
-        # Cheap substring gates before the (case-insensitive, slower) patterns run; a plain loop costs
-        # half what any() over a generator does, and this runs ~100 times a patient.
-        for w in words:  # noqa: SIM110
-            if w in low:
-                return True
-        return False
 
     fracture_context = _FRACTURE_CONTEXT.found(segment, low=low if segment.isascii() else None)
     # Edema / uptake words count when the words around them are about bone or a level, or when the
     # report is an MRI / bone scan: "pedal edema" in a clinic note or an "FDG-avid node" is not acuity.
-    if has("edema", "bme", "hyperintens", "stir", "uptake", "avid", "increased", "activity") and (
+    if ("edema" in low or "bme" in low or "hyperintens" in low or "stir" in low or "uptake" in low or "avid" in low
+            or "increased" in low or "activity" in low) and (
         advanced_source or names_level or _ACUITY_CONTEXT.found(segment) or _ACUITY_CONTEXT.found(sentence)
     ):
-        for pattern, value_name in ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"),
-                                    (_UPTAKE, "increased-uptake")):
+        for pattern, value_name in _ACUITY_PATTERNS:
             for m in pattern.finditer(segment):
                 if pattern is _EDEMA and _SOFT_TISSUE.search(segment[max(0, m.start() - 50) : m.start()]):
                     continue
@@ -363,7 +373,7 @@ def _segment_signals(
                 elif found:
                     add("acuity", found == YES, said, advanced=advanced_source,
                         acuity_value=positive_value if found == YES else None, note="age word")
-        if has("chronic", "healed", "sclerotic", "remote", "old"):
+        if "chronic" in low or "healed" in low or "sclerotic" in low or "remote" in low or "old" in low:
             for m in _CHRONIC.finditer(segment):
                 said = read(m)
                 if _describes_age(said):
@@ -375,7 +385,7 @@ def _segment_signals(
             if said.status == AFFIRMED or (said.status == HISTORICAL and said.decided_by == "trigger"):
                 add("seen", True, said, advanced=advanced_source)
                 break
-    if has("%", "percent", "per cent"):
+    if "%" in low or "percent" in low or "per cent" in low:
         # "T12 30%, L1 20% height loss": a part naming a level takes its height words from the sentence.
         found_pct = []
         for pct_value, p0, p1 in text.height_loss_percents(segment, context=sentence if names_level else None):
@@ -394,7 +404,7 @@ def _segment_signals(
             found_pct = [(v, said) for v, said in found_pct if len(levels_at(said.start - base)) <= 1]
         for pct_value, said in found_pct:
             add("height", pct_value, said)
-    if has("mild", "moderate", "severe", "genant"):
+    if "mild" in low or "moderate" in low or "severe" in low or "genant" in low:
         for m in _GENANT_WORDS.finditer(segment):
             said = read(m)
             if said.status != AFFIRMED:
@@ -403,23 +413,19 @@ def _segment_signals(
             if grade in GENANT:
                 number, note = GENANT[grade]
                 add("height", number, said, note=note)
-    if has("further", "progress", "interval", "increas", "worsen"):
+    if "further" in low or "progress" in low or "interval" in low or "increas" in low or "worsen" in low:
         for m in _PROGRESSION.finditer(segment):
             said = read(m)
             found = verdict(said)
             if found in (YES, NO):
                 add("progression", found == YES, said)
-    if has("stable", "unchanged", "interval"):
+    if "stable" in low or "unchanged" in low or "interval" in low:
         for m in _STABLE.finditer(segment):
             said = read(m)
             if said.status == AFFIRMED:
                 add("progression", False, said)
-    for pattern, kind, words in (
-        (_PLANA, "plana", ("plana",)),
-        (_CLEFT, "cleft", ("cleft", "vacuum", "mmell", "intravertebral")),
-        (_RETRO, "retropulsion", ("retropuls", "canal", "posterior")),
-    ):
-        if has(*words):
+    for pattern, kind, words in _MORPHOLOGY:
+        if _has_any(low, words):
             for m in pattern.finditer(segment):
                 if "canal" in m.group(0).lower() and not (
                     fracture_context or "retropuls" in low or (names_level and not _DISC_LEVEL.search(segment))
