@@ -174,6 +174,24 @@ class _Levels:
         return self._of(piece)[1]
 
 
+class _Reading:
+    """The assertion reading of one text (`assertion.reading`), made when its first mention is read:
+    a text with a cue word often holds no mention any pattern finds ("moderate joint space narrowing",
+    "SAG STIR"), and then needs no sentences, sections or triggers worked out."""
+
+    __slots__ = ("_reading", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._reading: assertion.TextReading | None = None
+
+    def read(self, start: int, end: int) -> Assertion:
+        """`assertion.reading(text).read(start, end)`."""
+        if self._reading is None:
+            self._reading = assertion.reading(self._text)
+        return self._reading.read(start, end)
+
+
 def _segments(sentence: str, levels: _Levels, has_levels: bool = True) -> list[tuple[int, str, list[str]]]:
     """Comma-separated parts of a sentence with the levels each names; a level list ("T12, L1 and L2")
     stays in one part."""
@@ -217,7 +235,7 @@ def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: s
     whole_levels = found.levels(value)
     text_default = tuple(whole_levels) if len(whole_levels) == 1 else source.fallback_levels
     advanced_source = source.modality in dicom.ADVANCED
-    reading = assertion.reading(value)
+    reading = _Reading(value)
     low = text.ascii_lower(value)  # lower-cased once for the cue searches of every sentence and part
     for sm in _SENTENCE.finditer(value):
         # Searched in place (a sentence starts after a separator, so its edges read as in a copy).
@@ -244,7 +262,7 @@ def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: s
 
 
 def _percent_change(
-    scan: ImagingScan, source: SignalSource, element: str, reading: assertion.TextReading, base: int, sentence: str,
+    scan: ImagingScan, source: SignalSource, element: str, reading: _Reading, base: int, sentence: str,
     levels: tuple[str, ...],
 ) -> None:
     """Progression stated as two height-loss percentages in one sentence (later larger: progression)."""
@@ -303,7 +321,7 @@ def _segment_signals(
     scan: ImagingScan,
     source: SignalSource,
     element: str,
-    reading: assertion.TextReading,
+    reading: _Reading,
     base: int,
     sentence: str,
     segment: str,
