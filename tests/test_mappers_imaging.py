@@ -602,3 +602,15 @@ def test_a_text_whose_cue_words_find_no_mention_is_read_without_an_assertion_rea
     assert scan.signals == [] and assertion.reading.cache_info().misses == 0
     analyze_text(scan, source, "conclusion", "Acute L1 fracture with marrow edema.")
     assert scan.signals and assertion.reading.cache_info().misses == 1
+
+
+@pytest.mark.parametrize(("kind", "category", "line"), [
+    ("Spine report", "MRI", "MR report"),  # the category's words when the kind's name no modality
+    ("CT lumbar spine", "MRI", "CT report"),  # the kind's words first
+    ("Spine report", "Radiology", "imaging report"),
+])
+def test_report_modality_from_its_kind_then_its_category(kind: str, category: str, line: str) -> None:
+    report = diagnostic_report("r", text=kind, category=category, effective="2025-06-05",
+                               studies=["ImagingStudy/none"], conclusion="T12 compression fracture.")
+    f = facts(fracture(), report)
+    assert f.imaging == (f"{line} 2025-06-05 (DiagnosticReport/r): T12 compression fracture.",)

@@ -138,9 +138,9 @@ def scan_imaging(record: Any) -> ImagingScan:
                     modality = dicom.REPORT_LOINC_MODALITY[coding.code]
                     break
         if modality is None:
-            words = [v for v, _ in common.texts(kind, "code")]
-            words += [v for v, _ in common.texts(report.category or [], "category")]
-            modality = _modality_from_words(*words)
+            modality = _modality_from_words(*(v for v, _ in common.texts(kind, "code")))
+        if modality is None:  # the category's words only when the kind's name no modality
+            modality = _modality_from_words(*(v for v, _ in common.texts(report.category or [], "category")))
         fallback = next((s.fallback_levels for s in linked if s.fallback_levels), ())
         source = SignalSource(ref, day or next((s.day for s in linked if s.day), None), modality, fallback, report=True)
         reports[ref] = source
@@ -195,7 +195,9 @@ def _report_texts(report: Any) -> Iterable[tuple[str, str]]:
     """The report's text (conclusion, presentedForm, a document's attachments: `common.report_texts`),
     then its coded conclusions' words."""
     yield from common.report_texts(report)
-    yield from common.texts(common.field(report, "conclusionCode") or [], "conclusionCode")
+    conclusion_codes = common.field(report, "conclusionCode")
+    if conclusion_codes:
+        yield from common.texts(conclusion_codes, "conclusionCode")
 
 
 def _observation(
@@ -221,8 +223,8 @@ def _observation(
         if target in reports:
             link = reports[target]
             break
-    categories = {c.code for c, _ in common.codings(obs.category or [], "category")}
-    imaging = finding_code is not None or edema_code or link is not None or "imaging" in categories
+    imaging = finding_code is not None or edema_code or link is not None or any(
+        c.code == "imaging" for c, _ in common.codings(obs.category or [], "category"))
     if not imaging:
         return
     levels, _, _ = sites.body_site_levels(ref, obs.bodySite)
