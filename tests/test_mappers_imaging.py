@@ -19,7 +19,9 @@ from fhir_builders import (
 )
 
 from fhir_vcf.facts import FractureFacts, Method, Status
-from fhir_vcf.mappers import map_record
+from fhir_vcf.mappers import assertion, map_record
+from fhir_vcf.mappers.imaging_signals import ImagingScan, SignalSource
+from fhir_vcf.mappers.imaging_text import analyze_text
 
 AS_OF = date(2025, 6, 30)
 M80 = coding("icd", "M80.08XA")
@@ -589,3 +591,26 @@ def test_series_descriptions_naming_mri_sequences_give_no_level():
                                 conclusion="Acute compression fracture with marrow edema."))
     assert f.fracture_levels == []
     assert "T2" not in f.acuity
+
+
+def test_a_text_whose_cue_words_find_no_mention_is_read_without_an_assertion_reading() -> None:
+    # The assertion reading (sentences, sections, triggers) is made only when a mention is read.
+    source = SignalSource("DiagnosticReport/r", date(2025, 6, 5), "MR", ())
+    assertion.reading.cache_clear()
+    scan = ImagingScan()
+    analyze_text(scan, source, "conclusion", "Moderate medial compartment joint space narrowing. SAG STIR")
+    assert scan.signals == [] and assertion.reading.cache_info().misses == 0
+    analyze_text(scan, source, "conclusion", "Acute L1 fracture with marrow edema.")
+    assert scan.signals and assertion.reading.cache_info().misses == 1
+
+
+@pytest.mark.parametrize(("kind", "category", "line"), [
+    ("Spine report", "MRI", "MR report"),  # the category's words when the kind's name no modality
+    ("CT lumbar spine", "MRI", "CT report"),  # the kind's words first
+    ("Spine report", "Radiology", "imaging report"),
+])
+def test_report_modality_from_its_kind_then_its_category(kind: str, category: str, line: str) -> None:
+    report = diagnostic_report("r", text=kind, category=category, effective="2025-06-05",
+                               studies=["ImagingStudy/none"], conclusion="T12 compression fracture.")
+    f = facts(fracture(), report)
+    assert f.imaging == (f"{line} 2025-06-05 (DiagnosticReport/r): T12 compression fracture.",)

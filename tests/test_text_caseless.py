@@ -38,7 +38,7 @@ def _patterns() -> list[re.Pattern[str]]:
     """Every pattern the mappers now search through `Caseless`, and the term families `assertion.scan` gates."""
     found = [imaging_text._ANY_CUE, imaging_text._OTHER_LEVELS.pattern, text._DISC_WORD.pattern, text._SACRUM,
              imaging_text._FRACTURE_CONTEXT.pattern, imaging_text._ACUITY_CONTEXT.pattern,
-             *(w.pattern for _, w in imaging._MODALITY_WORDS),
+             *(w.pattern for _, w in imaging._MODALITY_WORDS), imaging._ANY_MODALITY_WORD.pattern,
              fractures._OSTEOPOROSIS, fractures._MALIGNANCY, fractures._MYELOMA, fractures._HEALED, fractures._KYPHOSIS,
              *care._TEXT_KINDS.values(), care._ANALGESIC_TEXT, care._OSTEOPOROSIS_TEXT, care._DXA_TEXT,
              care._PROGRAM_TEXT, *care._ANALGESIC_NAMES.values(), *exclusions._TEXT.values(),
@@ -78,6 +78,13 @@ def test_lower_case_form_only_where_lowering_keeps_the_meaning(source: str) -> N
     for value in ("STIR", "Edema", "stir", "edema"):
         assert bool(lowered.search(value.lower())) == bool(pattern.search(value))
     assert source in {"stir", "edema"}
+
+
+def test_modality_gate_passes_every_word_a_family_finds() -> None:
+    # The joined gate of `imaging._modality_from_words` may skip a word only when no family finds it.
+    values = [*_texts(), "MR L-spine", "SPECT/CT", "Bone scan", "CAT scan", "x-ray", "plain film", "CBC panel"]
+    for value in values:
+        assert imaging._ANY_MODALITY_WORD.found(value) == any(w.found(value) for _, w in imaging._MODALITY_WORDS), value
 
 
 def test_a_case_sensitive_pattern_is_searched_as_it_is() -> None:

@@ -33,6 +33,10 @@ _MODALITY_WORDS = tuple((modality, text.Caseless(re.compile(words, _I))) for mod
     ("CT", r"\b(?:ct|computed\s+tomography|cat\s+scan)\b"),
     ("DX", r"\b(?:x-?ray|xr|radiograph\w*|plain\s+films?|dx|cr)\b"),
 ))
+# The five families joined: a kind naming none of them (most reports: "CBC panel", "Laboratory") is
+# searched once, not five times.
+_ANY_MODALITY_WORD = text.Caseless(re.compile("|".join(f"(?:{w.pattern.pattern})" for _, w in _MODALITY_WORDS), _I))
+_STIR = re.compile(r"\bstir\b", _I)  # a STIR series, noted on the study's line
 
 BOOLEAN_FINDINGS = {
     finding.HEIGHT_LOSS_PROGRESSION: "progression",
@@ -61,6 +65,8 @@ def _modality_from_words(*values: str | None) -> str | None:
         if not value:
             continue
         low = text.ascii_lower(value)  # one lower-casing for the five families
+        if not _ANY_MODALITY_WORD.found(value, low=low):
+            continue
         for modality, words in _MODALITY_WORDS:
             if words.found(value, low=low):
                 return modality
@@ -88,7 +94,7 @@ def scan_imaging(record: Any) -> ImagingScan:
             desc_levels = text.find_levels(series.description)
             levels = tuple(sort_levels(([level] if level else []) + desc_levels))
             series_levels.extend(levels)
-            if series.description and re.search(r"\bstir\b", series.description, _I):
+            if series.description and _STIR.search(series.description):
                 stir = True
             if levels:
                 method = Method.CODE if level else Method.TEXT
@@ -132,9 +138,9 @@ def scan_imaging(record: Any) -> ImagingScan:
                     modality = dicom.REPORT_LOINC_MODALITY[coding.code]
                     break
         if modality is None:
-            words = [v for v, _ in common.texts(kind, "code")]
-            words += [v for v, _ in common.texts(report.category or [], "category")]
-            modality = _modality_from_words(*words)
+            modality = _modality_from_words(*(v for v, _ in common.texts(kind, "code")))
+        if modality is None:  # the category's words only when the kind's name no modality
+            modality = _modality_from_words(*(v for v, _ in common.texts(report.category or [], "category")))
         fallback = next((s.fallback_levels for s in linked if s.fallback_levels), ())
         source = SignalSource(ref, day or next((s.day for s in linked if s.day), None), modality, fallback, report=True)
         reports[ref] = source
@@ -189,7 +195,9 @@ def _report_texts(report: Any) -> Iterable[tuple[str, str]]:
     """The report's text (conclusion, presentedForm, a document's attachments: `common.report_texts`),
     then its coded conclusions' words."""
     yield from common.report_texts(report)
-    yield from common.texts(common.field(report, "conclusionCode") or [], "conclusionCode")
+    conclusion_codes = common.field(report, "conclusionCode")
+    if conclusion_codes:
+        yield from common.texts(conclusion_codes, "conclusionCode")
 
 
 def _observation(
@@ -215,8 +223,8 @@ def _observation(
         if target in reports:
             link = reports[target]
             break
-    categories = {c.code for c, _ in common.codings(obs.category or [], "category")}
-    imaging = finding_code is not None or edema_code or link is not None or "imaging" in categories
+    imaging = finding_code is not None or edema_code or link is not None or any(
+        c.code == "imaging" for c, _ in common.codings(obs.category or [], "category"))
     if not imaging:
         return
     levels, _, _ = sites.body_site_levels(ref, obs.bodySite)

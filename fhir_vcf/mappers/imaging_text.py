@@ -174,6 +174,24 @@ class _Levels:
         return self._of(piece)[1]
 
 
+class _Reading:
+    """The assertion reading of one text (`assertion.reading`), made when its first mention is read:
+    a text with a cue word often holds no mention any pattern finds ("moderate joint space narrowing",
+    "SAG STIR"), and then needs no sentences, sections or triggers worked out."""
+
+    __slots__ = ("_reading", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._reading: assertion.TextReading | None = None
+
+    def read(self, start: int, end: int) -> Assertion:
+        """`assertion.reading(text).read(start, end)`."""
+        if self._reading is None:
+            self._reading = assertion.reading(self._text)
+        return self._reading.read(start, end)
+
+
 def _segments(sentence: str, levels: _Levels, has_levels: bool = True) -> list[tuple[int, str, list[str]]]:
     """Comma-separated parts of a sentence with the levels each names; a level list ("T12, L1 and L2")
     stays in one part."""
@@ -217,7 +235,7 @@ def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: s
     whole_levels = found.levels(value)
     text_default = tuple(whole_levels) if len(whole_levels) == 1 else source.fallback_levels
     advanced_source = source.modality in dicom.ADVANCED
-    reading = assertion.reading(value)
+    reading = _Reading(value)
     low = text.ascii_lower(value)  # lower-cased once for the cue searches of every sentence and part
     for sm in _SENTENCE.finditer(value):
         # Searched in place (a sentence starts after a separator, so its edges read as in a copy).
@@ -244,7 +262,7 @@ def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: s
 
 
 def _percent_change(
-    scan: ImagingScan, source: SignalSource, element: str, reading: assertion.TextReading, base: int, sentence: str,
+    scan: ImagingScan, source: SignalSource, element: str, reading: _Reading, base: int, sentence: str,
     levels: tuple[str, ...],
 ) -> None:
     """Progression stated as two height-loss percentages in one sentence (later larger: progression)."""
@@ -260,6 +278,22 @@ def _percent_change(
             scan.signals.append(Signal("progression", later > earlier, levels, source.day, source.modality, ev,
                                        note=f"height loss {earlier:g} % -> {later:g} %", from_text=True,
                                        report_text=source.report, assertion=said))
+
+
+_ACUITY_PATTERNS = ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"), (_UPTAKE, "increased-uptake"))
+# The morphology findings: pattern, signal kind, and the words (in a lower-cased part) it needs.
+_MORPHOLOGY = (
+    (_PLANA, "plana", ("plana",)),
+    (_CLEFT, "cleft", ("cleft", "vacuum", "mmell", "intravertebral")),
+    (_RETRO, "retropulsion", ("retropuls", "canal", "posterior")),
+)
+
+
+def _has_any(low: str, words: tuple[str, ...]) -> bool:
+    for w in words:  # noqa: SIM110 (a plain loop costs half what any() over a generator does)
+        if w in low:
+            return True
+    return False
 
 
 # What a mention is worth to an imaging fact (input profile, "Reading report text").
@@ -287,7 +321,7 @@ def _segment_signals(
     scan: ImagingScan,
     source: SignalSource,
     element: str,
-    reading: assertion.TextReading,
+    reading: _Reading,
     base: int,
     sentence: str,
     segment: str,
@@ -321,24 +355,18 @@ def _segment_signals(
         """A possible mention: the question stays open (never read as yes or no)."""
         add("uncertain", kind, said, **kw)
 
+    # Cheap substring gates before the (case-insensitive, slower) patterns run, written out: a call per
+    # gate, or any() over a generator, costs more than the tests themselves (~100 parts a patient).
     low = segment.lower()
-
-    def has(*words: str) -> bool:
-        # Cheap substring gates before the (case-insensitive, slower) patterns run; a plain loop costs
-        # half what any() over a generator does, and this runs ~100 times a patient.
-        for w in words:  # noqa: SIM110
-            if w in low:
-                return True
-        return False
 
     fracture_context = _FRACTURE_CONTEXT.found(segment, low=low if segment.isascii() else None)
     # Edema / uptake words count when the words around them are about bone or a level, or when the
     # report is an MRI / bone scan: "pedal edema" in a clinic note or an "FDG-avid node" is not acuity.
-    if has("edema", "bme", "hyperintens", "stir", "uptake", "avid", "increased", "activity") and (
+    if ("edema" in low or "bme" in low or "hyperintens" in low or "stir" in low or "uptake" in low or "avid" in low
+            or "increased" in low or "activity" in low) and (
         advanced_source or names_level or _ACUITY_CONTEXT.found(segment) or _ACUITY_CONTEXT.found(sentence)
     ):
-        for pattern, value_name in ((_EDEMA, "marrow-edema"), (_FLUID_SIGNAL, "marrow-edema"),
-                                    (_UPTAKE, "increased-uptake")):
+        for pattern, value_name in _ACUITY_PATTERNS:
             for m in pattern.finditer(segment):
                 if pattern is _EDEMA and _SOFT_TISSUE.search(segment[max(0, m.start() - 50) : m.start()]):
                     continue
@@ -363,7 +391,7 @@ def _segment_signals(
                 elif found:
                     add("acuity", found == YES, said, advanced=advanced_source,
                         acuity_value=positive_value if found == YES else None, note="age word")
-        if has("chronic", "healed", "sclerotic", "remote", "old"):
+        if "chronic" in low or "healed" in low or "sclerotic" in low or "remote" in low or "old" in low:
             for m in _CHRONIC.finditer(segment):
                 said = read(m)
                 if _describes_age(said):
@@ -375,7 +403,7 @@ def _segment_signals(
             if said.status == AFFIRMED or (said.status == HISTORICAL and said.decided_by == "trigger"):
                 add("seen", True, said, advanced=advanced_source)
                 break
-    if has("%", "percent", "per cent"):
+    if "%" in low or "percent" in low or "per cent" in low:
         # "T12 30%, L1 20% height loss": a part naming a level takes its height words from the sentence.
         found_pct = []
         for pct_value, p0, p1 in text.height_loss_percents(segment, context=sentence if names_level else None):
@@ -394,7 +422,7 @@ def _segment_signals(
             found_pct = [(v, said) for v, said in found_pct if len(levels_at(said.start - base)) <= 1]
         for pct_value, said in found_pct:
             add("height", pct_value, said)
-    if has("mild", "moderate", "severe", "genant"):
+    if "mild" in low or "moderate" in low or "severe" in low or "genant" in low:
         for m in _GENANT_WORDS.finditer(segment):
             said = read(m)
             if said.status != AFFIRMED:
@@ -403,23 +431,19 @@ def _segment_signals(
             if grade in GENANT:
                 number, note = GENANT[grade]
                 add("height", number, said, note=note)
-    if has("further", "progress", "interval", "increas", "worsen"):
+    if "further" in low or "progress" in low or "interval" in low or "increas" in low or "worsen" in low:
         for m in _PROGRESSION.finditer(segment):
             said = read(m)
             found = verdict(said)
             if found in (YES, NO):
                 add("progression", found == YES, said)
-    if has("stable", "unchanged", "interval"):
+    if "stable" in low or "unchanged" in low or "interval" in low:
         for m in _STABLE.finditer(segment):
             said = read(m)
             if said.status == AFFIRMED:
                 add("progression", False, said)
-    for pattern, kind, words in (
-        (_PLANA, "plana", ("plana",)),
-        (_CLEFT, "cleft", ("cleft", "vacuum", "mmell", "intravertebral")),
-        (_RETRO, "retropulsion", ("retropuls", "canal", "posterior")),
-    ):
-        if has(*words):
+    for pattern, kind, words in _MORPHOLOGY:
+        if _has_any(low, words):
             for m in pattern.finditer(segment):
                 if "canal" in m.group(0).lower() and not (
                     fracture_context or "retropuls" in low or (names_level and not _DISC_LEVEL.search(segment))
