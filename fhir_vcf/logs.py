@@ -126,6 +126,26 @@ _PATIENT_PATTERNS = (
     re.compile(r"([?&](?:patient|subject)(?::[A-Za-z]+)?=)(?!Patient(?:/|%2[Ff]))(" + _ID + ")"),
 )
 
+
+
+def _anywhere(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
+    """One pattern that finds a match wherever any of `patterns` would (an alternation of them, each
+    leading `(?i)` scoped to its own branch)."""
+    branches = []
+    for pattern in patterns:
+        source = pattern.pattern
+        if source.startswith("(?i)"):
+            source = f"(?i:{source[4:]})"
+        elif pattern.flags & re.IGNORECASE:
+            raise ValueError(f"cannot scope the flags of {source!r}")
+        branches.append(f"(?:{source})")
+    return re.compile("|".join(branches))
+
+
+# Most strings a line carries (hook and service names, decisions, hashes, ids) hold nothing to redact:
+# one search of this pattern tells them apart for a third of the eleven substitutions' cost.
+_MAY_REDACT = _anywhere([pattern for pattern, _ in _SECRET_PATTERNS] + list(_PATIENT_PATTERNS))
+
 _HANDLER_MARK = "_fhir_vcf_json_handler"
 _TOKEN_KEY = "fhir_vcf.log_context"
 _request_log = logging.getLogger("fhir_vcf.request")
@@ -166,6 +186,8 @@ def patient_hash(value: str) -> str:
 
 def redact(text: str) -> str:
     """The text without tokens, JWTs, Authorization values, name parts or raw patient ids."""
+    if _MAY_REDACT.search(text) is None:
+        return text  # no pattern below matches anywhere: each substitution would leave it as it is
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     for pattern in _PATIENT_PATTERNS:

@@ -110,6 +110,42 @@ def test_redact():
     assert patient_hash("Patient/p-9") == patient_hash("p-9") and len(patient_hash("x")) == 13
 
 
+# Pieces of what each redaction pattern reads, joined at random into lines for the pre-check test.
+_PIECES = ("eyJ", "a.b", ".", "-", "_", "Bearer ", "basic\t", "token", "Authorization", ": ", "=", '"', "'",
+           "access_token", "API-key", "client_secret", "postgresql://", "u:", "@", "db", '"family"', '"given"',
+           " [", "]", "/explanations/", "Patient/", "Patient%2F", "patients/", "patient_id", "PatientId", "?patient=",
+           "&subject=", ":exact", "p-9", "#1a2b", " ", "\n", "é", "POST /cds-services/<service_id> 200", "order-select")
+
+
+def test_the_pre_check_finds_every_line_a_redaction_pattern_changes():
+    """`redact` returns a line untouched when one combined search finds nothing (`_MAY_REDACT`): it must
+    find a match wherever any of the eleven patterns does, so that skipping them changes nothing."""
+    import random
+
+    from fhir_vcf import logs
+
+    patterns = [pattern for pattern, _ in logs._SECRET_PATTERNS] + list(logs._PATIENT_PATTERNS)
+
+    def every_substitution(text: str) -> str:
+        for pattern, replacement in logs._SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
+        for pattern in logs._PATIENT_PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + patient_hash(m.group(2)), text)
+        return text
+
+    chooser = random.Random(11)
+    lines_ = ["", f"Authorization: Bearer {JWT}", "store: postgresql://fv:s3cret@db/fv ready",
+              '{"name": [{"family": "Smith"}]}', "/explanations/tok", "Observation?subject=Patient%2Fp-9"]
+    lines_ += ["".join(chooser.choice(_PIECES) for _ in range(chooser.randint(1, 8))) for _ in range(20_000)]
+    matched = set()
+    for line in lines_:
+        found = [i for i, pattern in enumerate(patterns) if pattern.search(line)]
+        matched.update(found)
+        assert bool(logs._MAY_REDACT.search(line)) == bool(found), line
+        assert redact(line) == every_substitution(line), line
+    assert matched == set(range(len(patterns)))  # every pattern was exercised
+
+
 def test_every_extra_is_printed_redacted_never_dropped(capsys):
     """Issue 13.10: a field passed to the logger shows up; its value is redacted, and a field named
     like a secret or a name part shows only [REDACTED]."""

@@ -249,3 +249,37 @@ def test_errors_say_what_is_wrong_with_which_key(tmp_path, mutate, message):
     with pytest.raises(PolicyError) as err:
         load_policy(str(path), {})
     assert str(err.value) == f"{path}: {message}"
+
+
+def test_a_criterion_cites_the_leftmost_source_id_its_text_names():
+    """`Policy.source_for` searches every source id at once: the same source as the first match of each id
+    searched alone, the leftmost winning and, at one place, the source listed first."""
+    import copy
+    import random
+    import re
+
+    from fhir_vcf.rules.policy import Source
+
+    def one_by_one(policy, text):
+        found = [(m.start(), s) for s in policy.sources
+                 if (m := re.search(rf"(?<![\w-]){re.escape(s.id)}(?![\w-])", text or ""))]
+        return min(found, key=lambda pair: pair[0])[1] if found else None
+
+    policies = list(load_policies().values())
+    base = policies[0]
+    extra = (Source(id="LCD-X", citation="x"), Source(id="LCD", citation="again"), Source(id="A5", citation="a5"))
+    grown = copy.copy(base)  # more ids, one a prefix of another and one listed twice (no re-validation)
+    object.__setattr__(grown, "sources", (*base.sources, *extra))
+    grown.__dict__.pop("_citations", None)
+    policies.append(grown)
+    chooser = random.Random(7)
+    for policy in policies:
+        ids = [s.id for s in policy.sources]
+        pieces = [*ids, " ", "-", "_", ",", "x", ": ", "inclusion 1a", "9"]
+        texts = ["", None, *(c for c in ids)]
+        texts += ["".join(chooser.choice(pieces) for _ in range(chooser.randint(1, 6))) for _ in range(3000)]
+        hits = 0
+        for text in texts:
+            assert policy.source_for(text) is one_by_one(policy, text), (policy.id, text)
+            hits += policy.source_for(text) is not None
+        assert 0 < hits < len(texts)

@@ -186,6 +186,83 @@ def test_patient_hash_differs_between_installs_and_honours_a_given_salt(tmp_path
             s.dispose()
 
 
+def _sqlite_rows(path: Path) -> list[tuple[Any, ...]]:
+    """Every audit and audit_card value as SQLite holds it (type and bytes), ids aside."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        columns = {t: [r[1] for r in conn.execute(f"pragma table_info({t})") if r[1] not in ("id", "audit_id")]
+                   for t in ("audit", "audit_card")}
+        return [row for table, names in columns.items() for row in conn.execute(
+            f"select {', '.join(f'typeof({n}), quote({n})' for n in names)} from {table} order by rowid")]
+
+
+AUDIT_CASES: list[dict[str, Any]] = [
+    {"hook": "order-sign", "service_id": "vcf-order-sign", "hook_instance": str(uuid.uuid4()),
+     "patient": "Patient/p-\ud800", "decision": "not-eligible", "card_uuids": [new_card().upper(), "not a uuid"],
+     "suggestion_uuids": ["s-1", "s-1", "é"], "duration_ms": 41.2749, "status": 200,
+     "cards": [IssuedCard(new_card(), ("S-1",), (("urn:r", "c1"), (None, "c2")))],
+     "card_decisions": {"not a uuid": "eligible"}},
+    {"hook": "patient-view", "service_id": "vcf-patient-view", "status": 400},
+    {"hook": "order-select", "service_id": "vcf-order-select", "decision": "eligible,needs-review",
+     "card_uuids": [new_card()], "duration_ms": 0.0, "status": 503},
+]
+
+
+@pytest.mark.parametrize("instant", [datetime(2026, 12, 3, 17, 5, 9), datetime(2026, 12, 3, 17, 5, 9, 7)])
+def test_the_sqlite_audit_write_stores_what_sqlalchemy_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               instant: datetime) -> None:
+    """record_call on SQLite writes through the driver's prepared statements (`_insert_call_sqlite`), not
+    SQLAlchemy Core (`_insert_call`): the same values, types and bytes in every column."""
+    import fhir_vcf.store as store_module
+
+    monkeypatch.setattr(store_module, "_utcnow", lambda: instant)
+    stores = {name: Store(f"sqlite:///{tmp_path / name}.db", patient_salt="pepper") for name in ("driver", "core")}
+    taken: list[str] = []
+    for name, s in stores.items():
+        paths = {"driver": s._insert_call_sqlite, "core": s._insert_call}
+        monkeypatch.setattr(s, "_insert_call", lambda *a, _p=paths["core"]: taken.append("core") or _p(*a))
+        monkeypatch.setattr(s, "_insert_call_sqlite", lambda *a, _p=paths[name]: taken.append("sqlite") or _p(*a))
+    try:
+        for case in AUDIT_CASES:
+            ids = {name: s.record_call(**case) for name, s in stores.items()}
+            assert ids["driver"] == ids["core"]
+        assert taken == ["sqlite"] * 2 * len(AUDIT_CASES)  # SQLite always takes the driver's path
+        assert _sqlite_rows(tmp_path / "driver.db") == _sqlite_rows(tmp_path / "core.db")
+        assert len(_sqlite_rows(tmp_path / "driver.db")) == len(AUDIT_CASES) + 4  # and four cards
+        row = stores["driver"].audit_row(1)
+        assert row is not None and row["created"] == instant and row["duration_ms"] == 41.275
+    finally:
+        for s in stores.values():
+            s.dispose()
+
+
+def test_a_failed_sqlite_audit_write_leaves_nothing_and_the_next_one_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import fhir_vcf.store as store_module
+
+    s = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    card = IssuedCard(new_card())
+
+    def fail(*_: Any) -> dict[str, Any]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(store_module, "_card_row", fail)  # after the audit row, inside its transaction
+            with pytest.raises(StoreError, match=r"could not record the hook call \(OperationalError\)"):
+                s.record_call(hook="order-sign", service_id="vcf-order-sign", cards=[card])
+        assert _sqlite_rows(tmp_path / "a.db") == []  # rolled back: no audit row without its cards
+        audit_id = s.record_call(hook="order-sign", service_id="vcf-order-sign", cards=[card])
+        assert s.issued_card(card.uuid, "vcf-order-sign") == card
+        assert s.audit_row(audit_id) is not None
+    finally:
+        s.dispose()
+
+
 # --- ping, URLs ----------------------------------------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ characters). The detail is deliberately short: the whole explanation is one link
 
 from __future__ import annotations
 
-import copy
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -262,7 +261,9 @@ def _careplan(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
     plan = evaluation.get("carePlan")
     if not isinstance(plan, Mapping) or plan.get("resourceType") != "CarePlan":
         return None
-    plan = prune_empty(copy.deepcopy(dict(plan)))
+    # prune_empty builds new dicts and lists at every depth (the leaves are JSON scalars), so the card's
+    # plan shares nothing mutable with the evaluation: no deep copy needed (0.3 ms a card).
+    plan = prune_empty(plan)
     # A proposal, never an active plan: the clinician accepts it (CDS Hooks, proposed CarePlan).
     plan["status"] = "draft"
     plan["intent"] = "proposal"

@@ -36,7 +36,7 @@ def combine(outcomes: list[Outcome]) -> str:
 def result(
     cid: str, title: str, kind: str, source: str, status: str, reason: str, outcomes: Iterable[Outcome] = (),
     *, evidence: Iterable[Evidence] = (), missing: Iterable[str] = (), flags: Iterable[str] = (),
-    applied: bool = True, review: bool = False,
+    applied: bool = True, review: bool = False, exclusion_kind: str = "",
 ) -> CriterionResult:
     outcomes = list(outcomes)
     ev = [*evidence, *(e for o in outcomes for e in o.evidence)]
@@ -45,7 +45,7 @@ def result(
     return CriterionResult(
         id=cid, title=title, kind=kind, status=status, reason=reason, source=source,
         evidence=tuple(dict.fromkeys(ev)), missing=tuple(dict.fromkeys(miss)), flags=tuple(dict.fromkeys(flg)),
-        applied=applied, review=review,
+        applied=applied, review=review, exclusion_kind=exclusion_kind,
     )
 
 

@@ -6,8 +6,6 @@ policy data; this module only knows the three ways of checking one (policy.EXCLU
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from fhir_vcf.facts import Fact, FractureFacts, Status
 from fhir_vcf.rules.common import ABSENT, CONFLICT, PRESENT, UNKNOWN, fmt_number, found_text, result
 from fhir_vcf.rules.judgement import CriterionResult
@@ -33,8 +31,8 @@ def exclusions(facts: FractureFacts, policy: Policy, levels: list[str], route: s
 
 def _result(rule: ExclusionRule, status: str, reason: str, fact: Fact | None = None, **kw) -> CriterionResult:
     evidence = list(fact.evidence) if fact is not None else []
-    crit = result(rule.id, rule.title, EXCLUSION, rule.source, status, reason, evidence=evidence, **kw)
-    return replace(crit, exclusion_kind=rule.kind)
+    return result(rule.id, rule.title, EXCLUSION, rule.source, status, reason, evidence=evidence,
+                  exclusion_kind=rule.kind, **kw)
 
 
 def fact_exclusion(facts: FractureFacts, rule: ExclusionRule) -> CriterionResult:
