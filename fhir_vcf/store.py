@@ -65,7 +65,6 @@ import math
 import os
 import secrets
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -227,36 +226,6 @@ feedback = sa.Table(
 
 _INSERT_AUDIT = audit.insert()
 _INSERT_AUDIT_CARD = audit_card.insert()
-
-
-class _SqliteInserts:
-    """The audit inserts as the SQLite driver's SQL, each value through the bind processor SQLAlchemy
-    applies to its column (DATETIME as `YYYY-MM-DD HH:MM:SS.ffffff`, JSON through the dialect's
-    serializer, Float): what `_INSERT_AUDIT` / `_INSERT_AUDIT_CARD` store, without SQLAlchemy's
-    per-call objects. Like SQLAlchemy's insert, it names the columns the row gives."""
-
-    def __init__(self, dialect: Any) -> None:
-        self.dialect = dialect
-        self._made: dict[tuple[str, tuple[str, ...]], tuple[str, list[Callable[[Any], Any] | None]]] = {}
-
-    def statement(self, table: sa.Table, row: Mapping[str, Any]) -> str:
-        return self._of(table, row)[0]
-
-    def params(self, table: sa.Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        processors = self._of(table, row)[1]
-        return tuple(v if p is None else p(v) for v, p in zip(row.values(), processors, strict=True))
-
-    def _of(self, table: sa.Table, row: Mapping[str, Any]) -> tuple[str, list[Callable[[Any], Any] | None]]:
-        key = (table.name, tuple(row))
-        made = self._made.get(key)
-        if made is None:
-            columns = [table.c[name] for name in row]
-            sql = (f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) "
-                   f"VALUES ({', '.join('?' * len(columns))})")
-            made = self._made[key] = (sql, [c.type.dialect_impl(self.dialect).bind_processor(self.dialect)
-                                            for c in columns])
-        return made
-
 
 # 0003: JWT ids already used (CDS Hooks replay protection), shared by every worker.
 jwt_replay = sa.Table(
@@ -674,7 +643,6 @@ class Store:
             raise
         self._salt = (patient_salt or self._install_salt()).encode()
         self._next_jti_purge = float("-inf")
-        self._sqlite_inserts: _SqliteInserts | None = None
         self._purge_lock = threading.Lock()
         log.info(
             "store: %s ready at schema revision %s",
@@ -753,65 +721,20 @@ class Store:
             "duration_ms": None if duration_ms is None else round(float(duration_ms), 3),
             "status": int(status),
         }
-
-        def cards_of(audit_id: int) -> list[dict[str, Any]]:
-            return [_card_row(audit_id, c, per_card.get(c.uuid, fallback)) for c in issued.values()]
-
         try:
-            if self.engine.dialect.name == "sqlite":
-                return self._insert_call_sqlite(values, cards_of)
-            return self._insert_call(values, cards_of)
-        except (SQLAlchemyError, sqlite3.Error) as exc:
+            with self.engine.begin() as conn:
+                if self._postgres:  # see the module docstring: survives the worker, not a server crash
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                # One constant statement with its values as parameters: SQLAlchemy compiles it once and
+                # caches it (`.values(**row)` built a new statement, and its cache key, on every call).
+                audit_id = conn.execute(_INSERT_AUDIT, values).inserted_primary_key[0]
+                if issued:
+                    conn.execute(_INSERT_AUDIT_CARD, [
+                        _card_row(audit_id, c, per_card.get(c.uuid, fallback)) for c in issued.values()
+                    ])
+        except SQLAlchemyError as exc:
             raise StoreError(f"store: could not record the hook call ({type(exc).__name__})") from exc
-
-    def _insert_call(self, values: dict[str, Any], cards_of: Callable[[int], list[dict[str, Any]]]) -> int:
-        """The audit rows through SQLAlchemy Core (PostgreSQL; any database)."""
-        with self.engine.begin() as conn:
-            if self._postgres:  # see the module docstring: survives the worker, not a server crash
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            # One constant statement with its values as parameters: SQLAlchemy compiles it once and
-            # caches it (`.values(**row)` built a new statement, and its cache key, on every call).
-            audit_id = conn.execute(_INSERT_AUDIT, values).inserted_primary_key[0]
-            rows = cards_of(audit_id)
-            if rows:
-                conn.execute(_INSERT_AUDIT_CARD, rows)
         return int(audit_id)
-
-    def _insert_call_sqlite(self, values: dict[str, Any], cards_of: Callable[[int], list[dict[str, Any]]]) -> int:
-        """The same rows as `_insert_call`, written with the SQLite driver's own prepared statements on
-        a pooled connection: 0.3 ms instead of 0.8 ms a call (SQLAlchemy's connection, transaction
-        and execution-context objects were four fifths of the write). Each value goes through the
-        bind processor SQLAlchemy applies to its column (`_SqliteInserts`), so the stored bytes are
-        the same; the transaction is the one the `begin` listener opens (BEGIN IMMEDIATE)."""
-        inserts = self._sqlite_inserts
-        if inserts is None or inserts.dialect is not self.engine.dialect:
-            inserts = self._sqlite_inserts = _SqliteInserts(self.engine.dialect)
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    cursor.execute(inserts.statement(audit, values), inserts.params(audit, values))
-                    audit_id = int(cursor.lastrowid)
-                    rows = cards_of(audit_id)
-                    if rows:
-                        cursor.executemany(inserts.statement(audit_card, rows[0]),
-                                           [inserts.params(audit_card, row) for row in rows])
-                    cursor.execute("COMMIT")
-                except BaseException:
-                    with suppress(sqlite3.Error):
-                        cursor.execute("ROLLBACK")
-                    raise
-            finally:
-                cursor.close()
-        except sqlite3.Error as exc:
-            if self.engine.dialect.is_disconnect(exc, connection.dbapi_connection, None):
-                connection.invalidate(exc)  # as SQLAlchemy does: never hand this connection out again
-            raise
-        finally:
-            connection.close()  # back to the pool
-        return audit_id
 
     def store_feedback(self, service_id: str, items: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
         """Store CDS Hooks feedback items; return (stored, duplicates).
