@@ -229,7 +229,7 @@ def _spinal_brace(body: str, m: re.Match[str]) -> bool:
 
 def _not_taken(med: Any) -> bool:
     """An order not to give it, or a statement that the patient does not take it."""
-    if getattr(med, "doNotPerform", None):
+    if common.field(med, "doNotPerform"):  # `field`: a type without the element costs no exception
         return True
     return med.get_resource_type() == "MedicationStatement" and med.status == "not-taken"
 
@@ -293,10 +293,12 @@ def _named(ev: Evidence, name: str) -> Evidence:
 
 
 def _not_done(resource: Any) -> bool:
-    status = getattr(resource, "status", None)
-    if status in {"not-done", "revoked"}:
+    """Not done, revoked, or an order not to do it. Read with `common.field`: most types this is asked
+    of have no `doNotPerform` (a Condition has no `status`), and asking a resource for an element its
+    type lacks costs an exception."""
+    if common.field(resource, "status") in {"not-done", "revoked"}:
         return True
-    return bool(getattr(resource, "doNotPerform", None))
+    return bool(common.field(resource, "doNotPerform"))
 
 
 def _nsm_code(rtype: str, coding: Any) -> str | None:

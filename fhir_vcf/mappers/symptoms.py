@@ -64,8 +64,7 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
     for obs in view.of_type("Observation"):
         if obs.status not in _RESULT_STATUSES:
             continue
-        # An Observation's timestamp is its clinical date (`ctx.timestamp`), which the view has checked.
-        when, _ = common.clinical_when(obs)
+        when, _ = ctx.timestamp(obs)  # never after as_of: the view shows no resource dated after it
         # In the episode only when wholly inside it: a score dated "2025-06" may predate a 10 June onset.
         if when is not None and start <= when.first_day:
             scores.extend(_pain_scores(view.record, obs, when, stays))
@@ -238,7 +237,9 @@ def _stays(record: Any) -> list[_Stay]:
         if setting is None or e.status == "planned":
             continue
         period = getattr(e, "period", None)
-        start = common.when(e, getattr(period, "start", None), "period.start")
+        start, element = common.clinical_when(e)  # an Encounter's clinical date is its start, read once
+        if element != "period.start":
+            start = common.when(e, getattr(period, "start", None), "period.start")
         if start is None:
             continue  # no start: covers nothing (a stay found by its own reference still counts)
         written_end = common.when(e, getattr(period, "end", None), "period.end")
