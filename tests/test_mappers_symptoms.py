@@ -240,3 +240,28 @@ def test_coded_pain_score_written_as_text(value, expected):
 def test_pain_score_for_another_body_site_is_not_the_fracture_pain(site, kept):
     found = scores(nrs("a", 3, body_site=site))
     assert bool(found) is kept
+
+
+def test_a_timestamp_is_the_clinical_date_for_every_r4b_type():
+    """`_context.timestamp` (effective[x], then `issued`) reads the memoised clinical date: that holds only
+    while no type has a date element that `common.clinical_when` reads between effective[x] and
+    `issued`, or before effective[x]. A new date element in that order must not change a timestamp."""
+    import importlib
+    import pkgutil
+
+    import fhir.resources.R4B as r4b
+
+    from fhir_vcf.mappers.common import _DATE_ELEMENTS
+
+    stamps = {"effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued"}
+    checked = 0
+    for info in pkgutil.iter_modules(r4b.__path__):
+        module = importlib.import_module(f"fhir.resources.R4B.{info.name}")
+        for name, model in vars(module).items():
+            if getattr(model, "__resource_type__", None) != name or not hasattr(model, "model_fields"):
+                continue
+            order = [e for e in _DATE_ELEMENTS if e.split(".")[0] in model.model_fields]
+            last = max((i for i, e in enumerate(order) if e in stamps), default=-1)
+            assert last < 0 or all(e in stamps for e in order[:last]), (name, order)
+            checked += 1
+    assert checked > 100

@@ -3,13 +3,13 @@
 Order matters only where one family needs another: the requests first (their reasons and levels),
 then the fracture Conditions, then imaging (which may give a lone unleveled fracture its level and
 can contradict an onset), then the context families of `symptoms`, `care` and `exclusions`.
-Every family reads the record once; per-level facts are bucketed, never rescanned.
+Every family reads one `VisibleRecord`, built here once: the record as of the as-of date, each
+resource's clinical date read once for all of them. Per-level facts are bucketed, never rescanned.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from fhir_vcf.facts import Evidence, FractureFacts, Method, Status
 from fhir_vcf.levels import sort_levels
@@ -23,49 +23,10 @@ from fhir_vcf.mappers.imaging import scan_imaging
 from fhir_vcf.mappers.imaging_facts import imaging_facts, retropulsion_fact
 from fhir_vcf.mappers.requests import map_requests
 from fhir_vcf.mappers.symptoms import map_symptoms
+from fhir_vcf.mappers.visible import VisibleRecord
 from fhir_vcf.record import AFTER_AS_OF, PatientRecord
 
 __all__ = ["VisibleRecord", "map_record"]
-
-
-class VisibleRecord:
-    """The record as it stood on the as-of date: resources dated after it are invisible.
-
-    A resource with no clinical date stays visible (nothing says it is from the future). Lists are
-    filtered once per type and cached, so mappers may call `of_type` freely.
-    """
-
-    def __init__(self, record: PatientRecord, as_of: date) -> None:
-        self._record = record
-        self._as_of = as_of
-        self._cache: dict[str, list[Any]] = {}
-        self.patient = record.patient
-        self.source = record.source
-
-    def of_type(self, *types: str) -> list[Any]:
-        found: list[Any] = []
-        for t in types:
-            if t not in self._cache:
-                self._cache[t] = [r for r in self._record.of_type(t) if not common.after(r, self._as_of)]
-            found.extend(self._cache[t])
-        return found
-
-    def hidden(self) -> int:
-        """How many resources of the record this view hides (dated after the as-of date)."""
-        return sum(len(self._record.of_type(t)) - len(self.of_type(t)) for t in list(self._record.resources))
-
-    @property
-    def patient_resource(self) -> Any:
-        return self._record.patient_resource
-
-    def ref(self, resource: Any) -> str:
-        return self._record.ref(resource)
-
-    def resolve(self, reference: Any) -> Any:
-        target = self._record.resolve(reference)
-        if target is not None and common.after(target, self._as_of):
-            return None
-        return target
 
 
 def map_record(record: PatientRecord, *, as_of: date, request: str | None = None) -> FractureFacts:
@@ -119,9 +80,9 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
         (f.onset.first for f in fractures
          if f.onset is not None and f.onset_element != "recordedDate" and f.onset.first != date.min), default=None
     )
-    symptoms = map_symptoms(record, as_of=as_of, episode_start=earliest_onset)
-    care = map_care(record, as_of=as_of)
-    exclusions = map_exclusions(record, as_of=as_of, sex=sex)
+    symptoms = map_symptoms(view, as_of=as_of, episode_start=earliest_onset)
+    care = map_care(view, as_of=as_of)
+    exclusions = map_exclusions(view, as_of=as_of, sex=sex)
 
     return FractureFacts(
         patient=record.patient,

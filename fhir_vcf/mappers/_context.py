@@ -108,18 +108,11 @@ def text_ev(ref: str, element: str, said: Assertion) -> Evidence:
 def timestamp(resource: Any) -> tuple[When | None, str]:
     """When an Observation (or any dated resource) was taken, as an interval of instants.
 
-    effective[x] first, `issued` as a last resort (input profile, rule 4).
+    effective[x] first, `issued` as a last resort (input profile, rule 4). That is the resource's
+    clinical date, `common.clinical_when`, read once per resource: its order puts effective[x] before
+    `issued`, and no R4B type that has either has another of its date elements in between (the tests
+    check every type).
     """
-    for element in ("effectiveDateTime", "effectiveInstant"):
-        value = getattr(resource, element, None)
-        if value is not None:
-            return common.when(resource, value, element), element
-    start = getattr(getattr(resource, "effectivePeriod", None), "start", None)
-    if start is not None:
-        return common.when(resource, start, "effectivePeriod.start"), "effectivePeriod.start"
-    issued = getattr(resource, "issued", None)
-    if issued is not None:
-        return common.when(resource, issued, "issued"), "issued"
     return common.clinical_when(resource)
 
 

@@ -18,6 +18,7 @@ from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import common
 from fhir_vcf.mappers.assertion import Assertion
 from fhir_vcf.mappers.codes import cpt, hcpcs, loinc, rxnorm, snomed
+from fhir_vcf.mappers.visible import visible
 
 # NSM counts when it belongs to the current episode: dated in the 12 weeks before the as-of date
 # (the subacute limit of clinical rules I1: an older fracture is chronic and not covered anyway), or
@@ -94,7 +95,9 @@ _PROGRAM_TEXT = ctx.compile_terms([
 
 def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     """`nsm`, `nsm_start`, `dxa`, `osteoporosis_program`, `anticoagulants`, and the dated `events`
-    (treatments and bone-health steps) for the timeline."""
+    (treatments and bone-health steps) for the timeline. `record` is the record or its `VisibleRecord`
+    for `as_of`: only what the date shows is read."""
+    view = visible(record, as_of)
     window_start = as_of - timedelta(days=NSM_WINDOW_DAYS)
     events: list[EpisodeEvent] = []
 
@@ -123,10 +126,10 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
             older.append(ev)
 
     # Medications: analgesics and osteoporosis drugs (NSM), osteoporosis drugs (program), anticoagulants.
-    for med in record.of_type("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
-        if common.after(med, as_of) or _not_taken(med):
+    for med in view.of_type("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
+        if _not_taken(med):
             continue
-        found = _medication(record, med, names_read)
+        found = _medication(view, med, names_read)
         for name, ev in found["analgesic"]:
             add_nsm("analgesic", med, _named(ev, name), name)
         for name, ev in found["osteoporosis"]:
@@ -137,20 +140,21 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
                 anticoagulants.setdefault(name, []).append(_dated(ev, med))
 
     # Coded orders, procedures and results: brace, physical therapy, DXA.
-    for resource, ref, path, coding in _coded_services(record):
-        if common.after(resource, as_of) or _not_done(resource):
+    for resource, rtype, ref, path, coding in _coded_services(view):
+        kind = _nsm_code(rtype, coding)
+        is_dxa = _dxa_code(rtype, coding)
+        if kind is None and not is_dxa:
             continue
         ev = ctx.code_ev(ref, path, coding)
-        kind = _nsm_code(resource.get_resource_type(), coding)
         if kind is not None:
             add_nsm(kind, resource, ev)
-        if _dxa_code(resource.get_resource_type(), coding):
+        if is_dxa:
             dxa.append(_dated(ev, resource))
             add_event("bone-health", resource, ev, "DXA bone density", "dxa")
 
     # Narrative, scanned once: NSM words, osteoporosis drugs named in notes, DXA words, program words.
-    for resource, ref, element, body in _narratives(record):
-        if common.after(resource, as_of) or _not_done(resource):
+    for resource, ref, element, body in _narratives(view):
+        if _not_done(resource):
             continue
         if not _ANY_CARE_TEXT.may_match(body):
             continue  # none of the terms below occurs: one pass instead of one per family
@@ -225,7 +229,7 @@ def _spinal_brace(body: str, m: re.Match[str]) -> bool:
 
 def _not_taken(med: Any) -> bool:
     """An order not to give it, or a statement that the patient does not take it."""
-    if getattr(med, "doNotPerform", None):
+    if common.field(med, "doNotPerform"):  # `field`: a type without the element costs no exception
         return True
     return med.get_resource_type() == "MedicationStatement" and med.status == "not-taken"
 
@@ -289,10 +293,12 @@ def _named(ev: Evidence, name: str) -> Evidence:
 
 
 def _not_done(resource: Any) -> bool:
-    status = getattr(resource, "status", None)
-    if status in {"not-done", "revoked"}:
+    """Not done, revoked, or an order not to do it. Read with `common.field`: most types this is asked
+    of have no `doNotPerform` (a Condition has no `status`), and asking a resource for an element its
+    type lacks costs an exception."""
+    if common.field(resource, "status") in {"not-done", "revoked"}:
         return True
-    return bool(getattr(resource, "doNotPerform", None))
+    return bool(common.field(resource, "doNotPerform"))
 
 
 def _nsm_code(rtype: str, coding: Any) -> str | None:
@@ -320,10 +326,13 @@ def _dxa_code(rtype: str, coding: Any) -> bool:
     return False
 
 
-def _coded_services(record: Any) -> Iterable[tuple[Any, str, str, Any]]:
-    """(resource, reference, element, Coding) for every code that may name NSM or a DXA: order and
-    procedure codes, devices used, results, care-plan activities, imaging-study modalities."""
+def _coded_services(record: Any) -> Iterable[tuple[Any, str, str, str, Any]]:
+    """(resource, its type, reference, element, Coding) for every code that may name NSM or a DXA:
+    order and procedure codes, devices used, results, care-plan activities, imaging-study modalities.
+    Resources not done (`_not_done`) give none."""
     for resource in record.of_type("Procedure", "ServiceRequest", "DeviceRequest", "DiagnosticReport", "Observation"):
+        if _not_done(resource):
+            continue
         ref = record.ref(resource)
         rtype = resource.get_resource_type()
         if rtype == "DeviceRequest":
@@ -331,24 +340,28 @@ def _coded_services(record: Any) -> Iterable[tuple[Any, str, str, Any]]:
         else:
             concept, element = resource.code, "code"
         for coding, path in common.codings(concept, element):
-            yield resource, ref, path, coding
+            yield resource, rtype, ref, path, coding
         if rtype == "Procedure":
             for i, used in enumerate(resource.usedCode or []):
                 for coding, path in common.codings(used, f"usedCode[{i}]"):
-                    yield resource, ref, path, coding
+                    yield resource, rtype, ref, path, coding
     for plan in record.of_type("CarePlan"):
+        if _not_done(plan):
+            continue
         ref = record.ref(plan)
         for i, activity in enumerate(plan.activity or []):
             if activity.detail is not None:
                 for coding, path in common.codings(activity.detail.code, f"activity[{i}].detail.code"):
-                    yield plan, ref, path, coding
+                    yield plan, "CarePlan", ref, path, coding
     for study in record.of_type("ImagingStudy"):
+        if _not_done(study):
+            continue
         ref = record.ref(study)
         modalities = [(f"modality[{i}]", m) for i, m in enumerate(study.modality or [])]
         modalities += [(f"series[{i}].modality", s.modality) for i, s in enumerate(study.series or [])]
         for path, modality in modalities:
             if modality is not None and modality.code:
-                yield study, ref, path, Coding(common.system_alias(modality.system), modality.code,
+                yield study, "ImagingStudy", ref, path, Coding(common.system_alias(modality.system), modality.code,
                                                modality.display or "")
 
 

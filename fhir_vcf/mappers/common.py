@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -21,34 +21,25 @@ HISTORICAL_STATUSES = frozenset({"inactive", "resolved", "remission"})
 
 _MEMOISED = (Element, Elements)  # a tuple: isinstance checks it faster than a union
 
-
-def memo_of(node: Any) -> dict[str, Any] | None:
-    """The cache of what the mappers derive from one element of the record (see `fhir_vcf.elements`),
-    so that a date or a coding is worked out once per record however many mappers ask; None for
-    models built elsewhere (tests, a draft order), which are simply read again."""
-    if not isinstance(node, _MEMOISED):
-        return None
-    memo = node._memo
-    if memo is None:
-        memo = node._memo = {}
-    return memo
-
-
-def _remembered(concept: Any, key: tuple[str, str], compute: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-    """What `compute` yields for an input element, worked out once and kept on it (models built
-    elsewhere, which have no memo, are simply read again)."""
-    memo = memo_of(concept)
-    if memo is None:
-        return compute()
-    found = memo.get(key)
-    if found is None:
-        found = memo[key] = list(compute())
-    return iter(found)
+# What the mappers derive from one element of the record (see `fhir_vcf.elements`), a date or a
+# coding, is worked out once per record however many mappers ask, and kept in the element's `_memo`;
+# models built elsewhere (tests, a draft order) have none and are simply read again. The readers
+# below each look their memory up inline: they are called tens of thousands of times a population
+# run, and going through shared helpers for the lookup made `codings` and `texts` twice as slow.
 
 
 def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]:
     """Each coding of a CodeableConcept (or a list of them) as (Coding, element path)."""
-    return _remembered(concept, ("codings", element), lambda: _codings(concept, element))
+    if not isinstance(concept, _MEMOISED):
+        return _codings(concept, element)
+    memo = concept._memo
+    if memo is None:
+        memo = concept._memo = {}
+    key = ("codings", element)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = list(_codings(concept, element))
+    return iter(found)
 
 
 def _codings(concept: Any, element: str) -> Iterator[tuple[Coding, str]]:
@@ -67,7 +58,16 @@ def _codings(concept: Any, element: str) -> Iterator[tuple[Coding, str]]:
 
 def texts(concept: Any, element: str = "code") -> Iterator[tuple[str, str]]:
     """The human text of a CodeableConcept (or list): `text`, then each coding's display."""
-    return _remembered(concept, ("texts", element), lambda: _texts(concept, element))
+    if not isinstance(concept, _MEMOISED):
+        return _texts(concept, element)
+    memo = concept._memo
+    if memo is None:
+        memo = concept._memo = {}
+    key = ("texts", element)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = list(_texts(concept, element))
+    return iter(found)
 
 
 def _texts(concept: Any, element: str) -> Iterator[tuple[str, str]]:
@@ -160,9 +160,11 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
     Never meta.lastUpdated: a record re-saved today is not a fracture seen today.
     """
-    memo = memo_of(resource)
-    if memo is None:
+    if not isinstance(resource, _MEMOISED):
         return _clinical_when(resource)
+    memo = resource._memo
+    if memo is None:
+        memo = resource._memo = {}
     found = memo.get("clinical_when")
     if found is None:
         found = memo["clinical_when"] = _clinical_when(resource)
@@ -218,12 +220,15 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
     )
     for resource in record.of_type(*wanted):
         ref = record.ref(resource)
-        memo = memo_of(resource)
-        found = memo.get("free_texts") if memo is not None else None
-        if found is None:
+        if isinstance(resource, _MEMOISED):
+            memo = resource._memo
+            if memo is None:
+                memo = resource._memo = {}
+            found = memo.get("free_texts")
+            if found is None:
+                found = memo["free_texts"] = list(_free_texts(resource))
+        else:
             found = list(_free_texts(resource))
-            if memo is not None:
-                memo["free_texts"] = found
         for element, text in found:
             yield resource, ref, element, text
 

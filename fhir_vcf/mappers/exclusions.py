@@ -26,6 +26,7 @@ from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import assertion, common
 from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, NEGATED, POSSIBLE, RESOLVED, Assertion
 from fhir_vcf.mappers.codes import finding, icd10cm, loinc, rxnorm, snomed
+from fhir_vcf.mappers.visible import visible
 
 KEYS = (
     "pain_elsewhere",
@@ -162,15 +163,18 @@ class _Signals:
 
 
 def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, Any]:
+    """The exclusion facts (`KEYS`) and the latest INR. `record` is the record or its `VisibleRecord`
+    for `as_of`: only what the date shows is read."""
+    view = visible(record, as_of)
     signals = {key: _Signals() for key in KEYS}
     generators: list[Evidence] = []  # radiculopathy / stenosis Conditions (X1)
     inr: list[tuple[Any, float, Evidence]] = []
     thrombophilia: list[Evidence] = []  # D68.5-/D68.6-: a clotting, not a bleeding, disorder
 
-    for condition in record.of_type("Condition"):
-        if not ctx.is_current_condition(condition, as_of):
-            continue
-        ref = record.ref(condition)
+    current = [c for c in view.of_type("Condition") if ctx.is_current_condition(c, as_of)]
+    current_ids = {id(c) for c in current}
+    for condition in current:
+        ref = view.ref(condition)
         provisional = _provisional(condition)
         for coding, path in common.codings(condition.code):
             for key, (icd, sct) in _CONDITION_CODES.items():
@@ -196,15 +200,13 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
                         generators.append(ctx.text_ev(ref, path, said))
                         break
 
-    for allergy in record.of_type("AllergyIntolerance"):
-        if common.after(allergy, as_of) or _allergy_inactive(allergy):
+    for allergy in view.of_type("AllergyIntolerance"):
+        if _allergy_inactive(allergy):
             continue
-        _read_allergy(record.ref(allergy), allergy, signals["cement_allergy"])
+        _read_allergy(view.ref(allergy), allergy, signals["cement_allergy"])
 
-    for obs in record.of_type("Observation"):
-        if common.after(obs, as_of):
-            continue
-        ref = record.ref(obs)
+    for obs in view.of_type("Observation"):
+        ref = view.ref(obs)
         code = ctx.finding_code(obs)
         if code is not None and obs.valueBoolean is not None:
             ev = ctx.finding_evidence(ref, code, str(obs.valueBoolean).lower())
@@ -229,10 +231,8 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
             elif coding.code == loinc.PREGNANCY_STATUS:
                 _read_pregnancy_status(ref, obs, signals["pregnancy"])
 
-    for resource, ref, element, body in common.free_texts(record, *_TEXT_TYPES):
-        if common.after(resource, as_of):
-            continue
-        if resource.get_resource_type() == "Condition" and not ctx.is_current_condition(resource, as_of):
+    for resource, ref, element, body in common.free_texts(view, *_TEXT_TYPES):
+        if resource.get_resource_type() == "Condition" and id(resource) not in current_ids:
             continue
         for mention in exclusion_mentions(body):
             target, said = signals[mention.key], mention.assertion

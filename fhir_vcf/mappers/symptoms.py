@@ -17,6 +17,7 @@ from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import assertion, common, text
 from fhir_vcf.mappers.codes import encounter_class, finding, loinc, snomed
+from fhir_vcf.mappers.visible import visible
 
 # The episode when no fracture onset is known: the last 12 weeks (facts.py, `pain_scores`; the
 # subacute limit of clinical rules I1).
@@ -49,28 +50,34 @@ _RDQ_MENTION = re.compile(r"\b(?:Roland[\s\-]*Morris|RDQ|RMDQ)\b", re.IGNORECASE
 
 
 def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dict[str, Any]:
-    """`pain_scores` (oldest first, inside the episode and not after as_of) and `rdq` (latest)."""
+    """`pain_scores` (oldest first, inside the episode and not after as_of) and `rdq` (latest).
+
+    `record` is the record or its `VisibleRecord` for `as_of`. The Encounters a score may fall in, and
+    the one it names, are read from the whole record, whatever their date.
+    """
+    view = visible(record, as_of)
     start = episode_start if episode_start is not None else as_of - timedelta(days=DEFAULT_EPISODE_DAYS)
-    stays = _stays(record)
+    stays = _stays(view.record)
     scores: list[PainScore] = []
     rdq: list[tuple[When | None, int, Evidence]] = []  # (when, value, evidence)
-    for obs in record.of_type("Observation"):
+    coded_rdq: dict[int, tuple[When | None, int, Evidence] | None] = {}  # by id of the Observation
+    for obs in view.of_type("Observation"):
         if obs.status not in _RESULT_STATUSES:
             continue
-        when, _ = ctx.timestamp(obs)
-        if when is not None and when.after_day(as_of):
-            continue
+        when, _ = ctx.timestamp(obs)  # never after as_of: the view shows no resource dated after it
         # In the episode only when wholly inside it: a score dated "2025-06" may predate a 10 June onset.
         if when is not None and start <= when.first_day:
-            scores.extend(_pain_scores(record, obs, when, stays))
-        value = _rdq_coded(record, obs)
+            scores.extend(_pain_scores(view.record, obs, when, stays))
+        value = coded_rdq[id(obs)] = _rdq_coded(view, obs)
         if value is not None:
             rdq.append(value)
-    for resource, ref, element, body in common.free_texts(record):
-        if common.after(resource, as_of) or not _RDQ_MENTION.search(body):
+    for resource, ref, element, body in common.free_texts(view):
+        if not _RDQ_MENTION.search(body):
             continue
-        if resource.get_resource_type() == "Observation" and _rdq_coded(record, resource) is not None:
-            continue  # the coded value already counts
+        if resource.get_resource_type() == "Observation":
+            coded = coded_rdq[id(resource)] if id(resource) in coded_rdq else _rdq_coded(view, resource)
+            if coded is not None:
+                continue  # the coded value already counts
         found = text.find_score(body, _RDQ_LABELS, maximum=_RDQ_MAX)
         m = _RDQ_MENTION.search(body)
         said = assertion.read_mention(body, m.start(), m.end()) if found and m else None
@@ -230,7 +237,9 @@ def _stays(record: Any) -> list[_Stay]:
         if setting is None or e.status == "planned":
             continue
         period = getattr(e, "period", None)
-        start = common.when(e, getattr(period, "start", None), "period.start")
+        start, element = common.clinical_when(e)  # an Encounter's clinical date is its start, read once
+        if element != "period.start":
+            start = common.when(e, getattr(period, "start", None), "period.start")
         if start is None:
             continue  # no start: covers nothing (a stay found by its own reference still counts)
         written_end = common.when(e, getattr(period, "end", None), "period.end")

@@ -1,0 +1,74 @@
+"""The record as it stood on the as-of date: the one pass over a record that every fact family reads.
+
+Resources dated after the as-of date are invisible to the evaluation (input profile, "The evaluation
+date"). `map_record` builds one `VisibleRecord` and hands it to every family, so that each resource's
+clinical date is read, and the record sorted into what the date shows and hides, once per evaluation
+rather than once per family (issue 11: one pre-pass per record). The families also take a plain
+`PatientRecord` with an as-of date (`visible`), as their tests call them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fhir_vcf.mappers import common
+from fhir_vcf.record import PatientRecord
+
+
+class VisibleRecord:
+    """The visible resources of a record by type, in record order, and how many the date hides.
+
+    A resource with no clinical date stays visible (nothing says it is from the future). `record` is
+    the whole record, for the few reads that are not limited to the date (see `map_symptoms`).
+    """
+
+    def __init__(self, record: PatientRecord, as_of: date) -> None:
+        self.record = record
+        self.as_of = as_of
+        self.patient = record.patient
+        self.source = record.source
+        self._shown: dict[str, list[Any]] = {}
+        self._hidden = 0
+        after = common.after
+        for rtype, resources in record.resources.items():
+            shown = [r for r in resources if not after(r, as_of)]
+            self._shown[rtype] = shown
+            self._hidden += len(resources) - len(shown)
+
+    def of_type(self, *types: str) -> list[Any]:
+        """The visible resources of these types, type by type. The list of a single type is the view's
+        own: read it, never change it."""
+        if len(types) == 1:
+            return self._shown.get(types[0], [])
+        found: list[Any] = []
+        for t in types:
+            found.extend(self._shown.get(t, ()))
+        return found
+
+    def hidden(self) -> int:
+        """How many resources of the record this view hides (dated after the as-of date)."""
+        return self._hidden
+
+    @property
+    def patient_resource(self) -> Any:
+        return self.record.patient_resource
+
+    def ref(self, resource: Any) -> str:
+        return self.record.ref(resource)
+
+    def resolve(self, reference: Any) -> Any:
+        target = self.record.resolve(reference)
+        if target is not None and common.after(target, self.as_of):
+            return None
+        return target
+
+
+def visible(record: PatientRecord | VisibleRecord, as_of: date) -> VisibleRecord:
+    """The record as of `as_of`: the view itself when `map_record` passes the one it built for that
+    date, else a view built now."""
+    if isinstance(record, VisibleRecord):
+        if record.as_of == as_of:
+            return record
+        record = record.record
+    return VisibleRecord(record, as_of)
