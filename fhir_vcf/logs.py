@@ -127,7 +127,6 @@ _PATIENT_PATTERNS = (
 )
 
 
-
 def _anywhere(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
     """One pattern that finds a match wherever any of `patterns` would (an alternation of them, each
     leading `(?i)` scoped to its own branch)."""

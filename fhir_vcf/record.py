@@ -303,9 +303,8 @@ def _bundle_entries(
             _bundle_entries(resource, source=source, prefix=f"{where}.resource.", depth=depth + 1, found=found)
             continue
         full_url = entry.get("fullUrl")
-        rid = resource.get("id")  # the label as `_label` words it, its position written only when needed
-        label = f"{rtype}/{rid}" if isinstance(rid, str) else f"{prefix}entry[{i}] ({rtype})"
-        found.append((full_url if isinstance(full_url, str) else None, resource, label))
+        position = None if isinstance(resource.get("id"), str) else f"{prefix}entry[{i}]"  # only when it is used
+        found.append((full_url if isinstance(full_url, str) else None, resource, _label(resource, position)))
 
 
 def _label(resource: Mapping[str, Any], position: str | None) -> str:
@@ -414,16 +413,16 @@ _WITH_ATTACHMENTS = frozenset({"DiagnosticReport", "DocumentReference"})
 def _patient_reference(resource: Resource) -> Any:
     """The `reference` of the first of a read resource's patient elements that is set, else None."""
     for element in _PATIENT_ELEMENTS:
-        pointer = _element(resource, element)
+        pointer = field(resource, element)
         if pointer:
             return getattr(pointer, "reference", None)
     return None
 
 
-def _element(resource: Resource, name: str) -> Any:
-    """`getattr(resource, name, None)` without raising (and catching) an AttributeError when the type
-    has no such element (a Medication's `subject`, an Observation's `verificationStatus`)."""
-    return getattr(resource, name, None) if name in type(resource).model_fields else None
+def field(resource: Any, name: str) -> Any:
+    """`resource.name`, or None when the resource's model has no such element (a Medication's
+    `subject`, an Observation's `verificationStatus`), without raising and catching an AttributeError."""
+    return getattr(resource, name) if name in getattr(type(resource), "model_fields", ()) else None
 
 
 def _noise_in_json(data: Mapping[str, Any]) -> str | None:
@@ -549,12 +548,12 @@ def skip_reason(resource: Resource) -> str | None:
     Recorded in error, cancelled or refuted; a DocumentReference superseded by a newer version, whose
     document was entered in error, or with no attachment the service can read.
     """
-    status = _element(resource, "status")
+    status = field(resource, "status")
     if status == "entered-in-error":
         return ENTERED_IN_ERROR
     if status == "cancelled":
         return CANCELLED
-    verification = _element(resource, "verificationStatus")
+    verification = field(resource, "verificationStatus")
     codes = {c.code for c in (getattr(verification, "coding", None) or [])}
     if "entered-in-error" in codes:
         return ENTERED_IN_ERROR
