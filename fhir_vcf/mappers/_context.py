@@ -70,6 +70,81 @@ class TermFilter:
         return found
 
 
+class TermFamilies(TermFilter):
+    """Which of several term families occur in a text, found in about one pass of the families joined
+    (the `TermFilter` gate's own pass) instead of one search per family after the gate.
+
+    The families are joined as one alternation with a group per family. A search of it finds the
+    leftmost place where any family matches, and the first family (in order) that matches there;
+    the later families are then tried at that one place only, and the search goes on from the next
+    character. So every place where a family matches is visited, and every family that matches
+    there is named: exactly the families whose own search finds something (a family hidden by an
+    overlapping match of another is still found at its own start). A text's families are then read
+    one by one as before, absent ones skipped. `tests/test_term_families.py` holds `present` to each
+    family's own search on every term of the data files and on random text.
+    """
+
+    def __init__(self, families: Mapping[Any, re.Pattern[str]], *, remember: bool = True) -> None:
+        super().__init__(families.values(), remember=remember)
+        self._keys = tuple(families)
+        self._families = tuple(families.values())
+        self._grouped = _grouped(self._families)
+        # The lower-case forms (`text.Caseless`), all or none: positions must come from one kind of text.
+        # Joined from the families' own forms (lower-casing the joined source would spoil "(?P<").
+        lowered = tuple(text._lowered(p) for p in self._families) if self._grouped is not None else (None,)
+        grouped = None if None in lowered else _grouped(lowered)
+        self._lowered = None if grouped is None else (grouped, lowered)
+        self._present: dict[str, frozenset[Any]] = {}
+
+    def present(self, body: str) -> frozenset[Any]:
+        """The keys of the families that occur in the text (remembered for short texts, as `may_match`)."""
+        if len(body) > self._short:
+            return self._find(body)
+        found = self._present.get(body)
+        if found is None:
+            found = self._find(body)
+            if len(self._present) >= self.LIMIT:
+                self._present.clear()
+            self._present[body] = found
+        return found
+
+    def _find(self, body: str) -> frozenset[Any]:
+        if self._grouped is None:
+            return frozenset(k for k, p in zip(self._keys, self._families, strict=True) if p.search(body))
+        low = text.ascii_lower(body) if self._lowered is not None else None
+        if low is not None and self._lowered is not None:
+            value, (grouped, families) = low, self._lowered
+        else:
+            value, grouped, families = body, self._grouped, self._families
+        found: set[int] = set()
+        count, pos = len(families), 0
+        while len(found) < count and pos <= len(value):  # a search past the end would start at the end again
+            m = grouped.search(value, pos)
+            if m is None:
+                break
+            start, first = m.start(), _FAMILY_GROUP[m.lastgroup]  # the family's own group closes last
+            found.add(first)
+            found.update(j for j in range(first + 1, count) if j not in found and families[j].match(value, start))
+            pos = start + 1
+        return frozenset(self._keys[i] for i in found)
+
+
+# Group names of the joined families ("_f0", "_f1", ...) → their index.
+_FAMILY_GROUP = {f"_f{i}": i for i in range(256)}
+
+
+def _grouped(patterns: tuple[re.Pattern[str], ...]) -> re.Pattern[str] | None:
+    """The families joined with a named group around each ("_f0", "_f1", ...); None when they cannot be
+    joined without changing their meaning (see `_joined`)."""
+    if not patterns or len(patterns) > len(_FAMILY_GROUP) or len({p.flags for p in patterns}) != 1 or any(
+            _GROUP_REFERENCE.search(p.pattern) or "(?P<_f" in p.pattern for p in patterns):
+        return None
+    try:
+        return re.compile("|".join(f"(?P<_f{i}>{p.pattern})" for i, p in enumerate(patterns)), patterns[0].flags)
+    except re.error:
+        return None
+
+
 def _joined(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
     """One pattern matching wherever any of `patterns` would; None when they cannot be joined without
     changing their meaning (different flags, group back-references)."""
@@ -178,18 +253,21 @@ def _medication_of(resource: Any, record: Any) -> Any:
     return target if target is not None and target.get_resource_type() == "Medication" else None
 
 
-_ANY_NAME: dict[int, tuple[Mapping[str, re.Pattern[str]], TermFilter]] = {}
+_ANY_NAME: dict[int, tuple[Mapping[str, re.Pattern[str]], TermFamilies]] = {}
 
 
 def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, Assertion]]:
     """(canonical name, assertion) for each name pattern a medication text states as given."""
     joined = _ANY_NAME.get(id(names))
     if joined is None or joined[0] is not names:
-        joined = _ANY_NAME[id(names)] = (names, TermFilter(names.values()))
-    if not joined[1].may_match(body):
+        joined = _ANY_NAME[id(names)] = (names, TermFamilies(names))
+    named = joined[1].present(body)
+    if not named:
         return []
     found = []
     for name, pattern in names.items():
+        if name not in named:
+            continue  # no match of this name in the text: nothing to read
         for _, said in tried(pattern, body):
             found.append((name, said))
             break
