@@ -51,7 +51,7 @@ def _data_terms() -> list[str]:
 
 def test_every_family_set_is_joined_with_its_lower_case_form() -> None:
     # Otherwise nothing is wrong, only slower: each family is searched on its own.
-    assert all(f._grouped is not None and f._lowered is not None for f in FAMILIES.values())
+    assert all(f.pattern is not None and f._lowered is not None for f in FAMILIES.values())
 
 
 _WORDS = st.sampled_from(["the", "no", "with", "L1", "T12", "pain", "fracture", "brace", "not", "of", "4/5",
@@ -123,5 +123,5 @@ def test_a_family_hidden_by_another_is_still_found(lower: bool) -> None:
 
 def test_families_that_cannot_be_joined_are_searched_one_by_one() -> None:
     families = ctx.TermFamilies({"a": re.compile(r"(x)\1"), "b": re.compile("y", re.IGNORECASE)})
-    assert families._grouped is None
+    assert families.pattern is None
     assert families.present("xx y") == {"a", "b"} and families.present("x y") == {"b"}

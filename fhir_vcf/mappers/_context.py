@@ -71,29 +71,26 @@ class TermFilter:
 
 
 class TermFamilies(TermFilter):
-    """Which of several term families occur in a text, found in about one pass of the families joined
-    (the `TermFilter` gate's own pass) instead of one search per family after the gate.
+    """Which of several term families occur in a text, found with the one pass of the families joined
+    (the `TermFilter` gate's own) instead of one search per family after the gate.
 
-    The families are joined as one alternation with a group per family. A search of it finds the
-    leftmost place where any family matches, and the first family (in order) that matches there;
-    the later families are then tried at that one place only, and the search goes on from the next
-    character. So every place where a family matches is visited, and every family that matches
-    there is named: exactly the families whose own search finds something (a family hidden by an
-    overlapping match of another is still found at its own start). A text's families are then read
-    one by one as before, absent ones skipped. `tests/test_term_families.py` holds `present` to each
-    family's own search on every term of the data files and on random text.
+    A search of the joined pattern finds the leftmost place where any family matches; each family
+    not yet found is then tried at that one place only (an anchored match: a character or two), and
+    the search goes on from the next character. So every place where some family matches is
+    visited, and every family that matches there is named: exactly the families whose own search
+    finds something (a family whose match overlaps another's is still found at its own start).
+    A text's families are then read one by one as before, absent ones skipped.
+    `tests/test_term_families.py` holds `present` to each family's own search on every term of the
+    data files, on the sample texts and on random text.
     """
 
     def __init__(self, families: Mapping[Any, re.Pattern[str]], *, remember: bool = True) -> None:
         super().__init__(families.values(), remember=remember)
         self._keys = tuple(families)
         self._families = tuple(families.values())
-        self._grouped = _grouped(self._families)
         # The lower-case forms (`text.Caseless`), all or none: positions must come from one kind of text.
-        # Joined from the families' own forms (lower-casing the joined source would spoil "(?P<").
-        lowered = tuple(text._lowered(p) for p in self._families) if self._grouped is not None else (None,)
-        grouped = None if None in lowered else _grouped(lowered)
-        self._lowered = None if grouped is None else (grouped, lowered)
+        lowered = tuple(text._lowered(p) for p in (self.pattern, *self._families)) if self.pattern else (None,)
+        self._lowered = None if None in lowered else (lowered[0], lowered[1:])
         self._present: dict[str, frozenset[Any]] = {}
 
     def present(self, body: str) -> frozenset[Any]:
@@ -109,40 +106,28 @@ class TermFamilies(TermFilter):
         return found
 
     def _find(self, body: str) -> frozenset[Any]:
-        if self._grouped is None:
+        if self.pattern is None:
             return frozenset(k for k, p in zip(self._keys, self._families, strict=True) if p.search(body))
         low = text.ascii_lower(body) if self._lowered is not None else None
         if low is not None and self._lowered is not None:
-            value, (grouped, families) = low, self._lowered
+            value, (joined, families) = low, self._lowered
         else:
-            value, grouped, families = body, self._grouped, self._families
+            value, joined, families = body, self.pattern, self._families
+        m = joined.search(value)
+        if m is None:
+            return _NONE  # most texts: the gate's one search, nothing more
         found: set[int] = set()
-        count, pos = len(families), 0
-        while len(found) < count and pos <= len(value):  # a search past the end would start at the end again
-            m = grouped.search(value, pos)
-            if m is None:
+        count = len(families)
+        while m is not None:
+            start = m.start()
+            found.update(j for j in range(count) if j not in found and families[j].match(value, start))
+            if len(found) == count or start >= len(value):  # a search past the end would start at the end again
                 break
-            start, first = m.start(), _FAMILY_GROUP[m.lastgroup]  # the family's own group closes last
-            found.add(first)
-            found.update(j for j in range(first + 1, count) if j not in found and families[j].match(value, start))
-            pos = start + 1
+            m = joined.search(value, start + 1)
         return frozenset(self._keys[i] for i in found)
 
 
-# Group names of the joined families ("_f0", "_f1", ...) → their index.
-_FAMILY_GROUP = {f"_f{i}": i for i in range(256)}
-
-
-def _grouped(patterns: tuple[re.Pattern[str], ...]) -> re.Pattern[str] | None:
-    """The families joined with a named group around each ("_f0", "_f1", ...); None when they cannot be
-    joined without changing their meaning (see `_joined`)."""
-    if not patterns or len(patterns) > len(_FAMILY_GROUP) or len({p.flags for p in patterns}) != 1 or any(
-            _GROUP_REFERENCE.search(p.pattern) or "(?P<_f" in p.pattern for p in patterns):
-        return None
-    try:
-        return re.compile("|".join(f"(?P<_f{i}>{p.pattern})" for i, p in enumerate(patterns)), patterns[0].flags)
-    except re.error:
-        return None
+_NONE: frozenset[Any] = frozenset()
 
 
 def _joined(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
