@@ -374,7 +374,7 @@ def _coded_services(record: Any) -> Iterable[tuple[Any, str, str, str, Any]]:
 def _narratives(record: Any) -> Iterable[tuple[Any, str, str, str]]:
     """Narrative where NSM and care plans are written: the shared free texts, device-request text and
     notes, care-plan titles and activities. Medication notes are left out (they discuss other drugs)."""
-    yield from common.free_texts(record)
+    yield from record.free_texts()
     for resource in record.of_type("DeviceRequest"):
         ref = record.ref(resource)
         for body, element in common.texts(resource.codeCodeableConcept, "codeCodeableConcept"):

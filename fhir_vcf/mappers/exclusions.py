@@ -231,7 +231,7 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
             elif coding.code == loinc.PREGNANCY_STATUS:
                 _read_pregnancy_status(ref, obs, signals["pregnancy"])
 
-    for resource, ref, element, body in common.free_texts(view, *_TEXT_TYPES):
+    for resource, ref, element, body in view.free_texts(*_TEXT_TYPES):
         if resource.get_resource_type() == "Condition" and id(resource) not in current_ids:
             continue
         for mention in exclusion_mentions(body):
