@@ -47,7 +47,9 @@ def map_record(record: PatientRecord, *, as_of: date, request: str | None = None
     scan = scan_conditions(view, reasons=reasons)
     img = scan_imaging(view)
     for ref, element, value in img.texts:
-        context_text(scan, ref, element, value, conditions=element == "conclusion" and _is_dxa(view, ref))
+        # Whether the report is a DXA is asked only when its text names osteoporosis.
+        context_text(scan, ref, element, value,
+                     conditions=lambda r=ref, e=element: e == "conclusion" and _is_dxa(view, r))
 
     fractures = list(scan.fractures)
     if len(fractures) == 1 and not fractures[0].levels:

@@ -70,6 +70,66 @@ class TermFilter:
         return found
 
 
+class TermFamilies(TermFilter):
+    """Which of several term families occur in a text, found with the one pass of the families joined
+    (the `TermFilter` gate's own) instead of one search per family after the gate.
+
+    A search of the joined pattern finds the leftmost place where any family matches; each family
+    not yet found is then tried at that one place only (an anchored match: a character or two), and
+    the search goes on from the next character. So every place where some family matches is
+    visited, and every family that matches there is named: exactly the families whose own search
+    finds something (a family whose match overlaps another's is still found at its own start).
+    A text's families are then read one by one as before, absent ones skipped.
+    `tests/test_term_families.py` holds `present` to each family's own search on every term of the
+    data files, on the sample texts and on random text.
+    """
+
+    def __init__(self, families: Mapping[Any, re.Pattern[str]], *, remember: bool = True) -> None:
+        super().__init__(families.values(), remember=remember)
+        self._keys = tuple(families)
+        self._families = tuple(families.values())
+        # The lower-case forms (`text.Caseless`), all or none: positions must come from one kind of text.
+        lowered = tuple(text._lowered(p) for p in (self.pattern, *self._families)) if self.pattern else (None,)
+        self._lowered = None if None in lowered else (lowered[0], lowered[1:])
+        self._present: dict[str, frozenset[Any]] = {}
+
+    def present(self, body: str) -> frozenset[Any]:
+        """The keys of the families that occur in the text (remembered for short texts, as `may_match`)."""
+        if len(body) > self._short:
+            return self._find(body)
+        found = self._present.get(body)
+        if found is None:
+            found = self._find(body)
+            if len(self._present) >= self.LIMIT:
+                self._present.clear()
+            self._present[body] = found
+        return found
+
+    def _find(self, body: str) -> frozenset[Any]:
+        if self.pattern is None:
+            return frozenset(k for k, p in zip(self._keys, self._families, strict=True) if p.search(body))
+        low = text.ascii_lower(body) if self._lowered is not None else None
+        if low is not None and self._lowered is not None:
+            value, (joined, families) = low, self._lowered
+        else:
+            value, joined, families = body, self.pattern, self._families
+        m = joined.search(value)
+        if m is None:
+            return _NONE  # most texts: the gate's one search, nothing more
+        found: set[int] = set()
+        count = len(families)
+        while m is not None:
+            start = m.start()
+            found.update(j for j in range(count) if j not in found and families[j].match(value, start))
+            if len(found) == count or start >= len(value):  # a search past the end would start at the end again
+                break
+            m = joined.search(value, start + 1)
+        return frozenset(self._keys[i] for i in found)
+
+
+_NONE: frozenset[Any] = frozenset()
+
+
 def _joined(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
     """One pattern matching wherever any of `patterns` would; None when they cannot be joined without
     changing their meaning (different flags, group back-references)."""
@@ -178,18 +238,21 @@ def _medication_of(resource: Any, record: Any) -> Any:
     return target if target is not None and target.get_resource_type() == "Medication" else None
 
 
-_ANY_NAME: dict[int, tuple[Mapping[str, re.Pattern[str]], TermFilter]] = {}
+_ANY_NAME: dict[int, tuple[Mapping[str, re.Pattern[str]], TermFamilies]] = {}
 
 
 def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, Assertion]]:
     """(canonical name, assertion) for each name pattern a medication text states as given."""
     joined = _ANY_NAME.get(id(names))
     if joined is None or joined[0] is not names:
-        joined = _ANY_NAME[id(names)] = (names, TermFilter(names.values()))
-    if not joined[1].may_match(body):
+        joined = _ANY_NAME[id(names)] = (names, TermFamilies(names))
+    named = joined[1].present(body)
+    if not named:
         return []
     found = []
     for name, pattern in names.items():
+        if name not in named:
+            continue  # no match of this name in the text: nothing to read
         for _, said in tried(pattern, body):
             found.append((name, said))
             break

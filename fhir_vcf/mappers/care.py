@@ -156,27 +156,30 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     for resource, ref, element, body in _narratives(view):
         if _not_done(resource):
             continue
-        if not _ANY_CARE_TEXT.may_match(body):
+        found = _ANY_CARE_TEXT.present(body)
+        if not found:
             continue  # none of the terms below occurs: one pass instead of one per family
         for kind, pattern in _TEXT_KINDS.items():
+            if kind not in found:
+                continue
             for m, said in ctx.tried(pattern, body):
                 if kind != "brace" or _spinal_brace(body, m):
                     add_nsm(kind, resource, ctx.text_ev(ref, element, said))
                     break
-        for _, said in ctx.tried(_ANALGESIC_TEXT, body):
+        for _, said in ctx.tried(_ANALGESIC_TEXT, body) if _ANALGESIC in found else ():
             add_nsm("analgesic", resource, ctx.text_ev(ref, element, said))
             break
-        for _, said in ctx.tried(_OSTEOPOROSIS_TEXT, body):
+        for _, said in ctx.tried(_OSTEOPOROSIS_TEXT, body) if _OSTEOPOROSIS in found else ():
             ev = ctx.text_ev(ref, element, said)
             program.append(_dated(ev, resource))
             add_nsm("anti-osteoporosis", resource, ev)
             break
-        for _, said in ctx.tried(_DXA_TEXT, body):
+        for _, said in ctx.tried(_DXA_TEXT, body) if _DXA in found else ():
             ev = ctx.text_ev(ref, element, said)
             dxa.append(_dated(ev, resource))
             add_event("bone-health", resource, ev, "DXA bone density", "dxa")
             break
-        for _, said in ctx.tried(_PROGRAM_TEXT, body):
+        for _, said in ctx.tried(_PROGRAM_TEXT, body) if _PROGRAM in found else ():
             ev = ctx.text_ev(ref, element, said)
             program.append(_dated(ev, resource))
             add_event("bone-health", resource, ev, "osteoporosis education / program", "program")
@@ -194,8 +197,11 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     }
 
 
-# Every family the narrative loop above scans for, joined (a prefilter; `ctx.TermFilter`).
-_ANY_CARE_TEXT = ctx.TermFilter([*_TEXT_KINDS.values(), _ANALGESIC_TEXT, _OSTEOPOROSIS_TEXT, _DXA_TEXT, _PROGRAM_TEXT])
+# Every family the narrative loop above scans for, joined: which of them a text holds, in about one
+# pass (`ctx.TermFamilies`; the NSM kinds by kind, the others by these keys).
+_ANALGESIC, _OSTEOPOROSIS, _DXA, _PROGRAM = "analgesic-text", "osteoporosis-text", "dxa-text", "program-text"
+_ANY_CARE_TEXT = ctx.TermFamilies({**_TEXT_KINDS, _ANALGESIC: _ANALGESIC_TEXT, _OSTEOPOROSIS: _OSTEOPOROSIS_TEXT,
+                                   _DXA: _DXA_TEXT, _PROGRAM: _PROGRAM_TEXT})
 
 
 def _nsm_start(dated: list[tuple[DayRange, Evidence]]) -> Fact[DayRange]:
@@ -368,7 +374,7 @@ def _coded_services(record: Any) -> Iterable[tuple[Any, str, str, str, Any]]:
 def _narratives(record: Any) -> Iterable[tuple[Any, str, str, str]]:
     """Narrative where NSM and care plans are written: the shared free texts, device-request text and
     notes, care-plan titles and activities. Medication notes are left out (they discuss other drugs)."""
-    yield from common.free_texts(record)
+    yield from record.free_texts()
     for resource in record.of_type("DeviceRequest"):
         ref = record.ref(resource)
         for body, element in common.texts(resource.codeCodeableConcept, "codeCodeableConcept"):

@@ -206,27 +206,22 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
     Where feeds put findings in words: report conclusions, condition and order text, notes,
     observation strings, series descriptions. Codings' displays are not included (they repeat codes).
     """
-    wanted = types or (
-        "Condition",
-        "DiagnosticReport",
-        "DocumentReference",
-        "Observation",
-        "ImagingStudy",
-        "Procedure",
-        "ServiceRequest",
-        "AllergyIntolerance",
-        "CarePlan",
-    )
-    for resource in record.of_type(*wanted):
-        ref = record.ref(resource)
+    for resource in record.of_type(*(types or FREE_TEXT_TYPES)):
         memo = memo_of(resource)
         found = memo.get("free_texts") if memo is not None else None
         if found is None:
             found = list(_free_texts(resource))
             if memo is not None:
                 memo["free_texts"] = found
-        for element, text in found:
-            yield resource, ref, element, text
+        if found:  # most resources (a vital sign, a lab result) have none: no reference worked out
+            ref = record.ref(resource)
+            for element, text in found:
+                yield resource, ref, element, text
+
+
+# The types `free_texts` reads by default, in its order.
+FREE_TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observation", "ImagingStudy", "Procedure",
+                   "ServiceRequest", "AllergyIntolerance", "CarePlan")
 
 
 def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:

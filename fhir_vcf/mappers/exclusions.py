@@ -231,7 +231,7 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
             elif coding.code == loinc.PREGNANCY_STATUS:
                 _read_pregnancy_status(ref, obs, signals["pregnancy"])
 
-    for resource, ref, element, body in common.free_texts(view, *_TEXT_TYPES):
+    for resource, ref, element, body in view.free_texts(*_TEXT_TYPES):
         if resource.get_resource_type() == "Condition" and id(resource) not in current_ids:
             continue
         for mention in exclusion_mentions(body):
@@ -289,23 +289,30 @@ def exclusion_mentions(body: str | None) -> list[ExclusionMention]:
     attribution), in reading order, each with its assertion. The mapper's one way of reading exclusion
     text, for any report or note ("INDICATION: r/o discitis" is the question the report answers:
     hypothetical, no finding)."""
-    if not body or not _ANY_EXCLUSION_TEXT.may_match(body):
+    present = _ANY_EXCLUSION_TEXT.present(body) if body else frozenset()
+    if not present:
         return []  # none of the words below occurs: one pass instead of one per family
-    found = [ExclusionMention(key, TERM, m, said)
-             for key, pattern in (*_TEXT.items(), ("pain_elsewhere", _PAIN_ELSEWHERE))
+    found = [ExclusionMention(key, kind, m, said)
+             for (kind, key), pattern in _FAMILIES.items() if (kind, key) in present and kind != _SPINAL
              for m, said in assertion.scan(pattern, body)]
-    found += [ExclusionMention(key, NORMAL, m, said) for key, pattern in _NORMAL.items()
-              for m, said in assertion.scan(pattern, body)]
-    found += [ExclusionMention("pain_elsewhere", AT_FRACTURE, m, said)
-              for m, said in assertion.scan(_PAIN_AT_FRACTURE, body)]
-    found += [ExclusionMention("instability", TERM, m, assertion.read_mention(body, m.start(), m.end()))
-              for m in _INSTABILITY.finditer(body) if _spinal(body, m)]
+    if (_SPINAL, "instability") in present:
+        found += [ExclusionMention("instability", TERM, m, assertion.read_mention(body, m.start(), m.end()))
+                  for m in _INSTABILITY.finditer(body) if _spinal(body, m)]
     return sorted(found, key=lambda x: x.match.start())
 
 
-# Every family `exclusion_mentions` reads, joined (a prefilter; `ctx.TermFilter`).
-_ANY_EXCLUSION_TEXT = ctx.TermFilter([*_TEXT.values(), *_NORMAL.values(), _INSTABILITY, _PAIN_ELSEWHERE,
-                                      _PAIN_AT_FRACTURE])
+# Every family `exclusion_mentions` reads, by (kind, exclusion key), in the order it reads them:
+# instability words (kind `_SPINAL`) count only about the spine (`_spinal`).
+_SPINAL = "spinal-term"
+_FAMILIES: dict[tuple[str, str], re.Pattern[str]] = {
+    **{(TERM, key): pattern for key, pattern in _TEXT.items()},
+    (TERM, "pain_elsewhere"): _PAIN_ELSEWHERE,
+    **{(NORMAL, key): pattern for key, pattern in _NORMAL.items()},
+    (AT_FRACTURE, "pain_elsewhere"): _PAIN_AT_FRACTURE,
+    (_SPINAL, "instability"): _INSTABILITY,
+}
+# ... joined: which of them a text holds, in about one pass (`ctx.TermFamilies`).
+_ANY_EXCLUSION_TEXT = ctx.TermFamilies(_FAMILIES)
 
 
 def _spinal(body: str, m: re.Match[str]) -> bool:

@@ -10,7 +10,7 @@ an "old healed fracture" feeds `healed` instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ from fhir_vcf.clinical_time import DayRange, When
 from fhir_vcf.facts import Coding, Evidence, Fact, Fracture, Method
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import assertion, common, sites, text
-from fhir_vcf.mappers._context import TermFilter
+from fhir_vcf.mappers._context import TermFamilies
 from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, Assertion
 from fhir_vcf.mappers.codes import icd10cm, snomed
 
@@ -355,25 +355,30 @@ def _context_codes(scan: FractureScan, ref: str, resource: Any, current: bool) -
 
 
 def context_text(
-    scan: FractureScan, ref: str, element: str, value: str, *, conditions: bool = True, skip_malignancy: bool = False
+    scan: FractureScan, ref: str, element: str, value: str, *, conditions: bool | Callable[[], bool] = True,
+    skip_malignancy: bool = False,
 ) -> None:
-    """Etiology context in one piece of text (a Condition's words, a report conclusion)."""
-    if not _ANY_CONTEXT_TERM.may_match(value):
+    """Etiology context in one piece of text (a Condition's words, a report conclusion). `conditions`
+    may be a question asked only when an osteoporosis word occurs (whether a report is a DXA)."""
+    present = _ANY_CONTEXT_TERM.present(value)
+    if not present:
         return  # none of the five families below occurs: one pass instead of five
-    for signals, pattern, term_value in (
-        (scan.osteoporosis, _OSTEOPOROSIS, False),
-        (scan.malignancy, _MALIGNANCY, True),
-        (scan.myeloma, _MYELOMA, False),
-        (scan.healed, _HEALED, False),
-        (scan.kyphosis, _KYPHOSIS, False),
+    for key, signals, term_value in (
+        ("osteoporosis", scan.osteoporosis, False),
+        ("malignancy", scan.malignancy, True),
+        ("myeloma", scan.myeloma, False),
+        ("healed", scan.healed, False),
+        ("kyphosis", scan.kyphosis, False),
     ):
+        if key not in present:
+            continue  # no match of this family in the text
         if skip_malignancy and (signals is scan.malignancy or signals is scan.myeloma):
             continue
-        if signals is scan.osteoporosis and not conditions:
+        if signals is scan.osteoporosis and not (conditions() if callable(conditions) else conditions):
             # "osteoporotic" in a radiology report describes bone, not a diagnosis; only Conditions
             # and DXA conclusions ("consistent with osteoporosis") are read, via `conditions=True`.
             continue
-        for m, said in assertion.scan(pattern, value):
+        for m, said in assertion.scan(_CONTEXT_TERMS[key], value):
             ev = Evidence(ref, element, Method.TEXT, said.said())
             normal = signals is scan.kyphosis and _normal_curve(value, m.start(), m.end())
             if normal or said.evidence == "absent":
@@ -385,7 +390,10 @@ def context_text(
             # possible ("suspicious for metastasis"), hypothetical or someone else's: neither present nor absent
 
 
-_ANY_CONTEXT_TERM = TermFilter([_OSTEOPOROSIS, _MALIGNANCY, _MYELOMA, _HEALED, _KYPHOSIS], remember=False)
+_CONTEXT_TERMS = {"osteoporosis": _OSTEOPOROSIS, "malignancy": _MALIGNANCY, "myeloma": _MYELOMA, "healed": _HEALED,
+                  "kyphosis": _KYPHOSIS}
+# The five families joined: which of them a text holds, in about one pass (`TermFamilies`).
+_ANY_CONTEXT_TERM = TermFamilies(_CONTEXT_TERMS, remember=False)
 
 # "Normal thoracic kyphosis" is the spine's physiological curve, not a kyphotic deformity.
 _NORMAL_BEFORE = re.compile(r"\b(?:normal|physiologic\w*|preserved|maintained)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)

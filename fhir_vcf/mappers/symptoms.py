@@ -71,7 +71,7 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
         value = coded_rdq[id(obs)] = _rdq_coded(view, obs)
         if value is not None:
             rdq.append(value)
-    for resource, ref, element, body in common.free_texts(view):
+    for resource, ref, element, body in view.free_texts():
         if not _RDQ_MENTION.search(body):
             continue
         if resource.get_resource_type() == "Observation":

@@ -9,6 +9,7 @@ rather than once per family (issue 11: one pre-pass per record). The families al
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -30,6 +31,7 @@ class VisibleRecord:
         self.source = record.source
         self._shown: dict[str, list[Any]] = {}
         self._hidden = 0
+        self._free_texts: dict[str, list[tuple[Any, str, str, str]]] = {}
         after = common.after
         for rtype, resources in record.resources.items():
             shown = [r for r in resources if not after(r, as_of)]
@@ -45,6 +47,15 @@ class VisibleRecord:
         for t in types:
             found.extend(self._shown.get(t, ()))
         return found
+
+    def free_texts(self, *types: str) -> Iterator[tuple[Any, str, str, str]]:
+        """`common.free_texts` of the visible resources of these types (by default its own), each
+        type's rows gathered once per view: symptoms, care and exclusions all read them."""
+        for rtype in types or common.FREE_TEXT_TYPES:
+            rows = self._free_texts.get(rtype)
+            if rows is None:
+                rows = self._free_texts[rtype] = list(common.free_texts(self, rtype))
+            yield from rows
 
     def hidden(self) -> int:
         """How many resources of the record this view hides (dated after the as-of date)."""
