@@ -314,7 +314,7 @@ def _post_worker_init(worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         warm_and_freeze(app)
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 class FhirVcfApplication(BaseApplication):
