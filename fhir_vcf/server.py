@@ -27,12 +27,7 @@ thread at a time under the GIL, so more workers than CPUs would only add memory 
 Within a worker, a call builds its record and is judged holding the process's evaluation slot
 (`fhir_vcf.service.slot.EvaluationSlot`), which the calls take in the order they ask for it: one
 call computes while the others wait without competing for the GIL, and a call waiting for a FHIR
-server or a slow client holds no slot. The threads still share the GIL around their I/O (the
-socket, the audit database, the log): a thread that released it for a system call must take it
-back from the thread that computes, and CPython lets it wait up to the switch interval for that,
-5 ms by default, at each of the dozens of such points a call crosses (the convoy effect: a
-request's reading, audit write and answer waited behind another's evaluation). Each worker sets
-it to `SWITCH_INTERVAL_SECONDS` (1 ms).
+server or a slow client holds no slot.
 
 Slow clients. gunicorn's threaded worker (`gthread`) keeps idle connections in its event loop,
 but once a request's first bytes arrive it hands the connection to a thread, which then blocks
@@ -281,13 +276,6 @@ _WARM_UP = {
 # off almost none (0.15 ms a call); cyclic garbage still goes at the next collection.
 GC_THRESHOLDS = (10_000, 10, 10)
 
-# How long a thread that wants the GIL waits for the running one to let go (CPython's default is
-# 5 ms). A worker's I/O (a request read, the audit write, a log line, the answer sent) waited that
-# long behind another call's evaluation at each system call; at 1 ms those waits shrank (traced at
-# concurrency 8: the wait for a thread to take a request p95 ~22 -> ~11 ms, the audit write's hold
-# on SQLite's write lock p95 ~12 -> ~6 ms) for no measurable CPU. docs/performance.md, fifth round.
-SWITCH_INTERVAL_SECONDS = 0.001
-
 
 def warm_and_freeze(app: Any) -> None:
     """Run one evaluation (builds what is built lazily), then freeze what the worker holds (gc.freeze)
@@ -309,12 +297,10 @@ def warm_and_freeze(app: Any) -> None:
 
 
 def _post_worker_init(worker: Any) -> None:
-    """gunicorn hook, in each worker once its app is loaded: warm and freeze it, and shorten the
-    switch interval (`SWITCH_INTERVAL_SECONDS`)."""
+    """gunicorn hook, in each worker once its app is loaded."""
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         warm_and_freeze(app)
-        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 class FhirVcfApplication(BaseApplication):

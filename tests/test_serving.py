@@ -135,26 +135,6 @@ def test_warm_up_freezes_what_the_worker_holds(tmp_path):
         gc.set_threshold(*thresholds)
 
 
-def test_each_worker_shortens_the_switch_interval(tmp_path):
-    """A worker's I/O waits for the GIL behind the evaluating thread at most this long (the server's
-    docstring: the convoy effect)."""
-    from types import SimpleNamespace
-
-    from fhir_vcf.app import create_app
-
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 's.db'}"))
-    interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
-    try:
-        sys.setswitchinterval(0.005)  # CPython's default
-        server._post_worker_init(SimpleNamespace(wsgi=app))
-        assert sys.getswitchinterval() == pytest.approx(server.SWITCH_INTERVAL_SECONDS)
-        assert server.SWITCH_INTERVAL_SECONDS < 0.005
-    finally:
-        sys.setswitchinterval(interval)
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-
-
 # --- the real server ---------------------------------------------------------------------------------
 
 
