@@ -24,6 +24,10 @@ Sized for a CPU-bound service: one worker process per CPU this container may use
 quota, else its CPU affinity; `FHIR_VCF_WORKERS` overrides), each with `FHIR_VCF_THREADS`
 threads, which only wait (for a FHIR server, a slow client); the CPU work of a process runs one
 thread at a time under the GIL, so more workers than CPUs would only add memory and contention.
+Within a worker, a call builds its record and is judged holding the process's evaluation slot
+(`fhir_vcf.service.slot.EvaluationSlot`), which the calls take in the order they ask for it: one
+call computes while the others wait without competing for the GIL, and a call waiting for a FHIR
+server or a slow client holds no slot.
 
 Slow clients. gunicorn's threaded worker (`gthread`) keeps idle connections in its event loop,
 but once a request's first bytes arrive it hands the connection to a thread, which then blocks

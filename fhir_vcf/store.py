@@ -30,7 +30,8 @@ the same id, as the in-memory cache forgets it too.
 Budgets. A database that is down, locked or hung must cost a request seconds, not forever: a
 connection is opened within `connect_timeout` (libpq `connect_timeout`; the pool waits no longer
 for a free one), a statement runs within `statement_timeout` (PostgreSQL `statement_timeout` and
-`lock_timeout`; SQLite's busy timeout, the time a writer waits for the lock), and on PostgreSQL a
+`lock_timeout`; SQLite's busy timeout, the time a writer waits for the lock, and as long for the
+one connection each process keeps to a SQLite file: `_sqlite_pool`), and on PostgreSQL a
 watchdog shuts down the socket of a connection whose server stops answering altogether (a
 server-side timeout cannot fire then). Every failure is a `StoreError`, which the transports answer
 with 503 and Retry-After.
@@ -522,8 +523,7 @@ def create_store_engine(
     engine = sa.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": statement_timeout},
-        # One shared connection for an in-memory database, else every connection sees an empty one.
-        poolclass=StaticPool if in_memory else None,
+        **_sqlite_pool(in_memory, statement_timeout),
     )
 
     # SQLAlchemy's recipe for SQLite: let SQLAlchemy emit BEGIN, so DDL and SAVEPOINT are
@@ -544,6 +544,24 @@ def create_store_engine(
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _sqlite_pool(in_memory: bool, statement_timeout: float) -> dict[str, Any]:
+    """The pool of a SQLite engine: one connection per process.
+
+    In memory, one shared connection (`StaticPool`), else every connection sees an empty database.
+    A file: SQLite lets one transaction write at a time, and every transaction here begins
+    IMMEDIATE (takes the write lock, `_begin` below), so a process's threads could never use two
+    connections at once anyway. With one, they queue for it in the pool, each woken when it is
+    free (waiting at most `statement_timeout`, then StoreError), instead of each retrying the lock
+    through SQLite's busy handler, which sleeps 1, 2, 5, ... up to 100 ms between tries: under load
+    a call could wait over a second for its audit row while later ones went first (measured with
+    bench_serving.py at concurrency 8, docs/performance.md, fifth round). Processes (gunicorn
+    workers) still share the file through the busy handler.
+    """
+    if in_memory:
+        return {"poolclass": StaticPool}
+    return {"pool_size": 1, "max_overflow": 0, "pool_timeout": statement_timeout}
 
 
 # ---------------------------------------------------------------------------------------------

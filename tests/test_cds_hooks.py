@@ -620,3 +620,36 @@ def test_calls_arriving_together_are_evaluated_one_at_a_time(app, calls):
         thread.join()
     assert statuses == [200] * 4 and len(calls) == 4
     assert most[0] == 1
+
+
+@responses.activate
+def test_a_call_fetching_from_the_fhir_server_holds_no_evaluation_slot(app, client, calls):
+    """Waiting for a FHIR server is not CPU work: the slot stays free for the worker's other calls."""
+    slot = app.extensions["fhir_vcf"].evaluation_slot
+    seen: list[bool] = []
+
+    def answer(request):
+        seen.append(slot.locked())
+        return 200, {}, json.dumps({"resourceType": "Bundle", "type": "searchset"})
+
+    responses.add_callback(responses.GET, f"{EHR}/Condition", callback=answer)
+    prefetch = full_prefetch()
+    del prefetch["conditions"]
+    body = hook_request(prefetch=prefetch, fhirServer=EHR, fhirAuthorization={
+        "access_token": TOKEN, "token_type": "Bearer"})
+    assert post(client, "vcf-patient-view", body).status_code == 200
+    assert seen == [False] and len(calls) == 1 and not slot.locked()
+
+
+@pytest.mark.parametrize("failure, status", [(ValueError("a bug in the core"), 500),
+                                             (cds_hooks.InputError("a record the core refuses"), 400)])
+def test_the_evaluation_slot_is_released_when_the_evaluation_fails(app, calls, failure, status):
+    def fail(options):
+        raise failure
+
+    calls.result = fail
+    client = app.test_client()
+    assert post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch())).status_code == status
+    assert not app.extensions["fhir_vcf"].evaluation_slot.locked()
+    calls.result = evaluation("eligible")
+    assert post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch())).status_code == 200

@@ -228,3 +228,50 @@ def test_in_memory_sqlite_shared_between_threads() -> None:
     t.start()
     t.join()
     assert len(s.feedback_for(card)) == 1
+
+
+def test_a_sqlite_file_is_one_connection_per_process_and_writers_queue_for_it(tmp_path: Path) -> None:
+    """Every transaction takes SQLite's write lock (BEGIN IMMEDIATE), so the threads of a process
+    queue for its one connection instead of racing through SQLite's sleeping busy handler: a
+    writer waits while another holds it, then writes; one held past `statement_timeout` is a
+    StoreError (503), as a locked database is."""
+    s = Store(f"sqlite:///{tmp_path / 'one.db'}", statement_timeout=0.5)
+    try:
+        assert s.engine.pool.size() == 1 and s.engine.pool._max_overflow == 0  # type: ignore[attr-defined]
+        written: list[int] = []
+        with s.engine.connect():  # another thread of this process holds the connection
+            writer = threading.Thread(target=lambda: written.append(s.record_call(hook="patient-view",
+                                                                                  service_id="x")))
+            writer.start()
+            writer.join(0.2)
+            assert writer.is_alive() and written == []  # waiting for the connection, not failing
+        writer.join(5)
+        assert len(written) == 1
+        with s.engine.connect(), pytest.raises(StoreError):
+            s.record_call(hook="patient-view", service_id="x")  # the same thread: never gets it
+    finally:
+        s.dispose()
+
+
+def test_concurrent_audit_writes_on_a_sqlite_file_all_land(tmp_path: Path) -> None:
+    s = Store(f"sqlite:///{tmp_path / 'many.db'}")
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(20):
+                s.record_call(hook="patient-view", service_id="x", card_uuids=[new_card()])
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        with s.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM audit")).scalar() == 160
+    finally:
+        s.dispose()

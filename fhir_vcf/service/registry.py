@@ -7,7 +7,6 @@ service once answered every request with the first one's cards through such a si
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ from flask import current_app
 
 from fhir_vcf.config import Settings
 from fhir_vcf.rules.policy import Policy
+from fhir_vcf.service.slot import EvaluationSlot
 from fhir_vcf.sources.fhir_server import FetchSlots, FhirClient
 from fhir_vcf.sources.prefetch import ClientFactory
 
@@ -31,8 +31,8 @@ class Services:
       (Settings.fhir_connect_timeout / fhir_read_timeout / fhir_max_pages); tests may swap it.
     fetch_slots: how many calls of this process may fetch from FHIR servers at once
       (Settings.fhir_max_concurrent_fetches; one app per gunicorn worker, so per worker).
-    evaluation_slot: one call of this process builds its record or evaluates at a time (never held
-      while fetching or writing).
+    evaluation_slot: one call of this process builds its record or evaluates at a time, the calls
+      taking it in the order they asked (`EvaluationSlot`); never held while fetching or writing.
       The worker's threads exist to wait (a FHIR server, a slow client); judging is CPU work, and
       under the GIL several threads judging at once interleave every 5 ms: measured with
       `benchmarks/bench_serving.py` (8 threads a worker, concurrency 8), 35 ms CPU a call instead of
@@ -49,7 +49,7 @@ class Services:
     default_policy: Policy
     fhir_client: ClientFactory
     fetch_slots: FetchSlots | None = None
-    evaluation_slot: Any = field(default_factory=threading.Lock)
+    evaluation_slot: Any = field(default_factory=EvaluationSlot)
     store: Any = None
     kept: Any = None
     links: Any = None
