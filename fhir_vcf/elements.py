@@ -245,11 +245,14 @@ def read_resource(data: dict[str, Any]) -> Element:
 
 
 # Elements whose JSON holds strings only (a coding, a reference, a period, a concept's text: seven in
-# ten of what a record holds, nine in ten of those repeats), read once and shared while remembered.
+# ten of what a record holds, nine in ten of those repeats), read once and shared while remembered;
+# so are elements of strings and lists of such objects (a CodeableConcept: a category, a status, a
+# code, four in ten of the elements that are left, three in four of those repeats), keyed by their
+# content with each list written as a tuple of its objects' items.
 # An Element is never changed once read and what the mappers remember on it (`_memo`) follows from
 # its content alone, so one read serves every copy. Resources are never shared (their identity is
 # their reference). Bounded like `_Primitive`: at `_FLAT_LIMIT` the memory is emptied and refills.
-_FLAT: dict[tuple[int, tuple[tuple[str, str], ...]], Element] = {}
+_FLAT: dict[tuple[int, tuple[tuple[str, Any], ...]], Element] = {}
 _FLAT_LIMIT = 20_000
 
 
@@ -267,15 +270,47 @@ def _read(data: Any, table: _Table, depth: int) -> Element:
             if type(value) is not str:
                 break
         else:
-            key = (id(table), items)
-            found = _FLAT.get(key)
-            if found is None:
-                found = _build(data, table, depth)
-                if len(_FLAT) >= _FLAT_LIMIT:
-                    _FLAT.clear()
-                _FLAT[key] = found
-            return found
+            return _shared(data, table, depth, items)
+        if depth < MAX_DEPTH:  # its objects one level deeper are read at the same depth limit as before
+            listed = _listed(items)
+            if listed is not None:
+                return _shared(data, table, depth, listed)
     return _build(data, table, depth)
+
+
+def _shared(data: dict[str, Any], table: _Table, depth: int, content: tuple[tuple[str, Any], ...]) -> Element:
+    """The element read once for this content and this element table (`_FLAT`)."""
+    key = (id(table), content)
+    found = _FLAT.get(key)
+    if found is None:
+        found = _build(data, table, depth)
+        if len(_FLAT) >= _FLAT_LIMIT:
+            _FLAT.clear()
+        _FLAT[key] = found
+    return found
+
+
+def _listed(items: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...] | None:
+    """The items of an element of strings and lists of objects of strings, each list as a tuple of its
+    objects' items (the whole content: equal keys, equal JSON); None for any other element."""
+    content: list[tuple[str, Any]] = []
+    for name, value in items:
+        if type(value) is str:
+            content.append((name, value))
+            continue
+        if type(value) is not list:
+            return None
+        objects = []
+        for item in value:
+            if type(item) is not dict:
+                return None
+            pairs = tuple(item.items())
+            for _, text in pairs:
+                if type(text) is not str:
+                    return None
+            objects.append(pairs)
+        content.append((name, tuple(objects)))
+    return tuple(content)
 
 
 def _build(data: dict[str, Any], table: _Table, depth: int) -> Element:

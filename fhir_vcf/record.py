@@ -20,7 +20,7 @@ import base64
 import binascii
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,9 +332,7 @@ def _load_resources(
 ) -> list[PatientRecord]:
     index: dict[str, Resource] = {}
     validated: list[tuple[Resource, str, str | None]] = []  # (resource, its reference, the patient it names)
-    # What is set aside, counted by (the patient reference it names, reason) in the order first seen:
-    # a record's `skipped` gets its reasons in the same order as one increment per resource gave them.
-    set_aside: dict[tuple[str | None, str], int] = {}
+    set_aside: list[tuple[Mapping[str, Any], str]] = []  # (a resource set aside, why), in input order
     for full_url, data, label in entries:
         rtype = data.get("resourceType")
         if rtype not in USED_TYPES:
@@ -347,13 +345,11 @@ def _load_resources(
             resource = read_validated(data, source=source, label=label)
             reason = skip_reason(resource)
         if reason is not None:
-            key = (_raw_patient(data), reason)
-            set_aside[key] = set_aside.get(key, 0) + 1
+            set_aside.append((data, reason))
             continue
         if rtype in _WITH_ATTACHMENTS:
             for why in attachment_skips(resource):
-                key = (_raw_patient(data), why)
-                set_aside[key] = set_aside.get(key, 0) + 1
+                set_aside.append((data, why))
         ref = f"{rtype}/{resource.id}" if resource.id else (full_url or label)
         if ref:
             index.setdefault(ref, resource)
@@ -394,16 +390,29 @@ def _load_resources(
         (only,) = records.values()
         for resource, ref in unfiled:
             only.add(resource, ref)
-    # What was set aside is counted on the record of the patient it names; with one patient in the
-    # input, everything is that patient's. In an input of several patients, a set-aside resource that
-    # names none of them (a Practitioner, an OperationOutcome) is nobody's, and counted on no record.
-    for (pointer, reason), count in set_aside.items():
+    _count_set_aside(set_aside, records, patient_key)
+    return list(records.values())
+
+
+def _count_set_aside(set_aside: list[tuple[Mapping[str, Any], str]], records: dict[str, PatientRecord],
+                     patient_key: Callable[[str], str]) -> None:
+    """What was set aside is counted on the record of the patient it names, each record's reasons in
+    the order first seen. With one patient in the input (every population patient, every CDS call),
+    everything is that patient's, so the patient each resource names is not read. In an input of
+    several patients, a set-aside resource that names none of them (a Practitioner, an
+    OperationOutcome) is nobody's, and counted on no record."""
+    if len(records) == 1:
+        (only,) = records.values()
+        only.skipped.update(reason for _, reason in set_aside)
+        return
+    counts: dict[tuple[str | None, str], int] = {}  # by (the patient reference it names, reason), first seen first
+    for data, reason in set_aside:
+        key = (_raw_patient(data), reason)
+        counts[key] = counts.get(key, 0) + 1
+    for (pointer, reason), count in counts.items():
         target = records.get(patient_key(pointer)) if pointer else None
-        if target is None and len(records) == 1:
-            target = next(iter(records.values()))
         if target is not None:
             target.skipped[reason] += count
-    return list(records.values())
 
 
 # The types whose attachments (presentedForm, content) the loader looks at (`attachments`).
@@ -434,8 +443,12 @@ def _noise_in_json(data: Mapping[str, Any]) -> str | None:
     if status == "cancelled":
         return CANCELLED
     verification = data.get("verificationStatus")
-    coding = verification.get("coding") if isinstance(verification, Mapping) else None
-    codes = {c.get("code") for c in coding if isinstance(c, Mapping) and isinstance(c.get("code"), str)} \
+    if verification is None:  # most resources (the `Mapping` check of None alone cost a fifth of the screen)
+        return None
+    coding = verification.get("coding") if type(verification) is dict or isinstance(verification, Mapping) \
+        else None
+    codes = {c.get("code") for c in coding
+             if (type(c) is dict or isinstance(c, Mapping)) and isinstance(c.get("code"), str)} \
         if isinstance(coding, list) else set()
     if "entered-in-error" in codes:
         return ENTERED_IN_ERROR
@@ -519,7 +532,7 @@ def _routinely_coded(concept: Any, routine: _Routine) -> bool:
     codings = concept.get("coding")
     if type(codings) is not list or not codings:
         return False
-    names: frozenset[str] = frozenset()
+    names: frozenset[str] | None = None  # the names of every coding (one coding: its own, no union built)
     for coding in codings:
         if type(coding) is not dict or not coding.keys() <= _CODING_KEYS:
             return False
@@ -527,9 +540,9 @@ def _routinely_coded(concept: Any, routine: _Routine) -> bool:
         display = coding.get("display")
         if found is None or (display is not None and (type(display) is not str or _key_of_name(display) not in found)):
             return False
-        names |= found
+        names = found if names is None else names | found
     text = concept.get("text")
-    return text is None or (type(text) is str and _key_of_name(text) in names)
+    return text is None or (type(text) is str and _key_of_name(text) in names)  # type: ignore[operator]
 
 
 def _raw_patient(data: Mapping[str, Any]) -> str | None:

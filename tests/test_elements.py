@@ -196,3 +196,47 @@ def test_an_element_of_strings_only_is_read_once_and_shared_and_others_are_not()
     with pytest.raises(NotValid):  # a refusal is never remembered as a read
         read_resource(observation("d", 5) | {"subject": {"reference": "Patient/p1", "display": ""}})
     assert read_resource(observation("e", 5)).subject is first.subject
+
+
+def _nested_extension(depth: int, concept: dict[str, Any]) -> dict[str, Any]:
+    """An Observation whose CodeableConcept sits `depth` extensions deep."""
+    ext: dict[str, Any] = {"url": "urn:x", "valueCodeableConcept": concept}
+    for _ in range(depth):
+        ext = {"url": "urn:x", "extension": [ext]}
+    return {**OBSERVATION, "extension": [ext]}
+
+
+def _read_or_refused(data: dict[str, Any]) -> Any:
+    try:
+        return _plain(read_resource(data))
+    except NotValid:
+        return "refused"
+
+
+def test_concepts_are_shared_and_read_exactly_as_when_built_each_time(monkeypatch):
+    """An element of strings and lists of objects of strings (a CodeableConcept) is read once and shared
+    (`elements._listed`, `_FLAT`): every resource of every bundle, and concepts at the depth limit, read
+    the same (values, types, refusals) with the sharing as with each element built every time."""
+    from fhir_vcf import elements
+
+    concept = {"coding": [{"system": "http://loinc.org", "code": "72514-3", "display": "Pain"}], "text": "Pain"}
+    cases = [data for path in BUNDLES for data in _resources(path)]
+    cases += [_nested_extension(depth, concept) for depth in range(elements.MAX_DEPTH - 6, elements.MAX_DEPTH + 2)]
+    cases += [{**OBSERVATION, "code": bad} for bad in (
+        {"coding": [{"code": "x", "display": ""}]}, {"coding": [{"code": "x"}], "bogus": "y"},
+        {"coding": [{"code": "x", "userSelected": "true"}]}, {"coding": ["x"]}, {"coding": []}, {"text": ""})]
+    shared = [_read_or_refused(data) for data in cases]
+    shared_again = [_read_or_refused(data) for data in cases]  # now read from the shared elements
+    elements._FLAT.clear()
+    monkeypatch.setattr(elements, "_listed", lambda items: None)  # every such element built each time
+    built = [_read_or_refused(data) for data in cases]
+    assert shared == built and shared_again == built
+    assert "refused" in built and any(b != "refused" for b in built[-14:-6])  # both sides of the depth limit
+
+    monkeypatch.undo()
+    first, second = read_resource({**OBSERVATION, "code": concept}), read_resource({**OBSERVATION, "code": concept})
+    assert first.code is second.code and first.code.coding[0].display == "Pain"
+    other = read_resource({**OBSERVATION, "code": {**concept, "text": "Pain score"}})
+    assert other.code is not first.code and other.code.text == "Pain score"
+    quantity = {"coding": [{"system": "http://loinc.org", "code": "72514-3"}], "text": "Pain"}
+    assert read_resource({**OBSERVATION, "code": quantity}).code is not first.code

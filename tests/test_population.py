@@ -305,3 +305,31 @@ def test_dask_without_a_scheduler_starts_and_closes_its_own_local_cluster(tmp_pa
     left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
             and p.status() != psutil.STATUS_ZOMBIE and p.name().startswith("python")]
     assert left == []  # no worker, nanny or scheduler process outlives the run
+
+
+def test_a_patients_lines_are_read_in_place_order_and_shared_resources_only_when_not_held() -> None:
+    """`_entries`: lines sorted by (file, line), labelled Type/id (or by place), bad lines reported; a
+    shared resource is added when referenced and not already among the patient's own (`where` holds
+    every label read)."""
+    from fhir_vcf.population.patients import PatientOutcome, _entries
+
+    med = {"resourceType": "Medication", "id": "m1"}
+    held = {"resourceType": "Medication", "id": "m2"}
+    order = {"resourceType": "MedicationRequest", "id": "r1", "subject": {"reference": "Patient/p"},
+             "medicationReference": {"reference": "Medication/m1"}}
+    other = {**order, "id": "r2", "medicationReference": {"reference": "Medication/m2"}}
+    lines = [("b.ndjson", 2, json.dumps(other).encode()), ("b.ndjson", 1, b"{oops"),
+             ("a.ndjson", 9, json.dumps(held).encode()), ("a.ndjson", 3, json.dumps(order).encode()),
+             ("a.ndjson", 10, b'{"resourceType": "Observation"}')]
+    shared = {"Medication/m1": b"meds.ndjson\t4\t" + json.dumps(med).encode(),
+              "Medication/m2": b"meds.ndjson\t5\t" + json.dumps({**held, "code": {"text": "x"}}).encode()}
+    out = PatientOutcome()
+    entries, where = _entries(lines, shared, out)
+    assert [label for _, _, label in entries] == ["MedicationRequest/r1", "Medication/m2",
+                                                  "Observation at a.ndjson:10", "MedicationRequest/r2",
+                                                  "Medication/m1"]
+    assert entries[1][1] == held  # the patient's own copy, not the shared one
+    assert where == {"MedicationRequest/r1": ("a.ndjson", 3), "Medication/m2": ("a.ndjson", 9),
+                     "Observation at a.ndjson:10": ("a.ndjson", 10), "MedicationRequest/r2": ("b.ndjson", 2),
+                     "Medication/m1": ("meds.ndjson", 4)}
+    assert [(b.file, b.line) for b in out.bad_lines] == [("b.ndjson", 1)]

@@ -275,3 +275,69 @@ def test_the_screen_changes_no_evaluation_of_any_bundle_here(screen_off):
     screen_off()
     for path, document in documents.items():
         assert _evaluations(document) == screened[path], path.name
+
+
+def _noise_as_before(data: Any) -> str | None:
+    """`record._noise_in_json` as it was before its fast path for a resource without verificationStatus."""
+    from collections.abc import Mapping
+
+    status = data.get("status")
+    if status == "entered-in-error":
+        return loader.ENTERED_IN_ERROR
+    if status == "cancelled":
+        return loader.CANCELLED
+    verification = data.get("verificationStatus")
+    coding = verification.get("coding") if isinstance(verification, Mapping) else None
+    codes = {c.get("code") for c in coding if isinstance(c, Mapping) and isinstance(c.get("code"), str)} \
+        if isinstance(coding, list) else set()
+    if "entered-in-error" in codes:
+        return loader.ENTERED_IN_ERROR
+    if "refuted" in codes:
+        return loader.REFUTED
+    return None
+
+
+def _coded_as_before(concept: Any, routine: Any) -> bool:
+    """`record._routinely_coded` as it was before it stopped building a union for one coding."""
+    if type(concept) is not dict or not concept.keys() <= loader._CONCEPT_KEYS:
+        return False
+    codings = concept.get("coding")
+    if type(codings) is not list or not codings:
+        return False
+    names: frozenset[str] = frozenset()
+    for coding in codings:
+        if type(coding) is not dict or not coding.keys() <= loader._CODING_KEYS:
+            return False
+        found = routine.names.get((coding.get("system"), coding.get("code")))
+        display = coding.get("display")
+        if found is None or (display is not None and (type(display) is not str
+                                                      or loader._key_of_name(display) not in found)):
+            return False
+        names |= found
+    text = concept.get("text")
+    return text is None or (type(text) is str and loader._key_of_name(text) in names)
+
+
+def test_the_screens_fast_paths_answer_as_before(monkeypatch):
+    """The noise check (no verificationStatus: nothing to read) and the routine check (one coding: no
+    union of names) give the answers they gave before, on every resource of every bundle here, the
+    realistic records and the edge cases around them (status, verificationStatus and coding shapes)."""
+    resources = [e["resource"] for p in _bundles() for e in json.loads(p.read_text()).get("entry", [])
+                 if isinstance(e.get("resource"), dict)]
+    resources += [heart_rate(), blood_pressure(), lisinopril(), hypertension()]
+    for verification in (None, "refuted", [], {}, {"coding": None}, {"coding": [None, "refuted", {"code": 1}]},
+                         {"coding": [{"code": "refuted"}]}, {"coding": [{"code": "entered-in-error"}]},
+                         {"coding": [{"code": "confirmed"}, {"code": "refuted"}]}):
+        resources.append(hypertension(verificationStatus=verification))
+    for status in ("entered-in-error", "cancelled", "final", None, 3):
+        resources.append(heart_rate(status=status))
+    two_codings = {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}, {"system": ICD, "code": "I10"}]}
+    resources += [hypertension(code={**two_codings, "text": text})
+                  for text in ("Essential hypertension", "Hypertensive disorder", "x", 1, None)]
+    now = [(loader._noise_in_json(r), routine_reason(r)) for r in resources]
+    monkeypatch.setattr(loader, "_noise_in_json", _noise_as_before)
+    monkeypatch.setattr(loader, "_routinely_coded", _coded_as_before)
+    before = [(loader._noise_in_json(r), routine_reason(r)) for r in resources]
+    assert now == before
+    answers = {answer for pair in now for answer in pair}
+    assert {None, loader.ENTERED_IN_ERROR, loader.CANCELLED, loader.REFUTED, *REASONS} <= answers

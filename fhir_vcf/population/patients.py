@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from operator import itemgetter
 from typing import Any
 
 from fhir_vcf.errors import FhirVcfError, InputError
@@ -58,12 +59,14 @@ class PatientOutcome:
     skipped: int = 0  # screened and found without a vertebral fracture or request (counted, not listed)
 
 
+_BY_PLACE = itemgetter(0, 1)  # a line's (file, line number)
+
+
 def _entries(lines: Sequence[Line], shared: Mapping[str, bytes], out: PatientOutcome) -> tuple[list, dict]:
     """(entries for load_resources, label → (file, line)); bad lines reported and dropped."""
     entries: list[tuple[None, dict[str, Any], str]] = []
-    where: dict[str, tuple[str, int]] = {}
-    seen: set[str] = set()
-    for file, number, raw in sorted(lines, key=lambda x: (x[0], x[1])):
+    where: dict[str, tuple[str, int]] = {}  # its keys: every label read here
+    for file, number, raw in sorted(lines, key=_BY_PLACE):
         try:
             resource = parse_line(raw)
         except InputError as exc:
@@ -72,9 +75,8 @@ def _entries(lines: Sequence[Line], shared: Mapping[str, bytes], out: PatientOut
         label = resource_key(resource) or f"{resource['resourceType']} at {file}:{number}"
         entries.append((None, resource, label))
         where[label] = (file, number)
-        seen.add(label)
     if shared:
-        wanted = {ref for _, resource, _ in entries for ref in references_in(resource)} - seen
+        wanted = {ref for _, resource, _ in entries for ref in references_in(resource)} - where.keys()
         for ref in sorted(wanted & shared.keys()):
             file, number, raw = _split_shared(shared[ref])
             try:
