@@ -27,7 +27,10 @@ thread at a time under the GIL, so more workers than CPUs would only add memory 
 Within a worker, a call builds its record and is judged holding the process's evaluation slot
 (`fhir_vcf.service.slot.EvaluationSlot`), which the calls take in the order they ask for it: one
 call computes while the others wait without competing for the GIL, and a call waiting for a FHIR
-server or a slow client holds no slot.
+server or a slow client holds no slot. Across workers, a kept-alive connection would stay with the
+worker that accepted it, however busy; a worker serving more than one call at once closes the
+connection of the later one after its answer, so that client reconnects, usually to an idle sibling
+(`GuardedThreadWorker.handle_request`).
 
 Slow clients. gunicorn's threaded worker (`gthread`) keeps idle connections in its event loop,
 but once a request's first bytes arrive it hands the connection to a thread, which then blocks
@@ -63,6 +66,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -175,7 +179,33 @@ class DeadlineSocket(socket.socket):
 
 
 class GuardedThreadWorker(ThreadWorker):
-    """gunicorn's gthread worker with a read deadline per request (`DeadlineSocket`)."""
+    """gunicorn's gthread worker with a read deadline per request (`DeadlineSocket`), which hands
+    persistent connections back to the listener while it is busy (`handle_request`)."""
+
+    _in_flight = 0
+    _in_flight_lock = threading.Lock()  # a fresh one per worker: gunicorn forks before any request
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """Answer, and close the connection after the answer when this worker already serves another call.
+
+        A kept-alive connection stays with the worker that accepted it. Clients that open their
+        connections together (an EHR's pool, a proxy) are shared out by whichever worker's acceptor
+        wins each race, and then stay put: measured at concurrency 8 with 2 workers, one did 64-77 %
+        of the work while the other idled and the first's calls queued (docs/performance.md, fifth
+        round). A busy worker's acceptor must wait for the GIL, an idle one's need not, so a client
+        whose connection closed usually reconnects to the idle worker; an idle worker keeps its
+        connections. One worker has no sibling to hand to.
+        """
+        with self._in_flight_lock:
+            busy = self._in_flight > 0
+            self._in_flight += 1
+        try:
+            if busy and self.cfg.workers > 1:
+                req.force_close()
+            return super().handle_request(req, conn)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
 
     def _read_timeout(self) -> float:
         """`Settings.request_read_timeout` of the app this worker serves (default for another app)."""

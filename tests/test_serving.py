@@ -64,6 +64,55 @@ def test_gunicorn_options_guard_slow_clients_and_turn_the_control_socket_off():
     assert options["limit_request_line"] and options["limit_request_fields"] and options["limit_request_field_size"]
 
 
+class _Request:
+    """The part of gunicorn's request that `GuardedThreadWorker.handle_request` touches."""
+
+    must_close = False
+
+    def force_close(self):
+        self.must_close = True
+
+
+def _worker(workers: int) -> server.GuardedThreadWorker:
+    worker = object.__new__(server.GuardedThreadWorker)  # no gunicorn arbiter: only what handle_request reads
+    worker.cfg = type("Cfg", (), {"workers": workers})()
+    return worker
+
+
+def test_a_busy_worker_hands_its_connections_back_and_an_idle_one_keeps_them(monkeypatch):
+    answered = []
+
+    def answer(self, req, conn):
+        answered.append((req.must_close, self._in_flight))
+        if conn == "fails":
+            raise RuntimeError("the app broke")
+        if conn == "while-another-arrives":
+            second = _Request()
+            server.GuardedThreadWorker.handle_request(self, second, "plain")  # a second call, same worker
+            answered.append(("second closed", second.must_close))
+
+    monkeypatch.setattr(server.ThreadWorker, "handle_request", answer)
+    worker = _worker(workers=2)
+    alone = _Request()
+    worker.handle_request(alone, "plain")
+    assert answered == [(False, 1)] and not alone.must_close  # idle: the connection stays kept alive
+
+    answered.clear()
+    worker.handle_request(_Request(), "while-another-arrives")
+    # the first call kept its connection; the one that arrived while it ran is closed after its answer
+    assert answered == [(False, 1), (True, 2), ("second closed", True)]
+
+    with pytest.raises(RuntimeError):
+        worker.handle_request(_Request(), "fails")
+    assert worker._in_flight == 0  # counted down whatever happened
+
+    single = _worker(workers=1)  # no sibling to hand the connection to
+    single._in_flight = 1
+    lone = _Request()
+    single.handle_request(lone, "plain")
+    assert not lone.must_close
+
+
 def test_a_deadline_socket_stops_waiting_for_a_slow_client():
     ours, theirs = socket.socketpair()
     guarded = server.DeadlineSocket(ours.family, ours.type, ours.proto, fileno=ours.detach())
