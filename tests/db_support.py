@@ -10,13 +10,33 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 PG_URL = os.environ.get("FHIR_VCF_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def run_together(works: Iterable[Callable[[], Any]]) -> list[BaseException]:
+    """Run each callable in a thread of its own, all at once; what they raised (asserted empty by callers)."""
+    errors: list[BaseException] = []
+
+    def run(work: Callable[[], Any]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # collected and returned
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in works]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 class Database:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from db_support import Database, database_fixture  # noqa: F401  (the `database` fixture)
+from db_support import Database, database_fixture, run_together  # noqa: F401  (the `database` fixture)
 from flask import Blueprint, Flask
 from trust_support import BASE, ISSUER, bearer, ec_key, issuers_file, jwks, mint
 
@@ -91,21 +92,13 @@ def test_concurrent_workers_accept_one_token_exactly_once(database: Database) ->
     stores = [Store(database.url) for _ in range(6)]
     now = time.time()
     results: list[bool] = []
-    errors: list[BaseException] = []
     barrier = threading.Barrier(len(stores))
 
     def present(store: Store) -> None:
         barrier.wait()
-        try:
-            results.append(store.remember_jti(ISSUER, "raced", now + 300, now=now))
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
+        results.append(store.remember_jti(ISSUER, "raced", now + 300, now=now))
 
-    threads = [threading.Thread(target=present, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together([partial(present, s) for s in stores])
     try:
         assert errors == []
         assert sorted(results) == [False] * (len(stores) - 1) + [True]

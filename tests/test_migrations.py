@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import datetime
@@ -24,7 +23,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from db_support import Database, database_fixture  # noqa: F401  (the `database` fixture)
+from db_support import Database, database_fixture, run_together  # noqa: F401  (the `database` fixture)
 
 from fhir_vcf import store as store_module
 from fhir_vcf.cli import main
@@ -353,19 +352,7 @@ def test_legacy_database_newer_than_alembic_is_refused(database: Database) -> No
 
 def test_two_workers_starting_together_both_come_up(database: Database) -> None:
     stores: list[Store] = []
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            stores.append(Store(database.url))
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together([lambda: stores.append(Store(database.url))] * 2)
     try:
         assert errors == []
         assert [s.version for s in stores] == [HEAD, HEAD]

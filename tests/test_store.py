@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from db_support import Database, database_fixture  # noqa: F401  (the `database` fixture)
+from db_support import Database, database_fixture, run_together  # noqa: F401  (the `database` fixture)
 
 from fhir_vcf.errors import ConfigError
 from fhir_vcf.store import IssuedCard, Store, StoreError, StoreValueError, engine_url
@@ -91,19 +91,7 @@ def test_override_reason_kept_user_comment_not(store: Store) -> None:
 def test_concurrent_deliveries_of_one_feedback_store_one_row(store: Store) -> None:
     card = new_card()
     results: list[tuple[int, int]] = []
-    errors: list[BaseException] = []
-
-    def deliver() -> None:
-        try:
-            results.append(store.store_feedback("vcf-patient-view", [item(card)]))
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=deliver) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together([lambda: results.append(store.store_feedback("vcf-patient-view", [item(card)]))] * 8)
     assert errors == []
     assert sum(s for s, _ in results) == 1
     assert sum(d for _, d in results) == 7
@@ -255,20 +243,12 @@ def test_a_sqlite_file_is_one_connection_per_process_and_writers_queue_for_it(tm
 
 def test_concurrent_audit_writes_on_a_sqlite_file_all_land(tmp_path: Path) -> None:
     s = Store(f"sqlite:///{tmp_path / 'many.db'}")
-    errors: list[BaseException] = []
 
     def write() -> None:
-        try:
-            for _ in range(20):
-                s.record_call(hook="patient-view", service_id="x", card_uuids=[new_card()])
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
+        for _ in range(20):
+            s.record_call(hook="patient-view", service_id="x", card_uuids=[new_card()])
 
-    threads = [threading.Thread(target=write) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together([write] * 8)
     try:
         assert errors == []
         with s.engine.connect() as conn:
