@@ -74,13 +74,15 @@ class Element:
 
 
 class Elements(list):
-    """A list of complex elements (`code.coding`, `category`): a list, with the same `_memo` as an Element."""
+    """A list of complex elements (`code.coding`, `category`): a list, with the same `_memo` as an Element.
 
-    __slots__ = ("_memo",)
+    No `__init__` of its own, so `Elements(items)` is list's own construction in C (a Python-level
+    `__init__` nearly doubled the cost of each, ~100 a patient): `_memo` reads None from the class
+    until the mappers set it, which puts it in the instance `__dict__`.
+    """
 
-    def __init__(self, items: Any = ()) -> None:
-        super().__init__(items)
-        self._memo = None
+    __slots__ = ("__dict__",)
+    _memo: Any = None
 
 
 def _rebuild(model: type, state: dict[str, Any]) -> Element:

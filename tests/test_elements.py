@@ -118,6 +118,25 @@ def test_elements_read_like_models():
     assert pickle.loads(pickle.dumps(obs)) == obs  # population engines ship records between processes
 
 
+def test_a_list_of_elements_is_a_list_with_its_own_memory():
+    """`Elements` has no `__init__` of its own: its `_memo` is None until set, set on it alone, and kept
+    with its items across processes (pickle), like an Element's."""
+    from fhir_vcf.elements import Elements
+    from fhir_vcf.mappers.common import memo_of
+
+    obs = read_resource({**OBSERVATION, "category": [{"text": "a"}, {"text": "b"}]})
+    first, second = obs.category, Elements([obs.category[0]])
+    assert type(first) is Elements and first == [obs.category[0], obs.category[1]]
+    assert first._memo is None and second._memo is None and Elements()._memo is None and Elements() == []
+    memo = memo_of(first)
+    assert memo == {} and first._memo is memo and memo_of(first) is memo
+    assert second._memo is None and Elements._memo is None  # set on that list alone
+    memo["k"] = "v"
+    copied = pickle.loads(pickle.dumps(first))
+    assert type(copied) is Elements and copied == first and copied._memo == {"k": "v"}
+    assert pickle.loads(pickle.dumps(second))._memo is None
+
+
 def test_noise_is_skipped_before_it_is_checked():
     # Recorded in error: never read, so never validated (input profile, rule 3); its bad date is no error.
     noise = {**OBSERVATION, "status": "entered-in-error", "effectiveDateTime": "yesterday"}
