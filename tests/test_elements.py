@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fhir_vcf.elements import Element, NotValid, read_resource
 from fhir_vcf.errors import InputError
@@ -114,6 +116,25 @@ def test_elements_read_like_models():
     obs = read_resource({**OBSERVATION, "effectiveDateTime": "2025-06-01", "valueQuantity": {"value": 7.5}})
     assert obs.effectiveDateTime == date(2025, 6, 1) and obs.valueQuantity.value == Decimal("7.5")
     assert pickle.loads(pickle.dumps(obs)) == obs  # population engines ship records between processes
+
+
+def test_a_list_of_elements_is_a_list_with_its_own_memory():
+    """`Elements` has no `__init__` of its own: its `_memo` is None until set, set on it alone, and kept
+    with its items across processes (pickle), like an Element's."""
+    from fhir_vcf.elements import Elements
+    from fhir_vcf.mappers.common import memo_of
+
+    obs = read_resource({**OBSERVATION, "category": [{"text": "a"}, {"text": "b"}]})
+    first, second = obs.category, Elements([obs.category[0]])
+    assert type(first) is Elements and first == [obs.category[0], obs.category[1]]
+    assert first._memo is None and second._memo is None and Elements()._memo is None and Elements() == []
+    memo = memo_of(first)
+    assert memo == {} and first._memo is memo and memo_of(first) is memo
+    assert second._memo is None and Elements._memo is None  # set on that list alone
+    memo["k"] = "v"
+    copied = pickle.loads(pickle.dumps(first))
+    assert type(copied) is Elements and copied == first and copied._memo == {"k": "v"}
+    assert pickle.loads(pickle.dumps(second))._memo is None
 
 
 def test_noise_is_skipped_before_it_is_checked():
@@ -240,3 +261,126 @@ def test_concepts_are_shared_and_read_exactly_as_when_built_each_time(monkeypatc
     assert other.code is not first.code and other.code.text == "Pain score"
     quantity = {"coding": [{"system": "http://loinc.org", "code": "72514-3"}], "text": "Pain"}
     assert read_resource({**OBSERVATION, "code": quantity}).code is not first.code
+
+
+# --- R4B date, dateTime and instant: the `_Dates` shortcut against the model's own adapter ---------
+
+def _date_converters() -> list[tuple[str, Any]]:
+    """(kind, the loader's conversion) for each R4B date primitive; each holds the adapter it replaces."""
+    from typing import Optional
+
+    from fhir_core.types import DateTimeType, DateType, InstantType
+
+    from fhir_vcf import elements
+
+    found = [(name, elements._primitive(Optional[kind]).validate)  # noqa: UP045 (the models' spelling)
+             for name, kind in (("date", DateType), ("dateTime", DateTimeType), ("instant", InstantType))]
+    assert all(isinstance(convert, elements._Dates) for _, convert in found)
+    return found
+
+
+def _outcome(convert: Any, value: Any) -> Any:
+    """What a conversion gives, observably: the value, its type, its zone (type, offset, UTC singleton)
+    and every field; or the error with its wording."""
+    from pydantic import ValidationError
+    from pydantic_core import TzInfo
+
+    try:
+        got = convert(value)
+    except ValidationError as e:
+        return ("refused", str(e), e.errors(include_url=False, include_context=False))
+    zone = getattr(got, "tzinfo", None)
+    fields = got.isoformat() if isinstance(got, date) else None
+    return (type(got), got, fields, type(zone), zone.utcoffset(None) if zone else None, zone is TzInfo(0),
+            got is value)
+
+
+def _assert_dates_agree(values: list[Any]) -> None:
+    for kind, convert in _date_converters():
+        for value in values:
+            fast, slow = _outcome(convert, value), _outcome(convert.validate, value)
+            assert fast == slow, (kind, value, fast, slow)
+
+
+def _strings_in(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings_in(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings_in(v)]
+    return [node] if isinstance(node, str) else []
+
+
+_DATE_EDGES = [
+    "2016-12-31T23:59:60Z", "2016-12-31T23:59:60.123+01:00", "2016-12-31T23:59:61Z", "2025-01-01T24:00:00Z",
+    "2025-01-01T23:60:00Z", "2025-01-01T10:00:00+14:00", "2025-01-01T10:00:00-14:00", "2025-01-01T10:00:00+14:01",
+    "2025-01-01T10:00:00+13:59", "2025-01-01T10:00:00+15:00", "2025-01-01T10:00:00-00:00", "2025-01-01T10:00:00+00:00",
+    "2025-01-01T10:00:00Z", "2025-01-01T10:00:00z", "2025-01-01t10:00:00Z", "2025-01-01T10:00:00+0100",
+    "2025-01-01T10:00:00+01", "2025-01-01T10:00:00+01:60", "2025-01-01T10:00:00", "2025-01-01T10:00Z",
+    "2025-01-01T10Z", "2025-01-01 10:00:00Z", "2025-01-01T10:00:00.Z",
+    *[f"2025-01-01T10:00:00.{'123456789987'[:n]}Z" for n in range(1, 13)],
+    *[f"2025-01-01T10:00:00.{'9' * n}-05:30" for n in range(1, 13)],
+    "2025", "2025-06", "2025-13", "2025-00", "2025-6", "0000", "0001", "9999", "0001-01", "9999-12",
+    "0001-01-01", "9999-12-31", "0000-01-01", "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00-14:00",
+    "9999-12-31T23:59:59.999999999+14:00", "9999-12-31T23:59:59.999999999-14:00", "0000-01-01T00:00:00Z",
+    "2025-02-29", "2024-02-29", "2025-02-30", "2025-04-31", "2025-02-29T10:00:00Z", "2024-02-29T10:00:00Z",
+    "2025-02-30T10:00:00Z", "2025-00-10", "2025-01-00", "2025-01-32", "20250101", "2025-W01-1", "2025-001",
+    " 2025-01-01", "2025-01-01 ", "2025-01-01\n", "\t2025-01-01T10:00:00Z", "2025-01-01T10:00:00Z\n", "",
+    "٢٠٢٥-٠١-٠١", "２０２５-01-01", "2025-01-01T10:00:00.１Z", "+2025-01-01", "-2025-01-01", "12025-01-01",
+    "2025-01-01T10:00:00.123+01:00", "2025-1-1", "2025-01-01T1:00:00Z", "1e3", "now", "2025-01-01T10:00:00+01:00:00",
+]
+_NON_STRINGS = [None, 0, 2025, 1.5, True, b"2025-01-01", [], ["2025-01-01"], {}, date(2025, 1, 1),
+                datetime(2025, 1, 1, 10, 0), datetime(2025, 1, 1), datetime.fromisoformat("2025-01-01T10:00:00+01:00")]
+
+
+def test_dates_read_by_the_shortcut_exactly_as_by_the_model_everywhere_in_the_bundles():
+    """Every string of every JSON file of samples/ and tests/data that could be a date or time."""
+    files = sorted((ROOT / "samples").rglob("*.json")) + sorted((ROOT / "tests" / "data").rglob("*.json"))
+    values: set[str] = set()
+    for path in files:
+        try:
+            doc = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            continue
+        values.update(s for s in _strings_in(doc) if s[:1].isdigit() and len(s) <= 80)
+    assert len(values) > 500
+    shortcut = [v for v in values if _of_shortcut_shape(v)]
+    assert len(shortcut) > 200  # most are of the shortcut's shapes
+    _assert_dates_agree(sorted(values))
+
+
+def _of_shortcut_shape(value: str) -> bool:
+    from fhir_vcf import elements
+
+    return bool(elements._DATE_TIME.fullmatch(value) or elements._DATE_ONLY.fullmatch(value))
+
+
+def test_dates_read_by_the_shortcut_exactly_as_by_the_model_at_the_edges():
+    _assert_dates_agree(_DATE_EDGES + _NON_STRINGS)
+    assert sum(map(_of_shortcut_shape, _DATE_EDGES)) > 30  # the shortcut's own shapes are among them
+
+
+def _near_miss(text: str, draw: Any) -> str:
+    """The text with one character replaced, inserted or removed: where a pattern's edges are."""
+    chars = st.sampled_from(list("0123456789-+:.TZtz 6\n١x"))
+    at = draw(st.integers(0, len(text)))
+    how = draw(st.sampled_from(["replace", "insert", "delete"]))
+    if how == "insert":
+        return text[:at] + draw(chars) + text[at:]
+    if how == "delete" or at == len(text):
+        return text[:at] + text[at + 1:]
+    return text[:at] + draw(chars) + text[at + 1:]
+
+
+@st.composite
+def _fhir_date_texts(draw: Any) -> str:
+    from fhir_core.types import Date, DateTime, Instant
+
+    pattern = draw(st.sampled_from([DateTime.pattern, Instant.pattern, Date.pattern]))
+    text = draw(st.from_regex(pattern, fullmatch=True))
+    return _near_miss(text, draw) if draw(st.booleans()) else text
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_fhir_date_texts())
+def test_dates_read_by_the_shortcut_exactly_as_by_the_model_for_generated_texts(text):
+    _assert_dates_agree([text])
