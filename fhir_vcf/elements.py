@@ -109,8 +109,8 @@ class _Primitive:
     LIMIT = 10_000
     __slots__ = ("seen", "validate")
 
-    def __init__(self, adapter: TypeAdapter) -> None:
-        self.validate = adapter.validator.validate_python
+    def __init__(self, validate: Callable[[Any], Any]) -> None:
+        self.validate = validate
         self.seen: dict[str, Any] = {}
 
     def __call__(self, value: Any) -> Any:
@@ -228,8 +228,7 @@ def _primitive(annotation: Any) -> _Primitive:
     key = repr(annotation)
     found = _PRIMITIVES.get(key)
     if found is None:
-        found = _PRIMITIVES[key] = _Primitive(TypeAdapter(annotation))
-        found.validate = _dates(annotation, found.validate)
+        found = _PRIMITIVES[key] = _Primitive(_dates(annotation, TypeAdapter(annotation).validator.validate_python))
     return found
 
 

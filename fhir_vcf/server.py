@@ -190,8 +190,8 @@ class GuardedThreadWorker(ThreadWorker):
 
         A kept-alive connection stays with the worker that accepted it. Clients that open their
         connections together (an EHR's pool, a proxy) are shared out by whichever worker's acceptor
-        wins each race, and then stay put: measured at concurrency 8 with 2 workers, one did 64-77 %
-        of the work while the other idled and the first's calls queued (docs/performance.md, fifth
+        wins each race, and then stay put: measured at concurrency 8 with 2 workers, the busier did
+        51-90 % of the work while the other idled and its calls queued (docs/performance.md, fifth
         round). A busy worker's acceptor must wait for the GIL, an idle one's need not, so a client
         whose connection closed usually reconnects to the idle worker; an idle worker keeps its
         connections. One worker has no sibling to hand to.

@@ -8,7 +8,7 @@ the treatments a text states as given (read by the one assertion reader, `assert
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from typing import Any
 
@@ -54,16 +54,20 @@ class TermFilter:
         self.pattern = _joined(list(patterns))
         self._search = text.Caseless(self.pattern) if self.pattern is not None else None
         self._short = self.SHORT if remember else -1
-        self._seen: dict[str, bool] = {}
+        self._seen: dict[str, Any] = {}
 
     def may_match(self, body: str) -> bool:
         if self._search is None:
             return True
+        return self._remembered(body, self._search.found)
+
+    def _remembered(self, body: str, read: Callable[[str], Any]) -> Any:
+        """`read(body)`, remembered for short texts (bounded: at `LIMIT` the memory is emptied)."""
         if len(body) > self._short:
-            return self._search.found(body)
+            return read(body)
         found = self._seen.get(body)
         if found is None:
-            found = self._search.found(body)
+            found = read(body)
             if len(self._seen) >= self.LIMIT:
                 self._seen.clear()
             self._seen[body] = found
@@ -91,26 +95,21 @@ class TermFamilies(TermFilter):
         # The lower-case forms (`text.Caseless`), all or none: positions must come from one kind of text.
         lowered = tuple(text._lowered(p) for p in (self.pattern, *self._families)) if self.pattern else (None,)
         self._lowered = None if None in lowered else (lowered[0], lowered[1:])
-        self._present: dict[str, frozenset[Any]] = {}
 
     def present(self, body: str) -> frozenset[Any]:
         """The keys of the families that occur in the text (remembered for short texts, as `may_match`)."""
-        if len(body) > self._short:
-            return self._find(body)
-        found = self._present.get(body)
-        if found is None:
-            found = self._find(body)
-            if len(self._present) >= self.LIMIT:
-                self._present.clear()
-            self._present[body] = found
-        return found
+        return self._remembered(body, self._find)
+
+    def may_match(self, body: str) -> bool:  # the same memory holds the families found: one kind of answer
+        return bool(self.present(body))
 
     def _find(self, body: str) -> frozenset[Any]:
         if self.pattern is None:
             return frozenset(k for k, p in zip(self._keys, self._families, strict=True) if p.search(body))
-        low = text.ascii_lower(body) if self._lowered is not None else None
-        if low is not None and self._lowered is not None:
-            value, (joined, families) = low, self._lowered
+        lowered = self._lowered
+        low = text.ascii_lower(body) if lowered is not None else None  # None: not ASCII, read as it is
+        if low is not None and lowered is not None:
+            value, (joined, families) = low, lowered
         else:
             value, joined, families = body, self.pattern, self._families
         m = joined.search(value)

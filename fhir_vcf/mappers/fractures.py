@@ -355,11 +355,12 @@ def _context_codes(scan: FractureScan, ref: str, resource: Any, current: bool) -
 
 
 def context_text(
-    scan: FractureScan, ref: str, element: str, value: str, *, conditions: bool | Callable[[], bool] = True,
+    scan: FractureScan, ref: str, element: str, value: str, *, conditions: Callable[[], bool] | None = None,
     skip_malignancy: bool = False,
 ) -> None:
-    """Etiology context in one piece of text (a Condition's words, a report conclusion). `conditions`
-    may be a question asked only when an osteoporosis word occurs (whether a report is a DXA)."""
+    """Etiology context in one piece of text (a Condition's words, a report conclusion). `conditions`:
+    whether osteoporosis words count here (None: they do), asked only when one occurs (for a
+    report: whether it is a DXA conclusion)."""
     present = _ANY_CONTEXT_TERM.present(value)
     if not present:
         return  # none of the five families below occurs: one pass instead of five
@@ -372,11 +373,11 @@ def context_text(
     ):
         if key not in present:
             continue  # no match of this family in the text
-        if skip_malignancy and (signals is scan.malignancy or signals is scan.myeloma):
+        if skip_malignancy and key in ("malignancy", "myeloma"):
             continue
-        if signals is scan.osteoporosis and not (conditions() if callable(conditions) else conditions):
+        if key == "osteoporosis" and conditions is not None and not conditions():
             # "osteoporotic" in a radiology report describes bone, not a diagnosis; only Conditions
-            # and DXA conclusions ("consistent with osteoporosis") are read, via `conditions=True`.
+            # and DXA conclusions ("consistent with osteoporosis") are read, as `conditions` says.
             continue
         for m, said in assertion.scan(_CONTEXT_TERMS[key], value):
             ev = Evidence(ref, element, Method.TEXT, said.said())
