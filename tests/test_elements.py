@@ -302,14 +302,6 @@ def _assert_dates_agree(values: list[Any]) -> None:
             assert fast == slow, (kind, value, fast, slow)
 
 
-def _strings_in(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        return [s for v in node.values() for s in _strings_in(v)]
-    if isinstance(node, list):
-        return [s for v in node for s in _strings_in(v)]
-    return [node] if isinstance(node, str) else []
-
-
 _DATE_EDGES = [
     "2016-12-31T23:59:60Z", "2016-12-31T23:59:60.123+01:00", "2016-12-31T23:59:61Z", "2025-01-01T24:00:00Z",
     "2025-01-01T23:60:00Z", "2025-01-01T10:00:00+14:00", "2025-01-01T10:00:00-14:00", "2025-01-01T10:00:00+14:01",
@@ -341,7 +333,7 @@ def test_dates_read_by_the_shortcut_exactly_as_by_the_model_everywhere_in_the_bu
             doc = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError):
             continue
-        values.update(s for s in _strings_in(doc) if s[:1].isdigit() and len(s) <= 80)
+        values.update(s for s in _strings(doc) if s[:1].isdigit() and len(s) <= 80)
     assert len(values) > 500
     shortcut = [v for v in values if _of_shortcut_shape(v)]
     assert len(shortcut) > 200  # most are of the shortcut's shapes
