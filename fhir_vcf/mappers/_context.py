@@ -145,10 +145,10 @@ def icd_key(code: str) -> str:
     return code.replace(".", "").strip().upper()
 
 
-def icd_match(code: str, prefixes: Iterable[str]) -> bool:
-    """Whether an ICD-10-CM code starts with one of the prefixes (dots ignored on both sides)."""
-    key = icd_key(code)
-    return any(key.startswith(icd_key(p)) for p in prefixes)
+def icd_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
+    """ICD-10-CM prefixes in `icd_key` form, made once per list: `icd_key(code).startswith(...)` of the
+    result is whether the code starts with one of the prefixes, dots ignored on both sides."""
+    return tuple(icd_key(p) for p in prefixes)
 
 
 def vocabulary(system: str) -> str:

@@ -140,12 +140,12 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
                 anticoagulants.setdefault(name, []).append(_dated(ev, med))
 
     # Coded orders, procedures and results: brace, physical therapy, DXA.
-    for resource, rtype, ref, path, coding in _coded_services(view):
+    for resource, rtype, path, coding in _coded_services(view):
         kind = _nsm_code(rtype, coding)
         is_dxa = _dxa_code(rtype, coding)
         if kind is None and not is_dxa:
             continue
-        ev = ctx.code_ev(ref, path, coding)
+        ev = ctx.code_ev(view.ref(resource), path, coding)
         if kind is not None:
             add_nsm(kind, resource, ev)
         if is_dxa:
@@ -153,8 +153,11 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
             add_event("bone-health", resource, ev, "DXA bone density", "dxa")
 
     # Narrative, scanned once: NSM words, osteoporosis drugs named in notes, DXA words, program words.
+    last, not_done = None, False
     for resource, ref, element, body in _narratives(view):
-        if _not_done(resource):
+        if resource is not last:  # a resource's texts come together: whether it was done is read once
+            last, not_done = resource, _not_done(resource)
+        if not_done:
             continue
         found = _ANY_CARE_TEXT.present(body)
         if not found:
@@ -332,43 +335,41 @@ def _dxa_code(rtype: str, coding: Any) -> bool:
     return False
 
 
-def _coded_services(record: Any) -> Iterable[tuple[Any, str, str, str, Any]]:
-    """(resource, its type, reference, element, Coding) for every code that may name NSM or a DXA:
-    order and procedure codes, devices used, results, care-plan activities, imaging-study modalities.
-    Resources not done (`_not_done`) give none."""
+def _coded_services(record: Any) -> Iterable[tuple[Any, str, str, Any]]:
+    """(resource, its type, element, Coding) for every code that may name NSM or a DXA: order and
+    procedure codes, devices used, results, care-plan activities, imaging-study modalities.
+    Resources not done (`_not_done`) give none. The reference is the caller's to work out, for the
+    few codes that name something (most are lab results)."""
     for resource in record.of_type("Procedure", "ServiceRequest", "DeviceRequest", "DiagnosticReport", "Observation"):
         if _not_done(resource):
             continue
-        ref = record.ref(resource)
         rtype = resource.get_resource_type()
         if rtype == "DeviceRequest":
             concept, element = resource.codeCodeableConcept, "codeCodeableConcept"
         else:
             concept, element = resource.code, "code"
         for coding, path in common.codings(concept, element):
-            yield resource, rtype, ref, path, coding
+            yield resource, rtype, path, coding
         if rtype == "Procedure":
             for i, used in enumerate(resource.usedCode or []):
                 for coding, path in common.codings(used, f"usedCode[{i}]"):
-                    yield resource, rtype, ref, path, coding
+                    yield resource, rtype, path, coding
     for plan in record.of_type("CarePlan"):
         if _not_done(plan):
             continue
-        ref = record.ref(plan)
         for i, activity in enumerate(plan.activity or []):
             if activity.detail is not None:
                 for coding, path in common.codings(activity.detail.code, f"activity[{i}].detail.code"):
-                    yield plan, "CarePlan", ref, path, coding
+                    yield plan, "CarePlan", path, coding
     for study in record.of_type("ImagingStudy"):
         if _not_done(study):
             continue
-        ref = record.ref(study)
         modalities = [(f"modality[{i}]", m) for i, m in enumerate(study.modality or [])]
         modalities += [(f"series[{i}].modality", s.modality) for i, s in enumerate(study.series or [])]
         for path, modality in modalities:
             if modality is not None and modality.code:
-                yield study, "ImagingStudy", ref, path, Coding(common.system_alias(modality.system), modality.code,
-                                               modality.display or "")
+                yield study, "ImagingStudy", path, Coding(common.system_alias(modality.system), modality.code,
+                                                          modality.display or "")
 
 
 def _narratives(record: Any) -> Iterable[tuple[Any, str, str, str]]:

@@ -13,7 +13,8 @@ from fhir_vcf.errors import InputError
 from fhir_vcf.facts import Coding, Evidence, Method
 from fhir_vcf.mappers.codes.icd10cm import spelled
 from fhir_vcf.mappers.codes.systems import system_alias
-from fhir_vcf.record import attachment_text, attachments, field
+from fhir_vcf.record import attachment_text, attachments
+from fhir_vcf.record import field as model_field
 
 # Condition.clinicalStatus values that mean "no longer current" (input profile, rule 3).
 HISTORICAL_STATUSES = frozenset({"inactive", "resolved", "remission"})
@@ -50,6 +51,17 @@ def _kept(concept: Any, element: str, read: Callable[[Any, str], Iterator[Any]])
     if found is None:
         found = memo[key] = list(read(concept, element))
     return iter(found)
+
+
+def field(resource: Any, name: str) -> Any:
+    """`fhir_vcf.record.field`: a resource's element `name`, None when absent or when its type has no
+    such element. A resource of the record (`Element`) holds exactly its present elements in its
+    `__dict__`, so they are read there, without the look-up in the type's element table (the
+    mappers ask hundreds of times an evaluation; `tests/test_mappers_index.py` holds the two to one
+    answer); other models are read by `record.field`."""
+    if isinstance(resource, Element):
+        return resource.__dict__.get(name)
+    return model_field(resource, name)
 
 
 def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]:
@@ -161,12 +173,17 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
     Never meta.lastUpdated: a record re-saved today is not a fracture seen today.
     """
-    memo = memo_of(resource)
-    if memo is None:
+    # `memo_of` inline: this is asked a hundred times or more an evaluation, most of them remembered.
+    if not isinstance(resource, _MEMOISED):
         return _clinical_when(resource)
-    found = memo.get("clinical_when")
-    if found is None:
-        found = memo["clinical_when"] = _clinical_when(resource)
+    memo = resource._memo
+    if memo is None:
+        memo = resource._memo = {}
+    else:
+        found = memo.get("clinical_when")
+        if found is not None:
+            return found
+    found = memo["clinical_when"] = _clinical_when(resource)
     return found
 
 
@@ -224,23 +241,49 @@ FREE_TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observ
                    "ServiceRequest", "AllergyIntolerance", "CarePlan")
 
 
+# The elements `_free_texts` reads: a resource of the record with none of them present (a vital sign,
+# a lab result, an Encounter) has no free text, known from its present elements alone.
+_FREE_TEXT_ELEMENTS = frozenset({"code", "note", "conclusion", "presentedForm", "content", "valueString",
+                                 "description", "series", "reasonCode"})
+
+
 def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:
-    """(element, text) of one resource's narrative-bearing elements, in `free_texts` order."""
-    code = field(resource, "code")
+    """(element, text) of one resource's narrative-bearing elements, in `free_texts` order.
+
+    A resource of the record with none of the elements present gives none, known from its `__dict__`
+    (see `field`).
+    """
+    if isinstance(resource, Element):
+        present = resource.__dict__
+        if present.keys().isdisjoint(_FREE_TEXT_ELEMENTS):
+            return
+        get = present.get  # `field`, inline
+    else:
+        def get(name: str) -> Any:
+            return model_field(resource, name)
+    code = get("code")
     if getattr(code, "text", None):
         yield "code.text", code.text
-    for text, element in notes(resource):
-        yield element, text
-    for value, element in report_texts(resource):
-        yield element, value
+    for i, annotation in enumerate(get("note") or []):  # `notes`, its element read once
+        if annotation.text:
+            yield f"note[{i}].text", annotation.text
+    # `report_texts`, read from the present elements: the attachments only of a resource that has some.
+    conclusion = get("conclusion")
+    if conclusion:
+        yield "conclusion", conclusion
+    if get("presentedForm") or get("content"):
+        for attachment, element in attachments(resource):
+            value = attachment_text(attachment)
+            if value:
+                yield element, value
     for name in ("valueString", "description"):
-        value = field(resource, name)
+        value = get(name)
         if value:
             yield name, value
-    for i, series in enumerate(field(resource, "series") or []):
+    for i, series in enumerate(get("series") or []):
         if series.description:
             yield f"series[{i}].description", series.description
-    for i, reason in enumerate(field(resource, "reasonCode") or []):
+    for i, reason in enumerate(get("reasonCode") or []):
         if reason.text:
             yield f"reasonCode[{i}].text", reason.text
 

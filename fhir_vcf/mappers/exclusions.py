@@ -53,6 +53,10 @@ _OTHER_GENERATORS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
     ("radiculopathy", icd10cm.RADICULOPATHY, snomed.RADICULOPATHY),
     ("spinal stenosis", icd10cm.SPINAL_STENOSIS, snomed.SPINAL_STENOSIS),
 )
+# The same lists with their ICD-10-CM prefixes in `icd_key` form, made once (`ctx.icd_prefixes`).
+_CONDITION_KEYS = {key: (ctx.icd_prefixes(icd), sct) for key, (icd, sct) in _CONDITION_CODES.items()}
+_GENERATOR_KEYS = tuple((ctx.icd_prefixes(icd), sct) for _, icd, sct in _OTHER_GENERATORS)
+_THROMBOPHILIA = ctx.icd_prefixes(icd10cm.THROMBOPHILIA)
 _FINDINGS = {finding.NEUROLOGIC_DEFICIT: "neurologic_deficit", finding.SPINAL_INSTABILITY: "instability"}
 
 TERMS_PATH = Path(__file__).with_name("exclusion-terms.yaml")
@@ -177,20 +181,19 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
         ref = view.ref(condition)
         provisional = _provisional(condition)
         for coding, path in common.codings(condition.code):
-            for key, (icd, sct) in _CONDITION_CODES.items():
-                if not _matches(coding, icd, sct):
+            icd = ctx.icd_key(coding.code) if coding.system == "icd-10-cm" else None  # read once per coding
+            for key, (prefixes, sct) in _CONDITION_KEYS.items():
+                if not _matches(coding, icd, prefixes, sct):
                     continue
                 ev = ctx.code_ev(ref, path, coding)
-                if key == "coagulopathy" and coding.system == "icd-10-cm" and ctx.icd_match(
-                    coding.code, icd10cm.THROMBOPHILIA
-                ):
+                if key == "coagulopathy" and icd is not None and icd.startswith(_THROMBOPHILIA):
                     thrombophilia.append(ev)
                 elif provisional:
                     signals[key].hedged.append((f"{coding.system}|{coding.code}", ev))
                 else:
                     signals[key].positive.append(ev)
-            for _, icd, sct in _OTHER_GENERATORS:
-                if _matches(coding, icd, sct):
+            for prefixes, sct in _GENERATOR_KEYS:
+                if _matches(coding, icd, prefixes, sct):
                     generators.append(ctx.code_ev(ref, path, coding))
         if not any(e.reference == ref for e in generators):
             # A Condition named only in words ("Lumbar radiculopathy") is on the problem list all the same.
@@ -231,8 +234,10 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
             elif coding.code == loinc.PREGNANCY_STATUS:
                 _read_pregnancy_status(ref, obs, signals["pregnancy"])
 
+    # The Conditions that are not current: their words are no exclusion (every other type is read).
+    not_current = {id(c) for c in view.of_type("Condition")} - current_ids
     for resource, ref, element, body in view.free_texts(*_TEXT_TYPES):
-        if resource.get_resource_type() == "Condition" and id(resource) not in current_ids:
+        if id(resource) in not_current:
             continue
         for mention in exclusion_mentions(body):
             target, said = signals[mention.key], mention.assertion
@@ -263,9 +268,11 @@ def map_exclusions(record: Any, *, as_of: date, sex: str | None) -> dict[str, An
 # --- readers ---
 
 
-def _matches(coding: Any, icd: tuple[str, ...], sct: dict[str, str]) -> bool:
-    if coding.system == "icd-10-cm":
-        return ctx.icd_match(coding.code, icd)
+def _matches(coding: Any, icd: str | None, prefixes: tuple[str, ...], sct: dict[str, str]) -> bool:
+    """Whether a coding is one of the list's: an ICD-10-CM code (`icd`, its `icd_key`; None for other
+    systems) by its prefixes (`ctx.icd_prefixes` form), a SNOMED code by the set."""
+    if icd is not None:
+        return icd.startswith(prefixes)
     return coding.system == "snomed" and coding.code in sct
 
 

@@ -393,8 +393,10 @@ def context_text(
 
 _CONTEXT_TERMS = {"osteoporosis": _OSTEOPOROSIS, "malignancy": _MALIGNANCY, "myeloma": _MYELOMA, "healed": _HEALED,
                   "kyphosis": _KYPHOSIS}
-# The five families joined: which of them a text holds, in about one pass (`TermFamilies`).
-_ANY_CONTEXT_TERM = TermFamilies(_CONTEXT_TERMS, remember=False)
+# The five families joined: which of them a text holds, in about one pass (`TermFamilies`). Short texts
+# are remembered: a Condition's words and its codes' displays ("Age-related osteoporosis with current
+# pathological fracture, vertebra(e), ...") recur on every fracture of every record.
+_ANY_CONTEXT_TERM = TermFamilies(_CONTEXT_TERMS)
 
 # "Normal thoracic kyphosis" is the spine's physiological curve, not a kyphotic deformity.
 _NORMAL_BEFORE = re.compile(r"\b(?:normal|physiologic\w*|preserved|maintained)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
@@ -561,12 +563,15 @@ _EARLIER = re.compile(
 def _fracture_text_levels(value: str) -> list[str]:
     """The levels a Condition's text gives its fracture: from the sentences about a current fracture
     when there are any ("old healed T8 fracture" is not one), else every level the text names."""
-    if not text.find_levels(value):
+    levels = text.find_levels(value)
+    if not levels:
         return []
     about = _fracture_sentences(value)
     if not about:
-        return text.find_levels(value)
-    return sort_levels(level for sentence, healed in about if not healed for level in text.find_levels(sentence))
+        return levels
+    # A sentence that is the whole text ("Osteoporotic compression fracture T12") names its levels.
+    return sort_levels(level for sentence, healed in about if not healed
+                       for level in (levels if sentence == value else text.find_levels(sentence)))
 
 
 def _fracture_sentences(value: str) -> list[tuple[str, bool]]:

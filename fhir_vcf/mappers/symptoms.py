@@ -7,9 +7,8 @@ of the fracture episode with its setting; it never decides which threshold appli
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Fact, Method, PainScore
@@ -216,11 +215,12 @@ def _setting(encounter: Any) -> str | None:
     return SETTINGS.get(vocabulary, {}).get(cls.code.strip().upper())
 
 
-@dataclass(frozen=True)
-class _Stay:
+class _Stay(NamedTuple):
     """An Encounter with a setting, its period read once (every pain score is checked against every stay).
 
     `end` is None for an encounter still going on; a closed encounter with no end lasts its start day.
+    A named tuple, not a frozen dataclass: built for every Encounter of the record (three years of
+    visits are dozens), and three times cheaper to build.
     """
 
     encounter: Any

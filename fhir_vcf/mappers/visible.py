@@ -9,7 +9,7 @@ rather than once per family (issue 11: one pre-pass per record). The families al
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -29,12 +29,19 @@ class VisibleRecord:
         self.as_of = as_of
         self.patient = record.patient
         self.source = record.source
+        # The record's own `ref` (canonical reference of a resource), not a method that calls it: the
+        # mappers ask a few hundred times an evaluation.
+        self.ref: Callable[[Any], str] = record.ref
         self._shown: dict[str, list[Any]] = {}
         self._hidden = 0
         self._free_texts: dict[str, list[tuple[Any, str, str, str]]] = {}
-        after = common.after
+        clinical_when = common.clinical_when
         for rtype, resources in record.resources.items():
-            shown = [r for r in resources if not after(r, as_of)]
+            shown = []
+            for r in resources:  # `common.after`, inline: every resource of the record passes here
+                found = clinical_when(r)[0]
+                if found is None or not found.after_day(as_of):
+                    shown.append(r)
             self._shown[rtype] = shown
             self._hidden += len(resources) - len(shown)
 
@@ -64,9 +71,6 @@ class VisibleRecord:
     @property
     def patient_resource(self) -> Any:
         return self.record.patient_resource
-
-    def ref(self, resource: Any) -> str:
-        return self.record.ref(resource)
 
     def resolve(self, reference: Any) -> Any:
         target = self.record.resolve(reference)

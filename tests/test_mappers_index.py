@@ -1,0 +1,206 @@
+"""The mappers' fast readers (issue 11) give exactly what the slower readers they replace gave, on every
+sample and test bundle and on models built elsewhere:
+
+- `common.field` reads a resource of the record from its present elements (`record.field` otherwise);
+- `common._free_texts` skips resources with no text-bearing element and reads report text inline;
+- `common.clinical_when` reaches its memory inline; `VisibleRecord` hides exactly what `common.after` does;
+- `_context.icd_prefixes` matches as the prefix-by-prefix test did;
+- `fractures._fracture_text_levels` reuses the levels it found in the whole text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+from fhir_vcf import record as record_module
+from fhir_vcf.elements import Element
+from fhir_vcf.levels import sort_levels
+from fhir_vcf.mappers import _context as ctx
+from fhir_vcf.mappers import assertion, common, fractures, imaging, text
+from fhir_vcf.mappers.codes import icd10cm
+from fhir_vcf.mappers.visible import VisibleRecord
+from fhir_vcf.sources.files import bundle_files, load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLES = bundle_files([ROOT / "samples", ROOT / "samples" / "ehr-exports", ROOT / "tests" / "data"])
+AS_OF_DATES = (date(2025, 6, 30), date(2025, 6, 1), date(2024, 1, 1), date(2019, 12, 31))
+
+
+def _resources(path: Path) -> Iterator[tuple[Any, Any]]:
+    for record in load_file(path):
+        for resources in record.resources.values():
+            for resource in resources:
+                yield record, resource
+
+
+def _nodes(node: Any) -> Iterator[Any]:
+    """Every element of a resource, itself included."""
+    if isinstance(node, Element):
+        yield node
+        for value in node.__dict__.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
+# --- the slow readers, as they were ---
+
+
+def _slow_free_texts(resource: Any) -> Iterator[tuple[str, str]]:
+    """`common._free_texts` before issue 11: every element read with `record.field`."""
+    field = record_module.field
+    code = field(resource, "code")
+    if getattr(code, "text", None):
+        yield "code.text", code.text
+    for i, annotation in enumerate(field(resource, "note") or []):
+        if annotation.text:
+            yield f"note[{i}].text", annotation.text
+    conclusion = field(resource, "conclusion")
+    if conclusion:
+        yield "conclusion", conclusion
+    for attachment, element in record_module.attachments(resource):
+        value = record_module.attachment_text(attachment)
+        if value:
+            yield element, value
+    for name in ("valueString", "description"):
+        value = field(resource, name)
+        if value:
+            yield name, value
+    for i, series in enumerate(field(resource, "series") or []):
+        if series.description:
+            yield f"series[{i}].description", series.description
+    for i, reason in enumerate(field(resource, "reasonCode") or []):
+        if reason.text:
+            yield f"reasonCode[{i}].text", reason.text
+
+
+def _slow_fracture_text_levels(value: str) -> list[str]:
+    """`fractures._fracture_text_levels` before issue 11: the levels found afresh in each sentence."""
+    if not text.find_levels(value):
+        return []
+    about = fractures._fracture_sentences(value)
+    if not about:
+        return text.find_levels(value)
+    return sort_levels(level for sentence, healed in about if not healed for level in text.find_levels(sentence))
+
+
+# --- the tests ---
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_field_reads_what_the_models_field_reads(path: Path) -> None:
+    for _, resource in _resources(path):
+        for node in _nodes(resource):
+            names = {*type(node).model_fields, *node.__dict__, "noSuchElement", "status", "doNotPerform", "note"}
+            for name in names:
+                assert common.field(node, name) is record_module.field(node, name), (node, name)
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_free_texts_are_the_slow_readers(path: Path) -> None:
+    for _, resource in _resources(path):
+        assert list(common._free_texts(resource)) == list(_slow_free_texts(resource)), resource
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_clinical_when_and_the_view_are_the_slow_readers(path: Path) -> None:
+    for record in load_file(path):
+        for resources in record.resources.values():
+            for resource in resources:
+                expected = common._clinical_when(resource)
+                assert common.clinical_when(resource) == expected
+                assert common.clinical_when(resource) == expected  # remembered
+        for as_of in AS_OF_DATES:
+            view = VisibleRecord(record, as_of)
+            hidden = 0
+            for rtype, resources in record.resources.items():
+                shown = [r for r in resources if not common.after(r, as_of)]
+                assert view.of_type(rtype) == shown
+                assert all(a is b for a, b in zip(view.of_type(rtype), shown, strict=True))
+                hidden += len(resources) - len(shown)
+            assert view.hidden() == hidden
+            assert all(view.ref(r) == record.ref(r) for resources in record.resources.values() for r in resources)
+
+
+def test_models_built_elsewhere_are_read_by_the_slow_readers() -> None:
+    report = DiagnosticReport.model_validate({
+        "resourceType": "DiagnosticReport", "id": "r", "status": "final", "code": {"text": "MRI thoracic spine"},
+        "effectiveDateTime": "2025-06-02T10:00:00Z", "conclusion": "Acute T12 compression fracture.",
+        "presentedForm": [{"contentType": "text/plain", "data": "Tm8gcmV0cm9wdWxzaW9uLg=="}],
+    })
+    assert not isinstance(report, Element)
+    for name in ("code", "conclusion", "note", "valueString", "noSuchElement"):
+        assert common.field(report, name) is record_module.field(report, name)
+    texts = list(common._free_texts(report))
+    assert texts == list(_slow_free_texts(report))
+    assert [e for e, _ in texts] == ["code.text", "conclusion", "presentedForm[0]"]
+    assert common.clinical_when(report) == common._clinical_when(report)
+    assert common.clinical_when(report)[1] == "effectiveDateTime"
+
+
+def _icd_codes() -> set[str]:
+    codes = {p for value in vars(icd10cm).values() if isinstance(value, tuple)
+             for p in value if isinstance(p, str)}
+    for path in BUNDLES:
+        for _, resource in _resources(path):
+            for coding, _ in common.codings(record_module.field(resource, "code")):
+                if coding.system == "icd-10-cm":
+                    codes.add(coding.code)
+    variants = {v for c in codes for v in (c, c.lower(), c.replace(".", ""), f" {c} ", c[:3], c + "XA")}
+    return variants | {"", "D68.5", "D68.59", "d685", "M46.2", "M462", "Z99"}
+
+
+def test_icd_prefixes_match_as_each_prefix_did() -> None:
+    lists = [value for value in vars(icd10cm).values()
+             if isinstance(value, tuple) and value and all(isinstance(p, str) for p in value)]
+    assert len(lists) > 5
+    codes = _icd_codes()
+    for prefixes in [*lists, ("",), (), ("M80.0", "m80.8 ")]:
+        keyed = ctx.icd_prefixes(prefixes)
+        for code in codes:
+            slow = any(ctx.icd_key(code).startswith(ctx.icd_key(p)) for p in prefixes)
+            assert ctx.icd_key(code).startswith(keyed) is slow, (code, prefixes)
+
+
+_LEVEL_TEXTS = [
+    "Osteoporotic compression fracture T12",
+    "Compression fx L1; old healed T8 fx",
+    "T12 fracture. Prior L3-L5 fusion.",
+    "Hx T8 fx 2018, healed. New L1 compression fracture.",
+    "Stenosis at L4-5",
+    "T11-L1 fractures",
+    "No fracture at T12. L2 wedge deformity",
+    "s/p T10 kyphoplasty; acute L1 burst fracture",
+    "Fracture of T12 vertebra\nL1 height loss 30%",
+    "L1 VCF 2.5 cm retropulsion",
+]
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_fracture_text_levels_are_the_slow_readers(path: Path) -> None:
+    values = list(_LEVEL_TEXTS)
+    for _, resource in _resources(path):
+        values += [v for v, _ in common.texts(record_module.field(resource, "code"))]
+        values += [v for v, _ in common.notes(resource)]
+        if resource.get_resource_type() == "DiagnosticReport":
+            values += [v for v, _ in imaging._report_texts(resource)]
+    for value in values:
+        assert fractures._fracture_text_levels(value) == _slow_fracture_text_levels(value), value
+
+
+def test_the_level_texts_take_each_branch() -> None:
+    """The texts above reach every branch: no level, levels with no fracture sentence, one sentence that
+    is the whole text, and several sentences."""
+    assert _slow_fracture_text_levels("Osteoporosis") == []
+    assert _slow_fracture_text_levels("Stenosis at L4-5") == ["L4", "L5"]
+    whole = "Osteoporotic compression fracture T12"
+    assert [s for s, _ in fractures._fracture_sentences(whole)] == [whole]
+    assert len(fractures._fracture_sentences("T12 fracture. Prior L3-L5 fusion. L1 fracture.")) == 2
+    assert assertion.reading(whole).sentences == [(0, len(whole))]
