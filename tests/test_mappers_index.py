@@ -5,24 +5,27 @@ sample and test bundle and on models built elsewhere:
 - `common._free_texts` skips resources with no text-bearing element and reads report text inline;
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides exactly what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
-- `fractures._fracture_text_levels` reuses the levels it found in the whole text.
+- `fractures._fracture_text_levels` reuses the levels it found in the whole text;
+- `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import fhir_builders as builders
 import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
 from fhir_vcf import record as record_module
 from fhir_vcf.elements import Element
+from fhir_vcf.errors import InputError
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import _context as ctx
-from fhir_vcf.mappers import assertion, common, fractures, imaging, text
+from fhir_vcf.mappers import assertion, common, fractures, imaging, symptoms, text
 from fhir_vcf.mappers.codes import icd10cm
 from fhir_vcf.mappers.visible import VisibleRecord
 from fhir_vcf.sources.files import bundle_files, load_file
@@ -204,3 +207,46 @@ def test_the_level_texts_take_each_branch() -> None:
     assert [s for s, _ in fractures._fracture_sentences(whole)] == [whole]
     assert len(fractures._fracture_sentences("T12 fracture. Prior L3-L5 fusion. L1 fracture.")) == 2
     assert assertion.reading(whole).sentences == [(0, len(whole))]
+
+
+# --- symptoms: the stays, read when a score first needs them ---
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_lazy_stays_are_the_stays(path: Path) -> None:
+    for record in load_file(path):
+        lazy = symptoms._LazyStays(record)
+        assert lazy.get() == symptoms._stays(record)
+        assert lazy.get() is lazy.get()
+
+
+def _with_period_end(value: Any) -> Any:
+    found = builders.record(builders.encounter("e", "IMP", start="2025-06-09T10:00:00Z", end="2025-06-10T10:00:00Z"))
+    (enc,) = found.of_type("Encounter")
+    enc.period.__dict__["end"] = value  # what no loader gives: a period the reading refuses
+    return found
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    ("2025-13", InputError),  # text: not a FHIR date
+    (datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))), OverflowError),  # before year 1 in UTC
+])
+def test_a_period_the_reading_refuses_is_refused_at_once(value: Any, error: type[Exception]) -> None:
+    """A record whose stays may not be read raises as `_stays` always did, with no score asking."""
+    record = _with_period_end(value)
+    with pytest.raises(error) as slow:
+        symptoms._stays(record)
+    with pytest.raises(error) as fast:
+        symptoms.map_symptoms(record, as_of=date(2025, 6, 30), episode_start=None)
+    assert str(fast.value) == str(slow.value)
+
+
+def test_which_period_values_may_fail() -> None:
+    assert not symptoms._may_fail(None)
+    assert not symptoms._may_fail(date(1, 1, 1))
+    assert not symptoms._may_fail(datetime(2025, 6, 1, 10, tzinfo=UTC))
+    assert symptoms._may_fail(datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))))
+    assert symptoms._may_fail("2025-06")
+    assert symptoms._may_fail(20250601)
+    assert symptoms._LazyStays(_with_period_end(datetime(2025, 6, 10, tzinfo=UTC)))._stays is None  # read later
+    assert symptoms._LazyStays(_with_period_end("2025-06"))._stays is not None  # read now

@@ -437,6 +437,8 @@ def _anticoagulant_fact(found: dict[str, list[Evidence]]) -> Fact[tuple[str, ...
 
 def _unique(evidence: list[Evidence]) -> list[Evidence]:
     """One evidence line per element read (two terms in one sentence are one piece of evidence)."""
+    if len(evidence) < 2:
+        return list(evidence)  # nothing to merge
     seen: dict[tuple[str, str, str], Evidence] = {}
     for ev in evidence:
         seen.setdefault((ev.reference, ev.element, ev.method), ev)

@@ -224,16 +224,22 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
     observation strings, series descriptions. Codings' displays are not included (they repeat codes).
     """
     for resource in record.of_type(*(types or FREE_TEXT_TYPES)):
-        memo = memo_of(resource)
-        found = memo.get("free_texts") if memo is not None else None
-        if found is None:
-            found = list(_free_texts(resource))
-            if memo is not None:
-                memo["free_texts"] = found
+        found = texts_of(resource)
         if found:  # most resources (a vital sign, a lab result) have none: no reference worked out
             ref = record.ref(resource)
             for element, text in found:
                 yield resource, ref, element, text
+
+
+def texts_of(resource: Any) -> list[tuple[str, str]]:
+    """(element, text) of one resource's narrative-bearing elements (`_free_texts`), kept in its memory."""
+    memo = memo_of(resource)
+    found = memo.get("free_texts") if memo is not None else None
+    if found is None:
+        found = list(_free_texts(resource))
+        if memo is not None:
+            memo["free_texts"] = found
+    return found
 
 
 # The types `free_texts` reads by default, in its order.

@@ -13,7 +13,7 @@ limit is the policy's.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -140,16 +140,21 @@ _TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observatio
                "CarePlan")
 
 
-@dataclass
 class _Signals:
-    positive: list[Evidence] = field(default_factory=list)
-    denied: list[Evidence] = field(default_factory=list)  # a coded "no" (finding false, "not pregnant")
-    negated: list[Evidence] = field(default_factory=list)  # negated or normal text
-    # Possible or past mentions, with their term: "possible discitis", "history of osteomyelitis",
-    # a provisional Condition. The same term negated elsewhere answers the question ("r/o discitis"
-    # in the indication, "no discitis" in the impression).
-    hedged: list[tuple[str, Evidence]] = field(default_factory=list)
-    negated_terms: set[str] = field(default_factory=set)
+    """What the record says of one exclusion, by kind of statement. A plain class with slots, not a
+    dataclass of default factories: nine are made for every evaluation, most of them left empty."""
+
+    __slots__ = ("denied", "hedged", "negated", "negated_terms", "positive")
+
+    def __init__(self) -> None:
+        self.positive: list[Evidence] = []
+        self.denied: list[Evidence] = []  # a coded "no" (finding false, "not pregnant")
+        self.negated: list[Evidence] = []  # negated or normal text
+        # Possible or past mentions, with their term: "possible discitis", "history of osteomyelitis",
+        # a provisional Condition. The same term negated elsewhere answers the question ("r/o discitis"
+        # in the indication, "no discitis" in the impression).
+        self.hedged: list[tuple[str, Evidence]] = []
+        self.negated_terms: set[str] = set()
 
     def add(self, said: Assertion, term: str, ev: Evidence) -> None:
         """One mention, by what the text asserts of it (input profile, "Reading report text")."""
@@ -163,6 +168,8 @@ class _Signals:
         # hypothetical ("if pain persists, assess for discitis") or someone else's: no fact at all
 
     def open_questions(self) -> list[Evidence]:
+        if not self.hedged:
+            return []
         return _unique([ev for term, ev in self.hedged if term not in self.negated_terms])
 
 
@@ -390,6 +397,9 @@ _READ_IN_TEXT = "in the conditions, findings, reports or notes"
 
 
 def _combine(signals: _Signals, label: str, where: str = _READ_IN_TEXT) -> Fact[bool]:
+    if not (signals.positive or signals.denied or signals.negated or signals.hedged):
+        # Nothing read either way (most exclusions of most records): the last answer below, at once.
+        return Fact.absent(value=False, note=f"no {label} {where}")
     positive = _unique(signals.positive)
     if positive and signals.denied:
         return Fact.conflict(f"{label}: a coded finding says no, other sources say yes",
@@ -456,6 +466,8 @@ def _term(m: re.Match[str]) -> str:
 
 def _unique(evidence: list[Evidence]) -> list[Evidence]:
     """One evidence line per element read (two terms in one sentence are one piece of evidence)."""
+    if len(evidence) < 2:
+        return list(evidence)  # nothing to merge
     seen: dict[tuple[str, str, str], Evidence] = {}
     for ev in evidence:
         seen.setdefault((ev.reference, ev.element, ev.method), ev)

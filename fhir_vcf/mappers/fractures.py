@@ -115,13 +115,17 @@ def icd_key(code: str) -> str:
     return code.replace(".", "").strip().upper()
 
 
-@dataclass
 class _Signals:
-    """Affirmed and negated evidence for one context fact, with the values found (codes, terms)."""
+    """Affirmed and negated evidence for one context fact, with the values found (codes, terms).
 
-    affirmed: list[Evidence] = field(default_factory=list)
-    negated: list[Evidence] = field(default_factory=list)
-    values: list[str] = field(default_factory=list)
+    A plain class with slots, not a dataclass of default factories: five are made for every evaluation."""
+
+    __slots__ = ("affirmed", "negated", "values")
+
+    def __init__(self) -> None:
+        self.affirmed: list[Evidence] = []
+        self.negated: list[Evidence] = []
+        self.values: list[str] = []
 
     def fact_bool(self, what: str) -> Fact[bool]:
         if self.affirmed:

@@ -7,7 +7,7 @@ of the fracture episode with its setting; it never decides which threshold appli
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from fhir_vcf.clinical_time import When
@@ -56,7 +56,7 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
     """
     view = visible(record, as_of)
     start = episode_start if episode_start is not None else as_of - timedelta(days=DEFAULT_EPISODE_DAYS)
-    stays = _stays(view.record)
+    stays = _LazyStays(view.record)
     scores: list[PainScore] = []
     rdq: list[tuple[When | None, int, Evidence]] = []  # (when, value, evidence)
     coded_rdq: dict[int, tuple[When | None, int, Evidence] | None] = {}  # by id of the Observation
@@ -92,7 +92,7 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
 # --- pain scores ---
 
 
-def _pain_scores(record: Any, obs: Any, when: When, stays: list[_Stay]) -> list[PainScore]:
+def _pain_scores(record: Any, obs: Any, when: When, stays: _LazyStays) -> list[PainScore]:
     """The scores of one Observation: its own value, and each pain-coded `component` of a panel
     (input profile, "pain score": "the score as a component of a panel Observation")."""
     if _elsewhere(obs):
@@ -249,7 +249,46 @@ def _stays(record: Any) -> list[_Stay]:
     return stays
 
 
-def _setting_of(record: Any, obs: Any, when: When, stays: list[_Stay]) -> tuple[str, str | None]:
+class _LazyStays:
+    """The stays of a record (`_stays`), read when a score first needs them: most scores name their own
+    Encounter, and a record with none needs no stay at all.
+
+    Reading a period can fail only on a date written as text, or on a time in the first or last year
+    a `datetime` holds (its UTC instant may fall outside them); a `date` or another `datetime` is
+    read without fail. A record with such a period has its stays read at once, so that a bad date is
+    the error it was, where it was.
+    """
+
+    __slots__ = ("_record", "_stays")
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+        self._stays: list[_Stay] | None = _stays(record) if _written_periods(record) else None
+
+    def get(self) -> list[_Stay]:
+        if self._stays is None:
+            self._stays = _stays(self._record)
+        return self._stays
+
+
+def _written_periods(record: Any) -> bool:
+    """Whether an Encounter of the record has a period start or end whose reading may fail (`_LazyStays`)."""
+    for e in record.of_type("Encounter"):
+        period = getattr(e, "period", None)
+        if period is not None and (_may_fail(getattr(period, "start", None))
+                                   or _may_fail(getattr(period, "end", None))):
+            return True
+    return False
+
+
+def _may_fail(value: Any) -> bool:
+    """Whether `clinical_time.parse` may refuse the value: text, or a time in year 1 or 9999."""
+    if isinstance(value, datetime):
+        return value.year in (1, 9999)
+    return value is not None and not isinstance(value, date)
+
+
+def _setting_of(record: Any, obs: Any, when: When, stays: _LazyStays) -> tuple[str, str | None]:
     """The setting of a score: its own Encounter, else the one Encounter whose period covers it."""
     if obs.encounter is not None:
         target = record.resolve(obs.encounter)
@@ -257,7 +296,7 @@ def _setting_of(record: Any, obs: Any, when: When, stays: list[_Stay]) -> tuple[
             setting = _setting(target)
             if setting is not None:
                 return setting, record.ref(target)
-    covering = [s for s in stays if when.within(s.start, s.end)]
+    covering = [s for s in stays.get() if when.within(s.start, s.end)]
     settings = {s.setting for s in covering}
     if len(settings) == 1:
         # Several covering encounters of one setting: the shortest stay is the most specific.

@@ -61,8 +61,20 @@ class VisibleRecord:
         for rtype in types or common.FREE_TEXT_TYPES:
             rows = self._free_texts.get(rtype)
             if rows is None:
-                rows = self._free_texts[rtype] = list(common.free_texts(self, rtype))
+                rows = self._free_texts[rtype] = self._rows(rtype)
             yield from rows
+
+    def _rows(self, rtype: str) -> list[tuple[Any, str, str, str]]:
+        """`common.free_texts(self, rtype)` as a list, built without its generator: each resource's
+        texts (`common.texts_of`), the reference only of a resource that has some."""
+        rows: list[tuple[Any, str, str, str]] = []
+        texts_of, ref = common.texts_of, self.ref
+        for resource in self._shown.get(rtype, ()):
+            found = texts_of(resource)
+            if found:
+                at = ref(resource)
+                rows += [(resource, at, element, text) for element, text in found]
+        return rows
 
     def hidden(self) -> int:
         """How many resources of the record this view hides (dated after the as-of date)."""
