@@ -6,7 +6,8 @@ sample and test bundle and on models built elsewhere:
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides exactly what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text;
-- `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail.
+- `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail;
+- `common.coding_of` remembers the Coding of each (system, code, display) as written.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import fhir_builders as builders
@@ -23,10 +25,13 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir_vcf import record as record_module
 from fhir_vcf.elements import Element
 from fhir_vcf.errors import InputError
+from fhir_vcf.facts import Coding
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import assertion, common, fractures, imaging, symptoms, text
 from fhir_vcf.mappers.codes import icd10cm
+from fhir_vcf.mappers.codes.icd10cm import spelled
+from fhir_vcf.mappers.codes.systems import system_alias
 from fhir_vcf.mappers.visible import VisibleRecord
 from fhir_vcf.sources.files import bundle_files, load_file
 
@@ -250,3 +255,31 @@ def test_which_period_values_may_fail() -> None:
     assert symptoms._may_fail(20250601)
     assert symptoms._LazyStays(_with_period_end(datetime(2025, 6, 10, tzinfo=UTC)))._stays is None  # read later
     assert symptoms._LazyStays(_with_period_end("2025-06"))._stays is not None  # read now
+
+
+# --- codings: one Coding per (system, code, display) as written ---
+
+
+def _slow_coding(c: Any) -> Coding:
+    """`common._codings`' Coding before issue 11, made afresh."""
+    system = system_alias(c.system)
+    return Coding(system, spelled(c.code) if system == "icd-10-cm" else c.code, c.display or "")
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_remembered_codings_are_the_codings_made_afresh(path: Path) -> None:
+    written = [node for _, resource in _resources(path) for node in _nodes(resource)
+               if type(node).__name__ == "Coding" and getattr(node, "code", None)]
+    written += [SimpleNamespace(system="http://hl7.org/fhir/sid/icd-10-cm", code="m8008xa", display=None),
+                SimpleNamespace(system=None, code="X", display="")]
+    for c in written:
+        assert common.coding_of(c.system, c.code, c.display) == _slow_coding(c)
+        assert common.coding_of(c.system, c.code, c.display) == _slow_coding(c)  # remembered
+
+
+def test_the_codings_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "_CODINGS", {})
+    monkeypatch.setattr(common, "_CODINGS_LIMIT", 3)
+    for i in range(10):
+        assert common.coding_of("http://loinc.org", f"{i}-1", None) == Coding("loinc", f"{i}-1", "")
+        assert len(common._CODINGS) <= 3

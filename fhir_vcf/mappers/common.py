@@ -77,10 +77,28 @@ def _codings(concept: Any, element: str) -> Iterator[tuple[Coding, str]]:
         prefix = f"{element}[{i}]" if isinstance(concept, list) else element
         for j, c in enumerate(getattr(cc, "coding", None) or []):
             if c.code:
-                system = system_alias(c.system)
-                # ICD-10-CM in one spelling for every mapper and rule: "m8008xa" → "M80.08XA" (input profile).
-                code = spelled(c.code) if system == "icd-10-cm" else c.code
-                yield Coding(system, code, c.display or ""), f"{prefix}.coding[{j}]"
+                yield coding_of(c.system, c.code, c.display), f"{prefix}.coding[{j}]"
+
+
+# The Codings made from (system, code, display) as written: every record repeats the same few hundred
+# codes (a lab panel's LOINC, a visit's class), and a Coding is immutable, a pure function of the three.
+# Bounded (the words come from the input): at `_CODINGS_LIMIT` the memory is emptied and refills.
+_CODINGS: dict[tuple[Any, Any, Any], Coding] = {}
+_CODINGS_LIMIT = 10_000
+
+
+def coding_of(system: str | None, code: str, display: str | None) -> Coding:
+    """The Coding of a FHIR coding: the system's short name, ICD-10-CM in one spelling for every mapper
+    and rule ("m8008xa" → "M80.08XA", input profile), the display or ""."""
+    key = (system, code, display)
+    found = _CODINGS.get(key)
+    if found is None:
+        alias = system_alias(system)
+        found = Coding(alias, spelled(code) if alias == "icd-10-cm" else code, display or "")
+        if len(_CODINGS) >= _CODINGS_LIMIT:
+            _CODINGS.clear()
+        _CODINGS[key] = found
+    return found
 
 
 def texts(concept: Any, element: str = "code") -> Iterator[tuple[str, str]]:
