@@ -25,9 +25,9 @@ _MEMOISED = (Element, Elements)  # a tuple: isinstance checks it faster than a u
 # What the mappers derive from one element of the record (see `fhir_vcf.elements`), a date or a
 # coding, is worked out once per record however many mappers ask, and kept in the element's `_memo`;
 # models built elsewhere (tests, a draft order) have none and are simply read again. The readers
-# below are called tens of thousands of times a population run: they reach the memory through one
-# call (`memo_of`), with no closure built per call (a closure and a second layer made `codings` and
-# `texts` twice as slow; `memo_of` costs under 0.1 µs a call more than inline code).
+# below are called tens of thousands of times a population run, with no closure built per call (a
+# closure and a second layer made `codings` and `texts` twice as slow); the two most asked, `_kept`
+# and `clinical_when`, reach the memory inline, the others through one call (`memo_of`).
 
 
 def memo_of(node: Any) -> dict[Any, Any] | None:
@@ -43,9 +43,11 @@ def memo_of(node: Any) -> dict[Any, Any] | None:
 def _kept(concept: Any, element: str, read: Callable[[Any, str], Iterator[Any]]) -> Iterator[Any]:
     """What `read` yields for an element of the record, kept in its memory (keyed by the reader and
     the element path); read again each time for models built elsewhere."""
-    memo = memo_of(concept)
-    if memo is None:
+    if not isinstance(concept, _MEMOISED):  # `memo_of`, inline (as in `clinical_when`)
         return read(concept, element)
+    memo = concept._memo
+    if memo is None:
+        memo = concept._memo = {}
     key = (read, element)
     found = memo.get(key)
     if found is None:
