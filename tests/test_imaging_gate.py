@@ -170,3 +170,24 @@ def test_named_groups_have_a_lower_case_form_read_by_the_same_names(pattern: re.
                     for m in pattern.finditer(value)]
         assert [(m.span(), {k: v or "" for k, v in m.groupdict().items()})
                 for m in lowered.finditer(value.lower())] == expected, value
+
+
+class _Open:
+    """A gate that passes every text (the slow path)."""
+
+    def may_match(self, low: str | None, pos: int = 0, endpos: int = 0) -> bool:
+        return True
+
+
+def test_level_mentions_are_the_same_without_the_range_and_ordinal_gates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values = [*_texts(), "T11-L1", "T11 to L1", "T11 thru L1", "T11–L1", "T-11 through L-1", "L2-4 and L5-S1 disc",
+              "first lumbar vertebra", "twelfth thoracic and first lumbar vertebrae", "second sacral vertebra",
+              "T11\u2014L1"]
+    gated = {v: text.level_mentions(v) for v in values}
+    monkeypatch.setattr(text, "_RANGE_WORDS", _Open())
+    monkeypatch.setattr(text, "_ORDINAL_WORDS", _Open())
+    for value, mentions in gated.items():
+        assert text.level_mentions(value) == mentions, value
+    assert gated["T11–L1"] == [(0, 6, ["T11", "T12", "L1"])] and gated["first lumbar vertebra"][0][2] == ["L1"]

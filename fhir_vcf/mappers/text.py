@@ -147,10 +147,10 @@ def _node_needs(op: Any, arg: Any) -> tuple[set[str] | None, list[frozenset[str]
     """(exact, clauses) of one parse node (see `_needs`)."""
     if op is _sre.LITERAL:
         char = chr(arg)
-        return ({char.lower()}, []) if char.isascii() else (None, [])
+        return ({char.lower()}, []) if _plain(char) else (None, [])
     if op is _sre.IN:  # a class of a few plain characters: "[ctls]", "[üu]" (anything else: no words)
         chars = [chr(a) for o, a in arg if o is _sre.LITERAL]
-        if len(chars) == len(arg) and len(chars) <= 8 and all(c.isascii() for c in chars):
+        if len(chars) == len(arg) and len(chars) <= 8 and all(_plain(c) for c in chars):
             return {c.lower() for c in chars}, []
         return None, []
     if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT):
@@ -183,6 +183,13 @@ def _node_needs(op: Any, arg: Any) -> tuple[set[str] | None, list[frozenset[str]
             return None, sorted(joined, key=_telling, reverse=True)[:_CHOICES_KEPT]  # any of them is needed
         return None, [frozenset().union(*(max(n, key=_telling) for n in needed))]
     return None, []  # any character, a category, a back-reference: no word
+
+
+def _plain(char: str) -> bool:
+    """Whether, in ASCII text, only the character itself lower-cased matches a pattern's character:
+    any but those outside ASCII that IGNORECASE matches to an ASCII letter ("ſ", "K": `_FOLDS_TO_ASCII`).
+    ASCII text never holds "–" or "ü", and no ASCII character matches them."""
+    return char not in _FOLDS_TO_ASCII
 
 
 def _minimal(clauses: list[frozenset[str]]) -> list[frozenset[str]]:
@@ -369,14 +376,15 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
         return []
     spans: list[tuple[int, int, list[str]]] = []
     # Most texts name no level at all: a text without a number has no label, one without "sacr" no sacrum.
-    consumed = _labels(text, spans) if _NUMBER.search(text) else []
-    if "vertebr" in text.lower():
+    low = ascii_lower(text)
+    consumed = _labels(text, spans, low) if _NUMBER.search(text) else []
+    if "vertebr" in text.lower() and _ORDINAL_WORDS.may_match(low):
         for m in _ORDINAL.finditer(text):
             label = f"{_REGION_LETTER[m['region'].lower()]}{_ORDINALS.index(m['ordinal'].lower()) + 1}"
             if is_level(label):
                 spans.append((m.start(), m.end(), [label]))
                 consumed.append(m.span())
-    if _SACRUM_WORD.found(text):
+    if _SACRUM_WORD.found(text, low=low):
         inside = _inside(consumed)
         for m in _SACRUM.finditer(text):
             if not inside(m.start()):  # "second sacral vertebra" is S2, not the sacrum
@@ -392,13 +400,14 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
     return groups
 
 
-def _labels(text: str, spans: list[tuple[int, int, list[str]]]) -> list[tuple[int, int]]:
+def _labels(text: str, spans: list[tuple[int, int, list[str]]], low: str | None) -> list[tuple[int, int]]:
     """The levels written as labels ("T12", "T11-L1"), added to `spans`; the places they (and disc
-    spaces) take, which no other mention may start in."""
-    consumed: list[tuple[int, int]] = _disc_spans(text) if _DISC_WORD.found(text) else []
+    spaces) take, which no other mention may start in. `low`: `ascii_lower(text)`."""
+    consumed: list[tuple[int, int]] = _disc_spans(text) if _DISC_WORD.found(text, low=low) else []
     # A range found here can never contain a later range (matches do not overlap): one index serves the loop.
     inside = _inside(consumed)
-    for m in _RANGE.finditer(text):
+    # Most texts join no two labels ("-", "to", "through"): the range search is skipped (`WordGate`).
+    for m in _RANGE.finditer(text) if _RANGE_WORDS.may_match(low) else ():
         if inside(m.start()):
             continue
         first = _label(m["regiona"], m["numa"])
@@ -415,6 +424,9 @@ def _labels(text: str, spans: list[tuple[int, int, list[str]]]) -> list[tuple[in
             spans.append((m.start(), m.end(), [label]))
     return consumed
 
+
+_RANGE_WORDS = WordGate([_RANGE])  # the words a range needs, and an ordinal name
+_ORDINAL_WORDS = WordGate([_ORDINAL])
 
 _LIST_JOIN = re.compile(r"\s*(?:,|&|/|\band\b|\bor\b)?\s*(?:\band\b)?\s*", re.IGNORECASE)
 
