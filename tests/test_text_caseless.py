@@ -81,7 +81,7 @@ def test_lower_case_form_only_where_lowering_keeps_the_meaning(source: str) -> N
 
 
 def test_modality_gate_passes_every_word_a_family_finds() -> None:
-    # The joined gate of `imaging._modality_from_words` may skip a word only when no family finds it.
+    # The joined gate of `imaging._search_modality` may skip a word only when no family finds it.
     values = [*_texts(), "MR L-spine", "SPECT/CT", "Bone scan", "CAT scan", "x-ray", "plain film", "CBC panel"]
     for value in values:
         assert imaging._ANY_MODALITY_WORD.found(value) == any(w.found(value) for _, w in imaging._MODALITY_WORDS), value

@@ -60,17 +60,64 @@ def _primary(modalities: Iterable[str]) -> str | None:
     return next((m for m in _MODALITY_ORDER if m in present), None)
 
 
-def _modality_from_words(*values: str | None) -> str | None:
-    for value in values:
-        if not value:
-            continue
-        low = text.ascii_lower(value)  # one lower-casing for the five families
-        if not _ANY_MODALITY_WORD.found(value, low=low):
-            continue
+def _kind_modality(kind: Any) -> str | None:
+    """The modality a report's kind (its `code`, a document's `type`) names: its LOINC code
+    (`dicom.REPORT_LOINC_MODALITY`), else its words (`_words_modality`). Remembered on the concept
+    (`common.memo_of`): a kind is shared by every copy of its content, so a record's lab panels,
+    which repeat a few kinds on every visit, are read once."""
+    memo = common.memo_of(kind)
+    found = memo.get(_KIND_KEY) if memo is not None else None
+    if found is None:
+        found = ""
+        for coding, _ in common.codings(kind, "code"):
+            if coding.system == "loinc" and coding.code in dicom.REPORT_LOINC_MODALITY:
+                found = dicom.REPORT_LOINC_MODALITY[coding.code]
+                break
+        else:
+            found = _words_modality(kind)
+        if memo is not None:
+            memo[_KIND_KEY] = found
+    return found or None
+
+
+def _category_modality(categories: list[Any]) -> str | None:
+    """The modality the first of a report's categories whose words name one names (`_words_modality`,
+    remembered on each category as `_kind_modality` is)."""
+    for category in categories:
+        memo = common.memo_of(category)
+        found = memo.get(_WORDS_KEY) if memo is not None else None
+        if found is None:
+            found = _words_modality(category)
+            if memo is not None:
+                memo[_WORDS_KEY] = found
+        if found:
+            return found
+    return None
+
+
+_KIND_KEY = "imaging.kind_modality"  # the keys of what `_kind_modality` and `_category_modality` remember
+_WORDS_KEY = "imaging.words_modality"
+
+
+def _words_modality(concept: Any) -> str:
+    """The modality named by the first of a CodeableConcept's words that names one (its text, then its
+    displays: `common.texts`); "" when none does."""
+    for value, _ in common.texts(concept, "code"):
+        if value:
+            found = _search_modality(value)
+            if found:
+                return found
+    return ""
+
+
+def _search_modality(value: str) -> str:
+    """The first of the five families (MR, NM, PT, CT, DX) the words name; "" when none does."""
+    low = text.ascii_lower(value)  # one lower-casing for the five families
+    if _ANY_MODALITY_WORD.found(value, low=low):
         for modality, words in _MODALITY_WORDS:
             if words.found(value, low=low):
                 return modality
-    return None
+    return ""
 
 
 def scan_imaging(record: Any) -> ImagingScan:
@@ -130,25 +177,25 @@ def scan_imaging(record: Any) -> ImagingScan:
         day = common.clinical_day(report)
         kind = common.field(report, "code") or common.field(report, "type")
         study_links = common.field(report, "imagingStudy") or []
-        linked = [studies[r] for r in (_target_ref(record, x) for x in study_links) if r in studies]
-        modality = _primary(s.modality for s in linked if s.modality)
+        modality: str | None = None
+        fallback: tuple[str, ...] = ()
+        source_day = day
+        if study_links:  # most reports (every lab panel) link no study: nothing to look up
+            linked = [studies[r] for r in (_target_ref(record, x) for x in study_links) if r in studies]
+            modality = _primary(s.modality for s in linked if s.modality)
+            fallback = next((s.fallback_levels for s in linked if s.fallback_levels), ())
+            source_day = day or next((s.day for s in linked if s.day), None)
         if modality is None:
-            for coding, _ in common.codings(kind, "code"):
-                if coding.system == "loinc" and coding.code in dicom.REPORT_LOINC_MODALITY:
-                    modality = dicom.REPORT_LOINC_MODALITY[coding.code]
-                    break
-        if modality is None:
-            modality = _modality_from_words(*(v for v, _ in common.texts(kind, "code")))
+            modality = _kind_modality(kind)
         if modality is None:  # the category's words only when the kind's name no modality
-            modality = _modality_from_words(*(v for v, _ in common.texts(report.category or [], "category")))
-        fallback = next((s.fallback_levels for s in linked if s.fallback_levels), ())
-        source = SignalSource(ref, day or next((s.day for s in linked if s.day), None), modality, fallback, report=True)
+            modality = _category_modality(report.category or [])
+        source = SignalSource(ref, source_day, modality, fallback, report=True)
         reports[ref] = source
         for result in common.field(report, "result") or []:
             target = _target_ref(record, result)
             if target:
                 result_of[target] = source
-        report_texts = list(_report_texts(report))
+        report_texts = _report_texts(report)
         for value, element in report_texts:
             analyze_text(scan, source, element, value)
             scan.texts.append((ref, element, value))
@@ -191,13 +238,14 @@ def _study_texts(study: Any) -> Iterable[tuple[str, str]]:
     yield from common.notes(study)
 
 
-def _report_texts(report: Any) -> Iterable[tuple[str, str]]:
+def _report_texts(report: Any) -> list[tuple[str, str]]:
     """The report's text (conclusion, presentedForm, a document's attachments: `common.report_texts`),
     then its coded conclusions' words."""
-    yield from common.report_texts(report)
+    found = list(common.report_texts(report))
     conclusion_codes = common.field(report, "conclusionCode")
     if conclusion_codes:
-        yield from common.texts(conclusion_codes, "conclusionCode")
+        found.extend(common.texts(conclusion_codes, "conclusionCode"))
+    return found
 
 
 def _observation(
@@ -210,22 +258,26 @@ def _observation(
 ) -> None:
     ref = record.ref(obs)
     codes = list(common.codings(obs.code, "code"))
-    finding_code = next(
-        (c.code for c, _ in codes if c.system == "finding" and c.code in finding.IMAGING_FINDINGS), None
-    )
-    edema_code = any(c.system == "snomed" and c.code in snomed.EDEMA for c, _ in codes)
+    finding_code: str | None = None  # the first imaging finding code
+    edema_code = False
+    for c, _ in codes:  # one plain loop for both questions (most Observations are labs: neither)
+        if c.system == "finding":
+            if finding_code is None and c.code in finding.IMAGING_FINDINGS:
+                finding_code = c.code
+        elif c.system == "snomed" and c.code in snomed.EDEMA:
+            edema_code = True
     link: SignalSource | None = result_of.get(ref)
-    for reference in [*(obs.derivedFrom or []), *(obs.partOf or [])]:
-        target = _target_ref(record, reference)
-        if target in studies:
-            link = studies[target]
-            break
-        if target in reports:
-            link = reports[target]
-            break
-    imaging = finding_code is not None or edema_code or link is not None or any(
-        c.code == "imaging" for c, _ in common.codings(obs.category or [], "category"))
-    if not imaging:
+    derived, part_of = obs.derivedFrom, obs.partOf
+    if derived or part_of:
+        for reference in [*(derived or []), *(part_of or [])]:
+            target = _target_ref(record, reference)
+            if target in studies:
+                link = studies[target]
+                break
+            if target in reports:
+                link = reports[target]
+                break
+    if finding_code is None and not edema_code and link is None and not _imaging_category(obs):
         return
     levels, _, _ = sites.body_site_levels(ref, obs.bodySite)
     if not levels and link is not None:
@@ -271,6 +323,11 @@ def _observation(
     for value, element in common.notes(obs):
         analyze_text(scan, source, element, value)
         scan.texts.append((ref, element, value))
+
+
+def _imaging_category(obs: Any) -> bool:
+    """Whether an Observation's category says imaging."""
+    return any(c.code == "imaging" for c, _ in common.codings(obs.category or [], "category"))
 
 
 def _number(obs: Any) -> float | None:

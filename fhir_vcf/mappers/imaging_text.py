@@ -231,15 +231,17 @@ def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: s
     """Every imaging statement in a text, each attributed to the levels of its part of the sentence."""
     if not _CUES.may_match(value):
         return  # nothing an imaging fact could come from: skip the sentence work
+    low = text.ascii_lower(value)  # lower-cased once for the cue searches of every sentence and part
+    if not _may_state(low, 0, len(value)):
+        return
     found = _Levels()
     whole_levels = found.levels(value)
     text_default = tuple(whole_levels) if len(whole_levels) == 1 else source.fallback_levels
     advanced_source = source.modality in dicom.ADVANCED
     reading = _Reading(value)
-    low = text.ascii_lower(value)  # lower-cased once for the cue searches of every sentence and part
     for sm in _SENTENCE.finditer(value):
         # Searched in place (a sentence starts after a separator, so its edges read as in a copy).
-        if not _CUE.found(value, sm.start(), sm.end(), low=low):
+        if not _may_state(low, sm.start(), sm.end()) or not _CUE.found(value, sm.start(), sm.end(), low=low):
             continue
         sentence = sm.group(0)
         sentence_levels = found.levels(sentence) if whole_levels else []
@@ -250,7 +252,8 @@ def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: s
             if seg_levels:
                 carried = seg_levels
             at = sm.start() + start
-            if segment is not sentence and not _CUE.found(value, at, at + len(segment), low=low):
+            if segment is not sentence and not (
+                    _may_state(low, at, at + len(segment)) and _CUE.found(value, at, at + len(segment), low=low)):
                 continue
             levels = tuple(carried or (sentence_levels if len(sentence_levels) == 1 else ()) or text_default)
             groups = found.mentions(segment) if len(seg_levels) > 1 else []
@@ -287,6 +290,30 @@ _MORPHOLOGY = (
     (_CLEFT, "cleft", ("cleft", "vacuum", "mmell", "intravertebral")),
     (_RETRO, "retropulsion", ("retropuls", "canal", "posterior")),
 )
+
+
+# The gate before any sentence work: a statement is found only by a match of one of the patterns
+# `_segment_signals` and `_percent_change` search (`_AGE` ones only where `_FRACTURE_CONTEXT` is found
+# too), so a text, sentence or part holding none of the words those patterns need (`text.WordGate`,
+# derived from the patterns themselves) holds no statement: "Metabolic panel unremarkable apart from a
+# mildly raised glucose", "No acute cardiopulmonary process", "SAG STIR". Any match inside a sentence
+# or a part is a match inside the text (they end at separators), so one gate serves all three.
+# tests/test_imaging_gate.py holds the lists to the patterns those two functions search.
+_STATEMENTS = (
+    *(p for p, _ in _ACUITY_PATTERNS), *text.PERCENT_PATTERNS, *_PERCENT_CHANGE, _GENANT_WORDS, _PROGRESSION,
+    _STABLE, *(p for p, _, _ in _MORPHOLOGY), _RETRO_INTACT,
+)
+_AGE = (_ACUTE, _CHRONIC, _SEEN)  # read only in a part with fracture words
+_STATEMENT_WORDS = text.WordGate(_STATEMENTS)
+_AGE_WORDS = text.WordGate(_AGE)
+_FRACTURE_WORDS = text.WordGate([_FRACTURE_CONTEXT.pattern])
+
+
+def _may_state(low: str | None, pos: int, endpos: int) -> bool:
+    """False only when text[pos:endpos] can hold no imaging statement (`low`: `text.ascii_lower(text)`;
+    None, for a text that is not ASCII, passes)."""
+    return _STATEMENT_WORDS.may_match(low, pos, endpos) or (
+        _AGE_WORDS.may_match(low, pos, endpos) and _FRACTURE_WORDS.may_match(low, pos, endpos))
 
 
 def _has_any(low: str, words: tuple[str, ...]) -> bool:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
+import math
 import re
 import string
 import sys
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from fhir_vcf.levels import SACRUM, is_level, level_range, position, sort_levels
 
@@ -31,16 +34,23 @@ _FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
 
 
 def _lowered(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
-    """The pattern for lower-cased ASCII text, or None when lower-casing could change its meaning."""
+    """The pattern for lower-cased ASCII text, or None when lower-casing could change its meaning.
+    Named groups keep their syntax ("(?P<" is not lowered) when every name is lower case already, so
+    that a match on the lower-cased text is read by the same names."""
     source = pattern.pattern
-    mixed_range = any(_mixed_range(c) for c in _CLASS.findall(source))
+    classes = _CLASS.findall(source)
+    mixed_range = any(_mixed_range(c) for c in classes)
     if (not pattern.flags & re.IGNORECASE or mixed_range or _CHANGED_BY_LOWER.search(source)
-            or _FOLDS_TO_ASCII.intersection(source)):
+            or _FOLDS_TO_ASCII.intersection(source) or any(n != n.lower() for n in pattern.groupindex)
+            or any("(?p<" in c.lower() for c in classes)):  # "[(?P<]": letters of a class, no group
         return None
     try:
-        return re.compile(source.lower(), pattern.flags & ~re.IGNORECASE)
-    except re.error:  # e.g. two group names that differ only in case
+        return re.compile(_NAMED_GROUP.sub("(?P<", source.lower()), pattern.flags & ~re.IGNORECASE)
+    except re.error:  # e.g. a "(?P<" after an escaped backslash, left lowered
         return None
+
+
+_NAMED_GROUP = re.compile(r"(?<!\\)\(\?p<")  # a named group's opening, lowered: "(?p<" (not an escaped "\(")
 
 
 def _mixed_range(char_class: str) -> bool:
@@ -78,6 +88,177 @@ class Caseless:
             if low is not None:
                 return self._lower.search(low, pos, endpos) is not None
         return self.pattern.search(text, pos, endpos) is not None
+
+
+# --- words a pattern needs: a gate of plain substring tests ---
+# A search of a long alternation costs ~0.3 us a character (every branch tried at every position); a
+# substring test costs a few ns. `required_words` reads a pattern's parse (the `re` module's own
+# parser) for the literal words every match must contain, so a text holding none of them is known to
+# hold no match without searching: the gate is derived from the pattern and cannot drift from it.
+# Only necessary conditions are derived (a text that passes may still hold no match), on lower-cased
+# ASCII text: any other text passes (IGNORECASE folds "ſ" to "s", "K" to "k").
+try:
+    from re import _constants as _sre  # the node kinds of `re._parser.parse`
+    from re import _parser as _sre_parser
+except ImportError:  # pragma: no cover  (another Python: every text passes, nothing is lost)
+    _sre_parser = None  # type: ignore[assignment]
+
+_EXACT_LIMIT = 32  # at most this many exact strings are followed through a sequence, else it is cut
+_CHOICE_LIMIT = 1024  # at most this many needed sets are made of one alternation ...
+_CHOICES_KEPT = 4  # ... and the most telling of them kept (every one is needed: fewer only test less)
+
+
+def required_words(pattern: re.Pattern[str]) -> tuple[frozenset[str], ...] | None:
+    """Sets of lower-case words such that every match of the pattern contains a word of each set (all
+    sets met); None when no such word can be derived (then nothing may be skipped)."""
+    if _sre_parser is None:
+        return None
+    try:
+        parsed = _sre_parser.parse(pattern.pattern, pattern.flags)
+        _, clauses = _needs(list(parsed))
+    except Exception:  # a parse this reader does not know: no words, every text passes
+        return None
+    kept = sorted(_minimal(clauses), key=lambda c: (-min(map(len, c)), sorted(c)))  # the telling sets first
+    return tuple(kept) or None
+
+
+def _needs(items: list[tuple[Any, Any]]) -> tuple[set[str] | None, list[frozenset[str]]]:
+    """(exact, clauses) of a sequence of parse nodes: `exact` the lower-case strings a match can be
+    (None when not a small set), `clauses` sets of words of which every match contains one each."""
+    exact: set[str] | None = {""}  # the strings the current run of nodes can be
+    whole = True  # no node cut the run: `exact` is what the whole sequence can be
+    clauses: list[frozenset[str]] = []
+    for op, arg in items:
+        node_exact, node_clauses = _node_needs(op, arg)
+        clauses.extend(node_clauses)
+        if exact is not None and node_exact is not None and len(exact) * len(node_exact) <= _EXACT_LIMIT:
+            exact = {a + b for a in exact for b in node_exact}
+            continue
+        if exact is not None:
+            clauses.append(frozenset(exact))  # every match holds the run so far as one of these strings
+        exact = node_exact  # a new run starts after a node that is not one small set of strings
+        whole = False
+    if exact is not None:
+        clauses.append(frozenset(exact))
+    return (exact if whole else None), _minimal(clauses)
+
+
+def _node_needs(op: Any, arg: Any) -> tuple[set[str] | None, list[frozenset[str]]]:
+    """(exact, clauses) of one parse node (see `_needs`)."""
+    if op is _sre.LITERAL:
+        char = chr(arg)
+        return ({char.lower()}, []) if _plain(char) else (None, [])
+    if op is _sre.IN:  # a class of a few plain characters: "[ctls]", "[üu]" (anything else: no words)
+        chars = [chr(a) for o, a in arg if o is _sre.LITERAL]
+        if len(chars) == len(arg) and len(chars) <= 8 and all(_plain(c) for c in chars):
+            return {c.lower() for c in chars}, []
+        return None, []
+    if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT):
+        return {""}, []  # takes no characters: the strings on either side are still adjacent
+    if op is _sre.SUBPATTERN:
+        return _needs(list(arg[-1]))
+    if op is _sre.ATOMIC_GROUP:
+        return _needs(list(arg))
+    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT):
+        low, high, body = arg
+        body_exact, body_clauses = _needs(list(body))
+        if low == high == 1:
+            return body_exact, body_clauses
+        if low == 0:  # "x?" is "" or x; any longer optional repeat needs nothing
+            return ({"", *body_exact} if high == 1 and body_exact is not None else None), []
+        return None, body_clauses + ([frozenset(body_exact)] if body_exact is not None else [])
+    if op is _sre.BRANCH:
+        branches = [_needs(list(b)) for b in arg[1]]
+        if all(e is not None for e, _ in branches):
+            union = set().union(*(e for e, _ in branches))  # type: ignore[misc]
+            if len(union) <= _EXACT_LIMIT:
+                return union, []
+        # Either branch may match: a set of words joins a needed set of each branch; every such choice
+        # is needed while there are few ((a and b) or c: a or c, and b or c), else the most telling.
+        needed = [_useful([*c, *([frozenset(e)] if e is not None else [])]) for e, c in branches]
+        if any(not n for n in needed):
+            return None, []
+        if math.prod(len(n) for n in needed) <= _CHOICE_LIMIT:
+            joined = _minimal([frozenset().union(*choice) for choice in itertools.product(*needed)])
+            return None, sorted(joined, key=_telling, reverse=True)[:_CHOICES_KEPT]  # any of them is needed
+        return None, [frozenset().union(*(max(n, key=_telling) for n in needed))]
+    return None, []  # any character, a category, a back-reference: no word
+
+
+def _plain(char: str) -> bool:
+    """Whether, in ASCII text, only the character itself lower-cased matches a pattern's character:
+    any but those outside ASCII that IGNORECASE matches to an ASCII letter ("ſ", "K": `_FOLDS_TO_ASCII`).
+    ASCII text never holds "–" or "ü", and no ASCII character matches them."""
+    return char not in _FOLDS_TO_ASCII
+
+
+def _minimal(clauses: list[frozenset[str]]) -> list[frozenset[str]]:
+    """The needed sets that say something: a set holding "" is met by every text, and a set holding
+    all the words of another is met whenever that one is."""
+    useful = _useful(clauses)
+    return [c for c in useful if not any(o < c for o in useful)]
+
+
+def _useful(clauses: list[frozenset[str]]) -> list[frozenset[str]]:
+    """The needed sets that need a word (a set holding "" is met by every text), each once."""
+    return list(dict.fromkeys(c for c in clauses if "" not in c))
+
+
+def _telling(words: frozenset[str]) -> tuple[int, int]:
+    """How telling a needed set is: its shortest word the longer, its words the fewer, the better."""
+    return min(map(len, words)), -len(words)
+
+
+def _shortest(words: Iterable[str]) -> tuple[str, ...]:
+    """The words that hold no other of them ("fractur", not also "fracture": a text holding the longer
+    holds the shorter), in a fixed order."""
+    found = set(words)
+    return tuple(sorted(w for w in found if not any(o != w and o in w for o in found)))
+
+
+class WordGate:
+    """Whether a text can hold a match of any of `patterns`, by substring tests of the words each
+    pattern needs (`required_words`); every text passes when a pattern needs no word."""
+
+    __slots__ = ("_any", "_needs")
+
+    def __init__(self, patterns: Iterable[re.Pattern[str]]) -> None:
+        needs = [required_words(p) for p in patterns]
+        self._needs: tuple[tuple[tuple[str, ...], ...], ...] | None = None
+        self._any: tuple[str, ...] = ()
+        if needs and all(n is not None for n in needs):
+            self._needs = tuple(tuple(_shortest(c) for c in n) for n in needs)  # type: ignore[union-attr]
+            # One needed set of each pattern joined: a text holding none of these words holds no match,
+            # known in one sweep (most texts), before the sets are tested pattern by pattern. Each
+            # pattern adds the set that adds the fewest new words (so "%" serves every percentage).
+            chosen: set[str] = set()
+            for n in sorted(self._needs, key=len):
+                chosen.update(min(n, key=lambda c: (len(set(c) - chosen), -min(map(len, c)))))
+            self._any = _shortest(chosen)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every pattern needs words (else the gate passes every text)."""
+        return self._needs is not None
+
+    def may_match(self, low: str | None, pos: int = 0, endpos: int = sys.maxsize) -> bool:
+        """False only when no pattern can match in text[pos:endpos]; `low` is `ascii_lower(text)`
+        (None for a text that is not ASCII: it passes)."""
+        needs = self._needs
+        if low is None or needs is None:
+            return True
+        part = low if pos == 0 and endpos >= len(low) else low[pos:endpos]
+        holds = part.__contains__
+        if not any(map(holds, self._any)):
+            return False
+        for clauses in needs:
+            for words in clauses:
+                if not any(map(holds, words)):
+                    break  # no word of this set: this pattern cannot match
+            else:
+                return True  # every set met: this pattern may match
+        return False
+
 
 # One vertebra: "T12", "Th12", "T-12", "T 12", "L1", "C7", "S1". The region letter must not be the
 # tail of a word ("at12" is not a level), and the number must not run on ("T123", "L1.5").
@@ -195,14 +376,15 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
         return []
     spans: list[tuple[int, int, list[str]]] = []
     # Most texts name no level at all: a text without a number has no label, one without "sacr" no sacrum.
-    consumed = _labels(text, spans) if _NUMBER.search(text) else []
-    if "vertebr" in text.lower():
+    low = ascii_lower(text)
+    consumed = _labels(text, spans, low) if _NUMBER.search(text) else []
+    if "vertebr" in text.lower() and _ORDINAL_WORDS.may_match(low):
         for m in _ORDINAL.finditer(text):
             label = f"{_REGION_LETTER[m['region'].lower()]}{_ORDINALS.index(m['ordinal'].lower()) + 1}"
             if is_level(label):
                 spans.append((m.start(), m.end(), [label]))
                 consumed.append(m.span())
-    if _SACRUM_WORD.found(text):
+    if _SACRUM_WORD.found(text, low=low):
         inside = _inside(consumed)
         for m in _SACRUM.finditer(text):
             if not inside(m.start()):  # "second sacral vertebra" is S2, not the sacrum
@@ -218,13 +400,14 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
     return groups
 
 
-def _labels(text: str, spans: list[tuple[int, int, list[str]]]) -> list[tuple[int, int]]:
+def _labels(text: str, spans: list[tuple[int, int, list[str]]], low: str | None) -> list[tuple[int, int]]:
     """The levels written as labels ("T12", "T11-L1"), added to `spans`; the places they (and disc
-    spaces) take, which no other mention may start in."""
-    consumed: list[tuple[int, int]] = _disc_spans(text) if _DISC_WORD.found(text) else []
+    spaces) take, which no other mention may start in. `low`: `ascii_lower(text)`."""
+    consumed: list[tuple[int, int]] = _disc_spans(text) if _DISC_WORD.found(text, low=low) else []
     # A range found here can never contain a later range (matches do not overlap): one index serves the loop.
     inside = _inside(consumed)
-    for m in _RANGE.finditer(text):
+    # Most texts join no two labels ("-", "to", "through"): the range search is skipped (`WordGate`).
+    for m in _RANGE.finditer(text) if _RANGE_WORDS.may_match(low) else ():
         if inside(m.start()):
             continue
         first = _label(m["regiona"], m["numa"])
@@ -242,6 +425,9 @@ def _labels(text: str, spans: list[tuple[int, int, list[str]]]) -> list[tuple[in
     return consumed
 
 
+_RANGE_WORDS = WordGate([_RANGE])  # the words a range needs, and an ordinal name
+_ORDINAL_WORDS = WordGate([_ORDINAL])
+
 _LIST_JOIN = re.compile(r"\s*(?:,|&|/|\band\b|\bor\b)?\s*(?:\band\b)?\s*", re.IGNORECASE)
 
 
@@ -257,6 +443,8 @@ def find_levels(text: str | None) -> list[str]:
 _PERCENT = re.compile(
     r"(?P<value>\d{1,3}(?:\.\d+)?)\s*(?:%|percent|per\s*cent)", re.IGNORECASE
 )
+# Every percentage `height_loss_percents` reports is a match of these (a caller's `WordGate` is made of them).
+PERCENT_PATTERNS = (_PERCENT,)
 _HEIGHT_CONTEXT = re.compile(r"height|collapse|compress|loss|wedg|reduc", re.IGNORECASE)
 # A range ("25-30%", "20%-30%", "30 to 40 percent") supports only its lower bound.
 _RANGE_LOW = re.compile(r"(?P<low>\d{1,3}(?:\.\d+)?)\s*(?:%|percent)?\s*(?:-|–|—|to)\s*$", re.IGNORECASE)
