@@ -653,3 +653,13 @@ def test_the_evaluation_slot_is_released_when_the_evaluation_fails(app, calls, f
     assert not app.extensions["fhir_vcf"].evaluation_slot.locked()
     calls.result = evaluation("eligible")
     assert post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch())).status_code == 200
+
+
+def test_the_answer_is_encoded_as_json_dumps_would():
+    """`_json` reuses one encoder; the bytes are those of `json.dumps(body, ensure_ascii=False)`."""
+    body = {"cards": [{"summary": "Vertébroplastie — T12", "detail": "a\n\"b\" \u2028", "n": [1, 2.5, None, True]}],
+            "z": {}, "a": []}
+    odd = {"x": "\ud800", "f": 1e300, "k": {"é": ["\x00"]}}
+    assert cds_hooks._ENCODER.encode(odd) == json.dumps(odd, ensure_ascii=False)
+    with create_app(Settings(database_url="sqlite://")).app_context():
+        assert cds_hooks._json(body).get_data(as_text=True) == json.dumps(body, ensure_ascii=False)

@@ -229,8 +229,12 @@ CONTEXT_SCHEMAS: dict[str, Schema] = {
 # --- responses -----------------------------------------------------------------------------------
 
 
+# `json.dumps(body, ensure_ascii=False)` builds a JSONEncoder per call; this one encodes alike.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def _json(body: Any) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), mimetype=JSON)
+    return Response(_ENCODER.encode(body), mimetype=JSON)
 
 
 class Refused(Exception):
