@@ -246,11 +246,22 @@ def prune_empty(value: Any) -> Any:
 
     Cards are plain dicts, lists and JSON scalars, so those are told by their exact type first (an
     `isinstance(..., Mapping)` is an ABC check, and `== ""` / `== []` / `== {}` three comparisons,
-    for each of the ~100 values of a card); anything else takes `_prune_any`, the general rule."""
+    for each of the ~100 values of a card), and a scalar member is kept or dropped in place, without
+    a call of its own; anything else takes `_prune_any`, the general rule."""
     kind = type(value)
     if kind is dict:
         out = {}
         for key, item in value.items():
+            item_kind = type(item)
+            if item_kind is str:
+                if item:
+                    out[key] = item
+                continue
+            if item_kind in _SCALARS:
+                out[key] = item
+                continue
+            if item is None:
+                continue
             kept = prune_empty(item)
             if kept is None or (type(kept) in _EMPTIABLE and not kept):
                 continue
@@ -271,6 +282,7 @@ def prune_empty(value: Any) -> Any:
 # (`0`, `False`, `0.0` are values, not empties; `str` subclasses and other objects take `_is_empty`).
 _EMPTIABLE = (str, list, dict)
 _PLAIN = frozenset({str, list, dict, int, float, bool, type(None)})
+_SCALARS = frozenset({int, float, bool})  # never empty
 
 
 def _is_empty(value: Any) -> bool:
