@@ -740,7 +740,9 @@ class Store:
         issued = {c.uuid: c for c in cards}
         for uuid_ in card_uuids:
             if uuid_:
-                issued.setdefault(_canonical_uuid(uuid_), IssuedCard(_canonical_uuid(uuid_)))
+                key = _canonical_uuid(uuid_)
+                if key not in issued:  # a card named without its details (the service passes both)
+                    issued[key] = IssuedCard(key)
         suggestion_ids = [*suggestion_uuids, *(s for c in issued.values() for s in c.suggestion_ids or ())]
         suggestions = list(dict.fromkeys(str(s) for s in suggestion_ids if s))
         values = {
