@@ -35,6 +35,7 @@ without one, the request starts a trace of its own.
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import hmac
 import json
@@ -145,6 +146,12 @@ def _anywhere(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
 # one search of this pattern tells them apart for a third of the eleven substitutions' cost.
 _MAY_REDACT = _anywhere([pattern for pattern, _ in _SECRET_PATTERNS] + list(_PATIENT_PATTERNS))
 
+# Every pattern above but the JWT one needs whitespace, ':', '=', '/', '%', '?', '&' or a quote to
+# match (a scheme word and its credential, `name: value`, a path, a query, quoted JSON), so a string
+# with none of them and no "eyJ" needs no search at all: a cheaper test than `_MAY_REDACT` for most
+# values a line carries (a request line has ten; test_logs checks it against every pattern).
+_QUIET = re.compile(r"[^\s:=/%?&\"']*")
+
 _HANDLER_MARK = "_fhir_vcf_json_handler"
 _TOKEN_KEY = "fhir_vcf.log_context"
 _request_log = logging.getLogger("fhir_vcf.request")
@@ -185,6 +192,8 @@ def patient_hash(value: str) -> str:
 
 def redact(text: str) -> str:
     """The text without tokens, JWTs, Authorization values, name parts or raw patient ids."""
+    if "eyJ" not in text and _QUIET.fullmatch(text) is not None:
+        return text  # a hook name, a decision, a uuid, a hash: no pattern can match (see _QUIET)
     if _MAY_REDACT.search(text) is None:
         return text  # no pattern below matches anywhere: each substitution would leave it as it is
     for pattern, replacement in _SECRET_PATTERNS:
@@ -194,9 +203,24 @@ def redact(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=512)
+def _secret_name(name: str) -> bool:
+    """Whether an extra's (or a logged mapping's key's) name says its value is a secret or a name part.
+    Remembered: the names are the code's own field names and a few categories (the `skipped` counts),
+    and the answer depends on the name alone."""
+    return _SECRET_FIELD.search(name) is not None
+
+
 def _clean(value: Any, name: str = "") -> Any:
-    if name and _SECRET_FIELD.search(name):
+    if name and _secret_name(name):
         return REDACTED
+    kind = type(value)  # the usual values by exact type first: the ABC checks below cost more than the work
+    if kind is str:
+        return redact(value)
+    if kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {str(k): _clean(v, str(k)) for k, v in value.items()}
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, list | tuple | set | frozenset):

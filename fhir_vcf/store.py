@@ -64,6 +64,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import secrets
 import socket
 import threading
@@ -539,10 +540,19 @@ def create_store_engine(
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # The BEGIN is the dialect's `do_begin` (a no-op for pysqlite), not the recipe's "begin" event
+    # with `conn.exec_driver_sql`: the same one statement, without a second pass through the
+    # execution machinery on every transaction (a sixth of an audit write), and a failure (a
+    # locked database) is still wrapped by SQLAlchemy as an OperationalError, which `_begin_impl`
+    # does for `do_begin` and not for an event.
+    def _begin_immediate(dbapi_connection: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        finally:
+            cursor.close()
 
+    engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign]
     return engine
 
 
@@ -551,7 +561,7 @@ def _sqlite_pool(in_memory: bool, statement_timeout: float) -> dict[str, Any]:
 
     In memory, one shared connection (`StaticPool`), else every connection sees an empty database.
     A file: SQLite lets one transaction write at a time, and every transaction here begins
-    IMMEDIATE (takes the write lock, `_begin` below), so a process's threads could never use two
+    IMMEDIATE (takes the write lock, `_begin_immediate` below), so a process's threads could never use two
     connections at once anyway. With one, they queue for it in the pool, each woken when it is
     free (waiting at most `statement_timeout`, then StoreError), instead of each retrying the lock
     through SQLite's busy handler, which sleeps 1, 2, 5, ... up to 100 ms between tries: under load
@@ -588,8 +598,14 @@ def _card_row(audit_id: int, card: IssuedCard, decision: str | None) -> dict[str
     }
 
 
+# What `str(uuid.UUID(...))` gives back unchanged: the form the service's own card uuids have.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _canonical_uuid(value: Any) -> str:
     """Lower-case hyphenated form of a UUID; anything else stripped and lower-cased."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value  # already canonical (three of these per audited card): parsing it would give it back
     text = str(value).strip()
     try:
         return str(uuid.UUID(text))
@@ -724,7 +740,9 @@ class Store:
         issued = {c.uuid: c for c in cards}
         for uuid_ in card_uuids:
             if uuid_:
-                issued.setdefault(_canonical_uuid(uuid_), IssuedCard(_canonical_uuid(uuid_)))
+                key = _canonical_uuid(uuid_)
+                if key not in issued:  # a card named without its details (the service passes both)
+                    issued[key] = IssuedCard(key)
         suggestion_ids = [*suggestion_uuids, *(s for c in issued.values() for s in c.suggestion_ids or ())]
         suggestions = list(dict.fromkeys(str(s) for s in suggestion_ids if s))
         values = {

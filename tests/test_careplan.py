@@ -189,3 +189,46 @@ def test_text_evidence_is_marked_as_text():
     i3 = next(c for c in evaluate(facts)["criteria"] if c["id"] == "I3")
     assert i3["evidenceDetail"] == [{"reference": "DiagnosticReport/mri", "element": "conclusion", "method": "text",
                                      "found": "'STIR hyperintense'"}]
+
+
+def test_careplan_prune_agrees_with_the_rule_as_first_written():
+    """`_prune` keeps or drops plain members in place; on every kind of value it answers as the
+    comprehension it replaces (subclasses, tuples, zeros and falses, NaN, nested empties)."""
+    import collections
+    import enum
+    import random
+
+    from fhir_vcf.outputs.careplan import _prune
+
+    def reference(value):
+        if isinstance(value, dict):
+            pruned = {k: reference(v) for k, v in value.items()}
+            return {k: v for k, v in pruned.items() if v not in ("", [], {}, None)}
+        if isinstance(value, list):
+            pruned = [reference(v) for v in value]
+            return [v for v in pruned if v not in ("", [], {}, None)]
+        return value
+
+    class Text(str):
+        pass
+
+    class Number(enum.IntEnum):
+        ZERO = 0
+
+    class Items(list):
+        pass
+
+    leaves = [None, "", "x", Text(""), Text("y"), 0, 0.0, False, True, 3, float("nan"), Number.ZERO, (), ("",),
+              [], {}, Items(), Items([None, "a"]), collections.OrderedDict(), collections.OrderedDict(a="", b=[1])]
+    rng = random.Random(5)
+
+    def tree(depth):
+        if depth == 0 or rng.random() < 0.3:
+            return rng.choice(leaves)
+        if rng.random() < 0.5:
+            return {f"k{i}": tree(depth - 1) for i in range(rng.randint(0, 4))}
+        return [tree(depth - 1) for _ in range(rng.randint(0, 4))]
+
+    for _ in range(3000):
+        value = tree(5)
+        assert repr(_prune(value)) == repr(reference(value))

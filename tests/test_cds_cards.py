@@ -208,3 +208,51 @@ def test_validator_refuses_a_detail_longer_than_the_house_limit():
     card["detail"] = "x" * (DETAIL_MAX + 1)
     problems = validate_cards({"cards": [card]})
     assert any("detail" in p and str(DETAIL_MAX) in p for p in problems)
+
+
+def _prune_reference(value):
+    """prune_empty as first written (isinstance checks, three comparisons): the rule the fast path keeps."""
+    from collections.abc import Mapping
+
+    def empty(v):
+        return v is None or v == "" or v == [] or v == {}
+
+    if isinstance(value, Mapping):
+        return {k: kept for k, item in value.items() if not empty(kept := _prune_reference(item))}
+    if isinstance(value, list):
+        return [v for v in (_prune_reference(v) for v in value) if not empty(v)]
+    return value
+
+
+class _Text(str):
+    pass
+
+
+class _Items(list):
+    pass
+
+
+def test_prune_empty_agrees_with_the_general_rule_on_every_kind_of_value():
+    import collections
+    import random
+
+    from fhir_vcf.outputs.cards import prune_empty
+
+    leaves = [None, "", "x", _Text(""), _Text("y"), 0, 0.0, False, True, 7, 2.5, (), (None,), [], {},
+              _Items(), _Items([None]), collections.OrderedDict(), collections.OrderedDict(a=None, b=1)]
+    rng = random.Random(11)
+
+    def tree(depth):
+        if depth == 0 or rng.random() < 0.3:
+            return rng.choice(leaves)
+        if rng.random() < 0.5:
+            return {f"k{i}": tree(depth - 1) for i in range(rng.randint(0, 4))}
+        return [tree(depth - 1) for _ in range(rng.randint(0, 4))]
+
+    for _ in range(3000):
+        value = tree(5)
+        fast, slow = prune_empty(value), _prune_reference(value)
+        assert fast == slow
+        assert repr(fast) == repr(slow)  # the same types (OrderedDict → dict, tuples untouched) and order
+    card = render_card(evaluation("not-eligible"), order=OrderContext("ServiceRequest/sr-1", "kyphoplasty"))
+    assert prune_empty(card) == _prune_reference(card) == card

@@ -653,3 +653,87 @@ def test_the_evaluation_slot_is_released_when_the_evaluation_fails(app, calls, f
     assert not app.extensions["fhir_vcf"].evaluation_slot.locked()
     calls.result = evaluation("eligible")
     assert post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch())).status_code == 200
+
+
+def test_the_answer_is_encoded_as_json_dumps_would():
+    """`_json` reuses one encoder; the bytes are those of `json.dumps(body, ensure_ascii=False)`."""
+    body = {"cards": [{"summary": "Vertébroplastie — T12", "detail": "a\n\"b\" \u2028", "n": [1, 2.5, None, True]}],
+            "z": {}, "a": []}
+    odd = {"x": "\ud800", "f": 1e300, "k": {"é": ["\x00"]}}
+    assert cds_hooks._ENCODER.encode(odd) == json.dumps(odd, ensure_ascii=False)
+    with create_app(Settings(database_url="sqlite://")).app_context():
+        assert cds_hooks._json(body).get_data(as_text=True) == json.dumps(body, ensure_ascii=False)
+
+
+def _schema_load(schema, value):
+    from marshmallow import ValidationError
+
+    try:
+        return schema.load(value)
+    except ValidationError:
+        return ValidationError
+
+
+def test_plain_requests_load_as_the_schemas_load_them_and_anything_else_goes_to_the_schemas():
+    """`load_request` / `load_context` check the plain shape directly: whenever they do, the schema
+    accepts the same input and loads the same data (UUID parsed, members copied, unknown ones kept);
+    every input they do not take is the schemas' (and so keeps its exact refusal)."""
+    import copy
+    import random
+    import uuid
+
+    order = {"resourceType": "ServiceRequest", "id": "sr-1", "status": "draft", "intent": "order",
+             "code": {"text": "kyphoplasty T12"}, "subject": {"reference": "Patient/p1"}}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]}
+    bodies = [
+        hook_request("patient-view"),
+        hook_request("patient-view", prefetch=None, extension={"fhir-vcf": {"asOf": "2025-06-30"}}),
+        hook_request("order-sign", context={"draftOrders": bundle, "encounterId": "e-1"}, prefetch={"patient": {}}),
+        hook_request("order-select", context={"draftOrders": bundle, "selections": ["ServiceRequest/sr-1"],
+                                              "encounterId": None}),
+    ]
+    odd_values = [None, "", "x", 0, 1.5, True, [], {}, [""], ["a", 1], [{}], ["a"], {"resourceType": "Bundle"},
+                  {"resourceType": "Bundle", "entry": [1]}, {"resourceType": "Bundle", "entry": {}},
+                  {"resourceType": "Patient"}, "p/1", "p 1", "p-1", "a" * 65, "a" * 64, "Practitioner/x",
+                  str(uuid.uuid4()).upper(), str(uuid.uuid4()).replace("-", ""), "{" + str(uuid.uuid4()) + "}",
+                  str(uuid.uuid4()) + "\n", "http://ehr.example/fhir", {"access_token": "t", "token_type": "Bearer"}]
+    request_members = ["hook", "hookInstance", "context", "prefetch", "fhirServer", "fhirAuthorization", "other"]
+    context_members = ["patientId", "userId", "encounterId", "draftOrders", "selections", "other"]
+    rng = random.Random(7)
+    taken = 0
+    for round_ in range(4000):
+        body = copy.deepcopy(rng.choice(bodies))
+        for _ in range(rng.randint(0, 2)):
+            member = rng.choice(request_members)
+            if rng.random() < 0.3:
+                body.pop(member, None)
+            else:
+                body[member] = copy.deepcopy(rng.choice(odd_values))
+        for _ in range(rng.randint(0, 3) if isinstance(body.get("context"), dict) else 0):
+            member = rng.choice(context_members)
+            if rng.random() < 0.3:
+                body["context"].pop(member, None)
+            else:
+                body["context"][member] = copy.deepcopy(rng.choice(odd_values))
+        fast, slow = cds_hooks._plain_request(body), _schema_load(cds_hooks.HOOK_REQUEST, body)
+        if fast is not None:
+            assert fast == slow, body
+        if round_ < 8 and fast is None:
+            continue
+        context = body.get("context")
+        if not isinstance(context, dict):
+            continue
+        for hook in cds_hooks.CONTEXT_SCHEMAS:
+            fast_context = cds_hooks._plain_context(hook, context)
+            slow_context = _schema_load(cds_hooks.CONTEXT_SCHEMAS[hook], context)
+            if fast_context is not None:
+                taken += 1
+                assert fast_context == slow_context, (hook, context)
+    for body in bodies:  # the plain shape is taken, with the schema's very data
+        loaded = cds_hooks.load_request(body)
+        assert loaded == cds_hooks.HOOK_REQUEST.load(body) and isinstance(loaded["hookInstance"], uuid.UUID)
+        assert cds_hooks._plain_request(body) is not None
+        context = cds_hooks._plain_context(body["hook"], loaded["context"])
+        assert context is not None and context == cds_hooks.CONTEXT_SCHEMAS[body["hook"]].load(loaded["context"])
+        assert context is not body["context"] and loaded["context"] is not body["context"]
+    assert taken > 500

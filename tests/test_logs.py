@@ -114,7 +114,9 @@ def test_redact():
 _PIECES = ("eyJ", "a.b", ".", "-", "_", "Bearer ", "basic\t", "token", "Authorization", ": ", "=", '"', "'",
            "access_token", "API-key", "client_secret", "postgresql://", "u:", "@", "db", '"family"', '"given"',
            " [", "]", "/explanations/", "Patient/", "Patient%2F", "patients/", "patient_id", "PatientId", "?patient=",
-           "&subject=", ":exact", "p-9", "#1a2b", " ", "\n", "é", "POST /cds-services/<service_id> 200", "order-select")
+           "&subject=", ":exact", "p-9", "#1a2b", " ", "\n", "é", "%", "?", "&", "eyj", "EYJ", "x.y.z",
+           "Patient", "patients", "ce78d81d-56c9-4a70-ba03-5aa9c7a47d4d", "POST /cds-services/<service_id> 200",
+           "order-select")
 
 
 def test_the_pre_check_finds_every_line_a_redaction_pattern_changes():
@@ -138,12 +140,17 @@ def test_the_pre_check_finds_every_line_a_redaction_pattern_changes():
               '{"name": [{"family": "Smith"}]}', "/explanations/tok", "Observation?subject=Patient%2Fp-9"]
     lines_ += ["".join(chooser.choice(_PIECES) for _ in range(chooser.randint(1, 8))) for _ in range(20_000)]
     matched = set()
+    quiet = 0
     for line in lines_:
         found = [i for i, pattern in enumerate(patterns) if pattern.search(line)]
         matched.update(found)
         assert bool(logs._MAY_REDACT.search(line)) == bool(found), line
+        if "eyJ" not in line and logs._QUIET.fullmatch(line):  # the cheaper test before it: never a false quiet
+            assert not found, line
+            quiet += 1
         assert redact(line) == every_substitution(line), line
     assert matched == set(range(len(patterns)))  # every pattern was exercised
+    assert quiet > 1000  # and the quiet test was
 
 
 def test_every_extra_is_printed_redacted_never_dropped(capsys):
@@ -270,3 +277,41 @@ def test_a_request_made_inside_another_leaves_no_context_behind(app):
     with app.app_context():
         assert app.test_client().get("/outer").json == {"inner_done": True}
     assert logs.current_context() is None
+
+
+def test_clean_by_exact_type_agrees_with_the_general_rule():
+    """`_clean` takes str, int, float, bool, None and dict by exact type before its isinstance chain:
+    the same answer for every kind of value, subclasses and secret-named keys included."""
+    import collections
+    import enum
+    from collections.abc import Mapping
+
+    from fhir_vcf import logs
+
+    def general(value, name=""):
+        if name and logs._SECRET_FIELD.search(name):
+            return logs.REDACTED
+        if isinstance(value, str):
+            return logs.redact(value)
+        if isinstance(value, list | tuple | set | frozenset):
+            return [general(v) for v in value]
+        if isinstance(value, Mapping):
+            return {str(k): general(v, str(k)) for k, v in value.items()}
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return logs.redact(str(value))
+
+    class Level(enum.IntEnum):
+        HIGH = 2
+
+    class Text(str):
+        pass
+
+    values = ["order-select", "Patient/p-9 at ?patient=p_7", Text("Bearer abc"), 3, 2.5, True, None, Level.HIGH,
+              {"routine-result": 33, "token": "x", 7: "Patient/p-1", "family": ["Smith"]},
+              collections.OrderedDict(given="Ann", n=1), ["a", ("Patient/p-2", {"k": None})], {"s"}, frozenset(),
+              object.__new__(type("Thing", (), {"__str__": lambda self: "patients/p-3"}))]
+    for value in values:
+        for name in ("", "cards", "access_token", "skipped"):
+            assert logs._clean(value, name) == general(value, name), (value, name)
+            assert type(logs._clean(value, name)) is type(general(value, name))

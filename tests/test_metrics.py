@@ -109,3 +109,19 @@ def test_in_process_metrics_use_the_default_registry() -> None:
     client.get("/healthz")
     after = sample(client.get("/metrics").get_data(as_text=True), "fhir_vcf_http_requests_total", HEALTHZ)
     assert after == before + 1
+
+
+def test_remembered_children_are_the_ones_labels_returns():
+    """`ops._child` remembers `metric.labels(...)`: the very child prometheus_client keeps, so a count
+    through it is the count of that series."""
+    from fhir_vcf.metrics import DECISIONS, LATENCY, REQUESTS
+    from fhir_vcf.service import ops
+
+    for metric, labels in ((REQUESTS, ("/x", "GET", "200")), (LATENCY, ("/x",)), (DECISIONS, ("eligible", "p"))):
+        assert ops._child(metric, *labels) is metric.labels(*labels)
+        assert ops._child(metric, *labels) is ops._child(metric, *labels)
+    before = REQUESTS.labels("/x", "GET", "200")._value.get()
+    ops._child(REQUESTS, "/x", "GET", "200").inc()
+    assert REQUESTS.labels("/x", "GET", "200")._value.get() == before + 1
+    ops.record_decisions([{"decision": "eligible"}], "p")
+    assert DECISIONS.labels("eligible", "p")._value.get() >= 1

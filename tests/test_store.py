@@ -241,6 +241,43 @@ def test_a_sqlite_file_is_one_connection_per_process_and_writers_queue_for_it(tm
         s.dispose()
 
 
+def test_every_sqlite_transaction_takes_the_write_lock_at_begin_and_a_held_lock_is_a_store_error(
+    tmp_path: Path,
+) -> None:
+    """The BEGIN is SQLite's IMMEDIATE one (the dialect's do_begin): a transaction that has only read
+    still holds the write lock, so another process's writer waits its busy timeout and then fails as
+    a StoreError (503), SQLAlchemy having wrapped the driver's "database is locked"."""
+    path = tmp_path / "two.db"
+    holder, other = Store(f"sqlite:///{path}"), Store(f"sqlite:///{path}", statement_timeout=0.3)
+    try:
+        with holder.engine.begin() as conn:
+            conn.execute(sa.text("SELECT count(*) FROM audit")).scalar()  # a read, and the lock is ours
+            with pytest.raises(StoreError):
+                other.record_call(hook="patient-view", service_id="x")
+            with pytest.raises(sa.exc.OperationalError, match="locked"), other.engine.begin():
+                pass  # the BEGIN itself is refused, wrapped by SQLAlchemy
+        assert other.record_call(hook="patient-view", service_id="x") > 0  # free again
+    finally:
+        holder.dispose()
+        other.dispose()
+
+
+def test_canonical_uuid_fast_path_agrees_with_parsing() -> None:
+    from fhir_vcf.store import _canonical_uuid
+
+    def parsed(value: Any) -> str:
+        text = str(value).strip()
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            return text.lower()
+
+    made = str(uuid.uuid4())
+    for value in (made, made.upper(), " " + made, made + "\n", made.replace("-", ""), "{" + made + "}",
+                  "urn:uuid:" + made, "not-a-uuid", "", " X ", uuid.UUID(made), 12, made[:-1] + "g"):
+        assert _canonical_uuid(value) == parsed(value), value
+
+
 def test_concurrent_audit_writes_on_a_sqlite_file_all_land(tmp_path: Path) -> None:
     s = Store(f"sqlite:///{tmp_path / 'many.db'}")
 

@@ -219,7 +219,43 @@ def _work_up(judgement: Judgement) -> list[dict[str, Any]]:
 
 
 def _prune(value: Any) -> Any:
-    """Drop empty strings, lists, dicts and None (CDS Hooks and FHIR forbid them)."""
+    """Drop empty strings, lists, dicts and None (CDS Hooks and FHIR forbid them).
+
+    The plan is plain dicts, lists and JSON scalars: a scalar member is kept or dropped in place (no
+    call of its own, no `in ("", [], {}, None)` comparisons); anything else takes `_prune_any`."""
+    kind = type(value)
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            item_kind = type(item)
+            if item_kind is str:
+                if item:
+                    out[key] = item
+            elif item_kind is int or item_kind is float or item_kind is bool:
+                out[key] = item
+            elif item is not None:
+                kept = _prune(item)
+                if not _empty(kept):
+                    out[key] = kept
+        return out
+    if kind is list:
+        return [v for v in map(_prune, value) if not _empty(v)]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return _prune_any(value)
+
+
+def _empty(value: Any) -> bool:
+    kind = type(value)
+    if kind is dict or kind is list or kind is str:
+        return not value
+    if kind is int or kind is float or kind is bool:
+        return False
+    return value in ("", [], {}, None)
+
+
+def _prune_any(value: Any) -> Any:
+    """`_prune` of what is not a plain dict, list or scalar: the rule as first written."""
     if isinstance(value, dict):
         pruned = {k: _prune(v) for k, v in value.items()}
         return {k: v for k, v in pruned.items() if v not in ("", [], {}, None)}
