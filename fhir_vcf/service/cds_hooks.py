@@ -32,7 +32,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -225,78 +224,6 @@ CONTEXT_SCHEMAS: dict[str, Schema] = {
     "order-select": OrderSelectContext(),
     "order-sign": OrderSignContext(),
 }
-
-
-_ABSENT = object()
-# What `uuid.UUID` parses to the same value in the one form CDS clients send (RFC 4122 text).
-_UUID_TEXT = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-
-
-def load_request(body: dict[str, Any]) -> dict[str, Any]:
-    """`HOOK_REQUEST.load(body)`: the same data, or its ValidationError. A request of the plain shape
-    is checked here directly (`_plain_request`, 0.1 ms of marshmallow a call); anything else,
-    valid or not, goes through the schema, so every refusal keeps its exact message."""
-    plain = _plain_request(body)
-    return plain if plain is not None else HOOK_REQUEST.load(body)
-
-
-def load_context(hook: str, context: dict[str, Any]) -> dict[str, Any]:
-    """`CONTEXT_SCHEMAS[hook].load(context)`, with the same direct check for the plain shape."""
-    plain = _plain_context(hook, context)
-    return plain if plain is not None else CONTEXT_SCHEMAS[hook].load(context)
-
-
-def _plain_request(body: dict[str, Any]) -> dict[str, Any] | None:
-    """What `HookRequestSchema` loads from `body` when every member is of the plain valid form: a
-    non-empty `hook`, a `hookInstance` in UUID text form, a `context` object, `prefetch` an object,
-    null or absent, no `fhirServer` / `fhirAuthorization` (their checks are the schema's); else None.
-    As the schema does: the Dict members copied one level, the UUID parsed, unknown members kept."""
-    if "fhirServer" in body or "fhirAuthorization" in body:
-        return None
-    hook, instance, context = body.get("hook"), body.get("hookInstance"), body.get("context")
-    if type(hook) is not str or not hook or type(context) is not dict:
-        return None
-    if type(instance) is not str or _UUID_TEXT.fullmatch(instance) is None:
-        return None
-    prefetch = body.get("prefetch", _ABSENT)
-    if not (prefetch is _ABSENT or prefetch is None or type(prefetch) is dict):
-        return None
-    data = dict(body)
-    data["hookInstance"] = uuid.UUID(instance)
-    data["context"] = dict(context)
-    if type(prefetch) is dict:
-        data["prefetch"] = dict(prefetch)
-    return data
-
-
-def _plain_context(hook: str, context: dict[str, Any]) -> dict[str, Any] | None:
-    """What the hook's context schema loads when every member is of the plain valid form (a
-    `patientId` that is a whole FHIR id, a non-empty `userId`, `encounterId` text, null or absent;
-    for the order hooks a Bundle of entry objects, for order-select a list of non-empty
-    `selections`); else None."""
-    patient, user = context.get("patientId"), context.get("userId")
-    if type(patient) is not str or FHIR_ID.fullmatch(patient) is None or type(user) is not str or not user:
-        return None
-    encounter = context.get("encounterId", _ABSENT)
-    if not (encounter is _ABSENT or encounter is None or type(encounter) is str):
-        return None
-    loaded = dict(context)
-    if hook not in ORDER_HOOKS:
-        return loaded
-    orders = context.get("draftOrders")
-    if type(orders) is not dict or orders.get("resourceType") != "Bundle":
-        return None
-    entries = orders.get("entry")
-    if entries is not None and not (type(entries) is list and all(type(e) is dict for e in entries)):
-        return None
-    loaded["draftOrders"] = dict(orders)
-    if hook == "order-sign":
-        return loaded
-    selections = context.get("selections")
-    if type(selections) is not list or not all(type(s) is str and s for s in selections):
-        return None
-    loaded["selections"] = list(selections)
-    return loaded
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -581,7 +508,7 @@ def unavailable(exc: Unavailable) -> Response:
 def _answer(service: HookService, audit: CallAudit) -> Response:
     body = _parse_body()
     try:
-        data = load_request(body)
+        data = HOOK_REQUEST.load(body)
     except ValidationError as exc:
         raise _schema_refusal(exc) from None
     audit.hook_instance = str(data["hookInstance"])
@@ -590,7 +517,7 @@ def _answer(service: HookService, audit: CallAudit) -> Response:
         raise _refuse(400, "not-supported", f"service {service.id} serves the {service.hook} hook, not {hook!r}",
                       ["hook"])
     try:
-        context = load_context(hook, data["context"])
+        context = CONTEXT_SCHEMAS[hook].load(data["context"])
     except ValidationError as exc:
         raise _schema_refusal(exc, "context") from None
     audit.patient = f"Patient/{context['patientId']}"
