@@ -140,17 +140,12 @@ def test_the_pre_check_finds_every_line_a_redaction_pattern_changes():
               '{"name": [{"family": "Smith"}]}', "/explanations/tok", "Observation?subject=Patient%2Fp-9"]
     lines_ += ["".join(chooser.choice(_PIECES) for _ in range(chooser.randint(1, 8))) for _ in range(20_000)]
     matched = set()
-    quiet = 0
     for line in lines_:
         found = [i for i, pattern in enumerate(patterns) if pattern.search(line)]
         matched.update(found)
         assert bool(logs._MAY_REDACT.search(line)) == bool(found), line
-        if "eyJ" not in line and logs._QUIET.fullmatch(line):  # the cheaper test before it: never a false quiet
-            assert not found, line
-            quiet += 1
         assert redact(line) == every_substitution(line), line
     assert matched == set(range(len(patterns)))  # every pattern was exercised
-    assert quiet > 1000  # and the quiet test was
 
 
 def test_every_extra_is_printed_redacted_never_dropped(capsys):
