@@ -380,7 +380,8 @@ def level_mentions(text: str | None) -> list[tuple[int, int, list[str]]]:
     consumed = _labels(text, spans, low) if _NUMBER.search(text) else []
     if "vertebr" in text.lower() and _ORDINAL_WORDS.may_match(low):
         for m in _ORDINAL.finditer(text):
-            label = f"{_REGION_LETTER[m['region'].lower()]}{_ORDINALS.index(m['ordinal'].lower()) + 1}"
+            # casefold, not lower: IGNORECASE lets "ſ" match "s" ("ſecond ſacral"), and lower keeps it
+            label = f"{_REGION_LETTER[m['region'].casefold()]}{_ORDINALS.index(m['ordinal'].casefold()) + 1}"
             if is_level(label):
                 spans.append((m.start(), m.end(), [label]))
                 consumed.append(m.span())
