@@ -283,3 +283,24 @@ def test_the_codings_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(10):
         assert common.coding_of("http://loinc.org", f"{i}-1", None) == Coding("loinc", f"{i}-1", "")
         assert len(common._CODINGS) <= 3
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_resource_labels_get_answers_as_mapping_get(path: Path) -> None:
+    """`ResourceLabels.get` skips Mapping.get's raised-and-caught KeyError: the same label for every
+    reference the record shows, the default for one it does not, and nothing described twice."""
+    from collections.abc import Mapping
+
+    from fhir_vcf.mappers.describe import ResourceLabels
+
+    try:
+        records = load_file(path)
+    except InputError:
+        return
+    for record in records:
+        fast, slow = ResourceLabels(record), ResourceLabels(record)
+        references = list(slow) + ["Observation/not-there", "", "urn:uuid:nothing"]
+        for reference in references + references:
+            assert fast.get(reference) == Mapping.get(slow, reference)
+            assert fast.get(reference, "none") == Mapping.get(slow, reference, "none")
+        assert fast._labels.keys() == slow._labels.keys()
