@@ -299,7 +299,7 @@ def test_resource_labels_get_answers_as_mapping_get(path: Path) -> None:
         return
     for record in records:
         fast, slow = ResourceLabels(record), ResourceLabels(record)
-        references = list(slow) + ["Observation/not-there", "", "urn:uuid:nothing"]
+        references = [*slow, "Observation/not-there", "", "urn:uuid:nothing"]
         for reference in references + references:
             assert fast.get(reference) == Mapping.get(slow, reference)
             assert fast.get(reference, "none") == Mapping.get(slow, reference, "none")
