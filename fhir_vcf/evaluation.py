@@ -16,7 +16,7 @@ from fhir_vcf.errors import InputError
 from fhir_vcf.mappers import map_record
 from fhir_vcf.mappers.common import clinical_day
 from fhir_vcf.mappers.report_text import read_report_text
-from fhir_vcf.mappers.requests import map_request
+from fhir_vcf.mappers.requests import requested_technique
 from fhir_vcf.outputs.evaluation import render_evaluation
 from fhir_vcf.record import PatientRecord, read_validated
 from fhir_vcf.rules import judge
@@ -67,10 +67,7 @@ def ordered_technique(resource: Mapping[str, Any]) -> str | None:
         model = read_validated(resource, source="draft order", label=label)
     except InputError:
         return None
-    record = PatientRecord(patient="", source="draft order")
-    record.add(model, label)
-    request = map_request(record, model)
-    return request.technique if request else None
+    return requested_technique(model)
 
 
 def performed_augmentations(record: PatientRecord) -> list[tuple[str, date | None]]:
@@ -83,7 +80,7 @@ def performed_augmentations(record: PatientRecord) -> list[tuple[str, date | Non
     """
     found = []
     for procedure in record.of_type("Procedure"):
-        if procedure.status != "completed" or map_request(record, procedure) is None:
+        if procedure.status != "completed" or requested_technique(procedure) is None:
             continue
         found.append((record.ref(procedure), clinical_day(procedure)))
     return found

@@ -131,3 +131,55 @@ def test_named_request_not_in_record_falls_back_to_default():
 def test_request_authored_after_as_of_is_invisible():
     f = facts(service_request("a", coding("cpt", "22513"), status="draft", authored="2025-07-02"))
     assert f.requests == ()
+
+
+def _every_order_and_procedure():
+    from pathlib import Path
+
+    from fhir_vcf.errors import InputError
+    from fhir_vcf.sources.files import bundle_files, load_file
+
+    root = Path(__file__).resolve().parents[1]
+    for path in bundle_files([root / "samples", root / "samples" / "ehr-exports", root / "tests" / "data",
+                              root / "tests" / "data" / "unseen", root / "tests" / "data" / "unseen-exports",
+                              root / "tests" / "data" / "realistic"]):
+        try:
+            records = load_file(path)
+        except InputError:
+            continue
+        for rec in records:
+            for resource in rec.of_type("ServiceRequest", "Procedure"):
+                yield rec, resource
+
+
+def test_requested_technique_is_map_requests_technique():
+    """The transports recognise a draft order (and the audit a performed procedure) by
+    `requested_technique`, map_request's recognition without levels or counts: the same answer for
+    every ServiceRequest and Procedure of every bundle, augmentation or not."""
+    from fhir_vcf.mappers.requests import map_request, requested_technique
+
+    seen = {None: 0, "kyphoplasty": 0, "vertebroplasty": 0, "unspecified": 0}
+    for rec, resource in _every_order_and_procedure():
+        mapped = map_request(rec, resource)
+        technique = requested_technique(resource)
+        assert technique == (mapped.technique if mapped else None), rec.ref(resource)
+        seen[technique] += 1
+    # orders of each kind and other resources were compared ("unspecified": the cases below)
+    assert seen[None] and seen["kyphoplasty"] and seen["vertebroplasty"], seen
+
+
+@pytest.mark.parametrize("words, technique", [
+    ("Balloon kyphoplasty T12", "kyphoplasty"),
+    ("Vertebroplasty L1", "vertebroplasty"),
+    ("Vertebral augmentation L1", "unspecified"),
+    ("No kyphoplasty; vertebroplasty L2", "vertebroplasty"),
+    ("MRI lumbar spine", None),
+])
+def test_requested_technique_from_words(words, technique):
+    from fhir_vcf.mappers.requests import map_request, requested_technique
+
+    order = service_request("o1", text=words)
+    rec = record(order)
+    resource = rec.of_type("ServiceRequest")[0]
+    mapped = map_request(rec, resource)
+    assert requested_technique(resource) == technique == (mapped.technique if mapped else None)

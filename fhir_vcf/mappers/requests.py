@@ -10,6 +10,7 @@ a request, so that the rules can reject it with a clear message), or by its word
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from fhir_vcf.clinical_time import When
@@ -56,9 +57,28 @@ def _ordered_levels(value: str | None) -> list[str]:
     return sort_levels(found)
 
 
-def map_request(record: Any, resource: Any) -> ProcedureRequest | None:
-    """The ProcedureRequest of one ServiceRequest, or None when it is not a vertebral augmentation."""
-    ref = record.ref(resource)
+@dataclass
+class _Recognised:
+    """What recognises a ServiceRequest as a vertebral augmentation: its technique, the CPT codes
+    (current and deleted) and the evidence read from its code."""
+
+    technique: str
+    cpt_codes: list[str]
+    deleted: list[str]
+    add_on_codings: int
+    method: Method  # CODE when a CPT code (current or deleted) says it, else TEXT
+    evidence: list[Evidence]
+
+
+def requested_technique(resource: Any) -> str | None:
+    """kyphoplasty | vertebroplasty | unspecified for a vertebral-augmentation ServiceRequest, else None:
+    `map_request`'s own recognition without the levels and counts (what a transport needs to tell an
+    augmentation order from another)."""
+    recognised = _recognise("", resource)
+    return recognised.technique if recognised else None
+
+
+def _recognise(ref: str, resource: Any) -> _Recognised | None:
     evidence: list[Evidence] = []
     techniques: set[str] = set()
     cpt_codes: list[str] = []
@@ -95,6 +115,17 @@ def map_request(record: Any, resource: Any) -> ProcedureRequest | None:
         techniques = text_techniques
     specific = techniques - {"unspecified"}
     technique = specific.pop() if len(specific) == 1 else "unspecified"
+    return _Recognised(technique, cpt_codes, deleted, add_on_codings, method, evidence)
+
+
+def map_request(record: Any, resource: Any) -> ProcedureRequest | None:
+    """The ProcedureRequest of one ServiceRequest, or None when it is not a vertebral augmentation."""
+    ref = record.ref(resource)
+    recognised = _recognise(ref, resource)
+    if recognised is None:
+        return None
+    technique, cpt_codes, deleted = recognised.technique, recognised.cpt_codes, recognised.deleted
+    add_on_codings, method, evidence = recognised.add_on_codings, recognised.method, recognised.evidence
 
     site_levels, level_ev, _ = sites.body_site_levels(ref, getattr(resource, "bodySite", None))
     code_text = getattr(resource.code, "text", None)
