@@ -51,7 +51,6 @@ SKIP_REASONS = (IDENTIFIER_ONLY, OTHER_PATIENT, OTHER_SERVER, UNRESOLVED, NO_PAT
 PATIENTLESS_TYPES = frozenset({"Medication"})
 # The types the record reads that must point at their patient (subject or patient, as record.py reads).
 BOUND_TYPES = frozenset(USED_TYPES - {"Patient"} - PATIENTLESS_TYPES)
-PATIENT_ELEMENTS = ("subject", "patient")
 
 
 class PatientMismatch(InputError):
@@ -143,7 +142,7 @@ def bind_to_patient(entries: Iterable[Entry], patient_id: str, *, fhir_server: s
     for entry in entries:
         resource = entry[1]
         rtype = resource.get("resourceType")
-        pointer = resource.get("subject")  # the first of PATIENT_ELEMENTS that is set
+        pointer = resource.get("subject")  # `subject`, else `patient`: where record.py reads the patient
         if pointer is None:
             pointer = resource.get("patient")
         if rtype == "Patient" or rtype in PATIENTLESS_TYPES or (pointer is None and rtype not in BOUND_TYPES):
