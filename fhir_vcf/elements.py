@@ -323,29 +323,34 @@ _FLAT_LIMIT = 20_000
 
 
 def _read(data: Any, table: _Table, depth: int) -> Element:
-    if isinstance(data, str):  # the models accept a complex element written as a JSON string
-        try:
+    if type(data) is not dict:
+        if not isinstance(data, str):
+            raise NotValid
+        try:  # the models accept a complex element written as a JSON string
             data = json.loads(data)
         except ValueError:
             raise NotValid from None
-    if type(data) is not dict or depth > MAX_DEPTH:
+        if type(data) is not dict:
+            raise NotValid
+    if depth > MAX_DEPTH:
         raise NotValid
     if depth and not table.is_resource:
-        items = tuple(data.items())
-        for _, value in items:
-            if type(value) is not str:
-                break
-        else:
-            return _shared(data, table, depth, items)
-        if depth < MAX_DEPTH:  # its objects one level deeper are read at the same depth limit as before
-            listed = _listed(items)
-            if listed is not None:
-                return _shared(data, table, depth, listed)
+        return _element(data, table, depth)
     return _build(data, table, depth)
 
 
-def _shared(data: dict[str, Any], table: _Table, depth: int, content: tuple[tuple[str, Any], ...]) -> Element:
-    """The element read once for this content and this element table (`_FLAT`)."""
+def _element(data: dict[str, Any], table: _Table, depth: int) -> Element:
+    """What `_read` gives a complex element that is a dict, not a resource, at a depth from 1 to
+    `MAX_DEPTH`, without `_read`'s checks (`_build` calls it where it has made them): shared, when
+    it holds strings only, or strings and lists of objects of strings (`_FLAT`)."""
+    items = tuple(data.items())
+    content: tuple[tuple[str, Any], ...] | None = items
+    for _, value in items:
+        if type(value) is not str:
+            content = _listed(items) if depth < MAX_DEPTH else None  # its objects are one level deeper
+            if content is None:
+                return _build(data, table, depth)
+            break
     key = (id(table), content)
     found = _FLAT.get(key)
     if found is None:
@@ -410,11 +415,18 @@ def _build(data: dict[str, Any], table: _Table, depth: int) -> Element:
                 table_of = f.table
                 if table_of is None:
                     table_of = f.table = _table(f.model)  # type: ignore[arg-type]
-                value = Elements([_read(item, table_of, depth + 1) for item in value])
+                if depth < MAX_DEPTH and not table_of.is_resource:  # `_read`'s checks, made once for the list
+                    value = Elements([_element(item, table_of, depth + 1) if type(item) is dict
+                                      else _read(item, table_of, depth + 1) for item in value])
+                else:
+                    value = Elements([_read(item, table_of, depth + 1) for item in value])
             else:
                 value = Elements([_item(item, f, depth) for item in value])
         elif f.table is not None and type(value) is dict:  # a complex element whose table is known
-            value = _read(value, f.table, depth + 1)
+            if depth < MAX_DEPTH and not f.table.is_resource:
+                value = _element(value, f.table, depth + 1)
+            else:
+                value = _read(value, f.table, depth + 1)
         else:
             value = _item(value, f, depth)
         if f.choice is not None:

@@ -30,7 +30,7 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
 from fhir_vcf import collector
-from fhir_vcf.elements import NotValid, model_of, read_resource
+from fhir_vcf.elements import Element, NotValid, model_of, read_resource
 from fhir_vcf.errors import InputError
 
 # The resource types the mappers read. Anything else is skipped unvalidated: a feed full of
@@ -141,6 +141,8 @@ class PatientRecord:
 
 def relative_reference(reference: str) -> str:
     """"http://x/fhir/Patient/1" or "Patient/1/_history/2" → "Patient/1"; other forms unchanged."""
+    if reference.count("/") < 2:  # "Type/id" (most references and fullUrls), or less: nothing to cut
+        return reference
     if reference.startswith("urn:"):
         return reference
     parts = [p for p in reference.split("/") if p]
@@ -303,8 +305,9 @@ def _bundle_entries(
             _bundle_entries(resource, source=source, prefix=f"{where}.resource.", depth=depth + 1, found=found)
             continue
         full_url = entry.get("fullUrl")
-        position = None if isinstance(resource.get("id"), str) else f"{prefix}entry[{i}]"  # only when it is used
-        found.append((full_url if isinstance(full_url, str) else None, resource, _label(resource, position)))
+        rid = resource.get("id")  # `_label`, inlined
+        label = f"{rtype}/{rid}" if isinstance(rid, str) else f"{prefix}entry[{i}] ({rtype})"
+        found.append((full_url if isinstance(full_url, str) else None, resource, label))
 
 
 def _label(resource: Mapping[str, Any], position: str | None) -> str:
@@ -331,7 +334,7 @@ def _load_resources(
     entries: Iterable[tuple[str | None, Mapping[str, Any], str]], *, source: str
 ) -> list[PatientRecord]:
     index: dict[str, Resource] = {}
-    validated: list[tuple[Resource, str, str | None]] = []  # (resource, its reference, the patient it names)
+    validated: list[tuple[Resource, str, str | None, str]] = []  # (resource, its reference, the patient it names, type)
     set_aside: list[tuple[Mapping[str, Any], str]] = []  # (a resource set aside, why), in input order
     for full_url, data, label in entries:
         rtype = data.get("resourceType")
@@ -356,9 +359,9 @@ def _load_resources(
         if full_url:
             index.setdefault(full_url, resource)
             index.setdefault(relative_reference(full_url), resource)
-        validated.append((resource, ref, None if rtype == "Patient" else _patient_reference(resource)))
+        validated.append((resource, ref, None if rtype == "Patient" else _patient_reference(resource), rtype))
 
-    refs: dict[int, str] = {id(resource): ref for resource, ref, _ in validated}  # shared, like `index`
+    refs: dict[int, str] = {id(resource): ref for resource, ref, _, _ in validated}  # shared, like `index`
     keys: dict[str, str] = {}  # reference -> its patient key (most resources of an input name the same patient)
 
     def patient_key(reference: str) -> str:
@@ -374,8 +377,8 @@ def _load_resources(
 
     records: dict[str, PatientRecord] = {}
     unfiled: list[tuple[Resource, str]] = []
-    for resource, ref, pointer in validated:
-        if resource.get_resource_type() == "Patient":
+    for resource, ref, pointer, rtype in validated:
+        if rtype == "Patient":
             key = ref
         elif not pointer:
             unfiled.append((resource, ref))
@@ -385,7 +388,10 @@ def _load_resources(
         record = records.get(key)
         if record is None:
             record = records[key] = PatientRecord(patient=key, source=source, index=index, refs=refs)
-        record.add(resource, ref)
+        # `record.add`, less what is done: `refs` holds it, and `index` its reference (when there is one)
+        record.resources[rtype].append(resource)
+        if not ref:
+            index.setdefault(ref, resource)
     if len(records) == 1:
         (only,) = records.values()
         for resource, ref in unfiled:
@@ -421,11 +427,18 @@ _WITH_ATTACHMENTS = frozenset({"DiagnosticReport", "DocumentReference"})
 
 def _patient_reference(resource: Resource) -> Any:
     """The `reference` of the first of a read resource's patient elements that is set, else None."""
+    present = _present(resource)
     for element in _PATIENT_ELEMENTS:
-        pointer = field(resource, element)
+        pointer = present.get(element) if present is not None else field(resource, element)
         if pointer:
             return getattr(pointer, "reference", None)
     return None
+
+
+def _present(resource: Any) -> dict[str, Any] | None:
+    """An Element's present elements by name (what `field` reads of it: an element it lacks or its
+    type lacks is None either way), or None for a model, read through `field`."""
+    return resource.__dict__ if isinstance(resource, Element) else None
 
 
 def field(resource: Any, name: str) -> Any:
@@ -561,17 +574,19 @@ def skip_reason(resource: Resource) -> str | None:
     Recorded in error, cancelled or refuted; a DocumentReference superseded by a newer version, whose
     document was entered in error, or with no attachment the service can read.
     """
-    status = field(resource, "status")
+    present = _present(resource)
+    status = present.get("status") if present is not None else field(resource, "status")
     if status == "entered-in-error":
         return ENTERED_IN_ERROR
     if status == "cancelled":
         return CANCELLED
-    verification = field(resource, "verificationStatus")
-    codes = {c.code for c in (getattr(verification, "coding", None) or [])}
-    if "entered-in-error" in codes:
-        return ENTERED_IN_ERROR
-    if "refuted" in codes:
-        return REFUTED
+    verification = present.get("verificationStatus") if present is not None else field(resource, "verificationStatus")
+    if verification is not None:
+        codes = {c.code for c in (getattr(verification, "coding", None) or [])}
+        if "entered-in-error" in codes:
+            return ENTERED_IN_ERROR
+        if "refuted" in codes:
+            return REFUTED
     if resource.get_resource_type() == "DocumentReference":
         if status == "superseded":
             return SUPERSEDED
@@ -594,6 +609,16 @@ def attachments(resource: Resource) -> list[tuple[Any, str]]:
     return []
 
 
+def _attachments_only(resource: Resource) -> list[Any]:
+    """The attachments of `attachments`, without the element of each (which only the mappers word)."""
+    rtype = resource.get_resource_type()
+    if rtype == "DiagnosticReport":
+        return getattr(resource, "presentedForm", None) or []
+    if rtype == "DocumentReference":
+        return [getattr(c, "attachment", None) for c in getattr(resource, "content", None) or []]
+    return []
+
+
 def attachment_problem(attachment: Any) -> str | None:
     """Why an attachment's text is not read (a skip reason), or None when it is."""
     content_type = (getattr(attachment, "contentType", None) or "").split(";")[0].strip().lower()
@@ -606,7 +631,7 @@ def attachment_problem(attachment: Any) -> str | None:
 
 def attachment_skips(resource: Resource) -> list[str]:
     """A skip reason for each attachment of a read resource that is not read (a PDF beside the text)."""
-    return [why for a, _ in attachments(resource) if a is not None and (why := attachment_problem(a)) is not None]
+    return [why for a in _attachments_only(resource) if a is not None and (why := attachment_problem(a)) is not None]
 
 
 def attachment_text(attachment: Any) -> str | None:

@@ -376,3 +376,45 @@ def _fhir_date_texts(draw: Any) -> str:
 @given(_fhir_date_texts())
 def test_dates_read_by_the_shortcut_exactly_as_by_the_model_for_generated_texts(text):
     _assert_dates_agree([text])
+
+
+def test_nested_elements_read_by_the_walks_shortcut_exactly_as_through_read_and_built_each_time(monkeypatch):
+    """`_build` hands a nested element that is a dict straight to `elements._element`, without `_read`'s
+    checks (its type, the depth limit, resource or not), made once by `_build` instead: every resource of
+    every bundle, and elements near the depth limit, written as JSON strings, or not objects, read the
+    same (values, types, refusals) as with every nested element read through `_read` and built each time."""
+    from fhir_vcf import elements
+
+    concept = {"coding": [{"system": "http://loinc.org", "code": "72514-3", "display": "Pain"}], "text": "Pain"}
+    cases = [data for path in BUNDLES for data in _resources(path)]
+    cases += [_nested_extension(depth, concept) for depth in range(elements.MAX_DEPTH - 4, elements.MAX_DEPTH + 2)]
+    cases += [_nested_extension(depth, {"text": "Pain"})
+              for depth in range(elements.MAX_DEPTH - 3, elements.MAX_DEPTH + 2)]
+    cases += [{**OBSERVATION, **extra} for extra in (
+        {"code": json.dumps(concept)}, {"category": [json.dumps(concept)]}, {"category": [concept, "x"]},
+        {"category": [concept, None]}, {"category": [concept, 1]}, {"category": [[concept]]}, {"category": [{}]},
+        {"code": {}}, {"subject": {"reference": 5}}, {"subject": "Patient/p"},
+        {"subject": json.dumps({"reference": "x"})},
+        {"contained": [{"resourceType": "Medication", "id": "m", "code": concept}]},
+        {"contained": [json.dumps({"resourceType": "Medication", "id": "m"})]},
+        {"component": [{"code": concept, "valueQuantity": {"value": 1, "unit": "mg"}}]},
+        {"component": [{"code": json.dumps(concept)}]})]
+    quick = [_read_or_refused(data) for data in cases]
+    quick_again = [_read_or_refused(data) for data in cases]  # now from the shared elements
+    elements._FLAT.clear()
+
+    def through_read(data: Any, table: Any, depth: int) -> Any:
+        """A nested element as `_read` read it before the shortcut (its checks), built each time."""
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise NotValid from None
+        if type(data) is not dict or depth > elements.MAX_DEPTH or table.is_resource:
+            raise NotValid
+        return elements._build(data, table, depth)
+
+    monkeypatch.setattr(elements, "_element", through_read)
+    slow = [_read_or_refused(data) for data in cases]
+    assert quick == slow and quick_again == slow
+    assert "refused" in slow and slow.count("refused") < len(slow) - 100

@@ -51,7 +51,6 @@ SKIP_REASONS = (IDENTIFIER_ONLY, OTHER_PATIENT, OTHER_SERVER, UNRESOLVED, NO_PAT
 PATIENTLESS_TYPES = frozenset({"Medication"})
 # The types the record reads that must point at their patient (subject or patient, as record.py reads).
 BOUND_TYPES = frozenset(USED_TYPES - {"Patient"} - PATIENTLESS_TYPES)
-PATIENT_ELEMENTS = ("subject", "patient")
 
 
 class PatientMismatch(InputError):
@@ -129,20 +128,23 @@ def bind_to_patient(entries: Iterable[Entry], patient_id: str, *, fhir_server: s
             server = FhirBase.parse(fhir_server)
         except UnsafeUrl:
             server = None
-    for full_url, resource, label, source in entries:
-        if resource.get("resourceType") == "Patient" and not _is_context_patient(resource, full_url, patient_id):
+    patients = [entry for entry in entries if entry[1].get("resourceType") == "Patient"]  # one, in most calls
+    for full_url, resource, label, source in patients:
+        if not _is_context_patient(resource, full_url, patient_id):
             raise PatientMismatch(
                 "this Patient is not context.patientId (a Patient without an id must have a fullUrl ending "
                 "in Patient/<context.patientId>); another patient's record is never used",
                 source=source, resource=label if isinstance(resource.get("id"), str) else "Patient",
             )
-    aliases = _aliases(entries, patient_id, server)
+    aliases = _aliases(patients, patient_id, server)
     binding = Binding()
     reasons: dict[str, str | None] = {}  # a literal reference -> its reason (most entries name the same patient)
     for entry in entries:
-        _full_url, resource, label, source = entry
+        resource = entry[1]
         rtype = resource.get("resourceType")
-        pointer = next((resource[e] for e in PATIENT_ELEMENTS if resource.get(e) is not None), None)
+        pointer = resource.get("subject")  # `subject`, else `patient`: where record.py reads the patient
+        if pointer is None:
+            pointer = resource.get("patient")
         if rtype == "Patient" or rtype in PATIENTLESS_TYPES or (pointer is None and rtype not in BOUND_TYPES):
             binding.entries.append(entry)
             continue
@@ -157,7 +159,7 @@ def bind_to_patient(entries: Iterable[Entry], patient_id: str, *, fhir_server: s
             binding.entries.append(entry)
         else:
             binding.skipped[reason] += 1
-            binding.dropped.append((label, source, reason))
+            binding.dropped.append((entry[2], entry[3], reason))
     return binding
 
 

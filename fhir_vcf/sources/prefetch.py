@@ -212,8 +212,9 @@ def plan_prefetch(
         if key in prefetch and not _is_outcome(value):
             if not isinstance(value, Mapping):
                 raise InputError("expected a FHIR resource, a Bundle or null", source=f"prefetch.{key}")
-            for full_url, resource, label in entries_of(value, source=f"prefetch.{key}"):
-                plan.entries.append((full_url, resource, label, f"prefetch.{key}"))
+            source = f"prefetch.{key}"
+            plan.entries.extend([(full_url, resource, label, source)
+                                 for full_url, resource, label in entries_of(value, source=source)])
             if value.get("resourceType") == "Bundle":
                 next_url = _next_link(value)
                 if next_url:

@@ -1,0 +1,116 @@
+"""The loader's shortcuts (issue 11) against the slower code each replaces, on every bundle and at the edges.
+
+- `relative_reference` returns a reference already of the form "Type/id" as it is;
+- `skip_reason` and `_patient_reference` read an Element's present elements from its `__dict__`
+  rather than through `field` (a model is still read through `field`);
+- `attachment_skips` takes the attachments without wording the element of each.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fhir_vcf import record
+from fhir_vcf.elements import Element, read_resource
+from fhir_vcf.record import USED_TYPES, validate_resource
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLES = sorted(p for folder in ("samples", "tests/data/unseen", "tests/data/unseen-exports", "tests/data/realistic")
+                 for p in (ROOT / folder).glob("*.json") if p.name != "expected.json")
+
+
+def _relative_as_before(reference: str) -> str:
+    """`record.relative_reference` as it was before its shortcut for "Type/id"."""
+    if reference.startswith("urn:"):
+        return reference
+    parts = [p for p in reference.split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else reference
+
+
+_PIECES = ["Patient", "p1", "_history", "2", "", "urn:uuid:1", "urn:", "http:", "x.org", "fhir", "a b", "/", "//"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), min_size=0, max_size=5), st.sampled_from(["/", "//", ""]))
+def test_relative_reference_reads_as_before_for_generated_references(pieces, joiner):
+    reference = joiner.join(pieces)
+    assert record.relative_reference(reference) == _relative_as_before(reference)
+
+
+@pytest.mark.parametrize("reference", [
+    "Patient/1", "Patient/1/", "/Patient/1", "Patient//1", "_history/2", "Patient/_history", "_history/_history",
+    "Patient/1/_history/2", "http://x/fhir/Patient/1", "urn:uuid:9/x", "urn:x", "Patient", "", "/", "a/b/c",
+    "Observation/o-1", "Patient/1 ", " Patient/1", "P/q"])
+def test_relative_reference_reads_as_before_at_the_edges(reference):
+    assert record.relative_reference(reference) == _relative_as_before(reference)
+
+
+def _resources() -> list[dict[str, Any]]:
+    found = []
+    for path in BUNDLES:
+        doc = json.loads(path.read_text())
+        entries = doc.get("entry", []) if doc.get("resourceType") == "Bundle" else [{"resource": doc}]
+        found += [e["resource"] for e in entries if e.get("resource", {}).get("resourceType") in USED_TYPES]
+    return found
+
+
+_NOISY = [
+    {"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/p"}, "code": {"text": "x"},
+     "verificationStatus": {"coding": [{"code": code}]}} for code in ("refuted", "entered-in-error", "confirmed")
+] + [
+    {"resourceType": "Observation", "id": "o", "status": status, "code": {"text": "x"},
+     "subject": {"display": "no reference"}} for status in ("entered-in-error", "cancelled", "final")
+] + [
+    {"resourceType": "DocumentReference", "id": "d", "status": status, "docStatus": doc_status,
+     "subject": {"reference": "Patient/p"},
+     "content": [{"attachment": {"contentType": kind, "data": "aGVsbG8="}},
+                 {"attachment": {"contentType": "application/pdf", "url": "http://x/y.pdf"}}]}
+    for status, doc_status, kind in (("current", "final", "text/plain"), ("superseded", "final", "text/plain"),
+                                     ("current", "entered-in-error", "text/plain"), ("current", "final", "text/html"))
+] + [
+    {"resourceType": "DiagnosticReport", "id": "r", "status": "final", "code": {"text": "x"},
+     "subject": {"reference": "Patient/p"},
+     "presentedForm": [{"contentType": "text/plain; charset=utf-8"}, {"contentType": "image/png", "data": "AA=="}]},
+    {"resourceType": "Medication", "id": "m", "code": {"text": "x"}},
+    {"resourceType": "MedicationStatement", "id": "s", "status": "active", "medicationCodeableConcept": {"text": "x"},
+     "subject": {"reference": "Group/g"}},
+    {"resourceType": "AllergyIntolerance", "id": "a", "patient": {"reference": "Patient/p"},
+     "verificationStatus": {"coding": [{"code": "refuted"}]}},
+]
+
+
+def _attachment_skips_as_before(resource: Any) -> list[str]:
+    """`record.attachment_skips` as it was, through `attachments` (which words each element)."""
+    return [why for a, _ in record.attachments(resource)
+            if a is not None and (why := record.attachment_problem(a)) is not None]
+
+
+def test_an_elements_skip_reason_patient_and_attachments_read_as_a_models_and_as_before():
+    """For every resource of every bundle and the noisy ones: the Element (read from its `__dict__`)
+    and the R4B model (read through `field`) give the same skip reason, patient and attachment skips,
+    and those are what `field` and `attachments` give."""
+    cases = _resources() + _NOISY
+    assert len(cases) > 500
+    for data in cases:
+        element = read_resource(data)
+        model = validate_resource(data, source="x", label="y")
+        assert isinstance(element, Element) and not isinstance(model, Element)
+        assert record.skip_reason(element) == record.skip_reason(model), data.get("id")
+        assert record._patient_reference(element) == record._patient_reference(model), data.get("id")
+        for resource in (element, model):
+            for name in ("status", "verificationStatus", "subject", "patient"):
+                assert (record._present(resource) or {}).get(name) == record.field(resource, name) or \
+                    record._present(resource) is None
+            assert record.attachment_skips(resource) == _attachment_skips_as_before(resource)
+    reasons = {record.skip_reason(read_resource(data)) for data in _NOISY}
+    assert reasons >= {record.REFUTED, record.ENTERED_IN_ERROR, record.CANCELLED, record.SUPERSEDED, None}
+    assert {why for data in _NOISY for why in record.attachment_skips(read_resource(data))} == {
+        record.UNSUPPORTED_ATTACHMENT, record.ATTACHMENT_NOT_INLINE}
