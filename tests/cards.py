@@ -7,7 +7,9 @@ this module re-exports it and adds builders so the tests stay thin.
 from __future__ import annotations
 
 import copy
+import random
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from fhir_vcf.outputs.card_rules import find_empty_values, has_criteria_table, validate_cards
@@ -102,3 +104,19 @@ def hook_request(hook: str = "patient-view", *, patient: str = "p1", **extra: An
     body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}
     body.update(extra)
     return body
+
+
+def random_trees(leaves: list[Any], *, seed: int, count: int = 3000, depth: int = 5) -> Iterator[Any]:
+    """`count` random JSON-like trees of dicts and lists over `leaves` (for checking a pruner's fast
+    path against the rule it replaces)."""
+    rng = random.Random(seed)
+
+    def tree(level: int) -> Any:
+        if level == 0 or rng.random() < 0.3:
+            return rng.choice(leaves)
+        if rng.random() < 0.5:
+            return {f"k{i}": tree(level - 1) for i in range(rng.randint(0, 4))}
+        return [tree(level - 1) for _ in range(rng.randint(0, 4))]
+
+    for _ in range(count):
+        yield tree(depth)

@@ -192,13 +192,15 @@ def test_text_evidence_is_marked_as_text():
 
 
 def test_careplan_prune_agrees_with_the_rule_as_first_written():
-    """`_prune` keeps or drops plain members in place; on every kind of value it answers as the
-    comprehension it replaces (subclasses, tuples, zeros and falses, NaN, nested empties)."""
+    """The CarePlan is pruned by `outputs.prune.prune_empty` (the cards' rule, with its fast path for
+    plain members), which answers on every kind of value as the plan's own comprehension did
+    (subclasses, tuples, zeros and falses, NaN, nested empties)."""
     import collections
     import enum
-    import random
 
-    from fhir_vcf.outputs.careplan import _prune
+    from cards import random_trees
+
+    from fhir_vcf.outputs.prune import prune_empty
 
     def reference(value):
         if isinstance(value, dict):
@@ -220,15 +222,5 @@ def test_careplan_prune_agrees_with_the_rule_as_first_written():
 
     leaves = [None, "", "x", Text(""), Text("y"), 0, 0.0, False, True, 3, float("nan"), Number.ZERO, (), ("",),
               [], {}, Items(), Items([None, "a"]), collections.OrderedDict(), collections.OrderedDict(a="", b=[1])]
-    rng = random.Random(5)
-
-    def tree(depth):
-        if depth == 0 or rng.random() < 0.3:
-            return rng.choice(leaves)
-        if rng.random() < 0.5:
-            return {f"k{i}": tree(depth - 1) for i in range(rng.randint(0, 4))}
-        return [tree(depth - 1) for _ in range(rng.randint(0, 4))]
-
-    for _ in range(3000):
-        value = tree(5)
-        assert repr(_prune(value)) == repr(reference(value))
+    for value in random_trees(leaves, seed=5):
+        assert repr(prune_empty(value)) == repr(reference(value))

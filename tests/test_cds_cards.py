@@ -6,7 +6,7 @@ import copy
 import uuid
 
 import pytest
-from cards import assert_valid_cards, evaluation, has_criteria_table, validate_cards
+from cards import assert_valid_cards, evaluation, has_criteria_table, random_trees, validate_cards
 
 from fhir_vcf.outputs.card_rules import DETAIL_MAX
 from fhir_vcf.outputs.cards import DETAIL_LIMIT, EXPLANATION_LABEL, CardSource, OrderContext, render_card, render_cards
@@ -234,23 +234,12 @@ class _Items(list):
 
 def test_prune_empty_agrees_with_the_general_rule_on_every_kind_of_value():
     import collections
-    import random
 
     from fhir_vcf.outputs.cards import prune_empty
 
     leaves = [None, "", "x", _Text(""), _Text("y"), 0, 0.0, False, True, 7, 2.5, (), (None,), [], {},
               _Items(), _Items([None]), collections.OrderedDict(), collections.OrderedDict(a=None, b=1)]
-    rng = random.Random(11)
-
-    def tree(depth):
-        if depth == 0 or rng.random() < 0.3:
-            return rng.choice(leaves)
-        if rng.random() < 0.5:
-            return {f"k{i}": tree(depth - 1) for i in range(rng.randint(0, 4))}
-        return [tree(depth - 1) for _ in range(rng.randint(0, 4))]
-
-    for _ in range(3000):
-        value = tree(5)
+    for value in random_trees(leaves, seed=11):
         fast, slow = prune_empty(value), _prune_reference(value)
         assert fast == slow
         assert repr(fast) == repr(slow)  # the same types (OrderedDict → dict, tuples untouched) and order

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_strings import strings_in
 
 from fhir_vcf.elements import Element, NotValid, read_resource
 from fhir_vcf.errors import InputError
@@ -150,16 +151,8 @@ def _texts() -> list[str]:
     found = []
     for path in BUNDLES:
         for data in _resources(path):
-            found.extend(v for v in _strings(data) if len(v) > 3)
+            found.extend(v for v in strings_in(data) if len(v) > 3)
     return found
-
-
-def _strings(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        return [s for v in node.values() for s in _strings(v)]
-    if isinstance(node, list):
-        return [s for v in node for s in _strings(v)]
-    return [node] if isinstance(node, str) else []
 
 
 @pytest.mark.parametrize("family", ["care", "exclusions", "analgesics"])
@@ -333,7 +326,7 @@ def test_dates_read_by_the_shortcut_exactly_as_by_the_model_everywhere_in_the_bu
             doc = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError):
             continue
-        values.update(s for s in _strings(doc) if s[:1].isdigit() and len(s) <= 80)
+        values.update(s for s in strings_in(doc) if s[:1].isdigit() and len(s) <= 80)
     assert len(values) > 500
     shortcut = [v for v in values if _of_shortcut_shape(v)]
     assert len(shortcut) > 200  # most are of the shortcut's shapes

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_strings import strings_in
 
 from fhir_vcf.mappers import assertion, care, exclusions, fractures, imaging, imaging_text, symptoms, text
 from fhir_vcf.mappers.imaging_signals import ImagingScan, SignalSource
@@ -111,23 +112,13 @@ def test_the_gate_lists_the_patterns_the_readers_search() -> None:
     assert "if fracture_context:" in inspect.getsource(imaging_text._segment_signals)
 
 
-def _strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
 def _texts() -> list[str]:
     """Every string of the samples and the test data, the assertion sentences, and texts made of
     their sentences shuffled together (so that words of one meet words of another)."""
     found: set[str] = set()
     for folder in (ROOT / "samples", ROOT / "tests" / "data"):
         for path in sorted(folder.rglob("*.json")):
-            found.update(s for s in _strings(json.loads(path.read_text())) if len(s) > 3)
+            found.update(s for s in strings_in(json.loads(path.read_text())) if len(s) > 3)
         for path in sorted(folder.rglob("*.tsv")):
             for line in path.read_text().splitlines()[1:]:
                 found.update(field for field in line.split("\t") if len(field) > 3)

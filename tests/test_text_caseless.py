@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from json_strings import strings_in
 
 from fhir_vcf.mappers import _context, assertion, care, exclusions, fractures, imaging, imaging_text, text
 
@@ -18,18 +19,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 _ODD = ["ſacrum", "ſtir", "Kyphosis", "\u212aYPHOSIS", "dıscitis", "dİsc", "Straße", "ÉDEMA at L1", "oedème"]
 
 
-def _strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
 def _texts() -> list[str]:
-    found = {s for path in sorted(SAMPLES.glob("*.json")) for s in _strings(json.loads(path.read_text()))}
+    found = {s for path in sorted(SAMPLES.glob("*.json")) for s in strings_in(json.loads(path.read_text()))}
     found |= {s.upper() for s in list(found)} | set(_ODD)
     return sorted(found)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_vcf.outputs import explain
+from fhir_vcf.outputs.prune import prune_empty
 
 SUMMARY_LIMIT = 139  # the spec: "less than 140 characters"
 
@@ -239,71 +240,6 @@ def _clip_lines(text: str, limit: int) -> str:
             break
         out.append(line)
     return "\n".join([*out, "…"])
-
-
-def prune_empty(value: Any) -> Any:
-    """Drop null and empty values (`None`, "", [], {}) at every depth: CDS Hooks forbids them.
-
-    Cards are plain dicts, lists and JSON scalars, so those are told by their exact type first (an
-    `isinstance(..., Mapping)` is an ABC check, and `== ""` / `== []` / `== {}` three comparisons,
-    for each of the ~100 values of a card), and a scalar member is kept or dropped in place, without
-    a call of its own; anything else takes `_prune_any`, the general rule."""
-    kind = type(value)
-    if kind is dict:
-        out = {}
-        for key, item in value.items():
-            item_kind = type(item)
-            if item_kind is str:
-                if item:
-                    out[key] = item
-                continue
-            if item_kind in _SCALARS:
-                out[key] = item
-                continue
-            if item is None:
-                continue
-            kept = prune_empty(item)
-            if kept is None or (type(kept) in _EMPTIABLE and not kept):
-                continue
-            if type(kept) not in _PLAIN and _is_empty(kept):
-                continue
-            out[key] = kept
-        return out
-    if kind is list:
-        items = [prune_empty(v) for v in value]
-        return [v for v in items if not (v is None or (type(v) in _EMPTIABLE and not v)
-                                         or (type(v) not in _PLAIN and _is_empty(v)))]
-    if kind in _PLAIN:
-        return value
-    return _prune_any(value)
-
-
-# Exact types whose empty values are pruned, and the exact types whose emptiness that test decides
-# (`0`, `False`, `0.0` are values, not empties; `str` subclasses and other objects take `_is_empty`).
-_EMPTIABLE = (str, list, dict)
-_PLAIN = frozenset({str, list, dict, int, float, bool, type(None)})
-_SCALARS = frozenset({int, float, bool})  # never empty
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
-
-
-def _prune_any(value: Any) -> Any:
-    """`prune_empty` of a value that is not a plain dict, list or JSON scalar (a Mapping, a list
-    subclass, anything else): the rule as first written."""
-    if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            kept = prune_empty(item)
-            if _is_empty(kept):
-                continue
-            out[key] = kept
-        return out
-    if isinstance(value, list):
-        items = [prune_empty(v) for v in value]
-        return [v for v in items if not _is_empty(v)]
-    return value
 
 
 def _careplan(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from fhir_vcf.facts import FractureFacts, Status
 from fhir_vcf.levels import region, sort_levels
 from fhir_vcf.mappers.codes import cpt, loinc
 from fhir_vcf.mappers.codes.systems import CPT, LOINC
+from fhir_vcf.outputs.prune import prune_empty
 from fhir_vcf.rules.judgement import Judgement
 from fhir_vcf.rules.policy import Policy
 from fhir_vcf.rules.scope import REVIEW_PREFIX
@@ -81,7 +82,7 @@ def build_careplan(judgement: Judgement, facts: FractureFacts, policy: Policy) -
         plan["activity"] = activities
     if judgement.decision_reason:
         plan["note"] = [{"text": judgement.decision_reason}]
-    return _prune(plan)
+    return prune_empty(plan)
 
 
 def _description(judgement: Judgement, policy: Policy) -> str:
@@ -216,50 +217,3 @@ def _work_up(judgement: Judgement) -> list[dict[str, Any]]:
             codes = [(CPT, "85610")]
         out.append(_activity(text[:200], f"Needed to decide eligibility: {item}", *codes))
     return out
-
-
-def _prune(value: Any) -> Any:
-    """Drop empty strings, lists, dicts and None (CDS Hooks and FHIR forbid them).
-
-    The plan is plain dicts, lists and JSON scalars: a scalar member is kept or dropped in place (no
-    call of its own, no `in ("", [], {}, None)` comparisons); anything else takes `_prune_any`."""
-    kind = type(value)
-    if kind is dict:
-        out = {}
-        for key, item in value.items():
-            item_kind = type(item)
-            if item_kind is str:
-                if item:
-                    out[key] = item
-            elif item_kind is int or item_kind is float or item_kind is bool:
-                out[key] = item
-            elif item is not None:
-                kept = _prune(item)
-                if not _empty(kept):
-                    out[key] = kept
-        return out
-    if kind is list:
-        return [v for v in map(_prune, value) if not _empty(v)]
-    if kind is str or kind is int or kind is float or kind is bool or value is None:
-        return value
-    return _prune_any(value)
-
-
-def _empty(value: Any) -> bool:
-    kind = type(value)
-    if kind is dict or kind is list or kind is str:
-        return not value
-    if kind is int or kind is float or kind is bool:
-        return False
-    return value in ("", [], {}, None)
-
-
-def _prune_any(value: Any) -> Any:
-    """`_prune` of what is not a plain dict, list or scalar: the rule as first written."""
-    if isinstance(value, dict):
-        pruned = {k: _prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in ("", [], {}, None)}
-    if isinstance(value, list):
-        pruned = [_prune(v) for v in value]
-        return [v for v in pruned if v not in ("", [], {}, None)]
-    return value
