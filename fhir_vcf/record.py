@@ -609,16 +609,6 @@ def attachments(resource: Resource) -> list[tuple[Any, str]]:
     return []
 
 
-def _attachments_only(resource: Resource) -> list[Any]:
-    """The attachments of `attachments`, without the element of each (which only the mappers word)."""
-    rtype = resource.get_resource_type()
-    if rtype == "DiagnosticReport":
-        return getattr(resource, "presentedForm", None) or []
-    if rtype == "DocumentReference":
-        return [getattr(c, "attachment", None) for c in getattr(resource, "content", None) or []]
-    return []
-
-
 def attachment_problem(attachment: Any) -> str | None:
     """Why an attachment's text is not read (a skip reason), or None when it is."""
     content_type = (getattr(attachment, "contentType", None) or "").split(";")[0].strip().lower()
@@ -631,7 +621,7 @@ def attachment_problem(attachment: Any) -> str | None:
 
 def attachment_skips(resource: Resource) -> list[str]:
     """A skip reason for each attachment of a read resource that is not read (a PDF beside the text)."""
-    return [why for a in _attachments_only(resource) if a is not None and (why := attachment_problem(a)) is not None]
+    return [why for a, _ in attachments(resource) if a is not None and (why := attachment_problem(a)) is not None]
 
 
 def attachment_text(attachment: Any) -> str | None:

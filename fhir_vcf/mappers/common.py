@@ -276,40 +276,26 @@ _FREE_TEXT_ELEMENTS = frozenset({"code", "note", "conclusion", "presentedForm", 
 def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:
     """(element, text) of one resource's narrative-bearing elements, in `free_texts` order.
 
-    A resource of the record with none of the elements present gives none, known from its `__dict__`
-    (see `field`).
+    A resource of the record with none of those elements present (a vital sign, a lab result, an
+    Encounter) gives none, known from its present elements alone (see `field`).
     """
-    if isinstance(resource, Element):
-        present = resource.__dict__
-        if present.keys().isdisjoint(_FREE_TEXT_ELEMENTS):
-            return
-        get = present.get  # `field`, inline
-    else:
-        def get(name: str) -> Any:
-            return model_field(resource, name)
-    code = get("code")
+    if isinstance(resource, Element) and resource.__dict__.keys().isdisjoint(_FREE_TEXT_ELEMENTS):
+        return
+    code = field(resource, "code")
     if getattr(code, "text", None):
         yield "code.text", code.text
-    for i, annotation in enumerate(get("note") or []):  # `notes`, its element read once
-        if annotation.text:
-            yield f"note[{i}].text", annotation.text
-    # `report_texts`, read from the present elements: the attachments only of a resource that has some.
-    conclusion = get("conclusion")
-    if conclusion:
-        yield "conclusion", conclusion
-    if get("presentedForm") or get("content"):
-        for attachment, element in attachments(resource):
-            value = attachment_text(attachment)
-            if value:
-                yield element, value
+    for text, element in notes(resource):
+        yield element, text
+    for value, element in report_texts(resource):
+        yield element, value
     for name in ("valueString", "description"):
-        value = get(name)
+        value = field(resource, name)
         if value:
             yield name, value
-    for i, series in enumerate(get("series") or []):
+    for i, series in enumerate(field(resource, "series") or []):
         if series.description:
             yield f"series[{i}].description", series.description
-    for i, reason in enumerate(get("reasonCode") or []):
+    for i, reason in enumerate(field(resource, "reasonCode") or []):
         if reason.text:
             yield f"reasonCode[{i}].text", reason.text
 

@@ -35,13 +35,9 @@ class VisibleRecord:
         self._shown: dict[str, list[Any]] = {}
         self._hidden = 0
         self._free_texts: dict[str, list[tuple[Any, str, str, str]]] = {}
-        clinical_when = common.clinical_when
+        after = common.after
         for rtype, resources in record.resources.items():
-            shown = []
-            for r in resources:  # `common.after`, inline: every resource of the record passes here
-                found = clinical_when(r)[0]
-                if found is None or not found.after_day(as_of):
-                    shown.append(r)
+            shown = [r for r in resources if not after(r, as_of)]
             self._shown[rtype] = shown
             self._hidden += len(resources) - len(shown)
 
