@@ -305,9 +305,8 @@ def _bundle_entries(
             _bundle_entries(resource, source=source, prefix=f"{where}.resource.", depth=depth + 1, found=found)
             continue
         full_url = entry.get("fullUrl")
-        rid = resource.get("id")  # `_label`, inlined
-        label = f"{rtype}/{rid}" if isinstance(rid, str) else f"{prefix}entry[{i}] ({rtype})"
-        found.append((full_url if isinstance(full_url, str) else None, resource, label))
+        position = None if isinstance(resource.get("id"), str) else f"{prefix}entry[{i}]"  # only when it is used
+        found.append((full_url if isinstance(full_url, str) else None, resource, _label(resource, position)))
 
 
 def _label(resource: Mapping[str, Any], position: str | None) -> str:
@@ -427,23 +426,22 @@ _WITH_ATTACHMENTS = frozenset({"DiagnosticReport", "DocumentReference"})
 
 def _patient_reference(resource: Resource) -> Any:
     """The `reference` of the first of a read resource's patient elements that is set, else None."""
-    present = _present(resource)
     for element in _PATIENT_ELEMENTS:
-        pointer = present.get(element) if present is not None else field(resource, element)
+        pointer = field(resource, element)
         if pointer:
             return getattr(pointer, "reference", None)
     return None
 
 
-def _present(resource: Any) -> dict[str, Any] | None:
-    """An Element's present elements by name (what `field` reads of it: an element it lacks or its
-    type lacks is None either way), or None for a model, read through `field`."""
-    return resource.__dict__ if isinstance(resource, Element) else None
-
-
 def field(resource: Any, name: str) -> Any:
     """`resource.name`, or None when the resource's model has no such element (a Medication's
-    `subject`, an Observation's `verificationStatus`), without raising and catching an AttributeError."""
+    `subject`, an Observation's `verificationStatus`), without raising and catching an AttributeError.
+
+    What the loader read (an `Element`) holds exactly its present elements in its `__dict__`, so they
+    are read there, without the look-up in the type's element table (the screen and the mappers ask
+    hundreds of times an evaluation; `tests/test_mappers_index.py` holds the two to one answer)."""
+    if isinstance(resource, Element):
+        return resource.__dict__.get(name)
     return getattr(resource, name) if name in getattr(type(resource), "model_fields", ()) else None
 
 
@@ -574,13 +572,12 @@ def skip_reason(resource: Resource) -> str | None:
     Recorded in error, cancelled or refuted; a DocumentReference superseded by a newer version, whose
     document was entered in error, or with no attachment the service can read.
     """
-    present = _present(resource)
-    status = present.get("status") if present is not None else field(resource, "status")
+    status = field(resource, "status")
     if status == "entered-in-error":
         return ENTERED_IN_ERROR
     if status == "cancelled":
         return CANCELLED
-    verification = present.get("verificationStatus") if present is not None else field(resource, "verificationStatus")
+    verification = field(resource, "verificationStatus")
     if verification is not None:
         codes = {c.code for c in (getattr(verification, "coding", None) or [])}
         if "entered-in-error" in codes:

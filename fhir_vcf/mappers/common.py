@@ -13,8 +13,7 @@ from fhir_vcf.errors import InputError
 from fhir_vcf.facts import Coding, Evidence, Method
 from fhir_vcf.mappers.codes.icd10cm import spelled
 from fhir_vcf.mappers.codes.systems import system_alias
-from fhir_vcf.record import attachment_text, attachments
-from fhir_vcf.record import field as model_field
+from fhir_vcf.record import attachment_text, attachments, field
 
 # Condition.clinicalStatus values that mean "no longer current" (input profile, rule 3).
 HISTORICAL_STATUSES = frozenset({"inactive", "resolved", "remission"})
@@ -53,17 +52,6 @@ def _kept(concept: Any, element: str, read: Callable[[Any, str], Iterator[Any]])
     if found is None:
         found = memo[key] = list(read(concept, element))
     return iter(found)
-
-
-def field(resource: Any, name: str) -> Any:
-    """`fhir_vcf.record.field`: a resource's element `name`, None when absent or when its type has no
-    such element. A resource of the record (`Element`) holds exactly its present elements in its
-    `__dict__`, so they are read there, without the look-up in the type's element table (the
-    mappers ask hundreds of times an evaluation; `tests/test_mappers_index.py` holds the two to one
-    answer); other models are read by `record.field`."""
-    if isinstance(resource, Element):
-        return resource.__dict__.get(name)
-    return model_field(resource, name)
 
 
 def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]:
