@@ -540,19 +540,9 @@ def create_store_engine(
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
-    # The BEGIN is the dialect's `do_begin` (a no-op for pysqlite), not the recipe's "begin" event
-    # with `conn.exec_driver_sql`: the same one statement, without a second pass through the
-    # execution machinery on every transaction (a sixth of an audit write), and a failure (a
-    # locked database) is still wrapped by SQLAlchemy as an OperationalError, which `_begin_impl`
-    # does for `do_begin` and not for an event.
-    def _begin_immediate(dbapi_connection: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("BEGIN IMMEDIATE")
-        finally:
-            cursor.close()
-
-    engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign]
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
     return engine
 
 
