@@ -244,7 +244,7 @@ def test_a_sqlite_file_is_one_connection_per_process_and_writers_queue_for_it(tm
 def test_every_sqlite_transaction_takes_the_write_lock_at_begin_and_a_held_lock_is_a_store_error(
     tmp_path: Path,
 ) -> None:
-    """The BEGIN is SQLite's IMMEDIATE one (the dialect's do_begin): a transaction that has only read
+    """The BEGIN is SQLite's IMMEDIATE one (the store's `begin` event): a transaction that has only read
     still holds the write lock, so another process's writer waits its busy timeout and then fails as
     a StoreError (503), SQLAlchemy having wrapped the driver's "database is locked"."""
     path = tmp_path / "two.db"
