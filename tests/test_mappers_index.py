@@ -2,8 +2,8 @@
 sample and test bundle and on models built elsewhere:
 
 - `record.field` reads a resource of the record from its present elements (the model's element table otherwise);
-- `common._free_texts` skips resources with no text-bearing element and reads report text inline;
-- `common.clinical_when` reaches its memory inline; `VisibleRecord` hides exactly what `common.after` does;
+- `common._free_texts` skips resources with no text-bearing element (its gate, checked open and closed);
+- `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text;
 - `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail;
