@@ -18,26 +18,41 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 _lock = threading.Lock()
 _holders = 0
 _restore = False
 
 
-@contextmanager
-def paused() -> Iterator[None]:
-    global _holders, _restore
-    with _lock:
-        if _holders == 0:
-            _restore = gc.isenabled()
-            gc.disable()
-        _holders += 1
-    try:
-        yield
-    finally:
+class _Paused:
+    """The context `paused()` gives: a class, not a `@contextmanager` generator, because it is entered
+    several times a call and a generator object (built, started, resumed, closed) costs more than
+    these two methods. It holds no state of its own, so one instance serves every use, nested or in
+    several threads at once: the count of holders is module state under the lock."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _holders, _restore
+        with _lock:
+            if _holders == 0:
+                _restore = gc.isenabled()
+                gc.disable()
+            _holders += 1
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        global _holders
         with _lock:
             _holders -= 1
             if _holders == 0 and _restore:
                 gc.enable()
+
+
+_PAUSED = _Paused()
+
+
+def paused() -> _Paused:
+    """The collector disabled while the `with` block runs, the caller's setting restored after."""
+    return _PAUSED

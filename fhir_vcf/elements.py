@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, ClassVar
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from fhir_core.types import Date, DateTime, FhirBase, Instant
 from pydantic import TypeAdapter, ValidationError
@@ -204,6 +205,10 @@ class _Table:
     required_choices: tuple[str, ...]
     choices: dict[str, tuple[str, ...]]
     is_resource: bool
+    # Its elements may be shared (`_FLAT`): no field holds a resource. In R4B only the elements that
+    # hold one directly (Bundle.entry, .response, Parameters.parameter) or a resource can hold one at
+    # any depth: `tests/test_loading_fast_paths.py` walks every R4B type to hold this to it.
+    shared: bool
 
 
 _TABLES: dict[type, _Table] = {}
@@ -268,8 +273,11 @@ def _table(model: type) -> _Table:
         "_model": model,
         "__module__": __name__,
     })
-    found = _TABLES[model] = _Table(node, fields, tuple(required), required_choices, choices,
-                                    hasattr(model, "get_resource_type") and _is_resource(model))
+    is_resource = hasattr(model, "get_resource_type") and _is_resource(model)
+    holds_resource = any(f.kind == _RESOURCE or (f.model is not None and _is_resource(f.model))
+                         for f in fields.values())
+    found = _TABLES[model] = _Table(node, fields, tuple(required), required_choices, choices, is_resource,
+                                    not is_resource and not holds_resource)
     return found
 
 
@@ -310,16 +318,20 @@ def read_resource(data: dict[str, Any]) -> Element:
     return _read(data, table, 0)
 
 
-# Elements whose JSON holds strings only (a coding, a reference, a period, a concept's text: seven in
-# ten of what a record holds, nine in ten of those repeats), read once and shared while remembered;
-# so are elements of strings and lists of such objects (a CodeableConcept: a category, a status, a
-# code, four in ten of the elements that are left, three in four of those repeats), keyed by their
-# content with each list written as a tuple of its objects' items.
-# An Element is never changed once read and what the mappers remember on it (`_memo`) follows from
-# its content alone, so one read serves every copy. Resources are never shared (their identity is
-# their reference). Bounded like `_Primitive`: at `_FLAT_LIMIT` the memory is emptied and refills.
-_FLAT: dict[tuple[int, tuple[tuple[str, Any], ...]], Element] = {}
+# Elements repeat (codings, references, periods, concepts, quantities: of the 337 complex elements
+# the benchmark's order-select request reads, 104 are distinct; across patients the codes of a feed
+# recur), so each is read once and shared while remembered, keyed by its element table, its depth
+# (where the depth limit refuses depends on it) and its content as orjson writes it. For parsed JSON
+# (dicts, lists, strings, numbers, booleans, null: what every source hands the loader) that text
+# determines the content: key order is kept, and 1, 1.0 and true are written apart. What it cannot
+# tell apart or write (NaN and Infinity, written null like None; a subclass; an integer past 64
+# bits) is built each time (`_key`). An Element is never changed once read and what the mappers
+# remember on it (`_memo`) follows from its content alone, so one read serves every copy. Resources
+# are never shared (their identity is their reference), nor an element that may hold one
+# (`_Table.shared`). Bounded like `_Primitive`: at `_FLAT_LIMIT` the memory is emptied and refills.
+_FLAT: dict[tuple[int, int, bytes], Element] = {}
 _FLAT_LIMIT = 20_000
+_KEY_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _read(data: Any, table: _Table, depth: int) -> Element:
@@ -341,17 +353,10 @@ def _read(data: Any, table: _Table, depth: int) -> Element:
 
 def _element(data: dict[str, Any], table: _Table, depth: int) -> Element:
     """What `_read` gives a complex element that is a dict, not a resource, at a depth from 1 to
-    `MAX_DEPTH`, without `_read`'s checks (`_build` calls it where it has made them): shared, when
-    it holds strings only, or strings and lists of objects of strings (`_FLAT`)."""
-    items = tuple(data.items())
-    content: tuple[tuple[str, Any], ...] | None = items
-    for _, value in items:
-        if type(value) is not str:
-            content = _listed(items) if depth < MAX_DEPTH else None  # its objects are one level deeper
-            if content is None:
-                return _build(data, table, depth)
-            break
-    key = (id(table), content)
+    `MAX_DEPTH`, without `_read`'s checks (`_build` calls it where it has made them): shared (`_FLAT`)."""
+    key = _key(data, table, depth)
+    if key is None:
+        return _build(data, table, depth)
     found = _FLAT.get(key)
     if found is None:
         found = _build(data, table, depth)
@@ -361,27 +366,17 @@ def _element(data: dict[str, Any], table: _Table, depth: int) -> Element:
     return found
 
 
-def _listed(items: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...] | None:
-    """The items of an element of strings and lists of objects of strings, each list as a tuple of its
-    objects' items (the whole content: equal keys, equal JSON); None for any other element."""
-    content: list[tuple[str, Any]] = []
-    for name, value in items:
-        if type(value) is str:
-            content.append((name, value))
-            continue
-        if type(value) is not list:
-            return None
-        objects = []
-        for item in value:
-            if type(item) is not dict:
-                return None
-            pairs = tuple(item.items())
-            for _, text in pairs:
-                if type(text) is not str:
-                    return None
-            objects.append(pairs)
-        content.append((name, tuple(objects)))
-    return tuple(content)
+def _key(data: dict[str, Any], table: _Table, depth: int) -> tuple[int, int, bytes] | None:
+    """The `_FLAT` key of an element, or None when it is not shared (see `_FLAT`)."""
+    if not table.shared:
+        return None
+    try:
+        text = orjson.dumps(data, option=_KEY_OPTIONS)
+    except orjson.JSONEncodeError:
+        return None
+    if b"null" in text:  # None, NaN or Infinity (or a text holding the word): built each time
+        return None
+    return id(table), depth, text
 
 
 def _build(data: dict[str, Any], table: _Table, depth: int) -> Element:

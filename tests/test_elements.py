@@ -191,11 +191,11 @@ def test_remembered_texts_stay_bounded_and_answers_stay_right(monkeypatch):
         assert obs.effectiveDateTime == date(2025, 6, i)
 
 
-def test_an_element_of_strings_only_is_read_once_and_shared_and_others_are_not():
-    """Seven in ten elements of a record hold strings only (codings, references, periods) and most
-    repeat: they are read once and shared (`elements._FLAT`). Shared reads are the same values; an
-    element holding a number, or a resource, is read every time."""
-    def observation(rid: str, value: int) -> dict[str, Any]:
+def test_a_repeated_element_is_read_once_and_shared_and_others_are_not():
+    """Elements of a record repeat (codings, references, quantities): each is read once and shared
+    (`elements._FLAT`), keyed by its exact JSON. Shared reads are the same values; an element written
+    differently (another number type), or holding a resource, is read apart."""
+    def observation(rid: str, value: Any) -> dict[str, Any]:
         return {"resourceType": "Observation", "id": rid, "status": "final",
                 "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
                 "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": value}}
@@ -204,7 +204,9 @@ def test_an_element_of_strings_only_is_read_once_and_shared_and_others_are_not()
     assert first is not second
     assert first.subject is second.subject and first.subject.reference == "Patient/p1"
     assert first.code.coding[0] is second.code.coding[0]
-    assert first.valueQuantity is not second.valueQuantity  # a number: not shared
+    assert first.valueQuantity is second.valueQuantity and first.valueQuantity.value == Decimal(5)
+    as_float = read_resource(observation("f", 5.0)).valueQuantity
+    assert as_float is not first.valueQuantity and repr(as_float.value) == repr(Decimal("5.0"))
     other = read_resource(observation("c", 5) | {"subject": {"reference": "Patient/p2"}})
     assert other.subject is not first.subject and other.subject.reference == "Patient/p2"
     with pytest.raises(NotValid):  # a refusal is never remembered as a read
@@ -228,9 +230,9 @@ def _read_or_refused(data: dict[str, Any]) -> Any:
 
 
 def test_concepts_are_shared_and_read_exactly_as_when_built_each_time(monkeypatch):
-    """An element of strings and lists of objects of strings (a CodeableConcept) is read once and shared
-    (`elements._listed`, `_FLAT`): every resource of every bundle, and concepts at the depth limit, read
-    the same (values, types, refusals) with the sharing as with each element built every time."""
+    """An element (a CodeableConcept) is read once and shared (`elements._key`, `_FLAT`): every resource
+    of every bundle, and concepts at the depth limit, read the same (values, types, refusals) with the
+    sharing as with each element built every time."""
     from fhir_vcf import elements
 
     concept = {"coding": [{"system": "http://loinc.org", "code": "72514-3", "display": "Pain"}], "text": "Pain"}
@@ -242,7 +244,7 @@ def test_concepts_are_shared_and_read_exactly_as_when_built_each_time(monkeypatc
     shared = [_read_or_refused(data) for data in cases]
     shared_again = [_read_or_refused(data) for data in cases]  # now read from the shared elements
     elements._FLAT.clear()
-    monkeypatch.setattr(elements, "_listed", lambda items: None)  # every such element built each time
+    monkeypatch.setattr(elements, "_key", lambda data, table, depth: None)  # every element built each time
     built = [_read_or_refused(data) for data in cases]
     assert shared == built and shared_again == built
     assert "refused" in built and any(b != "refused" for b in built[-14:-6])  # both sides of the depth limit

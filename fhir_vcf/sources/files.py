@@ -84,7 +84,8 @@ def parse_json(text: str | bytes, *, source: str) -> Any:
     except orjson.JSONDecodeError as exc:
         raise _why_not(text, exc.msg, source) from None
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    if _SUSPECT_ESCAPE.search(raw):
+    start = raw.find(b"\\")  # every suspect escape begins with a backslash: most bodies have none, or few
+    if start >= 0 and _SUSPECT_ESCAPE.search(raw, start):
         problem = _bad_text(document)
         if problem:
             raise InputError(f"invalid text: a string holds {problem}", source=source)

@@ -1,0 +1,166 @@
+"""The loading layer's shortcuts (issue 11) give what the long way gives: the escape check started at
+the first backslash, the shared collector pause, elements shared by their JSON, reports without
+attachments."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import inspect
+import json
+import pkgutil
+from typing import Any
+
+import fhir.resources.R4B as r4b
+import pytest
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+from fhir_core.types import FhirBase
+
+from fhir_vcf import collector, elements, record
+from fhir_vcf.elements import NotValid, read_resource
+from fhir_vcf.errors import InputError
+from fhir_vcf.sources import files
+
+
+class _Searches:
+    """`_SUSPECT_ESCAPE` with each search's start recorded."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.pattern = files._SUSPECT_ESCAPE
+
+    def search(self, raw: bytes, start: int = 0) -> Any:
+        self.starts.append(start)
+        return self.pattern.search(raw, start)
+
+
+def test_the_escape_check_starts_at_the_first_backslash_and_still_finds_what_follows(monkeypatch):
+    searches = _Searches()
+    monkeypatch.setattr(files, "_SUSPECT_ESCAPE", searches)
+    plain = b'{"resourceType": "Patient", "id": "p"}'
+    assert files.parse_json(plain, source="x") == {"resourceType": "Patient", "id": "p"}
+    assert searches.starts == []  # no backslash: nothing to look for
+    body = '{"a": "line\\nbreak", "b": "x\\u0000"}'
+    with pytest.raises(InputError, match="NUL"):
+        files.parse_json(body, source="x")
+    with pytest.raises(InputError, match="NUL"):
+        files.parse_json(body.encode(), source="x")
+    assert searches.starts == [body.index("\\")] * 2
+    assert files.parse_json(b'{"a": "\\\\u0000"}', source="x") == {"a": "\\u0000"}  # an escaped backslash
+
+
+def test_paused_is_one_shared_context_that_nests_and_gives_the_setting_back():
+    assert collector.paused() is collector.paused()
+    assert gc.isenabled()
+    try:
+        with collector.paused():
+            with collector.paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()  # the outer pause still holds
+            raise KeyError("x")
+    except KeyError:
+        pass
+    assert gc.isenabled()
+
+
+def _observation(rid: str, quantity: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": rid, "status": "final", "code": {"text": "x"},
+            "valueQuantity": quantity}
+
+
+def _built(data: dict[str, Any]) -> Any:
+    """`data` read with nothing shared."""
+    saved = dict(elements._FLAT)
+    elements._FLAT.clear()
+    try:
+        return repr(read_resource(data))
+    except NotValid:
+        return "refused"
+    finally:
+        elements._FLAT.clear()
+        elements._FLAT.update(saved)
+
+
+@pytest.mark.parametrize("values", [
+    [1, 1.0, True, "1"], [0.0, -0.0], [10**30, 1e30], [float("nan"), None], [float("inf"), None]])
+def test_elements_written_apart_are_never_read_as_one_another(values):
+    """Python calls 1, 1.0 and True equal; the key (orjson's text) does not, and what it would write
+    alike (NaN, Infinity and None as null) or cannot write (an integer past 64 bits) is not shared."""
+    elements._FLAT.clear()
+    for value in values + values[::-1]:
+        data = _observation("o", {"value": value, "unit": "mg"})
+        try:
+            shared = repr(read_resource(data))
+        except NotValid:
+            shared = "refused"
+        assert shared == _built(data), value
+
+
+def test_key_order_decides_the_shared_element():
+    elements._FLAT.clear()
+    one = read_resource(_observation("a", {"value": 2, "unit": "mg"})).valueQuantity
+    other = read_resource(_observation("b", {"unit": "mg", "value": 2})).valueQuantity
+    assert one is not other and list(one.__dict__) == ["value", "unit"] and list(other.__dict__) == ["unit", "value"]
+    assert read_resource(_observation("c", {"value": 2, "unit": "mg"})).valueQuantity is one
+
+
+def test_an_element_holding_a_resource_is_never_shared():
+    parameters = {"resourceType": "Parameters", "id": "p",
+                  "parameter": [{"name": "x", "resource": {"resourceType": "Patient", "id": "q"}}]}
+    data = {"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "x"},
+            "contained": [parameters]}
+    first, second = read_resource(data), read_resource(json.loads(json.dumps(data)))
+    assert first.contained[0].parameter[0] is not second.contained[0].parameter[0]
+    assert first.contained[0].parameter[0].resource is not second.contained[0].parameter[0].resource
+
+
+def _r4b_models() -> list[type]:
+    found: dict[str, type] = {}
+    for info in pkgutil.iter_modules(r4b.__path__):
+        if info.name.startswith(("fhirtypes", "tests")):
+            continue
+        module = importlib.import_module(f"{r4b.__name__}.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and issubclass(cls, FHIRAbstractModel):
+                found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+    return list(found.values())
+
+
+def _holds_a_resource_somewhere(model: type) -> bool:
+    seen, todo = {model}, [model]
+    while todo:
+        for info in todo.pop().model_fields.values():
+            core, _ = elements._core(info.annotation)
+            if not (isinstance(core, type) and issubclass(core, FhirBase)):
+                continue
+            target = core.get_model_klass()
+            if elements._is_resource(target):
+                return True
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return False
+
+
+def test_an_element_type_is_shared_exactly_when_no_resource_can_sit_anywhere_inside_it():
+    """`_Table.shared` looks at an element's own fields only: in R4B that decides for every depth."""
+    models = [m for m in _r4b_models() if not elements._is_resource(m)]
+    assert len(models) > 300
+    wrong = [m.__name__ for m in models if elements._table(m).shared == _holds_a_resource_somewhere(m)]
+    assert wrong == []
+
+
+def test_a_report_without_attachments_lists_none_without_looking(monkeypatch):
+    report = read_resource({"resourceType": "DiagnosticReport", "id": "r", "status": "final",
+                            "code": {"text": "CT"}})
+
+    def refuse(resource: Any) -> Any:
+        raise AssertionError("looked")
+
+    monkeypatch.setattr(record, "attachments", refuse)
+    assert record.attachment_skips(report) == []
+    document = read_resource({"resourceType": "DocumentReference", "id": "d", "status": "current",
+                              "content": [{"attachment": {"contentType": "application/pdf", "url": "x"}}]})
+    monkeypatch.undo()
+    assert record.attachment_skips(document) == [record.UNSUPPORTED_ATTACHMENT]
+    assert record.attachments(report) == []
