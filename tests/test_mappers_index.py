@@ -2,7 +2,8 @@
 sample and test bundle and on models built elsewhere:
 
 - `record.field` reads a resource of the record from its present elements (the model's element table otherwise);
-- `common._free_texts` skips resources with no text-bearing element (its gate, checked open and closed);
+- `common._free_texts` reads only the text-bearing elements present (its gate, checked open and closed);
+- `common.report_texts` lists attachments only of a resource with presentedForm or content (likewise);
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text;
@@ -72,6 +73,16 @@ def _ungated_free_texts(resource: Any) -> list[tuple[str, str]]:
         common._FREE_TEXT_ELEMENTS = saved
 
 
+def _ungated_report_texts(resource: Any) -> list[tuple[str, str]]:
+    """`common.report_texts` with its attachments gate open (every element of the type counted)."""
+    saved = common._ATTACHMENT_ELEMENTS
+    common._ATTACHMENT_ELEMENTS = saved | frozenset(getattr(type(resource), "model_fields", ()))
+    try:
+        return list(common.report_texts(resource))
+    finally:
+        common._ATTACHMENT_ELEMENTS = saved
+
+
 def _slow_fracture_text_levels(value: str) -> list[str]:
     """`fractures._fracture_text_levels` before issue 11: the levels found afresh in each sentence."""
     if not text.find_levels(value):
@@ -103,6 +114,24 @@ def test_field_reads_what_the_models_field_reads(path: Path) -> None:
 def test_free_texts_are_the_slow_readers(path: Path) -> None:
     for _, resource in _resources(path):
         assert list(common._free_texts(resource)) == _ungated_free_texts(resource), resource
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_report_texts_are_the_slow_readers(path: Path) -> None:
+    for _, resource in _resources(path):
+        assert list(common.report_texts(resource)) == _ungated_report_texts(resource), resource
+
+
+def test_the_report_texts_take_each_branch() -> None:
+    """The bundles hold reports whose attachments are read and reports the gate passes over."""
+    read = passed = 0
+    for path in BUNDLES:
+        for _, resource in _resources(path):
+            if resource.get_resource_type() in ("DiagnosticReport", "DocumentReference"):
+                attached = any(e != "conclusion" for _, e in common.report_texts(resource))
+                read += attached
+                passed += resource.__dict__.keys().isdisjoint(common._ATTACHMENT_ELEMENTS)
+    assert read and passed
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
