@@ -6,7 +6,8 @@ sample and test bundle and on models built elsewhere:
 - `common.report_texts` lists attachments only of a resource with presentedForm or content (likewise);
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
-- `fractures._fracture_text_levels` reuses the levels it found in the whole text;
+- `fractures._fracture_text_levels` reuses the levels it found in the whole text, and keeps a short
+  text's levels in a bounded memory;
 - `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail;
 - `common.coding_of` remembers the Coding of each (system, code, display) as written.
 """
@@ -229,6 +230,22 @@ def test_the_level_texts_take_each_branch() -> None:
     assert [s for s, _ in fractures._fracture_sentences(whole)] == [whole]
     assert len(fractures._fracture_sentences("T12 fracture. Prior L3-L5 fusion. L1 fracture.")) == 2
     assert assertion.reading(whole).sentences == [(0, len(whole))]
+
+
+def test_short_fracture_texts_are_remembered_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fractures, "_TEXT_LEVELS", {})
+    monkeypatch.setattr(fractures, "_MEMO_TEXTS", 2)
+    short, other, third = "Compression fracture T12", "L1 fracture", "T8 fracture"
+    first = fractures._fracture_text_levels(short)
+    assert first == ["T12"] and {short: ("T12",)} == fractures._TEXT_LEVELS
+    first.append("L5")  # a caller's list is its own
+    assert fractures._fracture_text_levels(short) == ["T12"]
+    fractures._TEXT_LEVELS[short] = ("C1",)  # what is kept is what is answered
+    assert fractures._fracture_text_levels(short) == ["C1"]
+    long = "Compression fracture T12. " + "Stable. " * 30
+    assert len(long) > fractures._MEMO_TEXT and fractures._fracture_text_levels(long) == ["T12"]
+    assert fractures._fracture_text_levels(other) == ["L1"] and fractures._fracture_text_levels(third) == ["T8"]
+    assert set(fractures._TEXT_LEVELS) == {short, other}  # long not kept; full at two
 
 
 # --- symptoms: the stays, read when a score first needs them ---
