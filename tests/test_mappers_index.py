@@ -8,6 +8,7 @@ sample and test bundle and on models built elsewhere:
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text, and keeps a short
   text's levels in a bounded memory;
+- `symptoms._RDQ_TERMS` passes exactly the texts `_RDQ_MENTION` finds a mention in;
 - `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail;
 - `common.coding_of` remembers the Coding of each (system, code, display) as written.
 """
@@ -249,6 +250,16 @@ def test_short_fracture_texts_are_remembered_within_bounds(monkeypatch: pytest.M
 
 
 # --- symptoms: the stays, read when a score first needs them ---
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_the_rdq_gate_is_the_rdq_search(path: Path) -> None:
+    bodies = ["RDQ 19", "Roland-Morris score 14/24", "roland morris", "RMDQ: 9", "xRDQ 3", "RDQs", "ſ", ""]
+    for record in load_file(path):
+        bodies += [body for _, _, _, body in common.free_texts(record)]
+    for body in bodies:
+        assert symptoms._RDQ_TERMS.may_match(body) == bool(symptoms._RDQ_MENTION.search(body)), body
+        assert symptoms._RDQ_TERMS.may_match(body) == bool(symptoms._RDQ_MENTION.search(body)), body  # remembered
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
