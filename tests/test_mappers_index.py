@@ -8,6 +8,7 @@ sample and test bundle and on models built elsewhere:
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text, and keeps a short
   text's levels in a bounded memory;
+- `assertion.TextReading.read` remembers a short text's assertions by mention, a long text's not;
 - `symptoms._RDQ_TERMS` passes exactly the texts `_RDQ_MENTION` finds a mention in;
 - `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail;
 - `common.coding_of` remembers the Coding of each (system, code, display) as written.
@@ -15,6 +16,7 @@ sample and test bundle and on models built elsewhere:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -247,6 +249,17 @@ def test_short_fracture_texts_are_remembered_within_bounds(monkeypatch: pytest.M
     assert len(long) > fractures._MEMO_TEXT and fractures._fracture_text_levels(long) == ["T12"]
     assert fractures._fracture_text_levels(other) == ["L1"] and fractures._fracture_text_levels(third) == ["T8"]
     assert set(fractures._TEXT_LEVELS) == {short, other}  # long not kept; full at two
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_remembered_assertions_are_read_afresh(path: Path) -> None:
+    for record in load_file(path):
+        for _, _, _, body in common.free_texts(record):
+            kept = assertion.reading(body)
+            for m in re.finditer(r"\w+", body[:300]):
+                first = kept.read(m.start(), m.end())
+                assert first == assertion.TextReading(body)._read(m.start(), m.end()), (body, m)
+                assert (kept.read(m.start(), m.end()) is first) == (len(body) <= assertion._SHORT_TEXT)
 
 
 # --- symptoms: the stays, read when a score first needs them ---
