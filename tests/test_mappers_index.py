@@ -2,16 +2,21 @@
 sample and test bundle and on models built elsewhere:
 
 - `record.field` reads a resource of the record from its present elements (the model's element table otherwise);
-- `common._free_texts` skips resources with no text-bearing element (its gate, checked open and closed);
+- `common._free_texts` reads only the text-bearing elements present (its gate, checked open and closed);
+- `common.report_texts` lists attachments only of a resource with presentedForm or content (likewise);
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
-- `fractures._fracture_text_levels` reuses the levels it found in the whole text;
+- `fractures._fracture_text_levels` reuses the levels it found in the whole text, and keeps a short
+  text's levels in a bounded memory;
+- `assertion.TextReading.read` remembers a short text's assertions by mention, a long text's not;
+- `symptoms._RDQ_TERMS` passes exactly the texts `_RDQ_MENTION` finds a mention in;
 - `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail;
 - `common.coding_of` remembers the Coding of each (system, code, display) as written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -72,6 +77,16 @@ def _ungated_free_texts(resource: Any) -> list[tuple[str, str]]:
         common._FREE_TEXT_ELEMENTS = saved
 
 
+def _ungated_report_texts(resource: Any) -> list[tuple[str, str]]:
+    """`common.report_texts` with its attachments gate open (every element of the type counted)."""
+    saved = common._ATTACHMENT_ELEMENTS
+    common._ATTACHMENT_ELEMENTS = saved | frozenset(getattr(type(resource), "model_fields", ()))
+    try:
+        return list(common.report_texts(resource))
+    finally:
+        common._ATTACHMENT_ELEMENTS = saved
+
+
 def _slow_fracture_text_levels(value: str) -> list[str]:
     """`fractures._fracture_text_levels` before issue 11: the levels found afresh in each sentence."""
     if not text.find_levels(value):
@@ -103,6 +118,24 @@ def test_field_reads_what_the_models_field_reads(path: Path) -> None:
 def test_free_texts_are_the_slow_readers(path: Path) -> None:
     for _, resource in _resources(path):
         assert list(common._free_texts(resource)) == _ungated_free_texts(resource), resource
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_report_texts_are_the_slow_readers(path: Path) -> None:
+    for _, resource in _resources(path):
+        assert list(common.report_texts(resource)) == _ungated_report_texts(resource), resource
+
+
+def test_the_report_texts_take_each_branch() -> None:
+    """The bundles hold reports whose attachments are read and reports the gate passes over."""
+    read = passed = 0
+    for path in BUNDLES:
+        for _, resource in _resources(path):
+            if resource.get_resource_type() in ("DiagnosticReport", "DocumentReference"):
+                attached = any(e != "conclusion" for _, e in common.report_texts(resource))
+                read += attached
+                passed += resource.__dict__.keys().isdisjoint(common._ATTACHMENT_ELEMENTS)
+    assert read and passed
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
@@ -202,7 +235,44 @@ def test_the_level_texts_take_each_branch() -> None:
     assert assertion.reading(whole).sentences == [(0, len(whole))]
 
 
+def test_short_fracture_texts_are_remembered_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fractures, "_TEXT_LEVELS", {})
+    monkeypatch.setattr(fractures, "_MEMO_TEXTS", 2)
+    short, other, third = "Compression fracture T12", "L1 fracture", "T8 fracture"
+    first = fractures._fracture_text_levels(short)
+    assert first == ["T12"] and {short: ("T12",)} == fractures._TEXT_LEVELS
+    first.append("L5")  # a caller's list is its own
+    assert fractures._fracture_text_levels(short) == ["T12"]
+    fractures._TEXT_LEVELS[short] = ("C1",)  # what is kept is what is answered
+    assert fractures._fracture_text_levels(short) == ["C1"]
+    long = "Compression fracture T12. " + "Stable. " * 30
+    assert len(long) > fractures._MEMO_TEXT and fractures._fracture_text_levels(long) == ["T12"]
+    assert fractures._fracture_text_levels(other) == ["L1"] and fractures._fracture_text_levels(third) == ["T8"]
+    assert set(fractures._TEXT_LEVELS) == {short, other}  # long not kept; full at two
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_remembered_assertions_are_read_afresh(path: Path) -> None:
+    for record in load_file(path):
+        for _, _, _, body in common.free_texts(record):
+            kept = assertion.reading(body)
+            for m in re.finditer(r"\w+", body[:300]):
+                first = kept.read(m.start(), m.end())
+                assert first == assertion.TextReading(body)._read(m.start(), m.end()), (body, m)
+                assert (kept.read(m.start(), m.end()) is first) == (len(body) <= assertion._SHORT_TEXT)
+
+
 # --- symptoms: the stays, read when a score first needs them ---
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_the_rdq_gate_is_the_rdq_search(path: Path) -> None:
+    bodies = ["RDQ 19", "Roland-Morris score 14/24", "roland morris", "RMDQ: 9", "xRDQ 3", "RDQs", "ſ", ""]
+    for record in load_file(path):
+        bodies += [body for _, _, _, body in common.free_texts(record)]
+    for body in bodies:
+        assert symptoms._RDQ_TERMS.may_match(body) == bool(symptoms._RDQ_MENTION.search(body)), body
+        assert symptoms._RDQ_TERMS.may_match(body) == bool(symptoms._RDQ_MENTION.search(body)), body  # remembered
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)

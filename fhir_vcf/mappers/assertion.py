@@ -272,8 +272,8 @@ def _sentence_cuts(text: str) -> list[int]:
 class TextReading:
     """One text read once: its sentences, sections and triggers. `read(start, end)` per mention."""
 
-    __slots__ = ("_by_sentence", "_folded", "_section_starts", "_sentence_starts", "rules", "sections", "sentences",
-                 "text")
+    __slots__ = ("_by_sentence", "_folded", "_reads", "_section_starts", "_sentence_starts", "rules", "sections",
+                 "sentences", "text")
 
     def __init__(self, text: str, triggers: TriggerSet | None = None) -> None:
         self.text = text
@@ -292,6 +292,9 @@ class TextReading:
         self._section_starts = [s.start for s in self.sections]
         self._folded = rules.fold(text)
         self._by_sentence: dict[int, tuple[list[tuple[int, int, TriggerRule]], list[int]]] = {}
+        # A short text's assertions, by mention: a code's display recurs as its concept's text and on
+        # other patients' records (`reading` keeps the reading), and a mention is asked of it again.
+        self._reads: dict[tuple[int, int], Assertion] | None = {} if len(text) <= _SHORT_TEXT else None
 
     # -- where things are --
 
@@ -327,7 +330,16 @@ class TextReading:
     # -- assertions --
 
     def read(self, start: int, end: int) -> Assertion:
-        """The assertion of the mention text[start:end]."""
+        """The assertion of the mention text[start:end] (remembered for a short text)."""
+        reads = self._reads
+        if reads is None:
+            return self._read(start, end)
+        found = reads.get((start, end))
+        if found is None:
+            found = reads[start, end] = self._read(start, end)
+        return found
+
+    def _read(self, start: int, end: int) -> Assertion:
         text = self.text
         i = self._sentence_index(start)
         a, b = self.sentences[i]
@@ -388,6 +400,9 @@ class TextReading:
     def read_all(self, spans: Iterable[tuple[int, int]]) -> list[Assertion]:
         return [self.read(s, e) for s, e in spans]
 
+
+# Texts of at most this many characters (a code's display, a short note) remember their assertions.
+_SHORT_TEXT = 200
 
 # How far a scope reaches at most, in characters: a sentence of a long unpunctuated text (a hostile
 # or broken feed) then costs each mention a bounded look, never a scan of the whole text.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from datetime import date
 from typing import Any
 
@@ -255,37 +256,50 @@ FREE_TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observ
                    "ServiceRequest", "AllergyIntolerance", "CarePlan")
 
 
-# The elements `_free_texts` reads: a resource of the record with none of them present (a vital sign,
-# a lab result, an Encounter) has no free text, known from its present elements alone.
+# The elements `_free_texts` reads: of a resource of the record it reads only those present (most
+# resources, a vital sign, a lab result, an Encounter, have none of them), known from its present
+# elements alone (see `field`).
 _FREE_TEXT_ELEMENTS = frozenset({"code", "note", "conclusion", "presentedForm", "content", "valueString",
                                  "description", "series", "reasonCode"})
+_REPORT_ELEMENTS = frozenset({"conclusion", "presentedForm", "content"})  # what `report_texts` reads
+_ATTACHMENT_ELEMENTS = frozenset({"presentedForm", "content"})  # where `record.attachments` finds them
 
 
 def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:
     """(element, text) of one resource's narrative-bearing elements, in `free_texts` order.
 
-    A resource of the record with none of those elements present (a vital sign, a lab result, an
-    Encounter) gives none, known from its present elements alone (see `field`).
+    Of a resource of the record only the elements present are read (an absent one reads as None:
+    see `field`); a model built elsewhere is asked for each.
     """
-    if isinstance(resource, Element) and resource.__dict__.keys().isdisjoint(_FREE_TEXT_ELEMENTS):
-        return
-    code = field(resource, "code")
-    if getattr(code, "text", None):
-        yield "code.text", code.text
-    for text, element in notes(resource):
-        yield element, text
-    for value, element in report_texts(resource):
-        yield element, value
+    if isinstance(resource, Element):
+        names: AbstractSet[str] = resource.__dict__.keys() & _FREE_TEXT_ELEMENTS
+        if not names:
+            return
+    else:
+        names = _FREE_TEXT_ELEMENTS
+    if "code" in names:
+        code = field(resource, "code")
+        if getattr(code, "text", None):
+            yield "code.text", code.text
+    if "note" in names:
+        for text, element in notes(resource):
+            yield element, text
+    if not names.isdisjoint(_REPORT_ELEMENTS):
+        for value, element in report_texts(resource):
+            yield element, value
     for name in ("valueString", "description"):
-        value = field(resource, name)
-        if value:
-            yield name, value
-    for i, series in enumerate(field(resource, "series") or []):
-        if series.description:
-            yield f"series[{i}].description", series.description
-    for i, reason in enumerate(field(resource, "reasonCode") or []):
-        if reason.text:
-            yield f"reasonCode[{i}].text", reason.text
+        if name in names:
+            value = field(resource, name)
+            if value:
+                yield name, value
+    if "series" in names:
+        for i, series in enumerate(field(resource, "series") or []):
+            if series.description:
+                yield f"series[{i}].description", series.description
+    if "reasonCode" in names:
+        for i, reason in enumerate(field(resource, "reasonCode") or []):
+            if reason.text:
+                yield f"reasonCode[{i}].text", reason.text
 
 
 def report_texts(resource: Any) -> Iterator[tuple[str, str]]:
@@ -295,6 +309,8 @@ def report_texts(resource: Any) -> Iterator[tuple[str, str]]:
     conclusion = field(resource, "conclusion")
     if conclusion:
         yield conclusion, "conclusion"
+    if isinstance(resource, Element) and resource.__dict__.keys().isdisjoint(_ATTACHMENT_ELEMENTS):
+        return  # a report of the record with no presentedForm (most): no attachments to list
     for attachment, element in attachments(resource):
         value = attachment_text(attachment)
         if value:

@@ -564,7 +564,29 @@ _EARLIER = re.compile(
 )
 
 
+# The levels read from short texts: a Condition's code display or short note ("Osteoporotic vertebral
+# collapse", "Age-related osteoporosis with current pathological fracture, vertebra(e), ...") repeats
+# across patients, and its reading (sentences, assertions, level mentions) depends on the text alone.
+# Bounded: texts of at most _MEMO_TEXT characters, at most _MEMO_TEXTS of them (then no more are kept).
+_TEXT_LEVELS: dict[str, tuple[str, ...]] = {}
+_MEMO_TEXT = 200
+_MEMO_TEXTS = 10_000
+
+
 def _fracture_text_levels(value: str) -> list[str]:
+    """The levels a Condition's text gives its fracture (`_read_text_levels`), a short text's kept in
+    `_TEXT_LEVELS` (a new list each time: callers may extend it)."""
+    if len(value) > _MEMO_TEXT:
+        return _read_text_levels(value)
+    found = _TEXT_LEVELS.get(value)
+    if found is None:
+        found = tuple(_read_text_levels(value))
+        if len(_TEXT_LEVELS) < _MEMO_TEXTS:
+            _TEXT_LEVELS[value] = found
+    return list(found)
+
+
+def _read_text_levels(value: str) -> list[str]:
     """The levels a Condition's text gives its fracture: from the sentences about a current fracture
     when there are any ("old healed T8 fracture" is not one), else every level the text names."""
     levels = text.find_levels(value)

@@ -46,6 +46,9 @@ _PAIN_LABELS = (r"NRS", r"numeric\s+(?:pain\s+)?rating\s+scale", r"pain\s+score"
 _RDQ_LABELS = (r"Roland[\s\-]*Morris(?:\s+Disability(?:\s+Questionnaire)?)?(?:\s+(?:score|total))?", r"RDQ", r"RMDQ")
 _RDQ_MAX = 24
 _RDQ_MENTION = re.compile(r"\b(?:Roland[\s\-]*Morris|RDQ|RMDQ)\b", re.IGNORECASE)
+# The same test for each free text, remembered for short ones (a visit's or a drug's name recurs on
+# every visit): most texts name no RDQ and cost a remembered answer.
+_RDQ_TERMS = ctx.TermFilter([_RDQ_MENTION])
 
 
 def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dict[str, Any]:
@@ -71,7 +74,7 @@ def map_symptoms(record: Any, *, as_of: date, episode_start: date | None) -> dic
         if value is not None:
             rdq.append(value)
     for resource, ref, element, body in view.free_texts():
-        if not _RDQ_MENTION.search(body):
+        if not _RDQ_TERMS.may_match(body):
             continue
         if resource.get_resource_type() == "Observation":
             coded = coded_rdq[id(resource)] if id(resource) in coded_rdq else _rdq_coded(view, resource)
