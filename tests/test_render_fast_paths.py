@@ -33,7 +33,8 @@ def _search(policy, text):
 
 
 def test_source_for_remembers_each_text_and_answers_as_the_search():
-    policies = load_policies()
+    # Fresh copies, each with an empty memo (other tests fill the shared policies' memo).
+    policies = {k: parse_policy_file(Path(p.file)) for k, p in load_policies().items()}
     texts = ["", "no source named", *(f"{s.id}, inclusion 1a" for p in policies.values() for s in p.sources),
              *(f"see {s.id}-x and {s.id}" for p in policies.values() for s in p.sources)]
     for policy in policies.values():
