@@ -245,3 +245,32 @@ def test_prune_empty_agrees_with_the_general_rule_on_every_kind_of_value():
         assert repr(fast) == repr(slow)  # the same types (OrderedDict → dict, tuples untouched) and order
     card = render_card(evaluation("not-eligible"), order=OrderContext("ServiceRequest/sr-1", "kyphoplasty"))
     assert prune_empty(card) == _prune_reference(card) == card
+
+
+def test_the_care_plan_of_a_card_is_walked_once_and_the_card_keeps_no_empty_value(monkeypatch):
+    """The plan is pruned when it is copied into the suggestion; the card's own pruning leaves the
+    suggestions out (walking the plan again cost a third of a card) and still leaves no empty value."""
+    import fhir_vcf.outputs.cards as cards_module
+
+    walked: list[object] = []
+
+    def recording(value):
+        walked.append(value)
+        return cards_module.prune_empty.__wrapped__(value)
+
+    recording.__wrapped__ = cards_module.prune_empty
+    monkeypatch.setattr(cards_module, "prune_empty", recording)
+    ev = evaluation("not-eligible")
+    ev["carePlan"]["note"] = [{"text": ""}]  # an empty member the card must not carry
+    ev["carePlan"]["category"] = []
+    empty_source = CardSource(guideline_url="https://example.org/g", guideline_label="")
+    card = render_card(ev, source=empty_source, order=OrderContext("ServiceRequest/sr-1", "kyphoplasty"))
+    plans = [v for v in walked if isinstance(v, dict) and v.get("resourceType") == "CarePlan"]
+    assert len(plans) == 1
+    assert not any(isinstance(v, dict) and "suggestions" in v for v in walked)
+    assert _prune_reference(card) == card
+    assert "note" not in card["suggestions"][0]["actions"][0]["resource"]
+    assert "category" not in card["suggestions"][0]["actions"][0]["resource"]
+    assert card["links"] == [{"url": "https://example.org/g", "type": "absolute"}]
+    assert list(card) == ["uuid", "summary", "detail", "indicator", "source", "extension", "suggestions",
+                          "selectionBehavior", "overrideReasons", "links"]

@@ -342,17 +342,21 @@ def render_card(
             "evaluation": evaluation_id,
         }},
     }
+    card = prune_empty(card)
+    # Added after the pruning: a suggestion holds no empty value (its plan was pruned by `_careplan`,
+    # the rest are non-empty words, a uuid and a checked reference), and walking its CarePlan a second
+    # time was a third of rendering a card.
     suggestions = suggestions_for(evaluation, order)
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "at-most-one"
     # Always offered: the EHR then sends a coded reason with an `overridden` feedback.
     reasons = INFO_OVERRIDE_REASONS if indicator == "info" else OVERRIDE_REASONS
-    card["overrideReasons"] = [dict(r) for r in reasons]
-    links = _links(source, detail, explanation_url)
+    card["overrideReasons"] = [dict(r) for r in reasons]  # module constants: no empty value
+    links = prune_empty(_links(source, detail, explanation_url))
     if links:
         card["links"] = links
-    return prune_empty(card)
+    return card
 
 
 def render_cards(

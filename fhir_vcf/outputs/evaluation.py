@@ -26,7 +26,7 @@ from datetime import date
 from typing import Any
 
 from fhir_vcf.clinical_time import DayRange
-from fhir_vcf.facts import FractureFacts, ResourceLabel, Status
+from fhir_vcf.facts import Evidence, FractureFacts, ResourceLabel, Status
 from fhir_vcf.outputs.careplan import build_careplan
 from fhir_vcf.rules.judgement import CriterionResult, Judgement
 from fhir_vcf.rules.policy import Policy
@@ -185,8 +185,7 @@ def render_criterion(
         resources = resources or {}
         details = []
         for e in c.evidence:
-            item = {k: v for k, v in (("reference", e.reference), ("element", e.element), ("method", str(e.method)),
-                                      ("found", e.found)) if v}
+            item = _evidence_item(e)
             label = resources.get(e.reference)
             if label is not None:
                 item["resource"] = label.label
@@ -201,3 +200,19 @@ def render_criterion(
     if c.review:
         out["review"] = True
     return out
+
+
+def _evidence_item(e: Evidence) -> dict[str, str]:
+    """reference, element, method and found, each when not empty, in that order: one `if` a member (a
+    dict comprehension over a tuple of pairs took half as long again, timeit)."""
+    item: dict[str, str] = {}
+    if e.reference:
+        item["reference"] = e.reference
+    if e.element:
+        item["element"] = e.element
+    method = str(e.method)
+    if method:
+        item["method"] = method
+    if e.found:
+        item["found"] = e.found
+    return item

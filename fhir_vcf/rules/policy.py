@@ -352,6 +352,9 @@ Exclusions = Annotated[
 ]
 
 
+_CITED_MEMO_SIZE = 256  # distinct criterion source texts remembered per policy
+
+
 @dataclass(frozen=True, config=_CONFIG)
 class Policy:
     """A coverage policy, as the rules read it."""
@@ -390,9 +393,21 @@ class Policy:
         "LCD L34106, inclusion 1a" cites LCD; "A56572: level limit waived" cites A56572. So each
         criterion links to the published text behind it (its `url`) without repeating the URL.
         """
+        memo = self._cited
+        if text in memo:
+            return memo[text]
         pattern, by_id = self._citations
         match = pattern.search(text or "")
-        return by_id[match.group(1)] if match else None
+        cited = by_id[match.group(1)] if match else None
+        if len(memo) < _CITED_MEMO_SIZE:
+            memo[text] = cited
+        return cited
+
+    @functools.cached_property
+    def _cited(self) -> dict[str, Source | None]:
+        """`source_for`'s answers by text: a criterion's source text comes from the policy and the rules,
+        so the same few dozen repeat for every patient and evaluation (bounded: `_CITED_MEMO_SIZE`)."""
+        return {}
 
     @functools.cached_property
     def _citations(self) -> tuple[re.Pattern[str], dict[str, Source]]:

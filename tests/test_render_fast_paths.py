@@ -1,0 +1,54 @@
+"""The evaluation's fast paths (fhir_vcf.outputs.evaluation, Policy.source_for) answer as the general
+routes they replace, member for member and in the same order."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from fhir_vcf.facts import Evidence, Method
+from fhir_vcf.outputs.evaluation import _evidence_item
+from fhir_vcf.rules.policy import _CITED_MEMO_SIZE, load_policies, parse_policy_file
+
+
+def _evidence_reference(e: Evidence) -> dict[str, str]:
+    """The evidence item as first written: every non-empty member, through a comprehension."""
+    return {k: v for k, v in (("reference", e.reference), ("element", e.element), ("method", str(e.method)),
+                              ("found", e.found)) if v}
+
+
+def test_evidence_items_keep_the_non_empty_members_in_order():
+    for reference, element, method, found in itertools.product(
+        ("", "Condition/vcf-1"), ("", "code.coding[0]"), tuple(Method), ("", "ICD-10-CM M80.08XA")
+    ):
+        e = Evidence(reference, element, method, found)
+        item = _evidence_item(e)
+        assert list(item.items()) == list(_evidence_reference(e).items())
+
+
+def _search(policy, text):
+    pattern, by_id = policy._citations
+    match = pattern.search(text or "")
+    return by_id[match.group(1)] if match else None
+
+
+def test_source_for_remembers_each_text_and_answers_as_the_search():
+    # Fresh copies, each with an empty memo (other tests fill the shared policies' memo).
+    policies = {k: parse_policy_file(Path(p.file)) for k, p in load_policies().items()}
+    texts = ["", "no source named", *(f"{s.id}, inclusion 1a" for p in policies.values() for s in p.sources),
+             *(f"see {s.id}-x and {s.id}" for p in policies.values() for s in p.sources)]
+    for policy in policies.values():
+        for text in texts:
+            assert policy.source_for(text) is _search(policy, text)
+            assert policy.source_for(text) is _search(policy, text)  # from the memo the second time
+            assert text in policy._cited
+
+
+def test_source_for_memo_is_bounded():
+    shared = next(iter(load_policies().values()))
+    policy = parse_policy_file(Path(shared.file))  # its own memo: the shared policies' stays as it was
+    for i in range(_CITED_MEMO_SIZE + 50):
+        assert policy.source_for(f"text {i}") is None
+    assert len(policy._cited) == _CITED_MEMO_SIZE
+    cited = policy.sources[0]
+    assert policy.source_for(f"{cited.id} beyond the memo") is cited
