@@ -66,25 +66,25 @@ def _nodes(node: Any) -> Iterator[Any]:
 # --- the slow readers, as they were ---
 
 
-def _ungated_free_texts(resource: Any) -> list[tuple[str, str]]:
-    """`common._free_texts` with its present-elements gate open: every element of the resource's type
-    counted as one it reads, so only a resource with no element at all is passed over."""
-    saved = common._FREE_TEXT_ELEMENTS
-    common._FREE_TEXT_ELEMENTS = saved | frozenset(getattr(type(resource), "model_fields", ()))
+def _with_gate_open(gate: str, reader: Any, resource: Any) -> list[tuple[str, str]]:
+    """`reader(resource)` with the present-elements gate `common.<gate>` open: every element of the
+    resource's type counted as one it reads, so only a resource with no element at all is passed over."""
+    saved = getattr(common, gate)
+    setattr(common, gate, saved | frozenset(getattr(type(resource), "model_fields", ())))
     try:
-        return list(common._free_texts(resource))
+        return list(reader(resource))
     finally:
-        common._FREE_TEXT_ELEMENTS = saved
+        setattr(common, gate, saved)
+
+
+def _ungated_free_texts(resource: Any) -> list[tuple[str, str]]:
+    """`common._free_texts` with its present-elements gate open."""
+    return _with_gate_open("_FREE_TEXT_ELEMENTS", common._free_texts, resource)
 
 
 def _ungated_report_texts(resource: Any) -> list[tuple[str, str]]:
-    """`common.report_texts` with its attachments gate open (every element of the type counted)."""
-    saved = common._ATTACHMENT_ELEMENTS
-    common._ATTACHMENT_ELEMENTS = saved | frozenset(getattr(type(resource), "model_fields", ()))
-    try:
-        return list(common.report_texts(resource))
-    finally:
-        common._ATTACHMENT_ELEMENTS = saved
+    """`common.report_texts` with its attachments gate open."""
+    return _with_gate_open("_ATTACHMENT_ELEMENTS", common.report_texts, resource)
 
 
 def _slow_fracture_text_levels(value: str) -> list[str]:
