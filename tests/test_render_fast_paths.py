@@ -52,3 +52,15 @@ def test_source_for_memo_is_bounded():
     assert len(policy._cited) == _CITED_MEMO_SIZE
     cited = policy.sources[0]
     assert policy.source_for(f"{cited.id} beyond the memo") is cited
+
+
+def test_page_templates_read_a_dicts_item_before_its_attribute() -> None:
+    """`page.environment` reads `a.b` of a dict as its item first (no failed attribute look-up per
+    value drawn); a dict's methods stay reachable when it holds no key of that name."""
+    from fhir_vcf.outputs.page import environment
+
+    env = environment()
+    assert env.getattr({"items": "the item"}, "items") == "the item"  # plain Jinja: the dict's method
+    assert env.from_string("{{ d.title }}|{{ d.get('x', 'none') }}|{{ n.real }}").render(
+        d={"title": "T<1>"}, n=3) == "T&lt;1&gt;|none|3"
+    assert env.from_string("{{ d.missing is undefined }}").render(d={}) == "True"

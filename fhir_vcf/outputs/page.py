@@ -56,9 +56,24 @@ def content_security_policy() -> str:
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
+class _PlainValuesEnvironment(Environment):
+    """Jinja's environment, reading `a.b` of a dict as its item first.
+
+    The templates draw plain dicts (`section`: the evaluation's own values), and Jinja reads `a.b`
+    as the attribute first and the item only after the attribute's AttributeError: about 500 such
+    failed look-ups a page, a fifth of rendering it (`benchmarks/bench_page.py`). A dict's methods
+    stay reachable (`words.get(...)`) unless it holds a key of that name, which no view here does.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    return Environment(
+    return _PlainValuesEnvironment(
         loader=PackageLoader("fhir_vcf.outputs", "templates"),
         autoescape=select_autoescape(("html",), default_for_string=True, default=True),
         undefined=StrictUndefined,
