@@ -599,12 +599,10 @@ def attachments(resource: Resource) -> list[tuple[Any, str]]:
     """(attachment, element) of a DiagnosticReport's presentedForm or a DocumentReference's content."""
     rtype = resource.get_resource_type()
     if rtype == "DiagnosticReport":
-        forms = getattr(resource, "presentedForm", None)
-        return [(a, f"presentedForm[{i}]") for i, a in enumerate(forms)] if forms else []
+        return [(a, f"presentedForm[{i}]") for i, a in enumerate(getattr(resource, "presentedForm", None) or [])]
     if rtype == "DocumentReference":
-        contents = getattr(resource, "content", None)
         return [(getattr(c, "attachment", None), f"content[{i}].attachment")
-                for i, c in enumerate(contents)] if contents else []
+                for i, c in enumerate(getattr(resource, "content", None) or [])]
     return []
 
 
@@ -619,10 +617,7 @@ def attachment_problem(attachment: Any) -> str | None:
 
 
 def attachment_skips(resource: Resource) -> list[str]:
-    """A skip reason for each attachment of a read resource that is not read (a PDF beside the text).
-    Most reports hold no attachment: for them nothing is listed (`field`: a dict read on an Element)."""
-    if not (field(resource, "presentedForm") or field(resource, "content")):
-        return []
+    """A skip reason for each attachment of a read resource that is not read (a PDF beside the text)."""
     return [why for a, _ in attachments(resource) if a is not None and (why := attachment_problem(a)) is not None]
 
 

@@ -262,7 +262,6 @@ FREE_TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observ
 _FREE_TEXT_ELEMENTS = frozenset({"code", "note", "conclusion", "presentedForm", "content", "valueString",
                                  "description", "series", "reasonCode"})
 _REPORT_ELEMENTS = frozenset({"conclusion", "presentedForm", "content"})  # what `report_texts` reads
-_ATTACHMENT_ELEMENTS = frozenset({"presentedForm", "content"})  # where `record.attachments` finds them
 
 
 def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:
@@ -309,8 +308,6 @@ def report_texts(resource: Any) -> Iterator[tuple[str, str]]:
     conclusion = field(resource, "conclusion")
     if conclusion:
         yield conclusion, "conclusion"
-    if isinstance(resource, Element) and resource.__dict__.keys().isdisjoint(_ATTACHMENT_ELEMENTS):
-        return  # a report of the record with no presentedForm (most): no attachments to list
     for attachment, element in attachments(resource):
         value = attachment_text(attachment)
         if value:
