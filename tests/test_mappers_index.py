@@ -220,19 +220,20 @@ def test_the_level_texts_take_each_branch() -> None:
 
 
 def test_short_fracture_texts_are_remembered_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fractures, "_TEXT_LEVELS", {})
-    monkeypatch.setattr(fractures, "_MEMO_TEXTS", 2)
-    short, other, third = "Compression fracture T12", "L1 fracture", "T8 fracture"
+    fractures._short_text_levels.cache_clear()
+    short = "Compression fracture T12"
     first = fractures._fracture_text_levels(short)
-    assert first == ["T12"] and {short: ("T12",)} == fractures._TEXT_LEVELS
+    assert first == ["T12"] and fractures._short_text_levels.cache_info().currsize == 1
     first.append("L5")  # a caller's list is its own
     assert fractures._fracture_text_levels(short) == ["T12"]
-    fractures._TEXT_LEVELS[short] = ("C1",)  # what is kept is what is answered
-    assert fractures._fracture_text_levels(short) == ["C1"]
+    assert fractures._short_text_levels.cache_info().hits == 1  # answered from what is kept
+    monkeypatch.setattr(fractures, "_read_text_levels", lambda value: ["C1"])
+    assert fractures._fracture_text_levels(short) == ["T12"]  # not read again
     long = "Compression fracture T12. " + "Stable. " * 30
-    assert len(long) > fractures._MEMO_TEXT and fractures._fracture_text_levels(long) == ["T12"]
-    assert fractures._fracture_text_levels(other) == ["L1"] and fractures._fracture_text_levels(third) == ["T8"]
-    assert set(fractures._TEXT_LEVELS) == {short, other}  # long not kept; full at two
+    assert len(long) > fractures._SHORT_TEXT and fractures._fracture_text_levels(long) == ["C1"]  # read each time
+    assert fractures._short_text_levels.cache_info().currsize == 1  # long not kept
+    assert fractures._short_text_levels.cache_info().maxsize == 10_000  # bounded
+    fractures._short_text_levels.cache_clear()
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)

@@ -9,6 +9,7 @@ an "old healed fracture" feeds `healed` instead.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -564,26 +565,25 @@ _EARLIER = re.compile(
 )
 
 
-# The levels read from short texts: a Condition's code display or short note ("Osteoporotic vertebral
-# collapse", "Age-related osteoporosis with current pathological fracture, vertebra(e), ...") repeats
-# across patients, and its reading (sentences, assertions, level mentions) depends on the text alone.
-# Bounded: texts of at most _MEMO_TEXT characters, at most _MEMO_TEXTS of them (then no more are kept).
-_TEXT_LEVELS: dict[str, tuple[str, ...]] = {}
-_MEMO_TEXT = 200
-_MEMO_TEXTS = 10_000
+# Texts of at most this many characters have their levels remembered (`_short_text_levels`).
+_SHORT_TEXT = 200
 
 
 def _fracture_text_levels(value: str) -> list[str]:
-    """The levels a Condition's text gives its fracture (`_read_text_levels`), a short text's kept in
-    `_TEXT_LEVELS` (a new list each time: callers may extend it)."""
-    if len(value) > _MEMO_TEXT:
+    """The levels a Condition's text gives its fracture (`_read_text_levels`), a short text's
+    remembered (a new list each time: callers may extend it)."""
+    if len(value) > _SHORT_TEXT:
         return _read_text_levels(value)
-    found = _TEXT_LEVELS.get(value)
-    if found is None:
-        found = tuple(_read_text_levels(value))
-        if len(_TEXT_LEVELS) < _MEMO_TEXTS:
-            _TEXT_LEVELS[value] = found
-    return list(found)
+    return list(_short_text_levels(value))
+
+
+@functools.lru_cache(maxsize=10_000)
+def _short_text_levels(value: str) -> tuple[str, ...]:
+    """A short text's levels, remembered: a Condition's code display or short note ("Osteoporotic
+    vertebral collapse", "Age-related osteoporosis with current pathological fracture, vertebra(e)")
+    repeats across patients, and its reading (sentences, assertions, level mentions) depends on the
+    text alone."""
+    return tuple(_read_text_levels(value))
 
 
 def _read_text_levels(value: str) -> list[str]:
