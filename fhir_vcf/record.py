@@ -599,10 +599,12 @@ def attachments(resource: Resource) -> list[tuple[Any, str]]:
     """(attachment, element) of a DiagnosticReport's presentedForm or a DocumentReference's content."""
     rtype = resource.get_resource_type()
     if rtype == "DiagnosticReport":
-        return [(a, f"presentedForm[{i}]") for i, a in enumerate(getattr(resource, "presentedForm", None) or [])]
+        forms = getattr(resource, "presentedForm", None)
+        return [(a, f"presentedForm[{i}]") for i, a in enumerate(forms)] if forms else []
     if rtype == "DocumentReference":
+        contents = getattr(resource, "content", None)
         return [(getattr(c, "attachment", None), f"content[{i}].attachment")
-                for i, c in enumerate(getattr(resource, "content", None) or [])]
+                for i, c in enumerate(contents)] if contents else []
     return []
 
 
