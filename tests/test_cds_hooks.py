@@ -8,6 +8,7 @@ import json
 import logging
 import re
 
+import orjson
 import pytest
 import responses
 from cards import EHR, assert_valid_cards, evaluation, find_empty_values, has_criteria_table, hook_request
@@ -655,11 +656,20 @@ def test_the_evaluation_slot_is_released_when_the_evaluation_fails(app, calls, f
     assert post(client, "vcf-patient-view", hook_request(prefetch=full_prefetch())).status_code == 200
 
 
-def test_the_answer_is_encoded_as_json_dumps_would():
-    """`_json` reuses one encoder; the bytes are those of `json.dumps(body, ensure_ascii=False)`."""
+def test_the_answer_is_json_that_reads_back_as_the_body():
+    """`_json` writes with orjson (compact UTF-8) and falls back to the standard library for what
+    orjson refuses; either way the bytes are JSON that reads back as the body."""
     body = {"cards": [{"summary": "Vertébroplastie — T12", "detail": "a\n\"b\" \u2028", "n": [1, 2.5, None, True]}],
             "z": {}, "a": []}
-    odd = {"x": "\ud800", "f": 1e300, "k": {"é": ["\x00"]}}
-    assert cds_hooks._ENCODER.encode(odd) == json.dumps(odd, ensure_ascii=False)
     with create_app(Settings(database_url="sqlite://")).app_context():
-        assert cds_hooks._json(body).get_data(as_text=True) == json.dumps(body, ensure_ascii=False)
+        answer = cds_hooks._json(body)
+        assert answer.mimetype == "application/json"
+        assert answer.get_data() == orjson.dumps(body)  # compact, UTF-8 as written, members in order
+        assert json.loads(answer.get_data()) == body
+        for refused_by_orjson, read_back in [({"x": "\ud800"}, {"x": "\ud800"}),  # a lone surrogate
+                                             ({"n": 2 ** 70}, {"n": 2 ** 70}),   # past 64 bits
+                                             ({1: "a"}, {"1": "a"})]:            # a key that is not a string
+            with pytest.raises(orjson.JSONEncodeError):
+                orjson.dumps(refused_by_orjson)
+            data = cds_hooks._json(refused_by_orjson).get_data()
+            assert data.isascii() and json.loads(data) == read_back
