@@ -146,6 +146,25 @@ def test_the_pre_check_finds_every_line_a_redaction_pattern_changes():
         assert bool(logs._MAY_REDACT.search(line)) == bool(found), line
         assert redact(line) == every_substitution(line), line
     assert matched == set(range(len(patterns)))  # every pattern was exercised
+    # What `redact` remembered (lines repeat above, so their second reading came from it): only texts
+    # the search finds nothing in.
+    assert logs._CLEAN_TEXTS and not any(logs._MAY_REDACT.search(text) for text in logs._CLEAN_TEXTS)
+
+
+def test_only_texts_with_nothing_to_redact_are_remembered_and_the_memory_is_bounded():
+    from fhir_vcf import logs
+
+    secret = f"Authorization: Bearer {JWT}"
+    for _ in range(2):  # the second time from memory, where there is one
+        assert redact(secret) == "Authorization: Bearer [REDACTED]"
+        assert redact("order-select") == "order-select"
+    assert "order-select" in logs._CLEAN_TEXTS and secret not in logs._CLEAN_TEXTS
+    assert not any(JWT in text for text in logs._CLEAN_TEXTS)
+    long_text = "x" * (logs._CLEAN_TEXT_LENGTH + 1)
+    assert redact(long_text) == long_text and long_text not in logs._CLEAN_TEXTS
+    for i in range(logs._CLEAN_TEXTS_LIMIT + 10):
+        redact(f"line {i}")
+    assert 0 < len(logs._CLEAN_TEXTS) <= logs._CLEAN_TEXTS_LIMIT
 
 
 def test_every_extra_is_printed_redacted_never_dropped(capsys):
