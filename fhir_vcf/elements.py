@@ -42,20 +42,18 @@ class Element:
     """A FHIR element or resource read from JSON; attributes as the R4B models name them.
 
     Present elements live in the instance `__dict__` (plain attribute reads); any other element the
-    type defines reads as None from the class, like an unset model field; a name the type lacks is an
-    AttributeError. `_memo` holds what the mappers derive from a resource (its clinical date, its
-    codings), computed once per resource (`fhir_vcf.mappers.common`); None until first asked.
+    type defines reads as None from the class, like an unset model field (each type's class holds
+    None under every element name: `_table`); a name the type lacks is Python's own AttributeError.
+    No `__getattr__`: a class with one has every attribute read go through its hook (the interpreter
+    cannot specialise them), and every miss (`getattr(x, name, None)`) build an error to drop.
+    `_memo` holds what the mappers derive from a resource (its clinical date, its codings), computed
+    once per resource (`fhir_vcf.mappers.common`); None until first asked.
     """
 
     __slots__ = ("__dict__", "__weakref__", "_memo")
     model_fields: ClassVar[dict[str, Any]] = {}
     __resource_type__: ClassVar[str] = ""
     _model: ClassVar[type]
-
-    def __getattr__(self, name: str) -> Any:
-        if name in type(self).model_fields:
-            return None
-        raise AttributeError(f"{type(self).__name__} has no element {name!r}")
 
     @classmethod
     def get_resource_type(cls) -> str:
