@@ -42,20 +42,18 @@ class Element:
     """A FHIR element or resource read from JSON; attributes as the R4B models name them.
 
     Present elements live in the instance `__dict__` (plain attribute reads); any other element the
-    type defines reads as None from the class, like an unset model field; a name the type lacks is an
-    AttributeError. `_memo` holds what the mappers derive from a resource (its clinical date, its
-    codings), computed once per resource (`fhir_vcf.mappers.common`); None until first asked.
+    type defines reads as None from the class, like an unset model field (each type's class holds
+    None under every element name: `_table`); a name the type lacks is Python's own AttributeError.
+    No `__getattr__`: a class with one has every attribute read go through its hook (the interpreter
+    cannot specialise them), and every miss (`getattr(x, name, None)`) build an error to drop.
+    `_memo` holds what the mappers derive from a resource (its clinical date, its codings), computed
+    once per resource (`fhir_vcf.mappers.common`); None until first asked.
     """
 
     __slots__ = ("__dict__", "__weakref__", "_memo")
     model_fields: ClassVar[dict[str, Any]] = {}
     __resource_type__: ClassVar[str] = ""
     _model: ClassVar[type]
-
-    def __getattr__(self, name: str) -> Any:
-        if name in type(self).model_fields:
-            return None
-        raise AttributeError(f"{type(self).__name__} has no element {name!r}")
 
     @classmethod
     def get_resource_type(cls) -> str:
@@ -315,6 +313,8 @@ def read_resource(data: dict[str, Any]) -> Element:
         if model is None:
             raise NotValid
         table = _RESOURCE_TABLES[rtype] = _table(model)  # type: ignore[index]
+    if type(data) is dict:  # parsed JSON: none of `_read`'s checks applies to a resource at depth 0
+        return _build(data, table, 0)
     return _read(data, table, 0)
 
 
@@ -325,7 +325,7 @@ def read_resource(data: dict[str, Any]) -> Element:
 # (dicts, lists, strings, numbers, booleans, null: what every source hands the loader) that text
 # determines the content: key order is kept, and 1, 1.0 and true are written apart. What it cannot
 # tell apart or write (NaN and Infinity, written null like None; a subclass; an integer past 64
-# bits) is built each time (`_key`). An Element is never changed once read and what the mappers
+# bits) is built each time (`_element`). An Element is never changed once read and what the mappers
 # remember on it (`_memo`) follows from its content alone, so one read serves every copy. Resources
 # are never shared (their identity is their reference), nor an element that may hold one
 # (`_Table.shared`). Bounded like `_Primitive`: at `_FLAT_LIMIT` the memory is emptied and refills.
@@ -353,30 +353,27 @@ def _read(data: Any, table: _Table, depth: int) -> Element:
 
 def _element(data: dict[str, Any], table: _Table, depth: int) -> Element:
     """What `_read` gives a complex element that is a dict, not a resource, at a depth from 1 to
-    `MAX_DEPTH`, without `_read`'s checks (`_build` calls it where it has made them): shared (`_FLAT`)."""
-    key = _key(data, table, depth)
-    if key is None:
-        return _build(data, table, depth)
-    found = _FLAT.get(key)
-    if found is None:
-        found = _build(data, table, depth)
-        if len(_FLAT) >= _FLAT_LIMIT:
-            _FLAT.clear()
-        _FLAT[key] = found
-    return found
-
-
-def _key(data: dict[str, Any], table: _Table, depth: int) -> tuple[int, int, bytes] | None:
-    """The `_FLAT` key of an element, or None when it is not shared (see `_FLAT`)."""
+    `MAX_DEPTH`, without `_read`'s checks (`_build` calls it where it has made them): shared (`_FLAT`)
+    when its table may be shared and orjson writes it without null (see `_FLAT`), else built. The key
+    is made here, not in a function of its own: ~300 elements a CDS call take this path."""
     if not table.shared:
-        return None
+        return _build(data, table, depth)
     try:
         text = orjson.dumps(data, option=_KEY_OPTIONS)
     except orjson.JSONEncodeError:
-        return None
-    if b"null" in text:  # None, NaN or Infinity (or a text holding the word): built each time
-        return None
-    return id(table), depth, text
+        return _build(data, table, depth)
+    key = (id(table), depth, text)
+    found = _FLAT.get(key)
+    if found is None:
+        found = _build(data, table, depth)
+        # None, NaN or Infinity (or a text holding the word) is never remembered, so a text found above
+        # holds none and only a new one is searched. `find`, not `in`: `in` on bytes first tries its
+        # operand as an integer, formatting (then dropping) a TypeError each time.
+        if text.find(b"null") < 0:
+            if len(_FLAT) >= _FLAT_LIMIT:
+                _FLAT.clear()
+            _FLAT[key] = found
+    return found
 
 
 def _build(data: dict[str, Any], table: _Table, depth: int) -> Element:

@@ -230,7 +230,7 @@ def _read_or_refused(data: dict[str, Any]) -> Any:
 
 
 def test_concepts_are_shared_and_read_exactly_as_when_built_each_time(monkeypatch):
-    """An element (a CodeableConcept) is read once and shared (`elements._key`, `_FLAT`): every resource
+    """An element (a CodeableConcept) is read once and shared (`elements._element`, `_FLAT`): every resource
     of every bundle, and concepts at the depth limit, read the same (values, types, refusals) with the
     sharing as with each element built every time."""
     from fhir_vcf import elements
@@ -244,7 +244,7 @@ def test_concepts_are_shared_and_read_exactly_as_when_built_each_time(monkeypatc
     shared = [_read_or_refused(data) for data in cases]
     shared_again = [_read_or_refused(data) for data in cases]  # now read from the shared elements
     elements._FLAT.clear()
-    monkeypatch.setattr(elements, "_key", lambda data, table, depth: None)  # every element built each time
+    monkeypatch.setattr(elements, "_element", elements._build)  # every element built each time
     built = [_read_or_refused(data) for data in cases]
     assert shared == built and shared_again == built
     assert "refused" in built and any(b != "refused" for b in built[-14:-6])  # both sides of the depth limit

@@ -150,6 +150,19 @@ def test_an_element_type_is_shared_exactly_when_no_resource_can_sit_anywhere_ins
     assert wrong == []
 
 
+def test_every_element_of_every_r4b_type_reads_none_when_absent_without_a_getattr_hook():
+    """An Element has no `__getattr__` (it slowed every attribute read): an absent element reads None
+    from its type's class, which holds every element name of every R4B type (none is named like an
+    Element attribute), and a name the type lacks is an AttributeError, as on the model."""
+    assert "__getattr__" not in vars(elements.Element)
+    for model in _r4b_models():
+        node = elements._table(model).node.__new__(elements._table(model).node)
+        node.__dict__ = {}
+        assert all(getattr(node, name) is None for name in model.model_fields), model.__name__
+        with pytest.raises(AttributeError):
+            node.notAnElementOfAnyType  # noqa: B018
+
+
 def test_a_report_without_attachments_lists_none():
     report = read_resource({"resourceType": "DiagnosticReport", "id": "r", "status": "final",
                             "code": {"text": "CT"}})

@@ -114,3 +114,39 @@ def test_an_elements_skip_reason_patient_and_attachments_read_as_a_models_and_as
     assert reasons >= {record.REFUTED, record.ENTERED_IN_ERROR, record.CANCELLED, record.SUPERSEDED, None}
     assert {why for data in _NOISY for why in record.attachment_skips(read_resource(data))} == {
         record.UNSUPPORTED_ATTACHMENT, record.ATTACHMENT_NOT_INLINE}
+
+
+def _labels_as_before(bundle: dict[str, Any], prefix: str = "") -> list[str]:
+    """The label of each resource of a Bundle as `_bundle_entries` gave it before, through `record._label`."""
+    found = []
+    for i, entry in enumerate(bundle.get("entry", [])):
+        resource = entry.get("resource")
+        if resource is None:
+            continue
+        if resource.get("resourceType") == "Bundle":
+            found += _labels_as_before(resource, f"{prefix}entry[{i}].resource.")
+            continue
+        position = None if isinstance(resource.get("id"), str) else f"{prefix}entry[{i}]"
+        found.append(record._label(resource, position))
+    return found
+
+
+def test_bundle_entries_label_each_resource_as_label_does():
+    """`_bundle_entries` words each entry's label itself (the type already read): every bundle, and
+    entries without an id, with an id that is not a string, or in a nested Bundle, read as `_label`'s."""
+    odd = {"resourceType": "Bundle", "entry": [
+        {"resource": {"resourceType": "Observation", "status": "final"}},
+        {"resource": {"resourceType": "Observation", "id": 7}},
+        {"resource": {"resourceType": "Condition", "id": ""}},
+        {"request": {"method": "DELETE"}},
+        {"resource": {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient"}},
+                                                          {"resource": {"resourceType": "Patient", "id": "p"}}]}}]}
+    documents = [json.loads(path.read_text()) for path in BUNDLES] + [odd]
+    for document in documents:
+        if document.get("resourceType") != "Bundle":
+            continue
+        labels = [label for _, _, label in record.entries_of(document, source="x")]
+        assert labels == _labels_as_before(document)
+    assert [label for _, _, label in record.entries_of(odd, source="x")] == [
+        "entry[0] (Observation)", "entry[1] (Observation)", "Condition/", "entry[4].resource.entry[0] (Patient)",
+        "Patient/p"]

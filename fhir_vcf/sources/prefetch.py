@@ -190,7 +190,7 @@ class FetchPlan:
 
 
 def _is_outcome(value: Any) -> bool:
-    return isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome"
+    return (type(value) is dict or isinstance(value, Mapping)) and value.get("resourceType") == "OperationOutcome"
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
@@ -210,7 +210,7 @@ def plan_prefetch(
             continue  # null: the EHR has no such data; do not refetch
         value = prefetch.get(key)
         if key in prefetch and not _is_outcome(value):
-            if not isinstance(value, Mapping):
+            if type(value) is not dict and not isinstance(value, Mapping):  # `type`: the ABC check costs more
                 raise InputError("expected a FHIR resource, a Bundle or null", source=f"prefetch.{key}")
             source = f"prefetch.{key}"
             plan.entries.extend([(full_url, resource, label, source)
