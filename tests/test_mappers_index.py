@@ -2,8 +2,9 @@
 sample and test bundle and on models built elsewhere:
 
 - `record.field` reads a resource of the record from its present elements (the model's element table otherwise);
-- `common._free_texts` reads only the text-bearing elements present (its gate, checked open and closed);
-- `common.report_texts` lists attachments only of a resource with presentedForm or content (likewise);
+- `common._free_texts` reads only the text-bearing elements present, into one list (its readers as first
+  written, each element asked for);
+- `common.report_texts` lists attachments only of a resource with presentedForm or content, once per resource;
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text, and keeps a short
@@ -66,15 +67,39 @@ def _nodes(node: Any) -> Iterator[Any]:
 # --- the slow readers, as they were ---
 
 
-def _ungated_free_texts(resource: Any) -> list[tuple[str, str]]:
-    """`common._free_texts` with its present-elements gate open: every element of the resource's type
-    counted as one it reads, so only a resource with no element at all is passed over."""
-    saved = common._FREE_TEXT_ELEMENTS
-    common._FREE_TEXT_ELEMENTS = saved | frozenset(getattr(type(resource), "model_fields", ()))
-    try:
-        return list(common._free_texts(resource))
-    finally:
-        common._FREE_TEXT_ELEMENTS = saved
+def _slow_free_texts(resource: Any) -> list[tuple[str, str]]:
+    """`common._free_texts` as first written: every element it reads asked for by `record.field`, the
+    report's texts read afresh, whatever the resource holds."""
+    found = []
+    code = record_module.field(resource, "code")
+    if getattr(code, "text", None):
+        found.append(("code.text", code.text))
+    for i, annotation in enumerate(record_module.field(resource, "note") or []):
+        if annotation.text:
+            found.append((f"note[{i}].text", annotation.text))
+    found += [(element, value) for value, element in _slow_report_texts(resource)]
+    for name in ("valueString", "description"):
+        value = record_module.field(resource, name)
+        if value:
+            found.append((name, value))
+    for i, series in enumerate(record_module.field(resource, "series") or []):
+        if series.description:
+            found.append((f"series[{i}].description", series.description))
+    for i, reason in enumerate(record_module.field(resource, "reasonCode") or []):
+        if reason.text:
+            found.append((f"reasonCode[{i}].text", reason.text))
+    return found
+
+
+def _slow_report_texts(resource: Any) -> list[tuple[str, str]]:
+    """`common.report_texts` as first written: the conclusion, then each readable attachment."""
+    conclusion = record_module.field(resource, "conclusion")
+    found = [(conclusion, "conclusion")] if conclusion else []
+    for attachment, element in record_module.attachments(resource):
+        value = record_module.attachment_text(attachment)
+        if value:
+            found.append((value, element))
+    return found
 
 
 def _slow_fracture_text_levels(value: str) -> list[str]:
@@ -107,7 +132,10 @@ def test_field_reads_what_the_models_field_reads(path: Path) -> None:
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
 def test_free_texts_are_the_slow_readers(path: Path) -> None:
     for _, resource in _resources(path):
-        assert list(common._free_texts(resource)) == _ungated_free_texts(resource), resource
+        assert common.report_texts(resource) == _slow_report_texts(resource), resource
+        assert common.report_texts(resource) == _slow_report_texts(resource), resource  # remembered
+        assert common._free_texts(resource) == _slow_free_texts(resource), resource
+        assert common.texts_of(resource) == _slow_free_texts(resource), resource
 
 
 def test_the_report_texts_take_each_branch() -> None:
@@ -151,8 +179,9 @@ def test_models_built_elsewhere_are_read_by_the_slow_readers() -> None:
     assert not isinstance(report, Element)
     for name in ("code", "conclusion", "note", "valueString", "noSuchElement"):
         assert record_module.field(report, name) is _field_by_table(report, name)
-    texts = list(common._free_texts(report))
-    assert texts == _ungated_free_texts(report)
+    texts = common._free_texts(report)
+    assert texts == _slow_free_texts(report)
+    assert common.report_texts(report) == _slow_report_texts(report)
     assert [e for e, _ in texts] == ["code.text", "conclusion", "presentedForm[0]"]
     assert common.clinical_when(report) == common._clinical_when(report)
     assert common.clinical_when(report)[1] == "effectiveDateTime"
@@ -347,3 +376,19 @@ def test_resource_labels_get_answers_as_mapping_get(path: Path) -> None:
             assert fast.get(reference) == Mapping.get(slow, reference)
             assert fast.get(reference, "none") == Mapping.get(slow, reference, "none")
         assert fast._labels.keys() == slow._labels.keys()
+
+
+@pytest.mark.parametrize("value", ["2025-13", "yesterday", "2025-02-30"])
+def test_a_clinical_date_the_reading_refuses_is_the_same_error(value: str) -> None:
+    """`common._clinical_when` reads the date inline: a value that is no FHIR date is the InputError
+    `common.when` gives, naming the resource and the element, from the view as from the reader."""
+    record = builders.record(builders.encounter("e", "IMP", start="2025-06-09T10:00:00Z"))
+    (enc,) = record.of_type("Encounter")
+    enc.period.__dict__["start"] = value  # what no loader gives: a date the reading refuses
+    with pytest.raises(InputError) as slow:
+        common.when(enc, value, "period.start")
+    for read in (common._clinical_when, common.clinical_when, lambda r: VisibleRecord(record, date(2025, 6, 30))):
+        with pytest.raises(InputError) as fast:
+            read(enc)
+        assert (str(fast.value), fast.value.resource, fast.value.element) == (
+            str(slow.value), slow.value.resource, slow.value.element)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
-from collections.abc import Set as AbstractSet
 from datetime import date
 from typing import Any
 
@@ -197,12 +197,16 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
 
 def _clinical_when(resource: Any) -> tuple[When | None, str]:
-    for path, element in _date_elements(type(resource)):
+    elements = _DATE_ELEMENTS_BY_TYPE.get(type(resource)) or _date_elements(type(resource))
+    for path, element in elements:
         value = getattr(resource, path[0])
         for name in path[1:]:
             value = getattr(value, name, None) if value is not None else None
         if value is not None:
-            return when(resource, value, element), element
+            try:  # `when`, inline: every resource of every evaluation is dated here
+                return clinical_time.parse(value), element
+            except ValueError as exc:
+                raise InputError(str(exc), resource=_reference(resource), element=element) from None
     return None, ""
 
 
@@ -245,7 +249,7 @@ def texts_of(resource: Any) -> list[tuple[str, str]]:
     memo = memo_of(resource)
     found = memo.get("free_texts") if memo is not None else None
     if found is None:
-        found = list(_free_texts(resource))
+        found = _free_texts(resource)
         if memo is not None:
             memo["free_texts"] = found
     return found
@@ -256,59 +260,71 @@ FREE_TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observ
                    "ServiceRequest", "AllergyIntolerance", "CarePlan")
 
 
-# The elements `_free_texts` reads: of a resource of the record it reads only those present (most
-# resources, a vital sign, a lab result, an Encounter, have none of them), known from its present
-# elements alone (see `field`).
+# The elements `_free_texts` reads: a resource of the record holding none of them (most resources, a
+# vital sign, a lab result, an Encounter) is passed over at once, known from its present elements alone
+# (see `field`).
 _FREE_TEXT_ELEMENTS = frozenset({"code", "note", "conclusion", "presentedForm", "content", "valueString",
                                  "description", "series", "reasonCode"})
 _REPORT_ELEMENTS = frozenset({"conclusion", "presentedForm", "content"})  # what `report_texts` reads
 
 
-def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:
+def _free_texts(resource: Any) -> list[tuple[str, str]]:
     """(element, text) of one resource's narrative-bearing elements, in `free_texts` order.
 
-    Of a resource of the record only the elements present are read (an absent one reads as None:
-    see `field`); a model built elsewhere is asked for each.
+    A list built in place, not a generator of generators: every resource of every evaluation is read
+    here once. A resource of the record is read from its present elements (an absent one reads as
+    None: see `field`); a model built elsewhere is asked for each.
     """
     if isinstance(resource, Element):
-        names: AbstractSet[str] = resource.__dict__.keys() & _FREE_TEXT_ELEMENTS
-        if not names:
-            return
+        present = resource.__dict__
+        if _FREE_TEXT_ELEMENTS.isdisjoint(present):
+            return []
+        get, reports = present.get, not _REPORT_ELEMENTS.isdisjoint(present)
     else:
-        names = _FREE_TEXT_ELEMENTS
-    if "code" in names:
-        code = field(resource, "code")
-        if getattr(code, "text", None):
-            yield "code.text", code.text
-    if "note" in names:
-        for text, element in notes(resource):
-            yield element, text
-    if not names.isdisjoint(_REPORT_ELEMENTS):
-        for value, element in report_texts(resource):
-            yield element, value
+        get, reports = functools.partial(field, resource), True
+    found: list[tuple[str, str]] = []
+    code = get("code")
+    if code is not None and getattr(code, "text", None):
+        found.append(("code.text", code.text))
+    for i, annotation in enumerate(get("note") or ()):
+        if annotation.text:
+            found.append((f"note[{i}].text", annotation.text))
+    if reports:
+        found += [(element, value) for value, element in report_texts(resource)]
     for name in ("valueString", "description"):
-        if name in names:
-            value = field(resource, name)
-            if value:
-                yield name, value
-    if "series" in names:
-        for i, series in enumerate(field(resource, "series") or []):
-            if series.description:
-                yield f"series[{i}].description", series.description
-    if "reasonCode" in names:
-        for i, reason in enumerate(field(resource, "reasonCode") or []):
-            if reason.text:
-                yield f"reasonCode[{i}].text", reason.text
+        value = get(name)
+        if value:
+            found.append((name, value))
+    for i, series in enumerate(get("series") or ()):
+        if series.description:
+            found.append((f"series[{i}].description", series.description))
+    for i, reason in enumerate(get("reasonCode") or ()):
+        if reason.text:
+            found.append((f"reasonCode[{i}].text", reason.text))
+    return found
 
 
-def report_texts(resource: Any) -> Iterator[tuple[str, str]]:
+def report_texts(resource: Any) -> list[tuple[str, str]]:
     """(text, element) of a report: a DiagnosticReport's `conclusion` and plain-text `presentedForm`,
     a DocumentReference's plain-text `content[].attachment` (input profile, "report text": one reading
-    for all three, dated by the resource's clinical date)."""
+    for all three, dated by the resource's clinical date). Kept in the resource's memory: the free
+    texts and the imaging scan both read it."""
+    memo = memo_of(resource)
+    found = memo.get("report_texts") if memo is not None else None
+    if found is None:
+        found = _report_texts(resource)
+        if memo is not None:
+            memo["report_texts"] = found
+    return found
+
+
+def _report_texts(resource: Any) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
     conclusion = field(resource, "conclusion")
     if conclusion:
-        yield conclusion, "conclusion"
+        found.append((conclusion, "conclusion"))
     for attachment, element in attachments(resource):
         value = attachment_text(attachment)
         if value:
-            yield value, element
+            found.append((value, element))
+    return found

@@ -35,9 +35,9 @@ class VisibleRecord:
         self._shown: dict[str, list[Any]] = {}
         self._hidden = 0
         self._free_texts: dict[str, list[tuple[Any, str, str, str]]] = {}
-        after = common.after
+        clinical_when = common.clinical_when  # `common.after`, inline: every resource is asked once
         for rtype, resources in record.resources.items():
-            shown = [r for r in resources if not after(r, as_of)]
+            shown = [r for r in resources if (found := clinical_when(r)[0]) is None or not found.after_day(as_of)]
             self._shown[rtype] = shown
             self._hidden += len(resources) - len(shown)
 
