@@ -125,8 +125,10 @@ def test_field_reads_what_the_models_field_reads(path: Path) -> None:
     for _, resource in _resources(path):
         for node in _nodes(resource):
             names = {*type(node).model_fields, *node.__dict__, "noSuchElement", "status", "doNotPerform", "note"}
+            read = common.reader(node)
             for name in names:
                 assert record_module.field(node, name) is _field_by_table(node, name), (node, name)
+                assert read(name) is _field_by_table(node, name), (node, name)
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
@@ -179,6 +181,7 @@ def test_models_built_elsewhere_are_read_by_the_slow_readers() -> None:
     assert not isinstance(report, Element)
     for name in ("code", "conclusion", "note", "valueString", "noSuchElement"):
         assert record_module.field(report, name) is _field_by_table(report, name)
+        assert common.reader(report)(name) is _field_by_table(report, name)
     texts = common._free_texts(report)
     assert texts == _slow_free_texts(report)
     assert common.report_texts(report) == _slow_report_texts(report)
@@ -325,6 +328,9 @@ def test_which_period_values_may_fail() -> None:
     assert symptoms._may_fail(datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))))
     assert symptoms._may_fail("2025-06")
     assert symptoms._may_fail(20250601)
+    assert not symptoms._may_fail(None, datetime(2025, 6, 1, 10, tzinfo=UTC))  # a period: its start and end
+    assert symptoms._may_fail(date(2025, 6, 1), "2025-06")
+    assert symptoms._may_fail("2025-06", None)
     assert symptoms._LazyStays(_with_period_end(datetime(2025, 6, 10, tzinfo=UTC)))._stays is None  # read later
     assert symptoms._LazyStays(_with_period_end("2025-06"))._stays is not None  # read now
 
@@ -392,3 +398,44 @@ def test_a_clinical_date_the_reading_refuses_is_the_same_error(value: str) -> No
             read(enc)
         assert (str(fast.value), fast.value.resource, fast.value.element) == (
             str(slow.value), slow.value.resource, slow.value.element)
+
+
+_CARE_TYPES = ("Procedure", "ServiceRequest", "DeviceRequest", "DiagnosticReport", "Observation", "CarePlan",
+               "ImagingStudy")
+
+
+def test_the_care_codes_outside_the_named_ones_name_nothing() -> None:
+    """`care._NAMED_CODES` passes over no code `care._nsm_code` or `care._dxa_code` recognises: every
+    coding of every bundle and every listed code, read as each type's, under every system."""
+    from fhir_vcf.mappers import care
+    from fhir_vcf.mappers.codes import cpt, hcpcs, loinc, snomed
+
+    found = {coding for path in BUNDLES for _, resource in _resources(path) for node in _nodes(resource)
+             if isinstance(getattr(node, "code", None), str) and isinstance(getattr(node, "system", None), str)
+             for coding in [common.coding_of(node.system, node.code, None)]}
+    listed = {*snomed.PHYSICAL_THERAPY, *cpt.PHYSICAL_THERAPY, *snomed.DXA, *cpt.DXA, loinc.DXA_REPORT,
+              *loinc.T_SCORES, "BMD", hcpcs.BRACE_FIRST, hcpcs.BRACE_LAST, "L0460", "l0456 "}
+    systems = {"snomed", "cpt", "loinc", "dicom", "hcpcs", "icd-10-cm", ""}
+    found |= {Coding(system, code) for system in systems for code in listed}
+    named = 0
+    for coding in found:
+        for rtype in _CARE_TYPES:
+            recognised = care._nsm_code(rtype, coding) is not None or care._dxa_code(rtype, coding)
+            named += recognised
+            if coding.code not in care._NAMED_CODES and coding.system != "hcpcs":
+                assert not recognised, (rtype, coding)
+    assert named > 10
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_remembered_codings_and_texts_are_read_afresh(path: Path) -> None:
+    """`common.codings` and `common.texts` answer a remembered concept without `_kept`: the same
+    answer as reading it afresh, first time and again, for every element and list of the bundles."""
+    for _, resource in _resources(path):
+        for node in _nodes(resource):
+            for concept in (node, *(v for v in node.__dict__.values() if isinstance(v, list))):
+                for element in ("code", "category"):
+                    for read, fresh in ((common.codings, common._codings), (common.texts, common._texts)):
+                        expected = list(fresh(concept, element))
+                        assert list(read(concept, element)) == expected
+                        assert list(read(concept, element)) == expected  # remembered

@@ -26,8 +26,9 @@ _MEMOISED = (Element, Elements)  # a tuple: isinstance checks it faster than a u
 # coding, is worked out once per record however many mappers ask, and kept in the element's `_memo`;
 # models built elsewhere (tests, a draft order) have none and are simply read again. The readers
 # below are called tens of thousands of times a population run, with no closure built per call (a
-# closure and a second layer made `codings` and `texts` twice as slow); the two most asked, `_kept`
-# and `clinical_when`, reach the memory inline, the others through one call (`memo_of`).
+# closure and a second layer made `codings` and `texts` twice as slow); the most asked, `codings`,
+# `texts` (a remembered answer), `_kept`, `clinical_when`, `texts_of` and `report_texts`, reach the
+# memory inline, the others through one call (`memo_of`).
 
 
 def memo_of(node: Any) -> dict[Any, Any] | None:
@@ -55,9 +56,17 @@ def _kept(concept: Any, element: str, read: Callable[[Any, str], Iterator[Any]])
     return iter(found)
 
 
+def reader(resource: Any) -> Callable[[str], Any]:
+    """`field` of one resource as one callable, for a mapper reading several of its elements: of a
+    resource of the record, its present elements' own `get` (no Python call per element read)."""
+    return resource.__dict__.get if isinstance(resource, Element) else functools.partial(field, resource)
+
+
 def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]:
     """Each coding of a CodeableConcept (or a list of them) as (Coding, element path)."""
-    return _kept(concept, element, _codings)
+    memo = concept._memo if isinstance(concept, _MEMOISED) else None  # a remembered one: no second call
+    found = memo.get((_codings, element)) if memo is not None else None
+    return iter(found) if found is not None else _kept(concept, element, _codings)
 
 
 def _codings(concept: Any, element: str) -> Iterator[tuple[Coding, str]]:
@@ -94,7 +103,9 @@ def coding_of(system: str | None, code: str, display: str | None) -> Coding:
 
 def texts(concept: Any, element: str = "code") -> Iterator[tuple[str, str]]:
     """The human text of a CodeableConcept (or list): `text`, then each coding's display."""
-    return _kept(concept, element, _texts)
+    memo = concept._memo if isinstance(concept, _MEMOISED) else None  # as in `codings`
+    found = memo.get((_texts, element)) if memo is not None else None
+    return iter(found) if found is not None else _kept(concept, element, _texts)
 
 
 def _texts(concept: Any, element: str) -> Iterator[tuple[str, str]]:
@@ -246,12 +257,14 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
 
 def texts_of(resource: Any) -> list[tuple[str, str]]:
     """(element, text) of one resource's narrative-bearing elements (`_free_texts`), kept in its memory."""
-    memo = memo_of(resource)
-    found = memo.get("free_texts") if memo is not None else None
+    if not isinstance(resource, _MEMOISED):  # `memo_of` inline, as in `clinical_when`
+        return _free_texts(resource)
+    memo = resource._memo
+    if memo is None:
+        memo = resource._memo = {}
+    found = memo.get("free_texts")
     if found is None:
-        found = _free_texts(resource)
-        if memo is not None:
-            memo["free_texts"] = found
+        found = memo["free_texts"] = _free_texts(resource)
     return found
 
 
@@ -279,9 +292,10 @@ def _free_texts(resource: Any) -> list[tuple[str, str]]:
         present = resource.__dict__
         if _FREE_TEXT_ELEMENTS.isdisjoint(present):
             return []
-        get, reports = present.get, not _REPORT_ELEMENTS.isdisjoint(present)
+        reports = not _REPORT_ELEMENTS.isdisjoint(present)
     else:
-        get, reports = functools.partial(field, resource), True
+        reports = True
+    get = reader(resource)
     found: list[tuple[str, str]] = []
     code = get("code")
     if code is not None and getattr(code, "text", None):
@@ -309,12 +323,14 @@ def report_texts(resource: Any) -> list[tuple[str, str]]:
     a DocumentReference's plain-text `content[].attachment` (input profile, "report text": one reading
     for all three, dated by the resource's clinical date). Kept in the resource's memory: the free
     texts and the imaging scan both read it."""
-    memo = memo_of(resource)
-    found = memo.get("report_texts") if memo is not None else None
+    if not isinstance(resource, _MEMOISED):  # `memo_of` inline, as in `clinical_when`
+        return _report_texts(resource)
+    memo = resource._memo
+    if memo is None:
+        memo = resource._memo = {}
+    found = memo.get("report_texts")
     if found is None:
-        found = _report_texts(resource)
-        if memo is not None:
-            memo["report_texts"] = found
+        found = memo["report_texts"] = _report_texts(resource)
     return found
 
 
