@@ -2,8 +2,9 @@
 sample and test bundle and on models built elsewhere:
 
 - `record.field` reads a resource of the record from its present elements (the model's element table otherwise);
-- `common._free_texts` reads only the text-bearing elements present (its gate, checked open and closed);
-- `common.report_texts` lists attachments only of a resource with presentedForm or content (likewise);
+- `common._free_texts` reads only the text-bearing elements present, into one list (its readers as first
+  written, each element asked for);
+- `common.report_texts` lists attachments only of a resource with presentedForm or content, once per resource;
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text, and keeps a short
@@ -66,15 +67,39 @@ def _nodes(node: Any) -> Iterator[Any]:
 # --- the slow readers, as they were ---
 
 
-def _ungated_free_texts(resource: Any) -> list[tuple[str, str]]:
-    """`common._free_texts` with its present-elements gate open: every element of the resource's type
-    counted as one it reads, so only a resource with no element at all is passed over."""
-    saved = common._FREE_TEXT_ELEMENTS
-    common._FREE_TEXT_ELEMENTS = saved | frozenset(getattr(type(resource), "model_fields", ()))
-    try:
-        return list(common._free_texts(resource))
-    finally:
-        common._FREE_TEXT_ELEMENTS = saved
+def _slow_free_texts(resource: Any) -> list[tuple[str, str]]:
+    """`common._free_texts` as first written: every element it reads asked for by `record.field`, the
+    report's texts read afresh, whatever the resource holds."""
+    found = []
+    code = record_module.field(resource, "code")
+    if getattr(code, "text", None):
+        found.append(("code.text", code.text))
+    for i, annotation in enumerate(record_module.field(resource, "note") or []):
+        if annotation.text:
+            found.append((f"note[{i}].text", annotation.text))
+    found += [(element, value) for value, element in _slow_report_texts(resource)]
+    for name in ("valueString", "description"):
+        value = record_module.field(resource, name)
+        if value:
+            found.append((name, value))
+    for i, series in enumerate(record_module.field(resource, "series") or []):
+        if series.description:
+            found.append((f"series[{i}].description", series.description))
+    for i, reason in enumerate(record_module.field(resource, "reasonCode") or []):
+        if reason.text:
+            found.append((f"reasonCode[{i}].text", reason.text))
+    return found
+
+
+def _slow_report_texts(resource: Any) -> list[tuple[str, str]]:
+    """`common.report_texts` as first written: the conclusion, then each readable attachment."""
+    conclusion = record_module.field(resource, "conclusion")
+    found = [(conclusion, "conclusion")] if conclusion else []
+    for attachment, element in record_module.attachments(resource):
+        value = record_module.attachment_text(attachment)
+        if value:
+            found.append((value, element))
+    return found
 
 
 def _slow_fracture_text_levels(value: str) -> list[str]:
@@ -100,14 +125,19 @@ def test_field_reads_what_the_models_field_reads(path: Path) -> None:
     for _, resource in _resources(path):
         for node in _nodes(resource):
             names = {*type(node).model_fields, *node.__dict__, "noSuchElement", "status", "doNotPerform", "note"}
+            read = common.reader(node)
             for name in names:
                 assert record_module.field(node, name) is _field_by_table(node, name), (node, name)
+                assert read(name) is _field_by_table(node, name), (node, name)
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
 def test_free_texts_are_the_slow_readers(path: Path) -> None:
     for _, resource in _resources(path):
-        assert list(common._free_texts(resource)) == _ungated_free_texts(resource), resource
+        assert common.report_texts(resource) == _slow_report_texts(resource), resource
+        assert common.report_texts(resource) == _slow_report_texts(resource), resource  # remembered
+        assert common._free_texts(resource) == _slow_free_texts(resource), resource
+        assert common.texts_of(resource) == _slow_free_texts(resource), resource
 
 
 def test_the_report_texts_take_each_branch() -> None:
@@ -151,8 +181,10 @@ def test_models_built_elsewhere_are_read_by_the_slow_readers() -> None:
     assert not isinstance(report, Element)
     for name in ("code", "conclusion", "note", "valueString", "noSuchElement"):
         assert record_module.field(report, name) is _field_by_table(report, name)
-    texts = list(common._free_texts(report))
-    assert texts == _ungated_free_texts(report)
+        assert common.reader(report)(name) is _field_by_table(report, name)
+    texts = common._free_texts(report)
+    assert texts == _slow_free_texts(report)
+    assert common.report_texts(report) == _slow_report_texts(report)
     assert [e for e, _ in texts] == ["code.text", "conclusion", "presentedForm[0]"]
     assert common.clinical_when(report) == common._clinical_when(report)
     assert common.clinical_when(report)[1] == "effectiveDateTime"
@@ -296,6 +328,9 @@ def test_which_period_values_may_fail() -> None:
     assert symptoms._may_fail(datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))))
     assert symptoms._may_fail("2025-06")
     assert symptoms._may_fail(20250601)
+    assert not symptoms._may_fail(None, datetime(2025, 6, 1, 10, tzinfo=UTC))  # a period: its start and end
+    assert symptoms._may_fail(date(2025, 6, 1), "2025-06")
+    assert symptoms._may_fail("2025-06", None)
     assert symptoms._LazyStays(_with_period_end(datetime(2025, 6, 10, tzinfo=UTC)))._stays is None  # read later
     assert symptoms._LazyStays(_with_period_end("2025-06"))._stays is not None  # read now
 
@@ -347,3 +382,60 @@ def test_resource_labels_get_answers_as_mapping_get(path: Path) -> None:
             assert fast.get(reference) == Mapping.get(slow, reference)
             assert fast.get(reference, "none") == Mapping.get(slow, reference, "none")
         assert fast._labels.keys() == slow._labels.keys()
+
+
+@pytest.mark.parametrize("value", ["2025-13", "yesterday", "2025-02-30"])
+def test_a_clinical_date_the_reading_refuses_is_the_same_error(value: str) -> None:
+    """`common._clinical_when` reads the date inline: a value that is no FHIR date is the InputError
+    `common.when` gives, naming the resource and the element, from the view as from the reader."""
+    record = builders.record(builders.encounter("e", "IMP", start="2025-06-09T10:00:00Z"))
+    (enc,) = record.of_type("Encounter")
+    enc.period.__dict__["start"] = value  # what no loader gives: a date the reading refuses
+    with pytest.raises(InputError) as slow:
+        common.when(enc, value, "period.start")
+    for read in (common._clinical_when, common.clinical_when, lambda r: VisibleRecord(record, date(2025, 6, 30))):
+        with pytest.raises(InputError) as fast:
+            read(enc)
+        assert (str(fast.value), fast.value.resource, fast.value.element) == (
+            str(slow.value), slow.value.resource, slow.value.element)
+
+
+_CARE_TYPES = ("Procedure", "ServiceRequest", "DeviceRequest", "DiagnosticReport", "Observation", "CarePlan",
+               "ImagingStudy")
+
+
+def test_the_care_codes_outside_the_named_ones_name_nothing() -> None:
+    """`care._NAMED_CODES` passes over no code `care._nsm_code` or `care._dxa_code` recognises: every
+    coding of every bundle and every listed code, read as each type's, under every system."""
+    from fhir_vcf.mappers import care
+    from fhir_vcf.mappers.codes import cpt, hcpcs, loinc, snomed
+
+    found = {coding for path in BUNDLES for _, resource in _resources(path) for node in _nodes(resource)
+             if isinstance(getattr(node, "code", None), str) and isinstance(getattr(node, "system", None), str)
+             for coding in [common.coding_of(node.system, node.code, None)]}
+    listed = {*snomed.PHYSICAL_THERAPY, *cpt.PHYSICAL_THERAPY, *snomed.DXA, *cpt.DXA, loinc.DXA_REPORT,
+              *loinc.T_SCORES, "BMD", hcpcs.BRACE_FIRST, hcpcs.BRACE_LAST, "L0460", "l0456 "}
+    systems = {"snomed", "cpt", "loinc", "dicom", "hcpcs", "icd-10-cm", ""}
+    found |= {Coding(system, code) for system in systems for code in listed}
+    named = 0
+    for coding in found:
+        for rtype in _CARE_TYPES:
+            recognised = care._nsm_code(rtype, coding) is not None or care._dxa_code(rtype, coding)
+            named += recognised
+            if coding.code not in care._NAMED_CODES and coding.system != "hcpcs":
+                assert not recognised, (rtype, coding)
+    assert named > 10
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_remembered_codings_and_texts_are_read_afresh(path: Path) -> None:
+    """`common.codings` and `common.texts` answer a remembered concept without `_kept`: the same
+    answer as reading it afresh, first time and again, for every element and list of the bundles."""
+    for _, resource in _resources(path):
+        for node in _nodes(resource):
+            for concept in (node, *(v for v in node.__dict__.values() if isinstance(v, list))):
+                for element in ("code", "category"):
+                    for read, fresh in ((common.codings, common._codings), (common.texts, common._texts)):
+                        expected = list(fresh(concept, element))
+                        assert list(read(concept, element)) == expected
+                        assert list(read(concept, element)) == expected  # remembered

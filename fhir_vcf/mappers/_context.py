@@ -59,10 +59,12 @@ class TermFilter:
     def may_match(self, body: str) -> bool:
         if self._search is None:
             return True
-        return self._remembered(body, self._search.found)
+        found = self._seen.get(body)  # a remembered short text: the answer, with no further call
+        return found if found is not None else self._remembered(body, self._search.found)
 
     def _remembered(self, body: str, read: Callable[[str], Any]) -> Any:
-        """`read(body)`, remembered for short texts (bounded: at `LIMIT` the memory is emptied)."""
+        """`read(body)`, remembered for short texts (bounded: at `LIMIT` the memory is emptied). The
+        readers look the memory up first themselves (most texts are remembered ones)."""
         if len(body) > self._short:
             return read(body)
         found = self._seen.get(body)
@@ -98,7 +100,8 @@ class TermFamilies(TermFilter):
 
     def present(self, body: str) -> frozenset[Any]:
         """The keys of the families that occur in the text (remembered for short texts, as `may_match`)."""
-        return self._remembered(body, self._find)
+        found = self._seen.get(body)  # as in `may_match`
+        return found if found is not None else self._remembered(body, self._find)
 
     def may_match(self, body: str) -> bool:  # the same memory holds the families found: one kind of answer
         return bool(self.present(body))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
-from collections.abc import Set as AbstractSet
 from datetime import date
 from typing import Any
 
@@ -26,8 +26,9 @@ _MEMOISED = (Element, Elements)  # a tuple: isinstance checks it faster than a u
 # coding, is worked out once per record however many mappers ask, and kept in the element's `_memo`;
 # models built elsewhere (tests, a draft order) have none and are simply read again. The readers
 # below are called tens of thousands of times a population run, with no closure built per call (a
-# closure and a second layer made `codings` and `texts` twice as slow); the two most asked, `_kept`
-# and `clinical_when`, reach the memory inline, the others through one call (`memo_of`).
+# closure and a second layer made `codings` and `texts` twice as slow); the most asked, `codings`,
+# `texts` (a remembered answer), `_kept`, `clinical_when`, `texts_of` and `report_texts`, reach the
+# memory inline, the others through one call (`memo_of`).
 
 
 def memo_of(node: Any) -> dict[Any, Any] | None:
@@ -55,9 +56,17 @@ def _kept(concept: Any, element: str, read: Callable[[Any, str], Iterator[Any]])
     return iter(found)
 
 
+def reader(resource: Any) -> Callable[[str], Any]:
+    """`field` of one resource as one callable, for a mapper reading several of its elements: of a
+    resource of the record, its present elements' own `get` (no Python call per element read)."""
+    return resource.__dict__.get if isinstance(resource, Element) else functools.partial(field, resource)
+
+
 def codings(concept: Any, element: str = "code") -> Iterator[tuple[Coding, str]]:
     """Each coding of a CodeableConcept (or a list of them) as (Coding, element path)."""
-    return _kept(concept, element, _codings)
+    memo = concept._memo if isinstance(concept, _MEMOISED) else None  # a remembered one: no second call
+    found = memo.get((_codings, element)) if memo is not None else None
+    return iter(found) if found is not None else _kept(concept, element, _codings)
 
 
 def _codings(concept: Any, element: str) -> Iterator[tuple[Coding, str]]:
@@ -94,7 +103,9 @@ def coding_of(system: str | None, code: str, display: str | None) -> Coding:
 
 def texts(concept: Any, element: str = "code") -> Iterator[tuple[str, str]]:
     """The human text of a CodeableConcept (or list): `text`, then each coding's display."""
-    return _kept(concept, element, _texts)
+    memo = concept._memo if isinstance(concept, _MEMOISED) else None  # as in `codings`
+    found = memo.get((_texts, element)) if memo is not None else None
+    return iter(found) if found is not None else _kept(concept, element, _texts)
 
 
 def _texts(concept: Any, element: str) -> Iterator[tuple[str, str]]:
@@ -197,12 +208,16 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
 
 def _clinical_when(resource: Any) -> tuple[When | None, str]:
-    for path, element in _date_elements(type(resource)):
+    elements = _DATE_ELEMENTS_BY_TYPE.get(type(resource)) or _date_elements(type(resource))
+    for path, element in elements:
         value = getattr(resource, path[0])
         for name in path[1:]:
             value = getattr(value, name, None) if value is not None else None
         if value is not None:
-            return when(resource, value, element), element
+            try:  # `when`, inline: every resource of every evaluation is dated here
+                return clinical_time.parse(value), element
+            except ValueError as exc:
+                raise InputError(str(exc), resource=_reference(resource), element=element) from None
     return None, ""
 
 
@@ -242,12 +257,14 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
 
 def texts_of(resource: Any) -> list[tuple[str, str]]:
     """(element, text) of one resource's narrative-bearing elements (`_free_texts`), kept in its memory."""
-    memo = memo_of(resource)
-    found = memo.get("free_texts") if memo is not None else None
+    if not isinstance(resource, _MEMOISED):  # `memo_of` inline, as in `clinical_when`
+        return _free_texts(resource)
+    memo = resource._memo
+    if memo is None:
+        memo = resource._memo = {}
+    found = memo.get("free_texts")
     if found is None:
-        found = list(_free_texts(resource))
-        if memo is not None:
-            memo["free_texts"] = found
+        found = memo["free_texts"] = _free_texts(resource)
     return found
 
 
@@ -256,59 +273,74 @@ FREE_TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observ
                    "ServiceRequest", "AllergyIntolerance", "CarePlan")
 
 
-# The elements `_free_texts` reads: of a resource of the record it reads only those present (most
-# resources, a vital sign, a lab result, an Encounter, have none of them), known from its present
-# elements alone (see `field`).
+# The elements `_free_texts` reads: a resource of the record holding none of them (most resources, a
+# vital sign, a lab result, an Encounter) is passed over at once, known from its present elements alone
+# (see `field`).
 _FREE_TEXT_ELEMENTS = frozenset({"code", "note", "conclusion", "presentedForm", "content", "valueString",
                                  "description", "series", "reasonCode"})
 _REPORT_ELEMENTS = frozenset({"conclusion", "presentedForm", "content"})  # what `report_texts` reads
 
 
-def _free_texts(resource: Any) -> Iterator[tuple[str, str]]:
+def _free_texts(resource: Any) -> list[tuple[str, str]]:
     """(element, text) of one resource's narrative-bearing elements, in `free_texts` order.
 
-    Of a resource of the record only the elements present are read (an absent one reads as None:
-    see `field`); a model built elsewhere is asked for each.
+    A list built in place, not a generator of generators: every resource of every evaluation is read
+    here once. A resource of the record is read from its present elements (an absent one reads as
+    None: see `field`); a model built elsewhere is asked for each.
     """
     if isinstance(resource, Element):
-        names: AbstractSet[str] = resource.__dict__.keys() & _FREE_TEXT_ELEMENTS
-        if not names:
-            return
+        present = resource.__dict__
+        if _FREE_TEXT_ELEMENTS.isdisjoint(present):
+            return []
+        reports = not _REPORT_ELEMENTS.isdisjoint(present)
     else:
-        names = _FREE_TEXT_ELEMENTS
-    if "code" in names:
-        code = field(resource, "code")
-        if getattr(code, "text", None):
-            yield "code.text", code.text
-    if "note" in names:
-        for text, element in notes(resource):
-            yield element, text
-    if not names.isdisjoint(_REPORT_ELEMENTS):
-        for value, element in report_texts(resource):
-            yield element, value
+        reports = True
+    get = reader(resource)
+    found: list[tuple[str, str]] = []
+    code = get("code")
+    if code is not None and getattr(code, "text", None):
+        found.append(("code.text", code.text))
+    for i, annotation in enumerate(get("note") or ()):
+        if annotation.text:
+            found.append((f"note[{i}].text", annotation.text))
+    if reports:
+        found += [(element, value) for value, element in report_texts(resource)]
     for name in ("valueString", "description"):
-        if name in names:
-            value = field(resource, name)
-            if value:
-                yield name, value
-    if "series" in names:
-        for i, series in enumerate(field(resource, "series") or []):
-            if series.description:
-                yield f"series[{i}].description", series.description
-    if "reasonCode" in names:
-        for i, reason in enumerate(field(resource, "reasonCode") or []):
-            if reason.text:
-                yield f"reasonCode[{i}].text", reason.text
+        value = get(name)
+        if value:
+            found.append((name, value))
+    for i, series in enumerate(get("series") or ()):
+        if series.description:
+            found.append((f"series[{i}].description", series.description))
+    for i, reason in enumerate(get("reasonCode") or ()):
+        if reason.text:
+            found.append((f"reasonCode[{i}].text", reason.text))
+    return found
 
 
-def report_texts(resource: Any) -> Iterator[tuple[str, str]]:
+def report_texts(resource: Any) -> list[tuple[str, str]]:
     """(text, element) of a report: a DiagnosticReport's `conclusion` and plain-text `presentedForm`,
     a DocumentReference's plain-text `content[].attachment` (input profile, "report text": one reading
-    for all three, dated by the resource's clinical date)."""
+    for all three, dated by the resource's clinical date). Kept in the resource's memory: the free
+    texts and the imaging scan both read it."""
+    if not isinstance(resource, _MEMOISED):  # `memo_of` inline, as in `clinical_when`
+        return _report_texts(resource)
+    memo = resource._memo
+    if memo is None:
+        memo = resource._memo = {}
+    found = memo.get("report_texts")
+    if found is None:
+        found = memo["report_texts"] = _report_texts(resource)
+    return found
+
+
+def _report_texts(resource: Any) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
     conclusion = field(resource, "conclusion")
     if conclusion:
-        yield conclusion, "conclusion"
+        found.append((conclusion, "conclusion"))
     for attachment, element in attachments(resource):
         value = attachment_text(attachment)
         if value:
-            yield value, element
+            found.append((value, element))
+    return found

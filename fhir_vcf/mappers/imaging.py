@@ -175,8 +175,9 @@ def scan_imaging(record: Any) -> ImagingScan:
     for report in record.of_type("DiagnosticReport", "DocumentReference"):
         ref = record.ref(report)
         day = common.clinical_day(report)
-        kind = common.field(report, "code") or common.field(report, "type")
-        study_links = common.field(report, "imagingStudy") or []
+        get = common.reader(report)  # a record holds dozens of reports (every lab panel): one reader each
+        kind = get("code") or get("type")
+        study_links = get("imagingStudy") or []
         modality: str | None = None
         fallback: tuple[str, ...] = ()
         source_day = day
@@ -191,7 +192,7 @@ def scan_imaging(record: Any) -> ImagingScan:
             modality = _category_modality(report.category or [])
         source = SignalSource(ref, source_day, modality, fallback, report=True)
         reports[ref] = source
-        for result in common.field(report, "result") or []:
+        for result in get("result") or []:
             target = _target_ref(record, result)
             if target:
                 result_of[target] = source

@@ -278,17 +278,20 @@ def _written_periods(record: Any) -> bool:
     """Whether an Encounter of the record has a period start or end whose reading may fail (`_LazyStays`)."""
     for e in record.of_type("Encounter"):
         period = getattr(e, "period", None)
-        if period is not None and (_may_fail(getattr(period, "start", None))
-                                   or _may_fail(getattr(period, "end", None))):
+        if period is not None and _may_fail(getattr(period, "start", None), getattr(period, "end", None)):
             return True
     return False
 
 
-def _may_fail(value: Any) -> bool:
-    """Whether `clinical_time.parse` may refuse the value: text, or a time in year 1 or 9999."""
-    if isinstance(value, datetime):
-        return value.year in (1, 9999)
-    return value is not None and not isinstance(value, date)
+def _may_fail(*values: Any) -> bool:
+    """Whether `clinical_time.parse` may refuse one of the values: text, or a time in year 1 or 9999."""
+    for value in values:
+        if isinstance(value, datetime):
+            if value.year in (1, 9999):
+                return True
+        elif value is not None and not isinstance(value, date):
+            return True
+    return False
 
 
 def _setting_of(record: Any, obs: Any, when: When, stays: _LazyStays) -> tuple[str, str | None]:

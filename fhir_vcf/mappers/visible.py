@@ -9,7 +9,7 @@ rather than once per family (issue 11: one pre-pass per record). The families al
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -35,9 +35,10 @@ class VisibleRecord:
         self._shown: dict[str, list[Any]] = {}
         self._hidden = 0
         self._free_texts: dict[str, list[tuple[Any, str, str, str]]] = {}
-        after = common.after
+        self._joined: dict[tuple[str, ...], list[tuple[Any, str, str, str]]] = {}
+        clinical_when = common.clinical_when  # `common.after`, inline: every resource is asked once
         for rtype, resources in record.resources.items():
-            shown = [r for r in resources if not after(r, as_of)]
+            shown = [r for r in resources if (found := clinical_when(r)[0]) is None or not found.after_day(as_of)]
             self._shown[rtype] = shown
             self._hidden += len(resources) - len(shown)
 
@@ -51,14 +52,22 @@ class VisibleRecord:
             found.extend(self._shown.get(t, ()))
         return found
 
-    def free_texts(self, *types: str) -> Iterator[tuple[Any, str, str, str]]:
-        """`common.free_texts` of the visible resources of these types (by default its own), each
-        type's rows gathered once per view: symptoms, care and exclusions all read them."""
-        for rtype in types or common.FREE_TEXT_TYPES:
-            rows = self._free_texts.get(rtype)
-            if rows is None:
-                rows = self._free_texts[rtype] = self._rows(rtype)
-            yield from rows
+    def free_texts(self, *types: str) -> list[tuple[Any, str, str, str]]:
+        """`common.free_texts` of the visible resources of these types (by default its own), as one list
+        (read it, never change it): each type's rows gathered once per view, and each list of types
+        joined once, since symptoms, care and exclusions all read them (a list is read faster than a
+        generator is resumed)."""
+        joined = self._joined.get(types)
+        if joined is None:
+            joined = self._joined[types] = [row for rtype in types or common.FREE_TEXT_TYPES
+                                            for row in self._type_rows(rtype)]
+        return joined
+
+    def _type_rows(self, rtype: str) -> list[tuple[Any, str, str, str]]:
+        rows = self._free_texts.get(rtype)
+        if rows is None:
+            rows = self._free_texts[rtype] = self._rows(rtype)
+        return rows
 
     def _rows(self, rtype: str) -> list[tuple[Any, str, str, str]]:
         """`common.free_texts(self, rtype)` as a list, built without its generator: each resource's
