@@ -27,8 +27,8 @@ _MEMOISED = (Element, Elements)  # a tuple: isinstance checks it faster than a u
 # models built elsewhere (tests, a draft order) have none and are simply read again. The readers
 # below are called tens of thousands of times a population run, with no closure built per call (a
 # closure and a second layer made `codings` and `texts` twice as slow); the most asked, `codings`,
-# `texts` (a remembered answer), `_kept`, `clinical_when`, `texts_of` and `report_texts`, reach the
-# memory inline, the others through one call (`memo_of`).
+# `texts` (a remembered answer), `_kept` and `clinical_when`, reach the memory inline, `texts_of` and
+# `report_texts` through `_kept_list`, the others through one call (`memo_of`).
 
 
 def memo_of(node: Any) -> dict[Any, Any] | None:
@@ -257,14 +257,20 @@ def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
 
 def texts_of(resource: Any) -> list[tuple[str, str]]:
     """(element, text) of one resource's narrative-bearing elements (`_free_texts`), kept in its memory."""
-    if not isinstance(resource, _MEMOISED):  # `memo_of` inline, as in `clinical_when`
-        return _free_texts(resource)
+    return _kept_list(resource, "free_texts", _free_texts)
+
+
+def _kept_list(resource: Any, key: str, read: Callable[[Any], list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """`read(resource)`, kept in the memory of a resource of the record (`memo_of` inline, as in
+    `clinical_when`); a model built elsewhere is read again."""
+    if not isinstance(resource, _MEMOISED):
+        return read(resource)
     memo = resource._memo
     if memo is None:
         memo = resource._memo = {}
-    found = memo.get("free_texts")
+    found = memo.get(key)
     if found is None:
-        found = memo["free_texts"] = _free_texts(resource)
+        found = memo[key] = read(resource)
     return found
 
 
@@ -323,15 +329,7 @@ def report_texts(resource: Any) -> list[tuple[str, str]]:
     a DocumentReference's plain-text `content[].attachment` (input profile, "report text": one reading
     for all three, dated by the resource's clinical date). Kept in the resource's memory: the free
     texts and the imaging scan both read it."""
-    if not isinstance(resource, _MEMOISED):  # `memo_of` inline, as in `clinical_when`
-        return _report_texts(resource)
-    memo = resource._memo
-    if memo is None:
-        memo = resource._memo = {}
-    found = memo.get("report_texts")
-    if found is None:
-        found = memo["report_texts"] = _report_texts(resource)
-    return found
+    return _kept_list(resource, "report_texts", _report_texts)
 
 
 def _report_texts(resource: Any) -> list[tuple[str, str]]:
