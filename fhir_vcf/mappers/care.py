@@ -141,8 +141,6 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
 
     # Coded orders, procedures and results: brace, physical therapy, DXA.
     for resource, rtype, path, coding in _coded_services(view):
-        if coding.code not in _NAMED_CODES and coding.system != "hcpcs":
-            continue  # most codes (every lab result's) name neither NSM nor a DXA: neither reader is asked
         kind = _nsm_code(rtype, coding)
         is_dxa = _dxa_code(rtype, coding)
         if kind is None and not is_dxa:
@@ -337,12 +335,6 @@ def _dxa_code(rtype: str, coding: Any) -> bool:
     if rtype in {"DiagnosticReport", "Observation"} and coding.system == "loinc":
         return coding.code == loinc.DXA_REPORT or coding.code in loinc.T_SCORES
     return False
-
-
-# Every code `_nsm_code` and `_dxa_code` can recognise, whatever its system and type, but the HCPCS
-# braces (a range): a code outside it names neither.
-_NAMED_CODES = frozenset({*snomed.PHYSICAL_THERAPY, *cpt.PHYSICAL_THERAPY, *snomed.DXA, *cpt.DXA, loinc.DXA_REPORT,
-                          *loinc.T_SCORES, _DICOM_BMD})
 
 
 def _coded_services(record: Any) -> Iterable[tuple[Any, str, str, Any]]:
