@@ -266,7 +266,7 @@ def entries_of(document: Any, *, source: str) -> list[tuple[str | None, Mapping[
     if rtype != "Bundle":
         if model_of(rtype) is None:
             raise InputError(_unknown_type(rtype), source=source, element="resourceType")
-        return [(None, document, _label(document, None))]
+        return [(None, document, _label(rtype, document.get("id"), None))]
     found: list[tuple[str | None, Mapping[str, Any], str]] = []
     _bundle_entries(document, source=source, prefix="", depth=0, found=found)
     return found
@@ -305,15 +305,14 @@ def _bundle_entries(
             _bundle_entries(resource, source=source, prefix=f"{where}.resource.", depth=depth + 1, found=found)
             continue
         full_url = entry.get("fullUrl")
-        rid = resource.get("id")  # `_label`, with the type already read: ~150 entries a CDS call
-        label = f"{rtype}/{rid}" if isinstance(rid, str) else f"{prefix}entry[{i}] ({rtype})"
+        label = _label(rtype, resource.get("id"), f"{prefix}entry[{i}]")  # the type already read
         found.append((full_url if isinstance(full_url, str) else None, resource, label))
 
 
-def _label(resource: Mapping[str, Any], position: str | None) -> str:
-    rtype = resource.get("resourceType")
-    if isinstance(resource.get("id"), str):
-        return f"{rtype}/{resource['id']}"
+def _label(rtype: Any, rid: Any, position: str | None) -> str:
+    """"Type/id", else where the resource sits ("entry[3] (Observation)"), else its type alone."""
+    if isinstance(rid, str):
+        return f"{rtype}/{rid}"
     return f"{position} ({rtype})" if position is not None else str(rtype)
 
 
@@ -600,12 +599,10 @@ def attachments(resource: Resource) -> list[tuple[Any, str]]:
     """(attachment, element) of a DiagnosticReport's presentedForm or a DocumentReference's content."""
     rtype = resource.get_resource_type()
     if rtype == "DiagnosticReport":
-        forms = getattr(resource, "presentedForm", None)
-        return [(a, f"presentedForm[{i}]") for i, a in enumerate(forms)] if forms else []
+        return [(a, f"presentedForm[{i}]") for i, a in enumerate(getattr(resource, "presentedForm", None) or [])]
     if rtype == "DocumentReference":
-        contents = getattr(resource, "content", None)
         return [(getattr(c, "attachment", None), f"content[{i}].attachment")
-                for i, c in enumerate(contents)] if contents else []
+                for i, c in enumerate(getattr(resource, "content", None) or [])]
     return []
 
 

@@ -117,7 +117,7 @@ def test_an_elements_skip_reason_patient_and_attachments_read_as_a_models_and_as
 
 
 def _labels_as_before(bundle: dict[str, Any], prefix: str = "") -> list[str]:
-    """The label of each resource of a Bundle as `_bundle_entries` gave it before, through `record._label`."""
+    """The label of each resource of a Bundle as `_bundle_entries` gave it before (`record._label` then)."""
     found = []
     for i, entry in enumerate(bundle.get("entry", [])):
         resource = entry.get("resource")
@@ -126,8 +126,8 @@ def _labels_as_before(bundle: dict[str, Any], prefix: str = "") -> list[str]:
         if resource.get("resourceType") == "Bundle":
             found += _labels_as_before(resource, f"{prefix}entry[{i}].resource.")
             continue
-        position = None if isinstance(resource.get("id"), str) else f"{prefix}entry[{i}]"
-        found.append(record._label(resource, position))
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        found.append(f"{rtype}/{rid}" if isinstance(rid, str) else f"{prefix}entry[{i}] ({rtype})")
     return found
 
 
