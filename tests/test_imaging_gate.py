@@ -5,11 +5,13 @@
 `_segment_signals` and `_percent_change` search. Held here: the words are in every match of every
 pattern (random texts made from the patterns themselves); the gate's lists are the patterns those
 functions search; and the gate never changes what a text is read as (every text of the samples and
-test data, each read with the gate and with it open).
+test data, each read with the gate and with it open); and a short text's remembered reading is
+its plain reading under any other source's labels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import random
@@ -23,6 +25,7 @@ from hypothesis import strategies as st
 from json_strings import strings_in
 
 from fhir_vcf.mappers import assertion, care, exclusions, fractures, imaging, imaging_text, symptoms, text
+from fhir_vcf.mappers._context import TermFilter
 from fhir_vcf.mappers.imaging_signals import ImagingScan, SignalSource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +136,7 @@ def _texts() -> list[str]:
 def _read(value: str, modality: str | None) -> list[object]:
     scan = ImagingScan()
     source = SignalSource("DiagnosticReport/r", date(2025, 6, 5), modality, ("T12",), report=True)
+    imaging_text._READINGS.clear()  # read afresh, never a remembered reading
     imaging_text.analyze_text(scan, source, "conclusion", value)
     return scan.signals
 
@@ -147,6 +151,47 @@ def test_the_gate_never_changes_a_reading(monkeypatch: pytest.MonkeyPatch) -> No
     # The gate does skip: most strings of a record (names, codes, lab conclusions) state nothing.
     assert skipped > len(values) // 2
     assert sum(1 for signals in gated.values() if signals) > 100  # and the texts do state things
+
+
+_SOURCES = (  # two labels of each reading: another resource, day, report flag and element
+    (SignalSource("DiagnosticReport/a", date(2025, 6, 5), None, (), report=True), "conclusion"),
+    (SignalSource("ImagingStudy/b", None, None, (), report=False), "series[1].description"),
+)
+
+
+@pytest.mark.parametrize("modality", ["MR", "CT", "NM", "PT", "DX", None])
+@pytest.mark.parametrize("fallback", [(), ("T12",), ("L1", "L2")])
+def test_a_remembered_reading_is_the_plain_reading(modality: str | None, fallback: tuple[str, ...]) -> None:
+    # `analyze_text` remembers the signals of a short text and gives them again under another source's
+    # labels: each must equal a fresh `_read_text` of that source, label for label.
+    values = [*_texts(), "T12 fracture. " * 20]  # and one past `TermFilter.SHORT`, never remembered
+    sources = [(dataclasses.replace(s, modality=modality, fallback_levels=fallback), e) for s, e in _SOURCES]
+    imaging_text._READINGS.clear()
+    stating = 0
+    for value in values:
+        plain = []
+        for source, element in sources:
+            scan = ImagingScan()
+            if imaging_text._CUES.may_match(value):
+                imaging_text._read_text(scan, source, element, value)
+            plain.append(scan.signals)
+        for _ in range(2):  # the first reading is remembered, the second given from memory
+            for (source, element), expected in zip(sources, plain, strict=True):
+                scan = ImagingScan()
+                imaging_text.analyze_text(scan, source, element, value)
+                assert scan.signals == expected, (value, source, element)
+        stating += bool(plain[0])
+    assert stating > 100 and len(imaging_text._READINGS) > 300
+    assert all(len(v) <= TermFilter.SHORT for v, _, _ in imaging_text._READINGS)
+
+
+def test_remembered_readings_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imaging_text, "_READINGS_LIMIT", 3)
+    imaging_text._READINGS.clear()
+    source = SignalSource("DiagnosticReport/r", date(2025, 6, 5), "MR", ())
+    for i in range(10):
+        imaging_text.analyze_text(ImagingScan(), source, "conclusion", f"T{i + 1} fracture.")
+        assert 1 <= len(imaging_text._READINGS) <= 3
 
 
 @pytest.mark.parametrize("pattern", [text._LEVEL, text._RANGE, text._PAIR, imaging_text._GENANT_WORDS, text._PERCENT],

@@ -19,7 +19,7 @@ from fhir_builders import (
 )
 
 from fhir_vcf.facts import FractureFacts, Method, Status
-from fhir_vcf.mappers import assertion, map_record
+from fhir_vcf.mappers import assertion, imaging_text, map_record
 from fhir_vcf.mappers.imaging_signals import ImagingScan, SignalSource
 from fhir_vcf.mappers.imaging_text import analyze_text
 
@@ -597,6 +597,7 @@ def test_a_text_whose_cue_words_find_no_mention_is_read_without_an_assertion_rea
     # The assertion reading (sentences, sections, triggers) is made only when a mention is read.
     source = SignalSource("DiagnosticReport/r", date(2025, 6, 5), "MR", ())
     assertion.reading.cache_clear()
+    imaging_text._READINGS.clear()  # read afresh, not from the remembered readings
     scan = ImagingScan()
     analyze_text(scan, source, "conclusion", "Moderate medial compartment joint space narrowing. SAG STIR")
     assert scan.signals == [] and assertion.reading.cache_info().misses == 0

@@ -228,9 +228,49 @@ def _comma_pieces(sentence: str) -> list[str]:
 
 
 def analyze_text(scan: ImagingScan, source: SignalSource, element: str, value: str) -> None:
-    """Every imaging statement in a text, each attributed to the levels of its part of the sentence."""
+    """Every imaging statement in a text, each attributed to the levels of its part of the sentence
+    (`_read_text`; a short text's reading remembered, see `_READINGS`)."""
     if not _CUES.may_match(value):
         return  # nothing an imaging fact could come from: skip the sentence work
+    if len(value) > TermFilter.SHORT:
+        _read_text(scan, source, element, value)
+        return
+    key = (value, source.modality, source.fallback_levels)
+    known = _READINGS.get(key)
+    if known is None:
+        first = len(scan.signals)
+        _read_text(scan, source, element, value)
+        if len(_READINGS) >= _READINGS_LIMIT:
+            _READINGS.clear()
+        _READINGS[key] = tuple(scan.signals[first:])
+        return
+    for s in known:
+        scan.signals.append(_restamped(s, source, element))
+
+
+# The signals of short texts already read, by (text, modality, fallback levels): all a reading depends
+# on besides the source's reference, day and report flag and the element, which only label its signals
+# (`_restamped`). A record repeats its texts across visits and a worker sees the same report again
+# (the benchmark's MRI conclusion, 131 characters, costs ~0.3 ms a reading). Bounded as `TermFilter`'s
+# memory: at the limit it is emptied and refills. tests/test_imaging_gate.py holds every text of the
+# samples and test data, read twice under other labels, to the plain reading.
+_READINGS: dict[tuple[str, str | None, tuple[str, ...]], tuple[Signal, ...]] = {}
+_READINGS_LIMIT = 4096
+
+
+def _restamped(s: Signal, source: SignalSource, element: str) -> Signal:
+    """A remembered text signal with the labels of `source` and `element` (a new `Signal`: signals are
+    not frozen; the frozen `Evidence` is kept when it already names this resource and element)."""
+    ev = s.evidence
+    if ev.reference != source.ref or ev.element != element:
+        ev = Evidence(source.ref, element, ev.method, ev.found)
+    return Signal(s.kind, s.value, s.levels, source.day, s.modality, ev, advanced=s.advanced,
+                  acuity_value=s.acuity_value, note=s.note, from_text=s.from_text, report_text=source.report,
+                  assertion=s.assertion)
+
+
+def _read_text(scan: ImagingScan, source: SignalSource, element: str, value: str) -> None:
+    """`analyze_text` read afresh (the text has passed `_CUES`)."""
     low = text.ascii_lower(value)  # lower-cased once for the cue searches of every sentence and part
     if not _may_state(low, 0, len(value)):
         return
