@@ -3,7 +3,7 @@ sample and test bundle and on models built elsewhere:
 
 - `record.field` reads a resource of the record from its present elements (the model's element table otherwise);
 - `common._free_texts` reads only the text-bearing elements present, into one list (its readers as first
-  written, each element asked for);
+  written, each element asked for), a resource with texts in `code` and `conclusion` at most the short way;
 - `common.report_texts` lists attachments only of a resource with presentedForm or content, once per resource;
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
@@ -150,6 +150,24 @@ def test_the_report_texts_take_each_branch() -> None:
                 read += attached
                 passed += resource.__dict__.keys().isdisjoint({"presentedForm", "content"})
     assert read and passed
+
+
+def test_the_free_texts_take_each_branch() -> None:
+    """The bundles hold resources read by `_free_texts`' short way (texts in `code` and `conclusion` at
+    most: a code's text, a conclusion, neither) and by its long way (any other text-bearing element)."""
+    short: set[str] = set()
+    long = 0
+    for path in BUNDLES:
+        for _, resource in _resources(path):
+            present = set(resource.__dict__) & common._FREE_TEXT_ELEMENTS
+            if not present:
+                continue
+            if present <= common._CODE_OR_CONCLUSION:
+                short.update(element for element, _ in common._free_texts(resource))
+                short.add("none" if not common._free_texts(resource) else "some")
+            else:
+                long += 1
+    assert short == {"code.text", "conclusion", "none", "some"} and long
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
