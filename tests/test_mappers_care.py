@@ -423,3 +423,13 @@ def test_coded_services_are_the_readers_asked_of_every_coding():
     assert len(list(care_module._coded_services(visible(records[0], AS_OF)))) == 12
     assert hits > 12
 
+
+def test_not_done_resources_give_no_narrative():
+    """Whether a resource was done is read when one of its texts names a treatment: after a text that
+    names none, as for its first."""
+    done = procedure("p", text="Follow-up", notes=("Fitted with a TLSO brace.",))
+    assert care(done)["nsm"].status is Status.PRESENT
+    not_done = procedure("p", text="Follow-up", status="not-done", notes=("Fitted with a TLSO brace.",))
+    assert care(not_done)["nsm"].status is Status.UNKNOWN
+    revoked = service_request("s", text="Physical therapy referral", status="revoked")
+    assert care(revoked)["nsm"].status is Status.UNKNOWN

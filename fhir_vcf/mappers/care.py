@@ -151,13 +151,16 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     # Narrative, scanned once: NSM words, osteoporosis drugs named in notes, DXA words, program words.
     last, not_done = None, False
     for resource, ref, element, body in _narratives(view):
-        if resource is not last:  # a resource's texts come together: whether it was done is read once
-            last, not_done = resource, _not_done(resource)
-        if not_done:
-            continue
         found = _ANY_CARE_TEXT.present(body)
         if not found:
             continue  # none of the terms below occurs: one pass instead of one per family
+        # Whether it was done is read of a resource one of whose texts names a term (most texts, a lab
+        # conclusion, name none): 0.1 M instructions of the benchmark's request. Its texts come
+        # together: it is read once.
+        if resource is not last:
+            last, not_done = resource, _not_done(resource)
+        if not_done:
+            continue
         for kind, pattern in _TEXT_KINDS.items():
             if kind not in found:
                 continue
