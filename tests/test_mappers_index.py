@@ -8,7 +8,7 @@ sample and test bundle and on models built elsewhere:
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text, and keeps a short
-  text's levels in a bounded memory;
+  text's levels in a bounded memory; `fractures.context_text` keeps a short text's mentions so;
 - `assertion.TextReading.read` remembers a short text's assertions by mention, a long text's not;
 - `symptoms._RDQ_TERMS` passes exactly the texts `_RDQ_MENTION` finds a mention in;
 - `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail;
@@ -31,7 +31,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir_vcf import record as record_module
 from fhir_vcf.elements import Element
 from fhir_vcf.errors import InputError
-from fhir_vcf.facts import Coding
+from fhir_vcf.facts import Coding, Evidence, Method
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import assertion, common, fractures, imaging, symptoms, text
@@ -284,6 +284,69 @@ def test_short_fracture_texts_are_remembered_within_bounds(monkeypatch: pytest.M
     assert fractures._short_text_levels.cache_info().currsize == 1  # long not kept
     assert fractures._short_text_levels.cache_info().maxsize == 10_000  # bounded
     fractures._short_text_levels.cache_clear()
+
+
+def _slow_context_text(scan: fractures.FractureScan, ref: str, element: str, value: str) -> None:
+    """`fractures.context_text` before issue 11's ninth round: each family's mentions read afresh."""
+    present = fractures._ANY_CONTEXT_TERM.present(value)
+    for key, signals, term_value in (
+        ("osteoporosis", scan.osteoporosis, False), ("malignancy", scan.malignancy, True),
+        ("myeloma", scan.myeloma, False), ("healed", scan.healed, False), ("kyphosis", scan.kyphosis, False),
+    ):
+        if key not in present:
+            continue
+        for m, said in assertion.scan(fractures._CONTEXT_TERMS[key], value):
+            ev = Evidence(ref, element, Method.TEXT, said.said())
+            normal = signals is scan.kyphosis and fractures._normal_curve(value, m.start(), m.end())
+            if normal or said.evidence == "absent":
+                signals.negated.append(ev)
+            elif fractures._states(said):
+                signals.affirmed.append(ev)
+                if term_value:
+                    signals.values.append(m.group(0).lower())
+
+
+def _context_of(scan: fractures.FractureScan) -> list[tuple[list[Evidence], list[Evidence], list[str]]]:
+    signals = (scan.osteoporosis, scan.malignancy, scan.myeloma, scan.healed, scan.kyphosis)
+    return [(s.affirmed, s.negated, s.values) for s in signals]
+
+
+_CONTEXT_TEXTS = [
+    "Age-related osteoporosis with current pathological fracture, vertebra(e)",
+    "No evidence of osteoporosis.", "Possible metastatic disease; multiple myeloma not excluded.",
+    "Metastatic breast cancer. History of multiple myeloma.", "Normal thoracic kyphosis.",
+    "Marked kyphosis. Old healed T8 fracture.", "Family history: mother had osteoporosis.",
+    "Normal healed fracture at T8 (a normal curve is kyphosis' only).",
+    "Osteoporosis. " + "Stable alignment. " * 20,  # long: read each time
+]
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_context_text_is_the_slow_reader(path: Path) -> None:
+    """`context_text` (a short text's mentions remembered) gives each family the evidence, negations and
+    terms that reading every mention afresh gives, the first time and from memory."""
+    values = list(_CONTEXT_TEXTS)
+    for _, resource in _resources(path):
+        values += [v for v, _ in common.texts(record_module.field(resource, "code"))]
+        values += [v for v, _ in common.notes(resource)]
+        values += [v for _, v in common.texts_of(resource)]
+    for value in values:
+        expected = fractures.FractureScan()
+        _slow_context_text(expected, "Condition/c", "code.text", value)
+        for _ in range(2):
+            found = fractures.FractureScan()
+            fractures.context_text(found, "Condition/c", "code.text", value)
+            assert _context_of(found) == _context_of(expected), value
+
+
+def test_context_texts_take_each_branch() -> None:
+    """The texts above are affirmed, negated, normal curves, hedged and someone else's; short and long."""
+    scan = fractures.FractureScan()
+    for value in _CONTEXT_TEXTS:
+        fractures.context_text(scan, "Condition/c", "code.text", value)
+    assert scan.osteoporosis.affirmed and scan.osteoporosis.negated and scan.kyphosis.negated
+    assert scan.kyphosis.affirmed and scan.healed.affirmed and "metastatic" in scan.malignancy.values
+    assert len(_CONTEXT_TEXTS[-1]) > fractures._SHORT_TEXT
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
