@@ -171,11 +171,12 @@ _DATE_ELEMENTS = (
     "created",
     "date",  # DocumentReference: when the document was made (input profile, "report text")
 )
-_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[tuple[str, ...], str], ...]] = {}
+_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[str, tuple[str, ...], str], ...]] = {}
 
 
-def _date_elements(model: type) -> tuple[tuple[tuple[str, ...], str], ...]:
-    """The date elements a model class really has, as (attribute path, element), cached per class.
+def _date_elements(model: type) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    """The date elements a model class really has, as (attribute, the attributes below it, element),
+    cached per class.
 
     Asking a pydantic model for an attribute it lacks is slow (it raises inside __getattr__), and
     this runs for every resource of every evaluation.
@@ -183,7 +184,8 @@ def _date_elements(model: type) -> tuple[tuple[tuple[str, ...], str], ...]:
     found = _DATE_ELEMENTS_BY_TYPE.get(model)
     if found is None:
         fields = getattr(model, "model_fields", {})
-        found = tuple((tuple(e.split(".")), e) for e in _DATE_ELEMENTS if e.split(".")[0] in fields)
+        found = tuple((e.split(".")[0], tuple(e.split(".")[1:]), e) for e in _DATE_ELEMENTS
+                      if e.split(".")[0] in fields)
         _DATE_ELEMENTS_BY_TYPE[model] = found
     return found
 
@@ -210,10 +212,11 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
 def _clinical_when(resource: Any) -> tuple[When | None, str]:
     elements = _DATE_ELEMENTS_BY_TYPE.get(type(resource)) or _date_elements(type(resource))
-    for path, element in elements:
-        value = getattr(resource, path[0])
-        for name in path[1:]:
-            value = getattr(value, name, None) if value is not None else None
+    for name, below, element in elements:
+        value = getattr(resource, name)
+        if below:  # `period.start`: a slice of a one-name path per resource is no longer made
+            for part in below:
+                value = getattr(value, part, None) if value is not None else None
         if value is not None:
             try:  # `when`, inline: every resource of every evaluation is dated here
                 return clinical_time.parse(value), element
