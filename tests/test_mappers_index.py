@@ -17,6 +17,7 @@ sample and test bundle and on models built elsewhere:
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -414,6 +415,23 @@ def test_a_period_the_reading_refuses_is_refused_at_once(value: Any, error: type
     with pytest.raises(error) as fast:
         symptoms.map_symptoms(record, as_of=date(2025, 6, 30), episode_start=None)
     assert str(fast.value) == str(slow.value)
+
+
+def test_written_periods_asks_every_encounters_period() -> None:
+    """Any Encounter's period start or end that may fail sends the record to the eager reading, the
+    last Encounter's as the first's; an Encounter with no period has nothing to read."""
+    encounters = [builders.encounter(f"e{i}", "AMB", start=f"2025-06-0{i}T10:00:00Z", end=f"2025-06-0{i}T11:00:00Z")
+                  for i in range(1, 4)]
+    plain = builders.record(*encounters, builders.encounter("none", "AMB"))
+    assert not symptoms._written_periods(plain)
+    for which, element in ((0, "start"), (2, "end"), (2, "start")):
+        found = builders.record(*encounters)
+        encounter = found.of_type("Encounter")[which]
+        period = copy.copy(encounter.period)  # its own: a period read from the same words is shared
+        period.__dict__[element] = "2025-13"  # what no loader gives: a period the reading refuses
+        encounter.__dict__["period"] = period
+        assert symptoms._written_periods(found)
+        assert not symptoms._written_periods(builders.record(*encounters))
 
 
 def test_which_period_values_may_fail() -> None:
