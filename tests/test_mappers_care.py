@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from fhir_builders import (
@@ -18,8 +19,11 @@ from fhir_builders import (
 )
 
 from fhir_vcf.clinical_time import DayRange
-from fhir_vcf.facts import Method, Status
+from fhir_vcf.facts import Coding, Method, Status
+from fhir_vcf.mappers import care as care_module
+from fhir_vcf.mappers import common
 from fhir_vcf.mappers.care import map_care
+from fhir_vcf.mappers.visible import visible
 
 AS_OF = date(2025, 6, 30)
 HCPCS = "urn:oid:2.16.840.1.113883.6.285"
@@ -327,3 +331,105 @@ def test_nsm_dated_by_a_month_starts_within_that_month():
         procedure("p", coding("snomed", "91251008"), performed="2025-05-20"),
     )
     assert out["nsm_start"].value == DayRange(date(2025, 5, 1), date(2025, 5, 20))
+
+
+# --- the coded services, each concept asked once (issue 11) ---
+
+
+def _plain_coded_services(view: Any) -> list[tuple[Any, str, Any, str | None, bool]]:
+    """`care._coded_services` as first written: every coding of every resource done asked of both readers."""
+    found = []
+
+    def hit(resource: Any, rtype: str, path: str, c: Any) -> None:
+        kind, is_dxa = care_module._nsm_code(rtype, c), care_module._dxa_code(rtype, c)
+        if kind is not None or is_dxa:
+            found.append((resource, path, c, kind, is_dxa))
+
+    for resource in view.of_type("Procedure", "ServiceRequest", "DeviceRequest", "DiagnosticReport", "Observation"):
+        if care_module._not_done(resource):
+            continue
+        rtype = resource.get_resource_type()
+        concept_, element = ((resource.codeCodeableConcept, "codeCodeableConcept") if rtype == "DeviceRequest"
+                             else (resource.code, "code"))
+        for c, path in common.codings(concept_, element):
+            hit(resource, rtype, path, c)
+        if rtype == "Procedure":
+            for i, used in enumerate(resource.usedCode or []):
+                for c, path in common.codings(used, f"usedCode[{i}]"):
+                    hit(resource, rtype, path, c)
+    for plan in view.of_type("CarePlan"):
+        if care_module._not_done(plan):
+            continue
+        for i, activity in enumerate(plan.activity or []):
+            if activity.detail is not None:
+                for c, path in common.codings(activity.detail.code, f"activity[{i}].detail.code"):
+                    hit(plan, "CarePlan", path, c)
+    for study in view.of_type("ImagingStudy"):
+        if care_module._not_done(study):
+            continue
+        modalities = [(f"modality[{i}]", m) for i, m in enumerate(study.modality or [])]
+        modalities += [(f"series[{i}].modality", s.modality) for i, s in enumerate(study.series or [])]
+        for path, modality in modalities:
+            if modality is not None and modality.code:
+                hit(study, "ImagingStudy", path,
+                    Coding(common.system_alias(modality.system), modality.code, modality.display or ""))
+    return found
+
+
+def _shared_concepts_record() -> Any:
+    """Resources sharing their concepts (as a feed's repeat every lab panel's), some done, some not, one
+    concept in two types that the readers tell apart."""
+    dxa = concept(coding("cpt", "77080"), coding("snomed", "312681000"))
+    pt = concept(coding("cpt", "97161"))
+    brace = concept(coding(HCPCS, "L0456"))
+    lab = concept(coding("loinc", "58410-2"))
+    plan = care_plan("cp", activity="PT")
+    plan["activity"] = [{"detail": {"status": "scheduled", "code": pt}}, {"detail": {"status": "scheduled",
+                                                                                     "code": brace}}]
+    used = procedure("u", coding("cpt", "97161"))
+    used["usedCode"] = [brace, lab, brace]
+    return record(
+        procedure("p1", coding("cpt", "77080"), coding("snomed", "312681000")),
+        {**procedure("p2", coding("cpt", "77080")), "code": dxa},
+        {**procedure("p3", coding("cpt", "77080"), status="not-done"), "code": dxa},
+        used,
+        {**service_request("s1", text="PT"), "code": pt},
+        {**service_request("s2", text="PT", status="revoked"), "code": pt},
+        {**device_request("d1"), "codeCodeableConcept": brace},
+        {**device_request("d2"), "codeCodeableConcept": pt},  # a device request's PT code is no NSM
+        *(diagnostic_report(f"lab{i}", effective="2025-06-01", conclusion="Normal.") | {"code": lab}
+          for i in range(3)),
+        diagnostic_report("dxa", effective="2025-06-01") | {"code": concept(coding("loinc", "83311-1"))},
+        diagnostic_report("cpt", effective="2025-06-01") | {"code": dxa},  # a report's CPT code is no DXA
+        plan,
+    )
+
+
+def test_coded_services_are_the_readers_asked_of_every_coding():
+    """Each concept is asked of the readers once per type and element, and a resource not done gives
+    nothing: the same codes, resources and order as asking every coding of every resource done."""
+    from fhir_vcf.sources.files import bundle_files, load_file
+
+    root = Path(__file__).resolve().parents[1]
+    records = [_shared_concepts_record(),
+               *(r for p in bundle_files([root / "samples", root / "tests" / "data"]) for r in load_file(p))]
+    hits = 0
+    for rec in records:
+        view = visible(rec, AS_OF)
+        found = list(care_module._coded_services(view))
+        assert found == _plain_coded_services(view)
+        assert all(a[0] is b[0] for a, b in zip(found, _plain_coded_services(view), strict=True))
+        hits += len(found)
+    assert len(list(care_module._coded_services(visible(records[0], AS_OF)))) == 12
+    assert hits > 12
+
+
+def test_not_done_resources_give_no_narrative():
+    """Whether a resource was done is read when one of its texts names a treatment: after a text that
+    names none, as for its first."""
+    done = procedure("p", text="Follow-up", notes=("Fitted with a TLSO brace.",))
+    assert care(done)["nsm"].status is Status.PRESENT
+    not_done = procedure("p", text="Follow-up", status="not-done", notes=("Fitted with a TLSO brace.",))
+    assert care(not_done)["nsm"].status is Status.UNKNOWN
+    revoked = service_request("s", text="Physical therapy referral", status="revoked")
+    assert care(revoked)["nsm"].status is Status.UNKNOWN

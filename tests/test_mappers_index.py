@@ -3,12 +3,12 @@ sample and test bundle and on models built elsewhere:
 
 - `record.field` reads a resource of the record from its present elements (the model's element table otherwise);
 - `common._free_texts` reads only the text-bearing elements present, into one list (its readers as first
-  written, each element asked for);
+  written, each element asked for), a resource with texts in `code` and `conclusion` at most the short way;
 - `common.report_texts` lists attachments only of a resource with presentedForm or content, once per resource;
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text, and keeps a short
-  text's levels in a bounded memory;
+  text's levels in a bounded memory; `fractures.context_text` keeps a short text's mentions so;
 - `assertion.TextReading.read` remembers a short text's assertions by mention, a long text's not;
 - `symptoms._RDQ_TERMS` passes exactly the texts `_RDQ_MENTION` finds a mention in;
 - `symptoms._LazyStays` reads the stays when a score first needs them, at once when reading may fail;
@@ -17,6 +17,7 @@ sample and test bundle and on models built elsewhere:
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -31,7 +32,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir_vcf import record as record_module
 from fhir_vcf.elements import Element
 from fhir_vcf.errors import InputError
-from fhir_vcf.facts import Coding
+from fhir_vcf.facts import Coding, Evidence, Method
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import assertion, common, fractures, imaging, symptoms, text
@@ -152,12 +153,44 @@ def test_the_report_texts_take_each_branch() -> None:
     assert read and passed
 
 
+def test_the_free_texts_take_each_branch() -> None:
+    """The bundles hold resources read by `_free_texts`' short way (texts in `code` and `conclusion` at
+    most: a code's text, a conclusion, neither) and by its long way (any other text-bearing element)."""
+    short: set[str] = set()
+    long = 0
+    for path in BUNDLES:
+        for _, resource in _resources(path):
+            present = set(resource.__dict__) & common._FREE_TEXT_ELEMENTS
+            if not present:
+                continue
+            if present <= common._CODE_OR_CONCLUSION:
+                short.update(element for element, _ in common._free_texts(resource))
+                short.add("none" if not common._free_texts(resource) else "some")
+            else:
+                long += 1
+    assert short == {"code.text", "conclusion", "none", "some"} and long
+
+
+def _slow_clinical_when(resource: Any) -> tuple[Any, str]:
+    """`common._clinical_when` as first written: each date element of the profile's order asked for, by
+    its dotted path, of the type's element table."""
+    for element in common._DATE_ELEMENTS:
+        first, *below = element.split(".")
+        value = _field_by_table(resource, first)
+        for name in below:
+            value = getattr(value, name, None) if value is not None else None
+        if value is not None:
+            return common.when(resource, value, element), element
+    return None, ""
+
+
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
 def test_clinical_when_and_the_view_are_the_slow_readers(path: Path) -> None:
     for record in load_file(path):
         for resources in record.resources.values():
             for resource in resources:
                 expected = common._clinical_when(resource)
+                assert expected == _slow_clinical_when(resource)
                 assert common.clinical_when(resource) == expected
                 assert common.clinical_when(resource) == expected  # remembered
         for as_of in AS_OF_DATES:
@@ -268,6 +301,69 @@ def test_short_fracture_texts_are_remembered_within_bounds(monkeypatch: pytest.M
     fractures._short_text_levels.cache_clear()
 
 
+def _slow_context_text(scan: fractures.FractureScan, ref: str, element: str, value: str) -> None:
+    """`fractures.context_text` before issue 11's ninth round: each family's mentions read afresh."""
+    present = fractures._ANY_CONTEXT_TERM.present(value)
+    for key, signals, term_value in (
+        ("osteoporosis", scan.osteoporosis, False), ("malignancy", scan.malignancy, True),
+        ("myeloma", scan.myeloma, False), ("healed", scan.healed, False), ("kyphosis", scan.kyphosis, False),
+    ):
+        if key not in present:
+            continue
+        for m, said in assertion.scan(fractures._CONTEXT_TERMS[key], value):
+            ev = Evidence(ref, element, Method.TEXT, said.said())
+            normal = signals is scan.kyphosis and fractures._normal_curve(value, m.start(), m.end())
+            if normal or said.evidence == "absent":
+                signals.negated.append(ev)
+            elif fractures._states(said):
+                signals.affirmed.append(ev)
+                if term_value:
+                    signals.values.append(m.group(0).lower())
+
+
+def _context_of(scan: fractures.FractureScan) -> list[tuple[list[Evidence], list[Evidence], list[str]]]:
+    signals = (scan.osteoporosis, scan.malignancy, scan.myeloma, scan.healed, scan.kyphosis)
+    return [(s.affirmed, s.negated, s.values) for s in signals]
+
+
+_CONTEXT_TEXTS = [
+    "Age-related osteoporosis with current pathological fracture, vertebra(e)",
+    "No evidence of osteoporosis.", "Possible metastatic disease; multiple myeloma not excluded.",
+    "Metastatic breast cancer. History of multiple myeloma.", "Normal thoracic kyphosis.",
+    "Marked kyphosis. Old healed T8 fracture.", "Family history: mother had osteoporosis.",
+    "Normal healed fracture at T8 (a normal curve is kyphosis' only).",
+    "Osteoporosis. " + "Stable alignment. " * 20,  # long: read each time
+]
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
+def test_context_text_is_the_slow_reader(path: Path) -> None:
+    """`context_text` (a short text's mentions remembered) gives each family the evidence, negations and
+    terms that reading every mention afresh gives, the first time and from memory."""
+    values = list(_CONTEXT_TEXTS)
+    for _, resource in _resources(path):
+        values += [v for v, _ in common.texts(record_module.field(resource, "code"))]
+        values += [v for v, _ in common.notes(resource)]
+        values += [v for _, v in common.texts_of(resource)]
+    for value in values:
+        expected = fractures.FractureScan()
+        _slow_context_text(expected, "Condition/c", "code.text", value)
+        for _ in range(2):
+            found = fractures.FractureScan()
+            fractures.context_text(found, "Condition/c", "code.text", value)
+            assert _context_of(found) == _context_of(expected), value
+
+
+def test_context_texts_take_each_branch() -> None:
+    """The texts above are affirmed, negated, normal curves, hedged and someone else's; short and long."""
+    scan = fractures.FractureScan()
+    for value in _CONTEXT_TEXTS:
+        fractures.context_text(scan, "Condition/c", "code.text", value)
+    assert scan.osteoporosis.affirmed and scan.osteoporosis.negated and scan.kyphosis.negated
+    assert scan.kyphosis.affirmed and scan.healed.affirmed and "metastatic" in scan.malignancy.values
+    assert len(_CONTEXT_TEXTS[-1]) > fractures._SHORT_TEXT
+
+
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.name)
 def test_remembered_assertions_are_read_afresh(path: Path) -> None:
     for record in load_file(path):
@@ -319,6 +415,23 @@ def test_a_period_the_reading_refuses_is_refused_at_once(value: Any, error: type
     with pytest.raises(error) as fast:
         symptoms.map_symptoms(record, as_of=date(2025, 6, 30), episode_start=None)
     assert str(fast.value) == str(slow.value)
+
+
+def test_written_periods_asks_every_encounters_period() -> None:
+    """Any Encounter's period start or end that may fail sends the record to the eager reading, the
+    last Encounter's as the first's; an Encounter with no period has nothing to read."""
+    encounters = [builders.encounter(f"e{i}", "AMB", start=f"2025-06-0{i}T10:00:00Z", end=f"2025-06-0{i}T11:00:00Z")
+                  for i in range(1, 4)]
+    plain = builders.record(*encounters, builders.encounter("none", "AMB"))
+    assert not symptoms._written_periods(plain)
+    for which, element in ((0, "start"), (2, "end"), (2, "start")):
+        found = builders.record(*encounters)
+        encounter = found.of_type("Encounter")[which]
+        period = copy.copy(encounter.period)  # its own: a period read from the same words is shared
+        period.__dict__[element] = "2025-13"  # what no loader gives: a period the reading refuses
+        encounter.__dict__["period"] = period
+        assert symptoms._written_periods(found)
+        assert not symptoms._written_periods(builders.record(*encounters))
 
 
 def test_which_period_values_may_fail() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from datetime import date
 from typing import Any
 
@@ -170,11 +171,12 @@ _DATE_ELEMENTS = (
     "created",
     "date",  # DocumentReference: when the document was made (input profile, "report text")
 )
-_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[tuple[str, ...], str], ...]] = {}
+_DATE_ELEMENTS_BY_TYPE: dict[type, tuple[tuple[str, tuple[str, ...], str], ...]] = {}
 
 
-def _date_elements(model: type) -> tuple[tuple[tuple[str, ...], str], ...]:
-    """The date elements a model class really has, as (attribute path, element), cached per class.
+def _date_elements(model: type) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    """The date elements a model class really has, as (attribute, the attributes below it, element),
+    cached per class.
 
     Asking a pydantic model for an attribute it lacks is slow (it raises inside __getattr__), and
     this runs for every resource of every evaluation.
@@ -182,7 +184,8 @@ def _date_elements(model: type) -> tuple[tuple[tuple[str, ...], str], ...]:
     found = _DATE_ELEMENTS_BY_TYPE.get(model)
     if found is None:
         fields = getattr(model, "model_fields", {})
-        found = tuple((tuple(e.split(".")), e) for e in _DATE_ELEMENTS if e.split(".")[0] in fields)
+        found = tuple((e.split(".")[0], tuple(e.split(".")[1:]), e) for e in _DATE_ELEMENTS
+                      if e.split(".")[0] in fields)
         _DATE_ELEMENTS_BY_TYPE[model] = found
     return found
 
@@ -209,10 +212,11 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
 def _clinical_when(resource: Any) -> tuple[When | None, str]:
     elements = _DATE_ELEMENTS_BY_TYPE.get(type(resource)) or _date_elements(type(resource))
-    for path, element in elements:
-        value = getattr(resource, path[0])
-        for name in path[1:]:
-            value = getattr(value, name, None) if value is not None else None
+    for name, below, element in elements:
+        value = getattr(resource, name)
+        if below:  # `period.start`: a slice of a one-name path per resource is no longer made
+            for part in below:
+                value = getattr(value, part, None) if value is not None else None
         if value is not None:
             try:  # `when`, inline: every resource of every evaluation is dated here
                 return clinical_time.parse(value), element
@@ -291,17 +295,31 @@ def _free_texts(resource: Any) -> list[tuple[str, str]]:
     """(element, text) of one resource's narrative-bearing elements, in `free_texts` order.
 
     A list built in place, not a generator of generators: every resource of every evaluation is read
-    here once. A resource of the record is read from its present elements (an absent one reads as
-    None: see `field`); a model built elsewhere is asked for each.
+    here once. A resource of the record is read from its present elements alone. The commonest ones,
+    a coded resource (a vital sign, a lab result) and a report with a conclusion, have no other element
+    looked at: `texts_of` of a lab report with a conclusion costs about 17,000 instructions, not
+    24,000 (the benchmark's request has 31). A model built elsewhere is asked for each element.
     """
-    if isinstance(resource, Element):
-        present = resource.__dict__
-        if _FREE_TEXT_ELEMENTS.isdisjoint(present):
-            return []
-        reports = not _REPORT_ELEMENTS.isdisjoint(present)
-    else:
-        reports = True
-    get = reader(resource)
+    if not isinstance(resource, Element):
+        return _texts_read(resource, functools.partial(field, resource), _FREE_TEXT_ELEMENTS)
+    present = resource.__dict__
+    names = _FREE_TEXT_ELEMENTS.intersection(present)
+    if not names <= _CODE_OR_CONCLUSION:
+        return _texts_read(resource, present.get, names)
+    code = present.get("code")
+    found = [("code.text", code.text)] if code is not None and getattr(code, "text", None) else []
+    if "conclusion" in names:
+        for value, element in report_texts(resource):  # a loop: a comprehension is a call of its own
+            found.append((element, value))
+    return found
+
+
+_CODE_OR_CONCLUSION = frozenset({"code", "conclusion"})
+
+
+def _texts_read(resource: Any, get: Callable[[str], Any], names: AbstractSet[str]) -> list[tuple[str, str]]:
+    """(element, text) of the elements `get` reads, of those named (every one it may hold, or the
+    present ones), in `free_texts` order."""
     found: list[tuple[str, str]] = []
     code = get("code")
     if code is not None and getattr(code, "text", None):
@@ -309,7 +327,7 @@ def _free_texts(resource: Any) -> list[tuple[str, str]]:
     for i, annotation in enumerate(get("note") or ()):
         if annotation.text:
             found.append((f"note[{i}].text", annotation.text))
-    if reports:
+    if not _REPORT_ELEMENTS.isdisjoint(names):
         found += [(element, value) for value, element in report_texts(resource)]
     for name in ("valueString", "description"):
         value = get(name)

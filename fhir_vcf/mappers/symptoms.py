@@ -275,12 +275,11 @@ class _LazyStays:
 
 
 def _written_periods(record: Any) -> bool:
-    """Whether an Encounter of the record has a period start or end whose reading may fail (`_LazyStays`)."""
-    for e in record.of_type("Encounter"):
-        period = getattr(e, "period", None)
-        if period is not None and _may_fail(getattr(period, "start", None), getattr(period, "end", None)):
-            return True
-    return False
+    """Whether an Encounter of the record has a period start or end whose reading may fail (`_LazyStays`).
+    Every value is asked in one call, each element read as an attribute (an Encounter has a period, a
+    period a start and an end): the benchmark's 33 Encounters, 149 -> 112 K instructions."""
+    return _may_fail(*[value for e in record.of_type("Encounter") if (period := e.period) is not None
+                       for value in (period.start, period.end)])
 
 
 def _may_fail(*values: Any) -> bool:
