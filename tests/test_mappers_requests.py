@@ -183,3 +183,62 @@ def test_requested_technique_from_words(words, technique):
     resource = rec.of_type("ServiceRequest")[0]
     mapped = map_request(rec, resource)
     assert requested_technique(resource) == technique == (mapped.technique if mapped else None)
+
+
+def _every_order_and_procedure_as_json():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for folder in ("samples", "samples/ehr-exports", "tests/data", "tests/data/unseen", "tests/data/unseen-exports",
+                   "tests/data/realistic"):
+        for path in sorted((root / folder).glob("*.json")):
+            try:
+                doc = json.loads(path.read_text())
+            except ValueError:
+                continue
+            if not isinstance(doc, dict):
+                continue
+            entries = doc.get("entry", []) if doc.get("resourceType") == "Bundle" else [{"resource": doc}]
+            for entry in entries if isinstance(entries, list) else []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and resource.get("resourceType") in ("ServiceRequest", "Procedure"):
+                    yield resource
+
+
+_WORDS = ["Balloon kyphoplasty T12", "Vertebroplasty L1", "Vertebral augmentation L1",
+          "No kyphoplasty; vertebroplasty L2", "MRI lumbar spine", "no vertebroplasty", "Kyphoplasty T12, L1"]
+
+
+def test_a_remembered_code_reading_is_the_models():
+    """`_read_code` keeps what an order's code says in the memory of a shared code element (read by the
+    transport, then by map_request on the record's copy). For every ServiceRequest and Procedure of every
+    bundle, and orders by words and by codes, the recognition read from the element (first, then
+    remembered, after every other code was read) is the one read from the R4B model, which has no memory."""
+    from fhir_vcf.elements import NotValid, read_resource
+    from fhir_vcf.mappers.requests import _recognise, requested_technique
+    from fhir_vcf.record import validate_resource
+
+    resources = [*_every_order_and_procedure_as_json(),
+                 *(service_request(f"w{i}", text=words) for i, words in enumerate(_WORDS)),
+                 service_request("c1", coding("cpt", "22513"), coding("cpt", "22515"), text="Kyphoplasty T12, L1"),
+                 service_request("c2", coding("cpt", "22520"), text="vertebroplasty"),
+                 service_request("c3", coding("cpt", "22514"), coding("cpt", "22515"), coding("cpt", "22515")),
+                 service_request("c4", coding("snomed", "447766003", "Percutaneous vertebroplasty")),
+                 service_request("c5")]
+    pairs = []
+    for i, data in enumerate(resources):
+        try:
+            element = read_resource(data)
+        except NotValid:
+            continue
+        pairs.append((f"R/{i}", element, validate_resource(data, source="test", label=f"R/{i}")))
+    assert len(pairs) > 40
+    for _ in range(2):  # the first pass fills the memories, the second reads them
+        for ref, element, model in pairs:
+            assert _recognise(ref, element) == _recognise(ref, model), ref
+            assert requested_technique(element) == requested_technique(model), ref
+    # the same code written twice is one element, read once: the other order's reference is not in its evidence
+    first, second = (read_resource(service_request(i, coding("cpt", "22513"), text="Kyphoplasty L1")) for i in "ab")
+    assert first.code is second.code
+    assert [e.reference for e in _recognise("ServiceRequest/b", second).evidence] == ["ServiceRequest/b"]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fhir_vcf.facts import Evidence, Method
 from fhir_vcf.outputs.evaluation import _evidence_item
 from fhir_vcf.rules.policy import _CITED_MEMO_SIZE, load_policies, parse_policy_file
@@ -64,3 +67,45 @@ def test_page_templates_read_a_dicts_item_before_its_attribute() -> None:
     assert env.from_string("{{ d.title }}|{{ d.get('x', 'none') }}|{{ n.real }}").render(
         d={"title": "T<1>"}, n=3) == "T&lt;1&gt;|none|3"
     assert env.from_string("{{ d.missing is undefined }}").render(d={}) == "True"
+
+
+def _result_as_before(cid, title, kind, source, status, reason, outcomes=(), *, evidence=(), missing=(), flags=(),
+                      applied=True, review=False, exclusion_kind=""):
+    """`rules.common.result` as first written: each list through generators, each deduplicated by
+    `dict.fromkeys`, the result built by keyword."""
+    from fhir_vcf.rules.common import CONFLICT, UNKNOWN
+    from fhir_vcf.rules.judgement import CriterionResult
+
+    outcomes = list(outcomes)
+    ev = [*evidence, *(e for o in outcomes for e in o.evidence)]
+    miss = [*missing, *(m for o in outcomes for m in o.missing)] if status in (UNKNOWN, CONFLICT) else []
+    flg = [*flags, *(f for o in outcomes for f in o.flags)]
+    return CriterionResult(
+        id=cid, title=title, kind=kind, status=status, reason=reason, source=source,
+        evidence=tuple(dict.fromkeys(ev)), missing=tuple(dict.fromkeys(miss)), flags=tuple(dict.fromkeys(flg)),
+        applied=applied, review=review, exclusion_kind=exclusion_kind,
+    )
+
+
+_EVIDENCE = [Evidence("Condition/a", "code", Method.CODE, "x"), Evidence("Condition/a", "code", Method.CODE, "x"),
+             Evidence("Condition/b", "note[0].text", Method.TEXT, "'y'"), Evidence("Condition/a", "code", Method.TEXT)]
+_WORDS = ["a", "b", "a", ""]
+
+
+@settings(max_examples=500, deadline=None)
+@given(status=st.sampled_from(["met", "not-met", "unknown", "conflict", "present", "absent"]),
+       evidence=st.lists(st.sampled_from(_EVIDENCE), max_size=4), missing=st.lists(st.sampled_from(_WORDS), max_size=3),
+       flags=st.lists(st.sampled_from(_WORDS), max_size=3),
+       outcomes=st.lists(st.tuples(st.lists(st.sampled_from(_EVIDENCE), max_size=3),
+                                   st.lists(st.sampled_from(_WORDS), max_size=2),
+                                   st.lists(st.sampled_from(_WORDS), max_size=2)), max_size=3),
+       applied=st.booleans(), review=st.booleans(), as_view=st.booleans())
+def test_a_criterion_result_is_built_as_before(status, evidence, missing, flags, outcomes, applied, review, as_view):
+    from fhir_vcf.rules.common import Outcome, result
+
+    made = {f"L{i}": Outcome(status, "why", list(e), list(m), list(f)) for i, (e, m, f) in enumerate(outcomes)}
+    given_outcomes = made.values() if as_view else list(made.values())  # the rules pass both
+    args = ("X1", "Title", "exclusion", "LCD", status, "reason")
+    options = {"evidence": evidence, "missing": missing, "flags": flags, "applied": applied, "review": review,
+               "exclusion_kind": "absolute"}
+    assert result(*args, given_outcomes, **options) == _result_as_before(*args, list(made.values()), **options)
