@@ -209,6 +209,50 @@ def test_wrong_expectation_fails_and_names_the_mismatch(stub, tmp_path):
     assert "decision 'eligible', expected 'needs-review'" in line
 
 
+def test_silent_on_expects_no_card_on_that_hook_only(tmp_path):
+    """A bare Patient: the evaluation says insufficient-data, but patient-view rightly answers no
+    card (no vertebral fracture on record). `silentOn` lets an expectation say so; the real service."""
+    bare = ROOT / "tests" / "data" / "unseen" / "single-patient-resource.json"
+    path = tmp_path / "expected.json"
+    path.write_text(json.dumps({bare.name: {"Patient/u-olsen": {
+        "decision": "insufficient-data", "asOf": "2025-06-30", "silentOn": ["patient-view"]}}}))
+    code, out, err = replay(str(bare), "--expect", str(path), "--format", "json")
+    assert code == 0, out + err
+    (line,) = [json.loads(x) for x in out.splitlines()]
+    assert line["decision"] is None and line["expected"] == "no card" and line["problems"] == []
+
+    plain = {"decision": "insufficient-data", "asOf": "2025-06-30"}
+    path.write_text(json.dumps({bare.name: {"Patient/u-olsen": plain}}))
+    code, out, _ = replay(str(bare), "--expect", str(path))
+    assert code == 1 and "decision None, expected 'insufficient-data'" in out  # without it, silence fails
+
+
+def test_silent_on_fails_when_the_service_answers_a_card(stub, tmp_path):
+    path = tmp_path / "expected.json"
+    path.write_text(json.dumps({TWO.name: {p: {"decision": "eligible", "silentOn": ["patient-view"]}
+                                           for p in ("Patient/p-two-a-berg", "Patient/p-two-b-costa")}}))
+    code, out, _ = replay(str(TWO), "--expect", str(path))
+    assert code == 1 and "0 passed, 2 failed" in out
+    assert "1 card(s) with decision 'eligible', expected no card" in out
+
+
+def test_silent_on_names_only_known_hooks(stub, tmp_path):
+    path = tmp_path / "expected.json"
+    path.write_text(json.dumps({TWO.name: {"Patient/p-two-a-berg": {"decision": "eligible",
+                                                                    "silentOn": ["patient-veiw"]}}}))
+    code, _, err = replay(str(TWO), "--expect", str(path))
+    assert code == 2 and "silentOn must be a list of hook names" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unseen_records_replay_as_expected():
+    """Every record of tests/data/unseen replays to what its expected.json documents (the bare
+    Patient's patient-view: no card, by `silentOn`)."""
+    unseen = ROOT / "tests" / "data" / "unseen"
+    code, out, err = replay(str(unseen), "--expect", str(unseen / "expected.json"))
+    assert code == 0, out + err
+    assert out.splitlines()[-1].endswith(" passed, 0 failed")
+
+
 def test_json_lines_have_the_documented_keys(stub):
     code, out, err = replay(str(TWO), "--format", "json", "--hook", "all")
     assert code == 0, out + err

@@ -50,7 +50,7 @@ from fhir_vcf.clinical_time import as_of_argument
 from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.logs import card_decision
 from fhir_vcf.outputs.cards import DECISION_WORDS
-from fhir_vcf.replay.output import Progress, Row, junit_xml, render_table, summary
+from fhir_vcf.replay.output import NO_CARD, Progress, Row, junit_xml, render_table, summary
 from fhir_vcf.replay.transport import InProcess, Remote, ReplayInputError, Signer, Transport, outcome_text
 from fhir_vcf.sources import hook_request
 from fhir_vcf.sources.expectations import Expectation, load_expectations
@@ -195,6 +195,7 @@ def replay_patient(
         return row
     row.problems += card_problems(answer.body)
     cards = [c for c in answer.body.get("cards") or [] if isinstance(c, Mapping)]
+    row.cards = len(cards)
     decisions = list(dict.fromkeys(d for d in (decision_of(c) for c in cards) if d))
     row.decision = ",".join(decisions) or None
     if cards and not decisions:
@@ -281,12 +282,19 @@ def run(
                 row = replay_patient(
                     transport, store, patient, services[hook], file=path.name,
                     as_of=as_of or (expectation.as_of if expectation else None),
-                    expected=expectation.decision if expectation else None, warn=warn,
+                    expected=_expected(expectation, hook), warn=warn,
                 )
                 rows.append(row)
                 on_row(row)
     progress.clear()
     return rows, bad, skipped
+
+
+def _expected(expectation: Expectation | None, hook: str) -> str | None:
+    """The decision a hook's answer should state, or NO_CARD where the expectation says it is silent."""
+    if expectation is None:
+        return None
+    return NO_CARD if hook in expectation.silent_on else expectation.decision
 
 
 # --- the command line -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 PROGRESS_THRESHOLD = 20  # bundles; above this, progress is shown even when stderr is not a terminal
+NO_CARD = "no card"  # what an expectation's `silentOn` expects of a hook: an answer without cards
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Row:
     seconds: float = 0.0
     skipped: str | None = None
     error: str | None = None
+    cards: int = 0
 
     @property
     def valid(self) -> bool:
@@ -41,12 +43,15 @@ class Row:
 
     @property
     def passed(self) -> bool:
+        if self.expected == NO_CARD:
+            return self.valid and self.cards == 0
         return self.valid and (self.expected is None or self.decision == self.expected)
 
     def to_json(self) -> dict[str, Any]:
         problems = list(self.problems)
         if self.valid and not self.passed:
-            problems.append(f"decision {self.decision!r}, expected {self.expected!r}")
+            problems.append(f"decision {self.decision!r}, expected {self.expected!r}" if self.expected != NO_CARD
+                            else f"{self.cards} card(s) with decision {self.decision!r}, expected no card")
         return {
             "file": self.file,
             "patient": self.patient,

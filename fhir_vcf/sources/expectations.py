@@ -14,13 +14,16 @@ from typing import NamedTuple
 
 from fhir_vcf.clinical_time import parse_as_of
 from fhir_vcf.errors import InputError
+from fhir_vcf.sources.hook_request import HOOKS
 
 
 class Expectation(NamedTuple):
-    """One patient's expected decision, and the as-of date it was written for (when stated)."""
+    """One patient's expected decision, the as-of date it was written for (when stated), and the
+    hooks on which the service rightly answers no card for this patient (`silentOn`)."""
 
     decision: str
     as_of: date | None = None
+    silent_on: frozenset[str] = frozenset()
 
 
 def load_expectations(path: str | Path) -> dict[str, dict[str, Expectation]]:
@@ -28,7 +31,10 @@ def load_expectations(path: str | Path) -> dict[str, dict[str, Expectation]]:
 
     An entry's `asOf` is the date its decision holds on: replay evaluates it as of that date unless
     `--as-of` says otherwise, so a saved bundle replays to the same answer forever. Other members
-    (`levels`, `why`, ...) are ignored here. A file that breaks this shape is an InputError naming it.
+    (`levels`, `why`, ...) are ignored here. `silentOn`, a list of hook names, says where the
+    service answers no card at all: patient-view stays silent for a patient with no vertebral
+    fracture on record (docs/cds-hooks.md), while the evaluation itself says insufficient-data.
+    A file that breaks this shape is an InputError naming it.
     """
     from fhir_vcf.sources.files import parse_json
 
@@ -52,7 +58,11 @@ def load_expectations(path: str | Path) -> dict[str, dict[str, Expectation]]:
                 as_of = parse_as_of(raw_as_of) if raw_as_of is not None else None
             except ValueError:
                 raise InputError(f"{source}: {name} {patient}: asOf {raw_as_of!r} is not YYYY-MM-DD") from None
-            found.setdefault(Path(name).name, {})[patient] = Expectation(decision, as_of)
+            silent_on = expectation.get("silentOn", [])
+            if not isinstance(silent_on, list) or not all(h in HOOKS for h in silent_on):
+                raise InputError(f"{source}: {name} {patient}: silentOn must be a list of hook names "
+                                 f"({', '.join(HOOKS)})")
+            found.setdefault(Path(name).name, {})[patient] = Expectation(decision, as_of, frozenset(silent_on))
     return found
 
 
