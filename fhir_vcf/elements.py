@@ -314,8 +314,67 @@ def read_resource(data: dict[str, Any]) -> Element:
             raise NotValid
         table = _RESOURCE_TABLES[rtype] = _table(model)  # type: ignore[index]
     if type(data) is dict:  # parsed JSON: none of `_read`'s checks applies to a resource at depth 0
-        return _build(data, table, 0)
+        return _resource(data, table, rtype)  # type: ignore[arg-type]
     return _read(data, table, 0)
+
+
+# Resources repeat too: a CDS Hooks client calls order-select again for the same patient, with the same
+# prefetch, each time the order is edited. A resource is still never shared (its identity is its
+# reference, and the mappers remember their readings on it: `_memo`), but what its walk found (its
+# elements, all of them shared or content-determined) is handed to a new Element when the same
+# resource comes again, written exactly as before: the same JSON text, as orjson writes it (see
+# `_FLAT` for why that text decides the content). The text is taken only from the second time a
+# resource is met by its Type/id and the patient it names (so a feed of new resources pays a dict
+# look-up each, not a serialisation: generated feeds, the benchmark's grown histories among them,
+# give every patient the same ids), and taken when it is stored (the caller's dict may change after
+# the read). A resource holding null,
+# NaN or Infinity, what orjson cannot write, or an element that may hold a resource (`contained`,
+# whose resources are never shared) is built each time. Bounded like `_FLAT`.
+_SEEN: dict[tuple[str, str, Any], tuple[bytes, dict[str, Any]] | None] = {}
+_SEEN_LIMIT = 2_000
+
+
+def _resource(data: dict[str, Any], table: _Table, rtype: str) -> Element:
+    """`_build(data, table, 0)`, or a new Element with the elements read from the same resource before."""
+    rid = data.get("id")
+    if type(rid) is not str:
+        return _build(data, table, 0)
+    pointer = data.get("subject") or data.get("patient")
+    key = (rtype, rid, pointer.get("reference") if type(pointer) is dict else None)
+    seen = _SEEN.get(key, _SEEN)
+    if seen is _SEEN:  # met for the first time: remembered as met only
+        node = _build(data, table, 0)
+        _remember(key, None)
+        return node
+    try:
+        text = orjson.dumps(data, option=_KEY_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _build(data, table, 0)
+    if seen is not None and seen[0] == text:
+        node = table.node.__new__(table.node)
+        node.__dict__ = seen[1].copy()
+        node._memo = None
+        return node
+    node = _build(data, table, 0)
+    if text.find(b"null") < 0 and _shareable(data, table):
+        _remember(key, (text, node.__dict__.copy()))
+    return node
+
+
+def _remember(key: tuple[str, str, Any], value: tuple[bytes, dict[str, Any]] | None) -> None:
+    if len(_SEEN) >= _SEEN_LIMIT:
+        _SEEN.clear()
+    _SEEN[key] = value
+
+
+def _shareable(data: dict[str, Any], table: _Table) -> bool:
+    """No element of the resource (read already: the tables of its elements are known) may hold a resource."""
+    fields = table.fields
+    for key in data:
+        f = fields.get(key)
+        if f is not None and (f.kind == _RESOURCE or (f.table is not None and not f.table.shared)):
+            return False
+    return True
 
 
 # Elements repeat (codings, references, periods, concepts, quantities: of the 337 complex elements

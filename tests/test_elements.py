@@ -245,6 +245,7 @@ def test_concepts_are_shared_and_read_exactly_as_when_built_each_time(monkeypatc
     shared_again = [_read_or_refused(data) for data in cases]  # now read from the shared elements
     elements._FLAT.clear()
     monkeypatch.setattr(elements, "_element", elements._build)  # every element built each time
+    monkeypatch.setattr(elements, "_resource", lambda data, table, rtype: elements._build(data, table, 0))
     built = [_read_or_refused(data) for data in cases]
     assert shared == built and shared_again == built
     assert "refused" in built and any(b != "refused" for b in built[-14:-6])  # both sides of the depth limit
@@ -410,6 +411,7 @@ def test_nested_elements_read_by_the_walks_shortcut_exactly_as_through_read_and_
         return elements._build(data, table, depth)
 
     monkeypatch.setattr(elements, "_element", through_read)
+    monkeypatch.setattr(elements, "_resource", lambda data, table, rtype: elements._build(data, table, 0))
     slow = [_read_or_refused(data) for data in cases]
     assert quick == slow and quick_again == slow
     assert "refused" in slow and slow.count("refused") < len(slow) - 100

@@ -9,6 +9,7 @@ import importlib
 import inspect
 import json
 import pkgutil
+from pathlib import Path
 from typing import Any
 
 import fhir.resources.R4B as r4b
@@ -69,9 +70,10 @@ def _observation(rid: str, quantity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _built(data: dict[str, Any]) -> Any:
-    """`data` read with nothing shared."""
-    saved = dict(elements._FLAT)
+    """`data` read with nothing shared or met before."""
+    saved, seen = dict(elements._FLAT), dict(elements._SEEN)
     elements._FLAT.clear()
+    elements._SEEN.clear()
     try:
         return repr(read_resource(data))
     except NotValid:
@@ -79,6 +81,8 @@ def _built(data: dict[str, Any]) -> Any:
     finally:
         elements._FLAT.clear()
         elements._FLAT.update(saved)
+        elements._SEEN.clear()
+        elements._SEEN.update(seen)
 
 
 @pytest.mark.parametrize("values", [
@@ -171,3 +175,86 @@ def test_a_report_without_attachments_lists_none():
                               "content": [{"attachment": {"contentType": "application/pdf", "url": "x"}}]})
     assert record.attachment_skips(document) == [record.UNSUPPORTED_ATTACHMENT]
     assert record.attachments(report) == []
+
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLES = sorted(p for folder in ("samples", "tests/data") for p in (ROOT / folder).rglob("*.json")
+                 if p.name != "expected.json")
+
+
+def _bundle_resources() -> list[dict[str, Any]]:
+    found = []
+    for path in BUNDLES:
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError:
+            continue
+        bundle = isinstance(doc, dict) and doc.get("resourceType") == "Bundle"
+        entries = doc.get("entry") if bundle else [{"resource": doc}]
+        found += [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                  and e["resource"].get("resourceType") in record.USED_TYPES] if isinstance(entries, list) else []
+    return found
+
+
+def _read_each(cases: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for data in cases:
+        try:
+            out.append(repr(read_resource(data)))
+        except NotValid:
+            out.append("refused")
+    return out
+
+
+def test_a_resource_met_again_reads_exactly_as_when_built_each_time(monkeypatch):
+    """A resource met again with the same JSON text (`elements._SEEN`, from the third time on) reads as
+    when built: every resource of every bundle under samples/ and tests/data/, numbers written apart
+    (1, 1.0, true, "1"), null, NaN, refusals; read three times in turn, against each built every time."""
+    values = [1, 1.0, True, "1", 10**30, 1e30, float("nan"), None, "abc"]
+    cases = _bundle_resources()
+    assert len(cases) > 2000
+    cases += [_observation(f"v{i}", {"value": v, "unit": "mg"}) for i, v in enumerate(values)]
+    cases += [_observation("same-id", {"value": v, "unit": "mg"}) for v in values + values[::-1]]
+    monkeypatch.setattr(elements, "_SEEN_LIMIT", 10**6)  # every resource of the bundles remembered at once
+    elements._FLAT.clear()
+    elements._SEEN.clear()
+    again = [_read_each(cases) for _ in range(3)]
+    assert sum(v is not None for v in elements._SEEN.values()) > 1000  # the third reading was from memory
+    monkeypatch.setattr(elements, "_resource", lambda data, table, rtype: elements._build(data, table, 0))
+    elements._FLAT.clear()
+    built = _read_each(cases)
+    assert again[0] == built and again[1] == built and again[2] == built
+    assert "refused" in built
+
+
+def test_a_resource_met_again_is_a_new_element_with_its_own_memory():
+    data = _observation("again", {"value": 2, "unit": "mg"})
+    first, second, third = (read_resource(data) for _ in range(3))
+    first._memo = "derived"
+    assert third is not second and third == second and third._memo is None
+    assert third.valueQuantity is first.valueQuantity  # its elements are shared, as any repeated element
+
+
+def test_a_resource_changed_after_it_was_read_is_read_as_it_now_is():
+    data = _observation("changed", {"value": 2, "unit": "mg"})
+    for _ in range(3):
+        read_resource(data)
+    data["status"] = "amended"
+    assert read_resource(data).status == "amended"
+    data["valueQuantity"]["value"] = 3
+    assert str(read_resource(data).valueQuantity.value) == "3"
+
+
+def test_a_resource_holding_resources_is_never_given_the_elements_of_another_reading():
+    data = {"resourceType": "Observation", "id": "holder", "status": "final", "code": {"text": "x"},
+            "contained": [{"resourceType": "Medication", "id": "m"}]}
+    readings = [read_resource(data) for _ in range(4)]
+    assert len({id(r.contained[0]) for r in readings}) == 4
+
+
+def test_resources_met_are_remembered_boundedly(monkeypatch):
+    monkeypatch.setattr(elements, "_SEEN_LIMIT", 5)
+    elements._SEEN.clear()
+    for i in range(23):
+        read_resource(_observation(f"bounded{i}", {"value": i}))
+    assert 0 < len(elements._SEEN) <= 5
