@@ -159,3 +159,30 @@ def test_criteria_with_shared_evidence_items_render_as_each_alone():
         assert len({id(item) for item in items}) == len(items)
         shared_items += len(items) - len({id(e) for c in judgement.criteria for e in c.evidence})
     assert shared_items > 0  # the bundles do cite one evidence in several criteria
+
+
+def test_is_mapping_answers_as_the_abc_check():
+    """`explain.is_mapping` answers a plain dict by its exact type; every other value as the ABC does."""
+    import collections
+    import types
+    from collections.abc import Mapping
+
+    from fhir_vcf.outputs.explain import is_mapping
+
+    class Sub(dict):
+        pass
+
+    class Custom(Mapping):
+        def __getitem__(self, key):
+            raise KeyError(key)
+
+        def __iter__(self):
+            return iter(())
+
+        def __len__(self):
+            return 0
+
+    values = [{}, {"a": 1}, Sub(), collections.OrderedDict(), types.MappingProxyType({}), Custom(), [], (), None,
+              "", "dict", 0, {1, 2}, collections.Counter(), dict]
+    for value in values:
+        assert is_mapping(value) is isinstance(value, Mapping), value
