@@ -109,3 +109,80 @@ def test_a_criterion_result_is_built_as_before(status, evidence, missing, flags,
     options = {"evidence": evidence, "missing": missing, "flags": flags, "applied": applied, "review": review,
                "exclusion_kind": "absolute"}
     assert result(*args, given_outcomes, **options) == _result_as_before(*args, list(made.values()), **options)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLES = sorted(p for folder in ("samples", "tests/data") for p in (ROOT / folder).rglob("*.json")
+                 if p.name != "expected.json")
+
+
+def _judged_records():
+    """(judgement, facts, policy) of every record of every bundle under samples/ and tests/data/ that
+    loads and maps, for each policy, as of the samples' date."""
+    import json
+    from datetime import date
+
+    from fhir_vcf.errors import FhirVcfError
+    from fhir_vcf.mappers import map_record
+    from fhir_vcf.record import load_document
+    from fhir_vcf.rules import judge
+
+    policies = load_policies()
+    for path in BUNDLES:
+        try:
+            records = load_document(json.loads(path.read_text()), source=path.name)
+        except (FhirVcfError, ValueError):
+            continue
+        for rec in records:
+            for policy in policies.values():
+                try:
+                    facts = map_record(rec, as_of=date(2025, 6, 30))
+                except FhirVcfError:
+                    continue
+                yield judge(facts, policy), facts, policy
+
+
+def test_criteria_with_shared_evidence_items_render_as_each_alone():
+    """`render_criteria` builds an evidence item once an evaluation and copies it; each criterion
+    rendered alone (no shared items) must read the same, its `evidence` the result's `references`,
+    and no two criteria may share an item object."""
+    from fhir_vcf.outputs.evaluation import render_criteria, render_criterion
+
+    shared_items = 0
+    for judgement, facts, policy in _judged_records():
+        rendered = render_criteria(judgement.criteria, policy, facts.resources)
+        alone = [render_criterion(c, policy, facts.resources) for c in judgement.criteria]
+        assert rendered == alone
+        assert [list(r.items()) for r in rendered] == [list(a.items()) for a in alone]  # same member order
+        assert [r["evidence"] for r in rendered] == [c.references for c in judgement.criteria]
+        items = [item for r in rendered for item in r.get("evidenceDetail", ())]
+        assert len({id(item) for item in items}) == len(items)
+        shared_items += len(items) - len({id(e) for c in judgement.criteria for e in c.evidence})
+    assert shared_items > 0  # the bundles do cite one evidence in several criteria
+
+
+def test_is_mapping_answers_as_the_abc_check():
+    """`explain.is_mapping` answers a plain dict by its exact type; every other value as the ABC does."""
+    import collections
+    import types
+    from collections.abc import Mapping
+
+    from fhir_vcf.outputs.explain import is_mapping
+
+    class Sub(dict):
+        pass
+
+    class Custom(Mapping):
+        def __getitem__(self, key):
+            raise KeyError(key)
+
+        def __iter__(self):
+            return iter(())
+
+        def __len__(self):
+            return 0
+
+    values = [{}, {"a": 1}, Sub(), collections.OrderedDict(), types.MappingProxyType({}), Custom(), [], (), None,
+              "", "dict", 0, {1, 2}, collections.Counter(), dict]
+    for value in values:
+        assert is_mapping(value) is isinstance(value, Mapping), value

@@ -106,7 +106,7 @@ def absolute_exclusions_present(evaluation: Mapping[str, Any]) -> list[str]:
     """Absolute exclusions present: signing an augmentation order despite one earns a `critical` card."""
     return [
         c["id"] for c in evaluation.get("criteria", [])
-        if isinstance(c, Mapping) and _is_absolute(c) and c.get("status") == "present"
+        if explain.is_mapping(c) and _is_absolute(c) and c.get("status") == "present"
     ]
 
 

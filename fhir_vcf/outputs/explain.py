@@ -67,10 +67,17 @@ def failed(criterion: Mapping[str, Any]) -> bool:
     return status == ("present" if criterion.get("kind") == "exclusion" else "not-met")
 
 
+def is_mapping(value: Any) -> bool:
+    """`isinstance(value, Mapping)`, a plain dict answered by its exact type: the ABC check is a Python
+    call (`ABCMeta.__instancecheck__`), and a card asks it of every criterion of its evaluation, plain
+    dicts all, about 35 times."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def drivers(evaluation: Mapping[str, Any], limit: int = 2) -> list[Mapping[str, Any]]:
     """The criteria that settled the decision, by the decision's precedence (clinical-rules.md,
     Decision): what denies, else what needs review, else what is unknown; none when eligible."""
-    criteria = [c for c in evaluation.get("criteria") or () if isinstance(c, Mapping)]
+    criteria = [c for c in evaluation.get("criteria") or () if is_mapping(c)]
     decision = evaluation.get("decision")
     if decision == "not-eligible":
         found = [c for c in criteria if failed(c)]

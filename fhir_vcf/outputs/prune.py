@@ -13,7 +13,8 @@ def prune_empty(value: Any) -> Any:
     Cards are plain dicts, lists and JSON scalars, so those are told by their exact type first (an
     `isinstance(..., Mapping)` is an ABC check, and `== ""` / `== []` / `== {}` three comparisons,
     for each of the ~100 values of a card), and a scalar member is kept or dropped in place, without
-    a call of its own; anything else takes `_prune_any`, the general rule."""
+    a call of its own. A plain dict or list member comes back as a plain dict or list, so its
+    emptiness is its truth; anything else takes `_prune_any`, the general rule, and `_dropped`."""
     kind = type(value)
     if kind is dict:
         out = {}
@@ -22,26 +23,44 @@ def prune_empty(value: Any) -> Any:
             if item_kind is str:
                 if item:
                     out[key] = item
-                continue
-            if item_kind in _SCALARS:
+            elif item_kind is dict or item_kind is list:
+                kept = prune_empty(item)
+                if kept:
+                    out[key] = kept
+            elif item_kind in _SCALARS:
                 out[key] = item
-                continue
-            if item is None:
-                continue
-            kept = prune_empty(item)
-            if kept is None or (type(kept) in _EMPTIABLE and not kept):
-                continue
-            if type(kept) not in _PLAIN and _is_empty(kept):
-                continue
-            out[key] = kept
+            elif item is not None:
+                kept = prune_empty(item)
+                if not _dropped(kept):
+                    out[key] = kept
         return out
     if kind is list:
-        items = [prune_empty(v) for v in value]
-        return [v for v in items if not (v is None or (type(v) in _EMPTIABLE and not v)
-                                         or (type(v) not in _PLAIN and _is_empty(v)))]
+        items = []
+        for item in value:
+            item_kind = type(item)
+            if item_kind is dict or item_kind is list:
+                kept = prune_empty(item)
+                if kept:
+                    items.append(kept)
+            elif item_kind is str:
+                if item:
+                    items.append(item)
+            elif item_kind in _SCALARS:
+                items.append(item)
+            elif item is not None:
+                kept = prune_empty(item)
+                if not _dropped(kept):
+                    items.append(kept)
+        return items
     if kind in _PLAIN:
         return value
     return _prune_any(value)
+
+
+def _dropped(kept: Any) -> bool:
+    """Whether a pruned value of any type is an empty one: None, or an empty str, list or dict (of
+    their exact types by their truth, of any other type by comparison)."""
+    return kept is None or (type(kept) in _EMPTIABLE and not kept) or (type(kept) not in _PLAIN and _is_empty(kept))
 
 
 # Exact types whose empty values are pruned, and the exact types whose emptiness that test decides
