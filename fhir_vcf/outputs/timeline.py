@@ -250,7 +250,7 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl")
             levels = ", ".join(onset.get("levels") or ())
             when = f"{day.isoformat()} to {onset['dateTo']}" if onset.get("dateTo") else day.isoformat()
             parts.append(f'<line x1="{x}" y1="18" x2="{x}" y2="{AXIS_Y}" stroke="{COLORS["onset"]}" '
-                         f'stroke-width="2"><title>onset {levels} {when}</title></line>')
+                         f'stroke-width="2"><title>{escape(f"onset {levels} {when}")}</title></line>')
             parts.append(_text(x + 4, 14, f"onset {levels}".strip(), anchor="start", css="tl-mark",
                                color=COLORS["onset"]))
     x = scale.x(as_of)
