@@ -21,7 +21,7 @@ from fhir_vcf.errors import FhirVcfError
 from fhir_vcf.evaluation import evaluate_record
 from fhir_vcf.outputs import explain, page_blocks
 from fhir_vcf.outputs.page import PageNote, environment, render_page, section, stylesheet
-from fhir_vcf.outputs.timeline import timeline_items
+from fhir_vcf.outputs.timeline import render_timeline_svg, timeline_items
 from fhir_vcf.record import load_document
 from fhir_vcf.rules.policy import load_policies
 from fhir_vcf.version import __version__
@@ -192,3 +192,16 @@ def test_a_hostile_copy_does_not_reuse_the_plain_heads(every_evaluation):
     renamed = copy.deepcopy(evaluation)
     renamed["criteria"][0]["title"] = "<i>renamed</i>"
     assert "&lt;i&gt;renamed&lt;/i&gt;" in render_page([renamed])
+
+
+def test_what_the_page_reads_once_reads_as_read_each_time(every_evaluation):
+    """The page reads the pain scores' settings once for every criterion, and the timeline's items
+    once for the list and the picture's words: the same lines and the same picture."""
+    for name, evaluations in every_evaluation.items():
+        for evaluation in evaluations:
+            settings = explain.pain_settings(evaluation)
+            for criterion in evaluation["criteria"]:
+                assert (explain.evidence_lines(criterion, evaluation, settings)
+                        == explain.evidence_lines(criterion, evaluation)), name
+            assert (render_timeline_svg(evaluation, id_prefix="x", items=timeline_items(evaluation))
+                    == render_timeline_svg(evaluation, id_prefix="x")), name

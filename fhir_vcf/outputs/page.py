@@ -101,6 +101,7 @@ def section(evaluation: Mapping[str, Any], index: int = 1) -> dict[str, Any]:
         order = (f"{request.get('technique', 'augmentation')} {', '.join(request.get('levels') or ())} "
                  f"({request.get('status', '')}, {request.get('reference', '')})").replace(" ()", "")
     anchor = _anchor(evaluation, index)
+    items = timeline_items(evaluation)
     technique = str(evaluation.get("technique") or "none")
     drivers = [{"id": c.get("id", ""), "title": c.get("title", ""), "status_words": explain.status_words(c),
                 "reason": c.get("reason", "")} for c in explain.drivers(evaluation, limit=4)]
@@ -123,8 +124,8 @@ def section(evaluation: Mapping[str, Any], index: int = 1) -> dict[str, Any]:
         "order": order,
         "route": ROUTE_WORDS.get(str(evaluation.get("route", "")), ""),
         "drivers": drivers,
-        "timeline": render_timeline_svg(evaluation, id_prefix=f"{anchor}-tl"),
-        "episode_rows": episode_rows(timeline_items(evaluation)),
+        "timeline": render_timeline_svg(evaluation, id_prefix=f"{anchor}-tl", items=items),
+        "episode_rows": episode_rows(items),
         "criteria": criteria_rows(criteria, evaluation, anchor),
         "missing": [m for m in evaluation.get("missing") or () if m],
         "flags": [f for f in evaluation.get("flags") or () if f],

@@ -66,7 +66,8 @@ def _evidence_cell(lines: Sequence[explain.EvidenceLine]) -> str:
     return "".join(out)
 
 
-def _criterion_row(criterion: Mapping[str, Any], evaluation: Mapping[str, Any], anchor: str) -> str:
+def _criterion_row(criterion: Mapping[str, Any], evaluation: Mapping[str, Any], anchor: str,
+                   settings: Mapping[str, str]) -> str:
     status = str(criterion.get("status", ""))
     source = str(criterion.get("source", ""))
     kind = str(criterion.get("exclusionKind") or "")
@@ -76,7 +77,7 @@ def _criterion_row(criterion: Mapping[str, Any], evaluation: Mapping[str, Any], 
     head = _criterion_head(str(criterion.get("id", "")), status, explain.status_words(criterion),
                            str(criterion.get("title", "")), kind_note, source, str(criterion.get("sourceUrl") or ""))
     reason = escape(criterion.get("reason", ""))
-    lines = explain.evidence_lines(criterion, evaluation)
+    lines = explain.evidence_lines(criterion, evaluation, settings)
     if lines:
         body = f'\n          <td class="reason">{reason}</td>{_evidence_cell(lines)}'
     else:
@@ -91,10 +92,11 @@ def criteria_rows(criteria: Sequence[Mapping[str, Any]], evaluation: Mapping[str
     Every line starts with its newline, so the template places the block right after the table's head
     and a table without criteria reads as it did."""
     anchor = escape(anchor)
+    settings = explain.pain_settings(evaluation)
     out = []
     for group, rows in explain.grouped(criteria):
         out.append(f'\n      <tbody>\n        <tr><th scope="rowgroup" colspan="4">{escape(group)}</th></tr>')
-        out.extend(_criterion_row(c, evaluation, anchor) for c in rows)
+        out.extend(_criterion_row(c, evaluation, anchor, settings) for c in rows)
         out.append("\n      </tbody>")
     return Markup("".join(out))
 

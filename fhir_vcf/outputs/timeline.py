@@ -152,8 +152,10 @@ def _lane_label(lane: str, events: Sequence[Mapping[str, Any]]) -> str:
     return words + (f" +{len(events) - 1}" if len(events) > 1 else "")
 
 
-def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl") -> Markup:
-    """The `<svg>` element (safe markup) for one evaluation, or an empty string without a timeline."""
+def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
+                        items: Sequence[tuple[str, str, str]] | None = None) -> Markup:
+    """The `<svg>` element (safe markup) for one evaluation, or an empty string without a timeline.
+    `items` is the evaluation's `timeline_items`, when the caller lists them too (the page)."""
     timeline = evaluation.get("timeline")
     as_of = _parse(evaluation.get("asOf"))
     if not isinstance(timeline, Mapping) or as_of is None:
@@ -266,7 +268,7 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl")
            f'aria-labelledby="{title_id} {desc_id}" xmlns="http://www.w3.org/2000/svg" '
            f'preserveAspectRatio="xMinYMin meet" font-family="inherit">'
            f'<title id="{title_id}">Timeline of the fracture episode</title>'
-           f'<desc id="{desc_id}">{escape(describe_timeline(evaluation))}</desc>'
+           f'<desc id="{desc_id}">{escape(describe_timeline(evaluation, items))}</desc>'
            + "".join(parts) + "</svg>")
     return Markup(svg)
 
@@ -293,8 +295,8 @@ def timeline_items(evaluation: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return sorted(items, key=lambda item: item[0])
 
 
-def describe_timeline(evaluation: Mapping[str, Any]) -> str:
-    """The picture in one paragraph of words (the SVG's `<desc>`)."""
+def describe_timeline(evaluation: Mapping[str, Any], items: Sequence[tuple[str, str, str]] | None = None) -> str:
+    """The picture in one paragraph of words (the SVG's `<desc>`); `items` as for render_timeline_svg."""
     as_of = evaluation.get("asOf", "")
     timeline = evaluation.get("timeline") or {}
     windows = timeline.get("windows") or {}
@@ -303,7 +305,7 @@ def describe_timeline(evaluation: Mapping[str, Any]) -> str:
     when = _parse(as_of)
     if onset and when:
         head += f" Day {(when - onset).days} since the onset on {onset.isoformat()}."
-    body = "; ".join(f"{d} {what}" for d, what, _ in timeline_items(evaluation))
+    body = "; ".join(f"{d} {what}" for d, what, _ in (timeline_items(evaluation) if items is None else items))
     return f"{head} {body}".strip()
 
 
