@@ -168,6 +168,19 @@ def test_record_text_is_escaped_never_markup(moreau):
     assert "&lt;script&gt;" in html and "&lt;img src=x" in html
 
 
+def test_every_timeline_text_is_escaped(moreau):
+    """The picture's marks and tooltips escape what the evaluation says, the onset's levels and range too."""
+    hostile = copy.deepcopy(moreau)
+    timeline = hostile["timeline"]
+    timeline["onset"][0].update(levels=["L1", "<script>x</script>"], dateTo="2025-06-09<img src=x>")
+    for key in ("imaging", "treatments", "boneHealth", "painScores"):
+        for event in timeline[key]:
+            event.update(label="<script>y</script>", detail="<b>", encounterLabel="<i>", reference="'&\"")
+    svg = str(render_timeline_svg(hostile))
+    assert "<script>" not in svg and "<img" not in svg and "<b>" not in svg and "<i>" not in svg
+    assert "onset L1, &lt;script&gt;x&lt;/script&gt; 2025-06-02 to 2025-06-09&lt;img src=x&gt;" in svg
+
+
 # --- what a person reads ---------------------------------------------------------------------------
 
 

@@ -112,7 +112,7 @@ def _strip_date(found: str, day: str) -> str:
     return "" if found == day else found
 
 
-def _pain_settings(evaluation: Mapping[str, Any]) -> dict[str, str]:
+def pain_settings(evaluation: Mapping[str, Any]) -> dict[str, str]:
     """Pain-score reference → where it was taken ("clinic visit", "inpatient stay")."""
     out = {}
     for score in (evaluation.get("timeline") or {}).get("painScores") or ():
@@ -126,16 +126,19 @@ def _pain_encounters(evaluation: Mapping[str, Any]) -> set[str]:
     return {s["encounter"] for s in (evaluation.get("timeline") or {}).get("painScores") or () if s.get("encounter")}
 
 
-def evidence_lines(criterion: Mapping[str, Any], evaluation: Mapping[str, Any]) -> list[EvidenceLine]:
+def evidence_lines(criterion: Mapping[str, Any], evaluation: Mapping[str, Any],
+                   settings: Mapping[str, str] | None = None) -> list[EvidenceLine]:
     """The criterion's evidence, one line per resource, in the order the rules cited it.
 
     A pain score reads "NRS 7 on 2025-06-20, clinic visit"; the Encounter that only told the
-    setting of a score already shown is not repeated as a line of its own.
+    setting of a score already shown is not repeated as a line of its own. `settings` is the
+    evaluation's `pain_settings`, for a caller that reads every criterion (the page: read once, not
+    once a criterion).
     """
     details = [d for d in criterion.get("evidenceDetail") or () if isinstance(d, Mapping)]
     if not details:
         return [EvidenceLine(str(ref), str(ref)) for ref in criterion.get("evidence") or ()]
-    settings = _pain_settings(evaluation)
+    settings = pain_settings(evaluation) if settings is None else settings
     reason = str(criterion.get("reason") or "")
     by_ref: dict[str, list[Mapping[str, Any]]] = {}
     for item in details:
@@ -221,6 +224,7 @@ __all__ = [
     "evidence_lines",
     "failed",
     "grouped",
+    "pain_settings",
     "policy_url",
     "status_words",
     "summary_sentence",

@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from fhir_vcf.outputs import explain
+from fhir_vcf.outputs.page_blocks import criteria_rows, episode_rows
 from fhir_vcf.outputs.timeline import render_timeline_svg, timeline_items
 from fhir_vcf.version import __version__
 
@@ -87,26 +88,6 @@ def _anchor(evaluation: Mapping[str, Any], index: int) -> str:
     return f"p{index}-" + re.sub(r"[^A-Za-z0-9_-]+", "-", patient.rsplit("/", 1)[-1])[:40]
 
 
-def _criterion_row(criterion: Mapping[str, Any], evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    status = str(criterion.get("status", ""))
-    kind_note = ""
-    kind = str(criterion.get("exclusionKind") or "")
-    if criterion.get("kind") == "exclusion" and kind and kind not in str(criterion.get("source", "")).lower():
-        kind_note = f"{kind} exclusion"  # said once: most sources already read "exclusion 1 (absolute)"
-    return {
-        "id": criterion.get("id", ""),
-        "title": criterion.get("title", ""),
-        "kind_note": kind_note,
-        "status": status,
-        "status_words": explain.status_words(criterion),
-        "icon": explain.STATUS_ICONS.get(status, "unknown"),
-        "reason": criterion.get("reason", ""),
-        "evidence": explain.evidence_lines(criterion, evaluation),
-        "source": criterion.get("source", ""),
-        "source_url": criterion.get("sourceUrl", ""),
-    }
-
-
 def section(evaluation: Mapping[str, Any], index: int = 1) -> dict[str, Any]:
     """The view of one evaluation the template draws (plain values; the template escapes them)."""
     decision = str(evaluation.get("decision", ""))
@@ -120,6 +101,7 @@ def section(evaluation: Mapping[str, Any], index: int = 1) -> dict[str, Any]:
         order = (f"{request.get('technique', 'augmentation')} {', '.join(request.get('levels') or ())} "
                  f"({request.get('status', '')}, {request.get('reference', '')})").replace(" ()", "")
     anchor = _anchor(evaluation, index)
+    items = timeline_items(evaluation)
     technique = str(evaluation.get("technique") or "none")
     drivers = [{"id": c.get("id", ""), "title": c.get("title", ""), "status_words": explain.status_words(c),
                 "reason": c.get("reason", "")} for c in explain.drivers(evaluation, limit=4)]
@@ -142,9 +124,9 @@ def section(evaluation: Mapping[str, Any], index: int = 1) -> dict[str, Any]:
         "order": order,
         "route": ROUTE_WORDS.get(str(evaluation.get("route", "")), ""),
         "drivers": drivers,
-        "timeline": render_timeline_svg(evaluation, id_prefix=f"{anchor}-tl"),
-        "timeline_items": timeline_items(evaluation),
-        "groups": [(name, [_criterion_row(c, evaluation) for c in rows]) for name, rows in explain.grouped(criteria)],
+        "timeline": render_timeline_svg(evaluation, id_prefix=f"{anchor}-tl", items=items),
+        "episode_rows": episode_rows(items),
+        "criteria": criteria_rows(criteria, evaluation, anchor),
         "missing": [m for m in evaluation.get("missing") or () if m],
         "flags": [f for f in evaluation.get("flags") or () if f],
         "skipped": explain.skipped_text(evaluation),

@@ -14,7 +14,6 @@ same in words, for screen readers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -61,26 +60,38 @@ def _parse(value: Any) -> date | None:
         return None
 
 
-@dataclass(frozen=True)
 class Scale:
-    start: date
-    end: date
+    """Days across the plot. Marks share days (scores of one day, a lane's merged events), so a
+    day's position is worked out once a picture."""
 
-    @property
-    def days(self) -> int:
-        return max(1, (self.end - self.start).days)
+    __slots__ = ("_xs", "days", "end", "start")
+
+    def __init__(self, start: date, end: date) -> None:
+        self.start, self.end = start, end
+        self.days = max(1, (end - start).days)
+        self._xs: dict[date, float] = {}
 
     def x(self, day: date) -> float:
-        return round(LEFT + PLOT * (day - self.start).days / self.days, 1)
+        x = self._xs.get(day)
+        if x is None:
+            x = self._xs[day] = round(LEFT + PLOT * (day - self.start).days / self.days, 1)
+        return x
 
 
-def _domain(timeline: Mapping[str, Any], as_of: date) -> tuple[Scale, date | None]:
+def _dated(timeline: Mapping[str, Any]) -> dict[str, list[tuple[date, Mapping[str, Any]]]]:
+    """The pain scores and each lane's events with their day, in the evaluation's order, read once a
+    picture (an undated event is listed below the picture, never drawn)."""
+    return {key: [(d, e) for e in timeline.get(key) or () if (d := _parse(e.get("date")))]
+            for key in ("painScores", *(lane for lane, _, _ in LANES))}
+
+
+def _domain(timeline: Mapping[str, Any], by_lane: Mapping[str, list[tuple[date, Any]]],
+            as_of: date) -> tuple[Scale, date | None]:
     """The dates shown: from a little before the onset (or the first event) to past the as-of date
     and the end of the subacute window, so the reader sees where today falls in it."""
     onset = min((d for d in (_parse(o.get("date")) for o in timeline.get("onset") or ()) if d), default=None)
     windows = timeline.get("windows") or {}
-    dated = [d for key in ("painScores", "imaging", "orders", "treatments", "boneHealth")
-             for d in (_parse(e.get("date")) for e in timeline.get(key) or ()) if d]
+    dated = [d for key in ("painScores", "imaging", "orders", "treatments", "boneHealth") for d, _ in by_lane[key]]
     anchor = onset or min(dated, default=as_of - timedelta(days=28))
     floor = anchor - timedelta(days=EARLIER_DAYS)
     start = min([anchor, *(d for d in dated if d >= floor)]) - timedelta(days=4)
@@ -112,16 +123,38 @@ def _short_date(day: date) -> str:
     return f"{day.day} {day.strftime('%b')}"
 
 
-def _text(x: float, y: float, body: str, *, anchor: str = "middle", css: str = "", color: str = "") -> str:
+def _label(x: float, y: float, markup: str, *, anchor: str = "middle", css: str = "", color: str = "") -> str:
+    """A `<text>` of markup already safe: a number, a date or words of this module's own."""
     fill = f' fill="{color}"' if color else ""
     klass = f' class="{css}"' if css else ""
-    return f'<text x="{x}" y="{y}" text-anchor="{anchor}"{klass}{fill}>{escape(body)}</text>'
+    return f'<text x="{x}" y="{y}" text-anchor="{anchor}"{klass}{fill}>{markup}</text>'
 
 
-def _group(events: Iterable[Mapping[str, Any]], scale: Scale) -> list[tuple[date, list[Mapping[str, Any]]]]:
+def _text(x: float, y: float, body: str, *, anchor: str = "middle", css: str = "", color: str = "") -> str:
+    """A `<text>` of words that may come from the record: escaped."""
+    return _label(x, y, escape(body), anchor=anchor, css=css, color=color)
+
+
+def _pain_y(value: float) -> float:
+    return round(PAIN_BOTTOM - (PAIN_BOTTOM - PAIN_TOP) * max(0.0, min(10.0, value)) / 10, 1)
+
+
+# The axis line, the lanes' names and the pain scale's 0, 5 and 10: the same in every picture.
+_FRAME = "".join([
+    f'<line x1="{LEFT}" y1="{AXIS_Y}" x2="{WIDTH - RIGHT}" y2="{AXIS_Y}" stroke="{COLORS["text"]}"/>',
+    _text(LEFT - 22, (PAIN_TOP + PAIN_BOTTOM) / 2 + 4, "Pain (0-10)", anchor="end", css="tl-lane",
+          color=COLORS["text"]),
+    *(_text(LEFT - 8, y + 4, label, anchor="end", css="tl-lane", color=COLORS["text"]) for _key, label, y in LANES),
+    *(_text(LEFT - 2, _pain_y(value) + 3, str(value), anchor="end", css="tl-tick", color=COLORS["muted"])
+      for value in (0, 5, 10)),
+])
+_PAIN_MARK = f'fill="{COLORS["pain"]}" stroke="#ffffff" stroke-width="1.5">'
+
+
+def _group(dated: Iterable[tuple[date, Mapping[str, Any]]], scale: Scale) -> list[tuple[date, list[Mapping[str, Any]]]]:
     """Events of one lane merged when their marks would touch (closer than MERGE_PX): one mark at the
     first one's day, its title listing them all, so marks and labels never pile up."""
-    dated = sorted(((d, e) for e in events if (d := _parse(e.get("date"))) is not None), key=lambda pair: pair[0])
+    dated = sorted(dated, key=lambda pair: pair[0])
     groups: list[tuple[date, list[Mapping[str, Any]]]] = []
     for day, event in dated:
         if groups and scale.x(day) - scale.x(groups[-1][0]) < MERGE_PX:
@@ -152,13 +185,16 @@ def _lane_label(lane: str, events: Sequence[Mapping[str, Any]]) -> str:
     return words + (f" +{len(events) - 1}" if len(events) > 1 else "")
 
 
-def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl") -> Markup:
-    """The `<svg>` element (safe markup) for one evaluation, or an empty string without a timeline."""
+def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
+                        items: Sequence[tuple[str, str, str]] | None = None) -> Markup:
+    """The `<svg>` element (safe markup) for one evaluation, or an empty string without a timeline.
+    `items` is the evaluation's `timeline_items`, when the caller lists them too (the page)."""
     timeline = evaluation.get("timeline")
     as_of = _parse(evaluation.get("asOf"))
     if not isinstance(timeline, Mapping) or as_of is None:
         return Markup("")
-    scale, floor = _domain(timeline, as_of)
+    dated = _dated(timeline)
+    scale, floor = _domain(timeline, dated, as_of)
     parts: list[str] = []
     onset_dates = [(d, o) for o in timeline.get("onset") or () if (d := _parse(o.get("date")))]
     windows = timeline.get("windows") or {}
@@ -187,53 +223,45 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl")
         x = scale.x(tick)
         parts.append(f'<line x1="{x}" y1="{PAIN_TOP}" x2="{x}" y2="{AXIS_Y}" stroke="{COLORS["grid"]}" '
                      f'stroke-width="0.5" stroke-dasharray="2 3"/>')
-        parts.append(_text(x, AXIS_Y + 16, _short_date(tick), css="tl-tick", color=COLORS["muted"]))
-    parts.append(f'<line x1="{LEFT}" y1="{AXIS_Y}" x2="{WIDTH - RIGHT}" y2="{AXIS_Y}" stroke="{COLORS["text"]}"/>')
+        parts.append(_label(x, AXIS_Y + 16, _short_date(tick), css="tl-tick", color=COLORS["muted"]))
+    parts.append(_FRAME)
 
-    # Lane labels.
-    parts.append(_text(LEFT - 22, (PAIN_TOP + PAIN_BOTTOM) / 2 + 4, "Pain (0-10)", anchor="end", css="tl-lane",
-                       color=COLORS["text"]))
-    for _key, label, y in LANES:
-        parts.append(_text(LEFT - 8, y + 4, label, anchor="end", css="tl-lane", color=COLORS["text"]))
-
-    # Pain: axis 0/5/10, the policy's thresholds, the scores joined in time order.
-    def pain_y(value: float) -> float:
-        return round(PAIN_BOTTOM - (PAIN_BOTTOM - PAIN_TOP) * max(0.0, min(10.0, value)) / 10, 1)
-
-    for value in (0, 5, 10):
-        parts.append(_text(LEFT - 2, pain_y(value) + 3, str(value), anchor="end", css="tl-tick",
-                           color=COLORS["muted"]))
+    # Pain: the policy's thresholds, the scores joined in time order.
     thresholds = timeline.get("painThresholds") or {}
     for key, words in (("outpatient", "outpatient threshold"), ("hospitalized", "hospitalized threshold")):
         value = thresholds.get(key)
         if isinstance(value, int | float):
-            y = pain_y(float(value))
+            y = _pain_y(float(value))
             parts.append(f'<line x1="{LEFT}" y1="{y}" x2="{WIDTH - RIGHT}" y2="{y}" stroke="{COLORS["threshold"]}" '
                          f'stroke-dasharray="6 4" stroke-width="1"><title>{escape(words)} {value:g}</title></line>')
-            parts.append(_text(WIDTH - RIGHT - 2, y - 3, f"{words} {value:g}", anchor="end", css="tl-note",
-                               color=COLORS["threshold"]))
-    scores = [(d, s) for s in timeline.get("painScores") or () if (d := _parse(s.get("date"))) and d >= scale.start]
-    points = [(scale.x(d), pain_y(float(s.get("value", 0))), d, s) for d, s in scores]
+            parts.append(_label(WIDTH - RIGHT - 2, y - 3, f"{words} {value:g}", anchor="end", css="tl-note",
+                                color=COLORS["threshold"]))
+    points = []
+    for d, s in dated["painScores"]:
+        if d >= scale.start:
+            value = float(s.get("value", 0))
+            points.append((scale.x(d), _pain_y(value), value, d, s))
     if len(points) > 1:
-        path = " ".join(f"{x},{y}" for x, y, _, _ in points)
+        path = " ".join(f"{x},{y}" for x, y, *_ in points)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{COLORS["pain"]}" stroke-width="2"/>')
-    for x, y, d, s in points:
+    for x, y, value, d, s in points:
         setting = str(s.get("setting") or "unknown")
         where = s.get("encounterLabel") or SETTING_WORDS.get(setting, setting)
-        title = f"{s.get('scale', 'NRS')} {float(s.get('value', 0)):g} on {d.isoformat()}, {where}"
-        shape = (f'<rect x="{x - 5}" y="{y - 5}" width="10" height="10"' if setting == "hospitalized"
-                 else f'<circle cx="{x}" cy="{y}" r="5"')
-        parts.append(f'{shape} fill="{COLORS["pain"]}" stroke="#ffffff" stroke-width="1.5">'
-                     f'<title>{escape(title)}</title></{"rect" if setting == "hospitalized" else "circle"}>')
-        parts.append(_text(x, y - 9, f"{float(s.get('value', 0)):g}", css="tl-value", color=COLORS["text"]))
+        shown = f"{value:g}"
+        title = escape(f"{s.get('scale', 'NRS')} {shown} on {d.isoformat()}, {where}")
+        if setting == "hospitalized":
+            parts.append(f'<rect x="{x - 5}" y="{y - 5}" width="10" height="10" {_PAIN_MARK}'
+                         f'<title>{title}</title></rect>')
+        else:
+            parts.append(f'<circle cx="{x}" cy="{y}" r="5" {_PAIN_MARK}<title>{title}</title></circle>')
+        parts.append(_label(x, y - 9, shown, css="tl-value", color=COLORS["text"]))
 
     # Event lanes: one diamond per day, a few words beside it, the whole list in its title.
-    for key, _label, y in LANES:
+    for key, _name, y in LANES:
         color = COLORS[key]
         last_x = -1000.0
         row = 0
-        for day, events in _group((e for e in timeline.get(key) or () if (_parse(e.get("date")) or date.min)
-                                   >= scale.start), scale):
+        for day, events in _group(((d, e) for d, e in dated[key] if d >= scale.start), scale):
             x = scale.x(day)
             row = (row + 1) % 2 if x - last_x < 70 else 0
             last_x = x
@@ -250,13 +278,13 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl")
             levels = ", ".join(onset.get("levels") or ())
             when = f"{day.isoformat()} to {onset['dateTo']}" if onset.get("dateTo") else day.isoformat()
             parts.append(f'<line x1="{x}" y1="18" x2="{x}" y2="{AXIS_Y}" stroke="{COLORS["onset"]}" '
-                         f'stroke-width="2"><title>onset {levels} {when}</title></line>')
+                         f'stroke-width="2"><title>{escape(f"onset {levels} {when}")}</title></line>')
             parts.append(_text(x + 4, 14, f"onset {levels}".strip(), anchor="start", css="tl-mark",
                                color=COLORS["onset"]))
     x = scale.x(as_of)
     parts.append(f'<line x1="{x}" y1="18" x2="{x}" y2="{AXIS_Y}" stroke="{COLORS["asof"]}" stroke-width="2" '
                  f'stroke-dasharray="5 3"><title>as of {as_of.isoformat()}</title></line>')
-    parts.append(_text(x, AXIS_Y + 32, f"as of {_short_date(as_of)}", css="tl-mark", color=COLORS["asof"]))
+    parts.append(_label(x, AXIS_Y + 32, f"as of {_short_date(as_of)}", css="tl-mark", color=COLORS["asof"]))
     if floor is not None:
         parts.append(_text(LEFT + 2, AXIS_Y - 4, "◀ earlier events listed below", anchor="start", css="tl-note",
                            color=COLORS["muted"]))
@@ -266,7 +294,7 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl")
            f'aria-labelledby="{title_id} {desc_id}" xmlns="http://www.w3.org/2000/svg" '
            f'preserveAspectRatio="xMinYMin meet" font-family="inherit">'
            f'<title id="{title_id}">Timeline of the fracture episode</title>'
-           f'<desc id="{desc_id}">{escape(describe_timeline(evaluation))}</desc>'
+           f'<desc id="{desc_id}">{escape(describe_timeline(evaluation, items))}</desc>'
            + "".join(parts) + "</svg>")
     return Markup(svg)
 
@@ -293,8 +321,8 @@ def timeline_items(evaluation: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return sorted(items, key=lambda item: item[0])
 
 
-def describe_timeline(evaluation: Mapping[str, Any]) -> str:
-    """The picture in one paragraph of words (the SVG's `<desc>`)."""
+def describe_timeline(evaluation: Mapping[str, Any], items: Sequence[tuple[str, str, str]] | None = None) -> str:
+    """The picture in one paragraph of words (the SVG's `<desc>`); `items` as for render_timeline_svg."""
     as_of = evaluation.get("asOf", "")
     timeline = evaluation.get("timeline") or {}
     windows = timeline.get("windows") or {}
@@ -303,7 +331,7 @@ def describe_timeline(evaluation: Mapping[str, Any]) -> str:
     when = _parse(as_of)
     if onset and when:
         head += f" Day {(when - onset).days} since the onset on {onset.isoformat()}."
-    body = "; ".join(f"{d} {what}" for d, what, _ in timeline_items(evaluation))
+    body = "; ".join(f"{d} {what}" for d, what, _ in (timeline_items(evaluation) if items is None else items))
     return f"{head} {body}".strip()
 
 
