@@ -580,7 +580,9 @@ def skip_reason(resource: Resource) -> str | None:
     """Why a resource carries no clinical meaning, or None (input profile, rule 3 and "report text").
 
     Recorded in error, cancelled or refuted; a DocumentReference superseded by a newer version, whose
-    document was entered in error, or with no attachment the service can read.
+    document was entered in error, or with no attachment the service can read. The loader asks this
+    again, after the read, only where `_may_be_noise_when_read` says a reason can remain: a reason
+    added here must be added to `_noise_in_json` (read from the JSON) or to that predicate.
     """
     status = field(resource, "status")
     if status == "entered-in-error":
