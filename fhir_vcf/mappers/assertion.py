@@ -37,9 +37,9 @@ import functools
 import itertools
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from fhir_vcf.frozen import frozen
 from fhir_vcf.mappers import assertion_rules as rules
 from fhir_vcf.mappers import text as text_search
 from fhir_vcf.mappers.assertion_rules import (
@@ -106,7 +106,7 @@ class Trigger(NamedTuple):
         return self.rule.cite
 
 
-@frozen
+@dataclass(frozen=True)
 class Section:
     """A report section: its header as written, its kind, and the text it covers (after the header)."""
 

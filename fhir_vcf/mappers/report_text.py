@@ -8,10 +8,10 @@ report text (a DocumentReference, a presentedForm) needs to be read like a `conc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from fhir_vcf.frozen import frozen
 from fhir_vcf.mappers import text
 from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, NEGATED, POSSIBLE, RESOLVED, Assertion
 from fhir_vcf.mappers.exclusions import NORMAL, TERM, exclusion_mentions
@@ -31,7 +31,7 @@ _NAMES = {
 }
 
 
-@frozen
+@dataclass(frozen=True)
 class TextFinding:
     """One finding a mapper takes from the text.
 

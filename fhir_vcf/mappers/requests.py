@@ -15,7 +15,6 @@ from typing import Any
 
 from fhir_vcf.clinical_time import When
 from fhir_vcf.facts import Evidence, Method, ProcedureRequest
-from fhir_vcf.frozen import frozen
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import assertion, common, sites, text
 from fhir_vcf.mappers.assertion import HISTORICAL, OTHER_PERSON, Assertion
@@ -71,7 +70,7 @@ class _Recognised:
     evidence: list[Evidence]
 
 
-@frozen
+@dataclass(frozen=True)
 class _CodeReading:
     """What an order's `code` says: `_Recognised` with evidence that names no resource yet."""
 
