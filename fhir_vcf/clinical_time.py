@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import calendar
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+
+from fhir_vcf.frozen import frozen
 
 # FHIR R4 date / dateTime / instant (datatypes): a year, a month, a day, or a day with a time and an offset.
 _FHIR_TIME = re.compile(
@@ -36,7 +38,7 @@ _CALENDAR_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _END_OF_DAY = time(23, 59, 59, 999999)
 
 
-@dataclass(frozen=True)
+@frozen
 class DayRange:
     """The calendar days a clinical date can be, as written: one day (`first == last`) or a span.
 
@@ -82,7 +84,7 @@ class DayRange:
         return f"{self.written} ({self.isoformat()})"
 
 
-@dataclass(frozen=True)
+@frozen
 class When:
     """A timestamp as the interval it names: instants (aware, UTC) and calendar days as written."""
 

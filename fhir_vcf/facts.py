@@ -16,12 +16,13 @@ Status meanings, for every fact:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date
 from enum import StrEnum
 from typing import Generic, TypeVar
 
 from fhir_vcf.clinical_time import DayRange, When
+from fhir_vcf.frozen import frozen
 from fhir_vcf.levels import sort_levels
 
 V = TypeVar("V")
@@ -41,7 +42,7 @@ class Method(StrEnum):
     TEXT = "text"
 
 
-@dataclass(frozen=True)
+@frozen
 class Evidence:
     """One place in the record that supports a fact.
 
@@ -57,7 +58,7 @@ class Evidence:
     found: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Fact(Generic[V]):
     status: Status
     value: V | None = None
@@ -90,7 +91,7 @@ class Fact(Generic[V]):
         return list(dict.fromkeys(e.reference for e in self.evidence))
 
 
-@dataclass(frozen=True)
+@frozen
 class Coding:
     """A code the mappers matched, with the system reduced to a short vocabulary name.
 
@@ -103,7 +104,7 @@ class Coding:
     display: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Fracture:
     """One vertebral fracture Condition (current: not entered-in-error, refuted or resolved).
 
@@ -139,7 +140,7 @@ class Fracture:
     onset_note: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class PainScore:
     """A pain intensity score on a 0-10 scale (VAS in mm is divided by 10 by the mapper).
 
@@ -158,7 +159,7 @@ class PainScore:
     level: str | None = None  # the level the score was taken for, when stated
 
 
-@dataclass(frozen=True)
+@frozen
 class ProcedureRequest:
     """A vertebral-augmentation ServiceRequest (in the record, or a CDS Hooks draft order).
 
@@ -182,7 +183,7 @@ class ProcedureRequest:
     evidence: tuple[Evidence, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class ResourceLabel:
     """How a person names a resource cited as evidence, and its clinical date.
 
@@ -195,7 +196,7 @@ class ResourceLabel:
     day: date | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class EpisodeEvent:
     """Something dated in the fracture episode that a person places on a timeline.
 
@@ -213,7 +214,7 @@ class EpisodeEvent:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class FractureFacts:
     """Everything the rules may read about one patient, as of one date.
 

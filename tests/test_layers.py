@@ -19,7 +19,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "fhir_vcf"
 
-BASE = {"errors", "levels", "clinical_time", "facts", "config", "metrics", "version", "logs", "elements", "collector"}
+BASE = {"errors", "levels", "clinical_time", "facts", "frozen", "config", "metrics", "version", "logs", "elements",
+        "collector"}
 LAYERS = ("base", "record", "sources", "mappers", "rules", "outputs", "evaluation", "transports")
 
 

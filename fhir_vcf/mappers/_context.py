@@ -240,17 +240,49 @@ def _medication_of(resource: Any, record: Any) -> Any:
     return target if target is not None and target.get_resource_type() == "Medication" else None
 
 
-_ANY_NAME: dict[int, tuple[Mapping[str, re.Pattern[str]], TermFamilies]] = {}
+class NameReader:
+    """`match_names` of one table of names: which names a text states as given, remembered for short
+    texts (a drug's display, "oxycodone 5 MG Oral Tablet", recurs on every refill of a record and on
+    other patients' records). What a text gives depends on the text alone: the names found and their
+    assertions (immutable, of the text itself); the caller adds the resource and element. Bounded as
+    `TermFilter`'s memory is. Without it, a medication's names cost ~50 µs a resource (the assertion
+    reader's scan, per family); `tests/test_name_reader.py` holds it to `read_names` on every text."""
+
+    def __init__(self, names: Mapping[str, re.Pattern[str]]) -> None:
+        self.names = names
+        self.families = TermFamilies(names)
+        self._seen: dict[str, tuple[tuple[str, Assertion], ...]] = {}
+
+    def read(self, body: str) -> tuple[tuple[str, Assertion], ...]:
+        found = self._seen.get(body)
+        if found is None:
+            found = read_names(self.names, self.families, body)
+            if len(body) <= TermFilter.SHORT:
+                if len(self._seen) >= TermFilter.LIMIT:
+                    self._seen.clear()
+                self._seen[body] = found
+        return found
 
 
-def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[str, Assertion]]:
-    """(canonical name, assertion) for each name pattern a medication text states as given."""
-    joined = _ANY_NAME.get(id(names))
-    if joined is None or joined[0] is not names:
-        joined = _ANY_NAME[id(names)] = (names, TermFamilies(names))
-    named = joined[1].present(body)
+_READERS: dict[int, NameReader] = {}
+
+
+def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> tuple[tuple[str, Assertion], ...]:
+    """(canonical name, assertion) for each name pattern a medication text states as given (a
+    `NameReader` per table, made at its first use)."""
+    reader = _READERS.get(id(names))
+    if reader is None or reader.names is not names:
+        reader = _READERS[id(names)] = NameReader(names)
+    return reader.read(body)
+
+
+def read_names(names: Mapping[str, re.Pattern[str]], families: TermFamilies, body: str
+               ) -> tuple[tuple[str, Assertion], ...]:
+    """What `match_names` answers, read now: `families` (the names joined) says which names occur,
+    each of those is read by the assertion reader."""
+    named = families.present(body)
     if not named:
-        return []
+        return ()
     found = []
     for name, pattern in names.items():
         if name not in named:
@@ -258,4 +290,4 @@ def match_names(names: Mapping[str, re.Pattern[str]], body: str) -> list[tuple[s
         for _, said in tried(pattern, body):
             found.append((name, said))
             break
-    return found
+    return tuple(found)

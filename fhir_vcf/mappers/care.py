@@ -16,7 +16,6 @@ from fhir_vcf.clinical_time import DayRange
 from fhir_vcf.facts import Coding, EpisodeEvent, Evidence, Fact
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import common
-from fhir_vcf.mappers.assertion import Assertion
 from fhir_vcf.mappers.codes import cpt, hcpcs, loinc, rxnorm, snomed
 from fhir_vcf.mappers.visible import visible
 
@@ -111,7 +110,6 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     anticoagulants: dict[str, list[Evidence]] = {}
     older: list[Evidence] = []  # NSM found before the window: reported in the note only
     nsm_dates: list[tuple[DayRange, Evidence]] = []
-    names_read: dict[tuple[str, str], list[tuple[str, Assertion]]] = {}  # a record repeats its refills
 
     def add_nsm(kind: str, resource: Any, ev: Evidence, name: str = "") -> None:
         # The date goes into the evidence, so that "4 weeks of NSM" can be checked by a reader.
@@ -129,7 +127,7 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
     for med in view.of_type("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
         if _not_taken(med):
             continue
-        found = _medication(view, med, names_read)
+        found = _medication(view, med)
         for name, ev in found["analgesic"]:
             add_nsm("analgesic", med, _named(ev, name), name)
         for name, ev in found["osteoporosis"]:
@@ -258,10 +256,9 @@ def _recent(resource: Any, window_start: date) -> bool:
     return False
 
 
-def _medication(record: Any, med: Any, names_read: dict[tuple[str, str], list[tuple[str, Assertion]]]
-                ) -> dict[str, list[tuple[str, Evidence]]]:
-    """The analgesics, osteoporosis drugs and anticoagulants a medication resource names. `names_read`
-    holds what each (family, text) gave in this record: its prescriptions repeat the same names."""
+def _medication(record: Any, med: Any) -> dict[str, list[tuple[str, Evidence]]]:
+    """The analgesics, osteoporosis drugs and anticoagulants a medication resource names (what a text
+    names is remembered per worker: `ctx.match_names`)."""
     ref = record.ref(med)
     found: dict[str, list[tuple[str, Evidence]]] = {"analgesic": [], "osteoporosis": [], "anticoagulant": []}
     seen: set[tuple[str, str]] = set()
@@ -280,10 +277,7 @@ def _medication(record: Any, med: Any, names_read: dict[tuple[str, str], list[tu
                 found[family].append((name, ctx.code_ev(ref, path, coding)))
     for body, path in ctx.medication_texts(med, record):
         for family, _, names in tables:
-            named = names_read.get((family, body))
-            if named is None:
-                named = names_read[(family, body)] = ctx.match_names(names, body)
-            for name, said in named:
+            for name, said in ctx.match_names(names, body):
                 if (family, name) not in seen:
                     seen.add((family, name))
                     found[family].append((name, ctx.text_ev(ref, path, said)))
