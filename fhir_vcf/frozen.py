@@ -31,6 +31,8 @@ def frozen(cls: type[T]) -> type[T]:
 def fast_init(cls: type) -> Any:
     """An `__init__` with the signature of the dataclass's own, writing the fields into `__dict__`.
     Made from source, as `dataclasses` makes its own: one statement a field, no call."""
+    if hasattr(cls, "__post_init__"):  # the dataclass's own __init__ would call it; this one does not
+        raise TypeError(f"{cls.__name__}: __post_init__ is not supported")
     names: dict[str, Any] = {"_NO_VALUE": _NO_VALUE}
     params, body = [], []
     for f in dataclasses.fields(cls):

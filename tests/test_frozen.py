@@ -77,3 +77,16 @@ def test_fields_it_cannot_make_are_refused():
     Hidden.__annotations__ = {"_secret": "int"}
     with pytest.raises(TypeError):
         frozen(Hidden)
+
+
+def test_a_class_with_post_init_is_refused():
+    """The dataclass's own __init__ calls __post_init__; the cheap one would silently skip it."""
+
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            raise ValueError
+
+    with pytest.raises(TypeError, match="__post_init__"):
+        frozen(Checked)
