@@ -9,11 +9,11 @@ import importlib
 import inspect
 import json
 import pkgutil
-from pathlib import Path
 from typing import Any
 
 import fhir.resources.R4B as r4b
 import pytest
+from every_bundle import used_resources
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir_core.types import FhirBase
 
@@ -177,25 +177,6 @@ def test_a_report_without_attachments_lists_none():
     assert record.attachments(report) == []
 
 
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLES = sorted(p for folder in ("samples", "tests/data") for p in (ROOT / folder).rglob("*.json")
-                 if p.name != "expected.json")
-
-
-def _bundle_resources() -> list[dict[str, Any]]:
-    found = []
-    for path in BUNDLES:
-        try:
-            doc = json.loads(path.read_text())
-        except ValueError:
-            continue
-        bundle = isinstance(doc, dict) and doc.get("resourceType") == "Bundle"
-        entries = doc.get("entry") if bundle else [{"resource": doc}]
-        found += [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-                  and e["resource"].get("resourceType") in record.USED_TYPES] if isinstance(entries, list) else []
-    return found
-
-
 def _read_each(cases: list[dict[str, Any]]) -> list[str]:
     out = []
     for data in cases:
@@ -211,7 +192,7 @@ def test_a_resource_met_again_reads_exactly_as_when_built_each_time(monkeypatch)
     when built: every resource of every bundle under samples/ and tests/data/, numbers written apart
     (1, 1.0, true, "1"), null, NaN, refusals; read three times in turn, against each built every time."""
     values = [1, 1.0, True, "1", 10**30, 1e30, float("nan"), None, "abc"]
-    cases = _bundle_resources()
+    cases = used_resources()
     assert len(cases) > 2000
     cases += [_observation(f"v{i}", {"value": v, "unit": "mg"}) for i, v in enumerate(values)]
     cases += [_observation("same-id", {"value": v, "unit": "mg"}) for v in values + values[::-1]]

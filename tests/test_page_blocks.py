@@ -5,31 +5,20 @@ dates, the same evaluations with hostile text in every string, and whole pages o
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
-from datetime import date
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pytest
+from every_bundle import evaluations_by_bundle, hostile
 from jinja2 import Template
 from markupsafe import Markup
 
-from fhir_vcf.errors import FhirVcfError
-from fhir_vcf.evaluation import evaluate_record
 from fhir_vcf.outputs import explain, page_blocks
 from fhir_vcf.outputs.page import PageNote, environment, render_page, section, stylesheet
 from fhir_vcf.outputs.timeline import render_timeline_svg, timeline_items
-from fhir_vcf.record import load_document
-from fhir_vcf.rules.policy import load_policies
 from fhir_vcf.version import __version__
-
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLES = sorted(p for folder in ("samples", "tests/data") for p in (ROOT / folder).rglob("*.json")
-                 if p.name != "expected.json")
-HOSTILE = ' <script>alert("x")</script> & \'q\' <b>'
 
 # The template's loops as they were (explanation.html), which the blocks replace.
 CRITERIA_LOOP = (
@@ -119,30 +108,9 @@ def _template_page(evaluations: list[Mapping[str, Any]], note: PageNote | None =
                               meta_line=note.meta_line or f"fhir-vcf {__version__}", footer_note=note.footer_note)
 
 
-def _hostile(value: Any) -> Any:
-    """Every string of an evaluation with markup, quotes and an ampersand appended."""
-    if isinstance(value, dict):
-        return {k: _hostile(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_hostile(v) for v in value]
-    return value + HOSTILE if isinstance(value, str) else value
-
-
 @pytest.fixture(scope="module")
 def every_evaluation() -> dict[str, list[dict]]:
-    """Every bundle's evaluations, under every policy and two as-of dates, by bundle."""
-    out: dict[str, list[dict]] = {}
-    for path in BUNDLES:
-        try:
-            records = load_document(json.loads(path.read_text(encoding="utf-8")), source=path.name)
-        except (FhirVcfError, ValueError):
-            continue  # the bundles that test refusal
-        for record in records:
-            for policy in load_policies().values():
-                for as_of in (date(2025, 6, 30), date(2026, 1, 15)):
-                    out.setdefault(str(path.relative_to(ROOT)), []).append(
-                        evaluate_record(record, as_of=as_of, policy=policy))
-    return out
+    return evaluations_by_bundle()
 
 
 def test_the_blocks_write_what_the_template_wrote_for_every_bundle(every_evaluation):
@@ -154,7 +122,7 @@ def test_the_blocks_write_what_the_template_wrote_for_every_bundle(every_evaluat
 
 def test_the_blocks_escape_hostile_text_as_the_template_did(every_evaluation):
     for name, evaluations in every_evaluation.items():
-        evaluation = _hostile(evaluations[0])
+        evaluation = hostile(evaluations[0])
         html = render_page([evaluation])
         assert html == _template_page([evaluation]), name
         assert "<script>alert" not in html

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from every_bundle import used_resources
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,21 +153,6 @@ def test_bundle_entries_label_each_resource_as_label_does():
         "Patient/p"]
 
 
-def _all_resources() -> list[dict[str, Any]]:
-    found = []
-    for path in sorted(p for folder in ("samples", "tests/data") for p in (ROOT / folder).rglob("*.json")):
-        try:
-            doc = json.loads(path.read_text())
-        except ValueError:
-            continue
-        bundle = isinstance(doc, dict) and doc.get("resourceType") == "Bundle"
-        entries = doc.get("entry") if bundle else [{"resource": doc}]
-        if isinstance(entries, list):
-            found += [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-                      and e["resource"].get("resourceType") in USED_TYPES]
-    return found
-
-
 _CONDITION = {"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/p"}, "code": {"text": "x"}}
 
 
@@ -194,7 +180,7 @@ def test_a_resource_the_json_check_let_through_is_asked_again_whenever_its_readi
     (a verificationStatus written as a JSON text, a recased status), the reason it would give otherwise
     is None, and the edges that are noise when read are found."""
     found = 0
-    for data in _all_resources() + _status_edges():
+    for data in used_resources() + _status_edges():
         if record._noise_in_json(data) is not None or record.routine_reason(data) is not None:
             continue
         try:

@@ -8,18 +8,15 @@ both as-of dates, and on hostile text in every string."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
+from every_bundle import evaluations_by_bundle, hostile
 from markupsafe import Markup, escape
 
-from fhir_vcf.errors import FhirVcfError
-from fhir_vcf.evaluation import evaluate_record
 from fhir_vcf.outputs import timeline
 from fhir_vcf.outputs.timeline import (
     AXIS_Y,
@@ -43,14 +40,6 @@ from fhir_vcf.outputs.timeline import (
     describe_timeline,
     render_timeline_svg,
 )
-from fhir_vcf.record import load_document
-from fhir_vcf.rules.policy import load_policies
-
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLES = sorted(p for folder in ("samples", "tests/data") for p in (ROOT / folder).rglob("*.json")
-                 if p.name != "expected.json")
-HOSTILE = ' <script>alert("x")</script> & \'q\' <b>'
-
 
 # --- the picture as it was drawn before the fast paths ---------------------------------------------------
 
@@ -225,25 +214,9 @@ def _svg_as_before(evaluation: Mapping[str, Any], *, id_prefix: str = "tl") -> M
 # --- the tests ---------------------------------------------------------------------------------------------
 
 
-def _hostile(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _hostile(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_hostile(v) for v in value]
-    return value + HOSTILE if isinstance(value, str) else value
-
-
 @pytest.fixture(scope="module")
 def every_evaluation() -> list[dict]:
-    out = []
-    for path in BUNDLES:
-        try:
-            records = load_document(json.loads(path.read_text(encoding="utf-8")), source=path.name)
-        except (FhirVcfError, ValueError):
-            continue  # the bundles that test refusal
-        out.extend(evaluate_record(record, as_of=as_of, policy=policy) for record in records
-                   for policy in load_policies().values() for as_of in (date(2025, 6, 30), date(2026, 1, 15)))
-    return out
+    return [e for evaluations in evaluations_by_bundle().values() for e in evaluations]
 
 
 def test_the_picture_is_drawn_as_before_for_every_bundle(every_evaluation):
@@ -254,9 +227,9 @@ def test_the_picture_is_drawn_as_before_for_every_bundle(every_evaluation):
 
 def test_hostile_text_is_drawn_as_before(every_evaluation):
     for evaluation in every_evaluation[::6]:
-        hostile = _hostile(evaluation)  # dates still read: a date is its first ten characters
-        svg = render_timeline_svg(hostile)
-        assert svg == _svg_as_before(hostile)
+        marked = hostile(evaluation)  # dates still read: a date is its first ten characters
+        svg = render_timeline_svg(marked)
+        assert svg == _svg_as_before(marked)
         assert "<script>" not in svg and "<b>" not in svg
 
 
