@@ -57,28 +57,16 @@ def _ordered_levels(value: str | None) -> list[str]:
     return sort_levels(found)
 
 
-@dataclass
-class _Recognised:
-    """What recognises a ServiceRequest as a vertebral augmentation: its technique, the CPT codes
-    (current and deleted) and the evidence read from its code."""
-
-    technique: str
-    cpt_codes: list[str]
-    deleted: list[str]
-    add_on_codings: int
-    method: Method  # CODE when a CPT code (current or deleted) says it, else TEXT
-    evidence: list[Evidence]
-
-
 @dataclass(frozen=True)
 class _CodeReading:
-    """What an order's `code` says: `_Recognised` with evidence that names no resource yet."""
+    """What recognises an order as a vertebral augmentation, read from its `code`: its technique, the
+    CPT codes (current and deleted) and the evidence, which names no resource yet (the caller's)."""
 
     technique: str
     cpt_codes: tuple[str, ...]
     deleted: tuple[str, ...]
     add_on_codings: int
-    method: Method
+    method: Method  # CODE when a CPT code (current or deleted) says it, else TEXT
     evidence: tuple[Evidence, ...]  # reference ""
 
 
@@ -88,14 +76,6 @@ def requested_technique(resource: Any) -> str | None:
     augmentation order from another)."""
     reading = _read_code(resource.code)
     return reading.technique if reading else None
-
-
-def _recognise(ref: str, resource: Any) -> _Recognised | None:
-    reading = _read_code(resource.code)
-    if reading is None:
-        return None
-    return _Recognised(reading.technique, list(reading.cpt_codes), list(reading.deleted), reading.add_on_codings,
-                       reading.method, [Evidence(ref, e.element, e.method, e.found) for e in reading.evidence])
 
 
 def _read_code(code: Any) -> _CodeReading | None:
@@ -156,11 +136,12 @@ def _code_reading(code: Any) -> _CodeReading | None:
 def map_request(record: Any, resource: Any) -> ProcedureRequest | None:
     """The ProcedureRequest of one ServiceRequest, or None when it is not a vertebral augmentation."""
     ref = record.ref(resource)
-    recognised = _recognise(ref, resource)
-    if recognised is None:
+    reading = _read_code(resource.code)
+    if reading is None:
         return None
-    technique, cpt_codes, deleted = recognised.technique, recognised.cpt_codes, recognised.deleted
-    add_on_codings, method, evidence = recognised.add_on_codings, recognised.method, recognised.evidence
+    technique, cpt_codes, deleted = reading.technique, reading.cpt_codes, reading.deleted
+    add_on_codings, method = reading.add_on_codings, reading.method
+    evidence = [Evidence(ref, e.element, e.method, e.found) for e in reading.evidence]
 
     site_levels, level_ev, _ = sites.body_site_levels(ref, getattr(resource, "bodySite", None))
     code_text = getattr(resource.code, "text", None)
