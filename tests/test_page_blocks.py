@@ -1,6 +1,8 @@
 """The explanation page's ready-HTML blocks (fhir_vcf.outputs.page_blocks) write, byte for byte, what the
 template wrote before them: every bundle of samples/ and tests/data/ under every policy and both as-of
-dates, the same evaluations with hostile text in every string, and whole pages of several patients."""
+dates, the same evaluations with hostile text in every string, and whole pages of several patients.
+The template's loops kept here are the tenth round's page: a change meant to alter the page changes
+them with it."""
 
 from __future__ import annotations
 

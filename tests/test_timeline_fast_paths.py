@@ -2,7 +2,8 @@
 position worked out once, the frame (axis, lane names, the pain scale) written once a worker, numbers
 and dates written without an escape they cannot need. The picture is held, byte for byte, to the
 function as it was before them, on every bundle of samples/ and tests/data/ under every policy and
-both as-of dates, and on hostile text in every string."""
+both as-of dates, and on hostile text in every string. The copy (`_svg_as_before`) is the tenth
+round's picture: a change meant to alter the picture changes the copy with it."""
 
 # ruff: noqa: E501
 

@@ -13,6 +13,7 @@ assertion, so that an explanation can quote the sentence and the trigger.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -260,13 +261,12 @@ _READINGS_LIMIT = 4096
 
 def _restamped(s: Signal, source: SignalSource, element: str) -> Signal:
     """A remembered text signal with the labels of `source` and `element` (a new `Signal`: signals are
-    not frozen; the frozen `Evidence` is kept when it already names this resource and element)."""
+    not frozen; the frozen `Evidence` is kept when it already names this resource and element). Every
+    other field is the reading's own, carried by `replace`, whatever fields a Signal gains."""
     ev = s.evidence
     if ev.reference != source.ref or ev.element != element:
         ev = Evidence(source.ref, element, ev.method, ev.found)
-    return Signal(s.kind, s.value, s.levels, source.day, s.modality, ev, advanced=s.advanced,
-                  acuity_value=s.acuity_value, note=s.note, from_text=s.from_text, report_text=source.report,
-                  assertion=s.assertion)
+    return dataclasses.replace(s, day=source.day, evidence=ev, report_text=source.report)
 
 
 def _read_text(scan: ImagingScan, source: SignalSource, element: str, value: str) -> None:
