@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from json_strings import strings_in
 
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import care
@@ -20,22 +21,9 @@ TABLES = {"analgesics": care._ANALGESIC_NAMES, "osteoporosis drugs": care._OSTEO
 
 
 def _strings() -> set[str]:
-    found: set[str] = set()
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-        elif isinstance(node, str):
-            found.add(node)
-
-    for folder in ("samples", "tests/data"):
-        for path in sorted((ROOT / folder).rglob("*.json")):
-            walk(json.loads(path.read_text(encoding="utf-8")))
-    return found
+    """Every string of every JSON file under samples/ and tests/data/ (the expectations' words too)."""
+    return {text for folder in ("samples", "tests/data") for path in sorted((ROOT / folder).rglob("*.json"))
+            for text in strings_in(json.loads(path.read_text(encoding="utf-8")))}
 
 
 def _plain(names: dict[str, re.Pattern[str]], body: str) -> tuple[tuple[str, object], ...]:
