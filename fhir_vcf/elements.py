@@ -327,9 +327,9 @@ def read_resource(data: dict[str, Any]) -> Element:
 # resource is met by its Type/id and the patient it names (so a feed of new resources pays a dict
 # look-up each, not a serialisation: generated feeds, the benchmark's grown histories among them,
 # give every patient the same ids), and taken when it is stored (the caller's dict may change after
-# the read). A resource holding null,
-# NaN or Infinity, what orjson cannot write, or an element that may hold a resource (`contained`,
-# whose resources are never shared) is built each time. Bounded like `_FLAT`.
+# the read). Built each time: a resource whose text holds `null` anywhere (a JSON null, or the word in
+# a string: either way it is only not remembered), NaN or Infinity, what orjson cannot write, or an
+# element that may hold a resource (`contained`, whose resources are never shared). Bounded like `_FLAT`.
 _SEEN: dict[tuple[str, str, Any], tuple[bytes, dict[str, Any]] | None] = {}
 _SEEN_LIMIT = 2_000
 
