@@ -318,7 +318,8 @@ def _label(rtype: Any, rid: Any, position: str | None) -> str:
 
 def load_document(document: Any, *, source: str) -> list[PatientRecord]:
     """Records, one per patient, from a parsed Bundle or single resource."""
-    return load_resources(entries_of(document, source=source), source=source)
+    with collector.paused():  # listing the entries too: the parsed document is young, a collection walks all of it
+        return load_resources(entries_of(document, source=source), source=source)
 
 
 def load_resources(

@@ -48,3 +48,84 @@ def test_the_collector_comes_back_when_the_last_of_several_threads_is_done():
     release.set()
     first.join(), second.join()
     assert gc.isenabled()
+
+
+def _bundle_bytes(entries: int) -> bytes:
+    import json
+
+    resources = [{"resourceType": "Patient", "id": "p1"}] + [
+        {"resourceType": "Observation", "id": f"o{i}", "status": "final", "subject": {"reference": "Patient/p1"},
+         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "effectiveDateTime": "2025-01-02",
+         "valueQuantity": {"value": 70, "unit": "/min"}}
+        for i in range(entries)
+    ]
+    entry = [{"fullUrl": f"urn:uuid:{i}", "resource": r} for i, r in enumerate(resources)]
+    return json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entry}).encode()
+
+
+def _collections_during(work) -> int:
+    started = []
+
+    def count(phase: str, _info: dict) -> None:
+        if phase == "start":
+            started.append(phase)
+
+    gc.callbacks.append(count)
+    try:
+        work()
+    finally:
+        gc.callbacks.remove(count)
+    return len(started)
+
+
+def test_reading_a_parsed_document_into_records_runs_no_collection():
+    """Listing a Bundle's entries allocates a tuple per entry while the whole parsed document is
+    still young: outside the pause that set off a young collection walking the document, and on a
+    10,000-resource record full ones (its cost grew 16x for 10x the resources)."""
+    from fhir_vcf.record import load_document
+    from fhir_vcf.sources.files import parse_json
+
+    document = parse_json(_bundle_bytes(3000), source="test")
+    gc.collect()
+    old = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # CPython's default, as in a CLI or a batch process
+    try:
+        records: list = []
+        assert _collections_during(lambda: records.extend(load_document(document, source="test"))) == 0
+    finally:
+        gc.set_threshold(*old)
+    assert len(records) == 1
+
+
+def test_the_api_reads_a_posted_document_into_records_without_a_collection(monkeypatch):
+    from fhir_vcf.app import create_app
+    from fhir_vcf.service import api
+
+    events: list[str] = []
+    real_load = api.load_resources
+
+    def load_and_mark(entries, *, source):
+        events.append("records")
+        return real_load(entries, source=source)
+
+    def count(phase: str, _info: dict) -> None:
+        if phase == "start":
+            events.append("collection")
+
+    monkeypatch.setattr(api, "load_resources", load_and_mark)
+    app = create_app({"database_url": "sqlite://"})
+    body = _bundle_bytes(3000)
+    old = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # CPython's default, as in `fhir-vcf serve --workers 1` before warm-up
+    gc.callbacks.append(count)
+    try:
+        with app.test_client() as client:
+            gc.collect()
+            events.clear()
+            answer = client.post("/api/v1/evaluations?asOf=2025-06-30", data=body, content_type="application/fhir+json")
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*old)
+    assert answer.status_code == 200
+    assert "records" in events
+    assert "collection" not in events[: events.index("records")]  # none from the parse to the records

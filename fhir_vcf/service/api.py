@@ -25,7 +25,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
-from fhir_vcf import logs
+from fhir_vcf import collector, logs
 from fhir_vcf.clinical_time import parse_as_of, today_utc
 from fhir_vcf.errors import ConfigError, InputError, NotFoundError, UpstreamError
 from fhir_vcf.record import PatientRecord, entries_of, load_resources, relative_reference
@@ -173,20 +173,22 @@ def post_evaluations() -> Response:
         )
     as_of, policy_id, policy = _query()
     body = request.get_data(cache=False)
-    document = parse_json(body, source="request body")
-    errors = FhirDocument().validate(document) if isinstance(document, dict) else {"_schema": ["expected an object"]}
-    if errors:
-        raise InputError("not a FHIR resource: expected a JSON object with a resourceType", source="request body",
-                         element="resourceType" if isinstance(document, dict) else None)
-    entries = entries_of(document, source="request body")
-    limit = services().settings.max_patients_per_request
-    if count_patients(entries) > limit:
-        return problems.problem(
-            413, f"the document holds more than {limit} patients; send at most {limit} per request "
-            "(FHIR_VCF_MAX_PATIENTS_PER_REQUEST), or use the population tools for a whole population",
-            type_=problems.TYPE_TOO_MANY_PATIENTS, title="Too many patients", limit=limit,
-        )
-    records = load_resources(entries, source="request body")
+    with collector.paused():  # parse to records in one pause: no collections while the document is read (`collector`)
+        document = parse_json(body, source="request body")
+        errors = (FhirDocument().validate(document) if isinstance(document, dict)
+                  else {"_schema": ["expected an object"]})
+        if errors:
+            raise InputError("not a FHIR resource: expected a JSON object with a resourceType", source="request body",
+                             element="resourceType" if isinstance(document, dict) else None)
+        entries = entries_of(document, source="request body")
+        limit = services().settings.max_patients_per_request
+        if count_patients(entries) > limit:
+            return problems.problem(
+                413, f"the document holds more than {limit} patients; send at most {limit} per request "
+                "(FHIR_VCF_MAX_PATIENTS_PER_REQUEST), or use the population tools for a whole population",
+                type_=problems.TYPE_TOO_MANY_PATIENTS, title="Too many patients", limit=limit,
+            )
+        records = load_resources(entries, source="request body")
     evaluations = [_evaluate(record, as_of=as_of, policy=policy) for record in records]
     record_decisions(evaluations, policy_id)
     if len(evaluations) == 1:
