@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from db_support import Database, database_fixture, run_together  # noqa: F401  (the `database` fixture)
 
 from fhir_vcf.errors import ConfigError
-from fhir_vcf.store import IssuedCard, Store, StoreError, StoreValueError, engine_url
+from fhir_vcf.store import IssuedCard, Store, StoreError, StoreValueError, engine_url, store_meta
 
 
 @pytest.fixture
@@ -193,8 +194,10 @@ def test_database_urls() -> None:
     assert engine_url("postgres://u@h/db").drivername == "postgresql+psycopg"
     assert engine_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
     assert engine_url("sqlite:///var/x.db").drivername == "sqlite"
-    with pytest.raises(ConfigError):
-        engine_url("mysql://u@h/db")
+    assert engine_url("sqlite+pysqlite:///var/x.db").drivername == "sqlite+pysqlite"
+    for unsupported in ("mysql://u@h/db", "sqlite+pysqlcipher://:key@/x.db"):
+        with pytest.raises(ConfigError):
+            engine_url(unsupported)
 
 
 def test_default_sqlite_path_creates_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,6 +263,37 @@ def test_every_sqlite_transaction_takes_the_write_lock_at_begin_and_a_held_lock_
     finally:
         holder.dispose()
         other.dispose()
+
+
+def test_two_processes_read_then_write_and_each_waits_its_turn(tmp_path: Path) -> None:
+    """Two stores on one file (two worker processes) each read, then write, in one transaction. With
+    SQLite's default DEFERRED BEGIN the second would read beside the first and then fail at once
+    with "database is locked" when it writes; the store's IMMEDIATE BEGIN makes it wait for the
+    first one's commit (its busy timeout), so it reads what the first wrote and both land."""
+    path = tmp_path / "turns.db"
+    first, second = (Store(f"sqlite:///{path}", statement_timeout=10) for _ in range(2))
+    began = threading.Event()
+    seen: dict[str, int] = {}
+
+    def read_then_write(store: Store, name: str) -> None:
+        with store.engine.begin() as conn:
+            if store is first:
+                began.set()
+            seen[name] = conn.execute(sa.select(sa.func.count()).select_from(store_meta)).scalar_one()
+            if store is first:
+                time.sleep(0.3)  # the second asks for the write lock meanwhile
+            conn.execute(store_meta.insert().values(key=name, value="x"))
+
+    def after_the_first() -> None:
+        began.wait(5)
+        read_then_write(second, "second")
+
+    try:
+        assert run_together([lambda: read_then_write(first, "first"), after_the_first]) == []
+        assert seen["second"] == seen["first"] + 1  # it began after the first's commit: it waited its turn
+    finally:
+        first.dispose()
+        second.dispose()
 
 
 def test_canonical_uuid_fast_path_agrees_with_parsing() -> None:
