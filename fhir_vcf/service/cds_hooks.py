@@ -648,5 +648,5 @@ def _finish(
     from fhir_vcf import logs
 
     # On the call's one `request` log line (fhir_vcf.logs), not a line of its own.
-    logs.annotate(hookInstance=audit.hook_instance, cards=len(cards))
+    logs.annotate(hookInstance=logs.OwnId(audit.hook_instance) if audit.hook_instance else None, cards=len(cards))
     return _json({"cards": cards})
