@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fhir_vcf import clinical_time
@@ -211,6 +211,18 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
 
 def _clinical_when(resource: Any) -> tuple[When | None, str]:
+    value, element = _clinical_value(resource)
+    if value is None:
+        return None, ""
+    try:  # `when`, inline: every resource of every evaluation is dated here
+        return clinical_time.parse(value), element
+    except ValueError as exc:
+        raise InputError(str(exc), resource=_reference(resource), element=element) from None
+
+
+def _clinical_value(resource: Any) -> tuple[Any, str]:
+    """The value of a resource's clinical date element as the record holds it, and the element; (None,
+    "") when it has none."""
     elements = _DATE_ELEMENTS_BY_TYPE.get(type(resource)) or _date_elements(type(resource))
     for name, below, element in elements:
         value = getattr(resource, name)
@@ -218,10 +230,7 @@ def _clinical_when(resource: Any) -> tuple[When | None, str]:
             for part in below:
                 value = getattr(value, part, None) if value is not None else None
         if value is not None:
-            try:  # `when`, inline: every resource of every evaluation is dated here
-                return clinical_time.parse(value), element
-            except ValueError as exc:
-                raise InputError(str(exc), resource=_reference(resource), element=element) from None
+            return value, element
     return None, ""
 
 
@@ -240,9 +249,31 @@ def is_historical(condition: Any) -> bool:
 
 def after(resource: Any, as_of: date) -> bool:
     """Dated wholly after the as-of date: invisible to an evaluation "as of" that day. A month or a
-    year that reaches the as-of date stays visible (nothing says it is from the future)."""
-    found, _ = clinical_when(resource)
-    return found is not None and found.after_day(as_of)
+    year that reaches the as-of date stays visible (nothing says it is from the future).
+
+    The view asks this of every resource, and most are never asked their date again (an Encounter
+    is read for its stay only when a pain score needs one): a day or a time of day the loader has
+    already read (`date`, `datetime`) is compared by the calendar day it was written on
+    (`When.first_day`), with no `When` made. Anything else, and a time near the ends of the calendar
+    (whose instant in UTC could fall outside it), is read by `clinical_when`, errors and all.
+    """
+    memo = resource._memo if isinstance(resource, _MEMOISED) else None  # a remembered date: no second call
+    found = memo.get("clinical_when") if memo is not None else None
+    if found is None:
+        value = _clinical_value(resource)[0]
+        kind = type(value)
+        if kind is date:
+            return value > as_of
+        if kind is datetime and _SAFE_YEARS[0] <= value.year <= _SAFE_YEARS[1]:
+            return value.date() > as_of  # the day as written: `clinical_time`'s `first_day`
+        found = clinical_when(resource)
+    when = found[0]
+    return when is not None and when.after_day(as_of)
+
+
+# The years in which a time of day is certain to have an instant in UTC inside the calendar
+# (`clinical_time` turns it to UTC, which can fail at either end of year 1 and of year 9999).
+_SAFE_YEARS = (2, 9998)
 
 
 def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:

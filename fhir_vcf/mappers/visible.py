@@ -36,9 +36,9 @@ class VisibleRecord:
         self._hidden = 0
         self._free_texts: dict[str, list[tuple[Any, str, str, str]]] = {}
         self._joined: dict[tuple[str, ...], list[tuple[Any, str, str, str]]] = {}
-        clinical_when = common.clinical_when  # `common.after`, inline: every resource is asked once
+        after = common.after  # every resource is asked once; most are never dated again (see `after`)
         for rtype, resources in record.resources.items():
-            shown = [r for r in resources if (found := clinical_when(r)[0]) is None or not found.after_day(as_of)]
+            shown = [r for r in resources if not after(r, as_of)]
             self._shown[rtype] = shown
             self._hidden += len(resources) - len(shown)
 
