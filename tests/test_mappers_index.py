@@ -30,6 +30,7 @@ import fhir_builders as builders
 import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
+from fhir_vcf import clinical_time
 from fhir_vcf import record as record_module
 from fhir_vcf.elements import Element
 from fhir_vcf.errors import FhirVcfError, InputError
@@ -210,7 +211,8 @@ def test_clinical_when_and_the_view_are_the_slow_readers(path: Path) -> None:
 def test_the_view_of_an_undated_record_is_the_plain_one(path: Path) -> None:
     """`common.after` tells a loaded day or time from its calendar day without a `When`: a view built
     on a record none of whose dates was read yet shows and hides what the plain reading
-    (`_clinical_when`, then `When.after_day`) does, as of each date."""
+    (`_clinical_when`, then `When.after_day`) does, as of each date; and every time of the record,
+    remembered by its zone, is the `When` read afresh."""
     try:
         records = load_file(path)
     except FhirVcfError:
@@ -225,6 +227,11 @@ def test_the_view_of_an_undated_record_is_the_plain_one(path: Path) -> None:
                 plain = [r for r in resources if (found := common._clinical_when(r)[0]) is None
                          or not found.after_day(as_of)]
                 assert all(a is b for a, b in zip(view.of_type(rtype), plain, strict=True))
+        for resources in record.resources.values():
+            for resource in resources:  # a time remembered by its zone (`clinical_time.parse`) as read afresh
+                value = common._clinical_value(resource)[0]
+                if type(value) is datetime:
+                    assert clinical_time.parse(value) == clinical_time._instant(value, value.isoformat())
 
 
 @pytest.mark.parametrize("value", [datetime(2025, 6, 30, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
