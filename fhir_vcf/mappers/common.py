@@ -236,9 +236,19 @@ def _clinical_value(resource: Any) -> tuple[Any, str]:
 
 def clinical_day(resource: Any) -> date | None:
     """The one calendar day of a resource's clinical date, as written; None when undated or when the
-    date names a month or a year (no day is invented)."""
-    found, _ = clinical_when(resource)
-    return found.day if found is not None else None
+    date names a month or a year (no day is invented).
+
+    A day or a time the loader has already read is its own day (`_loaded_day`), with no `When` made:
+    most resources asked their day (every lab report, by the imaging scan) are never asked more."""
+    memo = resource._memo if isinstance(resource, _MEMOISED) else None  # a remembered date: no second call
+    found = memo.get("clinical_when") if memo is not None else None
+    if found is None:
+        day = _loaded_day(_clinical_value(resource)[0])
+        if day is not None:
+            return day
+        found = clinical_when(resource)
+    when = found[0]
+    return when.day if when is not None else None
 
 
 def is_historical(condition: Any) -> bool:
@@ -252,28 +262,31 @@ def after(resource: Any, as_of: date) -> bool:
     year that reaches the as-of date stays visible (nothing says it is from the future).
 
     The view asks this of every resource, and most are never asked their date again (an Encounter
-    is read for its stay only when a pain score needs one): a day or a time of day the loader has
-    already read (`date`, `datetime`) is compared by the calendar day it was written on
-    (`When.first_day`), with no `When` made. Anything else, and a time near the ends of the calendar
-    (whose instant in UTC could fall outside it), is read by `clinical_when`, errors and all.
+    is read for its stay only when a pain score needs one): a day or a time the loader has already
+    read is compared by its own day (`_loaded_day`), with no `When` made.
     """
     memo = resource._memo if isinstance(resource, _MEMOISED) else None  # a remembered date: no second call
     found = memo.get("clinical_when") if memo is not None else None
     if found is None:
-        value = _clinical_value(resource)[0]
-        kind = type(value)
-        if kind is date:
-            return value > as_of
-        if kind is datetime and _SAFE_YEARS[0] <= value.year <= _SAFE_YEARS[1]:
-            return value.date() > as_of  # the day as written: `clinical_time`'s `first_day`
+        day = _loaded_day(_clinical_value(resource)[0])
+        if day is not None:
+            return day > as_of
         found = clinical_when(resource)
     when = found[0]
     return when is not None and when.after_day(as_of)
 
 
-# The years in which a time of day is certain to have an instant in UTC inside the calendar
-# (`clinical_time` turns it to UTC, which can fail at either end of year 1 and of year 9999).
-_SAFE_YEARS = (2, 9998)
+def _loaded_day(value: Any) -> date | None:
+    """The calendar day a `date` or a `datetime` the loader read was written on: the first and last day
+    of its `When` (`clinical_time`). None for anything else, which `clinical_when` reads, errors and
+    all: no value, a partial date or a text, and a time near the ends of the calendar (`clinical_time`
+    turns it to UTC, which can fail at either end of year 1 and of year 9999)."""
+    kind = type(value)
+    if kind is date:
+        return value
+    if kind is datetime and 2 <= value.year <= 9998:
+        return value.date()
+    return None
 
 
 def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
