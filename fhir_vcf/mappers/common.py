@@ -333,6 +333,7 @@ FREE_TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observ
 _FREE_TEXT_ELEMENTS = frozenset({"code", "note", "conclusion", "presentedForm", "content", "valueString",
                                  "description", "series", "reasonCode"})
 _REPORT_ELEMENTS = frozenset({"conclusion", "presentedForm", "content"})  # what `report_texts` reads
+_ATTACHED = frozenset({"presentedForm", "content"})  # where `attachments` finds them
 
 
 def _free_texts(resource: Any) -> list[tuple[str, str]]:
@@ -395,6 +396,10 @@ def report_texts(resource: Any) -> list[tuple[str, str]]:
 
 
 def _report_texts(resource: Any) -> list[tuple[str, str]]:
+    if isinstance(resource, Element) and _ATTACHED.isdisjoint(resource.__dict__):
+        # No attachment element present (every lab panel): the conclusion alone, without `attachments`.
+        conclusion = resource.__dict__.get("conclusion")
+        return [(conclusion, "conclusion")] if conclusion else []
     found: list[tuple[str, str]] = []
     conclusion = field(resource, "conclusion")
     if conclusion:
