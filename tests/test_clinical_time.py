@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic_core import TzInfo
 
 from fhir_vcf import clinical_time
 from fhir_vcf.clinical_time import DayRange, age_days, parse
@@ -163,3 +164,36 @@ def test_a_date_that_is_no_date_names_the_resource_and_element():
     with pytest.raises(InputError) as info:
         common.when(SimpleNamespace(id="x"), "2025-02-30", "onsetDateTime")
     assert info.value.element == "onsetDateTime" and "2025-02-30" in str(info.value)
+
+
+def _plain(value: datetime) -> clinical_time.When:
+    """A time read afresh, remembered nowhere: what `parse` answers."""
+    return clinical_time._instant(value, value.isoformat())
+
+
+_ZONES = st.one_of(st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: TzInfo(m * 60)),
+                   st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m))),
+                   st.none())
+
+
+@given(moments=st.lists(st.tuples(st.datetimes(min_value=datetime(1950, 1, 1), max_value=datetime(2090, 12, 31)),
+                                  _ZONES), min_size=1, max_size=6))
+def test_a_remembered_time_is_the_one_read_afresh(moments):
+    """Times are remembered by their zone when it is a fixed offset (pydantic's, the standard library's):
+    each answer is the plain reading, whatever times, equal as instants or not, were read before."""
+    for local, zone in moments:
+        value = local.replace(tzinfo=zone)
+        found = parse(value)
+        assert found == _plain(value) and found.written == value.isoformat()
+
+
+def test_equal_instants_in_other_zones_keep_their_own_days():
+    """04:30Z and 23:30-05:00 the day before are equal datetimes: each keeps its own day as written,
+    and an offset written in either library's zone reads alike."""
+    utc = datetime(2025, 5, 20, 4, 30, tzinfo=TzInfo(0))
+    chicago = datetime(2025, 5, 19, 23, 30, tzinfo=TzInfo(-5 * 3600))
+    assert utc == chicago
+    assert (parse(utc).day, parse(chicago).day) == (date(2025, 5, 20), date(2025, 5, 19))
+    assert parse(chicago.replace(tzinfo=timezone(timedelta(hours=-5)))) == parse(chicago) == _plain(chicago)
+    for value in (chicago, utc, chicago.replace(tzinfo=timezone(timedelta(hours=-5))), utc.replace(tzinfo=UTC)):
+        assert parse(value) == _plain(value)

@@ -11,9 +11,12 @@ import pytest
 
 from fhir_vcf import clinical_time, facts
 from fhir_vcf.frozen import frozen
+from fhir_vcf.mappers import exclusions, fractures
 
-CLASSES = [cls for module in (facts, clinical_time) for cls in vars(module).values()
-           if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == module.__name__]
+# The fact classes, and the frozen values the mappers make per mention or per event.
+CLASSES = [cls for module in (facts, clinical_time, fractures, exclusions) for cls in vars(module).values()
+           if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == module.__name__
+           and cls.__dataclass_params__.frozen]
 
 
 def _plain(cls: type) -> type:

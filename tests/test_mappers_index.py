@@ -25,13 +25,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import every_bundle
 import fhir_builders as builders
 import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
+from fhir_vcf import clinical_time
 from fhir_vcf import record as record_module
 from fhir_vcf.elements import Element
-from fhir_vcf.errors import InputError
+from fhir_vcf.errors import FhirVcfError, InputError
 from fhir_vcf.facts import Coding, Evidence, Method
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import _context as ctx
@@ -203,6 +205,55 @@ def test_clinical_when_and_the_view_are_the_slow_readers(path: Path) -> None:
                 hidden += len(resources) - len(shown)
             assert view.hidden() == hidden
             assert all(view.ref(r) == record.ref(r) for resources in record.resources.values() for r in resources)
+
+
+@pytest.mark.parametrize("path", every_bundle.BUNDLES, ids=lambda p: p.name)
+def test_the_view_of_an_undated_record_is_the_plain_one(path: Path) -> None:
+    """`common.after` and `common.clinical_day` tell a loaded day or time by its calendar day without a
+    `When`: a view built on a record none of whose dates was read yet shows and hides what the plain
+    reading (`_clinical_when`, then `When.after_day`) does, as of each date, and each resource's day
+    is the plain reading's; and every time of the record, remembered by its zone, is the `When` read
+    afresh."""
+    try:
+        records = load_file(path)
+    except FhirVcfError:
+        return  # the bundles that do not load are other tests' business
+    for record in records:
+        for as_of in (*AS_OF_DATES, *every_bundle.AS_OF_DATES):
+            for resources in record.resources.values():
+                for resource in resources:
+                    resource._memo = None  # as the loader gives it: no date read yet
+            view = VisibleRecord(record, as_of)
+            for rtype, resources in record.resources.items():
+                plain = [r for r in resources if (found := common._clinical_when(r)[0]) is None
+                         or not found.after_day(as_of)]
+                assert all(a is b for a, b in zip(view.of_type(rtype), plain, strict=True))
+        for resources in record.resources.values():
+            for resource in resources:  # a time remembered by its zone (`clinical_time.parse`) as read afresh
+                resource._memo = None
+                found = common._clinical_when(resource)[0]
+                assert common.clinical_day(resource) == (found.day if found is not None else None)
+                value = common._clinical_value(resource)[0]
+                if type(value) is datetime:
+                    assert clinical_time.parse(value) == clinical_time._instant(value, value.isoformat())
+
+
+@pytest.mark.parametrize("value", [datetime(2025, 6, 30, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
+                                   datetime(2025, 7, 1, 0, 30, tzinfo=timezone(timedelta(hours=9))),
+                                   datetime(2025, 7, 1, 0, 30), date(2025, 6, 30), date(2025, 7, 1),
+                                   "2025-06", "2025-07", "2025-07-01T00:30:00+09:00"])
+def test_after_reads_a_loaded_day_as_written(value: Any) -> None:
+    """A time is after the as-of date, and is on its day, by the day it was written on (30 June 23:30 in
+    Chicago is 1 July in UTC and still visible); a month or a text is read by `clinical_when`, as before."""
+    record = builders.record(builders.encounter("e", "IMP", start="2025-06-09T10:00:00Z"))
+    (enc,) = record.of_type("Encounter")
+    enc.period.__dict__["start"] = value
+    enc._memo = None
+    plain = common._clinical_when(enc)[0]
+    assert common.after(enc, date(2025, 6, 30)) is plain.after_day(date(2025, 6, 30))
+    assert enc._memo is None or "clinical_when" in enc._memo  # a day or a time left no half-read date behind
+    enc._memo = None
+    assert common.clinical_day(enc) == plain.day
 
 
 def test_models_built_elsewhere_are_read_by_the_slow_readers() -> None:

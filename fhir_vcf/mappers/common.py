@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fhir_vcf import clinical_time
@@ -211,6 +211,18 @@ def clinical_when(resource: Any) -> tuple[When | None, str]:
 
 
 def _clinical_when(resource: Any) -> tuple[When | None, str]:
+    value, element = _clinical_value(resource)
+    if value is None:
+        return None, ""
+    try:  # `when`, inline: every resource of every evaluation is dated here
+        return clinical_time.parse(value), element
+    except ValueError as exc:
+        raise InputError(str(exc), resource=_reference(resource), element=element) from None
+
+
+def _clinical_value(resource: Any) -> tuple[Any, str]:
+    """The value of a resource's clinical date element as the record holds it, and the element; (None,
+    "") when it has none."""
     elements = _DATE_ELEMENTS_BY_TYPE.get(type(resource)) or _date_elements(type(resource))
     for name, below, element in elements:
         value = getattr(resource, name)
@@ -218,18 +230,25 @@ def _clinical_when(resource: Any) -> tuple[When | None, str]:
             for part in below:
                 value = getattr(value, part, None) if value is not None else None
         if value is not None:
-            try:  # `when`, inline: every resource of every evaluation is dated here
-                return clinical_time.parse(value), element
-            except ValueError as exc:
-                raise InputError(str(exc), resource=_reference(resource), element=element) from None
+            return value, element
     return None, ""
 
 
 def clinical_day(resource: Any) -> date | None:
     """The one calendar day of a resource's clinical date, as written; None when undated or when the
-    date names a month or a year (no day is invented)."""
-    found, _ = clinical_when(resource)
-    return found.day if found is not None else None
+    date names a month or a year (no day is invented).
+
+    A day or a time the loader has already read is its own day (`_loaded_day`), with no `When` made:
+    most resources asked their day (every lab report, by the imaging scan) are never asked more."""
+    memo = resource._memo if isinstance(resource, _MEMOISED) else None  # a remembered date: no second call
+    found = memo.get("clinical_when") if memo is not None else None
+    if found is None:
+        day = _loaded_day(_clinical_value(resource)[0])
+        if day is not None:
+            return day
+        found = clinical_when(resource)
+    when = found[0]
+    return when.day if when is not None else None
 
 
 def is_historical(condition: Any) -> bool:
@@ -240,9 +259,34 @@ def is_historical(condition: Any) -> bool:
 
 def after(resource: Any, as_of: date) -> bool:
     """Dated wholly after the as-of date: invisible to an evaluation "as of" that day. A month or a
-    year that reaches the as-of date stays visible (nothing says it is from the future)."""
-    found, _ = clinical_when(resource)
-    return found is not None and found.after_day(as_of)
+    year that reaches the as-of date stays visible (nothing says it is from the future).
+
+    The view asks this of every resource, and most are never asked their date again (an Encounter
+    is read for its stay only when a pain score needs one): a day or a time the loader has already
+    read is compared by its own day (`_loaded_day`), with no `When` made.
+    """
+    memo = resource._memo if isinstance(resource, _MEMOISED) else None  # a remembered date: no second call
+    found = memo.get("clinical_when") if memo is not None else None
+    if found is None:
+        day = _loaded_day(_clinical_value(resource)[0])
+        if day is not None:
+            return day > as_of
+        found = clinical_when(resource)
+    when = found[0]
+    return when is not None and when.after_day(as_of)
+
+
+def _loaded_day(value: Any) -> date | None:
+    """The calendar day a `date` or a `datetime` the loader read was written on: the first and last day
+    of its `When` (`clinical_time`). None for anything else, which `clinical_when` reads, errors and
+    all: no value, a partial date or a text, and a time near the ends of the calendar (`clinical_time`
+    turns it to UTC, which can fail at either end of year 1 and of year 9999)."""
+    kind = type(value)
+    if kind is date:
+        return value
+    if kind is datetime and 2 <= value.year <= 9998:
+        return value.date()
+    return None
 
 
 def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
@@ -289,6 +333,7 @@ FREE_TEXT_TYPES = ("Condition", "DiagnosticReport", "DocumentReference", "Observ
 _FREE_TEXT_ELEMENTS = frozenset({"code", "note", "conclusion", "presentedForm", "content", "valueString",
                                  "description", "series", "reasonCode"})
 _REPORT_ELEMENTS = frozenset({"conclusion", "presentedForm", "content"})  # what `report_texts` reads
+_ATTACHED = frozenset({"presentedForm", "content"})  # where `attachments` finds them
 
 
 def _free_texts(resource: Any) -> list[tuple[str, str]]:
@@ -351,6 +396,10 @@ def report_texts(resource: Any) -> list[tuple[str, str]]:
 
 
 def _report_texts(resource: Any) -> list[tuple[str, str]]:
+    if isinstance(resource, Element) and _ATTACHED.isdisjoint(resource.__dict__):
+        # No attachment element present (every lab panel): the conclusion alone, without `attachments`.
+        conclusion = resource.__dict__.get("conclusion")
+        return [(conclusion, "conclusion")] if conclusion else []
     found: list[tuple[str, str]] = []
     conclusion = field(resource, "conclusion")
     if conclusion:

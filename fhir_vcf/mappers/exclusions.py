@@ -13,7 +13,6 @@ limit is the policy's.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 
 from fhir_vcf.errors import ConfigError
 from fhir_vcf.facts import Evidence, Fact, Method, Status
+from fhir_vcf.frozen import frozen
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import assertion, common
 from fhir_vcf.mappers.assertion import AFFIRMED, HISTORICAL, NEGATED, POSSIBLE, RESOLVED, Assertion
@@ -288,7 +288,7 @@ def _matches(coding: Any, icd: str | None, prefixes: tuple[str, ...], sct: dict[
 TERM, NORMAL, AT_FRACTURE = "term", "normal", "at-fracture"
 
 
-@dataclass(frozen=True)
+@frozen
 class ExclusionMention:
     """One exclusion word in a text and what the text asserts of it."""
 

@@ -19,6 +19,7 @@ from typing import Any
 from fhir_vcf import clinical_time
 from fhir_vcf.clinical_time import DayRange, When
 from fhir_vcf.facts import Coding, Evidence, Fact, Fracture, Method
+from fhir_vcf.frozen import frozen
 from fhir_vcf.levels import sort_levels
 from fhir_vcf.mappers import assertion, common, sites, text
 from fhir_vcf.mappers._context import TermFamilies
@@ -227,7 +228,7 @@ def _text_fracture(values: list[tuple[str, str]], *, vertebral_site: bool = Fals
     return None
 
 
-@dataclass(frozen=True)
+@frozen
 class _Onset:
     """What a Condition says of its onset: the days (None when it gives none), the element, the evidence,
     and why a documented onset gave no date."""
@@ -650,7 +651,7 @@ def with_levels(fracture: Fracture, levels: list[str], evidence: list[Evidence])
     return replace(fracture, levels=tuple(sort_levels(levels)), evidence=fracture.evidence + tuple(evidence))
 
 
-@dataclass(frozen=True)
+@frozen
 class SeenEvent:
     """Imaging that shows a fracture: its date, the levels it names (empty: none) and the evidence."""
 

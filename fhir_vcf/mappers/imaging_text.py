@@ -14,6 +14,7 @@ assertion, so that an explanation can quote the sentence and the trigger.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from typing import Any
 
@@ -262,11 +263,20 @@ _READINGS_LIMIT = 4096
 def _restamped(s: Signal, source: SignalSource, element: str) -> Signal:
     """A remembered text signal with the labels of `source` and `element` (a new `Signal`: signals are
     not frozen; the frozen `Evidence` is kept when it already names this resource and element). Every
-    other field is the reading's own, carried by `replace`, whatever fields a Signal gains."""
+    other field is the reading's own, whatever fields a Signal gains: all are read in one call and
+    passed in order (`dataclasses.replace` asks each field's definition first, three times the cost)."""
     ev = s.evidence
     if ev.reference != source.ref or ev.element != element:
         ev = Evidence(source.ref, element, ev.method, ev.found)
-    return dataclasses.replace(s, day=source.day, evidence=ev, report_text=source.report)
+    values = list(_SIGNAL_VALUES(s))
+    values[_DAY], values[_EVIDENCE], values[_REPORT_TEXT] = source.day, ev, source.report
+    return Signal(*values)
+
+
+# A Signal's fields in the order its `__init__` takes them, and where the three `_restamped` sets are.
+_SIGNAL_FIELDS = tuple(f.name for f in dataclasses.fields(Signal))
+_SIGNAL_VALUES = operator.attrgetter(*_SIGNAL_FIELDS)
+_DAY, _EVIDENCE, _REPORT_TEXT = (_SIGNAL_FIELDS.index(name) for name in ("day", "evidence", "report_text"))
 
 
 def _read_text(scan: ImagingScan, source: SignalSource, element: str, value: str) -> None:

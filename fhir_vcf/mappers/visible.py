@@ -1,9 +1,10 @@
 """The record as it stood on the as-of date: the one pass over a record that every fact family reads.
 
 Resources dated after the as-of date are invisible to the evaluation (input profile, "The evaluation
-date"). `map_record` builds one `VisibleRecord` and hands it to every family, so that each resource's
-clinical date is read, and the record sorted into what the date shows and hides, once per evaluation
-rather than once per family (issue 11: one pre-pass per record). The families also take a plain
+date"). `map_record` builds one `VisibleRecord` and hands it to every family, so that the record is
+sorted into what the date shows and hides once per evaluation rather than once per family (issue 11:
+one pre-pass per record); a resource's full clinical date (`common.clinical_when`) is worked out only
+when a family asks for it. The families also take a plain
 `PatientRecord` with an as-of date (`visible`), as their tests call them.
 """
 
@@ -36,9 +37,9 @@ class VisibleRecord:
         self._hidden = 0
         self._free_texts: dict[str, list[tuple[Any, str, str, str]]] = {}
         self._joined: dict[tuple[str, ...], list[tuple[Any, str, str, str]]] = {}
-        clinical_when = common.clinical_when  # `common.after`, inline: every resource is asked once
+        after = common.after  # every resource is asked once; most are never dated again (see `after`)
         for rtype, resources in record.resources.items():
-            shown = [r for r in resources if (found := clinical_when(r)[0]) is None or not found.after_day(as_of)]
+            shown = [r for r in resources if not after(r, as_of)]
             self._shown[rtype] = shown
             self._hidden += len(resources) - len(shown)
 
