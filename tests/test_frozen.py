@@ -1,5 +1,6 @@
-"""`fhir_vcf.frozen`: each fact class's cheap `__init__` against the plain `dataclass(frozen=True)` of the
-same fields (the route it replaces): the same signature and defaults, the same instance, still frozen."""
+"""`fhir_vcf.frozen`: the cheap `__init__` of each fact class and of the rules' results against the plain
+`dataclass(frozen=True)` of the same fields (the route it replaces): the same signature and defaults, the
+same instance, still frozen."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from datetime import UTC, date, datetime
 import pytest
 
 from fhir_vcf import clinical_time, facts
-from fhir_vcf.frozen import frozen
+from fhir_vcf.frozen import _NO_VALUE, frozen
 from fhir_vcf.mappers import exclusions, fractures
+from fhir_vcf.rules import judgement
 
-# The fact classes, and the frozen values the mappers make per mention or per event.
-CLASSES = [cls for module in (facts, clinical_time, fractures, exclusions) for cls in vars(module).values()
+# The fact classes, the frozen values the mappers make per mention or per event, and the rules' results.
+CLASSES = [cls for module in (facts, clinical_time, fractures, exclusions, judgement) for cls in vars(module).values()
            if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == module.__name__
            and cls.__dataclass_params__.frozen]
 
@@ -42,6 +44,7 @@ def test_every_fact_class_is_made_by_frozen():
     assert len(CLASSES) >= 10
     for cls in CLASSES:
         assert cls.__init__.__qualname__ == f"{cls.__qualname__}.__init__"
+        assert cls.__init__.__globals__.get("_NO_VALUE") is _NO_VALUE, cls  # fast_init's, not the dataclass's
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)

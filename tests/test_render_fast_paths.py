@@ -186,3 +186,22 @@ def test_is_mapping_answers_as_the_abc_check():
               "", "dict", 0, {1, 2}, collections.Counter(), dict]
     for value in values:
         assert is_mapping(value) is isinstance(value, Mapping), value
+
+
+def _supporting_refs_as_before(judgement, addresses, patient):
+    """`careplan._supporting_refs` as first written: each criterion's `references`, joined, deduplicated."""
+    skip = {*addresses, patient}
+    refs = [r for c in judgement.criteria if c.status not in ("absent",) for r in c.references]
+    return [r for r in dict.fromkeys(refs) if r not in skip][:25]
+
+
+def test_supporting_references_read_in_one_pass_are_as_each_criterions_joined():
+    from fhir_vcf.outputs.careplan import _fracture_refs, _supporting_refs
+
+    cited = 0
+    for judgement, facts, _policy in _judged_records():
+        addresses = _fracture_refs(judgement, facts)
+        got = _supporting_refs(judgement, addresses, facts.patient)
+        assert got == _supporting_refs_as_before(judgement, addresses, facts.patient)
+        cited += len(got)
+    assert cited > 0

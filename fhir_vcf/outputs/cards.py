@@ -192,9 +192,11 @@ def _detail(evaluation: Mapping[str, Any], order: OrderContext | None, reason_li
         head.append(f"**Policy:** {evaluation['policy']}")
     required = [" · ".join(head)]
     advice = evaluation.get("technique")
-    excluded = absolute_exclusions_present(evaluation)
-    if excluded and order and order.signing:
-        required += ["", f"> **Absolute exclusion present ({', '.join(excluded)}).** Augmentation is not appropriate."]
+    if order and order.signing:  # only a signing is warned, so only a signing looks (every criterion, each try)
+        excluded = absolute_exclusions_present(evaluation)
+        if excluded:
+            required += ["", f"> **Absolute exclusion present ({', '.join(excluded)}).** Augmentation is not "
+                             "appropriate."]
     if order and technique_mismatch(evaluation, order):
         required += ["", f"> The order is for **{order.technique}** but the findings favour **{advice}**."
                          " Check the technique before signing."]

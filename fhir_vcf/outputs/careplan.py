@@ -102,7 +102,9 @@ def _fracture_refs(judgement: Judgement, facts: FractureFacts) -> list[str]:
 def _supporting_refs(judgement: Judgement, addresses: list[str], patient: str) -> list[str]:
     """Key evidence: the references behind met/present/not-met criteria, not the patient or the fractures."""
     skip = {*addresses, patient}
-    refs = [r for c in judgement.criteria if c.status not in ("absent",) for r in c.references]
+    # Every reference in the order first cited: one `dict.fromkeys` over all the evidence gives what each
+    # criterion's `references` joined and deduplicated again gave, without a list and a dict a criterion.
+    refs = [e.reference for c in judgement.criteria if c.status != "absent" for e in c.evidence]
     return [r for r in dict.fromkeys(refs) if r not in skip][:25]
 
 

@@ -197,7 +197,8 @@ def render_criterion(
     if c.exclusion_kind:
         out["exclusionKind"] = c.exclusion_kind
     if c.evidence:
-        resources = resources or {}
+        if resources is None:  # not `resources or {}`: a record's labels answer truth by counting the record
+            resources = {}
         built = {} if built is None else built
         references: dict[str, None] = {}
         details = []
