@@ -822,8 +822,8 @@ class Store:
             "duration_ms": None if duration_ms is None else round(float(duration_ms), 3),
             "status": int(status),
         }
-        insert_audit, insert_cards = self._inserts()
         try:
+            insert_audit, insert_cards = self._inserts()
             with self._cursor_in_transaction() as cursor:
                 if self._postgres:  # see the module docstring: survives the worker, not a server crash
                     cursor.execute("SET LOCAL synchronous_commit TO OFF")
