@@ -305,8 +305,8 @@ def _bundle_entries(
             _bundle_entries(resource, source=source, prefix=f"{where}.resource.", depth=depth + 1, found=found)
             continue
         full_url = entry.get("fullUrl")
-        rid = resource.get("id")  # `_label`, its usual case inline: the position is worded only when needed
-        label = f"{rtype}/{rid}" if isinstance(rid, str) else _label(rtype, rid, f"{prefix}entry[{i}]")
+        rid = resource.get("id")  # the position is worded only for a resource without an id, the one it labels
+        label = _label(rtype, rid, None if isinstance(rid, str) else f"{prefix}entry[{i}]")
         found.append((full_url if isinstance(full_url, str) else None, resource, label))
 
 
