@@ -229,6 +229,9 @@ feedback = sa.Table(
     sa.Index("ix_feedback_audit_id", "audit_id"),
 )
 
+_INSERT_AUDIT = audit.insert()
+_INSERT_AUDIT_CARD = audit_card.insert()
+
 # 0003: JWT ids already used (CDS Hooks replay protection), shared by every worker.
 jwt_replay = sa.Table(
     "jwt_replay",
@@ -613,55 +616,6 @@ def _card_row(audit_id: int, card: IssuedCard, decision: str | None) -> dict[str
     }
 
 
-class _DirectInsert:
-    """An INSERT of one table's given columns, compiled once by SQLAlchemy for an engine's dialect and
-    run on a DBAPI cursor.
-
-    Through `Connection.execute`, each of the audit write's two statements paid SQLAlchemy's
-    per-statement machinery (the compiled-cache look-up, an execution context, a result object):
-    0.3 M instructions of the write's 0.66 M (callgrind). Here the SQL text, its parameters' names
-    and order and each value's conversion (the dialect's bind processors: JSON to text, a datetime
-    to SQLite's text form) are SQLAlchemy's, worked out once; only the call to the cursor is ours.
-    What the execution context would add is refused here instead: a column default computed in
-    Python, and a primary key read back other than by RETURNING or SQLite's `lastrowid`.
-    `tests/test_store.py` holds it to `Connection.execute` on both databases.
-    """
-
-    def __init__(self, table: sa.Table, keys: Sequence[str], dialect: Any, *, returning: bool = False) -> None:
-        if any(table.c[k].default is not None for k in keys):
-            raise ValueError(f"{table.name}: a column default computed in Python needs Connection.execute")
-        statement = table.insert()
-        # SQLite older than 3.35 has no RETURNING; its `lastrowid` is the new row's integer key.
-        self._wants_key, self._returning = returning, returning and dialect.insert_returning
-        if self._returning:
-            statement = statement.returning(*table.primary_key.columns)
-        self._compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-        self._order = self._compiled.positiontup if self._compiled.positional else None
-        self._processors = [
-            (name, process) for name, bind in self._compiled.binds.items()
-            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        ]
-
-    def _parameters(self, values: Mapping[str, Any]) -> Any:
-        try:
-            parameters = self._compiled.construct_params(values)
-            for name, process in self._processors:
-                parameters[name] = process(parameters[name])
-        except Exception as exc:  # as `Connection.execute` reports a value it cannot convert
-            raise sa.exc.StatementError(str(exc), self._compiled.string, None, exc) from exc
-        return parameters if self._order is None else tuple(parameters[name] for name in self._order)
-
-    def execute(self, cursor: Any, values: Mapping[str, Any]) -> Any:
-        """Insert one row; return its primary key when `returning` was asked for (else None)."""
-        cursor.execute(self._compiled.string, self._parameters(values))
-        if self._returning:
-            return cursor.fetchone()[0]
-        return cursor.lastrowid if self._wants_key else None
-
-    def executemany(self, cursor: Any, rows: Iterable[Mapping[str, Any]]) -> None:
-        cursor.executemany(self._compiled.string, [self._parameters(row) for row in rows])
-
-
 # What `str(uuid.UUID(...))` gives back unchanged: the form the service's own card uuids have.
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -740,7 +694,6 @@ class Store:
             self.engine.dispose()
             raise
         self._salt = (patient_salt or self._install_salt()).encode()
-        self._audit_inserts: tuple[Any, _DirectInsert, _DirectInsert] | None = None
         self._next_jti_purge = float("-inf")
         self._purge_lock = threading.Lock()
         log.info(
@@ -823,53 +776,19 @@ class Store:
             "status": int(status),
         }
         try:
-            insert_audit, insert_cards = self._inserts()
-            with self._cursor_in_transaction() as cursor:
+            with self.engine.begin() as conn:
                 if self._postgres:  # see the module docstring: survives the worker, not a server crash
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                audit_id = insert_audit.execute(cursor, values)
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                # One constant statement with its values as parameters: SQLAlchemy compiles it once and
+                # caches it (`.values(**row)` built a new statement, and its cache key, on every call).
+                audit_id = conn.execute(_INSERT_AUDIT, values).inserted_primary_key[0]
                 if issued:
-                    insert_cards.executemany(cursor, [
+                    conn.execute(_INSERT_AUDIT_CARD, [
                         _card_row(audit_id, c, per_card.get(c.uuid, fallback)) for c in issued.values()
                     ])
-        except (SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error) as exc:  # the driver's: a raw cursor
+        except SQLAlchemyError as exc:
             raise StoreError(f"store: could not record the hook call ({type(exc).__name__})") from exc
         return int(audit_id)
-
-    def _inserts(self) -> tuple[_DirectInsert, _DirectInsert]:
-        """The audit write's inserts (audit, audit_card), compiled for the engine's dialect at the first
-        write (and again should the engine be replaced: tests point a store at a broken database)."""
-        dialect = self.engine.dialect
-        if self._audit_inserts is None or self._audit_inserts[0] is not dialect:
-            self._audit_inserts = (
-                dialect,
-                _DirectInsert(audit, [c.key for c in audit.columns if not c.primary_key], dialect, returning=True),
-                _DirectInsert(audit_card, [c.key for c in audit_card.columns], dialect),
-            )
-        return self._audit_inserts[1:]
-
-    @contextmanager
-    def _cursor_in_transaction(self) -> Iterator[Any]:
-        """A DBAPI cursor in a transaction of its own on a pooled connection (`_DirectInsert`'s):
-        committed when the block ends, rolled back when it raises. The BEGIN is the dialect's, as for
-        `engine.begin()` (SQLite: `ImmediateSQLiteDialect`; psycopg begins by itself)."""
-        connection = self.engine.raw_connection()
-        try:
-            self.engine.dialect.do_begin(connection)
-            cursor = connection.cursor()
-            try:
-                yield cursor
-            finally:
-                cursor.close()
-            connection.commit()
-        except BaseException:
-            try:
-                connection.rollback()
-            except Exception:  # unusable (e.g. the watchdog shut its socket): never pooled again
-                connection.invalidate()
-            raise
-        finally:
-            connection.close()  # back to the pool
 
     def store_feedback(self, service_id: str, items: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
         """Store CDS Hooks feedback items; return (stored, duplicates).

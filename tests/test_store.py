@@ -24,16 +24,7 @@ import sqlalchemy as sa
 from db_support import Database, database_fixture, run_together  # noqa: F401  (the `database` fixture)
 
 from fhir_vcf.errors import ConfigError
-from fhir_vcf.store import (
-    IssuedCard,
-    Store,
-    StoreError,
-    StoreValueError,
-    audit,
-    audit_card,
-    engine_url,
-    store_meta,
-)
+from fhir_vcf.store import IssuedCard, Store, StoreError, StoreValueError, audit, engine_url, store_meta
 
 
 @pytest.fixture
@@ -140,76 +131,12 @@ def test_issued_cards_remember_what_they_offered(store: Store) -> None:
 # --- audit ---------------------------------------------------------------------------------------------
 
 
-AUDIT_ROWS: list[dict[str, Any]] = [
-    {"created": datetime(2026, 1, 2, 3, 4, 5, 678901), "hook": "order-select", "hook_instance": str(uuid.uuid4()),
-     "service_id": "vcf-order-select", "patient_hash": "ab" * 32, "decision": "eligible,not-eligible",
-     "card_uuids": [str(uuid.uuid4()), str(uuid.uuid4())], "suggestion_uuids": ["s1"], "duration_ms": 3.217,
-     "status": 200},
-    {"created": datetime(2026, 1, 2, 3, 4, 5), "hook": "patient-view", "hook_instance": None, "service_id": "é—✓",
-     "patient_hash": None, "decision": None, "card_uuids": [], "suggestion_uuids": ["ü", "\udc80", 'q"\\'],
-     "duration_ms": None, "status": 503},
-]
-CARD_ROWS: list[dict[str, Any]] = [
-    {"card_uuid": "c1", "decision": "eligible", "suggestion_ids": ["s1", "s2"],
-     "override_reasons": [["http://x", "a"], [None, "b"]]},
-    {"card_uuid": "c2", "decision": None, "suggestion_ids": None, "override_reasons": None},
-    {"card_uuid": "c3", "decision": "x" * 32, "suggestion_ids": [], "override_reasons": []},
-]
-
-
-def _stored(conn: sa.Connection, table: sa.Table, key: str, keys: list[Any]) -> list[tuple[Any, ...]]:
-    """The rows as the database holds them (a text query: no SQLAlchemy type reads them back)."""
-    names = [c.name for c in table.columns if c.name not in ("id", "audit_id")]
-    query = sa.text(f"SELECT {', '.join(names)} FROM {table.name} WHERE {key} IN :keys ORDER BY {key}")
-    return [tuple(row) for row in conn.execute(query.bindparams(sa.bindparam("keys", expanding=True)),
-                                               {"keys": keys})]
-
-
-def _outcome(write: Any) -> Any:
-    try:
-        return write()
-    except Exception as exc:  # both routes must fail alike (e.g. PostgreSQL refusing a lone surrogate)
-        return type(exc).__name__
-
-
-def test_the_audit_write_stores_what_sqlalchemy_s_execution_stores(store: Store) -> None:
-    """`record_call` runs its two inserts on a DBAPI cursor (`_DirectInsert`); the same rows
-    written by `Connection.execute` must be stored byte for byte alike, awkward values included."""
-    for values in AUDIT_ROWS:
-        def direct(values: dict[str, Any] = values) -> int:
-            with store._cursor_in_transaction() as cursor:
-                return int(store._inserts()[0].execute(cursor, values))
-
-        def plain(values: dict[str, Any] = values) -> int:
-            with store.engine.begin() as conn:
-                return int(conn.execute(audit.insert(), values).inserted_primary_key[0])
-
-        ids = [_outcome(direct), _outcome(plain)]
-        if isinstance(ids[0], str) or isinstance(ids[1], str):
-            assert ids[0] == ids[1], values
-            continue
-        with store.engine.connect() as conn:
-            rows = [_stored(conn, audit, "id", [i]) for i in ids]
-        assert rows[0] == rows[1] and len(rows[0]) == 1, values
-
-    audit_id = store.record_call(hook="order-select", service_id="x")
-    with store._cursor_in_transaction() as cursor:
-        store._inserts()[1].executemany(cursor, [{**row, "audit_id": audit_id} for row in CARD_ROWS])
-    with store.engine.begin() as conn:
-        conn.execute(audit_card.insert(), [{**row, "audit_id": audit_id, "card_uuid": row["card_uuid"] + "-plain"}
-                                           for row in CARD_ROWS])
-    with store.engine.connect() as conn:
-        direct_rows = _stored(conn, audit_card, "card_uuid", [r["card_uuid"] for r in CARD_ROWS])
-        plain_rows = _stored(conn, audit_card, "card_uuid", [r["card_uuid"] + "-plain" for r in CARD_ROWS])
-    assert len(direct_rows) == len(CARD_ROWS)
-    assert direct_rows == [(row[0].removesuffix("-plain"), *row[1:]) for row in plain_rows]
-
-
 def test_a_failed_audit_write_leaves_no_row_and_the_connection_usable(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The direct inserts roll back together: a card row the database refuses (here a duplicate key)
-    takes the call's audit row with it, the failure is a StoreError (503), and the next write works."""
+    """The audit write's two inserts roll back together: a card row the database refuses (here a
+    duplicate key) takes the call's audit row with it, the failure is a StoreError (503), and the
+    next write works."""
     from fhir_vcf import store as store_module
 
     def count() -> int:
