@@ -26,6 +26,7 @@ import re
 from dataclasses import field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
+from typing import Any
 
 from pydantic_core import TzInfo
 
@@ -150,6 +151,19 @@ def parse(value: object) -> When | None:
     if isinstance(value, str):
         return _parse_text(value.strip())
     raise ValueError(f"{value!r} is not a FHIR date, dateTime or instant")
+
+
+def written_day(value: Any) -> date | None:
+    """The one calendar day of a loaded `date` or `datetime` as written: the `first_day` and `last_day`
+    that `parse` would give it, without building a When. None for anything else (a text, a partial
+    date), and for a time near either end of the calendar, whose UTC reading `parse` may refuse:
+    those go through `parse`, errors and all."""
+    kind = type(value)
+    if kind is date:
+        return value
+    if kind is datetime and 2 <= value.year <= 9998:
+        return value.date()
+    return None
 
 
 # Every mapper asks for the same resources' dates: read each value once (an evaluation reads thousands).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from fhir_vcf import clinical_time
@@ -236,19 +236,9 @@ def _clinical_value(resource: Any) -> tuple[Any, str]:
 
 def clinical_day(resource: Any) -> date | None:
     """The one calendar day of a resource's clinical date, as written; None when undated or when the
-    date names a month or a year (no day is invented).
-
-    A day or a time the loader has already read is its own day (`_loaded_day`), with no `When` made:
-    most resources asked their day (every lab report, by the imaging scan) are never asked more."""
-    memo = resource._memo if isinstance(resource, _MEMOISED) else None  # a remembered date: no second call
-    found = memo.get("clinical_when") if memo is not None else None
-    if found is None:
-        day = _loaded_day(_clinical_value(resource)[0])
-        if day is not None:
-            return day
-        found = clinical_when(resource)
-    when = found[0]
-    return when.day if when is not None else None
+    date names a month or a year (no day is invented)."""
+    found = _day_or_when(resource)
+    return found.day if isinstance(found, When) else found
 
 
 def is_historical(condition: Any) -> bool:
@@ -259,34 +249,28 @@ def is_historical(condition: Any) -> bool:
 
 def after(resource: Any, as_of: date) -> bool:
     """Dated wholly after the as-of date: invisible to an evaluation "as of" that day. A month or a
-    year that reaches the as-of date stays visible (nothing says it is from the future).
+    year that reaches the as-of date stays visible (nothing says it is from the future)."""
+    found = _day_or_when(resource)
+    if isinstance(found, When):
+        return found.after_day(as_of)
+    return found is not None and found > as_of
 
-    The view asks this of every resource, and most are never asked their date again (an Encounter
-    is read for its stay only when a pain score needs one): a day or a time the loader has already
-    read is compared by its own day (`_loaded_day`), with no `When` made.
-    """
+
+def _day_or_when(resource: Any) -> date | When | None:
+    """A resource's clinical date as cheaply as it can be had: its When when one is remembered, else
+    the day of a date or time the loader read (`clinical_time.written_day`), else its When.
+
+    The view asks `after` of every resource, and most are never dated again (an Encounter is read for
+    its stay only when a pain score needs one; the imaging scan asks every lab report its day): for
+    those no When is built."""
     memo = resource._memo if isinstance(resource, _MEMOISED) else None  # a remembered date: no second call
     found = memo.get("clinical_when") if memo is not None else None
     if found is None:
-        day = _loaded_day(_clinical_value(resource)[0])
+        day = clinical_time.written_day(_clinical_value(resource)[0])
         if day is not None:
-            return day > as_of
+            return day
         found = clinical_when(resource)
-    when = found[0]
-    return when is not None and when.after_day(as_of)
-
-
-def _loaded_day(value: Any) -> date | None:
-    """The calendar day a `date` or a `datetime` the loader read was written on: the first and last day
-    of its `When` (`clinical_time`). None for anything else, which `clinical_when` reads, errors and
-    all: no value, a partial date or a text, and a time near the ends of the calendar (`clinical_time`
-    turns it to UTC, which can fail at either end of year 1 and of year 9999)."""
-    kind = type(value)
-    if kind is date:
-        return value
-    if kind is datetime and 2 <= value.year <= 9998:
-        return value.date()
-    return None
+    return found[0]
 
 
 def free_texts(record: Any, *types: str) -> Iterator[tuple[Any, str, str, str]]:
