@@ -355,10 +355,11 @@ def _load_resources(
         if _ATTACHED.get(rtype) in data:  # only what the JSON holds was read: no element, no attachment
             for why in attachment_skips(resource):
                 set_aside.append((data, why))
-        ref = f"{rtype}/{resource.id}" if resource.id else (full_url or label)
+        rid = resource.id
+        ref = f"{rtype}/{rid}" if rid else (full_url or label)
         if ref:
             index.setdefault(ref, resource)
-        if full_url:
+        if full_url and (full_url != ref or not rid):  # most fullUrls are the "Type/id" just indexed (an id has no "/")
             index.setdefault(full_url, resource)
             index.setdefault(relative_reference(full_url), resource)
         validated.append((resource, ref, None if rtype == "Patient" else _patient_reference(resource), rtype))
