@@ -352,13 +352,14 @@ def _load_resources(
         if reason is not None:
             set_aside.append((data, reason))
             continue
-        if rtype in _WITH_ATTACHMENTS:
+        if _ATTACHED.get(rtype) in data:  # only what the JSON holds was read: no element, no attachment
             for why in attachment_skips(resource):
                 set_aside.append((data, why))
-        ref = f"{rtype}/{resource.id}" if resource.id else (full_url or label)
+        rid = resource.id
+        ref = f"{rtype}/{rid}" if rid else (full_url or label)
         if ref:
             index.setdefault(ref, resource)
-        if full_url:
+        if full_url and (full_url != ref or not rid):  # most fullUrls are the "Type/id" just indexed (an id has no "/")
             index.setdefault(full_url, resource)
             index.setdefault(relative_reference(full_url), resource)
         validated.append((resource, ref, None if rtype == "Patient" else _patient_reference(resource), rtype))
@@ -423,8 +424,8 @@ def _count_set_aside(set_aside: list[tuple[Mapping[str, Any], str]], records: di
             target.skipped[reason] += count
 
 
-# The types whose attachments (presentedForm, content) the loader looks at (`attachments`).
-_WITH_ATTACHMENTS = frozenset({"DiagnosticReport", "DocumentReference"})
+# The types whose attachments the loader looks at (`attachments`), and the element that holds them.
+_ATTACHED: dict[str, str] = {"DiagnosticReport": "presentedForm", "DocumentReference": "content"}
 
 
 def _patient_reference(resource: Resource) -> Any:

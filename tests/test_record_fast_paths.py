@@ -195,3 +195,48 @@ def test_a_resource_the_json_check_let_through_is_asked_again_whenever_its_readi
     loaded = record.load_document({"resourceType": "Bundle", "type": "collection",
                                    "entry": [{"resource": d} for d in _status_edges()]}, source="x")
     assert sum(sum(r.skipped.values()) for r in loaded) >= 4
+
+
+def test_attachments_are_asked_of_a_read_resource_only_when_its_json_holds_their_element():
+    """`_load_resources` asks `attachment_skips` only when the JSON holds the element `_ATTACHED` names
+    for its type (a read never adds an element): on every resource of every bundle under samples/ and
+    tests/data/ and the noisy ones, any other resource, of any type, has no attachment skip."""
+    asked = 0
+    for data in used_resources() + _NOISY:
+        try:
+            resource = record.read_validated(data, source="x", label="x")
+        except record.InputError:
+            continue
+        if record._ATTACHED.get(data["resourceType"]) in data:
+            asked += 1
+        else:
+            assert record.attachment_skips(resource) == [], data.get("id")
+            assert not record.attachments(resource), data.get("id")
+    assert asked >= 5  # the noisy DocumentReferences and DiagnosticReport, and the bundles' reports
+
+
+def test_the_index_holds_every_reference_form_of_what_was_loaded_as_before():
+    """`_load_resources` indexes a fullUrl (and its relative form) only when it is not the "Type/id" just
+    indexed: on every bundle and on id-less and absolute fullUrls, the index holds exactly the
+    reference, the fullUrl and its relative form of each loaded resource, as when every form was added."""
+    odd = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "http://x/fhir/Patient/p9", "resource": {"resourceType": "Patient"}},
+        {"fullUrl": "http://x/fhir/Observation/o1", "resource": {
+            "resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "http://x/fhir/Patient/p9"}}},
+        {"fullUrl": "Observation/o2", "resource": {
+            "resourceType": "Observation", "id": "o2", "status": "final", "code": {"text": "y"},
+            "subject": {"reference": "Patient/p9"}}}]}
+    for document in [json.loads(path.read_text()) for path in BUNDLES] + [odd]:
+        records = record.load_document(document, source="x")
+        if not records:
+            continue
+        loaded = set(records[0].refs.values())
+        expected = set()
+        for full_url, data, label in record.entries_of(document, source="x"):
+            rid = data.get("id")
+            ref = f"{data['resourceType']}/{rid}" if isinstance(rid, str) and rid else (full_url or label)
+            if ref in loaded:
+                expected |= {ref} | ({full_url, record.relative_reference(full_url)} if full_url else set())
+        assert set(records[0].index) == expected
+    assert "Patient/p9" in record.load_document(odd, source="x")[0].index
