@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from every_bundle import BUNDLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_strings import strings_in
 
 from fhir_vcf.mappers import _context as ctx
-from fhir_vcf.mappers import care, exclusions, fractures
+from fhir_vcf.mappers import assertion, care, exclusions, fractures
 from fhir_vcf.mappers.codes import rxnorm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,3 +127,44 @@ def test_families_that_cannot_be_joined_are_searched_one_by_one() -> None:
     families = ctx.TermFamilies({"a": re.compile(r"(x)\1"), "b": re.compile("y", re.IGNORECASE)})
     assert families.pattern is None
     assert families.present("xx y") == {"a", "b"} and families.present("x y") == {"b"}
+
+
+def _scanned(pattern: re.Pattern[str], body: str, *, found: bool = False) -> list[tuple[tuple[int, int], object]]:
+    return [(m.span(), said) for m, said in assertion.scan(pattern, body, found=found)]
+
+
+def _check_scan_after_gate(body: str) -> None:
+    """What the mappers do: a family `present` names is scanned with `found=True` (no second gate), one
+    it does not name is not scanned. Both must be what the plain `scan` gives."""
+    for name, families in FAMILIES.items():
+        present = families.present(body)
+        for key, pattern in zip(families._keys, families._families, strict=True):
+            plain = _scanned(pattern, body)
+            if key in present:
+                assert _scanned(pattern, body, found=True) == plain, (name, key, body)
+            else:
+                assert plain == [], (name, key, body)
+
+
+def _bundle_texts() -> list[str]:
+    """Every string of every bundle under samples/ and tests/data/, and its upper-case form."""
+    found: set[str] = set()
+    for path in BUNDLES:
+        try:
+            found.update(strings_in(json.loads(path.read_text(encoding="utf-8"))))
+        except ValueError:
+            continue
+    return sorted(found | {t.upper() for t in found})
+
+
+def test_scan_after_the_family_gate_on_every_bundle_text() -> None:
+    texts = _bundle_texts()
+    for body in texts:
+        _check_scan_after_gate(body)
+    assert sum(bool(FAMILIES["exclusions"].present(b)) for b in texts) > 10  # both answers are exercised
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_family_text())
+def test_scan_after_the_family_gate_on_random_text(body: str) -> None:
+    _check_scan_after_gate(body)

@@ -23,9 +23,11 @@ from fhir_vcf.mappers.codes.systems import VOCABULARY_NAMES
 TRIED = frozenset({AFFIRMED, HISTORICAL})
 
 
-def tried(pattern: re.Pattern[str], body: str | None) -> Iterator[tuple[re.Match[str], Assertion]]:
-    """(match, assertion) for each mention of the pattern the text states as given (`TRIED`)."""
-    for m, said in assertion.scan(pattern, body):
+def tried(pattern: re.Pattern[str], body: str | None, *, found: bool = False
+          ) -> Iterator[tuple[re.Match[str], Assertion]]:
+    """(match, assertion) for each mention of the pattern the text states as given (`TRIED`); `found`
+    as `assertion.scan`'s (a family gate has found the pattern in the text)."""
+    for m, said in assertion.scan(pattern, body, found=found):
         if said.status in TRIED:
             yield m, said
 
@@ -287,7 +289,7 @@ def read_names(names: Mapping[str, re.Pattern[str]], families: TermFamilies, bod
     for name, pattern in names.items():
         if name not in named:
             continue  # no match of this name in the text: nothing to read
-        for _, said in tried(pattern, body):
+        for _, said in tried(pattern, body, found=True):
             found.append((name, said))
             break
     return tuple(found)
