@@ -436,8 +436,29 @@ def find_levels(text: str | None) -> list[str]:
     """Every vertebral level the text names, head to foot ("T11-L1" → T11, T12, L1).
 
     Unknown labels (e.g. "T13", "C8") are dropped rather than guessed; "sacrum" is reported as S1 so
-    that a sacral fracture fails the level rule instead of vanishing.
+    that a sacral fracture fails the level rule instead of vanishing. A short text's levels are
+    remembered (`_short_levels`); the list is the caller's own either way.
     """
+    if text and len(text) <= SHORT_TEXT:
+        return list(_short_levels(text))
+    return _read_levels(text)
+
+
+# Texts of at most this many characters have their levels remembered: a series description ("SAG T1",
+# "AX T2"), a body site's display, a Condition's display recur on every call about a patient and across
+# patients, and their levels depend on the text alone (~10 µs a reading of "SAG T1", its MRI-sequence
+# checks). Bounded as the other short-text memories (`TermFilter.LIMIT`). tests/test_text.py holds the
+# remembered answer to `_read_levels` on every text of every bundle and on generated texts.
+SHORT_TEXT = 200
+
+
+@functools.lru_cache(maxsize=10_000)
+def _short_levels(text: str) -> tuple[str, ...]:
+    return tuple(_read_levels(text))
+
+
+def _read_levels(text: str | None) -> list[str]:
+    """`find_levels` read afresh."""
     return sort_levels(label for _, _, labels in level_mentions(text) for label in labels)
 
 
