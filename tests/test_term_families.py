@@ -3,6 +3,7 @@ finds something: on every term of the data files, on the sample texts and on ran
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from json_strings import strings_in
 
 from fhir_vcf.mappers import _context as ctx
-from fhir_vcf.mappers import assertion, care, exclusions, fractures
+from fhir_vcf.mappers import assertion, care, exclusions, fractures, text
 from fhir_vcf.mappers.codes import rxnorm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,3 +169,34 @@ def test_scan_after_the_family_gate_on_every_bundle_text() -> None:
 @given(body=_family_text())
 def test_scan_after_the_family_gate_on_random_text(body: str) -> None:
     _check_scan_after_gate(body)
+
+
+@functools.cache
+def _first_char_searches() -> list[tuple[re.Pattern[str], re.Pattern[str]]]:
+    """(plain, first-character search) of every family set's joined pattern and of each of its
+    families, in the lower-case form searched."""
+    lowered = [p for families in FAMILIES.values() for p in (text._lowered(families.pattern), *families._lowered[1])]
+    return [(p, text.first_char_search(p)) for p in lowered if p is not None]
+
+
+def _check_first_char_search(body: str) -> None:
+    low = body.lower()
+    for plain, looked in _first_char_searches():
+        assert [m.span() for m in looked.finditer(low)] == [m.span() for m in plain.finditer(low)], (
+            plain.pattern[:60], body)
+
+
+def test_every_family_set_searches_by_first_character() -> None:
+    # Otherwise nothing is wrong, only slower: the joined search tries every family at every place.
+    assert all(f._lowered[0].pattern.startswith("(?=[") for f in FAMILIES.values())
+
+
+def test_first_char_search_on_every_bundle_text() -> None:
+    for body in _bundle_texts():
+        _check_first_char_search(body)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_family_text())
+def test_first_char_search_on_random_text(body: str) -> None:
+    _check_first_char_search(body)

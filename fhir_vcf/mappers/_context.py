@@ -98,7 +98,9 @@ class TermFamilies(TermFilter):
         self._families = tuple(families.values())
         # The lower-case forms (`text.Caseless`), all or none: positions must come from one kind of text.
         lowered = tuple(text._lowered(p) for p in (self.pattern, *self._families)) if self.pattern else (None,)
-        self._lowered = None if None in lowered else (lowered[0], lowered[1:])
+        # The joined search only finds where a family can start (`_find`): it looks at the first character
+        # before trying the families' alternations (`text.first_char_search`, the same matches).
+        self._lowered = None if None in lowered else (text.first_char_search(lowered[0]), lowered[1:])
 
     def present(self, body: str) -> frozenset[Any]:
         """The keys of the families that occur in the text (remembered for short texts, as `may_match`)."""
