@@ -3,17 +3,20 @@ finds something: on every term of the data files, on the sample texts and on ran
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from every_bundle import BUNDLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_strings import strings_in
 
 from fhir_vcf.mappers import _context as ctx
-from fhir_vcf.mappers import care, exclusions, fractures
+from fhir_vcf.mappers import assertion, care, exclusions, fractures, text
 from fhir_vcf.mappers.codes import rxnorm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,3 +128,75 @@ def test_families_that_cannot_be_joined_are_searched_one_by_one() -> None:
     families = ctx.TermFamilies({"a": re.compile(r"(x)\1"), "b": re.compile("y", re.IGNORECASE)})
     assert families.pattern is None
     assert families.present("xx y") == {"a", "b"} and families.present("x y") == {"b"}
+
+
+def _scanned(pattern: re.Pattern[str], body: str, *, found: bool = False) -> list[tuple[tuple[int, int], object]]:
+    return [(m.span(), said) for m, said in assertion.scan(pattern, body, found=found)]
+
+
+def _check_scan_after_gate(body: str) -> None:
+    """What the mappers do: a family `present` names is scanned with `found=True` (no second gate), one
+    it does not name is not scanned. Both must be what the plain `scan` gives."""
+    for name, families in FAMILIES.items():
+        present = families.present(body)
+        for key, pattern in zip(families._keys, families._families, strict=True):
+            plain = _scanned(pattern, body)
+            if key in present:
+                assert _scanned(pattern, body, found=True) == plain, (name, key, body)
+            else:
+                assert plain == [], (name, key, body)
+
+
+def _bundle_texts() -> list[str]:
+    """Every string of every bundle under samples/ and tests/data/, and its upper-case form."""
+    found: set[str] = set()
+    for path in BUNDLES:
+        try:
+            found.update(strings_in(json.loads(path.read_text(encoding="utf-8"))))
+        except ValueError:
+            continue
+    return sorted(found | {t.upper() for t in found})
+
+
+def test_scan_after_the_family_gate_on_every_bundle_text() -> None:
+    texts = _bundle_texts()
+    for body in texts:
+        _check_scan_after_gate(body)
+    assert sum(bool(FAMILIES["exclusions"].present(b)) for b in texts) > 10  # both answers are exercised
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_family_text())
+def test_scan_after_the_family_gate_on_random_text(body: str) -> None:
+    _check_scan_after_gate(body)
+
+
+@functools.cache
+def _first_char_searches() -> list[tuple[re.Pattern[str], re.Pattern[str]]]:
+    """(plain, first-character search) of every family set's joined pattern and of each of its
+    families, in the lower-case form searched."""
+    lowered = [p for families in FAMILIES.values() for p in (text._lowered(families.pattern), *families._lowered[1])]
+    return [(p, text.first_char_search(p)) for p in lowered if p is not None]
+
+
+def _check_first_char_search(body: str) -> None:
+    low = body.lower()
+    for plain, looked in _first_char_searches():
+        assert [m.span() for m in looked.finditer(low)] == [m.span() for m in plain.finditer(low)], (
+            plain.pattern[:60], body)
+
+
+def test_every_family_set_searches_by_first_character() -> None:
+    # Otherwise nothing is wrong, only slower: the joined search tries every family at every place.
+    assert all(f._lowered[0].pattern.startswith("(?=[") for f in FAMILIES.values())
+
+
+def test_first_char_search_on_every_bundle_text() -> None:
+    for body in _bundle_texts():
+        _check_first_char_search(body)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_family_text())
+def test_first_char_search_on_random_text(body: str) -> None:
+    _check_first_char_search(body)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+from every_bundle import BUNDLES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from json_strings import strings_in
 
 from fhir_vcf.mappers import assertion, text
 
@@ -237,3 +242,46 @@ def test_an_ordinal_level_written_with_a_long_s_is_read_not_a_crash():
     assert text.find_levels("Fracture of ſecond ſacral vertebra") == ["S2"]
     assert text.find_levels("Fracture of second sacral vertebra") == ["S2"]
     assert text.find_levels("ſixth thoracic vertebra, healed") == ["T6"]
+
+
+def _bundle_strings() -> list[str]:
+    found: set[str] = set()
+    for path in BUNDLES:
+        try:
+            found.update(strings_in(json.loads(path.read_text(encoding="utf-8"))))
+        except ValueError:
+            continue
+    return sorted(found)
+
+
+def _check_remembered_levels(value: str) -> None:
+    fresh = text._read_levels(value)
+    first = text.find_levels(value)
+    assert first == fresh, value
+    first.append("C1")  # a caller's list is its own: the memory is not changed through it
+    assert text.find_levels(value) == fresh, value  # asked again: from memory for a short text
+
+
+def test_remembered_levels_on_every_bundle_text() -> None:
+    values = _bundle_strings()
+    for value in values:
+        _check_remembered_levels(value)
+    assert any(text.find_levels(v) for v in values if len(v) <= text.SHORT_TEXT)  # levels are remembered
+    assert text._short_levels.cache_info().hits > 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=st.lists(st.sampled_from(["T12", "L1", "-", "–", " to ", "L4-5", " disc", "SAG T2", " STIR", "sacrum",
+                                        "first lumbar vertebra", ", ", " and ", "t 11", "Th12", "S1", "x"]),
+                      max_size=8).map("".join))
+def test_remembered_levels_on_generated_text(value: str) -> None:
+    _check_remembered_levels(value)
+
+
+def test_long_texts_are_not_remembered() -> None:
+    long = "Compression fracture T12. " + "Stable. " * 30
+    assert len(long) > text.SHORT_TEXT
+    before = text._short_levels.cache_info().currsize
+    assert text.find_levels(long) == ["T12"]
+    assert text._short_levels.cache_info().currsize == before
+    assert text._short_levels.cache_info().maxsize == 10_000  # bounded

@@ -23,9 +23,11 @@ from fhir_vcf.mappers.codes.systems import VOCABULARY_NAMES
 TRIED = frozenset({AFFIRMED, HISTORICAL})
 
 
-def tried(pattern: re.Pattern[str], body: str | None) -> Iterator[tuple[re.Match[str], Assertion]]:
-    """(match, assertion) for each mention of the pattern the text states as given (`TRIED`)."""
-    for m, said in assertion.scan(pattern, body):
+def tried(pattern: re.Pattern[str], body: str | None, *, found: bool = False
+          ) -> Iterator[tuple[re.Match[str], Assertion]]:
+    """(match, assertion) for each mention of the pattern the text states as given (`TRIED`); `found`
+    as `assertion.scan`'s (a family gate has found the pattern in the text)."""
+    for m, said in assertion.scan(pattern, body, found=found):
         if said.status in TRIED:
             yield m, said
 
@@ -96,7 +98,9 @@ class TermFamilies(TermFilter):
         self._families = tuple(families.values())
         # The lower-case forms (`text.Caseless`), all or none: positions must come from one kind of text.
         lowered = tuple(text._lowered(p) for p in (self.pattern, *self._families)) if self.pattern else (None,)
-        self._lowered = None if None in lowered else (lowered[0], lowered[1:])
+        # The joined search only finds where a family can start (`_find`): it looks at the first character
+        # before trying the families' alternations (`text.first_char_search`, the same matches).
+        self._lowered = None if None in lowered else (text.first_char_search(lowered[0]), lowered[1:])
 
     def present(self, body: str) -> frozenset[Any]:
         """The keys of the families that occur in the text (remembered for short texts, as `may_match`)."""
@@ -287,7 +291,7 @@ def read_names(names: Mapping[str, re.Pattern[str]], families: TermFamilies, bod
     for name, pattern in names.items():
         if name not in named:
             continue  # no match of this name in the text: nothing to read
-        for _, said in tried(pattern, body):
+        for _, said in tried(pattern, body, found=True):
             found.append((name, said))
             break
     return tuple(found)

@@ -162,24 +162,24 @@ def map_care(record: Any, *, as_of: date) -> dict[str, Any]:
         for kind, pattern in _TEXT_KINDS.items():
             if kind not in found:
                 continue
-            for m, said in ctx.tried(pattern, body):
+            for m, said in ctx.tried(pattern, body, found=True):
                 if kind != "brace" or _spinal_brace(body, m):
                     add_nsm(kind, resource, ctx.text_ev(ref, element, said))
                     break
-        for _, said in ctx.tried(_ANALGESIC_TEXT, body) if _ANALGESIC in found else ():
+        for _, said in ctx.tried(_ANALGESIC_TEXT, body, found=True) if _ANALGESIC in found else ():
             add_nsm("analgesic", resource, ctx.text_ev(ref, element, said))
             break
-        for _, said in ctx.tried(_OSTEOPOROSIS_TEXT, body) if _OSTEOPOROSIS in found else ():
+        for _, said in ctx.tried(_OSTEOPOROSIS_TEXT, body, found=True) if _OSTEOPOROSIS in found else ():
             ev = ctx.text_ev(ref, element, said)
             program.append(_dated(ev, resource))
             add_nsm("anti-osteoporosis", resource, ev)
             break
-        for _, said in ctx.tried(_DXA_TEXT, body) if _DXA in found else ():
+        for _, said in ctx.tried(_DXA_TEXT, body, found=True) if _DXA in found else ():
             ev = ctx.text_ev(ref, element, said)
             dxa.append(_dated(ev, resource))
             add_event("bone-health", resource, ev, "DXA bone density", "dxa")
             break
-        for _, said in ctx.tried(_PROGRAM_TEXT, body) if _PROGRAM in found else ():
+        for _, said in ctx.tried(_PROGRAM_TEXT, body, found=True) if _PROGRAM in found else ():
             ev = ctx.text_ev(ref, element, said)
             program.append(_dated(ev, resource))
             add_event("bone-health", resource, ev, "osteoporosis education / program", "program")

@@ -308,7 +308,7 @@ def exclusion_mentions(body: str | None) -> list[ExclusionMention]:
         return []  # none of the words below occurs: one pass instead of one per family
     found = [ExclusionMention(key, kind, m, said)
              for (kind, key), pattern in _FAMILIES.items() if (kind, key) in present and kind != _SPINAL
-             for m, said in assertion.scan(pattern, body)]
+             for m, said in assertion.scan(pattern, body, found=True)]
     if (_SPINAL, "instability") in present:
         found += [ExclusionMention("instability", TERM, m, assertion.read_mention(body, m.start(), m.end()))
                   for m in _INSTABILITY.finditer(body) if _spinal(body, m)]

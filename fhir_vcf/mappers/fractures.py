@@ -416,7 +416,7 @@ def _read_context(key: str, value: str) -> tuple[tuple[str, bool, str], ...]:
     stated (`_states`). Possible ("suspicious for metastasis"), hypothetical or someone else's mentions
     are neither present nor absent, and left out."""
     found = []
-    for m, said in assertion.scan(_CONTEXT_TERMS[key], value):
+    for m, said in assertion.scan(_CONTEXT_TERMS[key], value, found=True):  # only asked of a family present
         normal = key == "kyphosis" and _normal_curve(value, m.start(), m.end())
         if normal or said.evidence == "absent":
             found.append((said.said(), False, ""))

@@ -122,6 +122,85 @@ def required_words(pattern: re.Pattern[str]) -> tuple[frozenset[str], ...] | Non
     return tuple(kept) or None
 
 
+def first_chars(pattern: re.Pattern[str]) -> frozenset[str] | None:
+    """Every character a match of a case-sensitive pattern can start with (read from its parse, as
+    `required_words`); None when no small set can be derived: the pattern is case-insensitive, a
+    match may be empty, or may start with a character of a category ("\\w") or a negated class."""
+    if _sre_parser is None or pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        chars, empty = _starts(list(_sre_parser.parse(pattern.pattern, pattern.flags)))
+    except Exception:  # a parse this reader does not know: no set
+        return None
+    return frozenset(chars) if chars and not empty else None
+
+
+def first_char_search(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """The pattern with a look at the character where a match would start, before any alternative is
+    tried: `(?=[...])(?:pattern)` finds exactly the matches of `pattern` (the look only passes
+    where one can start), and a long alternation whose every branch opens with a word boundary
+    (`_context.compile_terms`) is then entered at few places (the regex engine finds no first
+    character of such a pattern itself). The pattern itself when `first_chars` derives no set."""
+    chars = first_chars(pattern)
+    if chars is None:
+        return pattern
+    try:
+        return re.compile(f"(?=[{re.escape(''.join(sorted(chars)))}])(?:{pattern.pattern})", pattern.flags)
+    except re.error:  # e.g. global inline flags, which must open a pattern
+        return pattern
+
+
+def _starts(items: list[tuple[Any, Any]]) -> tuple[set[str] | None, bool]:
+    """(chars, empty) of a sequence of parse nodes: the characters a match of it can start with (None:
+    no small set), and whether it can match the empty string."""
+    found: set[str] = set()
+    for op, arg in items:
+        chars, empty = _node_starts(op, arg)
+        if chars is None:
+            return None, False
+        found |= chars
+        if not empty:
+            return found, False
+    return found, True
+
+
+def _node_starts(op: Any, arg: Any) -> tuple[set[str] | None, bool]:
+    """(chars, empty) of one parse node (see `_starts`)."""
+    if op is _sre.LITERAL:
+        return {chr(arg)}, False
+    if op is _sre.IN:  # a class of characters and small ranges ("[a-z]"); a category or a negation: no set
+        chars: set[str] = set()
+        for o, a in arg:
+            if o is _sre.LITERAL:
+                chars.add(chr(a))
+            elif o is _sre.RANGE and a[1] - a[0] < 128:
+                chars.update(map(chr, range(a[0], a[1] + 1)))
+            else:
+                return None, False
+        return chars, False
+    if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT):
+        return set(), True  # takes no character: the next node's is the first
+    if op is _sre.SUBPATTERN:
+        return _starts(list(arg[-1]))
+    if op is _sre.ATOMIC_GROUP:
+        return _starts(list(arg))
+    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT):
+        low, _, body = arg
+        chars, empty = _starts(list(body))
+        return (chars, empty or low == 0) if chars is not None else (None, False)
+    if op is _sre.BRANCH:
+        chars = set()
+        any_empty = False
+        for branch in arg[1]:
+            branch_chars, empty = _starts(list(branch))
+            if branch_chars is None:
+                return None, False
+            chars |= branch_chars
+            any_empty = any_empty or empty
+        return chars, any_empty
+    return None, False  # any character, a category, a back-reference: no small set
+
+
 def _needs(items: list[tuple[Any, Any]]) -> tuple[set[str] | None, list[frozenset[str]]]:
     """(exact, clauses) of a sequence of parse nodes: `exact` the lower-case strings a match can be
     (None when not a small set), `clauses` sets of words of which every match contains one each."""
@@ -436,8 +515,29 @@ def find_levels(text: str | None) -> list[str]:
     """Every vertebral level the text names, head to foot ("T11-L1" → T11, T12, L1).
 
     Unknown labels (e.g. "T13", "C8") are dropped rather than guessed; "sacrum" is reported as S1 so
-    that a sacral fracture fails the level rule instead of vanishing.
+    that a sacral fracture fails the level rule instead of vanishing. A short text's levels are
+    remembered (`_short_levels`); the list is the caller's own either way.
     """
+    if text and len(text) <= SHORT_TEXT:
+        return list(_short_levels(text))
+    return _read_levels(text)
+
+
+# Texts of at most this many characters have their levels remembered: a series description ("SAG T1",
+# "AX T2"), a body site's display, a Condition's display recur on every call about a patient and across
+# patients, and their levels depend on the text alone (~10 µs a reading of "SAG T1", its MRI-sequence
+# checks). Bounded as the other short-text memories (`TermFilter.LIMIT`). tests/test_text.py holds the
+# remembered answer to `_read_levels` on every text of every bundle and on generated texts.
+SHORT_TEXT = 200
+
+
+@functools.lru_cache(maxsize=10_000)
+def _short_levels(text: str) -> tuple[str, ...]:
+    return tuple(_read_levels(text))
+
+
+def _read_levels(text: str | None) -> list[str]:
+    """`find_levels` read afresh."""
     return sort_levels(label for _, _, labels in level_mentions(text) for label in labels)
 
 
