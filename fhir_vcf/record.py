@@ -335,6 +335,7 @@ def _load_resources(
     entries: Iterable[tuple[str | None, Mapping[str, Any], str]], *, source: str
 ) -> list[PatientRecord]:
     index: dict[str, Resource] = {}
+    refs: dict[int, str] = {}  # each read resource's reference by object id, shared like `index`
     validated: list[tuple[Resource, str, str | None, str]] = []  # (resource, its reference, the patient it names, type)
     set_aside: list[tuple[Mapping[str, Any], str]] = []  # (a resource set aside, why), in input order
     for full_url, data, label in entries:
@@ -362,9 +363,9 @@ def _load_resources(
         if full_url and (full_url != ref or not rid):  # most fullUrls are the "Type/id" just indexed (an id has no "/")
             index.setdefault(full_url, resource)
             index.setdefault(relative_reference(full_url), resource)
+        refs[id(resource)] = ref
         validated.append((resource, ref, None if rtype == "Patient" else _patient_reference(resource), rtype))
 
-    refs: dict[int, str] = {id(resource): ref for resource, ref, _, _ in validated}  # shared, like `index`
     keys: dict[str, str] = {}  # reference -> its patient key (most resources of an input name the same patient)
 
     def patient_key(reference: str) -> str:
