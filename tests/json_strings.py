@@ -3,7 +3,10 @@ the samples and test bundles)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from every_bundle import BUNDLES
 
 
 def strings_in(value: Any) -> list[str]:
@@ -15,3 +18,15 @@ def strings_in(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in strings_in(v)]
     return []
+
+
+def bundle_strings() -> list[str]:
+    """Every distinct string of every bundle under samples/ and tests/data/ (a file that is not JSON
+    is passed over), sorted: the texts a reader's fast path is held to its plain route on."""
+    found: set[str] = set()
+    for path in BUNDLES:
+        try:
+            found.update(strings_in(json.loads(path.read_text(encoding="utf-8"))))
+        except ValueError:
+            continue
+    return sorted(found)

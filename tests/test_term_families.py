@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from every_bundle import BUNDLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from json_strings import strings_in
+from json_strings import bundle_strings
 
 from fhir_vcf.mappers import _context as ctx
 from fhir_vcf.mappers import assertion, care, exclusions, fractures, text
@@ -149,13 +148,8 @@ def _check_scan_after_gate(body: str) -> None:
 
 def _bundle_texts() -> list[str]:
     """Every string of every bundle under samples/ and tests/data/, and its upper-case form."""
-    found: set[str] = set()
-    for path in BUNDLES:
-        try:
-            found.update(strings_in(json.loads(path.read_text(encoding="utf-8"))))
-        except ValueError:
-            continue
-    return sorted(found | {t.upper() for t in found})
+    found = bundle_strings()
+    return sorted({*found, *(t.upper() for t in found)})
 
 
 def test_scan_after_the_family_gate_on_every_bundle_text() -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
-from every_bundle import BUNDLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from json_strings import strings_in
+from json_strings import bundle_strings
 
 from fhir_vcf.mappers import assertion, text
 
@@ -244,16 +242,6 @@ def test_an_ordinal_level_written_with_a_long_s_is_read_not_a_crash():
     assert text.find_levels("ſixth thoracic vertebra, healed") == ["T6"]
 
 
-def _bundle_strings() -> list[str]:
-    found: set[str] = set()
-    for path in BUNDLES:
-        try:
-            found.update(strings_in(json.loads(path.read_text(encoding="utf-8"))))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
 def _check_remembered_levels(value: str) -> None:
     fresh = text._read_levels(value)
     first = text.find_levels(value)
@@ -263,7 +251,7 @@ def _check_remembered_levels(value: str) -> None:
 
 
 def test_remembered_levels_on_every_bundle_text() -> None:
-    values = _bundle_strings()
+    values = bundle_strings()
     for value in values:
         _check_remembered_levels(value)
     assert any(text.find_levels(v) for v in values if len(v) <= text.SHORT_TEXT)  # levels are remembered
