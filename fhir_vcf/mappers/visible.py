@@ -79,7 +79,8 @@ class VisibleRecord:
             found = texts_of(resource)
             if found:
                 at = ref(resource)
-                rows += [(resource, at, element, text) for element, text in found]
+                for element, text in found:  # a loop: a comprehension is a call of its own
+                    rows.append((resource, at, element, text))
         return rows
 
     def hidden(self) -> int:
