@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -29,6 +30,7 @@ LANES = (("imaging", "Imaging", 160), ("orders", "Orders", 190), ("treatments", 
 AXIS_Y = 272
 HEIGHT = 312
 MERGE_PX = 14  # marks of one lane closer than this merge into one
+_SHORT_DATES = 1024  # axis dates remembered: about three years of Mondays, firsts of months and as-of days
 EARLIER_DAYS = 60  # events more than this before the onset are summarised, not drawn (a 2019 MRI)
 SETTING_WORDS = {"hospitalized": "hospitalized", "ambulatory": "outpatient", "observation": "observation stay",
                  "unknown": "setting unknown"}
@@ -119,7 +121,10 @@ def _ticks(scale: Scale) -> list[date]:
     return out
 
 
+@lru_cache(maxsize=_SHORT_DATES)
 def _short_date(day: date) -> str:
+    """"5 Jun": the axis's ticks (Mondays, firsts of months) and the as-of date, the same few days for
+    every patient of a season; `strftime` is the costliest call of a tick (~1.6 us, a locale lookup)."""
     return f"{day.day} {day.strftime('%b')}"
 
 
