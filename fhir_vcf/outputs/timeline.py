@@ -128,8 +128,9 @@ def _short_date(day: date) -> str:
     return f"{day.day} {day.strftime('%b')}"
 
 
-def _label(x: float, y: float, markup: str, *, anchor: str = "middle", css: str = "", color: str = "") -> str:
-    """A `<text>` of markup already safe: a number, a date or words of this module's own."""
+def _label(x: float | str, y: float, markup: str, *, anchor: str = "middle", css: str = "", color: str = "") -> str:
+    """A `<text>` of markup already safe: a number, a date or words of this module's own. `x` may be a
+    coordinate's text already written (the same characters an f-string writes of the float)."""
     fill = f' fill="{color}"' if color else ""
     klass = f' class="{css}"' if css else ""
     return f'<text x="{x}" y="{y}" text-anchor="{anchor}"{klass}{fill}>{markup}</text>'
@@ -241,15 +242,18 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
                          f'stroke-dasharray="6 4" stroke-width="1"><title>{escape(words)} {value:g}</title></line>')
             parts.append(_label(WIDTH - RIGHT - 2, y - 3, f"{words} {value:g}", anchor="end", css="tl-note",
                                 color=COLORS["threshold"]))
+    # A score's coordinates are written once, for the line, its mark and its label (a float's text is
+    # the costliest part of a mark, and a page has about twenty scores).
     points = []
     for d, s in dated["painScores"]:
         if d >= scale.start:
             value = float(s.get("value", 0))
-            points.append((scale.x(d), _pain_y(value), value, d, s))
+            x, y = scale.x(d), _pain_y(value)
+            points.append((x, y, f"{x}", f"{y}", value, d, s))
     if len(points) > 1:
-        path = " ".join(f"{x},{y}" for x, y, *_ in points)
+        path = " ".join(f"{at_x},{at_y}" for _x, _y, at_x, at_y, *_ in points)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{COLORS["pain"]}" stroke-width="2"/>')
-    for x, y, value, d, s in points:
+    for x, y, at_x, at_y, value, d, s in points:
         setting = str(s.get("setting") or "unknown")
         where = s.get("encounterLabel") or SETTING_WORDS.get(setting, setting)
         shown = f"{value:g}"
@@ -258,8 +262,8 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
             parts.append(f'<rect x="{x - 5}" y="{y - 5}" width="10" height="10" {_PAIN_MARK}'
                          f'<title>{title}</title></rect>')
         else:
-            parts.append(f'<circle cx="{x}" cy="{y}" r="5" {_PAIN_MARK}<title>{title}</title></circle>')
-        parts.append(_label(x, y - 9, shown, css="tl-value", color=COLORS["text"]))
+            parts.append(f'<circle cx="{at_x}" cy="{at_y}" r="5" {_PAIN_MARK}<title>{title}</title></circle>')
+        parts.append(_label(at_x, y - 9, shown, css="tl-value", color=COLORS["text"]))
 
     # Event lanes: one diamond per day, a few words beside it, the whole list in its title.
     for key, _name, y in LANES:
