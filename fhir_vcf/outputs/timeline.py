@@ -230,10 +230,10 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
 
     # Grid and axis.
     for tick in _ticks(scale):
-        x = scale.x(tick)
-        parts.append(f'<line x1="{x}" y1="{PAIN_TOP}" x2="{x}" y2="{AXIS_Y}" stroke="{COLORS["grid"]}" '
+        at_x = f"{scale.x(tick)}"  # written once for the line's two ends and the label
+        parts.append(f'<line x1="{at_x}" y1="{PAIN_TOP}" x2="{at_x}" y2="{AXIS_Y}" stroke="{COLORS["grid"]}" '
                      f'stroke-width="0.5" stroke-dasharray="2 3"/>')
-        parts.append(_label(x, AXIS_Y + 16, _short_date(tick), css="tl-tick", color=COLORS["muted"]))
+        parts.append(_label(at_x, AXIS_Y + 16, _short_date(tick), css="tl-tick", color=COLORS["muted"]))
     parts.append(_FRAME)
 
     # Pain: the policy's thresholds, the scores joined in time order.
@@ -279,7 +279,8 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
             row = (row + 1) % 2 if x - last_x < 70 else 0
             last_x = x
             title = "; ".join(f"{e.get('date')}: {_event_words(key, e)}" for e in events)
-            parts.append(f'<path d="M{x} {y - 6} L{x + 6} {y} L{x} {y + 6} L{x - 6} {y} Z" fill="{color}">'
+            at_x = f"{x}"  # written once for the diamond's top and bottom
+            parts.append(f'<path d="M{at_x} {y - 6} L{x + 6} {y} L{at_x} {y + 6} L{x - 6} {y} Z" fill="{color}">'
                          f'<title>{escape(title)}</title></path>')
             parts.append(_text(x + 9, y + 4 + row * 12, _lane_label(key, events),
                                anchor="start", css="tl-label", color=COLORS["text"]))
