@@ -268,3 +268,11 @@ def test_a_days_position_is_the_same_asked_again():
             day = start + timedelta(days=offset)
             assert scale.x(day) == plain.x(day) and scale.x(day) == plain.x(day)
         assert scale.days == plain.days
+
+
+def test_an_axis_date_reads_the_same_asked_again():
+    """_short_date is remembered: every day of three years, asked twice, reads as strftime writes it."""
+    start = date(2024, 1, 1)
+    for offset in range(3 * 366):
+        day = start + timedelta(days=offset)
+        assert _short_date(day) == f"{day.day} {day.strftime('%b')}" == _short_date(day)

@@ -135,7 +135,7 @@ def evidence_lines(criterion: Mapping[str, Any], evaluation: Mapping[str, Any],
     evaluation's `pain_settings`, for a caller that reads every criterion (the page: read once, not
     once a criterion).
     """
-    details = [d for d in criterion.get("evidenceDetail") or () if isinstance(d, Mapping)]
+    details = [d for d in criterion.get("evidenceDetail") or () if is_mapping(d)]
     if not details:
         return [EvidenceLine(str(ref), str(ref)) for ref in criterion.get("evidence") or ()]
     settings = pain_settings(evaluation) if settings is None else settings
@@ -151,20 +151,29 @@ def evidence_lines(criterion: Mapping[str, Any], evaluation: Mapping[str, Any],
             continue
         first = items[0]
         resource, day = str(first.get("resource") or ""), str(first.get("date") or "")
-        # A quotation the reason already makes (a criterion decided by prose) is not printed twice.
-        found = list(dict.fromkeys(f for f in (_strip_date(str(i.get("found") or ""), day) for i in items)
-                                   if f and not (f.startswith("'") and f in reason)))
-        if len(found) > FOUND_PER_LINE:  # a line stays a line: the rest is counted, the elements listed
-            found = [*found[:FOUND_PER_LINE], f"and {len(found) - FOUND_PER_LINE} more"]
-        found = [f if len(f) <= FOUND_MAX else f[: FOUND_MAX - 1].rstrip() + "…" for f in found]
+        # Each item read once (a line has one or two): its words, element and method, first seen first.
+        said: dict[str, None] = {}
+        elements: dict[str, None] = {}
+        methods: dict[str, None] = {}
+        for item in items:
+            if words := item.get("found"):
+                said[str(words)] = None
+            if element := item.get("element"):
+                elements[str(element)] = None
+            if method := item.get("method"):
+                methods[str(method)] = None
         if ref in settings:  # "NRS 7 on 2025-06-20": the score's own words keep their date
-            text = "; ".join(dict.fromkeys(str(i.get("found") or "") for i in items if i.get("found"))) or resource
+            text = "; ".join(said) or resource
             text += f", {settings[ref]}"
         else:
+            # A quotation the reason already makes (a criterion decided by prose) is not printed twice.
+            found = list(dict.fromkeys(f for f in (_strip_date(words, day) for words in said)
+                                       if f and not (f.startswith("'") and f in reason)))
+            if len(found) > FOUND_PER_LINE:  # a line stays a line: the rest is counted, the elements listed
+                found = [*found[:FOUND_PER_LINE], f"and {len(found) - FOUND_PER_LINE} more"]
+            found = [f if len(f) <= FOUND_MAX else f[: FOUND_MAX - 1].rstrip() + "…" for f in found]
             head = ", ".join(p for p in (resource, day) if p) or ref
             text = f"{head}: {' · '.join(found)}" if found else head
-        elements = list(dict.fromkeys(str(i.get("element") or "") for i in items if i.get("element")))
-        methods = list(dict.fromkeys(str(i.get("method") or "") for i in items if i.get("method")))
         lines.append(EvidenceLine(text, ref, " · ".join(elements), ", ".join(methods)))
     return lines
 

@@ -94,7 +94,7 @@ def section(evaluation: Mapping[str, Any], index: int = 1) -> dict[str, Any]:
     patient = evaluation.get("patientDetail") if isinstance(evaluation.get("patientDetail"), Mapping) else {}
     reference = str(evaluation.get("patient") or "")
     ids = [*(patient.get("identifiers") or ()), reference]
-    criteria = [c for c in evaluation.get("criteria") or () if isinstance(c, Mapping)]
+    criteria = [c for c in evaluation.get("criteria") or () if explain.is_mapping(c)]
     request = evaluation.get("request") if isinstance(evaluation.get("request"), Mapping) else None
     order = ""
     if request:
@@ -132,7 +132,7 @@ def section(evaluation: Mapping[str, Any], index: int = 1) -> dict[str, Any]:
         "skipped": explain.skipped_text(evaluation),
         "activities": explain.careplan_activities(evaluation),
         "sources": [{"id": s.get("id", ""), "citation": s.get("citation", ""), "url": s.get("url", "")}
-                    for s in evaluation.get("policySources") or () if isinstance(s, Mapping)],
+                    for s in evaluation.get("policySources") or () if explain.is_mapping(s)],
     }
 
 

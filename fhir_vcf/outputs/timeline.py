@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -29,6 +30,8 @@ LANES = (("imaging", "Imaging", 160), ("orders", "Orders", 190), ("treatments", 
 AXIS_Y = 272
 HEIGHT = 312
 MERGE_PX = 14  # marks of one lane closer than this merge into one
+_SHORT_DATES = 1024  # axis dates remembered: about three years of Mondays, firsts of months and as-of days
+_PAIN_YS = 256  # pain heights remembered: the scores' values and the policies' thresholds
 EARLIER_DAYS = 60  # events more than this before the onset are summarised, not drawn (a 2019 MRI)
 SETTING_WORDS = {"hospitalized": "hospitalized", "ambulatory": "outpatient", "observation": "observation stay",
                  "unknown": "setting unknown"}
@@ -119,12 +122,16 @@ def _ticks(scale: Scale) -> list[date]:
     return out
 
 
+@lru_cache(maxsize=_SHORT_DATES)
 def _short_date(day: date) -> str:
+    """"5 Jun": the axis's ticks (Mondays, firsts of months) and the as-of date, the same few days for
+    every patient of a season; `strftime` is the costliest call of a tick (~1.6 us, a locale lookup)."""
     return f"{day.day} {day.strftime('%b')}"
 
 
-def _label(x: float, y: float, markup: str, *, anchor: str = "middle", css: str = "", color: str = "") -> str:
-    """A `<text>` of markup already safe: a number, a date or words of this module's own."""
+def _label(x: float | str, y: float, markup: str, *, anchor: str = "middle", css: str = "", color: str = "") -> str:
+    """A `<text>` of markup already safe: a number, a date or words of this module's own. `x` may be a
+    coordinate's text already written (the same characters an f-string writes of the float)."""
     fill = f' fill="{color}"' if color else ""
     klass = f' class="{css}"' if css else ""
     return f'<text x="{x}" y="{y}" text-anchor="{anchor}"{klass}{fill}>{markup}</text>'
@@ -135,7 +142,10 @@ def _text(x: float, y: float, body: str, *, anchor: str = "middle", css: str = "
     return _label(x, y, escape(body), anchor=anchor, css=css, color=color)
 
 
+@lru_cache(maxsize=_PAIN_YS)
 def _pain_y(value: float) -> float:
+    """A score's height: remembered, since scores take few values (0-10) and the clamp and the rounding
+    cost ~0.5 us, about twenty times a picture."""
     return round(PAIN_BOTTOM - (PAIN_BOTTOM - PAIN_TOP) * max(0.0, min(10.0, value)) / 10, 1)
 
 
@@ -220,10 +230,10 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
 
     # Grid and axis.
     for tick in _ticks(scale):
-        x = scale.x(tick)
-        parts.append(f'<line x1="{x}" y1="{PAIN_TOP}" x2="{x}" y2="{AXIS_Y}" stroke="{COLORS["grid"]}" '
+        at_x = f"{scale.x(tick)}"  # written once for the line's two ends and the label
+        parts.append(f'<line x1="{at_x}" y1="{PAIN_TOP}" x2="{at_x}" y2="{AXIS_Y}" stroke="{COLORS["grid"]}" '
                      f'stroke-width="0.5" stroke-dasharray="2 3"/>')
-        parts.append(_label(x, AXIS_Y + 16, _short_date(tick), css="tl-tick", color=COLORS["muted"]))
+        parts.append(_label(at_x, AXIS_Y + 16, _short_date(tick), css="tl-tick", color=COLORS["muted"]))
     parts.append(_FRAME)
 
     # Pain: the policy's thresholds, the scores joined in time order.
@@ -236,15 +246,18 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
                          f'stroke-dasharray="6 4" stroke-width="1"><title>{escape(words)} {value:g}</title></line>')
             parts.append(_label(WIDTH - RIGHT - 2, y - 3, f"{words} {value:g}", anchor="end", css="tl-note",
                                 color=COLORS["threshold"]))
+    # A score's coordinates are written once, for the line, its mark and its label (a float's text is
+    # the costliest part of a mark, and a page has about twenty scores).
     points = []
     for d, s in dated["painScores"]:
         if d >= scale.start:
             value = float(s.get("value", 0))
-            points.append((scale.x(d), _pain_y(value), value, d, s))
+            x, y = scale.x(d), _pain_y(value)
+            points.append((x, y, f"{x}", f"{y}", value, d, s))
     if len(points) > 1:
-        path = " ".join(f"{x},{y}" for x, y, *_ in points)
+        path = " ".join(f"{at_x},{at_y}" for _x, _y, at_x, at_y, *_ in points)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{COLORS["pain"]}" stroke-width="2"/>')
-    for x, y, value, d, s in points:
+    for x, y, at_x, at_y, value, d, s in points:
         setting = str(s.get("setting") or "unknown")
         where = s.get("encounterLabel") or SETTING_WORDS.get(setting, setting)
         shown = f"{value:g}"
@@ -253,8 +266,8 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
             parts.append(f'<rect x="{x - 5}" y="{y - 5}" width="10" height="10" {_PAIN_MARK}'
                          f'<title>{title}</title></rect>')
         else:
-            parts.append(f'<circle cx="{x}" cy="{y}" r="5" {_PAIN_MARK}<title>{title}</title></circle>')
-        parts.append(_label(x, y - 9, shown, css="tl-value", color=COLORS["text"]))
+            parts.append(f'<circle cx="{at_x}" cy="{at_y}" r="5" {_PAIN_MARK}<title>{title}</title></circle>')
+        parts.append(_label(at_x, y - 9, shown, css="tl-value", color=COLORS["text"]))
 
     # Event lanes: one diamond per day, a few words beside it, the whole list in its title.
     for key, _name, y in LANES:
@@ -266,7 +279,8 @@ def render_timeline_svg(evaluation: Mapping[str, Any], *, id_prefix: str = "tl",
             row = (row + 1) % 2 if x - last_x < 70 else 0
             last_x = x
             title = "; ".join(f"{e.get('date')}: {_event_words(key, e)}" for e in events)
-            parts.append(f'<path d="M{x} {y - 6} L{x + 6} {y} L{x} {y + 6} L{x - 6} {y} Z" fill="{color}">'
+            at_x = f"{x}"  # written once for the diamond's top and bottom
+            parts.append(f'<path d="M{at_x} {y - 6} L{x + 6} {y} L{at_x} {y + 6} L{x - 6} {y} Z" fill="{color}">'
                          f'<title>{escape(title)}</title></path>')
             parts.append(_text(x + 9, y + 4 + row * 12, _lane_label(key, events),
                                anchor="start", css="tl-label", color=COLORS["text"]))
