@@ -175,8 +175,19 @@ def patient_reference(value: str) -> str:
 def keyed_patient_hash(key: bytes, value: str) -> str:
     """Hex HMAC-SHA256 of the patient reference (surrogates and any other code point hashed, never
     an encoding error: an id that cannot be hashed must not cost a log line or an audit row)."""
-    message = patient_reference(value).encode("utf-8", "surrogatepass")
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    mac = _keyed_mac(key).copy()
+    mac.update(patient_reference(value).encode("utf-8", "surrogatepass"))
+    return mac.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed_mac(key: bytes) -> hmac.HMAC:
+    """The HMAC keyed with `key` before any message: each hash copies it (`HMAC.copy`, the
+    documented way to share a prefix). Setting the key up is most of a short message's cost:
+    a patient hash 25.5 -> 18 K instructions (callgrind); twice a hook call (log line, audit row).
+    Never updated, so threads may copy it at once. At most the store's key and a few others (tests,
+    the command line's random one) are held."""
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 class OwnId(str):

@@ -203,6 +203,42 @@ def test_patient_hashes_are_keyed():
         logs.set_patient_key(old)
 
 
+def test_a_patient_hash_from_the_prepared_key_is_the_plain_hmac():
+    """`keyed_patient_hash` copies an HMAC keyed once (`_keyed_mac`): every hash, of any key, in any
+    order and from many threads at once, is the plain HMAC of that key and reference."""
+    import hashlib
+    import hmac
+    import threading
+
+    from fhir_vcf import logs
+
+    values = ["p-1", "Patient/p-1", " 123 ", "\ud800", "é" * 300, "", "x/Patient/y"]
+    keys = [b"k" * 32, b"", b"s" * 200, b"k" * 32]
+
+    def plain(key: bytes, value: str) -> str:
+        message = logs.patient_reference(value).encode("utf-8", "surrogatepass")
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+    for _ in range(2):
+        for key in keys:
+            for value in values:
+                assert logs.keyed_patient_hash(key, value) == plain(key, value), (key, value)
+    wrong: list[tuple[bytes, str]] = []
+
+    def hash_many() -> None:
+        for i in range(300):
+            key, value = keys[i % len(keys)], values[i % len(values)]
+            if logs.keyed_patient_hash(key, value) != plain(key, value):
+                wrong.append((key, value))
+
+    threads = [threading.Thread(target=hash_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
+
+
 @pytest.mark.parametrize("pid", ["p_secret_1", "p%20secret", "p:secret", "p~secret!x", "P@secret"])
 def test_redaction_covers_every_id_character(pid):
     """A patient id runs to the next delimiter, whatever it holds (urllib3 DEBUG lines leaked the part

@@ -336,6 +336,38 @@ def test_canonical_uuid_fast_path_agrees_with_parsing() -> None:
         assert _canonical_uuid(value) == parsed(value), value
 
 
+def test_utcnow_is_the_naive_utc_time() -> None:
+    """`_utcnow` drops the zone with `combine`, not `replace(tzinfo=None)`: the same naive UTC time."""
+    from datetime import UTC
+
+    from fhir_vcf.store import _utcnow
+
+    before = datetime.now(UTC).replace(tzinfo=None)
+    now = _utcnow()
+    after = datetime.now(UTC).replace(tzinfo=None)
+    assert type(now) is datetime and now.tzinfo is None
+    assert before <= now <= after
+
+
+def test_a_card_row_stores_the_text_lists_give(store: Store) -> None:
+    """`_card_row` hands the card's tuples to the JSON columns: the stored text is what the lists
+    it copied them into before gave, and reads back as lists."""
+    import json
+
+    from fhir_vcf.store import audit_card
+
+    card = IssuedCard(new_card(), ("s-1", "s-2"), (("urn:r", "c1"), (None, "c2")))
+    bare = IssuedCard(new_card())
+    store.record_call(hook="order-sign", service_id="x", cards=[card, bare])
+    query = sa.select(audit_card.c.card_uuid, sa.cast(audit_card.c.suggestion_ids, sa.Text),
+                      sa.cast(audit_card.c.override_reasons, sa.Text), audit_card.c.override_reasons)
+    with store.engine.connect() as conn:
+        rows = {row[0]: row[1:] for row in conn.execute(query)}
+    assert rows[card.uuid] == (json.dumps(["s-1", "s-2"]), json.dumps([["urn:r", "c1"], [None, "c2"]]),
+                               [["urn:r", "c1"], [None, "c2"]])
+    assert rows[bare.uuid] == ("null", "null", None)  # unknown: JSON null, as before
+
+
 def test_concurrent_audit_writes_on_a_sqlite_file_all_land(tmp_path: Path) -> None:
     s = Store(f"sqlite:///{tmp_path / 'many.db'}")
 
