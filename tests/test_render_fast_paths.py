@@ -205,3 +205,53 @@ def test_supporting_references_read_in_one_pass_are_as_each_criterions_joined():
         assert got == _supporting_refs_as_before(judgement, addresses, facts.patient)
         cited += len(got)
     assert cited > 0
+
+
+def _members(value):
+    """A value's members at every depth, in order: equal only when two plans are written alike."""
+    if type(value) is dict:
+        return [(key, _members(item)) for key, item in value.items()]
+    if type(value) is list:
+        return [_members(item) for item in value]
+    return value
+
+
+def _assert_as_pruned(plan):
+    from fhir_vcf.outputs.prune import prune_empty
+
+    assert _members(plan) == _members(prune_empty(plan))
+
+
+def test_the_careplan_is_built_as_prune_empty_leaves_it():
+    """`build_careplan` adds only elements with content and no longer prunes what it built: every plan of
+    every bundle, for each policy, is its own pruned copy, member for member and in order."""
+    from fhir_vcf.outputs.careplan import build_careplan
+
+    plans = 0
+    for judgement, facts, policy in _judged_records():
+        _assert_as_pruned(build_careplan(judgement, facts, policy))
+        plans += 1
+    assert plans > 100
+
+
+def test_a_careplan_of_empty_words_is_built_as_prune_empty_leaves_it(monkeypatch):
+    """What no bundle's judgement holds: a decision without a reason, evidence that names no resource, codes
+    without a display; each decision's plan is still its own pruned copy."""
+    from dataclasses import replace
+
+    from fhir_vcf.outputs import careplan
+    from fhir_vcf.rules.judgement import CriterionResult
+
+    cited = (Evidence("", "code", Method.CODE), Evidence("Condition/z", "code", Method.CODE))
+    nameless = CriterionResult("X9", "Title", "exclusion", "LCD", "present", "why", evidence=cited)
+    built = 0
+    for n, (judgement, facts, policy) in enumerate(itertools.islice(_judged_records(), 0, None, 7)):
+        displays = {} if n % 2 else careplan._DISPLAY
+        monkeypatch.setattr(careplan, "_DISPLAY", displays)
+        for decision in ("eligible", "not-eligible", "needs-review", "insufficient-data"):
+            for reason, missing in (("", ()), ("why", judgement.missing)):
+                odd = replace(judgement, decision=decision, decision_reason=reason, missing=missing,
+                              criteria=(*judgement.criteria, nameless))
+                _assert_as_pruned(careplan.build_careplan(odd, facts, policy))
+                built += 1
+    assert built > 100

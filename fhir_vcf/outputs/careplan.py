@@ -13,7 +13,9 @@ both code sets, because one CodeableConcept with 22510 and 22513 would claim the
 
 The resource is a draft proposal with a deterministic identifier (sha256 of patient|policy|as-of),
 so a REST write-back can use a conditional create. CDS Hooks forbids empty strings, arrays and
-nulls, so every element is added only when it has content.
+nulls, so every element is added only when it has content: the plan is built as `prune_empty` would
+leave it (tests/test_render_fast_paths.py holds it so), not built and then copied by it (a walk of
+every value, as long as building it); the card still prunes its own copy (`outputs.cards`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from fhir_vcf.facts import FractureFacts, Status
 from fhir_vcf.levels import region, sort_levels
 from fhir_vcf.mappers.codes import cpt, loinc
 from fhir_vcf.mappers.codes.systems import CPT, LOINC
-from fhir_vcf.outputs.prune import prune_empty
 from fhir_vcf.rules.judgement import Judgement
 from fhir_vcf.rules.policy import Policy
 from fhir_vcf.rules.scope import REVIEW_PREFIX
@@ -74,7 +75,7 @@ def build_careplan(judgement: Judgement, facts: FractureFacts, policy: Policy) -
     addresses = _fracture_refs(judgement, facts)
     if addresses:
         plan["addresses"] = [{"reference": r} for r in addresses]
-    support = _supporting_refs(judgement, addresses, facts.patient)
+    support = [r for r in _supporting_refs(judgement, addresses, facts.patient) if r]  # an evidence may name none
     if support:
         plan["supportingInfo"] = [{"reference": r} for r in support]
     activities = _activities(judgement, facts, addresses)
@@ -82,7 +83,7 @@ def build_careplan(judgement: Judgement, facts: FractureFacts, policy: Policy) -
         plan["activity"] = activities
     if judgement.decision_reason:
         plan["note"] = [{"text": judgement.decision_reason}]
-    return prune_empty(plan)
+    return plan
 
 
 def _description(judgement: Judgement, policy: Policy) -> str:
@@ -109,17 +110,21 @@ def _supporting_refs(judgement: Judgement, addresses: list[str], patient: str) -
 
 
 def _concept(text: str, *codes: tuple[str, str]) -> dict[str, Any]:
-    coding = [{"system": system, "code": code, "display": _DISPLAY.get(code, "")} for system, code in codes]
+    """`text`: words of this module, never empty; a code's display only when it has one."""
+    coding = []
+    for system, code in codes:
+        entry = {"system": system, "code": code}
+        display = _DISPLAY.get(code)
+        if display:
+            entry["display"] = display
+        coding.append(entry)
     return {"coding": coding, "text": text} if coding else {"text": text}
 
 
 def _activity(text: str, description: str, *codes: tuple[str, str], reasons: list[str] = ()) -> dict[str, Any]:
-    detail: dict[str, Any] = {
-        "kind": "ServiceRequest",
-        "code": _concept(text, *codes),
-        "status": "not-started",
-        "description": description,
-    }
+    detail: dict[str, Any] = {"kind": "ServiceRequest", "code": _concept(text, *codes), "status": "not-started"}
+    if description:  # empty only when a judgement gives no reason ("Complete the work-up")
+        detail["description"] = description
     if reasons:
         detail["reasonReference"] = [{"reference": r} for r in reasons]
     return {"detail": detail}
