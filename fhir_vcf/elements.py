@@ -347,7 +347,7 @@ def _resource(data: dict[str, Any], table: _Table, rtype: str) -> Element:
         _remember(key, None)
         return node
     try:
-        text = orjson.dumps(data, option=_KEY_OPTIONS)
+        text = orjson.dumps(data, option=KEY_OPTIONS)
     except orjson.JSONEncodeError:
         return _build(data, table, 0)
     if seen is not None and seen[0] == text:
@@ -390,7 +390,9 @@ def _shareable(data: dict[str, Any], table: _Table) -> bool:
 # (`_Table.shared`). Bounded like `_Primitive`: at `_FLAT_LIMIT` the memory is emptied and refills.
 _FLAT: dict[tuple[int, int, bytes], Element] = {}
 _FLAT_LIMIT = 20_000
-_KEY_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+# orjson's options for a text that decides content: a subclass, a datetime or a dataclass is refused, not written
+# like the plain JSON value (the loader's routine screen keys its memory the same way).
+KEY_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _read(data: Any, table: _Table, depth: int) -> Element:
@@ -418,7 +420,7 @@ def _element(data: dict[str, Any], table: _Table, depth: int) -> Element:
     if not table.shared:
         return _build(data, table, depth)
     try:
-        text = orjson.dumps(data, option=_KEY_OPTIONS)
+        text = orjson.dumps(data, option=KEY_OPTIONS)
     except orjson.JSONEncodeError:
         return _build(data, table, depth)
     key = (id(table), depth, text)

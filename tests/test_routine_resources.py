@@ -341,3 +341,50 @@ def test_the_screens_fast_paths_answer_as_before(monkeypatch):
     assert now == before
     answers = {answer for pair in now for answer in pair}
     assert {None, loader.ENTERED_IN_ERROR, loader.CANCELLED, loader.REFUTED, *REASONS} <= answers
+
+
+class _Text(str):
+    """A str subclass: the screen asks `type(...) is str`, so it must not read as the plain text."""
+
+
+class _Coding(dict):
+    """A dict subclass: the screen asks `type(...) is dict`, so it must not read as the plain coding."""
+
+
+def test_a_concept_met_again_is_screened_exactly_as_when_screened_each_time():
+    """`_routinely_coded` remembers its answer by the concept's JSON text (`_Routine.coded`): on every
+    concept the screen reaches in every bundle here and the realistic records, and at the edges (what
+    Python calls equal and orjson writes apart, null and NaN, subclasses, key order, an integer past 64
+    bits), screening three times in turn from memory gives what the screen gives each time without it."""
+    resources = [e["resource"] for p in _bundles() for e in json.loads(p.read_text()).get("entry", [])
+                 if isinstance(e.get("resource"), dict)]
+    resources += [heart_rate(), blood_pressure(), lisinopril(), hypertension()]
+    coding = {"system": "http://loinc.org", "code": "8867-4"}
+    edges: list[Any] = [1, 1.0, True, "1", None, float("nan"), 10**30, "Heart rate", _Text("Heart rate"), "Pulse"]
+    for value in edges + edges[::-1]:
+        resources.append(heart_rate(code={"coding": [{**coding, "display": value}]}))
+        resources.append(heart_rate(code={"coding": [{**coding, "display": "Heart rate"}], "text": value}))
+    resources += [heart_rate(code={"coding": [_Coding(coding)]}), heart_rate(code={"coding": [coding]}),
+                  heart_rate(code={"text": "Heart rate", "coding": [{"code": "8867-4", "system": "http://loinc.org"}]}),
+                  heart_rate(code={"coding": [coding], "text": "Heart rate"}), heart_rate(code={"coding": [coding, 1]})]
+    routines = [(loader._ROUTINE[r["resourceType"]], r) for r in resources if r.get("resourceType") in loader._ROUTINE]
+    concepts = [(routine, r.get(routine.concept)) for routine, r in routines]
+    concepts += [(routine, c.get("code")) for routine, r in routines for c in r.get("component") or ()
+                 if isinstance(c, dict)]
+    assert len(concepts) > 1000
+    for routine in loader._ROUTINE.values():
+        routine.coded.clear()  # nothing met before
+    remembered = [[loader._routinely_coded(concept, routine) for routine, concept in concepts] for _ in range(3)]
+    each_time = [type(concept) is dict and loader._coded(concept, routine) for routine, concept in concepts]
+    assert remembered == [each_time] * 3
+    assert True in each_time and False in each_time
+    assert sum(len(routine.coded) for routine in loader._ROUTINE.values()) > 20  # the second and third from memory
+
+
+def test_concepts_met_are_remembered_boundedly(monkeypatch):
+    monkeypatch.setattr(loader, "_CODED_LIMIT", 5)
+    routine = loader._ROUTINE["Observation"]
+    routine.coded.clear()
+    for i in range(23):
+        assert not loader._routinely_coded({"coding": [{"system": "http://loinc.org", "code": f"x{i}"}]}, routine)
+    assert 0 < len(routine.coded) <= 5
