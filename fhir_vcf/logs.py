@@ -373,6 +373,12 @@ class RedactionFilter(logging.Filter):
         return True
 
 
+# What `json.dumps(payload, default=str)` builds for every line, built once: an encoder keeps no state
+# between calls (each `encode` makes its own), and building it was ~9,300 of a line's ~75,800
+# instructions of JSON writing (callgrind).
+_LINE_ENCODER = json.JSONEncoder(default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with only the fields we know to be safe."""
 
@@ -400,7 +406,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
             payload["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(payload, default=str)  # ASCII: a lone surrogate is escaped, never a write error
+        return _LINE_ENCODER.encode(payload)  # ASCII: a lone surrogate is escaped, never a write error
 
 
 class _StderrHandler(logging.StreamHandler):

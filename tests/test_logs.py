@@ -395,3 +395,22 @@ def test_the_service_s_own_ids_skip_the_search_only_because_it_would_leave_them_
     log.info("hello", extra={"trace_id": f"Bearer {JWT}", "hookInstance": "Patient/p-8"})
     (record,) = lines(capsys)
     assert JWT not in json.dumps(record) and "p-8" not in json.dumps(record)
+
+
+def test_the_line_encoder_writes_what_json_dumps_wrote():
+    """`JsonFormatter` writes with one encoder built at import; each line must be what
+    `json.dumps(payload, default=str)` gave: ASCII, a lone surrogate and non-ASCII escaped, numbers
+    Python writes itself, anything else as its `str`."""
+    import datetime as dt
+    import uuid
+
+    from fhir_vcf import logs
+
+    payloads = [
+        {"message": "caf\u00e9 \ud800 \u2028", "status": 200, "duration_ms": 3.3, "ok": True, "none": None},
+        {"skipped": {"routine-result": 33, "duplicate": 1}, "keys": ["a", "b"], "nan": float("nan")},
+        {"when": dt.date(2025, 1, 2), "id": uuid.UUID(int=7), "big": 2**70, "inf": float("-inf")},
+        {},
+    ]
+    for payload in payloads:
+        assert logs._LINE_ENCODER.encode(payload) == json.dumps(payload, default=str)
