@@ -6,6 +6,7 @@ sample and test bundle and on models built elsewhere:
   written, each element asked for), a resource with texts in `code` and `conclusion` at most the short way;
 - `common.report_texts` lists attachments only of a resource with presentedForm or content, once per resource;
 - `common.clinical_when` reaches its memory inline; `VisibleRecord` hides what `common.after` does;
+  `common._day_or_when` keeps the day it read in a resource's memory;
 - `_context.icd_prefixes` matches as the prefix-by-prefix test did;
 - `fractures._fracture_text_levels` reuses the levels it found in the whole text, and keeps a short
   text's levels in a bounded memory; `fractures.context_text` keeps a short text's mentions so;
@@ -238,6 +239,32 @@ def test_the_view_of_an_undated_record_is_the_plain_one(path: Path) -> None:
                     assert clinical_time.parse(value) == clinical_time._instant(value, value.isoformat())
 
 
+@pytest.mark.parametrize("path", every_bundle.BUNDLES, ids=lambda p: p.name)
+def test_a_kept_day_is_the_plain_one(path: Path) -> None:
+    """`common._day_or_when` keeps its answer in a resource's memory: asked again, in either order
+    with `clinical_when` and as of any date, `after` and `clinical_day` give what the plain reading
+    (`_clinical_when`, read afresh each time) gives."""
+    try:
+        records = load_file(path)
+    except FhirVcfError:
+        return
+    dates = (*AS_OF_DATES, *every_bundle.AS_OF_DATES)
+    for record in records:
+        for resources in record.resources.values():
+            for resource in resources:
+                found = common._clinical_when(resource)[0]
+                day = found.day if found is not None else None
+                for when_first in (False, True):
+                    resource._memo = None  # as the loader gives it
+                    if when_first:
+                        common.clinical_when(resource)
+                    for _ in range(2):  # read, then kept
+                        for as_of in dates:
+                            assert common.after(resource, as_of) is (found is not None and found.after_day(as_of))
+                        assert common.clinical_day(resource) == day
+                    assert common._DAY in resource._memo
+
+
 @pytest.mark.parametrize("value", [datetime(2025, 6, 30, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
                                    datetime(2025, 7, 1, 0, 30, tzinfo=timezone(timedelta(hours=9))),
                                    datetime(2025, 7, 1, 0, 30), date(2025, 6, 30), date(2025, 7, 1),
@@ -251,7 +278,10 @@ def test_after_reads_a_loaded_day_as_written(value: Any) -> None:
     enc._memo = None
     plain = common._clinical_when(enc)[0]
     assert common.after(enc, date(2025, 6, 30)) is plain.after_day(date(2025, 6, 30))
-    assert enc._memo is None or "clinical_when" in enc._memo  # a day or a time left no half-read date behind
+    # A day or a time leaves the answer it read kept (`common._DAY`), and no half-read date behind.
+    assert set(enc._memo) <= {"clinical_when", common._DAY}
+    kept = enc._memo[common._DAY]
+    assert (kept.day if isinstance(kept, clinical_time.When) else kept) == plain.day
     enc._memo = None
     assert common.clinical_day(enc) == plain.day
 
