@@ -320,17 +320,19 @@ def read_resource(data: dict[str, Any]) -> Element:
 
 # Resources repeat too: a CDS Hooks client calls order-select again for the same patient, with the same
 # prefetch, each time the order is edited. A resource is still never shared (its identity is its
-# reference, and the mappers remember their readings on it: `_memo`), but what its walk found (its
-# elements, all of them shared or content-determined) is handed to a new Element when the same
-# resource comes again, written exactly as before: the same JSON text, as orjson writes it (see
-# `_FLAT` for why that text decides the content). The text is taken only from the second time a
-# resource is met by its Type/id and the patient it names (so a feed of new resources pays a dict
-# look-up each, not a serialisation: generated feeds, the benchmark's grown histories among them,
-# give every patient the same ids), and taken when it is stored (the caller's dict may change after
-# the read). Built each time: a resource whose text holds `null` anywhere (a JSON null, or the word in
-# a string: either way it is only not remembered), NaN or Infinity, what orjson cannot write, or an
-# element that may hold a resource (`contained`, whose resources are never shared). Bounded like `_FLAT`.
-_SEEN: dict[tuple[str, str, Any], tuple[bytes, dict[str, Any]] | None] = {}
+# reference), but what its walk found (its elements, all of them shared or content-determined) is handed
+# to a new Element when the same resource comes again, written exactly as before: the same JSON text, as
+# orjson writes it (see `_FLAT` for why that text decides the content). So is the memory of what the
+# mappers read from it (`_memo`: its clinical date and day, its free and report texts), which follows
+# from its content alone, as on a shared element; the copy remembered hands it on. The text is taken
+# only from the second time a resource is met by its Type/id and the patient it names (so a feed of new
+# resources pays a dict look-up each, not a serialisation: generated feeds, the benchmark's grown
+# histories among them, give every patient the same ids), and taken when it is stored (the caller's dict
+# may change after the read). Built each time: a resource whose text holds `null` anywhere (a JSON null,
+# or the word in a string: either way it is only not remembered), NaN or Infinity, what orjson cannot
+# write, or an element that may hold a resource (`contained`, whose resources are never shared). Bounded
+# like `_FLAT`.
+_SEEN: dict[tuple[str, str, Any], tuple[bytes, dict[str, Any], dict[Any, Any]] | None] = {}
 _SEEN_LIMIT = 2_000
 
 
@@ -353,15 +355,16 @@ def _resource(data: dict[str, Any], table: _Table, rtype: str) -> Element:
     if seen is not None and seen[0] == text:
         node = table.node.__new__(table.node)
         node.__dict__ = seen[1].copy()
-        node._memo = None
+        node._memo = seen[2]
         return node
     node = _build(data, table, 0)
     if text.find(b"null") < 0 and _shareable(data, table):
-        _remember(key, (text, node.__dict__.copy()))
+        node._memo = {}
+        _remember(key, (text, node.__dict__.copy(), node._memo))
     return node
 
 
-def _remember(key: tuple[str, str, Any], value: tuple[bytes, dict[str, Any]] | None) -> None:
+def _remember(key: tuple[str, str, Any], value: tuple[bytes, dict[str, Any], dict[Any, Any]] | None) -> None:
     if len(_SEEN) >= _SEEN_LIMIT:
         _SEEN.clear()
     _SEEN[key] = value

@@ -208,12 +208,17 @@ def test_a_resource_met_again_reads_exactly_as_when_built_each_time(monkeypatch)
     assert "refused" in built
 
 
-def test_a_resource_met_again_is_a_new_element_with_its_own_memory():
+def test_a_resource_met_again_is_a_new_element_with_the_memory_of_its_copy():
+    """Its identity is its own (its reference is worked out per record); what the mappers read from it
+    follows from its content, so the copy remembered (the second met) hands its memory on."""
     data = _observation("again", {"value": 2, "unit": "mg"})
     first, second, third = (read_resource(data) for _ in range(3))
-    first._memo = "derived"
-    assert third is not second and third == second and third._memo is None
+    assert first._memo is None and second._memo == {}
+    second._memo["derived"] = 1
+    assert third is not second and third == second and third._memo is second._memo
     assert third.valueQuantity is first.valueQuantity  # its elements are shared, as any repeated element
+    data["status"] = "amended"  # other content: a memory of its own
+    assert read_resource(data)._memo == {}
 
 
 def test_a_resource_changed_after_it_was_read_is_read_as_it_now_is():
@@ -239,3 +244,39 @@ def test_resources_met_are_remembered_boundedly(monkeypatch):
     for i in range(23):
         read_resource(_observation(f"bounded{i}", {"value": i}))
     assert 0 < len(elements._SEEN) <= 5
+
+
+def _evaluations(path, as_of_dates, policy):
+    from fhir_vcf.evaluation import evaluate_record
+    from fhir_vcf.record import load_document
+
+    records = load_document(json.loads(path.read_text(encoding="utf-8")), source=path.name)
+    return records, [evaluate_record(r, as_of=d, policy=policy) for r in records for d in as_of_dates]
+
+
+def test_a_resource_met_again_reads_from_its_memory_as_read_fresh():
+    """A resource met again with the same content is given the memory of what the mappers read from it
+    before (`elements._SEEN`); every bundle's evaluations, read with memories filled as of another day,
+    are those of a fresh read (nothing met before)."""
+    from every_bundle import AS_OF_DATES, BUNDLES
+
+    from fhir_vcf.errors import FhirVcfError
+    from fhir_vcf.rules.policy import load_policies
+
+    policy = load_policies()["cms-lcd-pva"]
+    shared = 0
+    for path in BUNDLES:
+        for order in (AS_OF_DATES, AS_OF_DATES[::-1]):
+            elements._FLAT.clear()
+            elements._SEEN.clear()
+            try:
+                _, fresh = _evaluations(path, order[:1], policy)
+            except (FhirVcfError, ValueError):
+                break
+            for _ in range(2):  # met again twice: the second remembers it, the third takes its memory
+                _evaluations(path, order[1:], policy)
+            records, again = _evaluations(path, order, policy)
+            assert again[::2] == fresh, path
+            seen = {id(entry[2]) for entry in elements._SEEN.values() if entry is not None}
+            shared += sum(id(r._memo) in seen for rec in records for rs in rec.resources.values() for r in rs)
+    assert shared > 1000
