@@ -23,14 +23,14 @@ HISTORICAL_STATUSES = frozenset({"inactive", "resolved", "remission"})
 
 _MEMOISED = (Element, Elements)  # a tuple: isinstance checks it faster than a union
 
-# What the mappers derive from one element of the record (see `fhir_vcf.elements`), a date or a
-# coding, is worked out once however many mappers ask, and kept in the element's `_memo` (a resource met again
-# with the same content is given the memory of its copy before: `fhir_vcf.elements._SEEN`);
-# models built elsewhere (tests, a draft order) have none and are simply read again. The readers
-# below are called tens of thousands of times a population run, with no closure built per call (a
-# closure and a second layer made `codings` and `texts` twice as slow); the most asked, `codings`,
-# `texts` (a remembered answer), `_kept` and `clinical_when`, reach the memory inline, `texts_of` and
-# `report_texts` through `_kept_list`, the others through one call (`memo_of`).
+# What the mappers derive from one element of the record (see `fhir_vcf.elements`), a date or a coding,
+# is worked out once however many mappers ask, and kept in the element's `_memo` (a resource met again
+# with the same content is given the memory of its copy before: `fhir_vcf.elements._SEEN`); models built
+# elsewhere (tests, a draft order) have none and are simply read again. The readers below are called
+# tens of thousands of times a population run, with no closure built per call (a closure and a second
+# layer made `codings` and `texts` twice as slow); the most asked, `codings`, `texts` (a remembered
+# answer), `_kept` and `clinical_when`, reach the memory inline, `texts_of` and `report_texts` through
+# `_kept_list`, the others through one call (`memo_of`).
 
 
 def memo_of(node: Any) -> dict[Any, Any] | None:
