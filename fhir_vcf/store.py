@@ -33,9 +33,9 @@ connection is opened within `connect_timeout` (libpq `connect_timeout`; the pool
 for a free one), a statement runs within `statement_timeout` (PostgreSQL `statement_timeout` and
 `lock_timeout`; SQLite's busy timeout, the time a writer waits for the lock, and as long for the
 one connection each process keeps to a SQLite file: `_sqlite_pool`), and on PostgreSQL a
-watchdog shuts down the socket of a connection whose server stops answering altogether (a
-server-side timeout cannot fire then). Every failure is a `StoreError`, which the transports answer
-with 503 and Retry-After.
+watchdog shuts down the socket of a connection whose server stops answering altogether, the pool's
+pre-ping included (a server-side timeout cannot fire then). Every failure is a `StoreError`, which
+the transports answer with 503 and Retry-After.
 
 The audit write. One row per hook call, committed before the answer leaves, so a worker killed
 after answering cannot lose it; it must cost well under a millisecond. SQLite runs in WAL mode
@@ -516,6 +516,23 @@ def create_store_engine(
             watch = record.info.pop(_WATCH_KEY, None) if record is not None else None
             if watch is not None:
                 watch.cancel()
+
+        # The pool pings a pooled connection (`pool_pre_ping`) before its "checkout" event arms the
+        # watch: a server gone silent since the last use held that ping, and the request thread, for
+        # good. The ping is watched too; a socket shut down fails it as a disconnect, and the pool
+        # then connects anew within `connect_timeout`.
+        ping = engine.dialect.do_ping
+
+        def _watched_ping(dbapi_connection: Any) -> bool:
+            if _UNBOUNDED.get():
+                return ping(dbapi_connection)
+            watch = _DatabaseWatch(dbapi_connection, deadline)
+            try:
+                return ping(dbapi_connection)
+            finally:
+                watch.cancel()
+
+        engine.dialect.do_ping = _watched_ping  # type: ignore[method-assign]
 
         @event.listens_for(engine, "handle_error")
         def _hung(context: Any) -> None:

@@ -260,6 +260,7 @@ def test_a_postgres_server_that_stops_answering_mid_connection_is_cut_off(databa
         store = Store(url, connect_timeout=1, statement_timeout=0.5)
         assert store.ping()
         proxy.freeze()
+        time.sleep(0.3)  # every pump has seen it: the pool's pre-ping of the checkout meets the silence
         started = time.monotonic()
         assert store.ping() is False
         with pytest.raises(StoreError):
