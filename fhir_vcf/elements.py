@@ -430,14 +430,20 @@ def _element(data: dict[str, Any], table: _Table, depth: int) -> Element:
     found = _FLAT.get(key)
     if found is None:
         found = _build(data, table, depth)
-        # None, NaN or Infinity (or a text holding the word) is never remembered, so a text found above
-        # holds none and only a new one is searched. `find`, not `in`: `in` on bytes first tries its
-        # operand as an integer, formatting (then dropping) a TypeError each time.
-        if text.find(b"null") < 0:
-            if len(_FLAT) >= _FLAT_LIMIT:
-                _FLAT.clear()
-            _FLAT[key] = found
+        remember_by_text(_FLAT, key, text, found, _FLAT_LIMIT)
     return found
+
+
+def remember_by_text(memory: dict[Any, Any], key: Any, text: bytes, value: Any, limit: int) -> None:
+    """Keep `value` under `key` in a memory keyed by `text` (orjson's, with `KEY_OPTIONS`), unless the
+    text holds `null`: None, NaN and Infinity are all written so (and a string holding the word is
+    only not remembered), so a text found in the memory holds none and only a new one is searched.
+    At `limit` the memory is emptied and refills with what recurs. `find`, not `in`: `in` on bytes
+    first tries its operand as an integer, formatting (then dropping) a TypeError each time."""
+    if text.find(b"null") < 0:
+        if len(memory) >= limit:
+            memory.clear()
+        memory[key] = value
 
 
 def _build(data: dict[str, Any], table: _Table, depth: int) -> Element:

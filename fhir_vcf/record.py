@@ -31,7 +31,7 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
 from fhir_vcf import collector
-from fhir_vcf.elements import KEY_OPTIONS, Element, NotValid, model_of, read_resource
+from fhir_vcf.elements import KEY_OPTIONS, Element, NotValid, model_of, read_resource, remember_by_text
 from fhir_vcf.errors import InputError
 
 # The resource types the mappers read. Anything else is skipped unvalidated: a feed full of
@@ -555,9 +555,9 @@ def routine_reason(data: Mapping[str, Any]) -> str | None:
 # Concepts recur (every heart rate of a feed, every lisinopril prescription, across patients): the
 # screen's answer for a concept is remembered per type, keyed by the concept's JSON text as orjson writes
 # it (`elements.KEY_OPTIONS`: the text decides the content, `fhir_vcf.elements._FLAT` says why). ~0.3 µs
-# to write the key against ~1.3 µs to screen a concept of one coding. A text holding `null` (None and NaN
-# are both written so) is not remembered, nor what orjson cannot write. Bounded: at `_CODED_LIMIT` texts a
-# type's memory is emptied and refills with what recurs.
+# to write the key against ~1.3 µs to screen a concept of one coding. Kept as the element memory keeps
+# its elements (`elements.remember_by_text`: no text holding `null`, bounded at `_CODED_LIMIT` texts a
+# type); what orjson cannot write is screened each time.
 _CODED_LIMIT = 10_000
 
 
@@ -572,10 +572,7 @@ def _routinely_coded(concept: Any, routine: _Routine) -> bool:
     found = routine.coded.get(text)
     if found is None:
         found = _coded(concept, routine)
-        if text.find(b"null") < 0:  # `find`, not `in` (see `elements._element`)
-            if len(routine.coded) >= _CODED_LIMIT:
-                routine.coded.clear()
-            routine.coded[text] = found
+        remember_by_text(routine.coded, text, text, found, _CODED_LIMIT)
     return found
 
 
